@@ -1,0 +1,133 @@
+//! Types shared by the XDP program and the daemon.
+//!
+//! Everything here is `no_std` and `#[repr(C)]`: these are the layouts of the
+//! kernel maps, so a change here is a change of the kernel ABI between the
+//! daemon and the program it loads.
+#![no_std]
+
+/// Map names, as the daemon looks them up in the loaded object.
+pub mod maps {
+    pub const GEO_V4: &str = "GEO_V4";
+    pub const GEO_V6: &str = "GEO_V6";
+    pub const EXCEPT_V4: &str = "EXCEPT_V4";
+    pub const EXCEPT_V6: &str = "EXCEPT_V6";
+    pub const POLICY: &str = "POLICY";
+    pub const COUNTRY_STATS: &str = "COUNTRY_STATS";
+    pub const TOTALS: &str = "TOTALS";
+}
+
+/// Capacity of the prefix tries. The world table (DB-IP Lite) is about 600k
+/// IPv4 and 550k IPv6 prefixes; leave room for growth and denser sources.
+pub const MAX_V4_PREFIXES: u32 = 1 << 20;
+pub const MAX_V6_PREFIXES: u32 = 1 << 20;
+/// Exceptions are a handful of management networks, not a data set.
+pub const MAX_EXCEPTIONS: u32 = 1024;
+
+/// A country as the kernel sees it: `1 + 26 * (c0 - 'A') + (c1 - 'A')` for an
+/// ISO 3166-1 alpha-2 code, so every code has a fixed slot and the tables and
+/// the policy never need a translation map. 0 means "no country".
+pub type CountryId = u16;
+pub const NO_COUNTRY: CountryId = 0;
+/// Number of slots in the per-country maps (index 0 = no country).
+pub const COUNTRY_SLOTS: u32 = 1 + 26 * 26;
+
+/// The slot of a two-letter code (upper case ASCII), or `None`.
+pub const fn country_id(code: [u8; 2]) -> Option<CountryId> {
+    let [a, b] = code;
+    if a.is_ascii_uppercase() && b.is_ascii_uppercase() {
+        Some(1 + 26 * (a - b'A') as u16 + (b - b'A') as u16)
+    } else {
+        None
+    }
+}
+
+/// The two-letter code of a slot, or `None` for 0 and out-of-range slots.
+pub const fn country_code(id: CountryId) -> Option<[u8; 2]> {
+    if id == NO_COUNTRY || id as u32 >= COUNTRY_SLOTS {
+        return None;
+    }
+    let i = id - 1;
+    Some([b'A' + (i / 26) as u8, b'A' + (i % 26) as u8])
+}
+
+/// What the program does with a packet of a country (the `POLICY` map value).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Pass = 0,
+    Drop = 1,
+    /// Monitor mode: counted as a drop, delivered anyway.
+    WouldDrop = 2,
+}
+
+impl Action {
+    pub const fn from_u8(v: u8) -> Action {
+        match v {
+            1 => Action::Drop,
+            2 => Action::WouldDrop,
+            _ => Action::Pass,
+        }
+    }
+}
+
+/// Per-country counters (`COUNTRY_STATS`, per CPU, indexed by [`CountryId`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountryCounters {
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+    pub passed_packets: u64,
+    pub passed_bytes: u64,
+    pub would_drop_packets: u64,
+    pub would_drop_bytes: u64,
+}
+
+/// A packet/byte pair (`TOTALS`, per CPU, indexed by [`Total`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Packets that never reach a country verdict.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Total {
+    /// ARP, LLDP and other non-IP frames: passed.
+    NonIp = 0,
+    /// Too short or malformed to read a source address: passed to the kernel,
+    /// which validates (and usually drops) them itself.
+    Unparsed = 1,
+    /// Source inside an exception CIDR: passed before any country check.
+    Exception = 2,
+}
+pub const TOTAL_SLOTS: u32 = 3;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] structs of u64, no padding.
+    unsafe impl aya::Pod for super::CountryCounters {}
+    unsafe impl aya::Pod for super::Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn country_slots_round_trip() {
+        assert_eq!(country_id(*b"AA"), Some(1));
+        assert_eq!(country_id(*b"ZZ"), Some(COUNTRY_SLOTS as u16 - 1));
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                let id = country_id([a, b]).unwrap();
+                assert_eq!(country_code(id), Some([a, b]));
+            }
+        }
+        assert_eq!(country_code(NO_COUNTRY), None);
+        assert_eq!(country_code(COUNTRY_SLOTS as u16), None);
+        assert_eq!(country_id(*b"us"), None);
+        assert_eq!(country_id(*b"A1"), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! The baseline for `cargo xtask bench`: drop everything, touch nothing.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{bindings::xdp_action::XDP_DROP, macros::xdp, programs::XdpContext};
+
+#[xdp]
+pub fn bench_drop(_ctx: XdpContext) -> u32 {
+    XDP_DROP
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

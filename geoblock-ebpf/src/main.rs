@@ -1,0 +1,213 @@
+//! geoblock's XDP program: read the source address, find its country, apply
+//! the policy, count.
+//!
+//! Everything a verdict depends on lives in maps the daemon fills: the prefix
+//! tries (address → country), the exceptions (always pass), and the policy
+//! (country → action). Changing who is blocked never touches the tries.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    macros::{map, xdp},
+    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
+    programs::XdpContext,
+};
+use aya_log_ebpf::debug;
+use geoblock_common::{
+    Action, CountryCounters, CountryId, Counter, Total, COUNTRY_SLOTS, MAX_EXCEPTIONS,
+    MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, TOTAL_SLOTS,
+};
+
+#[map]
+static GEO_V4: LpmTrie<[u8; 4], CountryId> = LpmTrie::with_max_entries(MAX_V4_PREFIXES, 0);
+#[map]
+static GEO_V6: LpmTrie<[u8; 16], CountryId> = LpmTrie::with_max_entries(MAX_V6_PREFIXES, 0);
+#[map]
+static EXCEPT_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIONS, 0);
+#[map]
+static EXCEPT_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIONS, 0);
+/// Country → [`Action`] as u8.
+#[map]
+static POLICY: Array<u8> = Array::with_max_entries(COUNTRY_SLOTS, 0);
+#[map]
+static COUNTRY_STATS: PerCpuArray<CountryCounters> =
+    PerCpuArray::with_max_entries(COUNTRY_SLOTS, 0);
+#[map]
+static TOTALS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(TOTAL_SLOTS, 0);
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const VLAN_HLEN: usize = 4;
+const MAX_VLAN_TAGS: usize = 2;
+const IPV4_MIN_HLEN: usize = 20;
+const IPV4_SRC: usize = 12;
+const IPV6_HLEN: usize = 40;
+const IPV6_SRC: usize = 8;
+
+#[xdp]
+pub fn geoblock(ctx: XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    match source(&ctx) {
+        Source::V4(addr) => {
+            let key = Key::new(32, addr);
+            let excepted = EXCEPT_V4.get(&key).is_some();
+            verdict(excepted, || GEO_V4.get(&key).copied(), bytes)
+        }
+        Source::V6(addr) => {
+            let key = Key::new(128, addr);
+            let excepted = EXCEPT_V6.get(&key).is_some();
+            verdict(excepted, || GEO_V6.get(&key).copied(), bytes)
+        }
+        Source::NotIp => count_total(Total::NonIp, bytes),
+        Source::Unparsed => {
+            debug!(&ctx, "geoblock: unparsed frame of {} bytes passed", bytes);
+            count_total(Total::Unparsed, bytes)
+        }
+    }
+}
+
+enum Source {
+    V4([u8; 4]),
+    V6([u8; 16]),
+    NotIp,
+    Unparsed,
+}
+
+/// Walks Ethernet and up to two VLAN tags to the L3 header. A frame counts as
+/// parsed only when its whole L3 header is in the buffer: anything shorter is
+/// for the kernel to validate and reject.
+#[inline(always)]
+fn source(ctx: &XdpContext) -> Source {
+    let Some(mut proto) = read_be16(ctx, ETH_HLEN - 2) else {
+        return Source::Unparsed;
+    };
+    let mut l3 = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        // The inner EtherType sits in the last two bytes of the tag.
+        let Some(inner) = read_be16(ctx, l3 + VLAN_HLEN - 2) else {
+            return Source::Unparsed;
+        };
+        proto = inner;
+        l3 += VLAN_HLEN;
+    }
+    match proto {
+        ETH_P_IP => ipv4_source(ctx, l3),
+        ETH_P_IPV6 => ipv6_source(ctx, l3),
+        // A third tag: we do not look deeper, the kernel will.
+        ETH_P_8021Q | ETH_P_8021AD => Source::Unparsed,
+        _ => Source::NotIp,
+    }
+}
+
+#[inline(always)]
+fn ipv4_source(ctx: &XdpContext, l3: usize) -> Source {
+    let Some(version_ihl) = read::<u8>(ctx, l3) else {
+        return Source::Unparsed;
+    };
+    let hlen = usize::from(version_ihl & 0x0f) * 4;
+    if version_ihl >> 4 != 4 || hlen < IPV4_MIN_HLEN || !fits(ctx, l3 + hlen) {
+        return Source::Unparsed;
+    }
+    match read::<[u8; 4]>(ctx, l3 + IPV4_SRC) {
+        Some(addr) => Source::V4(addr),
+        None => Source::Unparsed,
+    }
+}
+
+#[inline(always)]
+fn ipv6_source(ctx: &XdpContext, l3: usize) -> Source {
+    let Some(version) = read::<u8>(ctx, l3) else {
+        return Source::Unparsed;
+    };
+    if version >> 4 != 6 || !fits(ctx, l3 + IPV6_HLEN) {
+        return Source::Unparsed;
+    }
+    match read::<[u8; 16]>(ctx, l3 + IPV6_SRC) {
+        Some(addr) => Source::V6(addr),
+        None => Source::Unparsed,
+    }
+}
+
+/// Exceptions first, then the country's action. Addresses without a country
+/// use slot 0, which the policy fills like any other.
+#[inline(always)]
+fn verdict(excepted: bool, country: impl FnOnce() -> Option<CountryId>, bytes: u64) -> u32 {
+    if excepted {
+        return count_total(Total::Exception, bytes);
+    }
+    let country = country().unwrap_or(NO_COUNTRY);
+    let action = POLICY
+        .get(u32::from(country))
+        .map_or(Action::Pass, |a| Action::from_u8(*a));
+    let Some(stats) = COUNTRY_STATS.get_ptr_mut(u32::from(country)) else {
+        return XDP_PASS;
+    };
+    // SAFETY: a per-CPU slot; XDP runs with preemption off, so no other writer.
+    let stats = unsafe { &mut *stats };
+    match action {
+        Action::Drop => {
+            stats.dropped_packets += 1;
+            stats.dropped_bytes += bytes;
+            XDP_DROP
+        }
+        Action::WouldDrop => {
+            stats.would_drop_packets += 1;
+            stats.would_drop_bytes += bytes;
+            XDP_PASS
+        }
+        Action::Pass => {
+            stats.passed_packets += 1;
+            stats.passed_bytes += bytes;
+            XDP_PASS
+        }
+    }
+}
+
+#[inline(always)]
+fn count_total(total: Total, bytes: u64) -> u32 {
+    if let Some(c) = TOTALS.get_ptr_mut(total as u32) {
+        // SAFETY: per-CPU slot, see `verdict`.
+        let c = unsafe { &mut *c };
+        c.packets += 1;
+        c.bytes += bytes;
+    }
+    XDP_PASS
+}
+
+#[inline(always)]
+fn fits(ctx: &XdpContext, len: usize) -> bool {
+    ctx.data() + len <= ctx.data_end()
+}
+
+/// Bounds-checked read at `offset`: the only way this program touches the frame.
+#[inline(always)]
+fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    let start = ctx.data() + offset;
+    if start + core::mem::size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: [start, start + size) lies inside the frame, checked above.
+    Some(unsafe { core::ptr::read_unaligned(start as *const T) })
+}
+
+#[inline(always)]
+fn read_be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    read::<[u8; 2]>(ctx, offset).map(u16::from_be_bytes)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
