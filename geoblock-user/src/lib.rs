@@ -1,1 +1,17 @@
+//! geoblock: drop traffic by country in XDP, at line rate.
+//!
+//! Data flows one way: a source file → parsed ranges ([`parse`]) → the exact
+//! minimal prefix set per country ([`prefix`]) → kernel tables ([`program`])
+//! → a verdict per packet → counters ([`stats`]).
+
+pub mod bpffs;
+pub mod country;
+pub mod daemon;
+mod error;
+pub mod policy;
+pub mod prefix;
+pub mod program;
 pub mod programs;
+pub mod stats;
+
+pub use error::Error;

@@ -1,3 +1,200 @@
-fn main() {
-    println!("{}", geoblock::programs::GEOBLOCK.len());
+//! The `geoblock` command: the daemon (`run`) and the tools around it.
+
+use std::{
+    collections::BTreeSet,
+    io::{self, BufRead as _},
+    net::IpAddr,
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::{Context as _, Result};
+use aya::programs::XdpMode;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use geoblock::{
+    bpffs::DEFAULT_STATE_DIR,
+    country,
+    daemon::{self, RunOptions},
+    policy::{Mode, Policy},
+    prefix::Table,
+    stats::Stats,
+};
+use geoblock_common::CountryId;
+use ipnetwork::IpNetwork;
+
+const ATTRIBUTION: &str = "Embedded country data: IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0.";
+
+#[derive(Parser)]
+#[command(name = "geoblock", version, about = "Drop traffic by country in XDP, at line rate.", after_help = ATTRIBUTION)]
+#[command(long_version = concat!(env!("CARGO_PKG_VERSION"), "\nIP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0"))]
+struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the XDP program, attach it and enforce the policy until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Per-country counters of a running `geoblock run`.
+    Stats {
+        /// Print the documented JSON schema instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Country and prefix of addresses ('-' reads them from stdin), from the data `run` would load.
+    Lookup {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Interface to attach to (repeat for several).
+    #[arg(long = "iface", required = true)]
+    interfaces: Vec<String>,
+    /// Deny-list: drop these countries (comma-separated ISO codes).
+    #[arg(long, value_delimiter = ',', value_parser = parse_country, conflicts_with = "allow", required_unless_present = "allow")]
+    block: Vec<CountryId>,
+    /// Allow-list: drop every country but these.
+    #[arg(long, value_delimiter = ',', value_parser = parse_country)]
+    allow: Vec<CountryId>,
+    /// CIDRs that always pass, checked before the country (e.g. a management network).
+    #[arg(long = "except", value_delimiter = ',')]
+    exceptions: Vec<IpNetwork>,
+    /// Count what would be dropped, drop nothing.
+    #[arg(long)]
+    monitor: bool,
+    /// Also drop addresses no country claims (private, unassigned...).
+    #[arg(long)]
+    block_unknown: bool,
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// bpffs directory where the counters are pinned for `geoblock stats`.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// A `start,end,cc` CSV (text or integer addresses) instead of the embedded DB-IP data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum XdpModeArg {
+    /// Native if the driver supports it, else generic.
+    Auto,
+    Native,
+    Skb,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("geoblock: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Run(args) => run(args),
+        Command::Stats { json, state_dir } => {
+            let stats = Stats::read_pinned(&state_dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", stats.render());
+            }
+            Ok(())
+        }
+        Command::Lookup { addresses, data } => lookup(&addresses, &data),
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let (mode, countries) = match args.allow.is_empty() {
+        true => (Mode::Deny, args.block),
+        false => (Mode::Allow, args.allow),
+    };
+    let policy = Policy {
+        mode,
+        countries: countries.into_iter().collect::<BTreeSet<_>>(),
+        monitor: args.monitor,
+        block_unknown: args.block_unknown,
+        exceptions: args.exceptions,
+    };
+    let table = load_table(&args.data)?;
+    let opts = RunOptions {
+        interfaces: args.interfaces,
+        xdp_mode: match args.xdp_mode {
+            XdpModeArg::Auto => XdpMode::Default,
+            XdpModeArg::Native => XdpMode::Driver,
+            XdpModeArg::Skb => XdpMode::Skb,
+        },
+        policy,
+        state_dir: args.state_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(daemon::run(opts, &table))?)
+}
+
+fn lookup(addresses: &[String], data: &DataArgs) -> Result<()> {
+    let table = load_table(data)?;
+    let answer = |text: &str| -> Result<()> {
+        let ip: IpAddr = text.trim().parse().with_context(|| format!("'{text}' is not an IP address"))?;
+        match table.lookup(ip) {
+            Some((net, c)) => println!("{ip} {} {net}", country::code(c)),
+            None => println!("{ip} - -"),
+        }
+        Ok(())
+    };
+    for text in addresses {
+        if text == "-" {
+            for line in io::stdin().lock().lines() {
+                let line = line?;
+                if !line.trim().is_empty() {
+                    answer(&line)?;
+                }
+            }
+        } else {
+            answer(text)?;
+        }
+    }
+    Ok(())
+}
+
+fn load_table(data: &DataArgs) -> Result<Table> {
+    todo!("{:?}", data.data)
+}
+
+fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {
+    country::parse(code)
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_target(false)
+        .init();
 }

@@ -1,0 +1,37 @@
+//! The library's one error type: what went wrong, and where, in words an
+//! operator can act on.
+
+use std::{io, path::PathBuf};
+
+use aya::{maps::MapError, pin::PinError, programs::ProgramError, EbpfError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("loading the XDP program: {0}")]
+    Load(#[from] EbpfError),
+    #[error("XDP program: {0}")]
+    Program(#[from] ProgramError),
+    #[error("kernel map: {0}")]
+    Map(#[from] MapError),
+    #[error("pinning: {0}")]
+    Pin(#[from] PinError),
+    #[error("map {0} is missing from the XDP program")]
+    MissingMap(&'static str),
+    #[error("permission denied: geoblock needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")]
+    Permission,
+    #[error("unknown interface '{0}'")]
+    UnknownInterface(String),
+    #[error("interface {iface}: {mode} XDP is not supported by its driver (try --xdp-mode skb)")]
+    ModeUnsupported { iface: String, mode: &'static str },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("no geoblock state at {0}: is `geoblock run` active with this --state-dir?")]
+    NoState(PathBuf),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}

@@ -1,0 +1,180 @@
+//! The loaded XDP program and its maps: load, fill, attach, pin.
+//!
+//! This is the only code that writes kernel state; the daemon drives it.
+
+use std::path::Path;
+
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, Map},
+    programs::{ProgramError, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use aya_log::EbpfLogger;
+use geoblock_common::{maps, CountryId};
+use ipnetwork::IpNetwork;
+use log::warn;
+
+use crate::{policy::Policy, prefix::Table, stats::Stats, Error};
+
+/// Name of the XDP function in the object.
+const PROGRAM: &str = "geoblock";
+
+pub struct Geoblock {
+    ebpf: Ebpf,
+    /// Keeps the log ring buffer open; drained by the daemon.
+    logger: Option<EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Geoblock {
+    /// Loads the embedded program into the kernel (not attached anywhere).
+    /// Kernel-side log statements above the daemon's log level are disabled
+    /// before load, so they cost a branch, not a ring buffer write.
+    pub fn load() -> Result<Self, Error> {
+        Self::load_object(crate::programs::GEOBLOCK, PROGRAM)
+    }
+
+    /// Loads `object` and its XDP function `name`; also used for the
+    /// benchmark's baseline program.
+    pub fn load_object(object: &[u8], name: &str) -> Result<Self, Error> {
+        let level = log::max_level() as u8;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &level, false)
+            .load(object)
+            .map_err(permission_or(Error::Load))?;
+        let logger = match EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(e) => {
+                warn!("kernel-side logging unavailable: {e}");
+                None
+            }
+        };
+        let mut geoblock = Geoblock { ebpf, logger };
+        geoblock.program_mut(name)?.load().map_err(permission_or(Error::Program))?;
+        Ok(geoblock)
+    }
+
+    pub fn program(&mut self) -> Result<&mut Xdp, Error> {
+        self.program_mut(PROGRAM)
+    }
+
+    fn program_mut(&mut self, name: &str) -> Result<&mut Xdp, Error> {
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(Error::Program(ProgramError::NotLoaded))?;
+        Ok(program.try_into()?)
+    }
+
+    /// The reader of kernel-side log records, for the daemon to drain.
+    pub fn take_logger(&mut self) -> Option<EbpfLogger<&'static dyn log::Log>> {
+        self.logger.take()
+    }
+
+    /// Fills the prefix tries with `table`. Called once on an empty program.
+    pub fn load_table(&mut self, table: &Table) -> Result<(), Error> {
+        let mut v4: LpmTrie<_, [u8; 4], CountryId> = self.map_mut(maps::GEO_V4)?;
+        for (net, country) in &table.v4 {
+            v4.insert(&Key::new(u32::from(net.prefix()), net.network().octets()), country, 0)?;
+        }
+        let mut v6: LpmTrie<_, [u8; 16], CountryId> = self.map_mut(maps::GEO_V6)?;
+        for (net, country) in &table.v6 {
+            v6.insert(&Key::new(u32::from(net.prefix()), net.network().octets()), country, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the policy: per-country actions and the exception tries.
+    pub fn apply_policy(&mut self, policy: &Policy) -> Result<(), Error> {
+        let mut actions: Array<_, u8> = self.map_mut(maps::POLICY)?;
+        for (slot, action) in policy.actions() {
+            actions.set(slot, action as u8, 0)?;
+        }
+        for net in &policy.exceptions {
+            let prefix = u32::from(net.prefix());
+            match net {
+                IpNetwork::V4(n) => {
+                    let mut v4: LpmTrie<_, [u8; 4], u8> = self.map_mut(maps::EXCEPT_V4)?;
+                    v4.insert(&Key::new(prefix, n.network().octets()), 1, 0)?
+                }
+                IpNetwork::V6(n) => {
+                    let mut v6: LpmTrie<_, [u8; 16], u8> = self.map_mut(maps::EXCEPT_V6)?;
+                    v6.insert(&Key::new(prefix, n.network().octets()), 1, 0)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches to `iface`. The link lives as long as `self`.
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<(), Error> {
+        let program = self.program()?;
+        match program.attach(iface, mode) {
+            Ok(_) => Ok(()),
+            Err(ProgramError::UnknownInterface { name }) => Err(Error::UnknownInterface(name)),
+            // EOPNOTSUPP from the driver: native mode asked of a driver without it.
+            Err(e) if mode != XdpMode::Default && is_unsupported(&e) => {
+                Err(Error::ModeUnsupported { iface: iface.into(), mode: mode_name(mode) })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Pins the counter maps in `dir` (on a bpffs) for `geoblock stats`.
+    pub fn pin_counters(&self, dir: &Path) -> Result<(), Error> {
+        for name in [maps::COUNTRY_STATS, maps::TOTALS] {
+            self.map(name)?.pin(dir.join(name))?;
+        }
+        Ok(())
+    }
+
+    /// The counters, summed over CPUs.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        Stats::read(self.map(maps::COUNTRY_STATS)?, self.map(maps::TOTALS)?)
+    }
+
+    fn map(&self, name: &'static str) -> Result<&Map, Error> {
+        self.ebpf.map(name).ok_or(Error::MissingMap(name))
+    }
+
+    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, Error>
+    where
+        M: TryFrom<&'a mut Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or(Error::MissingMap(name))?;
+        Ok(M::try_from(map)?)
+    }
+}
+
+pub fn mode_name(mode: XdpMode) -> &'static str {
+    match mode {
+        XdpMode::Default => "auto",
+        XdpMode::Skb => "skb",
+        XdpMode::Driver => "native",
+        XdpMode::Hardware => "offload",
+    }
+}
+
+/// The errno of the first `io::Error` in an error's source chain.
+fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(code) = e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) {
+            return Some(code);
+        }
+        source = e.source();
+    }
+    None
+}
+
+fn is_unsupported(err: &ProgramError) -> bool {
+    errno(err) == Some(libc::EOPNOTSUPP)
+}
+
+/// Maps EPERM anywhere in an aya error to [`Error::Permission`]. (EACCES is
+/// not it: that is how the verifier rejects a program.)
+fn permission_or<E: std::error::Error + 'static>(wrap: fn(E) -> Error) -> impl Fn(E) -> Error {
+    move |e| match errno(&e) {
+        Some(libc::EPERM) => Error::Permission,
+        _ => wrap(e),
+    }
+}
