@@ -101,7 +101,18 @@ enum XdpModeArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A bad value (unknown country code, malformed CIDR) is an operator
+        // error like any other: one `geoblock: ...` line, exit 1.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("geoblock: {}", first.strip_prefix("error: ").unwrap_or(first));
+            return ExitCode::FAILURE;
+        }
+        Err(e) => e.exit(),
+    };
     init_logging(cli.verbose);
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
