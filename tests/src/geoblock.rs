@@ -125,6 +125,9 @@ impl Daemon {
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    // Its own process group: a terminal's Ctrl-C reaches us,
+                    // and our guard stops the daemon in order.
+                    libc::setpgid(0, 0);
                     Ok(())
                 });
             }
@@ -149,15 +152,24 @@ impl Daemon {
     /// Waits (bounded) for the `attached to` line; panics with the daemon's
     /// output if it exits or times out first.
     pub fn wait_attached(&self) {
+        self.wait_attached_unless(|| false);
+    }
+
+    /// Like [`Daemon::wait_attached`], but gives up (returning false) as
+    /// soon as `stop()` says so (checked every 100 ms): for Ctrl-C.
+    pub fn wait_attached_unless(&self, stop: impl Fn() -> bool) -> bool {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains("attached to") => return,
+            if stop() {
+                return false;
+            }
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("attached to") => return true,
                 Ok(_) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     panic!("geoblock run exited before attaching:\n{}", self.log())
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
                 Err(mpsc::RecvTimeoutError::Timeout) => panic!(
                     "geoblock run did not attach within {READY_TIMEOUT:?}:\n{}",
                     self.log()

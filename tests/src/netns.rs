@@ -154,7 +154,7 @@ impl Pair {
         ]);
         // Unique /24 and /64 per pair only for readability of captures; the
         // namespaces are isolated anyway.
-        let n = NEXT.load(Ordering::Relaxed) % 250;
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % 250;
         let sender_v4 = Ipv4Addr::new(10, 251, n as u8, 1);
         let receiver_v4 = Ipv4Addr::new(10, 251, n as u8, 2);
         let sender_v6: Ipv6Addr = format!("fd00:6762:{n:x}::1").parse().unwrap();
