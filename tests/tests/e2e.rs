@@ -224,16 +224,33 @@ fn exceptions_pass_before_the_country() {
         [Some("CN".into()), Some("CN".into())],
         "neighbours of the CN sources must be CN too"
     );
-    let except = format!("{cn4}/32,{cn6}/128");
+    // An exception covering a passing source changes nothing: it counts as
+    // its country's pass (exceptions only ever rescue drops).
+    let [de4, de6] = sources::of("DE");
+    let except = format!("{cn4}/32,{cn6}/128,{de4}/24,{de6}/64");
     let mut f = vec![
         flow("CN", cn4, Fate::Exception),
         flow("CN", cn6, Fate::Exception),
         flow("CN", cn4b, Fate::Dropped),
         flow("CN", cn6b, Fate::Dropped),
+        flow("DE", de4, Fate::Passed),
+        flow("DE", de6, Fate::Passed),
     ];
     f.extend(flows(&["RU"], Fate::Dropped));
-    f.extend(flows(&["DE"], Fate::Passed));
+    f.extend(flows(&["US"], Fate::Passed));
     scenario(&["--block", "CN,RU", "--except", &except], &f);
+}
+
+#[test]
+fn exceptions_in_monitor_mode_and_allow_list() {
+    // Allow-list DE in monitor mode: US and CN would be dropped; the CN
+    // sources are exceptions, so they count as such, not as would-drops.
+    let [cn4, cn6] = sources::of("CN");
+    let except = format!("{cn4}/32,{cn6}/128");
+    let mut f = vec![flow("CN", cn4, Fate::Exception), flow("CN", cn6, Fate::Exception)];
+    f.extend(flows(&["US", "RU"], Fate::WouldDrop));
+    f.extend(flows(&["DE"], Fate::Passed));
+    scenario(&["--allow", "DE", "--monitor", "--except", &except], &f);
 }
 
 #[test]
