@@ -69,7 +69,7 @@ fn demo() -> Result<bool, Interrupted> {
 
     let pair = Pair::create();
     println!(
-        "  namespaces  {} (sender, {} {})  <-veth->  {} (receiver, {} {})",
+        "  namespaces  {} (sender, {} {})\n              <-veth->    {} (receiver, {} {})",
         pair.sender.name(),
         pair.sender_v4,
         pair.sender_v6,
