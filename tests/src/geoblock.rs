@@ -28,7 +28,11 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("GEOBLOCK_BIN") {
         let path = PathBuf::from(path);
-        assert!(path.is_file(), "GEOBLOCK_BIN={} does not exist", path.display());
+        assert!(
+            path.is_file(),
+            "GEOBLOCK_BIN={} does not exist",
+            path.display()
+        );
         return path;
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -54,9 +58,19 @@ pub fn ensure_bpffs() {
     }
     // SAFETY: valid NUL-terminated strings, null data.
     let rc = unsafe {
-        libc::mount(c"bpf".as_ptr(), c"/sys/fs/bpf".as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            c"bpf".as_ptr(),
+            c"/sys/fs/bpf".as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
-    assert!(rc == 0, "mounting bpffs at {BPFFS_ROOT}: {}", std::io::Error::last_os_error());
+    assert!(
+        rc == 0,
+        "mounting bpffs at {BPFFS_ROOT}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -77,11 +91,17 @@ pub fn state_dir() -> PathBuf {
 
 /// Removes state directories of test processes that died without cleanup.
 fn sweep_stale_state() {
-    let Ok(entries) = std::fs::read_dir(BPFFS_ROOT) else { return };
+    let Ok(entries) = std::fs::read_dir(BPFFS_ROOT) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(STATE_PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(STATE_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -132,7 +152,9 @@ impl Daemon {
                 });
             }
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, lines) = mpsc::channel();
@@ -146,7 +168,12 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        Daemon { child: Some(child), state_dir, log, lines }
+        Daemon {
+            child: Some(child),
+            state_dir,
+            log,
+            lines,
+        }
     }
 
     /// Waits (bounded) for the `attached to` line; panics with the daemon's
@@ -199,7 +226,10 @@ impl Daemon {
         let status = wait_timeout(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("geoblock run did not exit within 30 s of SIGTERM:\n{}", self.log())
+            panic!(
+                "geoblock run did not exit within 30 s of SIGTERM:\n{}",
+                self.log()
+            )
         });
         // The reader thread ends with the pipe; give it the last lines.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -247,12 +277,18 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 /// Runs `geoblock ARGS` to completion (bounded), in `ns` if given.
 pub fn run_to_end(ns: Option<&Netns>, args: &[&str], setup: impl FnOnce(&mut Command)) -> Output {
     let mut cmd = Command::new(binary());
-    cmd.args(args).env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(ns) = ns {
         ns.command(&mut cmd);
     }
     setup(&mut cmd);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
     // Outputs are small; read them after the exit.
     let Some(_) = wait_timeout(&mut child, READY_TIMEOUT) else {
         let _ = child.kill();
@@ -293,7 +329,10 @@ impl Stats {
 
     /// Codes of the countries with any traffic.
     pub fn countries(&self) -> Vec<String> {
-        self.0["countries"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.0["countries"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// `(packets, bytes)` of a total: dropped, passed, would_drop, exception,
@@ -310,7 +349,8 @@ fn counters(v: &Value) -> Counters {
         return Counters::default();
     }
     let f = |k: &str| {
-        v[k].as_u64().unwrap_or_else(|| panic!("stats JSON: field {k} missing or not a number in {v}"))
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("stats JSON: field {k} missing or not a number in {v}"))
     };
     Counters {
         dropped_packets: f("dropped_packets"),
@@ -332,27 +372,48 @@ pub fn stats(state_dir: &Path) -> Stats {
         String::from_utf8_lossy(&out.stderr)
     );
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("geoblock stats --json is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "geoblock stats --json is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     });
     Stats(json)
 }
 
 /// `geoblock stats` (the table), for the demo.
 pub fn stats_table(state_dir: &Path) -> String {
-    let out = run_to_end(None, &["stats", "--state-dir", state_dir.to_str().unwrap()], |_| {});
-    assert!(out.status.success(), "geoblock stats failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run_to_end(
+        None,
+        &["stats", "--state-dir", state_dir.to_str().unwrap()],
+        |_| {},
+    );
+    assert!(
+        out.status.success(),
+        "geoblock stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `geoblock lookup ADDRS...`: the country code of each (`None` for `-`).
 pub fn lookup(addrs: &[IpAddr]) -> Vec<Option<String>> {
-    let args: Vec<String> = std::iter::once("lookup".to_string()).chain(addrs.iter().map(|a| a.to_string())).collect();
+    let args: Vec<String> = std::iter::once("lookup".to_string())
+        .chain(addrs.iter().map(|a| a.to_string()))
+        .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run_to_end(None, &args, |_| {});
-    assert!(out.status.success(), "geoblock lookup failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "geoblock lookup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), addrs.len(), "geoblock lookup: one line per address expected:\n{text}");
+    assert_eq!(
+        lines.len(),
+        addrs.len(),
+        "geoblock lookup: one line per address expected:\n{text}"
+    );
     addrs
         .iter()
         .zip(lines)

@@ -23,7 +23,11 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// A unique tag for this process: `<pid>-<n>`. Used in namespace names and
 /// state directories, so tests and a demo can run side by side.
 pub fn unique_tag() -> String {
-    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A named network namespace (`/run/netns/NAME`), deleted on drop.
@@ -104,7 +108,9 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace destroys the veth end in it (and its peer).
-        let out = Command::new("ip").args(["netns", "delete", &self.name]).output();
+        let out = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
         if !matches!(&out, Ok(o) if o.status.success()) {
             eprintln!("warning: could not delete netns {}: {out:?}", self.name);
         }
@@ -149,7 +155,15 @@ impl Pair {
         // Created inside the sender namespace, peer inside the receiver one:
         // the root namespace never sees either end.
         sender.ip(&[
-            "link", "add", &sender_if, "type", "veth", "peer", "name", &receiver_if, "netns",
+            "link",
+            "add",
+            &sender_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &receiver_if,
+            "netns",
             receiver.name(),
         ]);
         // Unique /24 and /64 per pair only for readability of captures; the
@@ -190,6 +204,73 @@ impl Pair {
         }
     }
 
+    /// Another veth pair between the same namespaces (`gbs<n>`/`gbr<n>`,
+    /// 10.252.<n>.0/24, fd00:6763:<n>::/64), for multi-interface runs.
+    pub fn add_link(&self, n: u8) -> Link {
+        let (sender_if, receiver_if) = (format!("gbs{n}"), format!("gbr{n}"));
+        self.sender.ip(&[
+            "link",
+            "add",
+            &sender_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &receiver_if,
+            "netns",
+            self.receiver.name(),
+        ]);
+        let link = Link {
+            sender_v4: Ipv4Addr::new(10, 252, n, 1),
+            receiver_v4: Ipv4Addr::new(10, 252, n, 2),
+            sender_v6: format!("fd00:6763:{n:x}::1").parse().unwrap(),
+            receiver_v6: format!("fd00:6763:{n:x}::2").parse().unwrap(),
+            sender_mac: [0; 6],
+            receiver_mac: [0; 6],
+            sender_if,
+            receiver_if,
+        };
+        for (ns, dev, v4, v6) in [
+            (
+                &self.sender,
+                &link.sender_if,
+                link.sender_v4,
+                link.sender_v6,
+            ),
+            (
+                &self.receiver,
+                &link.receiver_if,
+                link.receiver_v4,
+                link.receiver_v6,
+            ),
+        ] {
+            ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0");
+            ns.sysctl(&format!("net.ipv6.conf.{dev}.accept_ra"), "0");
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
+            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        Link {
+            sender_mac: mac(&self.sender, &link.sender_if),
+            receiver_mac: mac(&self.receiver, &link.receiver_if),
+            ..link
+        }
+    }
+
+    /// The first link, as a [`Link`].
+    pub fn link(&self) -> Link {
+        Link {
+            sender_if: self.sender_if.clone(),
+            receiver_if: self.receiver_if.clone(),
+            sender_mac: self.sender_mac,
+            receiver_mac: self.receiver_mac,
+            sender_v4: self.sender_v4,
+            receiver_v4: self.receiver_v4,
+            sender_v6: self.sender_v6,
+            receiver_v6: self.receiver_v6,
+        }
+    }
+
     /// The receiver's address in the family of `src`.
     pub fn receiver_ip(&self, src: IpAddr) -> IpAddr {
         match src {
@@ -202,6 +283,19 @@ impl Pair {
     pub fn receiver_has_xdp(&self) -> bool {
         has_xdp(&self.receiver, &self.receiver_if)
     }
+}
+
+/// One veth pair between the namespaces of a [`Pair`].
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub sender_if: String,
+    pub receiver_if: String,
+    pub sender_mac: [u8; 6],
+    pub receiver_mac: [u8; 6],
+    pub sender_v4: Ipv4Addr,
+    pub receiver_v4: Ipv4Addr,
+    pub sender_v6: Ipv6Addr,
+    pub receiver_v6: Ipv6Addr,
 }
 
 /// Whether `ip link show` reports an XDP program on `dev` in `ns`.
@@ -218,19 +312,27 @@ fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
         .skip_while(|w| *w != "link/ether")
         .nth(1)
         .unwrap_or_else(|| panic!("no MAC for {dev} in {}: {out}", ns.name()));
-    let bytes: Vec<u8> =
-        text.split(':').map(|b| u8::from_str_radix(b, 16).expect("MAC byte")).collect();
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("MAC byte"))
+        .collect();
     bytes.try_into().expect("6-byte MAC")
 }
 
 /// Removes namespaces left by a process of ours that was killed before its
 /// guards could run (`gb-<pid>-...` with that pid gone).
 pub fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(NETNS_PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(NETNS_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = Command::new("ip").args(["netns", "delete", &name]).output();
         }
@@ -249,10 +351,12 @@ pub fn assert_root() {
 }
 
 fn run_ip(args: &[&str]) -> String {
-    let out: Output = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running `ip {}`: {e} (is iproute2 installed?)", args.join(" ")));
+    let out: Output = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "running `ip {}`: {e} (is iproute2 installed?)",
+            args.join(" ")
+        )
+    });
     assert!(
         out.status.success(),
         "`ip {}` failed: {}",

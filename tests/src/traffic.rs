@@ -4,8 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    io,
-    mem,
+    io, mem,
     net::{IpAddr, SocketAddr},
     os::fd::{AsRawFd as _, OwnedFd},
     time::{Duration, Instant},
@@ -13,7 +12,7 @@ use std::{
 
 use crate::{
     frames::Udp,
-    netns::{owned_fd, Pair},
+    netns::{owned_fd, Link, Pair},
 };
 
 /// The UDP port the receiver listens on.
@@ -30,7 +29,12 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(pair: &Pair) -> Sender {
-        let dev = pair.sender_if.clone();
+        Sender::on_link(pair, &pair.link())
+    }
+
+    /// A sender on another link of the pair (see [`Pair::add_link`]).
+    pub fn on_link(pair: &Pair, link: &Link) -> Sender {
+        let dev = link.sender_if.clone();
         let fd = pair.sender.run(move || {
             // Protocol 0: send only, receive nothing.
             // SAFETY: plain syscalls with valid arguments.
@@ -51,15 +55,19 @@ impl Sender {
                     mem::size_of::<libc::sockaddr_ll>() as u32,
                 )
             };
-            assert!(rc == 0, "binding AF_PACKET to {dev}: {}", io::Error::last_os_error());
+            assert!(
+                rc == 0,
+                "binding AF_PACKET to {dev}: {}",
+                io::Error::last_os_error()
+            );
             fd
         });
         Sender {
             fd,
-            src_mac: pair.sender_mac,
-            dst_mac: pair.receiver_mac,
-            receiver_v4: pair.receiver_v4.into(),
-            receiver_v6: pair.receiver_v6.into(),
+            src_mac: link.sender_mac,
+            dst_mac: link.receiver_mac,
+            receiver_v4: link.receiver_v4.into(),
+            receiver_v6: link.receiver_v6.into(),
         }
     }
 
@@ -94,7 +102,8 @@ impl Sender {
     pub fn send_frame(&self, frame: &[u8]) {
         loop {
             // SAFETY: frame is a valid buffer of frame.len() bytes.
-            let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+            let n =
+                unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
             if n == frame.len() as isize {
                 return;
             }
@@ -149,14 +158,20 @@ impl Receiver {
             if Instant::now() >= deadline {
                 break;
             }
-            let mut fds = [self.v4.as_raw_fd(), self.v6.as_raw_fd()]
-                .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+            let mut fds = [self.v4.as_raw_fd(), self.v6.as_raw_fd()].map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
             // SAFETY: fds is a valid array of two pollfds.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, quiet.as_millis() as libc::c_int) };
             if n == 0 {
                 break; // quiet
             }
-            assert!(n > 0 || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted, "poll failed");
+            assert!(
+                n > 0 || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted,
+                "poll failed"
+            );
         }
         counts
     }
@@ -182,7 +197,9 @@ fn bind_v6_only() -> std::net::UdpSocket {
     let socket = std::net::UdpSocket::from(fd);
     // std has no bind for an existing socket; go through libc.
     let addr = SocketAddr::from(([0u16; 8], PORT));
-    let SocketAddr::V6(a) = addr else { unreachable!() };
+    let SocketAddr::V6(a) = addr else {
+        unreachable!()
+    };
     let mut sa: libc::sockaddr_in6 = unsafe { mem::zeroed() };
     sa.sin6_family = libc::AF_INET6 as u16;
     sa.sin6_port = a.port().to_be();
@@ -193,7 +210,11 @@ fn bind_v6_only() -> std::net::UdpSocket {
             mem::size_of::<libc::sockaddr_in6>() as u32,
         )
     };
-    assert!(rc == 0, "binding UDP [::]:{PORT}: {}", io::Error::last_os_error());
+    assert!(
+        rc == 0,
+        "binding UDP [::]:{PORT}: {}",
+        io::Error::last_os_error()
+    );
     socket
 }
 

@@ -47,14 +47,25 @@ const UNKNOWN: &str = "--";
 
 /// Private sources, which no country claims: they pass unless --block-unknown.
 fn unknown_flows(fate: Fate) -> Vec<Flow> {
-    let srcs: [IpAddr; 2] = ["192.168.77.7".parse().unwrap(), "fd00:dead:beef::7".parse().unwrap()];
-    assert_eq!(geoblock::lookup(&srcs), [None, None], "private addresses must have no country");
-    srcs.into_iter().map(|src| flow(UNKNOWN, src, fate)).collect()
+    let srcs: [IpAddr; 2] = [
+        "192.168.77.7".parse().unwrap(),
+        "fd00:dead:beef::7".parse().unwrap(),
+    ];
+    assert_eq!(
+        geoblock::lookup(&srcs),
+        [None, None],
+        "private addresses must have no country"
+    );
+    srcs.into_iter()
+        .map(|src| flow(UNKNOWN, src, fate))
+        .collect()
 }
 
 /// Both sources (v4, v6) of each country with the same fate.
 fn flows(ccs: &[&'static str], fate: Fate) -> Vec<Flow> {
-    ccs.iter().flat_map(|&cc| sources::of(cc).map(|src| flow(cc, src, fate))).collect()
+    ccs.iter()
+        .flat_map(|&cc| sources::of(cc).map(|src| flow(cc, src, fate)))
+        .collect()
 }
 
 /// Starts `geoblock run --iface <receiver veth> --xdp-mode native ARGS`,
@@ -70,7 +81,11 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     let mut run_args = vec!["--iface", pair.receiver_if.as_str(), "--xdp-mode", xdp_mode];
     run_args.extend_from_slice(args);
     let daemon = Daemon::start(&pair.receiver, &run_args);
-    assert!(pair.receiver_has_xdp(), "no XDP program on {} after 'attached to'", pair.receiver_if);
+    assert!(
+        pair.receiver_has_xdp(),
+        "no XDP program on {} after 'attached to'",
+        pair.receiver_if
+    );
     assert!(
         daemon.state_dir.join("COUNTRY_STATS").exists() && daemon.state_dir.join("TOTALS").exists(),
         "counters not pinned in {}",
@@ -91,7 +106,11 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     // Deliveries, per source.
     let mut failures = Vec::new();
     for (f, &(count, _)) in flows.iter().zip(&sent) {
-        let expected = if f.fate == Fate::Dropped { 0 } else { count as usize };
+        let expected = if f.fate == Fate::Dropped {
+            0
+        } else {
+            count as usize
+        };
         let delivered = got.get(&f.src).copied().unwrap_or(0);
         if delivered != expected {
             failures.push(format!(
@@ -141,7 +160,9 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
                 && have.dropped_packets == want.dropped_packets
                 && have.would_drop_packets == want.would_drop_packets;
             if !at_least {
-                failures.push(format!("stats for unknown sources: {have:?}\n    expected at least {want:?}"));
+                failures.push(format!(
+                    "stats for unknown sources: {have:?}\n    expected at least {want:?}"
+                ));
             }
             continue;
         }
@@ -154,14 +175,24 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     // link-local IPv6 chatter have none).
     for cc in stats.countries() {
         if !expected.contains_key(cc.as_str()) || expected[cc.as_str()] == Counters::default() {
-            failures.push(format!("stats show traffic for {cc}, which sent nothing counted: {:?}", stats.country(&cc)));
+            failures.push(format!(
+                "stats show traffic for {cc}, which sent nothing counted: {:?}",
+                stats.country(&cc)
+            ));
         }
     }
     // Nothing unknown was dropped (no --block-unknown here), so the totals
     // of drops are exactly ours; passed also holds the link's own chatter.
-    for (name, want) in [("dropped", dropped), ("would_drop", would_drop), ("exception", exception)] {
+    for (name, want) in [
+        ("dropped", dropped),
+        ("would_drop", would_drop),
+        ("exception", exception),
+    ] {
         if stats.total(name) != want {
-            failures.push(format!("totals.{name}: {:?}, expected {want:?}", stats.total(name)));
+            failures.push(format!(
+                "totals.{name}: {:?}, expected {want:?}",
+                stats.total(name)
+            ));
         }
     }
     assert!(
@@ -181,9 +212,20 @@ fn stop_cleanly(pair: &Pair, daemon: Daemon) {
     let state_dir = daemon.state_dir.clone();
     let log = daemon.log();
     let status = daemon.stop();
-    assert!(status.success(), "geoblock run exited with {status} on SIGTERM:\n{log}");
-    assert!(!pair.receiver_has_xdp(), "XDP still attached to {} after SIGTERM", pair.receiver_if);
-    assert!(!state_dir.exists(), "pins left in {} after SIGTERM", state_dir.display());
+    assert!(
+        status.success(),
+        "geoblock run exited with {status} on SIGTERM:\n{log}"
+    );
+    assert!(
+        !pair.receiver_has_xdp(),
+        "XDP still attached to {} after SIGTERM",
+        pair.receiver_if
+    );
+    assert!(
+        !state_dir.exists(),
+        "pins left in {} after SIGTERM",
+        state_dir.display()
+    );
 }
 
 #[test]
@@ -247,7 +289,10 @@ fn exceptions_in_monitor_mode_and_allow_list() {
     // sources are exceptions, so they count as such, not as would-drops.
     let [cn4, cn6] = sources::of("CN");
     let except = format!("{cn4}/32,{cn6}/128");
-    let mut f = vec![flow("CN", cn4, Fate::Exception), flow("CN", cn6, Fate::Exception)];
+    let mut f = vec![
+        flow("CN", cn4, Fate::Exception),
+        flow("CN", cn6, Fate::Exception),
+    ];
     f.extend(flows(&["US", "RU"], Fate::WouldDrop));
     f.extend(flows(&["DE"], Fate::Passed));
     scenario(&["--allow", "DE", "--monitor", "--except", &except], &f);
@@ -272,10 +317,21 @@ fn block_unknown_drops_addresses_without_a_country() {
     let pair = Pair::create();
     let daemon = Daemon::start(
         &pair.receiver,
-        &["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN", "--block-unknown"],
+        &[
+            "--iface",
+            &pair.receiver_if,
+            "--xdp-mode",
+            "native",
+            "--block",
+            "CN",
+            "--block-unknown",
+        ],
     );
     // Private addresses: no country in any data.
-    let unknown: [IpAddr; 2] = ["192.168.77.7".parse().unwrap(), "fd00:dead:beef::7".parse().unwrap()];
+    let unknown: [IpAddr; 2] = [
+        "192.168.77.7".parse().unwrap(),
+        "fd00:dead:beef::7".parse().unwrap(),
+    ];
     assert_eq!(geoblock::lookup(&unknown), [None, None]);
     let [de4, de6] = sources::of("DE");
     let receiver = Receiver::new(&pair);
@@ -285,9 +341,21 @@ fn block_unknown_drops_addresses_without_a_country() {
     sender.send(de4, 4);
     sender.send(de6, 3);
     let got = receiver.collect(Duration::from_millis(500));
-    assert_eq!(got.get(&unknown[0]), None, "unknown IPv4 source delivered: {got:?}");
-    assert_eq!(got.get(&unknown[1]), None, "unknown IPv6 source delivered: {got:?}");
-    assert_eq!((got.get(&de4), got.get(&de6)), (Some(&4), Some(&3)), "{got:?}");
+    assert_eq!(
+        got.get(&unknown[0]),
+        None,
+        "unknown IPv4 source delivered: {got:?}"
+    );
+    assert_eq!(
+        got.get(&unknown[1]),
+        None,
+        "unknown IPv6 source delivered: {got:?}"
+    );
+    assert_eq!(
+        (got.get(&de4), got.get(&de6)),
+        (Some(&4), Some(&3)),
+        "{got:?}"
+    );
     let stats = daemon.stats();
     // The link's own chatter (IPv6 neighbour discovery from link-local
     // sources) is unknown too and may add to the count.
@@ -305,7 +373,14 @@ fn sigterm_detaches_and_removes_the_pins() {
     let pair = Pair::create();
     let daemon = Daemon::start(
         &pair.receiver,
-        &["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN"],
+        &[
+            "--iface",
+            &pair.receiver_if,
+            "--xdp-mode",
+            "native",
+            "--block",
+            "CN",
+        ],
     );
     assert!(pair.receiver_has_xdp());
     assert!(daemon.state_dir.is_dir());
@@ -315,14 +390,74 @@ fn sigterm_detaches_and_removes_the_pins() {
     let receiver = Receiver::new(&pair);
     Sender::new(&pair).send(cn4, 3);
     let got = receiver.collect(Duration::from_millis(300));
-    assert_eq!(got.get(&cn4), Some(&3), "after detaching, CN traffic must flow again: {got:?}");
+    assert_eq!(
+        got.get(&cn4),
+        Some(&3),
+        "after detaching, CN traffic must flow again: {got:?}"
+    );
+}
+
+#[test]
+fn several_interfaces_are_all_enforced_and_all_released() {
+    let pair = Pair::create();
+    let second = pair.add_link(2);
+    let daemon = Daemon::start(
+        &pair.receiver,
+        &[
+            "--iface",
+            &pair.receiver_if,
+            "--iface",
+            &second.receiver_if,
+            "--xdp-mode",
+            "native",
+            "--block",
+            "CN",
+        ],
+    );
+    assert!(
+        netns::has_xdp(&pair.receiver, &second.receiver_if),
+        "no XDP on the second interface"
+    );
+    let [cn4, cn6] = sources::of("CN");
+    let [de4, de6] = sources::of("DE");
+    let receiver = Receiver::new(&pair);
+    let (first, other) = (Sender::new(&pair), Sender::on_link(&pair, &second));
+    let len4 = first.send(cn4, 3) as u64;
+    let len6 = other.send(cn6, 4) as u64;
+    assert_eq!(len4 + 20, len6, "an IPv6 frame is 20 bytes longer");
+    other.send(cn4, 5);
+    first.send(de4, 2);
+    other.send(de6, 6);
+    let got = receiver.collect(Duration::from_millis(500));
+    let expected: BTreeMap<IpAddr, usize> = [(de4, 2), (de6, 6)].into();
+    assert_eq!(got, expected, "only DE may arrive, on both interfaces");
+    let stats = daemon.stats();
+    assert_eq!(
+        stats.country("CN"),
+        Counters {
+            dropped_packets: 12,
+            dropped_bytes: 8 * len4 + 4 * len6,
+            ..Counters::default()
+        }
+    );
+    assert_eq!(stats.country("DE").passed_packets, 8);
+    stop_cleanly(&pair, daemon);
+    assert!(
+        !netns::has_xdp(&pair.receiver, &second.receiver_if),
+        "XDP left on the second interface"
+    );
 }
 
 // ---- error paths: one line `geoblock: ...`, exit non-zero, nothing attached.
 
 /// Runs `geoblock run ARGS --state-dir <fresh>` in `ns` to its end and checks
 /// it failed with exactly one `geoblock: ` line containing `expect`.
-fn run_fails(ns: &Netns, args: &[&str], expect: &str, setup: impl FnOnce(&mut std::process::Command)) {
+fn run_fails(
+    ns: &Netns,
+    args: &[&str],
+    expect: &str,
+    setup: impl FnOnce(&mut std::process::Command),
+) {
     let state_dir = geoblock::state_dir();
     let mut all = vec!["run"];
     all.extend_from_slice(args);
@@ -330,9 +465,22 @@ fn run_fails(ns: &Netns, args: &[&str], expect: &str, setup: impl FnOnce(&mut st
     let out = geoblock::run_to_end(Some(ns), &all, setup);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Log lines (warnings) may precede it; the error is the last line, alone.
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("geoblock: ")).collect();
-    assert!(!out.status.success(), "geoblock {} succeeded:\n{stderr}", all.join(" "));
-    assert_eq!(out.status.code(), Some(1), "geoblock {}: exit status {}", all.join(" "), out.status);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("geoblock: "))
+        .collect();
+    assert!(
+        !out.status.success(),
+        "geoblock {} succeeded:\n{stderr}",
+        all.join(" ")
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "geoblock {}: exit status {}",
+        all.join(" "),
+        out.status
+    );
     assert!(
         errors.len() == 1 && stderr.trim_end().lines().last() == Some(errors[0]),
         "geoblock {}: expected one final `geoblock: ...` line, got:\n{stderr}",
@@ -344,12 +492,23 @@ fn run_fails(ns: &Netns, args: &[&str], expect: &str, setup: impl FnOnce(&mut st
         all.join(" "),
         errors[0]
     );
-    assert!(!state_dir.exists(), "a failed run left {}", state_dir.display());
+    assert!(
+        !state_dir.exists(),
+        "a failed run left {}",
+        state_dir.display()
+    );
 }
 
 fn assert_nothing_attached(pair: &Pair) {
-    for (ns, dev) in [(&pair.receiver, "lo"), (&pair.receiver, pair.receiver_if.as_str())] {
-        assert!(!netns::has_xdp(ns, dev), "XDP left on {dev} in {} after a failed run", ns.name());
+    for (ns, dev) in [
+        (&pair.receiver, "lo"),
+        (&pair.receiver, pair.receiver_if.as_str()),
+    ] {
+        assert!(
+            !netns::has_xdp(ns, dev),
+            "XDP left on {dev} in {} after a failed run",
+            ns.name()
+        );
     }
 }
 
@@ -362,7 +521,12 @@ fn unknown_country_code_is_refused() {
         "unknown country code 'XX'",
         |_| {},
     );
-    run_fails(&pair.receiver, &["--iface", &pair.receiver_if, "--allow", "de,Q1"], "unknown country code 'Q1'", |_| {});
+    run_fails(
+        &pair.receiver,
+        &["--iface", &pair.receiver_if, "--allow", "de,Q1"],
+        "unknown country code 'Q1'",
+        |_| {},
+    );
     assert_nothing_attached(&pair);
 }
 
@@ -378,7 +542,14 @@ fn unknown_interface_is_refused() {
     // One good and one bad interface: nothing attached to the good one.
     run_fails(
         &pair.receiver,
-        &["--iface", &pair.receiver_if, "--iface", "gb-nosuch0", "--block", "CN"],
+        &[
+            "--iface",
+            &pair.receiver_if,
+            "--iface",
+            "gb-nosuch0",
+            "--block",
+            "CN",
+        ],
         "unknown interface 'gb-nosuch0'",
         |_| {},
     );
@@ -398,7 +569,16 @@ fn native_mode_without_driver_support_is_refused() {
     // veth first (attaches), then lo (fails): the veth must be released too.
     run_fails(
         &pair.receiver,
-        &["--iface", &pair.receiver_if, "--iface", "lo", "--xdp-mode", "native", "--block", "CN"],
+        &[
+            "--iface",
+            &pair.receiver_if,
+            "--iface",
+            "lo",
+            "--xdp-mode",
+            "native",
+            "--block",
+            "CN",
+        ],
         "native XDP is not supported",
         |_| {},
     );
@@ -436,9 +616,16 @@ fn unprivileged_user_gets_the_permission_message() {
 #[test]
 fn stats_without_a_daemon_is_a_clear_error() {
     let dir = geoblock::state_dir();
-    let out = geoblock::run_to_end(None, &["stats", "--json", "--state-dir", dir.to_str().unwrap()], |_| {});
+    let out = geoblock::run_to_end(
+        None,
+        &["stats", "--json", "--state-dir", dir.to_str().unwrap()],
+        |_| {},
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("geoblock: no geoblock state at"), "{stderr}");
+    assert!(
+        stderr.starts_with("geoblock: no geoblock state at"),
+        "{stderr}"
+    );
 }
