@@ -27,6 +27,8 @@ pub enum Error {
     Io { path: PathBuf, source: io::Error },
     #[error("no geoblock state at {0}: is `geoblock run` active with this --state-dir?")]
     NoState(PathBuf),
+    #[error("{0} is in use by another geoblock run (stop it, or give this one another --state-dir)")]
+    StateInUse(PathBuf),
 }
 
 impl Error {
