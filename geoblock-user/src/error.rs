@@ -21,6 +21,8 @@ pub enum Error {
     Permission,
     #[error("unknown interface '{0}'")]
     UnknownInterface(String),
+    #[error("interface {0} already has an XDP program attached (another geoblock run?)")]
+    Busy(String),
     #[error("interface {iface}: {mode} XDP is not supported by its driver (try --xdp-mode skb)")]
     ModeUnsupported { iface: String, mode: &'static str },
     #[error("{path}: {source}")]
