@@ -11,6 +11,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
+    path::Path,
     time::Duration,
 };
 
@@ -446,6 +447,62 @@ fn several_interfaces_are_all_enforced_and_all_released() {
         !netns::has_xdp(&pair.receiver, &second.receiver_if),
         "XDP left on the second interface"
     );
+}
+
+#[test]
+fn a_second_daemon_fails_without_disturbing_the_first() {
+    let pair = Pair::create();
+    let first = Daemon::start(
+        &pair.receiver,
+        &["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN"],
+    );
+    let dir = first.state_dir.to_str().unwrap().to_string();
+    // Same state dir (as with the default one): refused before touching it.
+    run_fails_keeping(
+        &pair.receiver,
+        &["--iface", &pair.receiver_if, "--block", "RU", "--state-dir", &dir],
+        "is in use by another geoblock run",
+    );
+    // Another state dir, same interface: the attach is refused.
+    run_fails(
+        &pair.receiver,
+        &["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "RU"],
+        &format!("interface {} already has an XDP program attached", pair.receiver_if),
+        |_| {},
+    );
+    // The first daemon still enforces, counts and reports.
+    assert!(pair.receiver_has_xdp());
+    let [cn4, _] = sources::of("CN");
+    let [ru4, _] = sources::of("RU");
+    let receiver = Receiver::new(&pair);
+    let sender = Sender::new(&pair);
+    sender.send(cn4, 4);
+    sender.send(ru4, 3);
+    let got = receiver.collect(Duration::from_millis(500));
+    assert_eq!((got.get(&cn4), got.get(&ru4)), (None, Some(&3)), "{got:?}");
+    let stats = first.stats();
+    assert_eq!((stats.country("CN").dropped_packets, stats.country("RU").passed_packets), (4, 3));
+    stop_cleanly(&pair, first);
+}
+
+/// Like [`run_fails`] for a run given its own `--state-dir` (which must
+/// survive: it belongs to someone else).
+fn run_fails_keeping(ns: &Netns, args: &[&str], expect: &str) {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let out = geoblock::run_to_end(Some(ns), &all, |_| {});
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "geoblock {}: {stderr}", all.join(" "));
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("geoblock: ") && last.contains(expect),
+        "geoblock {}: expected a final `geoblock: ...{expect}...` line, got:\n{stderr}",
+        all.join(" ")
+    );
+    let dir = Path::new(args[args.iter().position(|a| *a == "--state-dir").unwrap() + 1]);
+    for pin in ["COUNTRY_STATS", "TOTALS"] {
+        assert!(dir.join(pin).exists(), "a failed run removed {}", dir.join(pin).display());
+    }
 }
 
 // ---- error paths: one line `geoblock: ...`, exit non-zero, nothing attached.
