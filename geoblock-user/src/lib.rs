@@ -8,6 +8,7 @@ pub mod bpffs;
 pub mod country;
 pub mod daemon;
 mod error;
+pub mod parse;
 pub mod policy;
 pub mod prefix;
 pub mod program;
