@@ -7,6 +7,7 @@
 pub mod bpffs;
 pub mod country;
 pub mod daemon;
+pub mod dataset;
 mod error;
 pub mod parse;
 pub mod policy;
