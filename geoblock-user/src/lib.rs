@@ -7,7 +7,9 @@
 pub mod bpffs;
 pub mod country;
 pub mod daemon;
+pub mod dataset;
 mod error;
+pub mod parse;
 pub mod policy;
 pub mod prefix;
 pub mod program;
