@@ -99,7 +99,8 @@ pub enum Total {
     /// Too short or malformed to read a source address: passed to the kernel,
     /// which validates (and usually drops) them itself.
     Unparsed = 1,
-    /// Source inside an exception CIDR: passed before any country check.
+    /// Would have been dropped (or would-dropped), but the source is inside
+    /// an exception CIDR: passed, and not counted against its country.
     Exception = 2,
 }
 pub const TOTAL_SLOTS: u32 = 3;

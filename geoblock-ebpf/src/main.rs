@@ -2,8 +2,8 @@
 //! the policy, count.
 //!
 //! Everything a verdict depends on lives in maps the daemon fills: the prefix
-//! tries (address → country), the exceptions (always pass), and the policy
-//! (country → action). Changing who is blocked never touches the tries.
+//! tries (address → country), the policy (country → action), and the
+//! exceptions (sources never dropped). Changing who is blocked never touches the tries.
 #![no_std]
 #![no_main]
 
@@ -54,13 +54,13 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
     match source(&ctx) {
         Source::V4(addr) => {
             let key = Key::new(32, addr);
-            let excepted = EXCEPT_V4.get(&key).is_some();
-            verdict(excepted, || GEO_V4.get(&key).copied(), bytes)
+            let country = GEO_V4.get(&key).copied().unwrap_or(NO_COUNTRY);
+            verdict(country, || EXCEPT_V4.get(&key).is_some(), bytes)
         }
         Source::V6(addr) => {
             let key = Key::new(128, addr);
-            let excepted = EXCEPT_V6.get(&key).is_some();
-            verdict(excepted, || GEO_V6.get(&key).copied(), bytes)
+            let country = GEO_V6.get(&key).copied().unwrap_or(NO_COUNTRY);
+            verdict(country, || EXCEPT_V6.get(&key).is_some(), bytes)
         }
         Source::NotIp => count_total(Total::NonIp, bytes),
         Source::Unparsed => {
@@ -136,17 +136,17 @@ fn ip_source(
     }
 }
 
-/// Exceptions first, then the country's action. Addresses without a country
-/// use slot 0, which the policy fills like any other.
+/// The country's action, unless an exception rescues a packet that would be
+/// dropped. Exceptions are only consulted on that path: they cannot change a
+/// pass, so passing traffic never pays for the lookup.
 #[inline(always)]
-fn verdict(excepted: bool, country: impl FnOnce() -> Option<CountryId>, bytes: u64) -> u32 {
-    if excepted {
-        return count_total(Total::Exception, bytes);
-    }
-    let country = country().unwrap_or(NO_COUNTRY);
+fn verdict(country: CountryId, excepted: impl FnOnce() -> bool, bytes: u64) -> u32 {
     let action = POLICY
         .get(u32::from(country))
         .map_or(Action::Pass, |a| Action::from_u8(*a));
+    if action != Action::Pass && excepted() {
+        return count_total(Total::Exception, bytes);
+    }
     let Some(stats) = COUNTRY_STATS.get_ptr_mut(u32::from(country)) else {
         return XDP_PASS;
     };

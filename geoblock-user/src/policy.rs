@@ -27,7 +27,7 @@ pub struct Policy {
     /// Drop addresses with no country (private, unassigned...). Off by
     /// default so an allow-list cannot cut off the LAN or loopback.
     pub block_unknown: bool,
-    /// Sources that always pass, checked before any country.
+    /// Sources never dropped, whatever their country (a management network).
     pub exceptions: Vec<IpNetwork>,
 }
 
@@ -62,13 +62,15 @@ impl Policy {
         (0..COUNTRY_SLOTS).map(|slot| (slot, self.action(slot as CountryId)))
     }
 
-    /// What the XDP program decides for a packet from `ip`.
+    /// What the XDP program decides for a packet from `ip`: an exception
+    /// only shows when it overrides a drop (it cannot change a pass).
     pub fn verdict(&self, table: &Table, ip: IpAddr) -> Verdict {
-        if self.exceptions.iter().any(|net| net.contains(ip)) {
+        let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);
+        let action = self.action(country);
+        if action != Action::Pass && self.exceptions.iter().any(|net| net.contains(ip)) {
             return Verdict::Exception;
         }
-        let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);
-        Verdict::Country(country, self.action(country))
+        Verdict::Country(country, action)
     }
 }
 
@@ -119,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    fn exceptions_come_before_countries() {
+    fn exceptions_override_drops_only() {
         let table = Table {
             v4: vec![("10.0.0.0/8".parse().unwrap(), id(b"CN"))],
             v6: vec![],
@@ -136,6 +138,11 @@ mod tests {
         assert_eq!(
             p.verdict(&table, "11.0.0.1".parse().unwrap()),
             Verdict::Country(NO_COUNTRY, Action::Pass)
+        );
+        let allow_cn = Policy { mode: Mode::Allow, ..p };
+        assert_eq!(
+            allow_cn.verdict(&table, "10.1.2.3".parse().unwrap()),
+            Verdict::Country(id(b"CN"), Action::Pass)
         );
     }
 

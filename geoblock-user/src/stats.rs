@@ -35,7 +35,7 @@ pub struct Totals {
     pub dropped: Packets,
     pub passed: Packets,
     pub would_drop: Packets,
-    /// Source inside an exception: passed before any country check.
+    /// Would have been dropped, but the source is inside an exception.
     pub exception: Packets,
     /// ARP, LLDP and other non-IP frames: passed.
     pub non_ip: Packets,
