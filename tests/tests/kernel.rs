@@ -100,7 +100,7 @@ fn stats(g: &Geoblock) -> Stats {
 
 /// Where one frame lands in the counters: exactly one slot moves, by one
 /// packet and the frame's length in bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Effect {
     Dropped(CountryId),
     Passed(CountryId),
@@ -162,6 +162,24 @@ impl Effect {
         };
         *packets += 1;
         *sum += bytes;
+    }
+}
+
+/// Countries by code, so failures read "Dropped(CN)".
+impl std::fmt::Debug for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = |c: &CountryId| match *c {
+            NO_COUNTRY => "no country",
+            c => country::code(c),
+        };
+        match self {
+            Effect::Dropped(c) => write!(f, "Dropped({})", code(c)),
+            Effect::Passed(c) => write!(f, "Passed({})", code(c)),
+            Effect::WouldDrop(c) => write!(f, "WouldDrop({})", code(c)),
+            Effect::Exception => f.write_str("Exception"),
+            Effect::NonIp => f.write_str("NonIp"),
+            Effect::Unparsed => f.write_str("Unparsed"),
+        }
     }
 }
 
@@ -410,7 +428,7 @@ fn every_truncation_of_every_crafted_frame() {
     for case in crafted_cases() {
         let frame = case.frame();
         for len in 0..=frame.len() {
-            let what = format!("{}, cut to {len} of {} bytes", case.name, frame.len());
+            let what = format!("{}, cut from {} bytes", case.name, frame.len());
             checker.check(&what, &frame[..len], case.effect_truncated(len));
             runs += 1;
         }
@@ -658,7 +676,8 @@ fn differential(mut policy: Policy, per_family: usize) -> Tally {
         let mut sample = String::new();
         for (src, verdict, action) in mismatches.iter().take(20) {
             let prefix = table.lookup(*src).map(|(net, _)| net.to_string()).unwrap_or("none".into());
-            writeln!(sample, "  {src}: reference {verdict:?} (table prefix {prefix}), kernel XDP action {action}").unwrap();
+            let want = Effect::of(*verdict);
+            writeln!(sample, "  {src}: reference {want:?} (table prefix {prefix}), kernel XDP action {action}").unwrap();
         }
         panic!("{} of {} verdicts differ; {context}; first ones:\n{sample}", mismatches.len(), 2 * per_family);
     }
