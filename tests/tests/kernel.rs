@@ -447,8 +447,7 @@ fn every_truncation_of_every_crafted_frame() {
 // ---------------------------------------------------------------------------
 
 /// The world table in the kernel, loaded once for all differential tests
-/// (filling the tries takes seconds). Every policy applied to it must carry
-/// the same exceptions: `apply_policy` adds exceptions, it never removes any.
+/// (filling the tables takes seconds).
 struct World {
     table: Table,
     g: Geoblock,
@@ -474,47 +473,9 @@ fn world() -> std::sync::MutexGuard<'static, World> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Stand-in for the embedded DB-IP table until the data pipeline lands: a
-/// seeded random partition of unicast space into aligned prefixes of random
-/// countries, with gaps (no country).
+/// The embedded DB-IP world table, as `geoblock run` loads it by default.
 fn world_table() -> Table {
-    let mut rng = StdRng::seed_from_u64(7);
-    let mut table = Table::default();
-    let v4 = random_partition(&mut rng, Family::V4, 1 << 24, 224 << 24, 14..=24);
-    let v6 = random_partition(&mut rng, Family::V6, 0x2a00 << 112, 0x2a01 << 112, 36..=48);
-    for (net, country) in v4.into_iter().chain(v6.into_iter().take(400_000)) {
-        match net {
-            IpNetwork::V4(n) => table.v4.push((n, country)),
-            IpNetwork::V6(n) => table.v6.push((n, country)),
-        }
-    }
-    table
-}
-
-/// Aligned prefixes of `lens` laid one after another over `[start, end)`,
-/// one in ten left out.
-fn random_partition(
-    rng: &mut StdRng,
-    family: Family,
-    start: u128,
-    end: u128,
-    lens: std::ops::RangeInclusive<u8>,
-) -> Vec<(IpNetwork, CountryId)> {
-    let mut out = vec![];
-    let mut at = start;
-    loop {
-        let len = rng.random_range(lens.clone());
-        let size = 1u128 << (family.bits() - u32::from(len));
-        at = at.div_ceil(size) * size;
-        if at + size > end {
-            return out;
-        }
-        if !rng.random_ratio(1, 10) {
-            let country = rng.random_range(1..geoblock_common::COUNTRY_SLOTS) as CountryId;
-            out.push((IpNetwork::new(family.addr(at), len).unwrap(), country));
-        }
-        at += size;
-    }
+    geoblock::dataset::embedded().expect("the embedded world table")
 }
 
 /// Exceptions carved out of the world table: per family, the first quarter
