@@ -10,10 +10,12 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::programs::XdpMode;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use geoblock::{
     bpffs::DEFAULT_STATE_DIR,
     country,
+    dataset::{self, Meta},
+    parse,
     daemon::{self, RunOptions},
     policy::{Mode, Policy},
     prefix::Table,
@@ -26,7 +28,6 @@ const ATTRIBUTION: &str = "Embedded country data: IP Geolocation by DB-IP (https
 
 #[derive(Parser)]
 #[command(name = "geoblock", version, about = "Drop traffic by country in XDP, at line rate.", after_help = ATTRIBUTION)]
-#[command(long_version = concat!(env!("CARGO_PKG_VERSION"), "\nIP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0"))]
 struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -53,6 +54,29 @@ enum Command {
         addresses: Vec<String>,
         #[command(flatten)]
         data: DataArgs,
+    },
+    /// Work with GeoIP data sets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Pack `start,end,cc` CSV files into geoblock's compact format (how the embedded data is made).
+    Pack {
+        /// The packed file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The data's release, e.g. 2026-06.
+        #[arg(long)]
+        release: String,
+        #[arg(long, default_value = "dbip-country")]
+        name: String,
+        /// The credit the data's licence asks for.
+        #[arg(long, default_value = "IP Geolocation by DB-IP")]
+        attribution: String,
+        #[arg(required = true)]
+        csv: Vec<PathBuf>,
     },
 }
 
@@ -87,9 +111,10 @@ struct RunArgs {
 
 #[derive(Args)]
 struct DataArgs {
-    /// A `start,end,cc` CSV (text or integer addresses) instead of the embedded DB-IP data.
+    /// `start,end,cc` CSV (text or integer addresses) instead of the embedded DB-IP data;
+    /// repeat to combine files (e.g. IPv4 and IPv6) into one data set.
     #[arg(long)]
-    data: Option<PathBuf>,
+    data: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -101,17 +126,9 @@ enum XdpModeArg {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_cli() {
         Ok(cli) => cli,
-        // A bad value (unknown country code, malformed CIDR) is an operator
-        // error like any other: one `geoblock: ...` line, exit 1.
-        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("geoblock: {}", first.strip_prefix("error: ").unwrap_or(first));
-            return ExitCode::FAILURE;
-        }
-        Err(e) => e.exit(),
+        Err(code) => return code,
     };
     init_logging(cli.verbose);
     match execute(cli.command) {
@@ -136,6 +153,38 @@ fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Lookup { addresses, data } => lookup(&addresses, &data),
+        Command::Data(DataCommand::Pack { out, release, name, attribution, csv }) => {
+            let paths: Vec<&std::path::Path> = csv.iter().map(PathBuf::as_path).collect();
+            let table = parse::load(&paths)?;
+            let meta = Meta { attribution, name, version: release };
+            std::fs::write(&out, dataset::pack(&meta, &table))
+                .with_context(|| format!("writing {}", out.display()))?;
+            let counts = table.counts();
+            println!("{}: {} IPv4 and {} IPv6 prefixes, {meta}", out.display(), counts.v4, counts.v6);
+            Ok(())
+        }
+    }
+}
+
+/// `--version` names the embedded data set, as its licence asks.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    let data = dataset::embedded_meta().map_or_else(|e| format!("embedded data unreadable: {e}"), |m| m.to_string());
+    let version = format!("{}\n{data}, https://db-ip.com, CC BY 4.0", env!("CARGO_PKG_VERSION"));
+    let parsed = Cli::command()
+        .long_version(version)
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    match parsed {
+        Ok(cli) => Ok(cli),
+        // A bad value (unknown country code, malformed CIDR) is an operator
+        // error like any other: one `geoblock: ...` line, exit 1.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("geoblock: {}", first.strip_prefix("error: ").unwrap_or(first));
+            Err(ExitCode::FAILURE)
+        }
+        Err(e) => e.exit(),
     }
 }
 
@@ -192,7 +241,11 @@ fn lookup(addresses: &[String], data: &DataArgs) -> Result<()> {
 }
 
 fn load_table(data: &DataArgs) -> Result<Table> {
-    todo!("{:?}", data.data)
+    if data.data.is_empty() {
+        return Ok(dataset::embedded()?);
+    }
+    let paths: Vec<&std::path::Path> = data.data.iter().map(PathBuf::as_path).collect();
+    Ok(parse::load(&paths)?)
 }
 
 fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {

@@ -83,24 +83,43 @@ impl Geoblock {
         Ok(())
     }
 
-    /// Writes the policy: per-country actions and the exception tries.
+    /// Writes the policy: per-country actions, and the exception tries
+    /// made to hold exactly `policy.exceptions`.
     pub fn apply_policy(&mut self, policy: &Policy) -> Result<(), Error> {
         let mut actions: Array<_, u8> = self.map_mut(maps::POLICY)?;
         for (slot, action) in policy.actions() {
             actions.set(slot, action as u8, 0)?;
         }
+        let (mut v4, mut v6) = (vec![], vec![]);
         for net in &policy.exceptions {
-            let prefix = u32::from(net.prefix());
             match net {
-                IpNetwork::V4(n) => {
-                    let mut v4: LpmTrie<_, [u8; 4], u8> = self.map_mut(maps::EXCEPT_V4)?;
-                    v4.insert(&Key::new(prefix, n.network().octets()), 1, 0)?
-                }
-                IpNetwork::V6(n) => {
-                    let mut v6: LpmTrie<_, [u8; 16], u8> = self.map_mut(maps::EXCEPT_V6)?;
-                    v6.insert(&Key::new(prefix, n.network().octets()), 1, 0)?
-                }
+                IpNetwork::V4(n) => v4.push((u32::from(n.prefix()), n.network().octets())),
+                IpNetwork::V6(n) => v6.push((u32::from(n.prefix()), n.network().octets())),
             }
+        }
+        self.set_exceptions(maps::EXCEPT_V4, &v4)?;
+        self.set_exceptions(maps::EXCEPT_V6, &v6)
+    }
+
+    /// Makes the exception trie `name` hold exactly `wanted` (prefix length,
+    /// address): stale entries go, then missing ones come.
+    fn set_exceptions<const N: usize>(
+        &mut self,
+        name: &'static str,
+        wanted: &[(u32, [u8; N])],
+    ) -> Result<(), Error> {
+        let mut trie: LpmTrie<_, [u8; N], u8> = self.map_mut(name)?;
+        let stale: Vec<Key<[u8; N]>> = trie
+            .keys()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|k| !wanted.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for key in &stale {
+            trie.remove(key)?;
+        }
+        for &(len, addr) in wanted {
+            trie.insert(&Key::new(len, addr), 1, 0)?;
         }
         Ok(())
     }

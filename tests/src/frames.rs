@@ -8,6 +8,15 @@ pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88A8;
 
+/// Ethernet header (MACs and EtherType) and VLAN tag lengths.
+pub const ETH_HLEN: usize = 14;
+pub const VLAN_HLEN: usize = 4;
+
+/// Where the L3 header starts in a frame with `tags` VLAN tags.
+pub const fn l3_offset(tags: usize) -> usize {
+    ETH_HLEN + VLAN_HLEN * tags
+}
+
 /// A UDP datagram from `src` to `dst` in an Ethernet frame, with the given
 /// VLAN tags (outer first) and, for IPv4, `options` bytes of IP options
 /// (a multiple of 4, at most 40).
@@ -133,12 +142,17 @@ pub fn udp_segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[
 
 /// An ARP request: the non-IP frame every LAN carries.
 pub fn arp_request(src_mac: [u8; 6], src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    arp_request_tagged(src_mac, &[], src, target)
+}
+
+/// An ARP request inside VLAN tags `(tpid, vid)`, outer first.
+pub fn arp_request_tagged(src_mac: [u8; 6], vlans: &[(u16, u16)], src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut arp = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
     arp.extend_from_slice(&src_mac);
     arp.extend_from_slice(&src.octets());
     arp.extend_from_slice(&[0; 6]);
     arp.extend_from_slice(&target.octets());
-    ethernet([0xff; 6], src_mac, &[], ETH_P_ARP, &arp)
+    ethernet([0xff; 6], src_mac, vlans, ETH_P_ARP, &arp)
 }
 
 fn sum_words(data: &[u8]) -> u32 {
@@ -173,5 +187,13 @@ mod tests {
         assert_eq!(&f[12..14], &ETH_P_8021AD.to_be_bytes());
         assert_eq!(&f[16..18], &ETH_P_8021Q.to_be_bytes());
         assert_eq!(&f[20..22], &ETH_P_IP.to_be_bytes());
+        assert_eq!(f[l3_offset(2)], 0x45);
+    }
+
+    #[test]
+    fn tagged_arp_keeps_its_ethertype_after_the_tags() {
+        let f = arp_request_tagged([2; 6], &[(ETH_P_8021Q, 7)], Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(&f[l3_offset(1) - 2..l3_offset(1)], &ETH_P_ARP.to_be_bytes());
+        assert_eq!(f.len(), l3_offset(1) + 28);
     }
 }
