@@ -9,7 +9,7 @@ use geoblock::{
     prefix::Table,
     program::Geoblock,
 };
-use geoblock_common::country_id;
+use geoblock_common::{country_id, Backend};
 use geoblock_tests::frames::Udp;
 
 const XDP_DROP: u32 = 1;
@@ -24,6 +24,12 @@ fn run(g: &mut Geoblock, frame: &[u8]) -> u32 {
 
 #[test]
 fn smoke_v4_and_v6() {
+    for backend in [Backend::Trie, Backend::Lpm] {
+        smoke(backend);
+    }
+}
+
+fn smoke(backend: Backend) {
     let cn = country_id(*b"CN").unwrap();
     let de = country_id(*b"DE").unwrap();
     let table = Table {
@@ -37,7 +43,7 @@ fn smoke_v4_and_v6() {
         block_unknown: false,
         exceptions: vec![],
     };
-    let mut g = Geoblock::load().expect("load (are you root?)");
+    let mut g = Geoblock::load(backend).expect("load (are you root?)");
     g.load_table(&table).unwrap();
     g.apply_policy(&policy).unwrap();
     let frame = |src: &str, dst: &str| {
