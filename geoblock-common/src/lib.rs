@@ -7,8 +7,13 @@
 
 /// Map names, as the daemon looks them up in the loaded object.
 pub mod maps {
+    /// Multibit tries ([`TrieNode`](super::TrieNode) arrays), one slot each
+    /// in an array of maps so a new table replaces the old in one update.
     pub const GEO_V4: &str = "GEO_V4";
     pub const GEO_V6: &str = "GEO_V6";
+    /// The kernel's LPM tries: the reference lookup backend.
+    pub const LPM_V4: &str = "LPM_V4";
+    pub const LPM_V6: &str = "LPM_V6";
     pub const EXCEPT_V4: &str = "EXCEPT_V4";
     pub const EXCEPT_V6: &str = "EXCEPT_V6";
     pub const POLICY: &str = "POLICY";
@@ -16,10 +21,39 @@ pub mod maps {
     pub const TOTALS: &str = "TOTALS";
 }
 
-/// Capacity of the prefix tries. The world table (DB-IP Lite) is about 600k
-/// IPv4 and 550k IPv6 prefixes; leave room for growth and denser sources.
+/// Capacity of the LPM tries. The world table (DB-IP Lite) is about 600k
+/// IPv4 and 780k IPv6 prefixes; leave room for growth and denser sources.
 pub const MAX_V4_PREFIXES: u32 = 1 << 20;
-pub const MAX_V6_PREFIXES: u32 = 1 << 20;
+pub const MAX_V6_PREFIXES: u32 = 1 << 21;
+
+/// Which structure answers "which country is this address in?". Chosen at
+/// load time; the verifier prunes the other path.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Multibit trie in array maps: one to three memory reads for IPv4.
+    Trie = 0,
+    /// The kernel's LPM trie: exact, but a pointer chase of up to 32 (IPv4)
+    /// or 128 (IPv6) levels per packet.
+    Lpm = 1,
+}
+
+/// One node of the multibit trie: the next byte of the address indexes it.
+///
+/// A slot below [`TRIE_CHILD`] is a country (0 = none); from [`TRIE_CHILD`]
+/// up it names a child node, `TRIE_ROOTS + (slot - TRIE_CHILD)`. The first
+/// [`TRIE_ROOTS`] nodes are the roots, one per first address byte, so the
+/// first lookup consumes 16 bits and every later one 8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrieNode(pub [u16; 256]);
+pub const TRIE_ROOTS: u32 = 256;
+pub const TRIE_CHILD: u16 = 1024;
+/// Nodes per family. The DB-IP world table needs about 40k (IPv4) and 37k
+/// (IPv6); 24 MiB each. Children are addressable up to 256 + 64512.
+pub const TRIE_NODES: u32 = 49_152;
+const _: () = assert!(TRIE_NODES <= TRIE_ROOTS + (u16::MAX - TRIE_CHILD) as u32 + 1);
+const _: () = assert!(COUNTRY_SLOTS <= TRIE_CHILD as u32);
 /// Exceptions are a handful of management networks, not a data set.
 pub const MAX_EXCEPTIONS: u32 = 1024;
 
@@ -110,6 +144,8 @@ mod pod {
     // SAFETY: plain #[repr(C)] structs of u64, no padding.
     unsafe impl aya::Pod for super::CountryCounters {}
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: #[repr(C)] array of u16.
+    unsafe impl aya::Pod for super::TrieNode {}
 }
 
 #[cfg(test)]

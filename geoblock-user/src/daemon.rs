@@ -4,6 +4,7 @@
 use std::{path::PathBuf, time::Instant};
 
 use aya::programs::XdpMode;
+use geoblock_common::Backend;
 use log::info;
 use tokio::{
     io::unix::AsyncFd,
@@ -24,6 +25,7 @@ pub struct RunOptions {
     pub xdp_mode: XdpMode,
     pub policy: Policy,
     pub state_dir: PathBuf,
+    pub backend: Backend,
 }
 
 /// Runs until SIGINT or SIGTERM. Everything is validated and attached
@@ -34,7 +36,7 @@ pub async fn run(opts: RunOptions, table: &Table) -> Result<(), Error> {
         check_interface(iface)?;
     }
     let started = Instant::now();
-    let mut geoblock = Geoblock::load()?;
+    let mut geoblock = Geoblock::load(opts.backend)?;
     geoblock.load_table(table)?;
     geoblock.apply_policy(&opts.policy)?;
     let loaded = started.elapsed();

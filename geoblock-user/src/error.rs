@@ -15,6 +15,8 @@ pub enum Error {
     Map(#[from] MapError),
     #[error("pinning: {0}")]
     Pin(#[from] PinError),
+    #[error(transparent)]
+    TableTooLarge(#[from] crate::trie::TrieFull),
     #[error("map {0} is missing from the XDP program")]
     MissingMap(&'static str),
     #[error("permission denied: geoblock needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")]

@@ -15,5 +15,6 @@ pub mod prefix;
 pub mod program;
 pub mod programs;
 pub mod stats;
+pub mod trie;
 
 pub use error::Error;

@@ -21,7 +21,7 @@ use geoblock::{
     prefix::Table,
     stats::Stats,
 };
-use geoblock_common::CountryId;
+use geoblock_common::{Backend, CountryId};
 use ipnetwork::IpNetwork;
 
 const ATTRIBUTION: &str = "Embedded country data: IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0.";
@@ -102,6 +102,9 @@ struct RunArgs {
     block_unknown: bool,
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     xdp_mode: XdpModeArg,
+    /// Address → country structure: `trie` (fast) or the kernel's `lpm` trie (reference).
+    #[arg(long, value_enum, default_value_t = LookupArg::Trie)]
+    lookup: LookupArg,
     /// bpffs directory where the counters are pinned for `geoblock stats`.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
@@ -115,6 +118,12 @@ struct DataArgs {
     /// repeat to combine files (e.g. IPv4 and IPv6) into one data set.
     #[arg(long)]
     data: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LookupArg {
+    Trie,
+    Lpm,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -210,6 +219,10 @@ fn run(args: RunArgs) -> Result<()> {
         },
         policy,
         state_dir: args.state_dir,
+        backend: match args.lookup {
+            LookupArg::Trie => Backend::Trie,
+            LookupArg::Lpm => Backend::Lpm,
+        },
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     Ok(runtime.block_on(daemon::run(opts, &table))?)

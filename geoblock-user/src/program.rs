@@ -5,22 +5,28 @@
 use std::path::Path;
 
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, Map},
+    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData},
     programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
-use geoblock_common::{maps, CountryId};
+use geoblock_common::{
+    maps, Backend, CountryId, TrieNode, MAX_V4_PREFIXES, MAX_V6_PREFIXES, TRIE_NODES,
+};
 use ipnetwork::IpNetwork;
 use log::warn;
 
-use crate::{policy::Policy, prefix::Table, stats::Stats, Error};
+use crate::{policy::Policy, prefix::Table, stats::Stats, trie::Trie, Error};
 
 /// Name of the XDP function in the object.
 const PROGRAM: &str = "geoblock";
 
+/// The kernel's LPM tries are created with no preallocation (they must be).
+const BPF_F_NO_PREALLOC: u32 = 1;
+
 pub struct Geoblock {
     ebpf: Ebpf,
+    backend: Backend,
     /// Keeps the log ring buffer open; drained by the daemon.
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
 }
@@ -29,16 +35,17 @@ impl Geoblock {
     /// Loads the embedded program into the kernel (not attached anywhere).
     /// Kernel-side log statements above the daemon's log level are disabled
     /// before load, so they cost a branch, not a ring buffer write.
-    pub fn load() -> Result<Self, Error> {
-        Self::load_object(crate::programs::GEOBLOCK, PROGRAM)
+    pub fn load(backend: Backend) -> Result<Self, Error> {
+        Self::load_object(crate::programs::GEOBLOCK, PROGRAM, backend)
     }
 
     /// Loads `object` and its XDP function `name`; also used for the
     /// benchmark's baseline program.
-    pub fn load_object(object: &[u8], name: &str) -> Result<Self, Error> {
+    pub fn load_object(object: &[u8], name: &str, backend: Backend) -> Result<Self, Error> {
         let level = log::max_level() as u8;
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
+            .override_global("BACKEND", &(backend as u8), false)
             .load(object)
             .map_err(permission_or(Error::Load))?;
         let logger = match EbpfLogger::init(&mut ebpf) {
@@ -48,7 +55,7 @@ impl Geoblock {
                 None
             }
         };
-        let mut geoblock = Geoblock { ebpf, logger };
+        let mut geoblock = Geoblock { ebpf, backend, logger };
         geoblock.program_mut(name)?.load().map_err(permission_or(Error::Program))?;
         Ok(geoblock)
     }
@@ -70,17 +77,29 @@ impl Geoblock {
         self.logger.take()
     }
 
-    /// Fills the prefix tries with `table`. Called once on an empty program.
+    /// Makes `table` the one the program answers from. The new table is
+    /// built in fresh maps beside the one in use and swapped in with one
+    /// update per family; the old maps are freed by the kernel once no
+    /// packet can still see them.
     pub fn load_table(&mut self, table: &Table) -> Result<(), Error> {
-        let mut v4: LpmTrie<_, [u8; 4], CountryId> = self.map_mut(maps::GEO_V4)?;
-        for (net, country) in &table.v4 {
-            v4.insert(&Key::new(u32::from(net.prefix()), net.network().octets()), country, 0)?;
+        match self.backend {
+            Backend::Trie => {
+                let (v4, v6) = (trie_map(&Trie::v4(table)?)?, trie_map(&Trie::v6(table)?)?);
+                self.swap(maps::GEO_V4, &v4)?;
+                self.swap(maps::GEO_V6, &v6)
+            }
+            Backend::Lpm => {
+                let v4 = lpm_map(MAX_V4_PREFIXES, table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)))?;
+                let v6 = lpm_map(MAX_V6_PREFIXES, table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)))?;
+                self.swap(maps::LPM_V4, &v4)?;
+                self.swap(maps::LPM_V6, &v6)
+            }
         }
-        let mut v6: LpmTrie<_, [u8; 16], CountryId> = self.map_mut(maps::GEO_V6)?;
-        for (net, country) in &table.v6 {
-            v6.insert(&Key::new(u32::from(net.prefix()), net.network().octets()), country, 0)?;
-        }
-        Ok(())
+    }
+
+    fn swap<V: aya::maps::InnerMap>(&mut self, outer: &'static str, inner: &V) -> Result<(), Error> {
+        let mut slot: ArrayOfMaps<&mut MapData, V> = self.map_mut(outer)?;
+        Ok(slot.set(0, inner, 0)?)
     }
 
     /// Writes the policy: per-country actions, and the exception tries
@@ -164,6 +183,27 @@ impl Geoblock {
         let map = self.ebpf.map_mut(name).ok_or(Error::MissingMap(name))?;
         Ok(M::try_from(map)?)
     }
+}
+
+/// A new trie map holding `trie`'s nodes.
+fn trie_map(trie: &Trie) -> Result<Array<MapData, TrieNode>, Error> {
+    let mut map = Array::create(TRIE_NODES, 0)?;
+    for (index, node) in trie.nodes().iter().enumerate() {
+        map.set(index as u32, node, 0)?;
+    }
+    Ok(map)
+}
+
+/// A new LPM trie holding `prefixes`.
+fn lpm_map<'a, const N: usize>(
+    capacity: u32,
+    prefixes: impl Iterator<Item = ([u8; N], u8, &'a CountryId)>,
+) -> Result<LpmTrie<MapData, [u8; N], CountryId>, Error> {
+    let mut map = LpmTrie::create(capacity, BPF_F_NO_PREALLOC)?;
+    for (addr, len, country) in prefixes {
+        map.insert(&Key::new(u32::from(len), addr), country, 0)?;
+    }
+    Ok(map)
 }
 
 pub fn mode_name(mode: XdpMode) -> &'static str {

@@ -26,7 +26,7 @@ use geoblock::{
     program::Geoblock,
     stats::{CountryStats, Packets, Stats},
 };
-use geoblock_common::{country_id, Action, CountryId, NO_COUNTRY};
+use geoblock_common::{country_id, Action, Backend, CountryId, NO_COUNTRY};
 use geoblock_tests::frames::{
     arp_request_tagged, l3_offset, Udp, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q,
 };
@@ -49,8 +49,8 @@ fn cc(code: &[u8; 2]) -> CountryId {
     country_id(*code).unwrap()
 }
 
-fn load(table: &Table, policy: &Policy) -> Geoblock {
-    let mut g = Geoblock::load()
+fn load(table: &Table, policy: &Policy, backend: Backend) -> Geoblock {
+    let mut g = Geoblock::load(backend)
         .unwrap_or_else(|e| panic!("loading the XDP program failed (these tests need root): {e}"));
     g.load_table(table).expect("filling the prefix tries");
     g.apply_policy(policy).expect("writing the policy");
@@ -416,7 +416,7 @@ fn crafted_cases() -> Vec<Case> {
 #[test]
 fn crafted_frames_have_their_verdict_and_exact_counter_effect() {
     let cases = crafted_cases();
-    let mut checker = Checker::new(load(&crafted_table(), &crafted_policy(false)));
+    let mut checker = Checker::new(load(&crafted_table(), &crafted_policy(false), Backend::Trie));
     for case in &cases {
         checker.check(&case.name, &case.frame(), Ok(case.effect));
     }
@@ -429,7 +429,7 @@ fn crafted_frames_have_their_verdict_and_exact_counter_effect() {
 
 #[test]
 fn every_truncation_of_every_crafted_frame() {
-    let mut checker = Checker::new(load(&crafted_table(), &crafted_policy(false)));
+    let mut checker = Checker::new(load(&crafted_table(), &crafted_policy(false), Backend::Trie));
     let mut runs = 0;
     for case in crafted_cases() {
         let frame = case.frame();
@@ -446,22 +446,22 @@ fn every_truncation_of_every_crafted_frame() {
 // Differential: the kernel against the userspace reference
 // ---------------------------------------------------------------------------
 
-/// The world table in the kernel, loaded once for all differential tests
-/// (filling the tables takes seconds).
+/// The world table in the kernel, loaded once per lookup backend for all
+/// differential tests (filling the tables takes seconds).
 struct World {
     table: Table,
     g: Geoblock,
 }
 
-fn world() -> std::sync::MutexGuard<'static, World> {
-    static WORLD: OnceLock<Mutex<World>> = OnceLock::new();
-    WORLD
+fn world(backend: Backend) -> std::sync::MutexGuard<'static, World> {
+    static WORLDS: [OnceLock<Mutex<World>>; 2] = [OnceLock::new(), OnceLock::new()];
+    WORLDS[backend as usize]
         .get_or_init(|| {
             let start = Instant::now();
             let table = world_table();
-            let g = load(&table, &differential_policy(Mode::Deny, &[], false, false));
+            let g = load(&table, &differential_policy(Mode::Deny, &[], false, false), backend);
             println!(
-                "world table: {} IPv4 and {} IPv6 prefixes loaded in {:.1?}",
+                "world table: {} IPv4 and {} IPv6 prefixes loaded into {backend:?} in {:.1?}",
                 table.v4.len(),
                 table.v6.len(),
                 start.elapsed()
@@ -597,8 +597,8 @@ struct Tally {
 /// Sends `per_family` sampled addresses of each family through the kernel
 /// under `policy` and compares every verdict, then all counters, with the
 /// userspace reference.
-fn differential(mut policy: Policy, per_family: usize) -> Tally {
-    let mut world = world();
+fn differential(mut policy: Policy, per_family: usize, backend: Backend) -> Tally {
+    let mut world = world(backend);
     let World { table, g } = &mut *world;
     policy.exceptions = world_exceptions(table);
     g.apply_policy(&policy).expect("writing the policy");
@@ -638,7 +638,10 @@ fn differential(mut policy: Policy, per_family: usize) -> Tally {
         }
     }
     let elapsed = start.elapsed();
-    let context = format!("{}, seed {seed} (rerun with GEOBLOCK_TEST_SEED={seed})", describe(&policy));
+    let context = format!(
+        "{backend:?} backend, {}, seed {seed} (rerun with GEOBLOCK_TEST_SEED={seed})",
+        describe(&policy)
+    );
     if !mismatches.is_empty() {
         let mut sample = String::new();
         for (src, verdict, action) in mismatches.iter().take(20) {
@@ -677,20 +680,29 @@ fn describe(policy: &Policy) -> String {
 const DENIED: [&[u8; 2]; 4] = [b"CN", b"RU", b"IR", b"US"];
 
 #[test]
-fn differential_deny_list() {
-    let tally = differential(differential_policy(Mode::Deny, &DENIED, false, false), 100_000);
+fn differential_deny_list_trie() {
+    differential_deny_list(Backend::Trie);
+}
+
+#[test]
+fn differential_deny_list_lpm() {
+    differential_deny_list(Backend::Lpm);
+}
+
+fn differential_deny_list(backend: Backend) {
+    let tally = differential(differential_policy(Mode::Deny, &DENIED, false, false), 100_000, backend);
     assert!(tally.drops > 0 && tally.exceptions > 0 && tally.unknown > 0, "sample too narrow: {tally:?}");
 }
 
 #[test]
 fn differential_allow_list_blocking_unknown() {
     let allowed = [b"DE", b"FR", b"NL", b"JP"];
-    let tally = differential(differential_policy(Mode::Allow, &allowed, false, true), 30_000);
+    let tally = differential(differential_policy(Mode::Allow, &allowed, false, true), 30_000, Backend::Trie);
     assert!(tally.drops > 0 && tally.exceptions > 0 && tally.unknown > 0, "sample too narrow: {tally:?}");
 }
 
 #[test]
 fn differential_monitor_mode() {
-    let tally = differential(differential_policy(Mode::Deny, &DENIED, true, true), 30_000);
+    let tally = differential(differential_policy(Mode::Deny, &DENIED, true, true), 30_000, Backend::Trie);
     assert!(tally.drops == 0 && tally.would_drops > 0, "monitor mode: {tally:?}");
 }

@@ -1,0 +1,193 @@
+//! The multibit trie the XDP program walks, compiled from a [`Table`].
+//!
+//! Layout and encoding are in `geoblock_common::TrieNode`: 256 root nodes
+//! indexed by the first address byte (so the first step consumes 16 bits),
+//! then one node per further byte. A prefix whose length falls inside a
+//! node's byte fills the run of slots it covers (controlled prefix
+//! expansion); the table's prefixes are disjoint, so runs never collide.
+
+use geoblock_common::{CountryId, TrieNode, NO_COUNTRY, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS};
+
+use crate::prefix::Table;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the {family} table needs more than {TRIE_NODES} trie nodes")]
+pub struct TrieFull {
+    pub family: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trie {
+    nodes: Vec<TrieNode>,
+}
+
+impl Trie {
+    pub fn v4(table: &Table) -> Result<Trie, TrieFull> {
+        let prefixes = table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), *c));
+        Trie::compile(prefixes, "IPv4")
+    }
+
+    pub fn v6(table: &Table) -> Result<Trie, TrieFull> {
+        let prefixes = table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), *c));
+        Trie::compile(prefixes, "IPv6")
+    }
+
+    fn compile<const N: usize>(
+        prefixes: impl Iterator<Item = ([u8; N], u8, CountryId)>,
+        family: &'static str,
+    ) -> Result<Trie, TrieFull> {
+        let mut trie = Trie { nodes: vec![TrieNode([NO_COUNTRY; 256]); TRIE_ROOTS as usize] };
+        for (addr, len, country) in prefixes {
+            trie.insert(&addr, u32::from(len), country).ok_or(TrieFull { family })?;
+        }
+        Ok(trie)
+    }
+
+    /// The nodes to load, roots first.
+    pub fn nodes(&self) -> &[TrieNode] {
+        &self.nodes
+    }
+
+    /// The same walk as the XDP program's `trie_country`, for tests.
+    pub fn lookup(&self, addr: &[u8]) -> CountryId {
+        let mut node = usize::from(addr[0]);
+        for &byte in &addr[1..] {
+            let slot = self.nodes[node].0[usize::from(byte)];
+            if slot < TRIE_CHILD {
+                return slot;
+            }
+            node = child_index(slot);
+        }
+        NO_COUNTRY
+    }
+
+    /// Fills the slots `addr/len` covers; `None` when out of nodes.
+    fn insert(&mut self, addr: &[u8], len: u32, country: CountryId) -> Option<()> {
+        if len < 8 {
+            // Wider than one root node: fill whole roots.
+            let roots = 1usize << (8 - len);
+            let first = usize::from(addr[0]) & !(roots - 1);
+            self.nodes[first..first + roots].iter_mut().for_each(|n| n.0.fill(country));
+            return Some(());
+        }
+        let mut node = usize::from(addr[0]);
+        for (depth, &byte) in addr.iter().enumerate().skip(1) {
+            // Address bits decided once this node's slot is read.
+            let decided = 8 * (depth as u32 + 1);
+            let byte = usize::from(byte);
+            if len <= decided {
+                let run = 1usize << (decided - len);
+                let first = byte & !(run - 1);
+                self.nodes[node].0[first..first + run].fill(country);
+                return Some(());
+            }
+            node = self.child(node, byte)?;
+        }
+        unreachable!("prefix length {len} longer than the address")
+    }
+
+    /// The child under `node[byte]`, created on first use.
+    fn child(&mut self, node: usize, byte: usize) -> Option<usize> {
+        let slot = self.nodes[node].0[byte];
+        if slot >= TRIE_CHILD {
+            return Some(child_index(slot));
+        }
+        let index = self.nodes.len();
+        if index >= TRIE_NODES as usize {
+            return None;
+        }
+        // Disjoint prefixes: a slot that needs a child holds no country.
+        debug_assert_eq!(slot, NO_COUNTRY);
+        self.nodes.push(TrieNode([NO_COUNTRY; 256]));
+        self.nodes[node].0[byte] = TRIE_CHILD + (index - TRIE_ROOTS as usize) as u16;
+        Some(index)
+    }
+}
+
+fn child_index(slot: u16) -> usize {
+    TRIE_ROOTS as usize + usize::from(slot - TRIE_CHILD)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use geoblock_common::country_id;
+
+    use super::*;
+
+    fn id(code: &[u8; 2]) -> CountryId {
+        country_id(*code).unwrap()
+    }
+
+    fn table(v4: &[(&str, CountryId)], v6: &[(&str, CountryId)]) -> Table {
+        Table {
+            v4: v4.iter().map(|(n, c)| (n.parse().unwrap(), *c)).collect(),
+            v6: v6.iter().map(|(n, c)| (n.parse().unwrap(), *c)).collect(),
+        }
+    }
+
+    fn v4(t: &Trie, a: &str) -> CountryId {
+        t.lookup(&a.parse::<Ipv4Addr>().unwrap().octets())
+    }
+
+    #[test]
+    fn every_prefix_length_and_its_boundaries() {
+        // One prefix per length /0.. /32, each alone in a table, checked at
+        // its first and last address and just outside.
+        for len in 0..=32u8 {
+            let base = if len == 0 { 0 } else { 0xC0A8_0000u32 & (u32::MAX << (32 - len)) };
+            let net = ipnetwork::Ipv4Network::new(Ipv4Addr::from(base), len).unwrap();
+            let t = Trie::v4(&Table { v4: vec![(net, id(b"DE"))], v6: vec![] }).unwrap();
+            let last = u32::from(net.broadcast());
+            assert_eq!(t.lookup(&base.to_be_bytes()), id(b"DE"), "/{len} first");
+            assert_eq!(t.lookup(&last.to_be_bytes()), id(b"DE"), "/{len} last");
+            if let Some(before) = base.checked_sub(1) {
+                assert_eq!(t.lookup(&before.to_be_bytes()), NO_COUNTRY, "/{len} before");
+            }
+            if let Some(after) = last.checked_add(1) {
+                assert_eq!(t.lookup(&after.to_be_bytes()), NO_COUNTRY, "/{len} after");
+            }
+        }
+    }
+
+    #[test]
+    fn nested_and_neighbouring_prefixes_of_other_countries() {
+        let t = Trie::v4(&table(
+            &[("10.0.0.0/9", id(b"US")), ("10.128.0.0/24", id(b"CA")), ("10.128.1.7/32", id(b"MX"))],
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(v4(&t, "10.127.255.255"), id(b"US"));
+        assert_eq!(v4(&t, "10.128.0.200"), id(b"CA"));
+        assert_eq!(v4(&t, "10.128.1.7"), id(b"MX"));
+        assert_eq!(v4(&t, "10.128.1.6"), NO_COUNTRY);
+        assert_eq!(v4(&t, "10.128.1.8"), NO_COUNTRY);
+        assert_eq!(v4(&t, "11.0.0.0"), NO_COUNTRY);
+    }
+
+    #[test]
+    fn ipv6_reaches_128_bits() {
+        let t = Trie::v6(&table(
+            &[],
+            &[("2001:db8::/32", id(b"NL")), ("2a00::1/128", id(b"SE")), ("::/3", id(b"JP"))],
+        ))
+        .unwrap();
+        let at = |a: &str| t.lookup(&a.parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(at("2001:db8:ffff::1"), id(b"NL"));
+        assert_eq!(at("2a00::1"), id(b"SE"));
+        assert_eq!(at("2a00::2"), NO_COUNTRY);
+        assert_eq!(at("1fff:ffff::"), id(b"JP"));
+        assert_eq!(at("2000::"), NO_COUNTRY);
+    }
+
+    #[test]
+    fn runs_out_of_nodes_with_a_clear_error() {
+        // Each /32 in its own /16 costs two nodes.
+        let many: Vec<_> = (0..TRIE_NODES)
+            .map(|i| (ipnetwork::Ipv4Network::new(Ipv4Addr::from(i << 16 | 1), 32).unwrap(), 1))
+            .collect();
+        let err = Trie::v4(&Table { v4: many, v6: vec![] }).unwrap_err();
+        assert_eq!(err, TrieFull { family: "IPv4" });
+    }
+}
