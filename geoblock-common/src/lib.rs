@@ -21,6 +21,11 @@ pub mod maps {
     pub const TOTALS: &str = "TOTALS";
 }
 
+/// Version of the map layout above and below. A daemon that starts and finds
+/// pinned maps of another version recreates them instead of reusing them:
+/// bump it whenever a map's key, value, size or meaning changes.
+pub const ABI_VERSION: u32 = 1;
+
 /// Capacity of the LPM tries. The world table (DB-IP Lite) is about 600k
 /// IPv4 and 780k IPv6 prefixes; leave room for growth and denser sources.
 pub const MAX_V4_PREFIXES: u32 = 1 << 20;

@@ -1,24 +1,35 @@
-//! `geoblock run`: load, fill, attach, pin the counters, then stay in the
-//! foreground until SIGINT/SIGTERM, and leave nothing behind.
+//! `geoblock run`: take over (or create) the pinned state, fill the tables,
+//! attach, then enforce until SIGINT/SIGTERM, reloading the data on SIGHUP
+//! and re-attaching to interfaces that come back.
+//!
+//! Enforcement lives in the pins (see [`crate::bpffs`]), not in this
+//! process: when the daemon exits or dies, the program stays attached with
+//! the last table it loaded, and the next daemon adopts it without a gap.
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use aya::programs::XdpMode;
 use geoblock_common::Backend;
-use log::info;
+use log::{error, info, warn};
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
 };
 
 use crate::{
     bpffs::StateDir,
-    country,
+    country, dataset, parse,
     policy::{Mode, Policy},
     prefix::Table,
-    program::{mode_name, Geoblock},
+    program::{mode_name, Geoblock, PinnedMaps},
     Error,
 };
+
+/// How often interfaces are checked for having disappeared or come back.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct RunOptions {
     pub interfaces: Vec<String>,
@@ -26,75 +37,264 @@ pub struct RunOptions {
     pub policy: Policy,
     pub state_dir: PathBuf,
     pub backend: Backend,
+    /// `--data` files; none means the embedded data.
+    pub data: Vec<PathBuf>,
+    /// Remove program, links and pins on SIGINT/SIGTERM instead of leaving
+    /// enforcement in place.
+    pub detach_on_exit: bool,
 }
 
-/// Runs until SIGINT or SIGTERM. Everything is validated and attached
-/// before this returns `Ok` for the first time; any error detaches what
-/// was attached (the links close with the program).
-pub async fn run(opts: RunOptions, table: &Table) -> Result<(), Error> {
+/// The table from `paths` (`start,end,cc` CSVs combined), or the embedded
+/// data when there are none.
+pub fn read_data(paths: &[PathBuf]) -> Result<Table, Error> {
+    if paths.is_empty() {
+        return Ok(dataset::embedded()?);
+    }
+    let paths: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
+    Ok(parse::load(&paths)?)
+}
+
+/// Runs until SIGINT or SIGTERM. Everything is validated, filled and
+/// attached before the `attached to` line. When a first start fails, what
+/// it created is removed; when a takeover fails, the pinned state (and the
+/// enforcement it carries) is left as it was.
+pub async fn run(opts: RunOptions) -> Result<(), Error> {
     for iface in &opts.interfaces {
-        check_interface(iface)?;
+        ifindex(iface)?;
     }
-    let started = Instant::now();
-    let mut geoblock = Geoblock::load(opts.backend)?;
-    geoblock.load_table(table)?;
-    geoblock.apply_policy(&opts.policy)?;
-    let loaded = started.elapsed();
-    let state = StateDir::create(&opts.state_dir)?;
-    geoblock.pin_counters(state.path())?;
-    for iface in &opts.interfaces {
-        geoblock.attach(iface, opts.xdp_mode)?;
-    }
-    info!(
-        "loaded {} IPv4 and {} IPv6 prefixes in {} ms",
-        table.v4.len(),
-        table.v6.len(),
-        loaded.as_millis()
-    );
-    info!("policy: {}", describe(&opts.policy));
-    info!(
-        "attached to {} (xdp mode {}); counters pinned in {}",
-        opts.interfaces.join(", "),
-        mode_name(opts.xdp_mode),
-        state.path().display()
-    );
-    wait_for_signal(&mut geoblock).await?;
-    drop(geoblock);
-    info!("detached from {}", opts.interfaces.join(", "));
-    Ok(())
-}
-
-fn check_interface(iface: &str) -> Result<(), Error> {
-    let name = std::ffi::CString::new(iface).map_err(|_| Error::UnknownInterface(iface.into()))?;
-    // SAFETY: name is NUL-terminated.
-    if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
-        return Err(Error::UnknownInterface(iface.into()));
-    }
-    Ok(())
-}
-
-/// Waits for SIGINT/SIGTERM, forwarding kernel-side log records meanwhile.
-async fn wait_for_signal(geoblock: &mut Geoblock) -> Result<(), Error> {
-    let io = |e| Error::Io { path: "signal handler".into(), source: e };
-    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
-    let mut term = signal(SignalKind::terminate()).map_err(io)?;
-    let Some(logger) = geoblock.take_logger() else {
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        return Ok(());
+    // Before anything is attached: a signal that arrives during start-up
+    // is handled once serving, not fatal (SIGHUP's default) or half-way.
+    let signals = Signals::new()?;
+    let state = StateDir::open(&opts.state_dir)?;
+    let first_start = state.is_empty();
+    let mut daemon = match Daemon::start(opts, &state) {
+        Ok(daemon) => daemon,
+        Err(e) if first_start => {
+            let _ = state.remove_all();
+            return Err(e);
+        }
+        Err(e) => return Err(e),
     };
-    // SAFETY: the logger owns its ring buffer's fd for as long as it lives,
-    // and the AsyncFd owns the logger.
-    let mut logs = unsafe { AsyncFd::register(logger) }.map_err(|e| io(e.into_parts().1))?;
-    loop {
-        tokio::select! {
-            _ = int.recv() => return Ok(()),
-            _ = term.recv() => return Ok(()),
-            ready = logs.readable_mut() => {
-                let mut ready = ready.map_err(io)?;
-                ready.get_inner_mut().flush();
-                ready.clear_ready();
+    daemon.serve(&state, signals).await?;
+    if daemon.opts.detach_on_exit {
+        drop(daemon.geoblock);
+        state.remove_all()?;
+        info!("detached from {}; pins removed", daemon.opts.interfaces.join(", "));
+    } else {
+        info!(
+            "exiting; enforcement stays in place (`geoblock detach --state-dir {}` removes it)",
+            state.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// `geoblock detach`: removes the program, its links and every pin of a
+/// state directory no daemon is using. Returns the interfaces released.
+pub fn detach(state_dir: &std::path::Path) -> Result<Vec<String>, Error> {
+    let state = StateDir::open_existing(state_dir)?;
+    let interfaces = state.linked_interfaces();
+    state.remove_all()?;
+    Ok(interfaces)
+}
+
+struct Daemon {
+    opts: RunOptions,
+    geoblock: Geoblock,
+    /// Configured interfaces and the ifindex each is attached at (0: gone).
+    attached: Vec<(String, u32)>,
+}
+
+impl Daemon {
+    fn start(opts: RunOptions, state: &StateDir) -> Result<Daemon, Error> {
+        let started = Instant::now();
+        let table = read_data(&opts.data)?;
+        let (mut geoblock, maps) = Geoblock::load_pinned(opts.backend, state)?;
+        match maps {
+            PinnedMaps::Created => {}
+            PinnedMaps::Reused => info!("adopting the pinned state in {}", state.path().display()),
+            PinnedMaps::Replaced { found } => warn!(
+                "pinned maps in {} are of ABI version {found}, this geoblock uses {}: replacing them",
+                state.path().display(),
+                geoblock_common::ABI_VERSION
+            ),
+        }
+        // Tables and policy go in before any link runs this program, so an
+        // adopted interface switches from the old verdicts to the new ones.
+        geoblock.load_table(&table)?;
+        geoblock.apply_policy(&opts.policy)?;
+        info!(
+            "loaded {} IPv4 and {} IPv6 prefixes in {} ms",
+            table.v4.len(),
+            table.v6.len(),
+            started.elapsed().as_millis()
+        );
+        let mut daemon = Daemon { attached: Vec::new(), geoblock, opts };
+        let how = daemon.attach_all(state)?;
+        daemon.geoblock.pin_program(state)?;
+        daemon.release_unconfigured(state)?;
+        info!("policy: {}", describe(&daemon.opts.policy));
+        info!(
+            "attached to {} (xdp mode {}; {}); state pinned in {}",
+            daemon.opts.interfaces.join(", "),
+            mode_name(daemon.opts.xdp_mode),
+            how.join(", "),
+            state.path().display()
+        );
+        Ok(daemon)
+    }
+
+    /// Moves each configured interface to this program: a live pinned link
+    /// is updated in place, an interface without one gets a new link. New
+    /// links are pinned only once all interfaces succeeded, so a failure
+    /// leaves no new attachment behind.
+    fn attach_all(&mut self, state: &StateDir) -> Result<Vec<String>, Error> {
+        let mut fresh = Vec::new();
+        let mut how = Vec::new();
+        for iface in &self.opts.interfaces {
+            let pinned = aya::programs::links::PinnedLink::from_pin(state.link(iface)).ok();
+            let adopted = match pinned {
+                Some(link) => self.geoblock.replace(link.into())?,
+                None => None,
+            };
+            match adopted {
+                Some(_) => how.push(format!("{iface}: pinned link taken over")),
+                None => {
+                    fresh.push((iface, self.geoblock.attach(iface, self.opts.xdp_mode)?));
+                    how.push(format!("{iface}: new link"));
+                }
+            }
+            self.attached.push((iface.clone(), ifindex(iface)?));
+        }
+        for (iface, link) in fresh {
+            state.replace(&StateDir::link_name(iface), |path| link.pin(path).map(drop))?;
+        }
+        Ok(how)
+    }
+
+    /// Detaches interfaces a previous daemon attached that are no longer
+    /// configured.
+    fn release_unconfigured(&self, state: &StateDir) -> Result<(), Error> {
+        for iface in state.linked_interfaces() {
+            if !self.opts.interfaces.contains(&iface) {
+                state.unpin(&state.link(&iface))?;
+                info!("detached from {iface}: no longer configured");
             }
         }
+        Ok(())
+    }
+
+    /// Waits for SIGINT/SIGTERM; meanwhile reloads on SIGHUP, watches the
+    /// interfaces and forwards kernel-side log records.
+    async fn serve(&mut self, state: &StateDir, mut signals: Signals) -> Result<(), Error> {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        // SAFETY: the logger owns its ring buffer's fd for as long as it
+        // lives, and the AsyncFd owns the logger.
+        let mut logs = match self.geoblock.take_logger() {
+            Some(logger) => Some(unsafe { AsyncFd::register(logger) }.map_err(|e| io_error(e.into_parts().1))?),
+            None => None,
+        };
+        loop {
+            tokio::select! {
+                _ = signals.int.recv() => return Ok(()),
+                _ = signals.term.recv() => return Ok(()),
+                _ = signals.hup.recv() => self.reload(),
+                _ = tick.tick() => self.watch_interfaces(state),
+                ready = readable(&mut logs) => {
+                    let mut ready = ready.map_err(io_error)?;
+                    ready.get_inner_mut().flush();
+                    ready.clear_ready();
+                }
+            }
+        }
+    }
+
+    /// Re-reads the data and swaps the new table in. A failure changes
+    /// nothing in the kernel: the table in force stays in force.
+    fn reload(&mut self) {
+        let started = Instant::now();
+        let result = read_data(&self.opts.data).and_then(|table| {
+            self.geoblock.load_table(&table)?;
+            Ok(table)
+        });
+        match result {
+            Ok(table) => info!(
+                "reloaded: {} IPv4 and {} IPv6 prefixes in {} ms",
+                table.v4.len(),
+                table.v6.len(),
+                started.elapsed().as_millis()
+            ),
+            Err(e) => error!("reload failed, the previous table stays in force: {e}"),
+        }
+    }
+
+    /// Attaches again to interfaces that came back under a new ifindex
+    /// (deleted and recreated): the kernel released the old link with the
+    /// old device.
+    fn watch_interfaces(&mut self, state: &StateDir) {
+        for (iface, attached_at) in &mut self.attached {
+            let now = ifindex(iface).unwrap_or(0);
+            if now == *attached_at {
+                continue;
+            }
+            if now == 0 {
+                warn!("{iface} is gone; geoblock attaches again when it comes back");
+                *attached_at = 0;
+                continue;
+            }
+            let attach = self.geoblock.attach(iface, self.opts.xdp_mode).and_then(|link| {
+                state.replace(&StateDir::link_name(iface), |path| link.pin(path).map(drop))
+            });
+            match attach {
+                Ok(()) => {
+                    info!("attached to {iface} again (ifindex {now})");
+                    *attached_at = now;
+                }
+                Err(e) => warn!("{iface} is back but attaching failed (retrying): {e}"),
+            }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM stop the daemon; SIGHUP reloads.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, Error> {
+        let on = |kind| signal(kind).map_err(io_error);
+        Ok(Signals {
+            int: on(SignalKind::interrupt())?,
+            term: on(SignalKind::terminate())?,
+            hup: on(SignalKind::hangup())?,
+        })
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::Io { path: "signal handler".into(), source: e }
+}
+
+/// The next readiness of the log ring buffer; never, without one.
+async fn readable<T: std::os::fd::AsRawFd>(
+    fd: &mut Option<AsyncFd<T>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, T>> {
+    match fd {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The index of `iface`, or [`Error::UnknownInterface`].
+fn ifindex(iface: &str) -> Result<u32, Error> {
+    let name = std::ffi::CString::new(iface).map_err(|_| Error::UnknownInterface(iface.into()))?;
+    // SAFETY: name is NUL-terminated.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(Error::UnknownInterface(iface.into())),
+        index => Ok(index),
     }
 }
 

@@ -29,10 +29,16 @@ pub enum Error {
     ModeUnsupported { iface: String, mode: &'static str },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("no geoblock state at {0}: is `geoblock run` active with this --state-dir?")]
+    #[error("no geoblock state at {0}: has `geoblock run` run with this --state-dir?")]
     NoState(PathBuf),
     #[error("{0} is in use by another geoblock run (stop it, or give this one another --state-dir)")]
     StateInUse(PathBuf),
+    #[error("the kernel cannot pin XDP attachments (bpf_link needs Linux 5.9 or newer)")]
+    NoBpfLink,
+    #[error(transparent)]
+    Data(#[from] crate::parse::ParseError),
+    #[error("embedded data: {0}")]
+    Dataset(#[from] crate::dataset::DatasetError),
 }
 
 impl Error {

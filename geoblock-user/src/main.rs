@@ -38,8 +38,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load the XDP program, attach it and enforce the policy until SIGINT/SIGTERM.
+    /// Load the XDP program, attach it and enforce the policy until SIGINT/SIGTERM
+    /// (enforcement stays in place after the daemon exits; SIGHUP reloads the data).
     Run(RunArgs),
+    /// Remove what `geoblock run` left in place: the program, its links and the pins.
+    Detach {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
     /// Per-country counters of a running `geoblock run`.
     Stats {
         /// Print the documented JSON schema instead of a table.
@@ -105,9 +111,12 @@ struct RunArgs {
     /// Address → country structure: `trie` (fast) or the kernel's `lpm` trie (reference).
     #[arg(long, value_enum, default_value_t = LookupArg::Trie)]
     lookup: LookupArg,
-    /// bpffs directory where the counters are pinned for `geoblock stats`.
+    /// bpffs directory where program, links and maps are pinned (what a restarted daemon adopts).
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// On SIGINT/SIGTERM, detach and remove the pins instead of leaving enforcement in place.
+    #[arg(long)]
+    detach_on_exit: bool,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -152,6 +161,11 @@ fn main() -> ExitCode {
 fn execute(command: Command) -> Result<()> {
     match command {
         Command::Run(args) => run(args),
+        Command::Detach { state_dir } => {
+            let interfaces = daemon::detach(&state_dir)?;
+            println!("detached from {}; removed {}", display_list(&interfaces), state_dir.display());
+            Ok(())
+        }
         Command::Stats { json, state_dir } => {
             let stats = Stats::read_pinned(&state_dir)?;
             if json {
@@ -209,7 +223,6 @@ fn run(args: RunArgs) -> Result<()> {
         block_unknown: args.block_unknown,
         exceptions: args.exceptions,
     };
-    let table = load_table(&args.data)?;
     let opts = RunOptions {
         interfaces: args.interfaces,
         xdp_mode: match args.xdp_mode {
@@ -223,9 +236,18 @@ fn run(args: RunArgs) -> Result<()> {
             LookupArg::Trie => Backend::Trie,
             LookupArg::Lpm => Backend::Lpm,
         },
+        data: args.data.data,
+        detach_on_exit: args.detach_on_exit,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(runtime.block_on(daemon::run(opts, &table))?)
+    Ok(runtime.block_on(daemon::run(opts))?)
+}
+
+fn display_list(items: &[String]) -> String {
+    match items.is_empty() {
+        true => "no interface".into(),
+        false => items.join(", "),
+    }
 }
 
 fn lookup(addresses: &[String], data: &DataArgs) -> Result<()> {
@@ -254,11 +276,7 @@ fn lookup(addresses: &[String], data: &DataArgs) -> Result<()> {
 }
 
 fn load_table(data: &DataArgs) -> Result<Table> {
-    if data.data.is_empty() {
-        return Ok(dataset::embedded()?);
-    }
-    let paths: Vec<&std::path::Path> = data.data.iter().map(PathBuf::as_path).collect();
-    Ok(parse::load(&paths)?)
+    Ok(daemon::read_data(&data.data)?)
 }
 
 fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {

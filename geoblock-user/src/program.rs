@@ -2,21 +2,54 @@
 //!
 //! This is the only code that writes kernel state; the daemon drives it.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use aya::{
     maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{links::FdLink, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
 use geoblock_common::{
-    maps, Backend, CountryId, TrieNode, MAX_V4_PREFIXES, MAX_V6_PREFIXES, TRIE_NODES,
+    maps, Backend, CountryId, TrieNode, ABI_VERSION, MAX_V4_PREFIXES, MAX_V6_PREFIXES, TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
 use log::warn;
 
-use crate::{policy::Policy, prefix::Table, stats::Stats, trie::Trie, Error};
+use crate::{
+    bpffs::{StateDir, ABI_PIN, PROGRAM_PIN},
+    policy::Policy,
+    prefix::Table,
+    stats::Stats,
+    trie::Trie,
+    Error,
+};
+
+/// The maps pinned in the state directory: everything the verdicts and the
+/// counters live in, so a new daemon takes over tables, policy and counts.
+const PINNED_MAPS: [&str; 9] = [
+    maps::GEO_V4,
+    maps::GEO_V6,
+    maps::LPM_V4,
+    maps::LPM_V6,
+    maps::EXCEPT_V4,
+    maps::EXCEPT_V6,
+    maps::POLICY,
+    maps::COUNTRY_STATS,
+    maps::TOTALS,
+];
+
+/// What [`Geoblock::load_pinned`] found in the state directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinnedMaps {
+    /// Nothing: the maps were created and pinned.
+    Created,
+    /// Maps of this ABI: reused, with their tables, policy and counters.
+    Reused,
+    /// Maps of another ABI version (0: unknown): new ones were pinned in
+    /// their place; the old program keeps its old maps until it is replaced.
+    Replaced { found: u32 },
+}
 
 /// Name of the XDP function in the object.
 const PROGRAM: &str = "geoblock";
@@ -42,10 +75,50 @@ impl Geoblock {
     /// Loads `object` and its XDP function `name`; also used for the
     /// benchmark's baseline program.
     pub fn load_object(object: &[u8], name: &str, backend: Backend) -> Result<Self, Error> {
+        Self::load_with(object, name, backend, &[])
+    }
+
+    /// Loads the program with its maps pinned in `state`: maps of this ABI
+    /// already pinned there are reused, others are (re)created and pinned.
+    pub fn load_pinned(backend: Backend, state: &StateDir) -> Result<(Self, PinnedMaps), Error> {
+        let found = pinned_abi(state);
+        let pinned = match found {
+            Some(ABI_VERSION) => PinnedMaps::Reused,
+            None if state.is_empty() => PinnedMaps::Created,
+            other => PinnedMaps::Replaced { found: other.unwrap_or(0) },
+        };
+        if pinned != PinnedMaps::Reused {
+            for name in PINNED_MAPS.iter().chain([&ABI_PIN]) {
+                state.unpin(&state.pin(name))?;
+            }
+        }
+        let pins: Vec<_> = PINNED_MAPS.iter().map(|&name| (name, state.pin(name))).collect();
+        let geoblock = Self::load_with(crate::programs::GEOBLOCK, PROGRAM, backend, &pins)?;
+        if pinned != PinnedMaps::Reused {
+            let mut abi: Array<MapData, u32> = Array::create(1, 0)?;
+            abi.set(0, ABI_VERSION, 0)?;
+            abi.pin(state.pin(ABI_PIN))?;
+        }
+        Ok((geoblock, pinned))
+    }
+
+    /// Loads `object`; the maps named in `pins` are opened from (or created
+    /// and pinned at) their paths.
+    fn load_with(
+        object: &[u8],
+        name: &str,
+        backend: Backend,
+        pins: &[(&str, PathBuf)],
+    ) -> Result<Self, Error> {
         let level = log::max_level() as u8;
-        let mut ebpf = EbpfLoader::new()
+        let backend_id = backend as u8;
+        let mut loader = EbpfLoader::new();
+        for (map, path) in pins {
+            loader.map_pin_path(map, path.as_path());
+        }
+        let mut ebpf = loader
             .override_global(aya_log::LEVEL, &level, false)
-            .override_global("BACKEND", &(backend as u8), false)
+            .override_global("BACKEND", &backend_id, false)
             .load(object)
             .map_err(permission_or(Error::Load))?;
         let logger = match EbpfLogger::init(&mut ebpf) {
@@ -143,11 +216,12 @@ impl Geoblock {
         Ok(())
     }
 
-    /// Attaches to `iface`. The link lives as long as `self`.
-    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<(), Error> {
+    /// Attaches to `iface` with a new bpf_link, which the caller owns (and
+    /// pins, or drops to detach).
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<FdLink, Error> {
         let program = self.program()?;
         match program.attach(iface, mode) {
-            Ok(_) => Ok(()),
+            Ok(id) => fd_link(program, id),
             Err(ProgramError::UnknownInterface { name }) => Err(Error::UnknownInterface(name)),
             // EBUSY: the interface already has an XDP program (ours or not).
             Err(e) if errno(&e) == Some(libc::EBUSY) => Err(Error::Busy(iface.into())),
@@ -159,12 +233,23 @@ impl Geoblock {
         }
     }
 
-    /// Pins the counter maps in `dir` (on a bpffs) for `geoblock stats`.
-    pub fn pin_counters(&self, dir: &Path) -> Result<(), Error> {
-        for name in [maps::COUNTRY_STATS, maps::TOTALS] {
-            self.map(name)?.pin(dir.join(name))?;
+    /// Makes `link` run this program instead of the one it runs, in one
+    /// atomic step: no packet goes unfiltered, none is seen twice. `None`
+    /// when the link is defunct (its interface went away).
+    pub fn replace(&mut self, link: FdLink) -> Result<Option<FdLink>, Error> {
+        let program = self.program()?;
+        let link = aya::programs::xdp::XdpLink::try_from(link).map_err(|_| Error::NoBpfLink)?;
+        match program.attach_to_link(link) {
+            Ok(id) => fd_link(program, id).map(Some),
+            Err(e) if errno(&e) == Some(libc::ENOLINK) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
+    }
+
+    /// Pins the program in `state`, in place of the one pinned there.
+    pub fn pin_program(&mut self, state: &StateDir) -> Result<(), Error> {
+        let program = self.program()?;
+        state.replace(PROGRAM_PIN, |path| program.pin(path))
     }
 
     /// The counters, summed over CPUs.
@@ -183,6 +268,19 @@ impl Geoblock {
         let map = self.ebpf.map_mut(name).ok_or(Error::MissingMap(name))?;
         Ok(M::try_from(map)?)
     }
+}
+
+/// Takes the link `id` out of `program` (which would detach it on drop).
+fn fd_link(program: &mut Xdp, id: aya::programs::xdp::XdpLinkId) -> Result<FdLink, Error> {
+    // Netlink attachments (kernels before 5.9) cannot be pinned.
+    FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)
+}
+
+/// The ABI version recorded in `state`, if any.
+fn pinned_abi(state: &StateDir) -> Option<u32> {
+    let data = MapData::from_pin(state.pin(ABI_PIN)).ok()?;
+    let abi: Array<MapData, u32> = Map::Array(data).try_into().ok()?;
+    abi.get(&0, 0).ok()
 }
 
 /// A new trie map holding `trie`'s nodes.

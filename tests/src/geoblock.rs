@@ -108,10 +108,14 @@ fn sweep_stale_state() {
     }
 }
 
-/// A running `geoblock run`, killed (and its state removed) on drop.
+/// A running `geoblock run`, stopped on drop, which also removes its state
+/// directory: with the daemon gone, removing the pins detaches the program.
 pub struct Daemon {
     child: Option<Child>,
     pub state_dir: PathBuf,
+    /// Set by [`Daemon::stop`] and [`Daemon::crash`]: the state outlives
+    /// this daemon, for [`detach`] or the next daemon.
+    keep_state: bool,
     log: Arc<Mutex<Vec<String>>>,
     lines: mpsc::Receiver<String>,
 }
@@ -127,7 +131,18 @@ impl Daemon {
 
     /// Starts it without waiting (see [`Daemon::wait_attached`]).
     pub fn spawn(ns: &Netns, args: &[&str]) -> Daemon {
-        let state_dir = state_dir();
+        Daemon::spawn_in(ns, args, state_dir())
+    }
+
+    /// Starts `geoblock run` on an existing state directory (one a previous
+    /// daemon left) and waits for its `attached to` line.
+    pub fn start_in(ns: &Netns, args: &[&str], state_dir: PathBuf) -> Daemon {
+        let daemon = Daemon::spawn_in(ns, args, state_dir);
+        daemon.wait_attached();
+        daemon
+    }
+
+    fn spawn_in(ns: &Netns, args: &[&str], state_dir: PathBuf) -> Daemon {
         let mut cmd = Command::new(binary());
         cmd.arg("run")
             .args(args)
@@ -141,7 +156,8 @@ impl Daemon {
         {
             use std::os::unix::process::CommandExt as _;
             // SAFETY: prctl is async-signal-safe. If we die without running
-            // Drop, the daemon gets SIGTERM and detaches itself.
+            // Drop, the daemon gets SIGTERM (its pins are swept by the next
+            // test run, its veth goes with the namespace).
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -171,9 +187,44 @@ impl Daemon {
         Daemon {
             child: Some(child),
             state_dir,
+            keep_state: false,
             log,
             lines,
         }
+    }
+
+    /// Waits (bounded) for the next log line containing `text` and returns
+    /// it; panics with the log if the daemon exits or the time runs out.
+    pub fn wait_line(&self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("geoblock run exited before logging {text:?}:\n{}", self.log())
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("geoblock run did not log {text:?} within {timeout:?}:\n{}", self.log())
+                }
+            }
+        }
+    }
+
+    /// Sends `sig` (e.g. SIGHUP) to the daemon.
+    pub fn signal(&self, sig: libc::c_int) {
+        signal(self.child.as_ref().unwrap(), sig);
+    }
+
+    /// SIGKILL, as a crash: nothing of the daemon's runs. Its state
+    /// directory stays for the next daemon (see [`Daemon::start_in`]).
+    pub fn crash(mut self) -> PathBuf {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        self.keep_state = true;
+        self.state_dir.clone()
     }
 
     /// Waits (bounded) for the `attached to` line; panics with the daemon's
@@ -220,7 +271,10 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit; returns its status.
+    /// What the daemon leaves in place stays: remove it with [`detach`] (or
+    /// hand it to the next daemon, see [`Daemon::start_in`]).
     pub fn stop(mut self) -> ExitStatus {
+        self.keep_state = true;
         let mut child = self.child.take().unwrap();
         signal(&child, libc::SIGTERM);
         let status = wait_timeout(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
@@ -252,8 +306,15 @@ impl Drop for Daemon {
                 let _ = child.wait();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.state_dir);
+        if !self.keep_state {
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+        }
     }
+}
+
+/// `geoblock detach --state-dir DIR`, from the root namespace.
+pub fn detach(state_dir: &Path) -> Output {
+    run_to_end(None, &["detach", "--state-dir", state_dir.to_str().unwrap()], |_| {})
 }
 
 fn signal(child: &Child, sig: libc::c_int) {

@@ -152,20 +152,14 @@ impl Pair {
         let sender = Netns::create(&format!("{NETNS_PREFIX}{tag}-s"));
         let receiver = Netns::create(&format!("{NETNS_PREFIX}{tag}-r"));
         let (sender_if, receiver_if) = ("gbs".to_string(), "gbr".to_string());
-        // Created inside the sender namespace, peer inside the receiver one:
-        // the root namespace never sees either end.
-        sender.ip(&[
-            "link",
-            "add",
-            &sender_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &receiver_if,
-            "netns",
-            receiver.name(),
-        ]);
+        for ns in [&sender, &receiver] {
+            for key in ["all", "default"] {
+                ns.sysctl(&format!("net.ipv6.conf.{key}.accept_ra"), "0");
+                ns.sysctl(&format!("net.ipv6.conf.{key}.autoconf"), "0");
+                ns.sysctl(&format!("net.ipv6.conf.{key}.router_solicitations"), "0");
+                ns.sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "0");
+            }
+        }
         // Unique /24 and /64 per pair only for readability of captures; the
         // namespaces are isolated anyway.
         let n = NEXT.fetch_add(1, Ordering::Relaxed) % 250;
@@ -173,22 +167,10 @@ impl Pair {
         let receiver_v4 = Ipv4Addr::new(10, 251, n as u8, 2);
         let sender_v6: Ipv6Addr = format!("fd00:6762:{n:x}::1").parse().unwrap();
         let receiver_v6: Ipv6Addr = format!("fd00:6762:{n:x}::2").parse().unwrap();
-        for (ns, dev, v4, v6) in [
+        let (sender_mac, receiver_mac) = veth(
             (&sender, &sender_if, sender_v4, sender_v6),
             (&receiver, &receiver_if, receiver_v4, receiver_v6),
-        ] {
-            for key in ["all", "default", dev.as_str()] {
-                ns.sysctl(&format!("net.ipv6.conf.{key}.accept_ra"), "0");
-                ns.sysctl(&format!("net.ipv6.conf.{key}.autoconf"), "0");
-                ns.sysctl(&format!("net.ipv6.conf.{key}.router_solicitations"), "0");
-                ns.sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "0");
-            }
-            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
-            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
-            ns.ip(&["link", "set", dev, "up"]);
-        }
-        let sender_mac = mac(&sender, &sender_if);
-        let receiver_mac = mac(&receiver, &receiver_if);
+        );
         Pair {
             tag,
             sender,
@@ -208,53 +190,36 @@ impl Pair {
     /// 10.252.<n>.0/24, fd00:6763:<n>::/64), for multi-interface runs.
     pub fn add_link(&self, n: u8) -> Link {
         let (sender_if, receiver_if) = (format!("gbs{n}"), format!("gbr{n}"));
-        self.sender.ip(&[
-            "link",
-            "add",
-            &sender_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &receiver_if,
-            "netns",
-            self.receiver.name(),
-        ]);
-        let link = Link {
-            sender_v4: Ipv4Addr::new(10, 252, n, 1),
-            receiver_v4: Ipv4Addr::new(10, 252, n, 2),
-            sender_v6: format!("fd00:6763:{n:x}::1").parse().unwrap(),
-            receiver_v6: format!("fd00:6763:{n:x}::2").parse().unwrap(),
-            sender_mac: [0; 6],
-            receiver_mac: [0; 6],
+        let (sender_v4, receiver_v4) = (Ipv4Addr::new(10, 252, n, 1), Ipv4Addr::new(10, 252, n, 2));
+        let sender_v6: Ipv6Addr = format!("fd00:6763:{n:x}::1").parse().unwrap();
+        let receiver_v6: Ipv6Addr = format!("fd00:6763:{n:x}::2").parse().unwrap();
+        let (sender_mac, receiver_mac) = veth(
+            (&self.sender, &sender_if, sender_v4, sender_v6),
+            (&self.receiver, &receiver_if, receiver_v4, receiver_v6),
+        );
+        Link {
             sender_if,
             receiver_if,
-        };
-        for (ns, dev, v4, v6) in [
-            (
-                &self.sender,
-                &link.sender_if,
-                link.sender_v4,
-                link.sender_v6,
-            ),
-            (
-                &self.receiver,
-                &link.receiver_if,
-                link.receiver_v4,
-                link.receiver_v6,
-            ),
-        ] {
-            ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0");
-            ns.sysctl(&format!("net.ipv6.conf.{dev}.accept_ra"), "0");
-            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
-            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
-            ns.ip(&["link", "set", dev, "up"]);
+            sender_mac,
+            receiver_mac,
+            sender_v4,
+            receiver_v4,
+            sender_v6,
+            receiver_v6,
         }
-        Link {
-            sender_mac: mac(&self.sender, &link.sender_if),
-            receiver_mac: mac(&self.receiver, &link.receiver_if),
-            ..link
-        }
+    }
+
+    /// Deletes the first veth pair and creates it again with the same names
+    /// and addresses (new MACs, new ifindexes): an interface that went away
+    /// and came back.
+    pub fn recreate_link(&mut self) {
+        self.sender.ip(&["link", "del", &self.sender_if]);
+        let (sender_mac, receiver_mac) = veth(
+            (&self.sender, &self.sender_if, self.sender_v4, self.sender_v6),
+            (&self.receiver, &self.receiver_if, self.receiver_v4, self.receiver_v6),
+        );
+        self.sender_mac = sender_mac;
+        self.receiver_mac = receiver_mac;
     }
 
     /// The first link, as a [`Link`].
@@ -312,6 +277,29 @@ pub fn link_drops(ns: &Netns, dev: &str) -> (u64, u64) {
 pub fn has_xdp(ns: &Netns, dev: &str) -> bool {
     let out = ns.ip(&["link", "show", "dev", dev]);
     out.split_whitespace().any(|w| w.starts_with("xdp"))
+}
+
+/// One end of a veth pair: namespace, name, addresses.
+type End<'a> = (&'a Netns, &'a str, Ipv4Addr, Ipv6Addr);
+
+/// Creates a veth pair inside the sender's namespace with its peer in the
+/// receiver's (the root namespace never sees either end), addresses both
+/// ends, brings them up; returns their MACs (sender, receiver).
+fn veth(sender: End, receiver: End) -> ([u8; 6], [u8; 6]) {
+    sender.0.ip(&[
+        "link", "add", sender.1, "type", "veth", "peer", "name", receiver.1, "netns",
+        receiver.0.name(),
+    ]);
+    for (ns, dev, v4, v6) in [sender, receiver] {
+        ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0");
+        ns.sysctl(&format!("net.ipv6.conf.{dev}.accept_ra"), "0");
+        ns.sysctl(&format!("net.ipv6.conf.{dev}.autoconf"), "0");
+        ns.sysctl(&format!("net.ipv6.conf.{dev}.router_solicitations"), "0");
+        ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
+        ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    (mac(sender.0, sender.1), mac(receiver.0, receiver.1))
 }
 
 fn mac(ns: &Netns, dev: &str) -> [u8; 6] {

@@ -7,6 +7,7 @@ use std::{
     io, mem,
     net::{IpAddr, SocketAddr},
     os::fd::{AsRawFd as _, OwnedFd},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -99,6 +100,23 @@ impl Sender {
         frame.len()
     }
 
+    /// Continuous traffic: one datagram from each of `sources` in turn,
+    /// a round every `gap`, until `stop` is set (bounded by `max`). Returns
+    /// how many datagrams each source sent.
+    pub fn stream(&self, sources: &[IpAddr], gap: Duration, stop: &AtomicBool, max: Duration) -> Vec<usize> {
+        let frames: Vec<Vec<u8>> = sources.iter().map(|&src| self.frame(src)).collect();
+        let mut sent = vec![0; sources.len()];
+        let deadline = Instant::now() + max;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            for (frame, n) in frames.iter().zip(&mut sent) {
+                self.send_frame(frame);
+                *n += 1;
+            }
+            std::thread::sleep(gap);
+        }
+        sent
+    }
+
     pub fn send_frame(&self, frame: &[u8]) {
         loop {
             // SAFETY: frame is a valid buffer of frame.len() bytes.
@@ -142,9 +160,17 @@ impl Receiver {
     /// Reads until both sockets stayed quiet for `quiet` (bounded by 10 s
     /// overall), and counts the datagrams per source address.
     pub fn collect(&self, quiet: Duration) -> BTreeMap<IpAddr, usize> {
+        self.collect_until(&AtomicBool::new(true), quiet)
+    }
+
+    /// Like [`Receiver::collect`], but keeps reading (and so keeps the
+    /// socket buffers from overflowing) while `stop` is unset: for
+    /// [`Sender::stream`] on another thread.
+    pub fn collect_until(&self, stop: &AtomicBool, quiet: Duration) -> BTreeMap<IpAddr, usize> {
         let mut counts = BTreeMap::new();
         let mut buf = [0u8; 2048];
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // When `stop` was first seen set: from then on, at most 10 s more.
+        let mut stopped: Option<Instant> = None;
         loop {
             for s in [&self.v4, &self.v6] {
                 loop {
@@ -155,21 +181,28 @@ impl Receiver {
                     }
                 }
             }
-            if Instant::now() >= deadline {
+            if stopped.is_none() && stop.load(Ordering::Relaxed) {
+                stopped = Some(Instant::now());
+            }
+            if stopped.is_some_and(|t| t.elapsed() >= Duration::from_secs(10)) {
                 break;
             }
+            let wait = match stopped {
+                Some(_) => quiet,
+                None => Duration::from_millis(20),
+            };
             let mut fds = [self.v4.as_raw_fd(), self.v6.as_raw_fd()].map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             });
             // SAFETY: fds is a valid array of two pollfds.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, quiet.as_millis() as libc::c_int) };
-            if n == 0 {
-                break; // quiet
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, wait.as_millis() as libc::c_int) };
+            if n == 0 && stopped.is_some() {
+                break; // stopped, and quiet
             }
             assert!(
-                n > 0 || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted,
+                n >= 0 || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted,
                 "poll failed"
             );
         }

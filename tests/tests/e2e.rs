@@ -211,7 +211,8 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     stop_cleanly(&pair, daemon);
 }
 
-/// SIGTERM: exit 0, no XDP program left on the veth, no pins left.
+/// SIGTERM: exit 0, enforcement left in place (program, link and maps
+/// pinned); then `geoblock detach` removes all of it.
 fn stop_cleanly(pair: &Pair, daemon: Daemon) {
     let state_dir = daemon.state_dir.clone();
     let log = daemon.log();
@@ -221,13 +222,37 @@ fn stop_cleanly(pair: &Pair, daemon: Daemon) {
         "geoblock run exited with {status} on SIGTERM:\n{log}"
     );
     assert!(
+        pair.receiver_has_xdp(),
+        "SIGTERM detached {}: enforcement must outlive the daemon",
+        pair.receiver_if
+    );
+    let link = format!("link-{}", pair.receiver_if);
+    for pin in ["program", "ABI", "COUNTRY_STATS", "POLICY", "GEO_V4", link.as_str()] {
+        assert!(
+            state_dir.join(pin).exists(),
+            "{pin} not pinned in {} after SIGTERM",
+            state_dir.display()
+        );
+    }
+    detach(pair, &state_dir);
+}
+
+/// `geoblock detach`: exit 0, nothing attached, no pins left.
+fn detach(pair: &Pair, state_dir: &Path) {
+    let out = geoblock::detach(state_dir);
+    assert!(
+        out.status.success(),
+        "geoblock detach: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
         !pair.receiver_has_xdp(),
-        "XDP still attached to {} after SIGTERM",
+        "XDP still attached to {} after geoblock detach",
         pair.receiver_if
     );
     assert!(
         !state_dir.exists(),
-        "pins left in {} after SIGTERM",
+        "pins left in {} after geoblock detach",
         state_dir.display()
     );
 }
@@ -373,7 +398,7 @@ fn block_unknown_drops_addresses_without_a_country() {
 }
 
 #[test]
-fn sigterm_detaches_and_removes_the_pins() {
+fn sigterm_leaves_enforcement_until_detach() {
     let pair = Pair::create();
     let daemon = Daemon::start(
         &pair.receiver,
@@ -386,19 +411,37 @@ fn sigterm_detaches_and_removes_the_pins() {
             "CN",
         ],
     );
-    assert!(pair.receiver_has_xdp());
-    assert!(daemon.state_dir.is_dir());
-    // Traffic still flows after the daemon is gone.
+    let state_dir = daemon.state_dir.clone();
     let [cn4, _] = sources::of("CN");
-    stop_cleanly(&pair, daemon);
     let receiver = Receiver::new(&pair);
-    Sender::new(&pair).send(cn4, 3);
+    let sender = Sender::new(&pair);
+    assert!(daemon.stop().success());
+    // The daemon is gone; its program still drops CN and still counts.
+    sender.send(cn4, 3);
+    let got = receiver.collect(Duration::from_millis(300));
+    assert_eq!(got.get(&cn4), None, "CN delivered after SIGTERM: {got:?}");
+    assert_eq!(geoblock::stats(&state_dir).country("CN").dropped_packets, 3);
+    detach(&pair, &state_dir);
+    sender.send(cn4, 3);
     let got = receiver.collect(Duration::from_millis(300));
     assert_eq!(
         got.get(&cn4),
         Some(&3),
-        "after detaching, CN traffic must flow again: {got:?}"
+        "after geoblock detach, CN traffic must flow again: {got:?}"
     );
+}
+
+#[test]
+fn detach_on_exit_removes_everything() {
+    let pair = Pair::create();
+    let daemon = Daemon::start(
+        &pair.receiver,
+        &["--iface", &pair.receiver_if, "--block", "CN", "--detach-on-exit"],
+    );
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    assert!(!pair.receiver_has_xdp(), "--detach-on-exit left XDP attached");
+    assert!(!state_dir.exists(), "--detach-on-exit left {}", state_dir.display());
 }
 
 #[test]

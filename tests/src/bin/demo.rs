@@ -166,16 +166,19 @@ fn demo() -> Result<bool, Interrupted> {
     }
     check()?;
 
+    let state_dir = daemon.state_dir.clone();
     let status = daemon.stop();
-    let attached = pair.receiver_has_xdp();
+    let kept = pair.receiver_has_xdp();
     println!(
         "\n  stopped     geoblock run ({status}); XDP on {}: {}",
         pair.receiver_if,
-        if attached {
-            "STILL ATTACHED"
-        } else {
-            "detached"
-        }
+        if kept { "still attached, as it should be" } else { "DETACHED" }
+    );
+    let detached = geoblock::detach(&state_dir).status.success() && !pair.receiver_has_xdp();
+    println!(
+        "  detached    geoblock detach --state-dir {}: {}",
+        state_dir.display(),
+        if detached { "program, link and pins removed" } else { "FAILED" }
     );
     let names = (
         pair.sender.name().to_string(),
@@ -184,7 +187,7 @@ fn demo() -> Result<bool, Interrupted> {
     drop(pair);
     println!("  removed     {} and {}", names.0, names.1);
     netns::sweep_stale();
-    let ok = ok && status.success() && !attached;
+    let ok = ok && status.success() && kept && detached;
     match ok {
         true => println!("\nevery blocked country was dropped in XDP; everything else arrived."),
         false => println!("\nUNEXPECTED RESULT: see above."),

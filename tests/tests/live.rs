@@ -1,0 +1,308 @@
+//! Live operations, end to end: the real `geoblock run` on a veth end in a
+//! throwaway namespace, under continuous traffic, while it is restarted,
+//! killed, reloaded, and while its interface disappears and comes back.
+//! Nothing may leak in between: sources blocked before and after are never
+//! delivered, sources allowed before and after are never dropped. Needs
+//! root; fails (never skips) without it.
+//!
+//! Build the binary first: `cargo build -p geoblock-user --bin geoblock`.
+//! GEOBLOCK_TEST_LOG=1 echoes the daemons' logs.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use aya::maps::{Array, Map, MapData};
+use geoblock_tests::{
+    geoblock::{self, Daemon},
+    netns::{self, Pair},
+    traffic::{Receiver, Sender},
+};
+
+/// Two data sets a reload alternates between. The policy blocks CN and RU:
+/// some sources are blocked in both (one changing country from RU to CN),
+/// some allowed in both (one changing from US to FR), one switches from
+/// CN (blocked) to DE (allowed).
+const DATA_A: &str = "\
+1.0.1.0,1.0.1.255,CN
+77.88.8.0,77.88.8.255,RU
+240e::,240e::ffff,CN
+88.198.0.0,88.198.0.255,DE
+12.0.0.0,12.0.0.255,US
+2a01:4f8::,2a01:4f8::ffff,DE
+90.0.0.0,90.0.0.255,CN
+";
+const DATA_B: &str = "\
+1.0.1.0,1.0.1.255,CN
+77.88.8.0,77.88.8.255,CN
+240e::,240e::ffff,CN
+88.198.0.0,88.198.0.255,DE
+12.0.0.0,12.0.0.255,FR
+2a01:4f8::,2a01:4f8::ffff,DE
+90.0.0.0,90.0.0.255,DE
+";
+const BLOCKED: [&str; 3] = ["1.0.1.1", "77.88.8.8", "240e::1"];
+const ALLOWED: [&str; 3] = ["88.198.0.1", "12.0.0.1", "2a01:4f8::1"];
+const SWITCHING: &str = "90.0.0.1";
+
+/// A `--data` file the test rewrites between reloads.
+struct DataFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl DataFile {
+    fn new(contents: &str) -> DataFile {
+        let dir = std::env::temp_dir().join(format!("geoblock-live-{}", netns::unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = DataFile { path: dir.join("countries.csv"), dir };
+        file.write(contents);
+        file
+    }
+
+    /// Replaces the contents atomically, as an operator's tooling should.
+    fn write(&self, contents: &str) {
+        let staged = self.dir.join("countries.csv.new");
+        std::fs::write(&staged, contents).unwrap();
+        std::fs::rename(&staged, &self.path).unwrap();
+    }
+
+    fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for DataFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ips(texts: &[&str]) -> Vec<IpAddr> {
+    texts.iter().map(|t| t.parse().unwrap()).collect()
+}
+
+/// What flowed while `during` ran: datagrams sent per source (in the order
+/// of `sources`) and delivered per source.
+struct Flowed {
+    sources: Vec<IpAddr>,
+    sent: Vec<usize>,
+    got: BTreeMap<IpAddr, usize>,
+}
+
+impl Flowed {
+    fn sent(&self, src: IpAddr) -> usize {
+        self.sent[self.sources.iter().position(|&s| s == src).unwrap()]
+    }
+
+    fn delivered(&self, src: IpAddr) -> usize {
+        self.got.get(&src).copied().unwrap_or(0)
+    }
+
+    /// Blocked sources: nothing delivered. Allowed ones: everything.
+    fn assert_enforced(&self, blocked: &[IpAddr], allowed: &[IpAddr], pair: &Pair, log: &str) {
+        let mut failures = Vec::new();
+        for &src in blocked {
+            if self.delivered(src) != 0 {
+                failures.push(format!("{src} (blocked throughout): {} of {} delivered", self.delivered(src), self.sent(src)));
+            }
+        }
+        for &src in allowed {
+            if self.delivered(src) != self.sent(src) {
+                failures.push(format!("{src} (allowed throughout): {} of {} delivered", self.delivered(src), self.sent(src)));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{}\nveth drops (tx, rx) sender {:?}, receiver {:?} (other than XDP's: harness losses)\ndaemon log:\n{log}",
+            failures.join("\n"),
+            netns::link_drops(&pair.sender, &pair.sender_if),
+            netns::link_drops(&pair.receiver, &pair.receiver_if),
+        );
+    }
+}
+
+/// Sets the flag when dropped, so the traffic threads end even when the
+/// test body panics.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `during` under continuous traffic (a datagram from each source
+/// every millisecond) from the pair's sender to its receiver.
+fn under_traffic(pair: &Pair, sources: &[IpAddr], during: impl FnOnce()) -> Flowed {
+    let receiver = Receiver::new(pair);
+    let sender = Sender::new(pair);
+    let (stop, done) = (AtomicBool::new(false), AtomicBool::new(false));
+    let (sent, got) = std::thread::scope(|s| {
+        let rx = s.spawn(|| receiver.collect_until(&done, Duration::from_millis(300)));
+        let sent = {
+            let _done = SetOnDrop(&done);
+            let _stop = SetOnDrop(&stop);
+            let tx = s.spawn(|| sender.stream(sources, Duration::from_millis(1), &stop, Duration::from_secs(300)));
+            // Traffic flows before, during and after.
+            std::thread::sleep(Duration::from_millis(200));
+            during();
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, Ordering::Relaxed);
+            tx.join().unwrap()
+        };
+        (sent, rx.join().unwrap())
+    });
+    Flowed { sources: sources.to_vec(), sent, got }
+}
+
+fn run_args<'a>(pair: &'a Pair, data: &'a DataFile) -> Vec<&'a str> {
+    vec!["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN,RU", "--data", data.arg()]
+}
+
+fn all_sources() -> Vec<IpAddr> {
+    let mut all = ips(&BLOCKED);
+    all.extend(ips(&ALLOWED));
+    all
+}
+
+/// `geoblock detach` at the end of a test: nothing left attached or pinned.
+fn detach(pair: &Pair, state_dir: &Path) {
+    let out = geoblock::detach(state_dir);
+    assert!(out.status.success(), "geoblock detach: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!pair.receiver_has_xdp(), "XDP left after geoblock detach");
+    assert!(!state_dir.exists(), "pins left after geoblock detach");
+}
+
+#[test]
+fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let args = run_args(&pair, &data);
+    let first = Daemon::start(&pair.receiver, &args);
+    let state_dir = first.state_dir.clone();
+    let mut log = first.log();
+    let sources = all_sources();
+    let flowed = under_traffic(&pair, &sources, || {
+        assert!(first.stop().success());
+        // No daemon at all for a while: the pinned program enforces.
+        std::thread::sleep(Duration::from_millis(300));
+        let second = Daemon::start_in(&pair.receiver, &args, state_dir.clone());
+        log += &second.log();
+        assert!(second.log().contains("adopting the pinned state"), "{}", second.log());
+        assert!(second.log().contains("gbr: pinned link taken over"), "{}", second.log());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(second.stop().success());
+    });
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &log);
+    // The counters were adopted too: every CN and RU datagram is in them.
+    let stats = geoblock::stats(&state_dir);
+    let cn = flowed.sent(ips(&["1.0.1.1"])[0]) + flowed.sent(ips(&["240e::1"])[0]);
+    assert_eq!(stats.country("CN").dropped_packets, cn as u64, "{}", stats.0);
+    assert_eq!(stats.country("RU").dropped_packets, flowed.sent(ips(&["77.88.8.8"])[0]) as u64);
+    detach(&pair, &state_dir);
+}
+
+#[test]
+fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let args = run_args(&pair, &data);
+    let first = Daemon::start(&pair.receiver, &args);
+    let state_dir = first.state_dir.clone();
+    let mut log = first.log();
+    let sources = all_sources();
+    let flowed = under_traffic(&pair, &sources, || {
+        first.crash();
+        std::thread::sleep(Duration::from_millis(300));
+        // Pretend the pinned maps come from an incompatible geoblock.
+        let abi = MapData::from_pin(state_dir.join("ABI")).expect("ABI pin");
+        let mut abi: Array<MapData, u32> = Map::Array(abi).try_into().unwrap();
+        abi.set(0, 999, 0).unwrap();
+        let second = Daemon::start_in(&pair.receiver, &args, state_dir.clone());
+        log += &second.log();
+        assert!(second.log().contains("ABI version 999"), "{}", second.log());
+        assert!(second.log().contains("gbr: pinned link taken over"), "{}", second.log());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(second.stop().success());
+    });
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &log);
+    detach(&pair, &state_dir);
+}
+
+#[test]
+fn reloads_alternating_data_sets_expose_nothing() {
+    const RELOADS: usize = 50;
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    let mut sources = all_sources();
+    sources.push(SWITCHING.parse().unwrap());
+    let flowed = under_traffic(&pair, &sources, || {
+        for i in 0..RELOADS {
+            data.write(if i % 2 == 0 { DATA_B } else { DATA_A });
+            daemon.signal(libc::SIGHUP);
+            daemon.wait_line("reloaded", Duration::from_secs(60));
+        }
+        // A bad data set is refused; the last good one (A) stays in force.
+        data.write("1.0.1.0,1.0.1.255,CN\nnot an address,1.2.3.4,DE\n");
+        daemon.signal(libc::SIGHUP);
+        let line = daemon.wait_line("reload failed", Duration::from_secs(60));
+        assert!(line.contains("not an address"), "{line}");
+    });
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
+    // Every drop is accounted for: the blocked sources' and whatever of
+    // the switching source's arrived while it was CN.
+    let switching: IpAddr = SWITCHING.parse().unwrap();
+    let blocked: usize = ips(&BLOCKED).iter().map(|&s| flowed.sent(s)).sum();
+    let switched = flowed.sent(switching) - flowed.delivered(switching);
+    let stats = daemon.stats();
+    assert_eq!(stats.total("dropped").0, (blocked + switched) as u64, "{}", stats.0);
+    assert!(switched > 0 && flowed.delivered(switching) > 0, "the switching source was never switched");
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    detach(&pair, &state_dir);
+}
+
+#[test]
+fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let args = run_args(&pair, &data);
+    let first = Daemon::start(&pair.receiver, &args);
+    let state_dir = first.state_dir.clone();
+    let mut log = first.log();
+    let sources = all_sources();
+    let flowed = under_traffic(&pair, &sources, || {
+        data.write(DATA_B);
+        first.signal(libc::SIGHUP);
+        first.crash();
+        std::thread::sleep(Duration::from_millis(300));
+        let second = Daemon::start_in(&pair.receiver, &args, state_dir.clone());
+        log += &second.log();
+        assert!(second.log().contains("adopting the pinned state"), "{}", second.log());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(second.stop().success());
+    });
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &log);
+    detach(&pair, &state_dir);
+}
+
+#[test]
+fn an_interface_that_comes_back_is_attached_again() {
+    let mut pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    pair.recreate_link();
+    daemon.wait_line("attached to gbr again", Duration::from_secs(10));
+    assert!(pair.receiver_has_xdp(), "no XDP on the recreated gbr");
+    let flowed = under_traffic(&pair, &all_sources(), || {});
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    detach(&pair, &state_dir);
+}
