@@ -306,3 +306,55 @@ fn an_interface_that_comes_back_is_attached_again() {
     assert!(daemon.stop().success());
     detach(&pair, &state_dir);
 }
+
+/// IDs of the kernel's trie-node arrays (the tables' inner maps), by shape.
+fn trie_maps() -> std::collections::BTreeSet<u32> {
+    aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .filter(|m| {
+            m.value_size() as usize == std::mem::size_of::<geoblock_common::TrieNode>()
+                && m.max_entries() == geoblock_common::TRIE_NODES
+        })
+        .map(|m| m.id())
+        .collect()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_thousand_reloads_do_not_grow_kernel_or_daemon_memory() {
+    const RELOADS: usize = 1000;
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let before = trie_maps();
+    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    let reload = |i: usize| {
+        data.write(if i % 2 == 0 { DATA_B } else { DATA_A });
+        daemon.signal(libc::SIGHUP);
+        daemon.wait_line("reloaded", Duration::from_secs(60));
+    };
+    // Warm up the allocator before taking the daemon's measure.
+    (0..50).for_each(reload);
+    let rss = rss_kib(daemon.pid());
+    (0..RELOADS).for_each(reload);
+    let grown = rss_kib(daemon.pid()).saturating_sub(rss);
+    assert!(grown < 4096, "daemon RSS grew by {grown} KiB over {RELOADS} reloads");
+    // The kernel frees a replaced table after an RCU grace period: only the
+    // two in force (IPv4, IPv6) may remain of what this daemon created.
+    let mut ours = Vec::new();
+    for _ in 0..50 {
+        ours = trie_maps().difference(&before).copied().collect();
+        if ours.len() <= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ours.len(), 2, "trie maps left after {RELOADS} reloads: {ours:?}");
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    detach(&pair, &state_dir);
+}
