@@ -8,7 +8,7 @@
 
 use std::{
     path::PathBuf,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use aya::programs::XdpMode;
@@ -21,8 +21,9 @@ use tokio::{
 
 use crate::{
     bpffs::StateDir,
+    control::{self, ControlSocket, Request, Response},
     country, dataset, parse,
-    policy::{Mode, Policy},
+    policy::{Change, Mode, Policy},
     prefix::Table,
     program::{mode_name, Geoblock, PinnedMaps},
     Error,
@@ -42,6 +43,7 @@ pub struct RunOptions {
     /// Remove program, links and pins on SIGINT/SIGTERM instead of leaving
     /// enforcement in place.
     pub detach_on_exit: bool,
+    pub control_socket: PathBuf,
 }
 
 /// The table from `paths` (`start,end,cc` CSVs combined), or the embedded
@@ -67,15 +69,17 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
     let signals = Signals::new()?;
     let state = StateDir::open(&opts.state_dir)?;
     let first_start = state.is_empty();
-    let mut daemon = match Daemon::start(opts, &state) {
-        Ok(daemon) => daemon,
+    let started = ControlSocket::bind(&opts.control_socket)
+        .and_then(|control| Ok((Daemon::start(opts, &state)?, control)));
+    let (mut daemon, control) = match started {
+        Ok(started) => started,
         Err(e) if first_start => {
             let _ = state.remove_all();
             return Err(e);
         }
         Err(e) => return Err(e),
     };
-    daemon.serve(&state, signals).await?;
+    daemon.serve(&state, signals, control).await?;
     if daemon.opts.detach_on_exit {
         drop(daemon.geoblock);
         state.remove_all()?;
@@ -103,6 +107,10 @@ struct Daemon {
     geoblock: Geoblock,
     /// Configured interfaces and the ifindex each is attached at (0: gone).
     attached: Vec<(String, u32)>,
+    /// Tables loaded so far, and the size of the one in force.
+    generation: u64,
+    prefixes: (usize, usize),
+    last_reload: Option<(Result<String, String>, Instant)>,
 }
 
 impl Daemon {
@@ -129,7 +137,14 @@ impl Daemon {
             table.v6.len(),
             started.elapsed().as_millis()
         );
-        let mut daemon = Daemon { attached: Vec::new(), geoblock, opts };
+        let mut daemon = Daemon {
+            attached: Vec::new(),
+            geoblock,
+            opts,
+            generation: 1,
+            prefixes: (table.v4.len(), table.v6.len()),
+            last_reload: None,
+        };
         let how = daemon.attach_all(state)?;
         daemon.geoblock.pin_program(state)?;
         daemon.release_unconfigured(state)?;
@@ -184,9 +199,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// Waits for SIGINT/SIGTERM; meanwhile reloads on SIGHUP, watches the
-    /// interfaces and forwards kernel-side log records.
-    async fn serve(&mut self, state: &StateDir, mut signals: Signals) -> Result<(), Error> {
+    /// Waits for SIGINT/SIGTERM; meanwhile reloads on SIGHUP, answers the
+    /// control socket, watches the interfaces and forwards kernel-side log
+    /// records.
+    async fn serve(&mut self, state: &StateDir, mut signals: Signals, mut control: ControlSocket) -> Result<(), Error> {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         // SAFETY: the logger owns its ring buffer's fd for as long as it
         // lives, and the AsyncFd owns the logger.
@@ -198,7 +214,8 @@ impl Daemon {
             tokio::select! {
                 _ = signals.int.recv() => return Ok(()),
                 _ = signals.term.recv() => return Ok(()),
-                _ = signals.hup.recv() => self.reload(),
+                _ = signals.hup.recv() => drop(self.reload()),
+                Some((request, reply)) = control.next() => drop(reply.send(self.handle(request, state))),
                 _ = tick.tick() => self.watch_interfaces(state),
                 ready = readable(&mut logs) => {
                     let mut ready = ready.map_err(io_error)?;
@@ -211,20 +228,88 @@ impl Daemon {
 
     /// Re-reads the data and swaps the new table in. A failure changes
     /// nothing in the kernel: the table in force stays in force.
-    fn reload(&mut self) {
+    fn reload(&mut self) -> Result<String, String> {
         let started = Instant::now();
         let result = read_data(&self.opts.data).and_then(|table| {
             self.geoblock.load_table(&table)?;
             Ok(table)
         });
-        match result {
-            Ok(table) => info!(
-                "reloaded: {} IPv4 and {} IPv6 prefixes in {} ms",
-                table.v4.len(),
-                table.v6.len(),
-                started.elapsed().as_millis()
-            ),
-            Err(e) => error!("reload failed, the previous table stays in force: {e}"),
+        let outcome = match result {
+            Ok(table) => {
+                self.generation += 1;
+                self.prefixes = (table.v4.len(), table.v6.len());
+                let text = format!(
+                    "reloaded: generation {}, {} IPv4 and {} IPv6 prefixes in {} ms",
+                    self.generation,
+                    table.v4.len(),
+                    table.v6.len(),
+                    started.elapsed().as_millis()
+                );
+                info!("{text}");
+                Ok(text)
+            }
+            Err(e) => {
+                let text = format!("reload failed, the previous table stays in force: {e}");
+                error!("{text}");
+                Err(text)
+            }
+        };
+        self.last_reload = Some((outcome.clone(), Instant::now()));
+        outcome
+    }
+
+    fn handle(&mut self, request: Request, state: &StateDir) -> Response {
+        match request {
+            Request::Status => Response { status: Some(self.status(state)), ..Response::ok("") },
+            Request::Reload => self.reload().map_or_else(Response::error, Response::ok),
+            Request::Change(change) => self.change_policy(&change).map_or_else(Response::error, Response::ok),
+        }
+    }
+
+    /// Applies `change` to the policy in force (the tables stay as they are).
+    fn change_policy(&mut self, change: &Change) -> Result<String, String> {
+        let policy = self.opts.policy.changed(change).map_err(|e| e.to_string())?;
+        self.geoblock.apply_policy(&policy).map_err(|e| {
+            error!("policy change {} failed: {e}", change_text(change));
+            e.to_string()
+        })?;
+        let text = format!("policy: {}", describe(&policy));
+        info!("policy changed through the control socket ({}): {}", change_text(change), describe(&policy));
+        self.opts.policy = policy;
+        Ok(text)
+    }
+
+    fn status(&self, state: &StateDir) -> control::Status {
+        let p = &self.opts.policy;
+        control::Status {
+            state_dir: state.path().display().to_string(),
+            interfaces: self
+                .attached
+                .iter()
+                .map(|(name, index)| control::InterfaceStatus {
+                    name: name.clone(),
+                    attached: *index != 0,
+                    xdp_mode: mode_name(self.opts.xdp_mode).into(),
+                })
+                .collect(),
+            policy: control::PolicyStatus {
+                mode: p.mode,
+                countries: p.countries.iter().map(|&c| country::code(c).to_string()).collect(),
+                monitor: p.monitor,
+                block_unknown: p.block_unknown,
+                exceptions: p.exceptions.iter().map(|n| n.to_string()).collect(),
+            },
+            data: control::DataStatus {
+                sources: data_sources(&self.opts.data),
+                generation: self.generation,
+                prefixes_v4: self.prefixes.0,
+                prefixes_v6: self.prefixes.1,
+            },
+            last_reload: self.last_reload.as_ref().map(|(outcome, at)| control::ReloadStatus {
+                ok: outcome.is_ok(),
+                message: outcome.clone().unwrap_or_else(|e| e),
+                seconds_ago: at.elapsed().as_secs(),
+            }),
         }
     }
 
@@ -296,6 +381,30 @@ fn ifindex(iface: &str) -> Result<u32, Error> {
         0 => Err(Error::UnknownInterface(iface.into())),
         index => Ok(index),
     }
+}
+
+/// The `--data` files with their age, or the embedded data set.
+fn data_sources(paths: &[PathBuf]) -> Vec<control::SourceStatus> {
+    if paths.is_empty() {
+        let name = dataset::embedded_meta().map_or_else(|e| e.to_string(), |m| m.to_string());
+        return vec![control::SourceStatus { source: format!("embedded: {name}"), age_seconds: None }];
+    }
+    paths
+        .iter()
+        .map(|path| control::SourceStatus {
+            source: path.display().to_string(),
+            age_seconds: std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map(|age| age.as_secs()),
+        })
+        .collect()
+}
+
+/// A change as the log shows it: its JSON form, short and unambiguous.
+fn change_text(change: &Change) -> String {
+    serde_json::to_string(change).unwrap_or_default()
 }
 
 fn describe(policy: &Policy) -> String {

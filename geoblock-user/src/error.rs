@@ -33,6 +33,10 @@ pub enum Error {
     NoState(PathBuf),
     #[error("{0} is in use by another geoblock run (stop it, or give this one another --state-dir)")]
     StateInUse(PathBuf),
+    #[error("{0}: another geoblock run is listening there (give this one another --control-socket)")]
+    ControlInUse(PathBuf),
+    #[error("no geoblock daemon answers at {0}: is `geoblock run` active with this --control-socket?")]
+    NoDaemon(PathBuf),
     #[error("the kernel cannot pin XDP attachments (bpf_link needs Linux 5.9 or newer)")]
     NoBpfLink,
     #[error(transparent)]

@@ -13,11 +13,12 @@ use aya::programs::XdpMode;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use geoblock::{
     bpffs::DEFAULT_STATE_DIR,
+    control::{self, Request, DEFAULT_CONTROL_SOCKET},
     country,
     dataset::{self, Meta},
     parse,
     daemon::{self, RunOptions},
-    policy::{Mode, Policy},
+    policy::{Change, Enforcement, Mode, Policy},
     prefix::Table,
     stats::Stats,
 };
@@ -54,6 +55,31 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// The running daemon: interfaces, policy, data (age, generation, prefixes), last reload.
+    Status(ControlArgs),
+    /// Drop these countries from now on (deny-list: added; allow-list: removed).
+    Block(CountriesArgs),
+    /// Pass these countries from now on (deny-list: removed; allow-list: added).
+    Unblock(CountriesArgs),
+    /// Switch to an allow-list of exactly these countries.
+    Allow(CountriesArgs),
+    /// deny / allow: enforce, reading the country list that way; monitor: drop nothing, count would-drops.
+    Mode {
+        #[arg(value_enum)]
+        mode: EnforcementArg,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Add or remove an exception (a CIDR never dropped).
+    Except {
+        #[arg(value_enum)]
+        op: ExceptOp,
+        cidr: String,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Re-read the data and swap the new table in (as SIGHUP does), reporting the result.
+    Reload(ControlArgs),
     /// Country and prefix of addresses ('-' reads them from stdin), from the data `run` would load.
     Lookup {
         #[arg(required = true)]
@@ -64,6 +90,38 @@ enum Command {
     /// Work with GeoIP data sets.
     #[command(subcommand)]
     Data(DataCommand),
+}
+
+#[derive(Args)]
+struct ControlArgs {
+    /// The running daemon's control socket.
+    #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
+    /// Print the daemon's JSON response instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CountriesArgs {
+    /// ISO country codes (space- or comma-separated).
+    #[arg(required = true, value_delimiter = ',')]
+    countries: Vec<String>,
+    #[command(flatten)]
+    control: ControlArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EnforcementArg {
+    Deny,
+    Allow,
+    Monitor,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExceptOp {
+    Add,
+    Del,
 }
 
 #[derive(Subcommand)]
@@ -117,6 +175,9 @@ struct RunArgs {
     /// On SIGINT/SIGTERM, detach and remove the pins instead of leaving enforcement in place.
     #[arg(long)]
     detach_on_exit: bool,
+    /// Unix socket (mode 0600) for `geoblock status`, `block`, `reload`...
+    #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -175,6 +236,23 @@ fn execute(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Status(control) => ask(&control, Request::Status),
+        Command::Block(args) => change(&args.control, Change::Block { countries: args.countries }),
+        Command::Unblock(args) => change(&args.control, Change::Unblock { countries: args.countries }),
+        Command::Allow(args) => change(&args.control, Change::Allow { countries: args.countries }),
+        Command::Mode { mode, control } => {
+            let mode = match mode {
+                EnforcementArg::Deny => Enforcement::Deny,
+                EnforcementArg::Allow => Enforcement::Allow,
+                EnforcementArg::Monitor => Enforcement::Monitor,
+            };
+            change(&control, Change::Mode { mode })
+        }
+        Command::Except { op, cidr, control } => match op {
+            ExceptOp::Add => change(&control, Change::ExceptAdd { cidr }),
+            ExceptOp::Del => change(&control, Change::ExceptDel { cidr }),
+        },
+        Command::Reload(control) => ask(&control, Request::Reload),
         Command::Lookup { addresses, data } => lookup(&addresses, &data),
         Command::Data(DataCommand::Pack { out, release, name, attribution, csv }) => {
             let paths: Vec<&std::path::Path> = csv.iter().map(PathBuf::as_path).collect();
@@ -238,9 +316,30 @@ fn run(args: RunArgs) -> Result<()> {
         },
         data: args.data.data,
         detach_on_exit: args.detach_on_exit,
+        control_socket: args.control_socket,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     Ok(runtime.block_on(daemon::run(opts))?)
+}
+
+fn change(control: &ControlArgs, change: Change) -> Result<()> {
+    ask(control, Request::Change(change))
+}
+
+/// Sends `request` to the daemon and prints its answer; a refusal is an error.
+fn ask(control: &ControlArgs, request: Request) -> Result<()> {
+    let response = control::request(&control.control_socket, &request)?;
+    if control.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else if let Some(status) = &response.status {
+        print!("{}", status.render());
+    } else if response.ok {
+        println!("{}", response.message);
+    }
+    if !response.ok {
+        anyhow::bail!("{}", response.message);
+    }
+    Ok(())
 }
 
 fn display_list(items: &[String]) -> String {

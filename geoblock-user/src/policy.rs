@@ -6,9 +6,9 @@ use std::{collections::BTreeSet, net::IpAddr};
 use geoblock_common::{Action, CountryId, COUNTRY_SLOTS, NO_COUNTRY};
 use ipnetwork::IpNetwork;
 
-use crate::prefix::Table;
+use crate::{country, prefix::Table};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Drop the listed countries, pass the rest.
@@ -29,6 +29,45 @@ pub struct Policy {
     pub block_unknown: bool,
     /// Sources never dropped, whatever their country (a management network).
     pub exceptions: Vec<IpNetwork>,
+}
+
+/// A change to the running policy (`geoblock block CN`, ...), applied
+/// without touching the tables. Countries and CIDRs travel as text and are
+/// validated here, so every client gets the same errors.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "change")]
+pub enum Change {
+    /// Drop these countries: added to a deny-list, removed from an allow-list.
+    Block { countries: Vec<String> },
+    /// Pass these countries: removed from a deny-list, added to an allow-list.
+    Unblock { countries: Vec<String> },
+    /// Allow-list of exactly these countries (as `run --allow`).
+    Allow { countries: Vec<String> },
+    /// `deny` / `allow`: enforce, reading the country list that way;
+    /// `monitor`: keep the list, count would-drops, drop nothing.
+    Mode { mode: Enforcement },
+    ExceptAdd { cidr: String },
+    ExceptDel { cidr: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforcement {
+    Deny,
+    Allow,
+    Monitor,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Country(#[from] country::UnknownCountry),
+    #[error("'{0}' is not a CIDR (e.g. 203.0.113.0/24, 2001:db8::/32)")]
+    Cidr(String),
+    #[error("{0} is not an exception")]
+    NoSuchException(IpNetwork),
+    #[error("no country given")]
+    NoCountries,
 }
 
 /// Why a packet got its verdict: the userspace twin of the XDP program's
@@ -57,6 +96,53 @@ impl Policy {
         }
     }
 
+    /// This policy with `change` made.
+    pub fn changed(&self, change: &Change) -> Result<Policy, ChangeError> {
+        let mut new = self.clone();
+        match change {
+            Change::Block { countries } => new.list(countries, self.mode == Mode::Deny)?,
+            Change::Unblock { countries } => new.list(countries, self.mode == Mode::Allow)?,
+            Change::Allow { countries } => {
+                new.countries.clear();
+                new.list(countries, true)?;
+                (new.mode, new.monitor) = (Mode::Allow, false);
+            }
+            Change::Mode { mode: Enforcement::Monitor } => new.monitor = true,
+            Change::Mode { mode: Enforcement::Deny } => (new.mode, new.monitor) = (Mode::Deny, false),
+            Change::Mode { mode: Enforcement::Allow } => (new.mode, new.monitor) = (Mode::Allow, false),
+            Change::ExceptAdd { cidr } => {
+                let net = parse_cidr(cidr)?;
+                if !new.exceptions.contains(&net) {
+                    new.exceptions.push(net);
+                }
+            }
+            Change::ExceptDel { cidr } => {
+                let net = parse_cidr(cidr)?;
+                let before = new.exceptions.len();
+                new.exceptions.retain(|n| *n != net);
+                if new.exceptions.len() == before {
+                    return Err(ChangeError::NoSuchException(net));
+                }
+            }
+        }
+        Ok(new)
+    }
+
+    /// Adds `codes` to the country list (`add`) or removes them.
+    fn list(&mut self, codes: &[String], add: bool) -> Result<(), ChangeError> {
+        if codes.is_empty() {
+            return Err(ChangeError::NoCountries);
+        }
+        let ids = codes.iter().map(|c| country::parse(c)).collect::<Result<Vec<_>, _>>()?;
+        for id in ids {
+            match add {
+                true => self.countries.insert(id),
+                false => self.countries.remove(&id),
+            };
+        }
+        Ok(())
+    }
+
     /// The `POLICY` map contents: one action per country slot.
     pub fn actions(&self) -> impl Iterator<Item = (u32, Action)> + '_ {
         (0..COUNTRY_SLOTS).map(|slot| (slot, self.action(slot as CountryId)))
@@ -72,6 +158,10 @@ impl Policy {
         }
         Verdict::Country(country, action)
     }
+}
+
+fn parse_cidr(text: &str) -> Result<IpNetwork, ChangeError> {
+    text.parse().map_err(|_| ChangeError::Cidr(text.into()))
 }
 
 #[cfg(test)]
@@ -144,6 +234,55 @@ mod tests {
             allow_cn.verdict(&table, "10.1.2.3".parse().unwrap()),
             Verdict::Country(id(b"CN"), Action::Pass)
         );
+    }
+
+    fn codes(list: &[&str]) -> Vec<String> {
+        list.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn block_and_unblock_follow_the_list_mode() {
+        let deny = policy(Mode::Deny, &[b"CN"]);
+        let blocked = deny.changed(&Change::Block { countries: codes(&["ru"]) }).unwrap();
+        assert_eq!(blocked.action(id(b"RU")), Action::Drop);
+        let unblocked = blocked.changed(&Change::Unblock { countries: codes(&["CN"]) }).unwrap();
+        assert_eq!(unblocked.action(id(b"CN")), Action::Pass);
+        let allow = policy(Mode::Allow, &[b"DE", b"FR"]);
+        let blocked = allow.changed(&Change::Block { countries: codes(&["FR"]) }).unwrap();
+        assert_eq!(blocked.action(id(b"FR")), Action::Drop);
+        let unblocked = allow.changed(&Change::Unblock { countries: codes(&["US"]) }).unwrap();
+        assert_eq!(unblocked.action(id(b"US")), Action::Pass);
+        assert_eq!(
+            deny.changed(&Change::Block { countries: codes(&["XX"]) }),
+            Err(ChangeError::Country(country::UnknownCountry("XX".into())))
+        );
+        assert_eq!(deny.changed(&Change::Block { countries: vec![] }), Err(ChangeError::NoCountries));
+    }
+
+    #[test]
+    fn allow_and_mode_switch_the_list() {
+        let deny = policy(Mode::Deny, &[b"CN"]);
+        let allow = deny.changed(&Change::Allow { countries: codes(&["DE"]) }).unwrap();
+        assert_eq!(allow, policy(Mode::Allow, &[b"DE"]));
+        let monitor = allow.changed(&Change::Mode { mode: Enforcement::Monitor }).unwrap();
+        assert_eq!(monitor.action(id(b"US")), Action::WouldDrop);
+        let deny_de = monitor.changed(&Change::Mode { mode: Enforcement::Deny }).unwrap();
+        assert_eq!(deny_de, policy(Mode::Deny, &[b"DE"]));
+    }
+
+    #[test]
+    fn exceptions_are_added_once_and_removed() {
+        let p = policy(Mode::Deny, &[b"CN"]);
+        let add = Change::ExceptAdd { cidr: "10.1.0.0/16".into() };
+        let with = p.changed(&add).unwrap().changed(&add).unwrap();
+        assert_eq!(with.exceptions, vec!["10.1.0.0/16".parse::<IpNetwork>().unwrap()]);
+        let del = Change::ExceptDel { cidr: "10.1.0.0/16".into() };
+        assert_eq!(with.changed(&del).unwrap(), p);
+        assert!(matches!(p.changed(&del), Err(ChangeError::NoSuchException(_))));
+        assert!(matches!(
+            p.changed(&Change::ExceptAdd { cidr: "10.1/99".into() }),
+            Err(ChangeError::Cidr(_))
+        ));
     }
 
     #[test]

@@ -89,6 +89,13 @@ pub fn state_dir() -> PathBuf {
     Path::new(BPFFS_ROOT).join(format!("{STATE_PREFIX}{}", unique_tag()))
 }
 
+/// A control socket path of its own for the daemon of `state_dir`, so that
+/// tests never use (or collide on) the default one.
+pub fn control_socket(state_dir: &Path) -> PathBuf {
+    let name = state_dir.file_name().expect("state dir name").to_string_lossy();
+    std::env::temp_dir().join(format!("{name}.sock"))
+}
+
 /// Removes state directories of test processes that died without cleanup.
 fn sweep_stale_state() {
     let Ok(entries) = std::fs::read_dir(BPFFS_ROOT) else {
@@ -113,6 +120,7 @@ fn sweep_stale_state() {
 pub struct Daemon {
     child: Option<Child>,
     pub state_dir: PathBuf,
+    pub control_socket: PathBuf,
     /// Set by [`Daemon::stop`] and [`Daemon::crash`]: the state outlives
     /// this daemon, for [`detach`] or the next daemon.
     keep_state: bool,
@@ -144,10 +152,13 @@ impl Daemon {
 
     fn spawn_in(ns: &Netns, args: &[&str], state_dir: PathBuf) -> Daemon {
         let mut cmd = Command::new(binary());
+        let control_socket = control_socket(&state_dir);
         cmd.arg("run")
             .args(args)
             .arg("--state-dir")
             .arg(&state_dir)
+            .arg("--control-socket")
+            .arg(&control_socket)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -187,6 +198,7 @@ impl Daemon {
         Daemon {
             child: Some(child),
             state_dir,
+            control_socket,
             keep_state: false,
             log,
             lines,
@@ -210,6 +222,14 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// `geoblock ARGS --control-socket <this daemon's>`, from the root
+    /// namespace.
+    pub fn control(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--control-socket", self.control_socket.to_str().unwrap()]);
+        run_to_end(None, &all, |_| {})
     }
 
     /// Sends `sig` (e.g. SIGHUP) to the daemon.
@@ -308,6 +328,7 @@ impl Drop for Daemon {
         }
         if !self.keep_state {
             let _ = std::fs::remove_dir_all(&self.state_dir);
+            let _ = std::fs::remove_file(&self.control_socket);
         }
     }
 }

@@ -564,8 +564,11 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
 /// Like [`run_fails`] for a run given its own `--state-dir` (which must
 /// survive: it belongs to someone else).
 fn run_fails_keeping(ns: &Netns, args: &[&str], expect: &str) {
+    let dir = Path::new(args[args.iter().position(|a| *a == "--state-dir").unwrap() + 1]);
+    let socket = geoblock::control_socket(dir).with_extension("second");
     let mut all = vec!["run"];
     all.extend_from_slice(args);
+    all.extend_from_slice(&["--control-socket", socket.to_str().unwrap()]);
     let out = geoblock::run_to_end(Some(ns), &all, |_| {});
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -580,7 +583,6 @@ fn run_fails_keeping(ns: &Netns, args: &[&str], expect: &str) {
         "geoblock {}: expected a final `geoblock: ...{expect}...` line, got:\n{stderr}",
         all.join(" ")
     );
-    let dir = Path::new(args[args.iter().position(|a| *a == "--state-dir").unwrap() + 1]);
     for pin in ["COUNTRY_STATS", "TOTALS"] {
         assert!(
             dir.join(pin).exists(),
@@ -636,9 +638,11 @@ fn run_fails(
     setup: impl FnOnce(&mut std::process::Command),
 ) {
     let state_dir = geoblock::state_dir();
+    let socket = geoblock::control_socket(&state_dir);
     let mut all = vec!["run"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--state-dir", state_dir.to_str().unwrap()]);
+    all.extend_from_slice(&["--control-socket", socket.to_str().unwrap()]);
     let out = geoblock::run_to_end(Some(ns), &all, setup);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Log lines (warnings) may precede it; the error is the last line, alone.

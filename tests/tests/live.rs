@@ -358,3 +358,93 @@ fn a_thousand_reloads_do_not_grow_kernel_or_daemon_memory() {
     assert!(daemon.stop().success());
     detach(&pair, &state_dir);
 }
+
+/// Runs a control command against `daemon`; it must succeed.
+fn ctl(daemon: &Daemon, args: &[&str]) -> String {
+    let out = daemon.control(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "geoblock {}: {stderr}\ndaemon log:\n{}", args.join(" "), daemon.log());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a control command that must be refused with `expect` in its error.
+fn refused(daemon: &Daemon, args: &[&str], expect: &str) {
+    let out = daemon.control(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "geoblock {} should fail: {stderr}", args.join(" "));
+    assert!(stderr.starts_with("geoblock: ") && stderr.contains(expect), "geoblock {}: {stderr}", args.join(" "));
+}
+
+#[test]
+fn control_commands_change_verdicts_on_live_traffic() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    let mode = std::fs::metadata(&daemon.control_socket).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "control socket mode");
+    let (receiver, sender) = (Receiver::new(&pair), Sender::new(&pair));
+    let names = ["1.0.1.1 CN", "77.88.8.8 RU", "88.198.0.1 DE", "12.0.0.1 US"];
+    // Which of the four sources get through now (each all or nothing).
+    let passing = || -> Vec<&str> {
+        let srcs: Vec<IpAddr> = names.iter().map(|n| n.split(' ').next().unwrap().parse().unwrap()).collect();
+        for &src in &srcs {
+            sender.send(src, 4);
+        }
+        let got = receiver.collect(Duration::from_millis(300));
+        let mut through = Vec::new();
+        for (&src, name) in srcs.iter().zip(names) {
+            match got.get(&src).copied().unwrap_or(0) {
+                0 => {}
+                4 => through.push(name.split(' ').nth(1).unwrap()),
+                n => panic!("{name}: {n} of 4 delivered\ndaemon log:\n{}", daemon.log()),
+            }
+        }
+        through
+    };
+    assert_eq!(passing(), ["DE", "US"]);
+    ctl(&daemon, &["block", "DE"]);
+    assert_eq!(passing(), ["US"]);
+    ctl(&daemon, &["unblock", "CN"]);
+    assert_eq!(passing(), ["CN", "US"]);
+    ctl(&daemon, &["except", "add", "77.88.8.0/24"]);
+    assert_eq!(passing(), ["CN", "RU", "US"]);
+    ctl(&daemon, &["except", "del", "77.88.8.0/24"]);
+    assert_eq!(passing(), ["CN", "US"]);
+    ctl(&daemon, &["mode", "monitor"]);
+    assert_eq!(passing(), ["CN", "RU", "DE", "US"]);
+    // The list (RU, DE) read as an allow-list.
+    ctl(&daemon, &["mode", "allow"]);
+    assert_eq!(passing(), ["RU", "DE"]);
+    ctl(&daemon, &["allow", "US"]);
+    assert_eq!(passing(), ["US"]);
+    ctl(&daemon, &["mode", "deny"]);
+    assert_eq!(passing(), ["CN", "RU", "DE"]);
+    refused(&daemon, &["block", "XX"], "unknown country code 'XX'");
+    refused(&daemon, &["except", "del", "10.0.0.0/8"], "10.0.0.0/8 is not an exception");
+    refused(&daemon, &["except", "add", "10.0.0/99"], "is not a CIDR");
+    assert_eq!(passing(), ["CN", "RU", "DE"], "a refused command changed the policy");
+
+    let status: serde_json::Value = serde_json::from_str(&ctl(&daemon, &["status", "--json"])).unwrap();
+    let s = &status["status"];
+    assert_eq!(s["policy"]["mode"], "deny", "{status}");
+    assert_eq!(s["policy"]["countries"], serde_json::json!(["US"]), "{status}");
+    assert_eq!(s["interfaces"][0]["name"], "gbr", "{status}");
+    assert_eq!(s["interfaces"][0]["attached"], true, "{status}");
+    assert_eq!((s["data"]["generation"].as_u64(), s["data"]["prefixes_v4"].as_u64()), (Some(1), Some(5)), "{status}");
+    assert!(ctl(&daemon, &["status"]).contains("deny-list, blocking US"));
+
+    // In data set B, 12.0.0.0/24 is FR: reloading lets it through.
+    data.write(DATA_B);
+    assert!(ctl(&daemon, &["reload"]).contains("generation 2"));
+    assert_eq!(passing(), ["CN", "RU", "DE", "US"]);
+    data.write("1.0.1.0,1.0.1.255,XX-not-a-country\n");
+    refused(&daemon, &["reload"], "reload failed");
+    assert_eq!(passing(), ["CN", "RU", "DE", "US"]);
+    let status: serde_json::Value = serde_json::from_str(&ctl(&daemon, &["status", "--json"])).unwrap();
+    assert_eq!(status["status"]["last_reload"]["ok"], false, "{status}");
+    assert_eq!(status["status"]["data"]["generation"], 2, "{status}");
+
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    detach(&pair, &state_dir);
+}

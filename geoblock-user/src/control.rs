@@ -1,0 +1,233 @@
+//! The control socket: how `geoblock status`, `block`, `reload`... reach the
+//! running daemon. A Unix socket only root can open (mode 0600); one JSON
+//! request line per connection, answered by one JSON response line.
+//!
+//! Connections are read on their own tasks; the requests are executed one
+//! at a time by the daemon's main loop, which owns the kernel state.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::{fs::PermissionsExt as _, net::UnixStream as StdUnixStream},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+};
+
+use crate::{
+    policy::{Change, Mode},
+    Error,
+};
+
+/// Where the daemon listens unless `--control-socket` says otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/geoblock/control.sock";
+/// A client that has not sent its request by then is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests are a few words; anything longer is not one.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "command")]
+pub enum Request {
+    Status,
+    Reload,
+    Change(Change),
+}
+
+/// The answer to a request: `ok` and a line for the operator, plus the
+/// status for `status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl Response {
+    pub fn ok(message: impl Into<String>) -> Response {
+        Response { ok: true, message: message.into(), status: None }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response { ok: false, message: message.into(), status: None }
+    }
+}
+
+/// What `geoblock status` shows. A stable schema: fields are added, never
+/// renamed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub state_dir: String,
+    pub interfaces: Vec<InterfaceStatus>,
+    pub policy: PolicyStatus,
+    pub data: DataStatus,
+    pub last_reload: Option<ReloadStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// False while the interface is gone (the daemon attaches again when it returns).
+    pub attached: bool,
+    pub xdp_mode: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    pub mode: Mode,
+    pub countries: Vec<String>,
+    pub monitor: bool,
+    pub block_unknown: bool,
+    pub exceptions: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DataStatus {
+    /// `--data` files, or the embedded data set's name.
+    pub sources: Vec<SourceStatus>,
+    /// Tables loaded by this daemon: 1 after start, +1 per successful reload.
+    pub generation: u64,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub source: String,
+    /// Seconds since the file was modified (none for the embedded data).
+    pub age_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    pub ok: bool,
+    pub message: String,
+    pub seconds_ago: u64,
+}
+
+impl Status {
+    /// The human-readable form.
+    pub fn render(&self) -> String {
+        let mut out = format!("state dir   {}\n", self.state_dir);
+        for i in &self.interfaces {
+            let state = if i.attached { "attached" } else { "GONE (re-attached when it returns)" };
+            out += &format!("interface   {} ({state}, xdp mode {})\n", i.name, i.xdp_mode);
+        }
+        let p = &self.policy;
+        let list = match p.mode {
+            Mode::Deny => "deny-list, blocking",
+            Mode::Allow => "allow-list, allowing only",
+        };
+        out += &format!("policy      {list} {}\n", p.countries.join(","));
+        out += &format!("mode        {}\n", if p.monitor { "monitor (nothing dropped)" } else { "enforcing" });
+        out += &format!("unknown     {}\n", if p.block_unknown { "dropped" } else { "passed" });
+        out += &format!("exceptions  {}\n", if p.exceptions.is_empty() { "none".into() } else { p.exceptions.join(",") });
+        let d = &self.data;
+        for s in &d.sources {
+            let age = s.age_seconds.map_or(String::new(), |a| format!(" (modified {a} s ago)"));
+            out += &format!("data        {}{age}\n", s.source);
+        }
+        out += &format!(
+            "table       generation {}: {} IPv4 and {} IPv6 prefixes\n",
+            d.generation, d.prefixes_v4, d.prefixes_v6
+        );
+        if let Some(r) = &self.last_reload {
+            let result = if r.ok { "ok" } else { "FAILED" };
+            out += &format!("last reload {result}, {} s ago: {}\n", r.seconds_ago, r.message);
+        }
+        out
+    }
+}
+
+/// The daemon's end: accepts connections and hands their requests over.
+pub struct ControlSocket {
+    path: PathBuf,
+    requests: mpsc::Receiver<(Request, oneshot::Sender<Response>)>,
+}
+
+impl ControlSocket {
+    /// Listens at `path` (creating its directory, mode 0700, if missing). A
+    /// socket left by a dead daemon is replaced; a live one is an error.
+    pub fn bind(path: &Path) -> Result<ControlSocket, Error> {
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(Error::io(dir))?;
+        }
+        if StdUnixStream::connect(path).is_ok() {
+            return Err(Error::ControlInUse(path.into()));
+        }
+        let _ = std::fs::remove_file(path);
+        // Created 0600 from the start: no window in which others could connect.
+        // SAFETY: umask only swaps the process's file creation mask.
+        let old = unsafe { libc::umask(0o177) };
+        let listener = UnixListener::bind(path);
+        unsafe { libc::umask(old) };
+        let listener = listener.map_err(Error::io(path))?;
+        let (tx, requests) = mpsc::channel(16);
+        tokio::spawn(accept(listener, tx));
+        Ok(ControlSocket { path: path.into(), requests })
+    }
+
+    /// The next request and where its response goes.
+    pub async fn next(&mut self) -> Option<(Request, oneshot::Sender<Response>)> {
+        self.requests.recv().await
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn accept(listener: UnixListener, tx: mpsc::Sender<(Request, oneshot::Sender<Response>)>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(converse(stream, tx.clone()));
+    }
+}
+
+/// One connection: read a request, wait for the daemon's answer, write it.
+async fn converse(stream: UnixStream, tx: mpsc::Sender<(Request, oneshot::Sender<Response>)>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+    let response = match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+            Ok(request) => {
+                let (reply, answer) = oneshot::channel();
+                match tx.send((request, reply)).await {
+                    Ok(()) => answer.await.unwrap_or_else(|_| Response::error("the daemon is stopping")),
+                    Err(_) => Response::error("the daemon is stopping"),
+                }
+            }
+            Err(e) => Response::error(format!("not a geoblock request: {e}")),
+        },
+        Ok(Err(e)) => Response::error(format!("reading the request: {e}")),
+        Err(_) => return,
+    };
+    let mut text = serde_json::to_string(&response).unwrap_or_default();
+    text.push('\n');
+    let _ = write.write_all(text.as_bytes()).await;
+}
+
+/// The client's end: sends `request` to the daemon at `path`, returns its
+/// answer.
+pub fn request(path: &Path, request: &Request) -> Result<Response, Error> {
+    let io = Error::io(path);
+    let mut stream = StdUnixStream::connect(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Error::Permission,
+        _ => Error::NoDaemon(path.into()),
+    })?;
+    let mut text = serde_json::to_string(request).expect("requests serialize");
+    text.push('\n');
+    stream.write_all(text.as_bytes()).map_err(Error::io(path))?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    serde_json::from_str(&answer).map_err(|e| Error::Io { path: path.into(), source: std::io::Error::other(e) })
+}
