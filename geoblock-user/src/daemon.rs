@@ -21,6 +21,7 @@ use tokio::{
 
 use crate::{
     bpffs::StateDir,
+    config::ConfigSource,
     control::{self, ControlSocket, Request, Response},
     country, dataset, parse,
     policy::{Change, Mode, Policy},
@@ -32,6 +33,7 @@ use crate::{
 /// How often interfaces are checked for having disappeared or come back.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+#[derive(Debug)]
 pub struct RunOptions {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
@@ -60,7 +62,7 @@ pub fn read_data(paths: &[PathBuf]) -> Result<Table, Error> {
 /// attached before the `attached to` line. When a first start fails, what
 /// it created is removed; when a takeover fails, the pinned state (and the
 /// enforcement it carries) is left as it was.
-pub async fn run(opts: RunOptions) -> Result<(), Error> {
+pub async fn run(opts: RunOptions, config: ConfigSource) -> Result<(), Error> {
     for iface in &opts.interfaces {
         ifindex(iface)?;
     }
@@ -70,7 +72,7 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
     let state = StateDir::open(&opts.state_dir)?;
     let first_start = state.is_empty();
     let started = ControlSocket::bind(&opts.control_socket)
-        .and_then(|control| Ok((Daemon::start(opts, &state)?, control)));
+        .and_then(|control| Ok((Daemon::start(opts, config, &state)?, control)));
     let (mut daemon, control) = match started {
         Ok(started) => started,
         Err(e) if first_start => {
@@ -104,6 +106,8 @@ pub fn detach(state_dir: &std::path::Path) -> Result<Vec<String>, Error> {
 
 struct Daemon {
     opts: RunOptions,
+    /// Read again on every reload.
+    config: ConfigSource,
     geoblock: Geoblock,
     /// Configured interfaces and the ifindex each is attached at (0: gone).
     attached: Vec<(String, u32)>,
@@ -114,7 +118,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(opts: RunOptions, state: &StateDir) -> Result<Daemon, Error> {
+    fn start(opts: RunOptions, config: ConfigSource, state: &StateDir) -> Result<Daemon, Error> {
         let started = Instant::now();
         let table = read_data(&opts.data)?;
         let (mut geoblock, maps) = Geoblock::load_pinned(opts.backend, state)?;
@@ -141,6 +145,7 @@ impl Daemon {
             attached: Vec::new(),
             geoblock,
             opts,
+            config,
             generation: 1,
             prefixes: (table.v4.len(), table.v6.len()),
             last_reload: None,
@@ -226,36 +231,56 @@ impl Daemon {
         }
     }
 
-    /// Re-reads the data and swaps the new table in. A failure changes
-    /// nothing in the kernel: the table in force stays in force.
+    /// Re-reads the config and the data, swaps the new table in and
+    /// applies the new policy. An invalid config or data set changes
+    /// nothing in the kernel: what is in force stays in force.
     fn reload(&mut self) -> Result<String, String> {
-        let started = Instant::now();
-        let result = read_data(&self.opts.data).and_then(|table| {
-            self.geoblock.load_table(&table)?;
-            Ok(table)
-        });
-        let outcome = match result {
-            Ok(table) => {
-                self.generation += 1;
-                self.prefixes = (table.v4.len(), table.v6.len());
-                let text = format!(
-                    "reloaded: generation {}, {} IPv4 and {} IPv6 prefixes in {} ms",
-                    self.generation,
-                    table.v4.len(),
-                    table.v6.len(),
-                    started.elapsed().as_millis()
-                );
-                info!("{text}");
-                Ok(text)
-            }
-            Err(e) => {
-                let text = format!("reload failed, the previous table stays in force: {e}");
-                error!("{text}");
-                Err(text)
-            }
-        };
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(text) => info!("{text}"),
+            Err(text) => error!("{text}"),
+        }
         self.last_reload = Some((outcome.clone(), Instant::now()));
         outcome
+    }
+
+    fn try_reload(&mut self) -> Result<String, String> {
+        let started = Instant::now();
+        let refused = |what: &str, e: &dyn std::fmt::Display| format!("reload failed ({what}), the previous table and policy stay in force: {e}");
+        let new = self.config.read().map_err(|e| refused("config", &e))?;
+        let table = read_data(&new.data).map_err(|e| refused("data", &e))?;
+        self.warn_restart_only(&new);
+        self.geoblock.load_table(&table).map_err(|e| refused("kernel", &e))?;
+        self.generation += 1;
+        self.prefixes = (table.v4.len(), table.v6.len());
+        if new.policy != self.opts.policy {
+            self.geoblock.apply_policy(&new.policy).map_err(|e| refused("kernel", &e))?;
+            info!("policy changed by the reloaded config: {}", describe(&new.policy));
+        }
+        (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
+        Ok(format!(
+            "reloaded: generation {}, {} IPv4 and {} IPv6 prefixes in {} ms",
+            self.generation,
+            table.v4.len(),
+            table.v6.len(),
+            started.elapsed().as_millis()
+        ))
+    }
+
+    /// Settings a running daemon cannot change: say so instead of ignoring
+    /// them silently.
+    fn warn_restart_only(&self, new: &RunOptions) {
+        let old = &self.opts;
+        let changed = [
+            ("interfaces", old.interfaces != new.interfaces),
+            ("xdp_mode", old.xdp_mode != new.xdp_mode),
+            ("lookup", old.backend != new.backend),
+            ("state_dir", old.state_dir != new.state_dir),
+            ("control_socket", old.control_socket != new.control_socket),
+        ];
+        for (setting, _) in changed.iter().filter(|(_, changed)| *changed) {
+            warn!("{setting} changed in the config: it takes effect when the daemon restarts");
+        }
     }
 
     fn handle(&mut self, request: Request, state: &StateDir) -> Response {
@@ -407,7 +432,8 @@ fn change_text(change: &Change) -> String {
     serde_json::to_string(change).unwrap_or_default()
 }
 
-fn describe(policy: &Policy) -> String {
+/// The policy in one line, for logs and `config check`.
+pub fn describe(policy: &Policy) -> String {
     let codes: Vec<&str> = policy.countries.iter().map(|&c| country::code(c)).collect();
     let mut text = match policy.mode {
         Mode::Deny => format!("deny-list, blocking {}", codes.join(",")),

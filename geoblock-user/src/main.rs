@@ -1,7 +1,6 @@
 //! The `geoblock` command: the daemon (`run`) and the tools around it.
 
 use std::{
-    collections::BTreeSet,
     io::{self, BufRead as _},
     net::IpAddr,
     path::PathBuf,
@@ -9,20 +8,20 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::programs::XdpMode;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use geoblock::{
     bpffs::DEFAULT_STATE_DIR,
+    config::{Config, ConfigSource, Lookup, PolicyConfig, XdpModeName, DEFAULT_CONFIG},
     control::{self, Request, DEFAULT_CONTROL_SOCKET},
     country,
     dataset::{self, Meta},
     parse,
-    daemon::{self, RunOptions},
-    policy::{Change, Enforcement, Mode, Policy},
+    daemon,
+    policy::{Change, Enforcement},
     prefix::Table,
     stats::Stats,
 };
-use geoblock_common::{Backend, CountryId};
+use geoblock_common::CountryId;
 use ipnetwork::IpNetwork;
 
 const ATTRIBUTION: &str = "Embedded country data: IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0.";
@@ -42,6 +41,9 @@ enum Command {
     /// Load the XDP program, attach it and enforce the policy until SIGINT/SIGTERM
     /// (enforcement stays in place after the daemon exits; SIGHUP reloads the data).
     Run(RunArgs),
+    /// Validate configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Remove what `geoblock run` left in place: the program, its links and the pins.
     Detach {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
@@ -125,6 +127,12 @@ enum ExceptOp {
 }
 
 #[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a config file (syntax, countries, CIDRs, data files) without touching the kernel.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum DataCommand {
     /// Pack `start,end,cc` CSV files into geoblock's compact format (how the embedded data is made).
     Pack {
@@ -144,13 +152,17 @@ enum DataCommand {
     },
 }
 
+/// Every setting of the config file, as a flag that overrides it.
 #[derive(Args)]
 struct RunArgs {
+    /// TOML config file; flags override its settings [default: /etc/geoblock/geoblock.toml, if present].
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Interface to attach to (repeat for several).
-    #[arg(long = "iface", required = true)]
+    #[arg(long = "iface")]
     interfaces: Vec<String>,
     /// Deny-list: drop these countries (comma-separated ISO codes).
-    #[arg(long, value_delimiter = ',', value_parser = parse_country, conflicts_with = "allow", required_unless_present = "allow")]
+    #[arg(long, value_delimiter = ',', value_parser = parse_country, conflicts_with = "allow")]
     block: Vec<CountryId>,
     /// Allow-list: drop every country but these.
     #[arg(long, value_delimiter = ',', value_parser = parse_country)]
@@ -164,22 +176,49 @@ struct RunArgs {
     /// Also drop addresses no country claims (private, unassigned...).
     #[arg(long)]
     block_unknown: bool,
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
-    xdp_mode: XdpModeArg,
-    /// Address → country structure: `trie` (fast) or the kernel's `lpm` trie (reference).
-    #[arg(long, value_enum, default_value_t = LookupArg::Trie)]
-    lookup: LookupArg,
-    /// bpffs directory where program, links and maps are pinned (what a restarted daemon adopts).
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
+    /// [default: auto]
+    #[arg(long, value_enum)]
+    xdp_mode: Option<XdpModeName>,
+    /// Address → country structure [default: trie].
+    #[arg(long, value_enum)]
+    lookup: Option<Lookup>,
+    /// bpffs directory where program, links and maps are pinned (what a restarted daemon adopts)
+    /// [default: /sys/fs/bpf/geoblock].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// On SIGINT/SIGTERM, detach and remove the pins instead of leaving enforcement in place.
     #[arg(long)]
     detach_on_exit: bool,
     /// Unix socket (mode 0600) for `geoblock status`, `block`, `reload`...
-    #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
-    control_socket: PathBuf,
+    /// [default: /run/geoblock/control.sock].
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
+}
+
+impl RunArgs {
+    /// The flags as a config layer: only what was given.
+    fn overrides(self) -> Config {
+        let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        let codes = |ids: Vec<CountryId>| some(ids.into_iter().map(|c| country::code(c).to_string()).collect());
+        Config {
+            interfaces: some(self.interfaces),
+            xdp_mode: self.xdp_mode,
+            lookup: self.lookup,
+            data: (!self.data.data.is_empty()).then_some(self.data.data),
+            state_dir: self.state_dir,
+            control_socket: self.control_socket,
+            detach_on_exit: self.detach_on_exit.then_some(true),
+            policy: PolicyConfig {
+                block: codes(self.block),
+                allow: codes(self.allow),
+                block_unknown: self.block_unknown.then_some(true),
+                except: some(self.exceptions.iter().map(|n| n.to_string()).collect()),
+                monitor: self.monitor.then_some(true),
+            },
+        }
+    }
 }
 
 #[derive(Args)]
@@ -188,20 +227,6 @@ struct DataArgs {
     /// repeat to combine files (e.g. IPv4 and IPv6) into one data set.
     #[arg(long)]
     data: Vec<PathBuf>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LookupArg {
-    Trie,
-    Lpm,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum XdpModeArg {
-    /// Native if the driver supports it, else generic.
-    Auto,
-    Native,
-    Skb,
 }
 
 fn main() -> ExitCode {
@@ -222,6 +247,7 @@ fn main() -> ExitCode {
 fn execute(command: Command) -> Result<()> {
     match command {
         Command::Run(args) => run(args),
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
         Command::Detach { state_dir } => {
             let interfaces = daemon::detach(&state_dir)?;
             println!("detached from {}; removed {}", display_list(&interfaces), state_dir.display());
@@ -290,36 +316,29 @@ fn parse_cli() -> Result<Cli, ExitCode> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let (mode, countries) = match args.allow.is_empty() {
-        true => (Mode::Deny, args.block),
-        false => (Mode::Allow, args.allow),
+    let source = ConfigSource {
+        required: args.config.is_some(),
+        path: args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into()),
+        flags: args.overrides(),
     };
-    let policy = Policy {
-        mode,
-        countries: countries.into_iter().collect::<BTreeSet<_>>(),
-        monitor: args.monitor,
-        block_unknown: args.block_unknown,
-        exceptions: args.exceptions,
-    };
-    let opts = RunOptions {
-        interfaces: args.interfaces,
-        xdp_mode: match args.xdp_mode {
-            XdpModeArg::Auto => XdpMode::Default,
-            XdpModeArg::Native => XdpMode::Driver,
-            XdpModeArg::Skb => XdpMode::Skb,
-        },
-        policy,
-        state_dir: args.state_dir,
-        backend: match args.lookup {
-            LookupArg::Trie => Backend::Trie,
-            LookupArg::Lpm => Backend::Lpm,
-        },
-        data: args.data.data,
-        detach_on_exit: args.detach_on_exit,
-        control_socket: args.control_socket,
-    };
+    let opts = source.read()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(runtime.block_on(daemon::run(opts))?)
+    Ok(runtime.block_on(daemon::run(opts, source))?)
+}
+
+/// `geoblock config check FILE`: everything `run` would refuse, without the kernel.
+fn check_config(file: &std::path::Path) -> Result<()> {
+    let opts = Config::load(file, true)?.resolve()?;
+    let table = daemon::read_data(&opts.data)?;
+    println!(
+        "{}: ok; {} on {}, {} IPv4 and {} IPv6 prefixes",
+        file.display(),
+        daemon::describe(&opts.policy),
+        opts.interfaces.join(", "),
+        table.v4.len(),
+        table.v6.len()
+    );
+    Ok(())
 }
 
 fn change(control: &ControlArgs, change: Change) -> Result<()> {

@@ -153,7 +153,10 @@ impl Daemon {
     fn spawn_in(ns: &Netns, args: &[&str], state_dir: PathBuf) -> Daemon {
         let mut cmd = Command::new(binary());
         let control_socket = control_socket(&state_dir);
+        // No --config: not the machine's /etc/geoblock/geoblock.toml either.
+        let config = if args.contains(&"--config") { &[][..] } else { &["--config", "/dev/null"][..] };
         cmd.arg("run")
+            .args(config)
             .args(args)
             .arg("--state-dir")
             .arg(&state_dir)

@@ -566,7 +566,7 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
 fn run_fails_keeping(ns: &Netns, args: &[&str], expect: &str) {
     let dir = Path::new(args[args.iter().position(|a| *a == "--state-dir").unwrap() + 1]);
     let socket = geoblock::control_socket(dir).with_extension("second");
-    let mut all = vec!["run"];
+    let mut all = vec!["run", "--config", "/dev/null"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--control-socket", socket.to_str().unwrap()]);
     let out = geoblock::run_to_end(Some(ns), &all, |_| {});
@@ -639,7 +639,7 @@ fn run_fails(
 ) {
     let state_dir = geoblock::state_dir();
     let socket = geoblock::control_socket(&state_dir);
-    let mut all = vec!["run"];
+    let mut all = vec!["run", "--config", "/dev/null"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--state-dir", state_dir.to_str().unwrap()]);
     all.extend_from_slice(&["--control-socket", socket.to_str().unwrap()]);

@@ -433,16 +433,65 @@ fn control_commands_change_verdicts_on_live_traffic() {
     assert_eq!((s["data"]["generation"].as_u64(), s["data"]["prefixes_v4"].as_u64()), (Some(1), Some(5)), "{status}");
     assert!(ctl(&daemon, &["status"]).contains("deny-list, blocking US"));
 
-    // In data set B, 12.0.0.0/24 is FR: reloading lets it through.
+    // A reload re-reads the configuration (here: the flags, block CN,RU),
+    // whose policy replaces the one the commands made, and the data: in
+    // data set B, 77.88.8.0/24 is CN (still blocked), 12.0.0.0/24 FR.
     data.write(DATA_B);
     assert!(ctl(&daemon, &["reload"]).contains("generation 2"));
-    assert_eq!(passing(), ["CN", "RU", "DE", "US"]);
+    assert_eq!(passing(), ["DE", "US"]);
     data.write("1.0.1.0,1.0.1.255,XX-not-a-country\n");
     refused(&daemon, &["reload"], "reload failed");
-    assert_eq!(passing(), ["CN", "RU", "DE", "US"]);
+    assert_eq!(passing(), ["DE", "US"]);
     let status: serde_json::Value = serde_json::from_str(&ctl(&daemon, &["status", "--json"])).unwrap();
     assert_eq!(status["status"]["last_reload"]["ok"], false, "{status}");
     assert_eq!(status["status"]["data"]["generation"], 2, "{status}");
+
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    detach(&pair, &state_dir);
+}
+
+#[test]
+fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let config = data.dir.join("geoblock.toml");
+    let write_config = |block: &str| {
+        let text = format!(
+            "interfaces = [\"{}\"]\nxdp_mode = \"native\"\ndata = [\"{}\"]\n\n[policy]\nblock = [{block}]\n",
+            pair.receiver_if,
+            data.arg()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config("\"CN\"");
+    let check = geoblock::run_to_end(None, &["config", "check", config.to_str().unwrap()], |_| {});
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("ok; deny-list, blocking CN"));
+
+    let daemon = Daemon::start(&pair.receiver, &["--config", config.to_str().unwrap()]);
+    let (receiver, sender) = (Receiver::new(&pair), Sender::new(&pair));
+    let [cn, de] = [ips(&["1.0.1.1"])[0], ips(&["88.198.0.1"])[0]];
+    let through = || {
+        sender.send(cn, 3);
+        sender.send(de, 3);
+        let got = receiver.collect(Duration::from_millis(300));
+        (got.get(&cn).copied(), got.get(&de).copied())
+    };
+    assert_eq!(through(), (None, Some(3)));
+    write_config("\"DE\"");
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_line("policy changed by the reloaded config", Duration::from_secs(30));
+    assert_eq!(through(), (Some(3), None));
+
+    // An invalid config is refused by `config check` and by the daemon,
+    // which keeps the policy in force.
+    write_config("\"XX\"");
+    let check = geoblock::run_to_end(None, &["config", "check", config.to_str().unwrap()], |_| {});
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("unknown country code 'XX'"));
+    refused(&daemon, &["reload"], "reload failed (config)");
+    assert_eq!(through(), (Some(3), None));
 
     let state_dir = daemon.state_dir.clone();
     assert!(daemon.stop().success());

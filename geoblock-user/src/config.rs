@@ -1,0 +1,251 @@
+//! The configuration: a TOML file (default `/etc/geoblock/geoblock.toml`)
+//! overlaid with command-line flags, which win setting by setting. Every
+//! setting has a flag; every default is written down here and in README.
+//!
+//! ```toml
+//! interfaces = ["eth0"]
+//! xdp_mode = "auto"                       # auto | native | skb
+//! lookup = "trie"                         # trie | lpm
+//! data = []                               # start,end,cc CSVs; empty: the embedded data
+//! state_dir = "/sys/fs/bpf/geoblock"
+//! control_socket = "/run/geoblock/control.sock"
+//! detach_on_exit = false
+//!
+//! [policy]
+//! block = ["CN", "RU"]                    # or allow = [...], not both
+//! block_unknown = false
+//! except = ["203.0.113.0/24"]
+//! monitor = false
+//! ```
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::XdpMode;
+use geoblock_common::Backend;
+use ipnetwork::IpNetwork;
+use serde::Deserialize;
+
+use crate::{
+    bpffs::DEFAULT_STATE_DIR,
+    control::DEFAULT_CONTROL_SOCKET,
+    country,
+    daemon::RunOptions,
+    policy::{Mode, Policy},
+};
+
+pub const DEFAULT_CONFIG: &str = "/etc/geoblock/geoblock.toml";
+
+/// Settings as written (file) or given (flags): all optional, so that one
+/// can be laid over the other.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub interfaces: Option<Vec<String>>,
+    pub xdp_mode: Option<XdpModeName>,
+    pub lookup: Option<Lookup>,
+    pub data: Option<Vec<PathBuf>>,
+    pub state_dir: Option<PathBuf>,
+    pub control_socket: Option<PathBuf>,
+    pub detach_on_exit: Option<bool>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub block: Option<Vec<String>>,
+    pub allow: Option<Vec<String>>,
+    pub block_unknown: Option<bool>,
+    pub except: Option<Vec<String>>,
+    pub monitor: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum XdpModeName {
+    /// Native if the driver supports it, else generic.
+    Auto,
+    Native,
+    Skb,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lookup {
+    /// Multibit trie in array maps (fast).
+    Trie,
+    /// The kernel's LPM trie (reference).
+    Lpm,
+}
+
+/// Where the daemon's settings come from, read again on every reload: the
+/// config file with the command line's flags over it.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// Named explicitly (--config): then it must exist.
+    pub required: bool,
+    pub flags: Config,
+}
+
+impl ConfigSource {
+    pub fn read(&self) -> Result<RunOptions, ConfigError> {
+        Config::load(&self.path, self.required)?.overlaid(&self.flags).resolve()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("no interface to attach to (--iface, or interfaces = [...] in the config)")]
+    NoInterfaces,
+    #[error("no policy: give --block or --allow (policy.block or policy.allow in the config)")]
+    NoPolicy,
+    #[error("both a block list and an allow list are given; keep one")]
+    BlockAndAllow,
+    #[error(transparent)]
+    Country(#[from] country::UnknownCountry),
+    #[error("'{0}' is not a CIDR (e.g. 203.0.113.0/24)")]
+    Cidr(String),
+}
+
+impl Config {
+    /// Reads `path`. A missing file is an error only when `required` (it
+    /// was named explicitly): the default file is optional.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Config::default()),
+            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })
+    }
+
+    /// `self` with every setting `flags` gives replaced by the flag's.
+    pub fn overlaid(self, flags: &Config) -> Config {
+        let p = &flags.policy;
+        // A block or allow flag replaces the file's list, of either kind.
+        let list_given = p.block.is_some() || p.allow.is_some();
+        Config {
+            interfaces: flags.interfaces.clone().or(self.interfaces),
+            xdp_mode: flags.xdp_mode.or(self.xdp_mode),
+            lookup: flags.lookup.or(self.lookup),
+            data: flags.data.clone().or(self.data),
+            state_dir: flags.state_dir.clone().or(self.state_dir),
+            control_socket: flags.control_socket.clone().or(self.control_socket),
+            detach_on_exit: flags.detach_on_exit.or(self.detach_on_exit),
+            policy: PolicyConfig {
+                block: if list_given { p.block.clone() } else { self.policy.block },
+                allow: if list_given { p.allow.clone() } else { self.policy.allow },
+                block_unknown: p.block_unknown.or(self.policy.block_unknown),
+                except: p.except.clone().or(self.policy.except),
+                monitor: p.monitor.or(self.policy.monitor),
+            },
+        }
+    }
+
+    /// Validates and fills in the defaults. Touches nothing.
+    pub fn resolve(self) -> Result<RunOptions, ConfigError> {
+        let interfaces = self.interfaces.filter(|i| !i.is_empty()).ok_or(ConfigError::NoInterfaces)?;
+        Ok(RunOptions {
+            interfaces,
+            xdp_mode: match self.xdp_mode.unwrap_or(XdpModeName::Auto) {
+                XdpModeName::Auto => XdpMode::Default,
+                XdpModeName::Native => XdpMode::Driver,
+                XdpModeName::Skb => XdpMode::Skb,
+            },
+            policy: self.policy.resolve()?,
+            state_dir: self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            backend: match self.lookup.unwrap_or(Lookup::Trie) {
+                Lookup::Trie => Backend::Trie,
+                Lookup::Lpm => Backend::Lpm,
+            },
+            data: self.data.unwrap_or_default(),
+            detach_on_exit: self.detach_on_exit.unwrap_or(false),
+            control_socket: self.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
+        })
+    }
+}
+
+impl PolicyConfig {
+    fn resolve(self) -> Result<Policy, ConfigError> {
+        let (mode, codes) = match (self.block, self.allow) {
+            (Some(_), Some(_)) => return Err(ConfigError::BlockAndAllow),
+            (Some(block), None) => (Mode::Deny, block),
+            (None, Some(allow)) => (Mode::Allow, allow),
+            (None, None) => return Err(ConfigError::NoPolicy),
+        };
+        let countries = codes.iter().map(|c| country::parse(c)).collect::<Result<BTreeSet<_>, _>>()?;
+        let exceptions = self
+            .except
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.parse::<IpNetwork>().map_err(|_| ConfigError::Cidr(c.clone())))
+            .collect::<Result<_, _>>()?;
+        Ok(Policy {
+            mode,
+            countries,
+            monitor: self.monitor.unwrap_or(false),
+            block_unknown: self.block_unknown.unwrap_or(false),
+            exceptions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let opts = parse("interfaces = [\"eth0\"]\n[policy]\nblock = [\"cn\"]\n").resolve().unwrap();
+        assert_eq!(opts.interfaces, ["eth0"]);
+        assert_eq!(opts.xdp_mode, XdpMode::Default);
+        assert_eq!(opts.backend, Backend::Trie);
+        assert_eq!(opts.state_dir, Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(opts.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
+        assert_eq!(opts.policy.mode, Mode::Deny);
+        assert_eq!(opts.policy.countries.len(), 1);
+        assert!(opts.data.is_empty() && !opts.detach_on_exit && !opts.policy.monitor);
+    }
+
+    #[test]
+    fn flags_win_setting_by_setting() {
+        let file = parse(
+            "interfaces = [\"eth0\"]\nxdp_mode = \"skb\"\n[policy]\nblock = [\"CN\"]\nexcept = [\"10.0.0.0/8\"]\n",
+        );
+        let flags = Config {
+            xdp_mode: Some(XdpModeName::Native),
+            policy: PolicyConfig { allow: Some(vec!["DE".into()]), ..PolicyConfig::default() },
+            ..Config::default()
+        };
+        let opts = file.overlaid(&flags).resolve().unwrap();
+        assert_eq!(opts.interfaces, ["eth0"]);
+        assert_eq!(opts.xdp_mode, XdpMode::Driver);
+        assert_eq!(opts.policy.mode, Mode::Allow, "an --allow flag replaces the file's block list");
+        assert_eq!(opts.policy.exceptions.len(), 1);
+    }
+
+    #[test]
+    fn invalid_settings_are_refused() {
+        let bad = |text: &str| parse(text).resolve().unwrap_err().to_string();
+        assert!(bad("[policy]\nblock = [\"CN\"]\n").contains("no interface"));
+        assert!(bad("interfaces = [\"eth0\"]\n").contains("no policy"));
+        assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nallow = [\"DE\"]\n").contains("keep one"));
+        assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"XX\"]\n").contains("'XX'"));
+        assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nexcept = [\"10/99\"]\n").contains("10/99"));
+        assert!(toml::from_str::<Config>("interface = [\"eth0\"]\n").is_err(), "unknown keys are errors");
+        assert!(toml::from_str::<Config>("xdp_mode = \"fast\"\n").is_err());
+    }
+}
