@@ -1,7 +1,9 @@
 //! The tasks: each installs what it needs, then runs cargo with the chosen
 //! toolchain.
 
-use anyhow::Result;
+use std::process::Command;
+
+use anyhow::{bail, Result};
 
 use crate::{
     cmd,
@@ -13,6 +15,9 @@ use crate::{
 const EBPF_CRATE: &str = "geoblock-ebpf";
 /// Privileged kernel and end-to-end tests, the demo and the benchmark.
 const PRIVILEGED_CRATE: &str = "geoblock-tests";
+/// The features geoblock-tests turns on: the unit tests use them too, so
+/// geoblock-user and its XDP program are built once, not once per phase.
+const PRIVILEGED_FEATURES: &str = "geoblock-user/bench-programs";
 
 /// Chooses the toolchain, says which, and installs what `scope` needs.
 pub fn prepare(scope: Scope) -> Result<Toolchain> {
@@ -43,29 +48,44 @@ pub fn build(args: &[String]) -> Result<()> {
 }
 
 /// Builds the binaries the tests run (target/debug/geoblock), then runs the
-/// unit tests of every host crate, then the privileged tests; ARGS go to
-/// both `cargo test`s.
+/// unit tests of every host crate, then the privileged tests, each phase even
+/// if the other failed; ARGS go to both `cargo test`s.
 pub fn test(args: &[String]) -> Result<()> {
     let toolchain = prepare(Scope::Run)?;
     cmd::run(toolchain.cargo().arg("build"))?;
-    println!("xtask: unit tests (every host crate but {PRIVILEGED_CRATE})");
+    let failed: Vec<&str> = test_phases(toolchain)
+        .into_iter()
+        .filter_map(|(phase, mut cargo)| {
+            println!("xtask: {phase}");
+            let err = cmd::run(cargo.args(args)).err()?;
+            eprintln!("xtask: {err:#}");
+            Some(phase)
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!("failed: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+fn test_phases(toolchain: Toolchain) -> [(&'static str, Command); 2] {
     let mut unit = toolchain.cargo();
-    unit.args([
-        "test",
-        "--workspace",
-        "--exclude",
-        EBPF_CRATE,
-        "--exclude",
-        PRIVILEGED_CRATE,
-    ]);
-    cmd::run(unit.args(args))?;
-    println!("xtask: privileged kernel and end-to-end tests ({PRIVILEGED_CRATE}, as root)");
-    cmd::run(
-        toolchain
-            .cargo()
-            .args(["test", "--package", PRIVILEGED_CRATE])
-            .args(args),
-    )
+    unit.args(["test", "--workspace", "--exclude", EBPF_CRATE])
+        .args([
+            "--exclude",
+            PRIVILEGED_CRATE,
+            "--features",
+            PRIVILEGED_FEATURES,
+        ]);
+    let mut privileged = toolchain.cargo();
+    privileged.args(["test", "--package", PRIVILEGED_CRATE]);
+    [
+        ("unit tests (every host crate but geoblock-tests)", unit),
+        (
+            "privileged kernel and end-to-end tests (geoblock-tests, as root)",
+            privileged,
+        ),
+    ]
 }
 
 /// Builds everything in release, then runs `bin` of the tests crate with ARGS.
