@@ -20,7 +20,7 @@ use std::{
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use geoblock::{
-    country,
+    country, errno,
     policy::{Mode, Policy, Verdict},
     prefix::Table,
     program::Geoblock,
@@ -85,17 +85,6 @@ fn action_name(action: u32) -> String {
         XDP_PASS => "XDP_PASS".into(),
         other => format!("XDP action {other}"),
     }
-}
-
-fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if let Some(code) = e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) {
-            return Some(code);
-        }
-        source = e.source();
-    }
-    None
 }
 
 fn stats(g: &Geoblock) -> Stats {
