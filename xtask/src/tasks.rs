@@ -53,15 +53,18 @@ pub fn build(args: &[String]) -> Result<()> {
 pub fn test(args: &[String]) -> Result<()> {
     let toolchain = prepare(Scope::Run)?;
     cmd::run(toolchain.cargo().arg("build"))?;
+    let mut tally = cmd::Tally::default();
     let failed: Vec<&str> = test_phases(toolchain)
         .into_iter()
         .filter_map(|(phase, mut cargo)| {
             println!("xtask: {phase}");
-            let err = cmd::run(cargo.args(args)).err()?;
+            let err = cmd::run_tests(cargo.args(args), &mut tally).err()?;
             eprintln!("xtask: {err:#}");
             Some(phase)
         })
         .collect();
+    // One closing line for the whole suite, whatever each phase printed last.
+    println!("summary: {} passed, {} failed", tally.passed, tally.failed);
     if !failed.is_empty() {
         bail!("failed: {}", failed.join("; "));
     }
