@@ -19,4 +19,4 @@ pub mod programs;
 pub mod stats;
 pub mod trie;
 
-pub use error::Error;
+pub use error::{errno, Error};

@@ -18,6 +18,7 @@ use log::warn;
 
 use crate::{
     bpffs::{StateDir, ABI_PIN, PROGRAM_PIN},
+    error::errno,
     policy::Policy,
     prefix::Table,
     stats::Stats,
@@ -311,18 +312,6 @@ pub fn mode_name(mode: XdpMode) -> &'static str {
         XdpMode::Driver => "native",
         XdpMode::Hardware => "offload",
     }
-}
-
-/// The errno of the first `io::Error` in an error's source chain.
-fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if let Some(code) = e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) {
-            return Some(code);
-        }
-        source = e.source();
-    }
-    None
 }
 
 fn is_unsupported(err: &ProgramError) -> bool {
