@@ -10,6 +10,7 @@
 //! state_dir = "/sys/fs/bpf/geoblock"
 //! control_socket = "/run/geoblock/control.sock"
 //! detach_on_exit = false
+//! management = ["192.0.2.0/24"]           # never dropped: refused unless --force
 //!
 //! [policy]
 //! block = ["CN", "RU"]                    # or allow = [...], not both
@@ -50,6 +51,11 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub control_socket: Option<PathBuf>,
     pub detach_on_exit: Option<bool>,
+    /// Networks a policy may not drop (the lock-out guard).
+    pub management: Option<Vec<String>>,
+    /// Flag only (`--force`): a file cannot switch the guard off.
+    #[serde(skip)]
+    pub force: Option<bool>,
     #[serde(default)]
     pub policy: PolicyConfig,
 }
@@ -141,6 +147,8 @@ impl Config {
             state_dir: flags.state_dir.clone().or(self.state_dir),
             control_socket: flags.control_socket.clone().or(self.control_socket),
             detach_on_exit: flags.detach_on_exit.or(self.detach_on_exit),
+            management: flags.management.clone().or(self.management),
+            force: flags.force,
             policy: PolicyConfig {
                 block: if list_given { p.block.clone() } else { self.policy.block },
                 allow: if list_given { p.allow.clone() } else { self.policy.allow },
@@ -170,6 +178,8 @@ impl Config {
             data: self.data.unwrap_or_default(),
             detach_on_exit: self.detach_on_exit.unwrap_or(false),
             control_socket: self.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
+            management: cidrs(self.management)?,
+            force: self.force.unwrap_or(false),
         })
     }
 }
@@ -183,20 +193,22 @@ impl PolicyConfig {
             (None, None) => return Err(ConfigError::NoPolicy),
         };
         let countries = codes.iter().map(|c| country::parse(c)).collect::<Result<BTreeSet<_>, _>>()?;
-        let exceptions = self
-            .except
-            .unwrap_or_default()
-            .iter()
-            .map(|c| c.parse::<IpNetwork>().map_err(|_| ConfigError::Cidr(c.clone())))
-            .collect::<Result<_, _>>()?;
         Ok(Policy {
             mode,
             countries,
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
-            exceptions,
+            exceptions: cidrs(self.except)?,
         })
     }
+}
+
+fn cidrs(texts: Option<Vec<String>>) -> Result<Vec<IpNetwork>, ConfigError> {
+    texts
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.parse::<IpNetwork>().map_err(|_| ConfigError::Cidr(c.clone())))
+        .collect()
 }
 
 #[cfg(test)]

@@ -36,7 +36,15 @@ const MAX_REQUEST: u64 = 64 * 1024;
 pub enum Request {
     Status,
     Reload,
-    Change(Change),
+    /// `ssh_client`: the address of the SSH session the command runs in,
+    /// which the lock-out guard keeps reachable unless `force`.
+    Change {
+        change: Change,
+        #[serde(default)]
+        ssh_client: Option<std::net::IpAddr>,
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 /// The answer to a request: `ok` and a line for the operator, plus the

@@ -7,12 +7,14 @@
 //! the last table it loaded, and the next daemon adopts it without a gap.
 
 use std::{
+    net::IpAddr,
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
 
 use aya::programs::XdpMode;
 use geoblock_common::Backend;
+use ipnetwork::IpNetwork;
 use log::{error, info, warn};
 use tokio::{
     io::unix::AsyncFd,
@@ -23,7 +25,7 @@ use crate::{
     bpffs::StateDir,
     config::ConfigSource,
     control::{self, ControlSocket, Request, Response},
-    country, dataset, parse,
+    country, dataset, guard, notify, parse,
     policy::{Change, Mode, Policy},
     prefix::Table,
     program::{mode_name, Geoblock, PinnedMaps},
@@ -46,6 +48,10 @@ pub struct RunOptions {
     /// enforcement in place.
     pub detach_on_exit: bool,
     pub control_socket: PathBuf,
+    /// Networks the lock-out guard keeps reachable (with the SSH client).
+    pub management: Vec<IpNetwork>,
+    /// Skip the lock-out guard.
+    pub force: bool,
 }
 
 /// The table from `paths` (`start,end,cc` CSVs combined), or the embedded
@@ -81,7 +87,9 @@ pub async fn run(opts: RunOptions, config: ConfigSource) -> Result<(), Error> {
         }
         Err(e) => return Err(e),
     };
+    notify::ready();
     daemon.serve(&state, signals, control).await?;
+    notify::stopping();
     if daemon.opts.detach_on_exit {
         drop(daemon.geoblock);
         state.remove_all()?;
@@ -111,9 +119,9 @@ struct Daemon {
     geoblock: Geoblock,
     /// Configured interfaces and the ifindex each is attached at (0: gone).
     attached: Vec<(String, u32)>,
-    /// Tables loaded so far, and the size of the one in force.
+    /// Tables loaded so far, and the one in force (for the lock-out guard).
     generation: u64,
-    prefixes: (usize, usize),
+    table: Table,
     last_reload: Option<(Result<String, String>, Instant)>,
 }
 
@@ -121,6 +129,10 @@ impl Daemon {
     fn start(opts: RunOptions, config: ConfigSource, state: &StateDir) -> Result<Daemon, Error> {
         let started = Instant::now();
         let table = read_data(&opts.data)?;
+        // Before anything changes in the kernel.
+        if !opts.force {
+            guarded(&opts.management, &opts.policy, &table, None)?;
+        }
         let (mut geoblock, maps) = Geoblock::load_pinned(opts.backend, state)?;
         match maps {
             PinnedMaps::Created => {}
@@ -147,7 +159,7 @@ impl Daemon {
             opts,
             config,
             generation: 1,
-            prefixes: (table.v4.len(), table.v6.len()),
+            table,
             last_reload: None,
         };
         let how = daemon.attach_all(state)?;
@@ -249,22 +261,27 @@ impl Daemon {
         let refused = |what: &str, e: &dyn std::fmt::Display| format!("reload failed ({what}), the previous table and policy stay in force: {e}");
         let new = self.config.read().map_err(|e| refused("config", &e))?;
         let table = read_data(&new.data).map_err(|e| refused("data", &e))?;
+        if !new.force {
+            guarded(&new.management, &new.policy, &table, None).map_err(|e| refused("lock-out guard", &e))?;
+        }
         self.warn_restart_only(&new);
         self.geoblock.load_table(&table).map_err(|e| refused("kernel", &e))?;
         self.generation += 1;
-        self.prefixes = (table.v4.len(), table.v6.len());
         if new.policy != self.opts.policy {
             self.geoblock.apply_policy(&new.policy).map_err(|e| refused("kernel", &e))?;
             info!("policy changed by the reloaded config: {}", describe(&new.policy));
         }
-        (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
-        Ok(format!(
+        let text = format!(
             "reloaded: generation {}, {} IPv4 and {} IPv6 prefixes in {} ms",
             self.generation,
             table.v4.len(),
             table.v6.len(),
             started.elapsed().as_millis()
-        ))
+        );
+        self.table = table;
+        (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
+        (self.opts.management, self.opts.force) = (new.management, new.force);
+        Ok(text)
     }
 
     /// Settings a running daemon cannot change: say so instead of ignoring
@@ -287,13 +304,20 @@ impl Daemon {
         match request {
             Request::Status => Response { status: Some(self.status(state)), ..Response::ok("") },
             Request::Reload => self.reload().map_or_else(Response::error, Response::ok),
-            Request::Change(change) => self.change_policy(&change).map_or_else(Response::error, Response::ok),
+            Request::Change { change, ssh_client, force } => {
+                self.change_policy(&change, ssh_client, force).map_or_else(Response::error, Response::ok)
+            }
         }
     }
 
     /// Applies `change` to the policy in force (the tables stay as they are).
-    fn change_policy(&mut self, change: &Change) -> Result<String, String> {
+    /// `ssh_client` is the address of the SSH session the command came
+    /// from: the guard keeps it reachable unless `force`.
+    fn change_policy(&mut self, change: &Change, ssh_client: Option<IpAddr>, force: bool) -> Result<String, String> {
         let policy = self.opts.policy.changed(change).map_err(|e| e.to_string())?;
+        if !force {
+            guarded(&self.opts.management, &policy, &self.table, ssh_client).map_err(|e| e.to_string())?;
+        }
         self.geoblock.apply_policy(&policy).map_err(|e| {
             error!("policy change {} failed: {e}", change_text(change));
             e.to_string()
@@ -327,8 +351,8 @@ impl Daemon {
             data: control::DataStatus {
                 sources: data_sources(&self.opts.data),
                 generation: self.generation,
-                prefixes_v4: self.prefixes.0,
-                prefixes_v6: self.prefixes.1,
+                prefixes_v4: self.table.v4.len(),
+                prefixes_v6: self.table.v6.len(),
             },
             last_reload: self.last_reload.as_ref().map(|(outcome, at)| control::ReloadStatus {
                 ok: outcome.is_ok(),
@@ -406,6 +430,16 @@ fn ifindex(iface: &str) -> Result<u32, Error> {
         0 => Err(Error::UnknownInterface(iface.into())),
         index => Ok(index),
     }
+}
+
+/// Runs the lock-out guard on `policy`: the management networks, the SSH
+/// session the daemon was started from, and the one a control command came
+/// from stay reachable.
+fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client: Option<IpAddr>) -> Result<(), Error> {
+    let ssh = std::env::var("SSH_CONNECTION").ok();
+    let mut protected = guard::protected(management, ssh.as_deref());
+    protected.extend(ssh_client.map(|ip| guard::Protected { net: ip.into(), what: "the SSH client" }));
+    Ok(guard::check(policy, table, &protected)?)
 }
 
 /// The `--data` files with their age, or the embedded data set.

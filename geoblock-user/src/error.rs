@@ -37,6 +37,8 @@ pub enum Error {
     ControlInUse(PathBuf),
     #[error("no geoblock daemon answers at {0}: is `geoblock run` active with this --control-socket?")]
     NoDaemon(PathBuf),
+    #[error(transparent)]
+    LockedOut(#[from] crate::guard::LockedOut),
     #[error("the kernel cannot pin XDP attachments (bpf_link needs Linux 5.9 or newer)")]
     NoBpfLink,
     #[error(transparent)]

@@ -10,6 +10,8 @@ pub mod control;
 pub mod country;
 pub mod daemon;
 pub mod dataset;
+pub mod guard;
+pub mod notify;
 mod error;
 pub mod parse;
 pub mod policy;

@@ -102,6 +102,9 @@ struct ControlArgs {
     /// Print the daemon's JSON response instead of text.
     #[arg(long)]
     json: bool,
+    /// Apply a policy change even if it drops this SSH session's client or a management network.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -189,6 +192,12 @@ struct RunArgs {
     /// On SIGINT/SIGTERM, detach and remove the pins instead of leaving enforcement in place.
     #[arg(long)]
     detach_on_exit: bool,
+    /// A management network the policy must never drop (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    management: Vec<IpNetwork>,
+    /// Start even if the policy drops this SSH session's client or a management network.
+    #[arg(long)]
+    force: bool,
     /// Unix socket (mode 0600) for `geoblock status`, `block`, `reload`...
     /// [default: /run/geoblock/control.sock].
     #[arg(long)]
@@ -210,6 +219,8 @@ impl RunArgs {
             state_dir: self.state_dir,
             control_socket: self.control_socket,
             detach_on_exit: self.detach_on_exit.then_some(true),
+            management: some(self.management.iter().map(|n| n.to_string()).collect()),
+            force: self.force.then_some(true),
             policy: PolicyConfig {
                 block: codes(self.block),
                 allow: codes(self.allow),
@@ -341,8 +352,11 @@ fn check_config(file: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// A policy change, naming the SSH client this runs under for the daemon's lock-out guard.
 fn change(control: &ControlArgs, change: Change) -> Result<()> {
-    ask(control, Request::Change(change))
+    let ssh = std::env::var("SSH_CONNECTION").ok();
+    let ssh_client = ssh.as_deref().and_then(|s| s.split_whitespace().next()?.parse().ok());
+    ask(control, Request::Change { change, ssh_client, force: control.force })
 }
 
 /// Sends `request` to the daemon and prints its answer; a refusal is an error.

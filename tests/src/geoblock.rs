@@ -139,18 +139,25 @@ impl Daemon {
 
     /// Starts it without waiting (see [`Daemon::wait_attached`]).
     pub fn spawn(ns: &Netns, args: &[&str]) -> Daemon {
-        Daemon::spawn_in(ns, args, state_dir())
+        Daemon::spawn_in(ns, args, state_dir(), &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_with_env(ns: &Netns, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let daemon = Daemon::spawn_in(ns, args, state_dir(), env);
+        daemon.wait_attached();
+        daemon
     }
 
     /// Starts `geoblock run` on an existing state directory (one a previous
     /// daemon left) and waits for its `attached to` line.
     pub fn start_in(ns: &Netns, args: &[&str], state_dir: PathBuf) -> Daemon {
-        let daemon = Daemon::spawn_in(ns, args, state_dir);
+        let daemon = Daemon::spawn_in(ns, args, state_dir, &[]);
         daemon.wait_attached();
         daemon
     }
 
-    fn spawn_in(ns: &Netns, args: &[&str], state_dir: PathBuf) -> Daemon {
+    fn spawn_in(ns: &Netns, args: &[&str], state_dir: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(binary());
         let control_socket = control_socket(&state_dir);
         // No --config: not the machine's /etc/geoblock/geoblock.toml either.
@@ -163,6 +170,7 @@ impl Daemon {
             .arg("--control-socket")
             .arg(&control_socket)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -230,9 +238,14 @@ impl Daemon {
     /// `geoblock ARGS --control-socket <this daemon's>`, from the root
     /// namespace.
     pub fn control(&self, args: &[&str]) -> Output {
+        self.control_with(args, |_| {})
+    }
+
+    /// [`Daemon::control`] with the command set up by `setup` (environment...).
+    pub fn control_with(&self, args: &[&str], setup: impl FnOnce(&mut Command)) -> Output {
         let mut all = args.to_vec();
         all.extend_from_slice(&["--control-socket", self.control_socket.to_str().unwrap()]);
-        run_to_end(None, &all, |_| {})
+        run_to_end(None, &all, setup)
     }
 
     /// Sends `sig` (e.g. SIGHUP) to the daemon.

@@ -497,3 +497,81 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
     assert!(daemon.stop().success());
     detach(&pair, &state_dir);
 }
+
+#[test]
+fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let de_ssh = |cmd: &mut std::process::Command| {
+        cmd.env("SSH_CONNECTION", "88.198.0.1 50000 10.0.0.1 22");
+    };
+    // Started from an SSH session whose client is in DE: --block DE is refused.
+    let state_dir = geoblock::state_dir();
+    let socket = geoblock::control_socket(&state_dir);
+    let run = [
+        "run", "--config", "/dev/null", "--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg(),
+        "--state-dir", state_dir.to_str().unwrap(), "--control-socket", socket.to_str().unwrap(),
+    ];
+    let out = geoblock::run_to_end(Some(&pair.receiver), &run, de_ssh);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refusing a policy that drops the SSH client 88.198.0.1/32 (it is in DE)"), "{stderr}");
+    assert!(!pair.receiver_has_xdp() && !state_dir.exists(), "a refused start left state behind");
+
+    // A management network: refused, then forced.
+    let mut args = run_args(&pair, &data);
+    args.extend(["--management", "1.0.1.0/24"]);
+    let refused_start = geoblock::run_to_end(Some(&pair.receiver), &[&["run", "--config", "/dev/null"][..], &args, &["--state-dir", state_dir.to_str().unwrap(), "--control-socket", socket.to_str().unwrap()]].concat(), |_| {});
+    assert!(String::from_utf8_lossy(&refused_start.stderr).contains("drops management network 1.0.1.0/24 (it is in CN)"));
+    args.push("--force");
+    let forced = Daemon::start(&pair.receiver, &args);
+    let forced_state = forced.state_dir.clone();
+    assert!(forced.stop().success());
+    detach(&pair, &forced_state);
+
+    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+
+    // A control command from an SSH client in US may not block US...
+    let us_ssh = |cmd: &mut std::process::Command| {
+        cmd.env("SSH_CONNECTION", "12.0.0.1 50000 10.0.0.1 22");
+    };
+    let out = daemon.control_with(&["block", "US"], us_ssh);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("drops the SSH client 12.0.0.1/32 (it is in US)"));
+    // ... unless forced; an exception for the client also makes it safe.
+    let out = daemon.control_with(&["block", "US", "--force"], us_ssh);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ctl(&daemon, &["unblock", "US"]);
+    ctl(&daemon, &["except", "add", "12.0.0.0/24"]);
+    assert!(daemon.control_with(&["block", "US"], us_ssh).status.success());
+    let (receiver, sender) = (Receiver::new(&pair), Sender::new(&pair));
+    let us: IpAddr = "12.0.0.1".parse().unwrap();
+    sender.send(us, 3);
+    assert_eq!(receiver.collect(Duration::from_millis(300)).get(&us), Some(&3), "the excepted client was dropped");
+
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    detach(&pair, &state_dir);
+}
+
+#[test]
+fn systemd_hears_ready_once_attached_and_stopping_at_exit() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let socket_path = data.dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let daemon = Daemon::start_with_env(
+        &pair.receiver,
+        &run_args(&pair, &data),
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).expect("no READY=1 from the daemon");
+    assert_eq!(&buf[..n], b"READY=1");
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    let n = socket.recv(&mut buf).expect("no STOPPING=1 from the daemon");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    detach(&pair, &state_dir);
+}

@@ -27,6 +27,7 @@
 
 mod cmd;
 mod data;
+mod install;
 mod setup;
 mod tasks;
 mod toolchain;
@@ -47,6 +48,9 @@ tasks:
                  e.g. `cargo xtask test -- --test-threads=1`
   demo [ARGS]    setup, build in release, run the demo with ARGS
   bench [ARGS]   setup, build in release, run the benchmark with ARGS
+  install [--prefix DIR] [--destdir DIR]
+                 build in release, install the binary (PREFIX/bin, default /usr/local),
+                 the systemd unit and an example /etc/geoblock/geoblock.toml (kept if present)
   data           regenerate geoblock-user/data/dbip-country.bin from db-ip's
                  country lite database (npm package)
 
@@ -75,6 +79,7 @@ fn run(args: &[String]) -> Result<()> {
         "demo" => tasks::run_release_bin("demo", rest),
         "bench" => tasks::run_release_bin("bench", rest),
         "data" => no_args(task, rest).and_then(|()| data::data()),
+        "install" => install::install(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
