@@ -14,6 +14,7 @@ pub mod policy;
 pub mod prefix;
 pub mod program;
 pub mod programs;
+pub mod source;
 pub mod stats;
 pub mod trie;
 
