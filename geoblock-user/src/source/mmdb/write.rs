@@ -1,6 +1,6 @@
 //! A minimal MMDB writer following the MaxMind DB format 2.0 spec: an IPv6
-//! tree (IPv4 at `::/96`) with 32-bit records, one data record per country,
-//! `{"country": {"iso_code": "XX"}}`, and the metadata map.
+//! tree (IPv4 at `::/96`) with 32-bit records, one data record per country
+//! (`{"country": {"iso_code": "XX"}}` or another path), and the metadata map.
 //!
 //! It exists so tests and benchmarks can make databases of known content; no
 //! maintained Rust crate writes MMDB (the Go and Perl writers are MaxMind's).
@@ -20,8 +20,9 @@ enum Record {
     Data(CountryId),
 }
 
-/// The database of `table`, as MaxMind's reader expects it.
-pub fn write(table: &Table, database_type: &str, build_epoch: u64) -> Vec<u8> {
+/// The database of `table`, as MaxMind's reader expects it, the country code
+/// at `path` in each record (`["country", "iso_code"]` as GeoLite2 has it).
+pub fn write(table: &Table, path: &[&str], database_type: &str, build_epoch: u64) -> Vec<u8> {
     let mut tree = vec![[Record::Empty; 2]];
     for &(net, c) in &table.v6 {
         insert(&mut tree, u128::from(net.network()), net.prefix(), c);
@@ -29,7 +30,7 @@ pub fn write(table: &Table, database_type: &str, build_epoch: u64) -> Vec<u8> {
     for &(net, c) in &table.v4 {
         insert(&mut tree, u128::from(u32::from(net.network())), 96 + net.prefix(), c);
     }
-    let (data, offsets) = data_section(table);
+    let (data, offsets) = data_section(table, path);
     let node_count = tree.len() as u32;
     let value = |r: Record| match r {
         Record::Empty => node_count,
@@ -71,16 +72,16 @@ fn insert(tree: &mut Vec<[Record; 2]>, bits: u128, len: u8, country: CountryId) 
 }
 
 /// One record per country; the offset of each.
-fn data_section(table: &Table) -> (Vec<u8>, BTreeMap<CountryId, u32>) {
+fn data_section(table: &Table, path: &[&str]) -> (Vec<u8>, BTreeMap<CountryId, u32>) {
     let countries: BTreeSet<CountryId> = table.v4.iter().map(|&(_, c)| c).chain(table.v6.iter().map(|&(_, c)| c)).collect();
     let mut data = Vec::new();
     let mut offsets = BTreeMap::new();
     for c in countries {
         offsets.insert(c, data.len() as u32);
-        map(&mut data, 1);
-        string(&mut data, "country");
-        map(&mut data, 1);
-        string(&mut data, "iso_code");
+        for key in path {
+            map(&mut data, 1);
+            string(&mut data, key);
+        }
         string(&mut data, country::code(c));
     }
     (data, offsets)
