@@ -23,6 +23,7 @@ pub mod cidr;
 pub mod csv;
 pub mod detect;
 pub mod guard;
+pub mod inspect;
 pub mod ip2location;
 pub mod maxmind_csv;
 pub mod mmdb;
