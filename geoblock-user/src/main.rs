@@ -2,7 +2,7 @@
 
 use std::{
     collections::BTreeSet,
-    io::{self, BufRead as _},
+    io::{self, BufRead as _, Write as _},
     net::IpAddr,
     path::PathBuf,
     process::ExitCode,
@@ -103,7 +103,8 @@ enum DataCommand {
         sources: Vec<PathBuf>,
         #[command(flatten)]
         read: ReadArgs,
-        /// `cidr`: "PREFIX CC" lines; `csv`: "start,end,cc" maximal ranges. Both read back.
+        /// `cidr`: "PREFIX CC" lines; `csv`: "start,end,cc" maximal ranges; `mmdb`: a MaxMind DB.
+        /// All read back to the same table.
         #[arg(long, value_enum)]
         to: ConvertTo,
         /// Only these countries (comma-separated ISO codes).
@@ -116,6 +117,8 @@ enum DataCommand {
 enum ConvertTo {
     Cidr,
     Csv,
+    /// A MaxMind DB (`country.iso_code`), e.g. to benchmark or test MMDB input.
+    Mmdb,
 }
 
 /// How sources are read.
@@ -253,6 +256,14 @@ fn execute(command: Command) -> Result<()> {
             match to {
                 ConvertTo::Cidr => inspect::write_cidr(&mut out, &table, keep)?,
                 ConvertTo::Csv => inspect::write_csv(&mut out, &table, keep)?,
+                ConvertTo::Mmdb => {
+                    let table = Table {
+                        v4: table.v4.into_iter().filter(|(_, c)| keep(c)).collect(),
+                        v6: table.v6.into_iter().filter(|(_, c)| keep(c)).collect(),
+                    };
+                    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                    out.write_all(&source::mmdb::write(&table, &["country", "iso_code"], "geoblock-Country", epoch))?;
+                }
             }
             Ok(())
         }

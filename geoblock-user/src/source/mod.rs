@@ -22,6 +22,7 @@
 pub mod cidr;
 pub mod csv;
 pub mod detect;
+pub mod fetch;
 pub mod guard;
 pub mod inspect;
 pub mod ip2location;
