@@ -81,9 +81,7 @@ impl Table {
     /// This table with `top` laid over it: `top`'s country wherever `top`
     /// has one, this table's elsewhere. How later sources win ([`crate::source`]).
     pub fn overlay(&self, top: &Table) -> Table {
-        let (base, top) = (self.ranges(), top.ranges());
-        let ranges = Ranges { v4: overlay(&base.v4, &top.v4), v6: overlay(&base.v6, &top.v6) };
-        Table::from_ranges(ranges).expect("overlaid ranges are disjoint by construction")
+        Table { v4: overlay_prefixes::<Ipv4Addr>(&self.v4, &top.v4), v6: overlay_prefixes::<Ipv6Addr>(&self.v6, &top.v6) }
     }
 
     /// The prefix containing `ip` and its country, if any.
@@ -249,6 +247,16 @@ fn runs<A: Family>(prefixes: &[(A::Net, CountryId)]) -> Vec<Range<A>> {
         }
     }
     out
+}
+
+fn overlay_prefixes<A: Family>(base: &[(A::Net, CountryId)], top: &[(A::Net, CountryId)]) -> Vec<(A::Net, CountryId)> {
+    // The common case, an IPv4 source and an IPv6 one, needs no work.
+    match (base.is_empty(), top.is_empty()) {
+        (_, true) => base.to_vec(),
+        (true, false) => top.to_vec(),
+        (false, false) => prefixes(overlay(&runs::<A>(base), &runs::<A>(top)))
+            .expect("overlaid ranges are disjoint by construction"),
+    }
 }
 
 /// `top` and the parts of `base` it does not cover; both sorted and disjoint.
