@@ -18,4 +18,4 @@ pub mod source;
 pub mod stats;
 pub mod trie;
 
-pub use error::Error;
+pub use error::{errno, Error};
