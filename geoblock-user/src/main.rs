@@ -131,11 +131,24 @@ struct ReadArgs {
     /// Where MMDB records keep the country code: dotted paths, tried in order.
     #[arg(long, default_value = "country.iso_code,registered_country.iso_code")]
     mmdb_field: String,
+    /// Where https:// and http:// sources are downloaded to (and kept for the next start).
+    #[arg(long, default_value = "/var/cache/geoblock")]
+    cache_dir: PathBuf,
 }
 
 impl ReadArgs {
     fn options(&self) -> source::Options {
         source::Options { format: self.format, mmdb_fields: CountryFields::parse(&self.mmdb_field) }
+    }
+
+    /// Reads the sources, downloading URLs first.
+    fn load(&self, sources: &[PathBuf]) -> Result<Loaded> {
+        let mut paths = Vec::with_capacity(sources.len());
+        for s in sources {
+            let config = source::fetch::FetchConfig::default();
+            paths.push(source::fetch::local_path(&s.to_string_lossy(), &self.cache_dir, config)?);
+        }
+        Ok(source::load(&paths, &self.options())?)
     }
 }
 
@@ -175,7 +188,8 @@ struct RunArgs {
 struct DataArgs {
     /// GeoIP data instead of the embedded DB-IP data: range CSV (DB-IP, Tor geoip), IP2Location
     /// DB1, MMDB, MaxMind CSV (zip or folder), RIR delegated stats or CIDR lists, plain or
-    /// .gz/.xz/.zip. Repeat to combine: a later source wins where it gives a country.
+    /// .gz/.xz/.zip, or an https:// URL of one. Repeat to combine: a later source wins where it
+    /// gives a country.
     #[arg(long)]
     data: Vec<PathBuf>,
     #[command(flatten)]
@@ -236,7 +250,7 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Data(DataCommand::Inspect { sources, read, top, country, json, timing }) => {
             let started = std::time::Instant::now();
-            let loaded = source::load(&sources, &read.options())?;
+            let loaded = read.load(&sources)?;
             let elapsed = started.elapsed();
             let report = inspect::report(&loaded, top, &country);
             match json {
@@ -250,7 +264,7 @@ fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Data(DataCommand::Convert { sources, read, to, country }) => {
-            let table = source::load(&sources, &read.options())?.table;
+            let table = read.load(&sources)?.table;
             let keep = |c: &CountryId| country.is_empty() || country.contains(c);
             let mut out = io::BufWriter::new(io::stdout().lock());
             match to {
@@ -352,7 +366,7 @@ fn load_table(data: &DataArgs) -> Result<Table> {
     if data.data.is_empty() {
         return Ok(dataset::embedded()?);
     }
-    let Loaded { table, .. } = source::load(&data.data, &data.read.options())?;
+    let Loaded { table, .. } = data.read.load(&data.data)?;
     Ok(table)
 }
 

@@ -100,6 +100,26 @@ pub fn is_url(text: &str) -> bool {
     text.starts_with("https://") || text.starts_with("http://")
 }
 
+/// The local file of a source given as a path or a URL. A URL is refreshed
+/// into `cache_dir`; if that fails but an earlier download is there, the
+/// earlier one is used (with a warning), so a flaky server cannot stop a
+/// restart. Without an earlier download the failure is the error.
+pub fn local_path(source: &str, cache_dir: &Path, config: FetchConfig) -> Result<PathBuf, FetchError> {
+    if !is_url(source) {
+        return Ok(PathBuf::from(source));
+    }
+    std::fs::create_dir_all(cache_dir).map_err(|error| FetchError::File { path: cache_dir.to_path_buf(), error })?;
+    let remote = Remote::new(source, cache_dir, config)?;
+    match remote.refresh() {
+        Ok(_) => Ok(remote.path().to_path_buf()),
+        Err(e) if remote.path().exists() => {
+            log::warn!("{e}; using the earlier download {}", remote.path().display());
+            Ok(remote.path().to_path_buf())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Remote {
     /// Keeps `url` in `dir`, under the URL's file name (which tells its format).
     pub fn new(url: &str, dir: &Path, config: FetchConfig) -> Result<Remote, FetchError> {

@@ -73,6 +73,7 @@ fn locations_of(input: &Input) -> Result<HashMap<u32, CountryId>, SourceError> {
 
 fn blocks_into(rows: &mut Rows, input: &Input, index: usize, countries: &HashMap<u32, CountryId>) -> Result<(), SourceError> {
     const NAMES: [&str; 3] = ["network", "geoname_id", "registered_country_geoname_id"];
+    let v4_file = input.name.to_ascii_lowercase().ends_with("-ipv4.csv");
     let mut columns: Option<[usize; 3]> = None;
     text::each_line(&input.bytes, &input.origin, |line, bytes| {
         let Some(cols) = columns else {
@@ -82,6 +83,9 @@ fn blocks_into(rows: &mut Rows, input: &Input, index: usize, countries: &HashMap
         let fields: Vec<&[u8]> = text::fields(bytes, b',').collect();
         let [net, own, registered] = [0, 1, 2].map(|i| field(&fields, cols[i], NAMES[i]));
         let net = network(net?).map_err(|p| ("network", p))?;
+        if net.is_ipv4() != v4_file {
+            return Err(("network", format!("{net} is of the other family than this file's")));
+        }
         let own = country_at(countries, own?, "geoname_id")?;
         let country = match own {
             NO_COUNTRY => country_at(countries, registered?, "registered_country_geoname_id")?,

@@ -31,7 +31,8 @@ pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize) -> Result<
     text::each_line(text, &name, |line, bytes| {
         let fields: Vec<&[u8]> = text::fields(bytes, b'|').collect();
         if date.is_none() && is_version(&fields) {
-            date = fields.get(5).map(|d| show(d));
+            // The end date, 20251231, as 2025-12-31.
+            date = fields.get(5).and_then(|d| super::detect::date_in_name(&show(d)));
             return Ok(());
         }
         if fields.get(5) == Some(&&b"summary"[..]) || fields.get(1) == Some(&&b"*"[..]) {

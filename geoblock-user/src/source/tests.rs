@@ -232,7 +232,7 @@ fn rir_delegated_files_are_exact_and_combine() {
         all.extend(rir_rows(name));
     }
     let (_, info) = load_one(&fixture(names[0]), &Options::default()).unwrap();
-    assert_eq!(info.date.as_deref(), Some("20251231"));
+    assert_eq!(info.date.as_deref(), Some("2025-12-31"));
     let both = load_paths(&names.map(fixture));
     check_exact(&both, &all);
     // 24.36.0.0 + 294912 addresses is not a power of two: /14 + /16.
@@ -488,6 +488,10 @@ fn errors_name_file_line_and_field_in_every_format() {
     ];
     let err = read("z".into(), inputs.clone(), &Options::default()).unwrap_err().to_string();
     assert_eq!(err, "z/GeoLite2-Country-Blocks-IPv4.csv:2: field 'geoname_id': 999 is not in the Locations-en.csv");
+    let mut wrong_family = inputs.clone();
+    wrong_family[0].bytes = b"network,geoname_id,registered_country_geoname_id\n2001:db8::/32,1,\n".to_vec();
+    let err = read("z".into(), wrong_family, &Options::default()).unwrap_err().to_string();
+    assert_eq!(err, "z/GeoLite2-Country-Blocks-IPv4.csv:2: field 'network': 2001:db8::/32 is of the other family than this file's");
     let err = read("z".into(), inputs[..1].to_vec(), &Options::default()).unwrap_err().to_string();
     assert_eq!(err, "z/GeoLite2-Country-Blocks-IPv4.csv: MaxMind CSV without its Locations-en.csv");
     let err = read_error("x.mmdb", "not a database").to_string();

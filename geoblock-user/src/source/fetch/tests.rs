@@ -173,3 +173,15 @@ fn oversized_bodies_and_bad_urls_are_refused() {
         assert!(matches!(Remote::new(bad, &dir, quick()), Err(FetchError::Url(_))), "{bad}");
     }
 }
+
+#[test]
+fn local_path_falls_back_to_the_earlier_download() {
+    let dir = dir("local");
+    assert_eq!(local_path("some/file.csv", &dir, quick()).unwrap(), PathBuf::from("some/file.csv"));
+    let (url, _) = serve(|n, _| if n == 0 { reply(200, GOOD) } else { reply(404, "") });
+    let cache = dir.join("cache");
+    let path = local_path(&format!("{url}/x.csv"), &cache, quick()).unwrap();
+    assert_eq!(path, cache.join("x.csv"));
+    assert_eq!(local_path(&format!("{url}/x.csv"), &cache, quick()).unwrap(), path, "404: the earlier file");
+    assert!(local_path(&format!("{url}/y.csv"), &cache, quick()).is_err(), "no earlier file");
+}
