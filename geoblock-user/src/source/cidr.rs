@@ -39,5 +39,8 @@ pub(crate) fn country_from_name(path: &Path) -> Option<CountryId> {
 }
 
 fn no_country(path: &Path) -> String {
-    format!("missing, and the file name '{}' does not start with a country code (as cn-aggregated.zone does)", path.display())
+    format!(
+        "missing, and the file name '{}' does not start with a country code (as cn-aggregated.zone does)",
+        path.display()
+    )
 }

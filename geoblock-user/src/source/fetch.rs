@@ -192,9 +192,9 @@ impl Remote {
         // retried; reading one byte past the maximum says "too large" instead.
         let reader = response.body_mut().with_config().limit(u64::MAX).reader().take(self.config.max_size + 1);
         let temp = self.temp_path();
-        let result = self.save(reader, &temp, length).and_then(|()| {
-            check(&temp).map_err(|problem| FetchError::Refused { url: self.url.clone(), problem })
-        });
+        let result = self
+            .save(reader, &temp, length)
+            .and_then(|()| check(&temp).map_err(|problem| FetchError::Refused { url: self.url.clone(), problem }));
         if let Err(e) = result.and_then(|()| self.install(&temp, &fresh)) {
             let _ = std::fs::remove_file(&temp);
             return Err(e);

@@ -120,7 +120,8 @@ pub fn render(r: &Report) -> String {
         out += &format!("  prefixes {:>9} IPv4 {:>9} IPv6\n", s.prefixes.v4, s.prefixes.v6);
     }
     if r.sources.len() > 1 {
-        out += &format!("combined (later sources win)\n  prefixes {:>9} IPv4 {:>9} IPv6\n", r.prefixes.v4, r.prefixes.v6);
+        out +=
+            &format!("combined (later sources win)\n  prefixes {:>9} IPv4 {:>9} IPv6\n", r.prefixes.v4, r.prefixes.v6);
     }
     out += &format!("addresses covered: {} IPv4, {} IPv6\n", r.addresses.v4, r.addresses.v6);
     out += &format!("countries: {} (shown: {})\n", r.countries_total, r.countries.len());
@@ -130,7 +131,8 @@ pub fn render(r: &Report) -> String {
     }
     for (family, lengths) in [("IPv4", &r.prefix_lengths.v4), ("IPv6", &r.prefix_lengths.v6)] {
         let cells: Vec<String> = lengths.iter().map(|(l, n)| format!("/{l}:{n}")).collect();
-        out += &format!("{family} prefix lengths: {}\n", if cells.is_empty() { "none".into() } else { cells.join(" ") });
+        out +=
+            &format!("{family} prefix lengths: {}\n", if cells.is_empty() { "none".into() } else { cells.join(" ") });
     }
     out
 }
@@ -192,7 +194,10 @@ mod tests {
         let only = report(&loaded, 2, &[country::parse("RU").unwrap()]);
         assert_eq!(only.countries.len(), 1);
         let text = render(&r);
-        assert!(text.contains("format cidr, data date not given") && text.contains("IPv4 prefix lengths: /10:1"), "{text}");
+        assert!(
+            text.contains("format cidr, data date not given") && text.contains("IPv4 prefix lengths: /10:1"),
+            "{text}"
+        );
         serde_json::to_string(&r).unwrap();
     }
 

@@ -10,11 +10,11 @@
 
 use std::collections::HashMap;
 
-use geoblock_common::{CountryId, NO_COUNTRY};
 use super::{
     rows::{country_of, network, show, Loc, RowError, Rows, SourceError},
     text, Input,
 };
+use geoblock_common::{CountryId, NO_COUNTRY};
 
 /// Whether a file of a set belongs to this format, and as what.
 pub(crate) fn role(name: &str) -> Option<Role> {
@@ -71,7 +71,12 @@ fn locations_of(input: &Input) -> Result<HashMap<u32, CountryId>, SourceError> {
     Ok(out)
 }
 
-fn blocks_into(rows: &mut Rows, input: &Input, index: usize, countries: &HashMap<u32, CountryId>) -> Result<(), SourceError> {
+fn blocks_into(
+    rows: &mut Rows,
+    input: &Input,
+    index: usize,
+    countries: &HashMap<u32, CountryId>,
+) -> Result<(), SourceError> {
     const NAMES: [&str; 3] = ["network", "geoname_id", "registered_country_geoname_id"];
     let v4_file = input.name.to_ascii_lowercase().ends_with("-ipv4.csv");
     let mut columns: Option<[usize; 3]> = None;

@@ -133,7 +133,12 @@ pub fn read(origin: String, inputs: Vec<Input>, options: &Options) -> Result<(Ta
 }
 
 /// Parses one file of a known format; gives the date it carries, if any.
-fn parse_input(rows: &mut Rows, input: Input, format: Format, options: &Options) -> Result<Option<String>, SourceError> {
+fn parse_input(
+    rows: &mut Rows,
+    input: Input,
+    format: Format,
+    options: &Options,
+) -> Result<Option<String>, SourceError> {
     let index = rows.origin(&input.origin);
     let name = PathBuf::from(&input.name);
     match format {

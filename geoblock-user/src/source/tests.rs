@@ -171,9 +171,14 @@ fn ip2location_answer(name: &str) -> impl Fn(IpAddr) -> Option<String> {
 #[test]
 fn ip2location_db1_is_exact_and_maps_ipv4_out_of_ipv6() {
     let mut rng = StdRng::seed_from_u64(11);
-    let mut probes: Vec<IpAddr> = (0..2000).map(|_| IpAddr::V4(rng.random_range(16_000_000u32..17_000_000).into())).collect();
-    probes.extend((0..2000).map(|_| IpAddr::V6(Ipv6Addr::from(rng.random_range(0x2001_0000u128 << 96..0x2003u128 << 112)))));
-    probes.extend(["1.1.1.1", "1.1.1.0", "1.0.255.255", "2001:200::1", "2002::", "2002::1"].map(|s| s.parse::<IpAddr>().unwrap()));
+    let mut probes: Vec<IpAddr> =
+        (0..2000).map(|_| IpAddr::V4(rng.random_range(16_000_000u32..17_000_000).into())).collect();
+    probes.extend(
+        (0..2000).map(|_| IpAddr::V6(Ipv6Addr::from(rng.random_range(0x2001_0000u128 << 96..0x2003u128 << 112)))),
+    );
+    probes.extend(
+        ["1.1.1.1", "1.1.1.0", "1.0.255.255", "2001:200::1", "2002::", "2002::1"].map(|s| s.parse::<IpAddr>().unwrap()),
+    );
     for name in ["IP2LOCATION-LITE-DB1.CSV", "IP2LOCATION-LITE-DB1.IPV6.CSV"] {
         let (table, info) = load_one(&fixture(name), &Options::default()).unwrap();
         assert_eq!(info.formats, [Format::Ip2Location]);
@@ -189,8 +194,15 @@ fn ip2location_db1_is_exact_and_maps_ipv4_out_of_ipv6() {
 #[test]
 fn ip2location_rows_straddling_the_mapped_block_are_cut() {
     let lo = 0xffffu128 << 32;
-    let text = format!("\"{}\",\"{}\",\"DE\",\"Germany\"\n\"{}\",\"{}\",\"FR\",\"France\"\n", lo - 16, lo + 255, lo + 256, (lo | 0xffff_ffff) + 16);
-    let inputs = vec![Input { origin: "x.csv".into(), name: "IP2LOCATION-LITE-DB1.IPV6.CSV".into(), bytes: text.into_bytes() }];
+    let text = format!(
+        "\"{}\",\"{}\",\"DE\",\"Germany\"\n\"{}\",\"{}\",\"FR\",\"France\"\n",
+        lo - 16,
+        lo + 255,
+        lo + 256,
+        (lo | 0xffff_ffff) + 16
+    );
+    let inputs =
+        vec![Input { origin: "x.csv".into(), name: "IP2LOCATION-LITE-DB1.IPV6.CSV".into(), bytes: text.into_bytes() }];
     let (t, _) = read("x.csv".into(), inputs, &Options::default()).unwrap();
     assert_eq!(at(&t, "::fffe:ffff:fff0"), "DE");
     assert_eq!((at(&t, "0.0.0.0"), at(&t, "0.0.0.255"), at(&t, "0.0.1.0")), ("DE".into(), "DE".into(), "FR".into()));
@@ -236,7 +248,10 @@ fn rir_delegated_files_are_exact_and_combine() {
     let both = load_paths(&names.map(fixture));
     check_exact(&both, &all);
     // 24.36.0.0 + 294912 addresses is not a power of two: /14 + /16.
-    assert_eq!((at(&both, "24.39.255.255"), at(&both, "24.40.128.0"), at(&both, "24.40.0.0")), ("CA".into(), "-".into(), "CA".into()));
+    assert_eq!(
+        (at(&both, "24.39.255.255"), at(&both, "24.40.128.0"), at(&both, "24.40.0.0")),
+        ("CA".into(), "-".into(), "CA".into())
+    );
     assert_eq!(at(&both, "1.1.3.1"), "-", "reserved space has no country");
 }
 
@@ -330,15 +345,20 @@ fn mmdb_is_exact_against_the_readers_own_lookups() {
     let reader = maxminddb::Reader::open_readfile(&path).unwrap();
     let answer = |ip: IpAddr| -> Option<String> {
         let found = reader.lookup(ip).unwrap();
-        found.decode_path::<String>(&[maxminddb::PathElement::Key("country"), maxminddb::PathElement::Key("iso_code")]).unwrap()
+        found
+            .decode_path::<String>(&[maxminddb::PathElement::Key("country"), maxminddb::PathElement::Key("iso_code")])
+            .unwrap()
     };
     let mut rows = range_rows("dbip-country-lite-2026-06.csv");
     rows.extend(range_rows("geoip6"));
-    let probes: Vec<IpAddr> = probes(&rows, &mut StdRng::seed_from_u64(3)).into_iter().filter(|ip| match ip {
-        // The reader answers ::/96 with the IPv4 subtree; a packet's IPv6 source there is not IPv4.
-        IpAddr::V6(a) => u128::from(*a) >> 32 != 0,
-        IpAddr::V4(_) => true,
-    }).collect();
+    let probes: Vec<IpAddr> = probes(&rows, &mut StdRng::seed_from_u64(3))
+        .into_iter()
+        .filter(|ip| match ip {
+            // The reader answers ::/96 with the IPv4 subtree; a packet's IPv6 source there is not IPv4.
+            IpAddr::V6(a) => u128::from(*a) >> 32 != 0,
+            IpAddr::V4(_) => true,
+        })
+        .collect();
     assert_exact(&table, answer, &probes);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -369,7 +389,8 @@ fn compressed_files_read_transparently() {
     std::fs::write(&gz, enc.finish().unwrap()).unwrap();
     let xz = dir.join("delegated-apnic-extended-latest.xz");
     let mut out = Vec::new();
-    lzma_rs::xz_compress(&mut &std::fs::read(fixture("delegated-apnic-extended-latest")).unwrap()[..], &mut out).unwrap();
+    lzma_rs::xz_compress(&mut &std::fs::read(fixture("delegated-apnic-extended-latest")).unwrap()[..], &mut out)
+        .unwrap();
     std::fs::write(&xz, out).unwrap();
     let (t, info) = load_one(&gz, &Options::default()).unwrap();
     assert_eq!((t, info.date.as_deref()), (want, Some("2026-06")));
@@ -419,7 +440,10 @@ fn overlay_matches_a_plain_scan() {
         let tables: Vec<Table> = layers
             .iter()
             .map(|rows| {
-                let v4 = rows.iter().map(|&(s, e, c)| crate::prefix::Range { start: s.into(), end: e.into(), country: c }).collect();
+                let v4 = rows
+                    .iter()
+                    .map(|&(s, e, c)| crate::prefix::Range { start: s.into(), end: e.into(), country: c })
+                    .collect();
                 Table::from_ranges(crate::prefix::Ranges { v4, v6: vec![] }).unwrap()
             })
             .collect();
@@ -483,15 +507,26 @@ fn errors_name_file_line_and_field_in_every_format() {
     }
     let blocks = "network,geoname_id,registered_country_geoname_id\n1.0.0.0/24,999,\n";
     let inputs = vec![
-        Input { origin: "z/GeoLite2-Country-Blocks-IPv4.csv".into(), name: "GeoLite2-Country-Blocks-IPv4.csv".into(), bytes: blocks.into() },
-        Input { origin: "z/GeoLite2-Country-Locations-en.csv".into(), name: "GeoLite2-Country-Locations-en.csv".into(), bytes: b"geoname_id,country_iso_code\n1,DE\n".to_vec() },
+        Input {
+            origin: "z/GeoLite2-Country-Blocks-IPv4.csv".into(),
+            name: "GeoLite2-Country-Blocks-IPv4.csv".into(),
+            bytes: blocks.into(),
+        },
+        Input {
+            origin: "z/GeoLite2-Country-Locations-en.csv".into(),
+            name: "GeoLite2-Country-Locations-en.csv".into(),
+            bytes: b"geoname_id,country_iso_code\n1,DE\n".to_vec(),
+        },
     ];
     let err = read("z".into(), inputs.clone(), &Options::default()).unwrap_err().to_string();
     assert_eq!(err, "z/GeoLite2-Country-Blocks-IPv4.csv:2: field 'geoname_id': 999 is not in the Locations-en.csv");
     let mut wrong_family = inputs.clone();
     wrong_family[0].bytes = b"network,geoname_id,registered_country_geoname_id\n2001:db8::/32,1,\n".to_vec();
     let err = read("z".into(), wrong_family, &Options::default()).unwrap_err().to_string();
-    assert_eq!(err, "z/GeoLite2-Country-Blocks-IPv4.csv:2: field 'network': 2001:db8::/32 is of the other family than this file's");
+    assert_eq!(
+        err,
+        "z/GeoLite2-Country-Blocks-IPv4.csv:2: field 'network': 2001:db8::/32 is of the other family than this file's"
+    );
     let err = read("z".into(), inputs[..1].to_vec(), &Options::default()).unwrap_err().to_string();
     assert_eq!(err, "z/GeoLite2-Country-Blocks-IPv4.csv: MaxMind CSV without its Locations-en.csv");
     let err = read_error("x.mmdb", "not a database").to_string();
@@ -501,11 +536,18 @@ fn errors_name_file_line_and_field_in_every_format() {
 /// Every fixture's bytes, and each as every format: the mutation corpus.
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let names = [
-        "dbip-country-lite-2026-06.csv", "geoip", "geoip6", "IP2LOCATION-LITE-DB1.CSV", "IP2LOCATION-LITE-DB1.IPV6.CSV",
-        "delegated-apnic-extended-latest", "cn-aggregated.zone", "blocklist.cidr",
+        "dbip-country-lite-2026-06.csv",
+        "geoip",
+        "geoip6",
+        "IP2LOCATION-LITE-DB1.CSV",
+        "IP2LOCATION-LITE-DB1.IPV6.CSV",
+        "delegated-apnic-extended-latest",
+        "cn-aggregated.zone",
+        "blocklist.cidr",
         "GeoLite2-Country-CSV_20260101/GeoLite2-Country-Blocks-IPv4.csv",
     ];
-    let mut out: Vec<(String, Vec<u8>)> = names.iter().map(|n| (n.to_string(), std::fs::read(fixture(n)).unwrap())).collect();
+    let mut out: Vec<(String, Vec<u8>)> =
+        names.iter().map(|n| (n.to_string(), std::fs::read(fixture(n)).unwrap())).collect();
     let small = load_paths(&[fixture("cn-aggregated.zone"), fixture("geoip6")]);
     out.push(("x.mmdb".into(), mmdb::write(&small, &["country", "iso_code"], "t", 1)));
     out

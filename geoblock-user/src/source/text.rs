@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn splits_quoted_fields_with_separators_inside() {
-        assert_eq!(split(r#""1","2","BQ","Bonaire, Sint Eustatius and Saba""#), ["1", "2", "BQ", "Bonaire, Sint Eustatius and Saba"]);
+        assert_eq!(
+            split(r#""1","2","BQ","Bonaire, Sint Eustatius and Saba""#),
+            ["1", "2", "BQ", "Bonaire, Sint Eustatius and Saba"]
+        );
         assert_eq!(split(" a , \"b\" ,,"), ["a", "b", "", ""]);
         assert_eq!(split(r#""say ""hi"", ok",x"#), [r#"say ""hi"", ok"#, "x"]);
         assert_eq!(split("\"unclosed,x"), ["\"unclosed,x"]);

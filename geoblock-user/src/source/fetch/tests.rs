@@ -40,7 +40,11 @@ fn serve(handler: impl Fn(usize, &str) -> Reply + Send + 'static) -> (String, Ar
             while reader.read_line(&mut head).is_ok_and(|n| n > 2) {}
             let r = handler(seen.fetch_add(1, Ordering::SeqCst), &head.to_ascii_lowercase());
             thread::sleep(r.delay);
-            let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\nContent-Length: {}\r\n", r.status, r.length.unwrap_or(r.body.len()));
+            let mut out = format!(
+                "HTTP/1.1 {} X\r\nConnection: close\r\nContent-Length: {}\r\n",
+                r.status,
+                r.length.unwrap_or(r.body.len())
+            );
             for (name, value) in &r.headers {
                 out += &format!("{name}: {value}\r\n");
             }
@@ -81,13 +85,14 @@ const GOOD: &str = "1.0.0.0,1.0.0.255,AU\n";
 
 #[test]
 fn downloads_then_asks_conditionally_and_keeps_the_file_on_304() {
-    let (url, count) = serve(|_, head| match head.contains("if-none-match: \"v1\"") && head.contains("if-modified-since: ") {
-        true => reply(304, ""),
-        false => Reply {
-            headers: vec![("ETag", "\"v1\"".into()), ("Last-Modified", "Mon, 01 Jun 2026 00:00:00 GMT".into())],
-            ..reply(200, GOOD)
-        },
-    });
+    let (url, count) =
+        serve(|_, head| match head.contains("if-none-match: \"v1\"") && head.contains("if-modified-since: ") {
+            true => reply(304, ""),
+            false => Reply {
+                headers: vec![("ETag", "\"v1\"".into()), ("Last-Modified", "Mon, 01 Jun 2026 00:00:00 GMT".into())],
+                ..reply(200, GOOD)
+            },
+        });
     let dir = dir("304");
     let remote = Remote::new(&format!("{url}/data/dbip-country-lite-2026-06.csv?key=x"), &dir, quick()).unwrap();
     assert_eq!(remote.path(), dir.join("dbip-country-lite-2026-06.csv"));

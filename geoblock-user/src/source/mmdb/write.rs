@@ -73,7 +73,8 @@ fn insert(tree: &mut Vec<[Record; 2]>, bits: u128, len: u8, country: CountryId) 
 
 /// One record per country; the offset of each.
 fn data_section(table: &Table, path: &[&str]) -> (Vec<u8>, BTreeMap<CountryId, u32>) {
-    let countries: BTreeSet<CountryId> = table.v4.iter().map(|&(_, c)| c).chain(table.v6.iter().map(|&(_, c)| c)).collect();
+    let countries: BTreeSet<CountryId> =
+        table.v4.iter().map(|&(_, c)| c).chain(table.v6.iter().map(|&(_, c)| c)).collect();
     let mut data = Vec::new();
     let mut offsets = BTreeMap::new();
     for c in countries {
