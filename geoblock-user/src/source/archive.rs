@@ -46,8 +46,9 @@ pub(crate) fn unpack(origin: String, bytes: Vec<u8>) -> Result<Vec<Input>, Sourc
         return Ok(vec![Input { origin, name, bytes: out }]);
     }
     if bytes.starts_with(b"\xfd7zXZ\x00") {
-        let mut out = Vec::new();
+        let mut out = Capped(Vec::new());
         lzma_rs::xz_decompress(&mut &bytes[..], &mut out).map_err(|e| bad("corrupt xz data", &e))?;
+        let out = out.0;
         let name = strip(&origin, ".xz");
         return Ok(vec![Input { origin, name, bytes: out }]);
     }
@@ -63,6 +64,23 @@ fn limited(reader: impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
     match out.len() as u64 > MAX_SIZE {
         true => Err(std::io::Error::other("larger than 2 GiB unpacked")),
         false => Ok(()),
+    }
+}
+
+/// A Vec that refuses to grow past [`MAX_SIZE`] (lzma-rs writes, it is not read from).
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.0.len() + buf.len()) as u64 > MAX_SIZE {
+            return Err(std::io::Error::other("larger than 2 GiB unpacked"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
