@@ -607,3 +607,21 @@ fn dates_come_from_names_and_epochs() {
     assert_eq!(date_of_epoch(1_767_225_600).as_deref(), Some("2026-01-01"));
     assert_eq!(date_of_epoch(951_782_400).as_deref(), Some("2000-02-29"));
 }
+
+/// The full DB-IP Lite data (npm `@ip-location-db/dbip-country`, unpacked in
+/// `GEOBLOCK_DBIP_DIR`, default /tmp/package): CSV and an MMDB made from it
+/// give the same table. `cargo test -p geoblock-user -- --ignored real_dbip`
+#[test]
+#[ignore = "needs the DB-IP Lite CSVs (see data/README.md)"]
+fn real_dbip_csv_and_mmdb_agree() {
+    let dir = PathBuf::from(std::env::var("GEOBLOCK_DBIP_DIR").unwrap_or("/tmp/package".into()));
+    let csv = load_paths(&[dir.join("dbip-country-ipv4.csv"), dir.join("dbip-country-ipv6.csv")]);
+    assert_eq!(csv.counts(), crate::prefix::Counts { v4: 593_597, v6: 773_898 });
+    let out = temp_dir("real-mmdb");
+    let mmdb = out.join("renamed.bin");
+    std::fs::write(&mmdb, mmdb::write(&csv, &["country", "iso_code"], "DBIP-Country-Lite", 1_780_000_000)).unwrap();
+    let (from_mmdb, info) = load_one(&mmdb, &Options::default()).unwrap();
+    assert_eq!(info.formats, [Format::Mmdb], "detected by content");
+    assert!(from_mmdb == csv);
+    std::fs::remove_dir_all(&out).unwrap();
+}
