@@ -249,39 +249,48 @@ fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Data(DataCommand::Inspect { sources, read, top, country, json, timing }) => {
-            let started = std::time::Instant::now();
-            let loaded = read.load(&sources)?;
-            let elapsed = started.elapsed();
-            let report = inspect::report(&loaded, top, &country);
-            match json {
-                true => println!("{}", serde_json::to_string_pretty(&report)?),
-                false => print!("{}", inspect::render(&report)),
-            }
-            if timing {
-                let rss = inspect::peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
-                eprintln!("read + exact conversion: {:.3} s wall, peak RSS {rss}", elapsed.as_secs_f64());
-            }
-            Ok(())
+            inspect_sources(&sources, &read, top, &country, json, timing)
         }
-        Command::Data(DataCommand::Convert { sources, read, to, country }) => {
-            let table = read.load(&sources)?.table;
-            let keep = |c: &CountryId| country.is_empty() || country.contains(c);
-            let mut out = io::BufWriter::new(io::stdout().lock());
-            match to {
-                ConvertTo::Cidr => inspect::write_cidr(&mut out, &table, keep)?,
-                ConvertTo::Csv => inspect::write_csv(&mut out, &table, keep)?,
-                ConvertTo::Mmdb => {
-                    let table = Table {
-                        v4: table.v4.into_iter().filter(|(_, c)| keep(c)).collect(),
-                        v6: table.v6.into_iter().filter(|(_, c)| keep(c)).collect(),
-                    };
-                    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-                    out.write_all(&source::mmdb::write(&table, &["country", "iso_code"], "geoblock-Country", epoch))?;
-                }
-            }
-            Ok(())
+        Command::Data(DataCommand::Convert { sources, read, to, country }) => convert(&sources, &read, to, &country),
+    }
+}
+
+fn inspect_sources(
+    sources: &[PathBuf],
+    read: &ReadArgs,
+    top: usize,
+    countries: &[CountryId],
+    json: bool,
+    timing: bool,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let loaded = read.load(sources)?;
+    let elapsed = started.elapsed();
+    let report = inspect::report(&loaded, top, countries);
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{}", inspect::render(&report)),
+    }
+    if timing {
+        let rss = inspect::peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
+        eprintln!("read + exact conversion: {:.3} s wall, peak RSS {rss}", elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn convert(sources: &[PathBuf], read: &ReadArgs, to: ConvertTo, countries: &[CountryId]) -> Result<()> {
+    let table = inspect::only(read.load(sources)?.table, countries);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    match to {
+        ConvertTo::Cidr => inspect::write_cidr(&mut out, &table)?,
+        ConvertTo::Csv => inspect::write_csv(&mut out, &table)?,
+        ConvertTo::Mmdb => {
+            let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            out.write_all(&source::mmdb::write(&table, &["country", "iso_code"], "geoblock-Country", epoch))?;
+            out.flush()?;
         }
     }
+    Ok(())
 }
 
 /// `--version` names the embedded data set, as its licence asks.

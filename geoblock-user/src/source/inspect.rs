@@ -137,24 +137,35 @@ pub fn render(r: &Report) -> String {
     out
 }
 
+/// The table restricted to `countries` (all of it if empty).
+pub fn only(table: Table, countries: &[CountryId]) -> Table {
+    if countries.is_empty() {
+        return table;
+    }
+    Table {
+        v4: table.v4.into_iter().filter(|(_, c)| countries.contains(c)).collect(),
+        v6: table.v6.into_iter().filter(|(_, c)| countries.contains(c)).collect(),
+    }
+}
+
 /// `PREFIX CC` lines, the exact prefixes geoblock loads (a CIDR list it reads back).
-pub fn write_cidr(out: &mut impl Write, table: &Table, keep: impl Fn(&CountryId) -> bool) -> io::Result<()> {
-    for (net, c) in table.v4.iter().filter(|(_, c)| keep(c)) {
+pub fn write_cidr(out: &mut impl Write, table: &Table) -> io::Result<()> {
+    for (net, c) in &table.v4 {
         writeln!(out, "{net} {}", country::code(*c))?;
     }
-    for (net, c) in table.v6.iter().filter(|(_, c)| keep(c)) {
+    for (net, c) in &table.v6 {
         writeln!(out, "{net} {}", country::code(*c))?;
     }
     out.flush()
 }
 
 /// `start,end,cc` maximal ranges (range CSV, read back the same).
-pub fn write_csv(out: &mut impl Write, table: &Table, keep: impl Fn(&CountryId) -> bool) -> io::Result<()> {
+pub fn write_csv(out: &mut impl Write, table: &Table) -> io::Result<()> {
     let ranges = table.ranges();
-    for r in ranges.v4.iter().filter(|r| keep(&r.country)) {
+    for r in &ranges.v4 {
         writeln!(out, "{},{},{}", r.start, r.end, country::code(r.country))?;
     }
-    for r in ranges.v6.iter().filter(|r| keep(&r.country)) {
+    for r in &ranges.v6 {
         writeln!(out, "{},{},{}", r.start, r.end, country::code(r.country))?;
     }
     out.flush()
@@ -193,6 +204,8 @@ mod tests {
         assert_eq!(r.addresses.v4, cn + 65536 + 16384 + 1024);
         let only = report(&loaded, 2, &[country::parse("RU").unwrap()]);
         assert_eq!(only.countries.len(), 1);
+        let ru = super::only(loaded.table.clone(), &[country::parse("RU").unwrap()]);
+        assert_eq!((ru.v4.len(), ru.v6.len()), (1, 0));
         let text = render(&r);
         assert!(
             text.contains("format cidr, data date not given") && text.contains("IPv4 prefix lengths: /10:1"),
@@ -208,10 +221,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (cidr, csv) = (dir.join("all.cidr"), dir.join("all.csv"));
         let mut bytes = Vec::new();
-        write_cidr(&mut bytes, &loaded.table, |_| true).unwrap();
+        write_cidr(&mut bytes, &loaded.table).unwrap();
         std::fs::write(&cidr, bytes).unwrap();
         let mut bytes = Vec::new();
-        write_csv(&mut bytes, &loaded.table, |_| true).unwrap();
+        write_csv(&mut bytes, &loaded.table).unwrap();
         std::fs::write(&csv, bytes).unwrap();
         for path in [cidr, csv] {
             assert_eq!(load(&[&path], &Options::default()).unwrap().table, loaded.table, "{}", path.display());
