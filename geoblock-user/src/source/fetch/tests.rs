@@ -190,3 +190,40 @@ fn local_path_falls_back_to_the_earlier_download() {
     assert_eq!(local_path(&format!("{url}/x.csv"), &cache, quick()).unwrap(), path, "404: the earlier file");
     assert!(local_path(&format!("{url}/y.csv"), &cache, quick()).is_err(), "no earlier file");
 }
+
+/// HTTPS is verified: a server whose certificate no system root signed is
+/// refused (here a self-signed one for localhost), and nothing changes.
+#[test]
+fn https_with_an_untrusted_certificate_is_refused() {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![key.cert.der().clone()], private)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let seen = handshakes.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut tcp) = stream else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut tls = rustls::ServerConnection::new(config.clone()).unwrap();
+            let _ = tls.complete_io(&mut tcp);
+        }
+    });
+    let dir = dir("https");
+    std::fs::write(dir.join("x.csv"), GOOD).unwrap();
+    let remote =
+        Remote::new(&format!("https://localhost:{port}/x.csv"), &dir, FetchConfig { retries: 0, ..quick() }).unwrap();
+    let err = remote.refresh().unwrap_err().to_string();
+    assert!(err.to_ascii_lowercase().contains("certificate") || err.contains("UnknownIssuer"), "{err}");
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1, "the client did reach the server");
+    assert_eq!(std::fs::read_to_string(dir.join("x.csv")).unwrap(), GOOD);
+    assert_clean(&dir);
+}
