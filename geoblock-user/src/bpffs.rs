@@ -2,9 +2,10 @@
 
 use std::{
     ffi::CString,
-    fs, io,
+    fs::{self, File},
+    io,
     mem::MaybeUninit,
-    os::unix::ffi::OsStrExt as _,
+    os::{fd::AsRawFd as _, unix::ffi::OsStrExt as _},
     path::{Path, PathBuf},
 };
 
@@ -16,15 +17,17 @@ const BPFFS_ROOT: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// A directory of pins on a bpffs, emptied and removed on drop so that a
-/// stopped daemon leaves nothing behind.
+/// stopped daemon leaves nothing behind. Held under an exclusive `flock`
+/// while it lives, so a second daemon cannot wipe a running one's pins.
 pub struct StateDir {
     path: PathBuf,
+    _lock: File,
 }
 
 impl StateDir {
     /// Creates `path` (mounting bpffs at /sys/fs/bpf first if that is where
     /// it goes and nothing is mounted there), replacing what a crashed
-    /// daemon may have left.
+    /// daemon may have left, but refusing one a live daemon holds.
     pub fn create(path: &Path) -> Result<StateDir, Error> {
         if path.starts_with(BPFFS_ROOT) && !is_bpffs(Path::new(BPFFS_ROOT)) {
             mount_bpffs(Path::new(BPFFS_ROOT))?;
@@ -36,9 +39,19 @@ impl StateDir {
                 source: io::Error::other("not on a bpf filesystem (mount -t bpf bpf DIR)"),
             });
         }
-        let dir = StateDir { path: path.into() };
-        dir.clear();
         fs::create_dir_all(path).map_err(Error::io(path))?;
+        let lock = File::open(path).map_err(Error::io(path))?;
+        // SAFETY: flock on an fd we own. The kernel drops the lock when the
+        // holder exits, however it exits: a crashed daemon's lock is gone.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => Error::StateInUse(path.into()),
+                _ => Error::Io { path: path.into(), source: err },
+            });
+        }
+        let dir = StateDir { path: path.into(), _lock: lock };
+        dir.clear_pins();
         Ok(dir)
     }
 
@@ -46,19 +59,19 @@ impl StateDir {
         &self.path
     }
 
-    fn clear(&self) {
+    fn clear_pins(&self) {
         if let Ok(entries) = fs::read_dir(&self.path) {
             for entry in entries.flatten() {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        let _ = fs::remove_dir(&self.path);
     }
 }
 
 impl Drop for StateDir {
     fn drop(&mut self) {
-        self.clear();
+        self.clear_pins();
+        let _ = fs::remove_dir(&self.path);
     }
 }
 

@@ -23,12 +23,16 @@ pub enum Error {
     Permission,
     #[error("unknown interface '{0}'")]
     UnknownInterface(String),
+    #[error("interface {0} already has an XDP program attached (another geoblock run?)")]
+    Busy(String),
     #[error("interface {iface}: {mode} XDP is not supported by its driver (try --xdp-mode skb)")]
     ModeUnsupported { iface: String, mode: &'static str },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("no geoblock state at {0}: is `geoblock run` active with this --state-dir?")]
     NoState(PathBuf),
+    #[error("{0} is in use by another geoblock run (stop it, or give this one another --state-dir)")]
+    StateInUse(PathBuf),
 }
 
 impl Error {

@@ -135,7 +135,10 @@ enum XdpModeArg {
 }
 
 fn main() -> ExitCode {
-    let cli = parse_cli();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_logging(cli.verbose);
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,11 +176,25 @@ fn execute(command: Command) -> Result<()> {
 }
 
 /// `--version` names the embedded data set, as its licence asks.
-fn parse_cli() -> Cli {
+fn parse_cli() -> Result<Cli, ExitCode> {
     let data = dataset::embedded_meta().map_or_else(|e| format!("embedded data unreadable: {e}"), |m| m.to_string());
     let version = format!("{}\n{data}, https://db-ip.com, CC BY 4.0", env!("CARGO_PKG_VERSION"));
-    let matches = Cli::command().long_version(version).get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let parsed = Cli::command()
+        .long_version(version)
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    match parsed {
+        Ok(cli) => Ok(cli),
+        // A bad value (unknown country code, malformed CIDR) is an operator
+        // error like any other: one `geoblock: ...` line, exit 1.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("geoblock: {}", first.strip_prefix("error: ").unwrap_or(first));
+            Err(ExitCode::FAILURE)
+        }
+        Err(e) => e.exit(),
+    }
 }
 
 fn run(args: RunArgs) -> Result<()> {

@@ -149,6 +149,8 @@ impl Geoblock {
         match program.attach(iface, mode) {
             Ok(_) => Ok(()),
             Err(ProgramError::UnknownInterface { name }) => Err(Error::UnknownInterface(name)),
+            // EBUSY: the interface already has an XDP program (ours or not).
+            Err(e) if errno(&e) == Some(libc::EBUSY) => Err(Error::Busy(iface.into())),
             // EOPNOTSUPP from the driver: native mode asked of a driver without it.
             Err(e) if mode != XdpMode::Default && is_unsupported(&e) => {
                 Err(Error::ModeUnsupported { iface: iface.into(), mode: mode_name(mode) })

@@ -1,4 +1,8 @@
 //! Helpers for geoblock's privileged tests, demo and benchmark: frames,
-//! network namespaces, and the real `geoblock` binary.
+//! network namespaces, traffic between them, and the real `geoblock` binary.
 
 pub mod frames;
+pub mod geoblock;
+pub mod netns;
+pub mod sources;
+pub mod traffic;

@@ -1,0 +1,429 @@
+//! The real `geoblock` binary: a daemon guard that runs `geoblock run` in a
+//! namespace and always stops it, plus `stats --json` and `lookup`.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::netns::{unique_tag, Netns};
+
+const BPFFS_ROOT: &str = "/sys/fs/bpf";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+/// Prefix of the per-test state directories: `geoblock-test-<pid>-<n>`.
+const STATE_PREFIX: &str = "geoblock-test-";
+
+/// How long `geoblock run` may take to load the world table and attach
+/// (a debug build with the full embedded data on a slow CI box).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The `geoblock` binary: `$GEOBLOCK_BIN`, else the one cargo built next to
+/// this executable (`target/<profile>/geoblock`).
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("GEOBLOCK_BIN") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "GEOBLOCK_BIN={} does not exist",
+            path.display()
+        );
+        return path;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> or target/<profile>/<bin>
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("geoblock");
+    assert!(
+        path.is_file(),
+        "no geoblock binary at {}: build it first: cargo build -p geoblock-user --bin geoblock \
+         (cargo xtask test does this), or set GEOBLOCK_BIN",
+        path.display()
+    );
+    path
+}
+
+/// Mounts bpffs at /sys/fs/bpf unless it is there.
+pub fn ensure_bpffs() {
+    if is_bpffs(Path::new(BPFFS_ROOT)) {
+        return;
+    }
+    // SAFETY: valid NUL-terminated strings, null data.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c"/sys/fs/bpf".as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    assert!(
+        rc == 0,
+        "mounting bpffs at {BPFFS_ROOT}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: c is NUL-terminated; buf is written on success.
+    let rc = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
+    rc == 0 && unsafe { buf.assume_init() }.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// A fresh, unique `--state-dir` on bpffs (not created: the daemon does).
+pub fn state_dir() -> PathBuf {
+    ensure_bpffs();
+    sweep_stale_state();
+    Path::new(BPFFS_ROOT).join(format!("{STATE_PREFIX}{}", unique_tag()))
+}
+
+/// Removes state directories of test processes that died without cleanup.
+fn sweep_stale_state() {
+    let Ok(entries) = std::fs::read_dir(BPFFS_ROOT) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(STATE_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A running `geoblock run`, killed (and its state removed) on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub state_dir: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    /// Starts `geoblock run ARGS --state-dir DIR` in `ns` (network namespace
+    /// only) and waits for its `attached to` log line.
+    pub fn start(ns: &Netns, args: &[&str]) -> Daemon {
+        let daemon = Daemon::spawn(ns, args);
+        daemon.wait_attached();
+        daemon
+    }
+
+    /// Starts it without waiting (see [`Daemon::wait_attached`]).
+    pub fn spawn(ns: &Netns, args: &[&str]) -> Daemon {
+        let state_dir = state_dir();
+        let mut cmd = Command::new(binary());
+        cmd.arg("run")
+            .args(args)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        ns.command(&mut cmd);
+        {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: prctl is async-signal-safe. If we die without running
+            // Drop, the daemon gets SIGTERM and detaches itself.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    // Its own process group: a terminal's Ctrl-C reaches us,
+                    // and our guard stops the daemon in order.
+                    libc::setpgid(0, 0);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("GEOBLOCK_TEST_LOG").is_some() {
+                    eprintln!("[geoblock] {line}");
+                }
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        Daemon {
+            child: Some(child),
+            state_dir,
+            log,
+            lines,
+        }
+    }
+
+    /// Waits (bounded) for the `attached to` line; panics with the daemon's
+    /// output if it exits or times out first.
+    pub fn wait_attached(&self) {
+        self.wait_attached_unless(|| false);
+    }
+
+    /// Like [`Daemon::wait_attached`], but gives up (returning false) as
+    /// soon as `stop()` says so (checked every 100 ms): for Ctrl-C.
+    pub fn wait_attached_unless(&self, stop: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if stop() {
+                return false;
+            }
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("attached to") => return true,
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("geoblock run exited before attaching:\n{}", self.log())
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "geoblock run did not attach within {READY_TIMEOUT:?}:\n{}",
+                    self.log()
+                ),
+            }
+        }
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// `geoblock stats --json` against this daemon, from the root namespace.
+    pub fn stats(&self) -> Stats {
+        stats(&self.state_dir)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns its status.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        signal(&child, libc::SIGTERM);
+        let status = wait_timeout(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "geoblock run did not exit within 30 s of SIGTERM:\n{}",
+                self.log()
+            )
+        });
+        // The reader thread ends with the pipe; give it the last lines.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                _ => continue,
+            }
+        }
+        status
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGTERM);
+            if wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: plain kill on our own child's pid (not yet reaped).
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("waitpid") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `geoblock ARGS` to completion (bounded), in `ns` if given.
+pub fn run_to_end(ns: Option<&Netns>, args: &[&str], setup: impl FnOnce(&mut Command)) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(ns) = ns {
+        ns.command(&mut cmd);
+    }
+    setup(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+    // Outputs are small; read them after the exit.
+    let Some(_) = wait_timeout(&mut child, READY_TIMEOUT) else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "geoblock {} did not finish within {READY_TIMEOUT:?}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    child.wait_with_output().expect("collecting output")
+}
+
+/// Per-country counters, as `geoblock stats --json` prints them.
+#[derive(Clone, Debug)]
+pub struct Stats(pub Value);
+
+/// One country's (or the unknown bucket's) counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+    pub passed_packets: u64,
+    pub passed_bytes: u64,
+    pub would_drop_packets: u64,
+    pub would_drop_bytes: u64,
+}
+
+impl Stats {
+    /// A country's counters (all zero when it is absent).
+    pub fn country(&self, cc: &str) -> Counters {
+        counters(&self.0["countries"][cc])
+    }
+
+    pub fn unknown(&self) -> Counters {
+        counters(&self.0["unknown"])
+    }
+
+    /// Codes of the countries with any traffic.
+    pub fn countries(&self) -> Vec<String> {
+        self.0["countries"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `(packets, bytes)` of a total: dropped, passed, would_drop, exception,
+    /// non_ip, unparsed.
+    pub fn total(&self, name: &str) -> (u64, u64) {
+        let t = &self.0["totals"][name];
+        assert!(t.is_object(), "stats JSON has no totals.{name}: {}", self.0);
+        (t["packets"].as_u64().unwrap(), t["bytes"].as_u64().unwrap())
+    }
+}
+
+fn counters(v: &Value) -> Counters {
+    if v.is_null() {
+        return Counters::default();
+    }
+    let f = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("stats JSON: field {k} missing or not a number in {v}"))
+    };
+    Counters {
+        dropped_packets: f("dropped_packets"),
+        dropped_bytes: f("dropped_bytes"),
+        passed_packets: f("passed_packets"),
+        passed_bytes: f("passed_bytes"),
+        would_drop_packets: f("would_drop_packets"),
+        would_drop_bytes: f("would_drop_bytes"),
+    }
+}
+
+/// `geoblock stats --json --state-dir DIR`, from the root namespace.
+pub fn stats(state_dir: &Path) -> Stats {
+    let dir = state_dir.to_str().unwrap();
+    let out = run_to_end(None, &["stats", "--json", "--state-dir", dir], |_| {});
+    assert!(
+        out.status.success(),
+        "geoblock stats --json failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "geoblock stats --json is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    Stats(json)
+}
+
+/// `geoblock stats` (the table), for the demo.
+pub fn stats_table(state_dir: &Path) -> String {
+    let out = run_to_end(
+        None,
+        &["stats", "--state-dir", state_dir.to_str().unwrap()],
+        |_| {},
+    );
+    assert!(
+        out.status.success(),
+        "geoblock stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `geoblock lookup ADDRS...`: the country code of each (`None` for `-`).
+pub fn lookup(addrs: &[IpAddr]) -> Vec<Option<String>> {
+    let args: Vec<String> = std::iter::once("lookup".to_string())
+        .chain(addrs.iter().map(|a| a.to_string()))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_to_end(None, &args, |_| {});
+    assert!(
+        out.status.success(),
+        "geoblock lookup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        addrs.len(),
+        "geoblock lookup: one line per address expected:\n{text}"
+    );
+    addrs
+        .iter()
+        .zip(lines)
+        .map(|(addr, line)| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert!(
+                fields.len() == 3 && fields[0].parse::<IpAddr>().ok() == Some(*addr),
+                "geoblock lookup: unexpected line for {addr}: {line:?}"
+            );
+            (fields[1] != "-").then(|| fields[1].to_string())
+        })
+        .collect()
+}

@@ -1,0 +1,374 @@
+//! Throwaway network namespaces joined by a veth pair: a sender end and a
+//! receiver end, where the real `geoblock run` attaches. Everything created
+//! here is removed when the [`Pair`] is dropped, also on panic.
+//!
+//! Nothing here touches the root namespace's interfaces: the veth ends are
+//! created directly inside the new namespaces.
+
+use std::{
+    fs::File,
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+/// Prefix of every namespace this crate creates: `gb-<pid>-<n>-<side>`.
+pub const NETNS_PREFIX: &str = "gb-";
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique tag for this process: `<pid>-<n>`. Used in namespace names and
+/// state directories, so tests and a demo can run side by side.
+pub fn unique_tag() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A named network namespace (`/run/netns/NAME`), deleted on drop.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates a namespace with its loopback up.
+    pub fn create(name: &str) -> Netns {
+        assert_root();
+        run_ip(&["netns", "add", name]);
+        let ns = Netns { name: name.into() };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// An fd of the namespace, for `setns`.
+    pub fn open(&self) -> OwnedFd {
+        let file = File::open(self.path())
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.path().display()));
+        file.into()
+    }
+
+    /// `ip -n NAME ARGS`, panicking with its stderr on failure.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        run_ip(&all)
+    }
+
+    /// Sets a sysctl inside the namespace (`net.ipv4.conf.all.rp_filter`...).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.run(|| std::fs::write(&path, value))
+            .unwrap_or_else(|e| panic!("sysctl {key}={value} in {}: {e}", self.name));
+    }
+
+    /// Runs `f` on a thread that entered this namespace: sockets it creates
+    /// belong to the namespace (and keep working from any thread after).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let fd = self.open();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                enter(fd.as_raw_fd()).unwrap_or_else(|e| panic!("setns into {}: {e}", self.name));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// Makes `cmd` run in this network namespace, and only that: unlike
+    /// `ip netns exec`, the mount namespace (and so /sys/fs/bpf) is shared.
+    pub fn command(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt as _;
+        let fd = self.open();
+        let raw = fd.as_raw_fd();
+        // SAFETY: between fork and exec only async-signal-safe calls (setns);
+        // `fd` is kept alive by the closure, which the Command owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                let _keep = &fd;
+                enter(raw)
+            });
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace destroys the veth end in it (and its peer).
+        let out = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+        if !matches!(&out, Ok(o) if o.status.success()) {
+            eprintln!("warning: could not delete netns {}: {out:?}", self.name);
+        }
+    }
+}
+
+fn enter(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Two namespaces joined by a veth pair, addressed in IPv4 and IPv6.
+/// Fields drop in order: nothing needs the namespaces after the pair.
+pub struct Pair {
+    pub tag: String,
+    pub sender: Netns,
+    pub receiver: Netns,
+    /// The veth end in `sender` / `receiver` (names are per namespace).
+    pub sender_if: String,
+    pub receiver_if: String,
+    pub sender_mac: [u8; 6],
+    pub receiver_mac: [u8; 6],
+    pub sender_v4: Ipv4Addr,
+    pub receiver_v4: Ipv4Addr,
+    pub sender_v6: Ipv6Addr,
+    pub receiver_v6: Ipv6Addr,
+}
+
+impl Pair {
+    /// Creates `gb-<pid>-<n>-s` and `gb-<pid>-<n>-r` joined by veth
+    /// `gbs`/`gbr`, with rp_filter off on the receiver (spoofed sources have
+    /// no route back) and IPv6 without DAD, autoconf or router solicitations.
+    pub fn create() -> Pair {
+        sweep_stale();
+        let tag = unique_tag();
+        let sender = Netns::create(&format!("{NETNS_PREFIX}{tag}-s"));
+        let receiver = Netns::create(&format!("{NETNS_PREFIX}{tag}-r"));
+        let (sender_if, receiver_if) = ("gbs".to_string(), "gbr".to_string());
+        // Created inside the sender namespace, peer inside the receiver one:
+        // the root namespace never sees either end.
+        sender.ip(&[
+            "link",
+            "add",
+            &sender_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &receiver_if,
+            "netns",
+            receiver.name(),
+        ]);
+        // Unique /24 and /64 per pair only for readability of captures; the
+        // namespaces are isolated anyway.
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % 250;
+        let sender_v4 = Ipv4Addr::new(10, 251, n as u8, 1);
+        let receiver_v4 = Ipv4Addr::new(10, 251, n as u8, 2);
+        let sender_v6: Ipv6Addr = format!("fd00:6762:{n:x}::1").parse().unwrap();
+        let receiver_v6: Ipv6Addr = format!("fd00:6762:{n:x}::2").parse().unwrap();
+        for (ns, dev, v4, v6) in [
+            (&sender, &sender_if, sender_v4, sender_v6),
+            (&receiver, &receiver_if, receiver_v4, receiver_v6),
+        ] {
+            for key in ["all", "default", dev.as_str()] {
+                ns.sysctl(&format!("net.ipv6.conf.{key}.accept_ra"), "0");
+                ns.sysctl(&format!("net.ipv6.conf.{key}.autoconf"), "0");
+                ns.sysctl(&format!("net.ipv6.conf.{key}.router_solicitations"), "0");
+                ns.sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "0");
+            }
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
+            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        let sender_mac = mac(&sender, &sender_if);
+        let receiver_mac = mac(&receiver, &receiver_if);
+        Pair {
+            tag,
+            sender,
+            receiver,
+            sender_if,
+            receiver_if,
+            sender_mac,
+            receiver_mac,
+            sender_v4,
+            receiver_v4,
+            sender_v6,
+            receiver_v6,
+        }
+    }
+
+    /// Another veth pair between the same namespaces (`gbs<n>`/`gbr<n>`,
+    /// 10.252.<n>.0/24, fd00:6763:<n>::/64), for multi-interface runs.
+    pub fn add_link(&self, n: u8) -> Link {
+        let (sender_if, receiver_if) = (format!("gbs{n}"), format!("gbr{n}"));
+        self.sender.ip(&[
+            "link",
+            "add",
+            &sender_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &receiver_if,
+            "netns",
+            self.receiver.name(),
+        ]);
+        let link = Link {
+            sender_v4: Ipv4Addr::new(10, 252, n, 1),
+            receiver_v4: Ipv4Addr::new(10, 252, n, 2),
+            sender_v6: format!("fd00:6763:{n:x}::1").parse().unwrap(),
+            receiver_v6: format!("fd00:6763:{n:x}::2").parse().unwrap(),
+            sender_mac: [0; 6],
+            receiver_mac: [0; 6],
+            sender_if,
+            receiver_if,
+        };
+        for (ns, dev, v4, v6) in [
+            (
+                &self.sender,
+                &link.sender_if,
+                link.sender_v4,
+                link.sender_v6,
+            ),
+            (
+                &self.receiver,
+                &link.receiver_if,
+                link.receiver_v4,
+                link.receiver_v6,
+            ),
+        ] {
+            ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0");
+            ns.sysctl(&format!("net.ipv6.conf.{dev}.accept_ra"), "0");
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
+            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        Link {
+            sender_mac: mac(&self.sender, &link.sender_if),
+            receiver_mac: mac(&self.receiver, &link.receiver_if),
+            ..link
+        }
+    }
+
+    /// The first link, as a [`Link`].
+    pub fn link(&self) -> Link {
+        Link {
+            sender_if: self.sender_if.clone(),
+            receiver_if: self.receiver_if.clone(),
+            sender_mac: self.sender_mac,
+            receiver_mac: self.receiver_mac,
+            sender_v4: self.sender_v4,
+            receiver_v4: self.receiver_v4,
+            sender_v6: self.sender_v6,
+            receiver_v6: self.receiver_v6,
+        }
+    }
+
+    /// The receiver's address in the family of `src`.
+    pub fn receiver_ip(&self, src: IpAddr) -> IpAddr {
+        match src {
+            IpAddr::V4(_) => self.receiver_v4.into(),
+            IpAddr::V6(_) => self.receiver_v6.into(),
+        }
+    }
+
+    /// Whether an XDP program is attached to the receiver's veth end.
+    pub fn receiver_has_xdp(&self) -> bool {
+        has_xdp(&self.receiver, &self.receiver_if)
+    }
+}
+
+/// One veth pair between the namespaces of a [`Pair`].
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub sender_if: String,
+    pub receiver_if: String,
+    pub sender_mac: [u8; 6],
+    pub receiver_mac: [u8; 6],
+    pub sender_v4: Ipv4Addr,
+    pub receiver_v4: Ipv4Addr,
+    pub sender_v6: Ipv6Addr,
+    pub receiver_v6: Ipv6Addr,
+}
+
+/// Whether `ip link show` reports an XDP program on `dev` in `ns`.
+pub fn has_xdp(ns: &Netns, dev: &str) -> bool {
+    let out = ns.ip(&["link", "show", "dev", dev]);
+    out.split_whitespace().any(|w| w.starts_with("xdp"))
+}
+
+fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
+    // Not /sys/class/net: sysfs shows the namespace that mounted it.
+    let out = ns.ip(&["link", "show", "dev", dev]);
+    let text = out
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC for {dev} in {}: {out}", ns.name()));
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("MAC byte"))
+        .collect();
+    bytes.try_into().expect("6-byte MAC")
+}
+
+/// Removes namespaces left by a process of ours that was killed before its
+/// guards could run (`gb-<pid>-...` with that pid gone).
+pub fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(NETNS_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+        }
+    }
+}
+
+/// Panics unless we are root: privileged tests fail loudly, never skip.
+pub fn assert_root() {
+    // SAFETY: trivial syscall.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "these tests create network namespaces and attach XDP programs: run them as root \
+         (e.g. sudo -E cargo xtask test); euid is {euid}"
+    );
+}
+
+fn run_ip(args: &[&str]) -> String {
+    let out: Output = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "running `ip {}`: {e} (is iproute2 installed?)",
+            args.join(" ")
+        )
+    });
+    assert!(
+        out.status.success(),
+        "`ip {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An fd from a raw syscall result.
+pub(crate) fn owned_fd(fd: RawFd, what: &str) -> OwnedFd {
+    assert!(fd >= 0, "{what}: {}", io::Error::last_os_error());
+    // SAFETY: a fresh fd nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

@@ -1,0 +1,106 @@
+//! The tasks: each installs what it needs, then runs cargo with the chosen
+//! toolchain.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::{
+    cmd,
+    setup::{self, Scope},
+    toolchain::Toolchain,
+};
+
+/// Builds only for bpfel-unknown-none (geoblock-user/build.rs builds it).
+const EBPF_CRATE: &str = "geoblock-ebpf";
+/// Privileged kernel and end-to-end tests, the demo and the benchmark.
+const PRIVILEGED_CRATE: &str = "geoblock-tests";
+/// The features geoblock-tests turns on: the unit tests use them too, so
+/// geoblock-user and its XDP program are built once, not once per phase.
+const PRIVILEGED_FEATURES: &str = "geoblock-user/bench-programs";
+
+/// Chooses the toolchain, says which, and installs what `scope` needs.
+pub fn prepare(scope: Scope) -> Result<Toolchain> {
+    let toolchain = Toolchain::choose()?;
+    println!("{}", toolchain.describe());
+    setup::ensure(toolchain, scope)?;
+    Ok(toolchain)
+}
+
+pub fn setup() -> Result<()> {
+    let toolchain = Toolchain::choose()?;
+    println!("{}", toolchain.describe());
+    if setup::ensure(toolchain, Scope::Run)? {
+        println!("setup: done");
+    } else {
+        println!(
+            "setup: nothing to do, everything for the {} toolchain is installed",
+            toolchain.name()
+        );
+    }
+    Ok(())
+}
+
+/// `cargo build ARGS` of the default members.
+pub fn build(args: &[String]) -> Result<()> {
+    let toolchain = prepare(Scope::Build)?;
+    cmd::run(toolchain.cargo().arg("build").args(args))
+}
+
+/// Builds the binaries the tests run (target/debug/geoblock), then runs the
+/// unit tests of every host crate, then the privileged tests, each phase even
+/// if the other failed; ARGS go to both `cargo test`s.
+pub fn test(args: &[String]) -> Result<()> {
+    let toolchain = prepare(Scope::Run)?;
+    cmd::run(toolchain.cargo().arg("build"))?;
+    let failed: Vec<&str> = test_phases(toolchain)
+        .into_iter()
+        .filter_map(|(phase, mut cargo)| {
+            println!("xtask: {phase}");
+            let err = cmd::run(cargo.args(args)).err()?;
+            eprintln!("xtask: {err:#}");
+            Some(phase)
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!("failed: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+fn test_phases(toolchain: Toolchain) -> [(&'static str, Command); 2] {
+    let mut unit = toolchain.cargo();
+    unit.args(["test", "--workspace", "--exclude", EBPF_CRATE])
+        .args([
+            "--exclude",
+            PRIVILEGED_CRATE,
+            "--features",
+            PRIVILEGED_FEATURES,
+        ]);
+    let mut privileged = toolchain.cargo();
+    privileged.args(["test", "--package", PRIVILEGED_CRATE]);
+    [
+        ("unit tests (every host crate but geoblock-tests)", unit),
+        (
+            "privileged kernel and end-to-end tests (geoblock-tests, as root)",
+            privileged,
+        ),
+    ]
+}
+
+/// Builds everything in release, then runs `bin` of the tests crate with ARGS.
+pub fn run_release_bin(bin: &str, args: &[String]) -> Result<()> {
+    let toolchain = prepare(Scope::Run)?;
+    cmd::run(toolchain.cargo().args(["build", "--release"]))?;
+    let mut run = toolchain.cargo();
+    run.args([
+        "run",
+        "--release",
+        "--package",
+        PRIVILEGED_CRATE,
+        "--bin",
+        bin,
+        "--",
+    ]);
+    cmd::run(run.args(args))
+}
