@@ -18,6 +18,9 @@ use crate::netns::{Netns, Pair};
 pub enum Engine {
     /// A bare XDP_DROP program: the floor.
     Drop,
+    /// Reads the source address, then XDP_DROP: the floor for any program
+    /// that looks at the packet.
+    Parse,
     /// geoblock, multibit trie backend.
     Trie,
     /// geoblock, kernel LPM trie backend.
@@ -29,11 +32,12 @@ pub enum Engine {
 }
 
 impl Engine {
-    pub const ALL: [Engine; 5] = [Engine::Drop, Engine::Trie, Engine::Lpm, Engine::Nft, Engine::Ipset];
+    pub const ALL: [Engine; 6] = [Engine::Drop, Engine::Parse, Engine::Trie, Engine::Lpm, Engine::Nft, Engine::Ipset];
 
     pub fn name(self) -> &'static str {
         match self {
             Engine::Drop => "xdp-drop",
+            Engine::Parse => "xdp-parse-drop",
             Engine::Trie => "geoblock-trie",
             Engine::Lpm => "geoblock-lpm",
             Engine::Nft => "nftables",
@@ -41,9 +45,13 @@ impl Engine {
         }
     }
 
-    /// Whether the engine's per-packet cost shows in `bpf_stats`.
     pub fn is_geoblock(self) -> bool {
         matches!(self, Engine::Trie | Engine::Lpm)
+    }
+
+    /// Whether the engine's whole per-packet cost shows in `bpf_stats`.
+    pub fn is_xdp(self) -> bool {
+        !matches!(self, Engine::Nft | Engine::Ipset)
     }
 }
 
@@ -70,6 +78,7 @@ impl<'a> Receiver<'a> {
         let mut set_bytes = None;
         let mut xdp = match engine {
             Engine::Drop => load(BENCH_DROP, "bench_drop", Backend::Trie),
+            Engine::Parse => load(BENCH_SENDER, "bench_parse", Backend::Trie),
             Engine::Trie | Engine::Lpm => {
                 let backend = if engine == Engine::Trie { Backend::Trie } else { Backend::Lpm };
                 let mut gb = load(geoblock::programs::GEOBLOCK, "geoblock", backend);
@@ -101,12 +110,13 @@ impl<'a> Receiver<'a> {
         self.xdp.program().expect("the loaded program")
     }
 
-    /// Packets dropped so far by the engine itself (None for xdp-drop).
+    /// Packets dropped so far by the engine itself (None for the baselines).
+    /// (`nft --terse`: listing the set elements takes seconds.)
     pub fn dropped(&mut self) -> Option<u64> {
         match self.engine {
-            Engine::Drop => None,
+            Engine::Drop | Engine::Parse => None,
             Engine::Trie | Engine::Lpm => Some(self.xdp.stats().expect("geoblock stats").totals.dropped.packets),
-            Engine::Nft => Some(counters(&self.ns.exec("nft", &["list", "chain", "netdev", NFT_TABLE, "ingress"], None), "packets")),
+            Engine::Nft => Some(counters(&self.ns.exec("nft", &["--terse", "list", "chain", "netdev", NFT_TABLE, "ingress"], None), "packets")),
             Engine::Ipset => Some(["iptables", "ip6tables"].iter().map(|t| {
                 let out = self.ns.exec(t, &["-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"], None);
                 out.lines().skip(2).filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).sum::<u64>()

@@ -25,7 +25,7 @@ pub const RECEIVER_CPU: usize = 1;
 /// Slots of the sender's source array (`BENCH_SOURCES` in bench_sender.rs).
 const SOURCE_SLOTS: u32 = 1 << 16;
 /// Packets per BPF_PROG_TEST_RUN call of the sender, and per live-frame batch.
-const CHUNK: u32 = 1 << 18;
+const CHUNK: u32 = 1 << 14;
 const BATCH: u32 = 256;
 /// Nobody listens there: passed packets end in the receiver's UDP layer.
 const DISCARD_PORT: u16 = 9;

@@ -30,6 +30,9 @@ pub struct Settings {
     pub cold_frames: usize,
     /// Repeats of the hot measurement.
     pub hot_repeat: u32,
+    /// Every traffic at every scope; otherwise the smaller scopes get the
+    /// mixed traffic only (the world gets them all).
+    pub full: bool,
 }
 
 /// Sources per line-rate traffic (the sender's array has 65,536 slots).
@@ -48,7 +51,7 @@ fn frame(src: IpAddr) -> Vec<u8> {
 /// and kernel memory.
 pub fn test_runs(world: &Table, settings: Settings, report: &mut Report) {
     let blocked = Scope::World.blocked();
-    let mut programs = vec![(Engine::Drop, load(Engine::Drop))];
+    let mut programs = vec![(Engine::Drop, load(Engine::Drop)), (Engine::Parse, load(Engine::Parse))];
     for engine in [Engine::Trie, Engine::Lpm] {
         let mut gb = load(engine);
         let load_ms = timed(|| gb.load_table(world).expect("loading the world table"));
@@ -88,6 +91,7 @@ pub fn test_runs(world: &Table, settings: Settings, report: &mut Report) {
 fn load(engine: Engine) -> Geoblock {
     match engine {
         Engine::Drop => Geoblock::load_object(geoblock::programs::BENCH_DROP, "bench_drop", Backend::Trie),
+        Engine::Parse => Geoblock::load_object(geoblock::programs::BENCH_SENDER, "bench_parse", Backend::Trie),
         Engine::Lpm => Geoblock::load(Backend::Lpm),
         _ => Geoblock::load(Backend::Trie),
     }
@@ -104,14 +108,18 @@ pub fn line_rate(world: &Table, settings: Settings, report: &mut Report) {
     for scope in Scope::ALL {
         let (table, blocked) = (scope.table(world), scope.blocked());
         let set = workload::subset(world, &blocked);
+        let kinds: &[Traffic] = match settings.full || scope == Scope::World {
+            true => &Traffic::ALL,
+            false => &[Traffic::Mix],
+        };
         let traffic: Vec<(Family, Traffic, Vec<IpAddr>)> = Family::ALL
             .iter()
-            .flat_map(|&f| Traffic::ALL.map(|t| (f, t)))
+            .flat_map(|&f| kinds.iter().map(move |&t| (f, t)))
             .map(|(f, t)| (f, t, workload::sources(world, &blocked, t, f, SOURCES)))
             .collect();
         for engine in Engine::ALL {
             let mut rx = Receiver::install(engine, &pair, &table, &blocked);
-            if !matches!(engine, Engine::Drop) {
+            if !matches!(engine, Engine::Drop | Engine::Parse) {
                 let (prefixes, bytes) = match engine {
                     Engine::Trie | Engine::Lpm => (table.v4.len() + table.v6.len(), None),
                     _ => (set.v4.len() + set.v6.len(), rx.set_bytes),
@@ -186,7 +194,7 @@ fn measure(pair: &Pair, sender: &Sender, rx: &mut Receiver, napi: &Napi, family:
         mpps: packets as f64 / sending / 1e6,
         rx_busy: (after.cpu_ns - before.cpu_ns) as f64 / 1e9 / sending,
         rx_ns: per_packet(after.cpu_ns - before.cpu_ns),
-        prog_ns: (rx.engine.is_geoblock() || rx.engine == Engine::Drop).then(|| run_ns as f64 / runs.max(1) as f64),
+        prog_ns: rx.engine.is_xdp().then(|| run_ns as f64 / runs.max(1) as f64),
         dropped_share: after.dropped.zip(before.dropped).map(|(a, b)| per_packet(a - b)),
         expected_share: 0.0,
     }

@@ -154,8 +154,9 @@ pub fn write(path: &Path, text: &str) {
     println!("wrote {}", path.display());
 }
 
-const COLORS: [(&str, &str); 5] = [
+const COLORS: [(&str, &str); 6] = [
     ("xdp-drop", "#7f7f7f"),
+    ("xdp-parse-drop", "#9467bd"),
     ("geoblock-trie", "#1f77b4"),
     ("geoblock-lpm", "#2ca02c"),
     ("nftables", "#d62728"),
@@ -208,7 +209,7 @@ pub fn svg(rows: &[LineRate]) -> String {
         }
     }
     for (i, (engine, color)) in COLORS.iter().enumerate() {
-        let x = 60.0 + i as f64 * 160.0;
+        let x = 40.0 + i as f64 * 140.0;
         let _ = writeln!(s, "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{engine}</text>", h + 38.0, x + 16.0, h + 48.0);
     }
     s.push_str("</svg>\n");

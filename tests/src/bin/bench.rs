@@ -3,7 +3,8 @@
 //!
 //! Options: --secs S (per line-rate sample, default 0.7), --rounds N
 //! (default 3), --json PATH (default target/bench.json), --svg PATH
-//! (default benchmarks/lookup.svg), --skip-line-rate.
+//! (default benchmarks/lookup.svg), --skip-line-rate, --full (every
+//! traffic at every table scope; by default only the world gets them all).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -21,6 +22,7 @@ fn main() {
         rounds: value("--rounds").map_or(3, |v| v.parse().expect("--rounds N")),
         cold_frames: 20_000,
         hot_repeat: 1_000_000,
+        full: args.iter().any(|a| a == "--full"),
     };
     let json = PathBuf::from(value("--json").unwrap_or_else(|| "target/bench.json".into()));
     let svg = PathBuf::from(value("--svg").unwrap_or_else(|| "benchmarks/lookup.svg".into()));
