@@ -41,3 +41,16 @@ impl Error {
         move |source| Error::Io { path, source }
     }
 }
+
+/// The errno of the first `io::Error` in an error's source chain: aya wraps
+/// syscall failures a few layers deep.
+pub fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(code) = e.downcast_ref::<io::Error>().and_then(|io| io.raw_os_error()) {
+            return Some(code);
+        }
+        source = e.source();
+    }
+    None
+}

@@ -2,7 +2,7 @@
 
 use std::{
     collections::BTreeSet,
-    io::{self, BufRead as _},
+    io::{self, BufRead as _, Write as _},
     net::IpAddr,
     path::PathBuf,
     process::ExitCode,
@@ -19,6 +19,7 @@ use geoblock::{
     daemon::{self, RunOptions},
     policy::{Mode, Policy},
     prefix::Table,
+    source::{self, inspect, CountryFields, Format, Loaded},
     stats::Stats,
 };
 use geoblock_common::{Backend, CountryId};
@@ -78,6 +79,77 @@ enum DataCommand {
         #[arg(required = true)]
         csv: Vec<PathBuf>,
     },
+    /// What sources hold: format, date, ranges and prefixes per family, countries, prefix lengths.
+    Inspect {
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Countries listed, most prefixes first.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Only these countries (comma-separated ISO codes).
+        #[arg(long, value_delimiter = ',', value_parser = parse_country)]
+        country: Vec<CountryId>,
+        #[arg(long)]
+        json: bool,
+        /// Also print the wall time and peak memory of reading and converting.
+        #[arg(long)]
+        timing: bool,
+    },
+    /// Print the exact prefixes (or ranges) geoblock would load from the sources.
+    Convert {
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// `cidr`: "PREFIX CC" lines; `csv`: "start,end,cc" maximal ranges; `mmdb`: a MaxMind DB.
+        /// All read back to the same table.
+        #[arg(long, value_enum)]
+        to: ConvertTo,
+        /// Only these countries (comma-separated ISO codes).
+        #[arg(long, value_delimiter = ',', value_parser = parse_country)]
+        country: Vec<CountryId>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ConvertTo {
+    Cidr,
+    Csv,
+    /// A MaxMind DB (`country.iso_code`), e.g. to benchmark or test MMDB input.
+    Mmdb,
+}
+
+/// How sources are read.
+#[derive(Args)]
+struct ReadArgs {
+    /// The format of every source: csv, ip2location, mmdb, maxmind-csv, rir, cidr
+    /// (default: detected from each file's name and content).
+    #[arg(long, value_parser = parse_format)]
+    format: Option<Format>,
+    /// Where MMDB records keep the country code: dotted paths, tried in order.
+    #[arg(long, default_value = "country.iso_code,registered_country.iso_code")]
+    mmdb_field: String,
+    /// Where https:// and http:// sources are downloaded to (and kept for the next start).
+    #[arg(long, default_value = "/var/cache/geoblock")]
+    cache_dir: PathBuf,
+}
+
+impl ReadArgs {
+    fn options(&self) -> source::Options {
+        source::Options { format: self.format, mmdb_fields: CountryFields::parse(&self.mmdb_field) }
+    }
+
+    /// Reads the sources, downloading URLs first.
+    fn load(&self, sources: &[PathBuf]) -> Result<Loaded> {
+        let mut paths = Vec::with_capacity(sources.len());
+        for s in sources {
+            let config = source::fetch::FetchConfig::default();
+            paths.push(source::fetch::local_path(&s.to_string_lossy(), &self.cache_dir, config)?);
+        }
+        Ok(source::load(&paths, &self.options())?)
+    }
 }
 
 #[derive(Args)]
@@ -114,10 +186,14 @@ struct RunArgs {
 
 #[derive(Args)]
 struct DataArgs {
-    /// `start,end,cc` CSV (text or integer addresses) instead of the embedded DB-IP data;
-    /// repeat to combine files (e.g. IPv4 and IPv6) into one data set.
+    /// GeoIP data instead of the embedded DB-IP data: range CSV (DB-IP, Tor geoip), IP2Location
+    /// DB1, MMDB, MaxMind CSV (zip or folder), RIR delegated stats or CIDR lists, plain or
+    /// .gz/.xz/.zip, or an https:// URL of one. Repeat to combine: a later source wins where it
+    /// gives a country.
     #[arg(long)]
     data: Vec<PathBuf>,
+    #[command(flatten)]
+    read: ReadArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -170,6 +246,39 @@ fn execute(command: Command) -> Result<()> {
                 .with_context(|| format!("writing {}", out.display()))?;
             let counts = table.counts();
             println!("{}: {} IPv4 and {} IPv6 prefixes, {meta}", out.display(), counts.v4, counts.v6);
+            Ok(())
+        }
+        Command::Data(DataCommand::Inspect { sources, read, top, country, json, timing }) => {
+            let started = std::time::Instant::now();
+            let loaded = read.load(&sources)?;
+            let elapsed = started.elapsed();
+            let report = inspect::report(&loaded, top, &country);
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&report)?),
+                false => print!("{}", inspect::render(&report)),
+            }
+            if timing {
+                let rss = inspect::peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
+                eprintln!("read + exact conversion: {:.3} s wall, peak RSS {rss}", elapsed.as_secs_f64());
+            }
+            Ok(())
+        }
+        Command::Data(DataCommand::Convert { sources, read, to, country }) => {
+            let table = read.load(&sources)?.table;
+            let keep = |c: &CountryId| country.is_empty() || country.contains(c);
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            match to {
+                ConvertTo::Cidr => inspect::write_cidr(&mut out, &table, keep)?,
+                ConvertTo::Csv => inspect::write_csv(&mut out, &table, keep)?,
+                ConvertTo::Mmdb => {
+                    let table = Table {
+                        v4: table.v4.into_iter().filter(|(_, c)| keep(c)).collect(),
+                        v6: table.v6.into_iter().filter(|(_, c)| keep(c)).collect(),
+                    };
+                    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                    out.write_all(&source::mmdb::write(&table, &["country", "iso_code"], "geoblock-Country", epoch))?;
+                }
+            }
             Ok(())
         }
     }
@@ -257,8 +366,12 @@ fn load_table(data: &DataArgs) -> Result<Table> {
     if data.data.is_empty() {
         return Ok(dataset::embedded()?);
     }
-    let paths: Vec<&std::path::Path> = data.data.iter().map(PathBuf::as_path).collect();
-    Ok(parse::load(&paths)?)
+    let Loaded { table, .. } = data.read.load(&data.data)?;
+    Ok(table)
+}
+
+fn parse_format(name: &str) -> Result<Format, String> {
+    name.parse()
 }
 
 fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {

@@ -16,7 +16,7 @@ use geoblock_common::{
 use ipnetwork::IpNetwork;
 use log::warn;
 
-use crate::{policy::Policy, prefix::Table, stats::Stats, trie::Trie, Error};
+use crate::{error::errno, policy::Policy, prefix::Table, stats::Stats, trie::Trie, Error};
 
 /// Name of the XDP function in the object.
 const PROGRAM: &str = "geoblock";
@@ -212,18 +212,6 @@ pub fn mode_name(mode: XdpMode) -> &'static str {
         XdpMode::Driver => "native",
         XdpMode::Hardware => "offload",
     }
-}
-
-/// The errno of the first `io::Error` in an error's source chain.
-fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if let Some(code) = e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) {
-            return Some(code);
-        }
-        source = e.source();
-    }
-    None
 }
 
 fn is_unsupported(err: &ProgramError) -> bool {

@@ -4,7 +4,9 @@
 //! indexed by the first address byte (so the first step consumes 16 bits),
 //! then one node per further byte. A prefix whose length falls inside a
 //! node's byte fills the run of slots it covers (controlled prefix
-//! expansion); the table's prefixes are disjoint, so runs never collide.
+//! expansion). Prefixes go in shortest first and a new child starts out
+//! with its parent slot's country, so a longer prefix always wins, as in a
+//! longest-prefix match: overlapping input is answered exactly too.
 
 use geoblock_common::{CountryId, TrieNode, NO_COUNTRY, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS};
 
@@ -37,6 +39,8 @@ impl Trie {
         family: &'static str,
     ) -> Result<Trie, TrieFull> {
         let mut trie = Trie { nodes: vec![TrieNode([NO_COUNTRY; 256]); TRIE_ROOTS as usize] };
+        let mut prefixes: Vec<_> = prefixes.collect();
+        prefixes.sort_by_key(|&(_, len, _)| len);
         for (addr, len, country) in prefixes {
             trie.insert(&addr, u32::from(len), country).ok_or(TrieFull { family })?;
         }
@@ -96,9 +100,9 @@ impl Trie {
         if index >= TRIE_NODES as usize {
             return None;
         }
-        // Disjoint prefixes: a slot that needs a child holds no country.
-        debug_assert_eq!(slot, NO_COUNTRY);
-        self.nodes.push(TrieNode([NO_COUNTRY; 256]));
+        // The slot's country (from a shorter prefix) still holds for the
+        // rest of the child's range.
+        self.nodes.push(TrieNode([slot; 256]));
         self.nodes[node].0[byte] = TRIE_CHILD + (index - TRIE_ROOTS as usize) as u16;
         Some(index)
     }
@@ -113,6 +117,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use geoblock_common::country_id;
+    use rand::Rng as _;
 
     use super::*;
 
@@ -147,6 +152,55 @@ mod tests {
             }
             if let Some(after) = last.checked_add(1) {
                 assert_eq!(t.lookup(&after.to_be_bytes()), NO_COUNTRY, "/{len} after");
+            }
+        }
+    }
+
+    #[test]
+    fn every_ipv6_prefix_length_and_its_boundaries() {
+        for len in 0..=128u8 {
+            let base = if len == 0 { 0 } else { 0x2a02_0db8_u128 << 96 & (u128::MAX << (128 - len)) };
+            let net = ipnetwork::Ipv6Network::new(Ipv6Addr::from(base), len).unwrap();
+            let t = Trie::v6(&Table { v4: vec![], v6: vec![(net, id(b"FI"))] }).unwrap();
+            let last = u128::from(net.broadcast());
+            assert_eq!(t.lookup(&base.to_be_bytes()), id(b"FI"), "/{len} first");
+            assert_eq!(t.lookup(&last.to_be_bytes()), id(b"FI"), "/{len} last");
+            if let Some(before) = base.checked_sub(1) {
+                assert_eq!(t.lookup(&before.to_be_bytes()), NO_COUNTRY, "/{len} before");
+            }
+            if let Some(after) = last.checked_add(1) {
+                assert_eq!(t.lookup(&after.to_be_bytes()), NO_COUNTRY, "/{len} after");
+            }
+        }
+    }
+
+    #[test]
+    fn overlapping_prefixes_answer_as_longest_prefix_match() {
+        // Random nested prefixes of random countries, in random order: the
+        // trie must agree with a brute-force longest-prefix match.
+        let mut rng = rand::rng();
+        for _ in 0..50 {
+            let nets: Vec<(ipnetwork::Ipv4Network, CountryId)> = (0..40)
+                .map(|_| {
+                    let len = rng.random_range(0..=32u8);
+                    let addr = 0x0a00_0000 | rng.random_range(0..1u32 << 20);
+                    let net = ipnetwork::Ipv4Network::new(Ipv4Addr::from(addr), len).unwrap();
+                    let net = ipnetwork::Ipv4Network::new(net.network(), len).unwrap();
+                    (net, rng.random_range(1..600))
+                })
+                .collect();
+            // Duplicated prefixes would make the answer order-dependent.
+            let mut seen = std::collections::HashSet::new();
+            let nets: Vec<_> = nets.into_iter().filter(|(n, _)| seen.insert(*n)).collect();
+            let t = Trie::v4(&Table { v4: nets.clone(), v6: vec![] }).unwrap();
+            for _ in 0..2000 {
+                let ip = Ipv4Addr::from(0x0a00_0000 | rng.random_range(0..1u32 << 20));
+                let want = nets
+                    .iter()
+                    .filter(|(n, _)| n.contains(ip))
+                    .max_by_key(|(n, _)| n.prefix())
+                    .map_or(NO_COUNTRY, |(_, c)| *c);
+                assert_eq!(t.lookup(&ip.octets()), want, "{ip} in {nets:?}");
             }
         }
     }

@@ -344,6 +344,16 @@ pub struct Link {
     pub receiver_v6: Ipv6Addr,
 }
 
+/// `(tx_dropped, rx_dropped)` of `dev` in `ns`: losses on the link itself,
+/// which a test must tell apart from what geoblock dropped.
+pub fn link_drops(ns: &Netns, dev: &str) -> (u64, u64) {
+    let out = ns.ip(&["-j", "-s", "link", "show", "dev", dev]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
+    let stats = &json[0]["stats64"];
+    let get = |dir: &str| stats[dir]["dropped"].as_u64().unwrap_or(0);
+    (get("tx"), get("rx"))
+}
+
 /// Whether `ip link show` reports an XDP program on `dev` in `ns`.
 pub fn has_xdp(ns: &Netns, dev: &str) -> bool {
     let out = ns.ip(&["link", "show", "dev", dev]);

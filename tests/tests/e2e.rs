@@ -198,10 +198,13 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     }
     assert!(
         failures.is_empty(),
-        "geoblock run {}:\n  {}\nreceived: {got:?}\nstats: {}\ndaemon log:\n{}",
+        "geoblock run {}:\n  {}\nreceived: {got:?}\nstats: {}\nveth drops (tx, rx) sender {:?}, receiver {:?} \
+         (XDP drops are not counted there; other drops mean the harness lost frames)\ndaemon log:\n{}",
         run_args.join(" "),
         failures.join("\n  "),
         stats.0,
+        netns::link_drops(&pair.sender, &pair.sender_if),
+        netns::link_drops(&pair.receiver, &pair.receiver_if),
         daemon.log()
     );
 
@@ -454,20 +457,44 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
     let pair = Pair::create();
     let first = Daemon::start(
         &pair.receiver,
-        &["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN"],
+        &[
+            "--iface",
+            &pair.receiver_if,
+            "--xdp-mode",
+            "native",
+            "--block",
+            "CN",
+        ],
     );
     let dir = first.state_dir.to_str().unwrap().to_string();
     // Same state dir (as with the default one): refused before touching it.
     run_fails_keeping(
         &pair.receiver,
-        &["--iface", &pair.receiver_if, "--block", "RU", "--state-dir", &dir],
+        &[
+            "--iface",
+            &pair.receiver_if,
+            "--block",
+            "RU",
+            "--state-dir",
+            &dir,
+        ],
         "is in use by another geoblock run",
     );
     // Another state dir, same interface: the attach is refused.
     run_fails(
         &pair.receiver,
-        &["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "RU"],
-        &format!("interface {} already has an XDP program attached", pair.receiver_if),
+        &[
+            "--iface",
+            &pair.receiver_if,
+            "--xdp-mode",
+            "native",
+            "--block",
+            "RU",
+        ],
+        &format!(
+            "interface {} already has an XDP program attached",
+            pair.receiver_if
+        ),
         |_| {},
     );
     // The first daemon still enforces, counts and reports.
@@ -481,7 +508,13 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
     let got = receiver.collect(Duration::from_millis(500));
     assert_eq!((got.get(&cn4), got.get(&ru4)), (None, Some(&3)), "{got:?}");
     let stats = first.stats();
-    assert_eq!((stats.country("CN").dropped_packets, stats.country("RU").passed_packets), (4, 3));
+    assert_eq!(
+        (
+            stats.country("CN").dropped_packets,
+            stats.country("RU").passed_packets
+        ),
+        (4, 3)
+    );
     stop_cleanly(&pair, first);
 }
 
@@ -492,7 +525,12 @@ fn run_fails_keeping(ns: &Netns, args: &[&str], expect: &str) {
     all.extend_from_slice(args);
     let out = geoblock::run_to_end(Some(ns), &all, |_| {});
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "geoblock {}: {stderr}", all.join(" "));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "geoblock {}: {stderr}",
+        all.join(" ")
+    );
     let last = stderr.trim_end().lines().last().unwrap_or_default();
     assert!(
         last.starts_with("geoblock: ") && last.contains(expect),
@@ -501,8 +539,47 @@ fn run_fails_keeping(ns: &Netns, args: &[&str], expect: &str) {
     );
     let dir = Path::new(args[args.iter().position(|a| *a == "--state-dir").unwrap() + 1]);
     for pin in ["COUNTRY_STATS", "TOTALS"] {
-        assert!(dir.join(pin).exists(), "a failed run removed {}", dir.join(pin).display());
+        assert!(
+            dir.join(pin).exists(),
+            "a failed run removed {}",
+            dir.join(pin).display()
+        );
     }
+}
+
+#[test]
+fn data_file_replaces_the_embedded_data() {
+    // A one-line data set: the CN source's /24 is "DE", nothing else exists.
+    let [cn4, cn6] = sources::of("CN");
+    let [de4, _] = sources::of("DE");
+    let dir = std::env::temp_dir().join(format!("geoblock-e2e-{}", netns::unique_tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("countries.csv");
+    let IpAddr::V4(a) = cn4 else { unreachable!() };
+    let [o0, o1, o2, _] = a.octets();
+    std::fs::write(&csv, format!("{o0}.{o1}.{o2}.0,{o0}.{o1}.{o2}.255,DE\n")).unwrap();
+    let data = csv.to_str().unwrap();
+    let f = vec![
+        flow("DE", cn4, Fate::Dropped),
+        // Not in the file: no country, so it passes (counted as unknown).
+        flow(UNKNOWN, cn6, Fate::Passed),
+        flow(UNKNOWN, de4, Fate::Passed),
+    ];
+    scenario(&["--block", "DE,CN", "--data", data], &f);
+    run_fails(
+        &Pair::create().receiver,
+        &[
+            "--iface",
+            "lo",
+            "--block",
+            "CN",
+            "--data",
+            "/nonexistent/geoblock.csv",
+        ],
+        "/nonexistent/geoblock.csv",
+        |_| {},
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- error paths: one line `geoblock: ...`, exit non-zero, nothing attached.

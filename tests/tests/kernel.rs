@@ -20,7 +20,7 @@ use std::{
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use geoblock::{
-    country,
+    country, errno,
     policy::{Mode, Policy, Verdict},
     prefix::Table,
     program::Geoblock,
@@ -85,17 +85,6 @@ fn action_name(action: u32) -> String {
         XDP_PASS => "XDP_PASS".into(),
         other => format!("XDP action {other}"),
     }
-}
-
-fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if let Some(code) = e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) {
-            return Some(code);
-        }
-        source = e.source();
-    }
-    None
 }
 
 fn stats(g: &Geoblock) -> Stats {
@@ -705,4 +694,79 @@ fn differential_allow_list_blocking_unknown() {
 fn differential_monitor_mode() {
     let tally = differential(differential_policy(Mode::Deny, &DENIED, true, true), 30_000, Backend::Trie);
     assert!(tally.drops == 0 && tally.would_drops > 0, "monitor mode: {tally:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Overlapping prefixes: longest match wins in every backend
+// ---------------------------------------------------------------------------
+
+/// Sources (GeoIP CIDR lists among them) may nest a country's prefix inside
+/// another's. Both backends must answer as a longest-prefix match would:
+/// nested IPv4 and IPv6 prefixes of random countries, every boundary address
+/// and random ones, under random blocked sets.
+#[test]
+fn overlapping_prefixes_answer_as_longest_prefix_match() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let v4: Vec<(ipnetwork::Ipv4Network, CountryId)> = (0..60)
+        .map(|_| {
+            let len = rng.random_range(8..=32u8);
+            let net = ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 | rng.random_range(0..1u32 << 18)), len).unwrap();
+            (ipnetwork::Ipv4Network::new(net.network(), len).unwrap(), rng.random_range(1..100))
+        })
+        .collect();
+    let v6: Vec<(ipnetwork::Ipv6Network, CountryId)> = (0..60)
+        .map(|_| {
+            let len = rng.random_range(16..=128u8);
+            let addr = 0x2001_0db8u128 << 96 | u128::from(rng.random::<u64>()) << 40;
+            let net = ipnetwork::Ipv6Network::new(Ipv6Addr::from(addr), len).unwrap();
+            (ipnetwork::Ipv6Network::new(net.network(), len).unwrap(), rng.random_range(1..100))
+        })
+        .collect();
+    let mut unique = BTreeSet::new();
+    let table = Table {
+        v4: v4.into_iter().filter(|(n, _)| unique.insert(IpNetwork::V4(*n))).collect(),
+        v6: v6.into_iter().filter(|(n, _)| unique.insert(IpNetwork::V6(*n))).collect(),
+    };
+    let lpm = |ip: IpAddr| {
+        let nets = table.v4.iter().map(|(n, c)| (IpNetwork::V4(*n), *c));
+        let nets = nets.chain(table.v6.iter().map(|(n, c)| (IpNetwork::V6(*n), *c)));
+        nets.filter(|(n, _)| n.contains(ip)).max_by_key(|(n, _)| n.prefix()).map_or(NO_COUNTRY, |(_, c)| c)
+    };
+    let mut sources: Vec<IpAddr> = vec![];
+    for net in &unique {
+        let (first, last) = (net.network(), net.broadcast());
+        sources.extend([first, last]);
+        sources.extend(neighbour(first, -1));
+        sources.extend(neighbour(last, 1));
+    }
+    for backend in [Backend::Trie, Backend::Lpm] {
+        for round in 0..4 {
+            let blocked: Vec<CountryId> = (1..100).filter(|_| rng.random_bool(0.5)).collect();
+            let policy = Policy {
+                mode: Mode::Deny,
+                countries: blocked.iter().copied().collect(),
+                monitor: false,
+                block_unknown: round % 2 == 1,
+                exceptions: vec![],
+            };
+            let mut g = load(&table, &policy, backend);
+            for &src in &sources {
+                let dst = if src.is_ipv4() { Family::V4.dst() } else { Family::V6.dst() };
+                let want = match policy.action(lpm(src)) {
+                    Action::Drop => XDP_DROP,
+                    _ => XDP_PASS,
+                };
+                let got = run(&mut g, &Udp { src, dst, ..Udp::default() }.build());
+                assert_eq!(got, want, "{backend:?}: {src} (longest match {:?})", country::code(lpm(src)));
+            }
+        }
+    }
+}
+
+/// The address `step` (±1) away, if there is one.
+fn neighbour(ip: IpAddr, step: i8) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(a) => u32::from(a).checked_add_signed(step.into()).map(|a| Ipv4Addr::from(a).into()),
+        IpAddr::V6(a) => u128::from(a).checked_add_signed(step.into()).map(|a| Ipv6Addr::from(a).into()),
+    }
 }

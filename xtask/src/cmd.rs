@@ -1,6 +1,9 @@
 //! Running commands: loudly (`+ cmd args`) for the work, quietly for probes.
 
-use std::process::{Command, Stdio};
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
 
 use anyhow::{bail, Context as _, Result};
 
@@ -11,6 +14,52 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("could not start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Passed and failed tests, summed over `cargo test`'s "test result" lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl Tally {
+    /// Adds a line like `test result: ok. 37 passed; 0 failed; 0 ignored; ...`.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        let count = |word: &str| {
+            rest.split(';')
+                .find_map(|part| part.trim().trim_start_matches(|c: char| !c.is_ascii_digit()).strip_suffix(word))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        self.passed += count(" passed");
+        self.failed += count(" failed");
+    }
+}
+
+/// Like [`run`] for `cargo test`: its output is passed through and its test
+/// counts are added to `tally`, whether or not it succeeds.
+pub fn run_tests(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
+    let shown = show(cmd);
+    println!("+ {shown}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        tally.add_line(&line);
+    }
+    let status = child.wait()?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
@@ -55,6 +104,20 @@ fn quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tally_sums_test_result_lines_only() {
+        let mut tally = Tally::default();
+        for line in [
+            "test result: ok. 37 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 3.95s",
+            "test result: FAILED. 5 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out",
+            "test foo ... ok",
+            "running 3 tests",
+        ] {
+            tally.add_line(line);
+        }
+        assert_eq!(tally, Tally { passed: 42, failed: 2 });
+    }
 
     #[test]
     fn shows_set_variables_program_and_quoted_args() {

@@ -11,8 +11,10 @@ use anyhow::{anyhow, Context as _, Result};
 
 use crate::{cmd, setup::Scope, tasks, toolchain::workspace_root};
 
-/// The one place that names the data's version (CC BY 4.0, db-ip.com).
-const DBIP_PACKAGE: &str = "@ip-location-db/dbip-country@2.3.2026060120";
+const DBIP_PACKAGE: &str = "@ip-location-db/dbip-country";
+/// The one place that names the data's version (CC BY 4.0, db-ip.com):
+/// 2.3.YYYYMMDDHH, from DB-IP's release YYYY-MM.
+const DBIP_VERSION: &str = "2.3.2026060120";
 const CSV_FILES: [&str; 2] = ["dbip-country-ipv4.csv", "dbip-country-ipv6.csv"];
 /// Relative to the workspace root.
 const OUTPUT: &str = "geoblock-user/data/dbip-country.bin";
@@ -33,7 +35,13 @@ pub fn data() -> Result<()> {
         "geoblock",
         "--",
     ])
-    .args(["data", "pack", "--out"])
+    .args([
+        "data",
+        "pack",
+        "--release",
+        &release(DBIP_VERSION)?,
+        "--out",
+    ])
     .arg(&output)
     .args(CSV_FILES.map(|csv| package.join(csv)));
     cmd::run(&mut pack)?;
@@ -44,9 +52,10 @@ pub fn data() -> Result<()> {
 /// `npm pack`s the data package into `dir` and untars it; returns the
 /// package's directory.
 fn unpack_npm_package(dir: &Path) -> Result<PathBuf> {
+    let package = format!("{DBIP_PACKAGE}@{DBIP_VERSION}");
     cmd::run(
         Command::new("npm")
-            .args(["pack", "--silent", DBIP_PACKAGE])
+            .args(["pack", "--silent", &package])
             .current_dir(dir),
     )
     .context("fetching the GeoIP data from the npm registry (needs npm)")?;
@@ -58,6 +67,13 @@ fn unpack_npm_package(dir: &Path) -> Result<PathBuf> {
             .current_dir(dir),
     )?;
     Ok(dir.join("package"))
+}
+
+/// DB-IP's release (`2026-06`) in the npm version (`2.3.2026060120`).
+fn release(version: &str) -> Result<String> {
+    let stamp = version.split('.').nth(2).filter(|stamp| stamp.len() >= 6);
+    let stamp = stamp.ok_or_else(|| anyhow!("version {version} is not 2.3.YYYYMMDDHH"))?;
+    Ok(format!("{}-{}", &stamp[..4], &stamp[4..6]))
 }
 
 fn only_tarball(dir: &Path) -> Result<PathBuf> {
@@ -86,5 +102,16 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_is_year_and_month_of_the_npm_version() {
+        assert_eq!(release(DBIP_VERSION).unwrap(), "2026-06");
+        assert!(release("2.3").is_err());
     }
 }

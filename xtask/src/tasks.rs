@@ -48,20 +48,23 @@ pub fn build(args: &[String]) -> Result<()> {
 }
 
 /// Builds the binaries the tests run (target/debug/geoblock), then runs the
-/// unit tests of every host crate, then the privileged tests, each phase even
-/// if the other failed; ARGS go to both `cargo test`s.
+/// unit tests of every host crate, then the privileged tests: every test
+/// runs even if others failed. ARGS go to both `cargo test`s.
 pub fn test(args: &[String]) -> Result<()> {
     let toolchain = prepare(Scope::Run)?;
     cmd::run(toolchain.cargo().arg("build"))?;
+    let mut tally = cmd::Tally::default();
     let failed: Vec<&str> = test_phases(toolchain)
         .into_iter()
         .filter_map(|(phase, mut cargo)| {
             println!("xtask: {phase}");
-            let err = cmd::run(cargo.args(args)).err()?;
+            let err = cmd::run_tests(cargo.args(args), &mut tally).err()?;
             eprintln!("xtask: {err:#}");
             Some(phase)
         })
         .collect();
+    // One closing line for the whole suite, whatever each phase printed last.
+    println!("summary: {} passed, {} failed", tally.passed, tally.failed);
     if !failed.is_empty() {
         bail!("failed: {}", failed.join("; "));
     }
@@ -70,15 +73,21 @@ pub fn test(args: &[String]) -> Result<()> {
 
 fn test_phases(toolchain: Toolchain) -> [(&'static str, Command); 2] {
     let mut unit = toolchain.cargo();
-    unit.args(["test", "--workspace", "--exclude", EBPF_CRATE])
-        .args([
-            "--exclude",
-            PRIVILEGED_CRATE,
-            "--features",
-            PRIVILEGED_FEATURES,
-        ]);
+    unit.args([
+        "test",
+        "--no-fail-fast",
+        "--workspace",
+        "--exclude",
+        EBPF_CRATE,
+    ])
+    .args([
+        "--exclude",
+        PRIVILEGED_CRATE,
+        "--features",
+        PRIVILEGED_FEATURES,
+    ]);
     let mut privileged = toolchain.cargo();
-    privileged.args(["test", "--package", PRIVILEGED_CRATE]);
+    privileged.args(["test", "--no-fail-fast", "--package", PRIVILEGED_CRATE]);
     [
         ("unit tests (every host crate but geoblock-tests)", unit),
         (
