@@ -6,7 +6,10 @@
 //! interfaces = ["eth0"]
 //! xdp_mode = "auto"                       # auto | native | skb
 //! lookup = "trie"                         # trie | lpm
-//! data = []                               # start,end,cc CSVs; empty: the embedded data
+//! data = []                               # files or https:// URLs; empty: the embedded data
+//! format = "csv"                          # csv | ip2location | mmdb | maxmind-csv | rir | cidr; default: detected
+//! mmdb_field = "country.iso_code,registered_country.iso_code"
+//! cache_dir = "/var/cache/geoblock"       # where downloads are kept
 //! state_dir = "/sys/fs/bpf/geoblock"
 //! control_socket = "/run/geoblock/control.sock"
 //! detach_on_exit = false
@@ -35,6 +38,7 @@ use crate::{
     country,
     daemon::RunOptions,
     policy::{Mode, Policy},
+    source::{self, CountryFields, DataSources, DEFAULT_CACHE_DIR},
 };
 
 pub const DEFAULT_CONFIG: &str = "/etc/geoblock/geoblock.toml";
@@ -47,7 +51,10 @@ pub struct Config {
     pub interfaces: Option<Vec<String>>,
     pub xdp_mode: Option<XdpModeName>,
     pub lookup: Option<Lookup>,
-    pub data: Option<Vec<PathBuf>>,
+    pub data: Option<Vec<String>>,
+    pub format: Option<String>,
+    pub mmdb_field: Option<String>,
+    pub cache_dir: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub control_socket: Option<PathBuf>,
     pub detach_on_exit: Option<bool>,
@@ -118,6 +125,8 @@ pub enum ConfigError {
     BlockAndAllow,
     #[error(transparent)]
     Country(#[from] country::UnknownCountry),
+    #[error("format: {0}")]
+    Format(String),
     #[error("'{0}' is not a CIDR (e.g. 203.0.113.0/24)")]
     Cidr(String),
 }
@@ -144,6 +153,9 @@ impl Config {
             xdp_mode: flags.xdp_mode.or(self.xdp_mode),
             lookup: flags.lookup.or(self.lookup),
             data: flags.data.clone().or(self.data),
+            format: flags.format.clone().or(self.format),
+            mmdb_field: flags.mmdb_field.clone().or(self.mmdb_field),
+            cache_dir: flags.cache_dir.clone().or(self.cache_dir),
             state_dir: flags.state_dir.clone().or(self.state_dir),
             control_socket: flags.control_socket.clone().or(self.control_socket),
             detach_on_exit: flags.detach_on_exit.or(self.detach_on_exit),
@@ -175,7 +187,14 @@ impl Config {
                 Lookup::Trie => Backend::Trie,
                 Lookup::Lpm => Backend::Lpm,
             },
-            data: self.data.unwrap_or_default(),
+            data: DataSources {
+                sources: self.data.unwrap_or_default(),
+                options: source::Options {
+                    format: self.format.as_deref().map(str::parse).transpose().map_err(ConfigError::Format)?,
+                    mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
+                },
+                cache_dir: self.cache_dir.unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
+            },
             detach_on_exit: self.detach_on_exit.unwrap_or(false),
             control_socket: self.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
             management: cidrs(self.management)?,
@@ -229,7 +248,7 @@ mod tests {
         assert_eq!(opts.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
         assert_eq!(opts.policy.mode, Mode::Deny);
         assert_eq!(opts.policy.countries.len(), 1);
-        assert!(opts.data.is_empty() && !opts.detach_on_exit && !opts.policy.monitor);
+        assert!(opts.data.sources.is_empty() && !opts.detach_on_exit && !opts.policy.monitor);
     }
 
     #[test]

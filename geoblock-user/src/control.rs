@@ -97,7 +97,7 @@ pub struct PolicyStatus {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DataStatus {
-    /// `--data` files, or the embedded data set's name.
+    /// `--data` files and URLs, or the embedded data set's name.
     pub sources: Vec<SourceStatus>,
     /// Tables loaded by this daemon: 1 after start, +1 per successful reload.
     pub generation: u64,
@@ -108,8 +108,11 @@ pub struct DataStatus {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SourceStatus {
     pub source: String,
-    /// Seconds since the file was modified (none for the embedded data).
+    /// Seconds since the file was written or downloaded (none for the embedded data).
     pub age_seconds: Option<u64>,
+    /// The data's release date, when the source tells it.
+    #[serde(default)]
+    pub date: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

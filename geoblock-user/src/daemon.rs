@@ -25,9 +25,10 @@ use crate::{
     bpffs::StateDir,
     config::ConfigSource,
     control::{self, ControlSocket, Request, Response},
-    country, dataset, guard, notify, parse,
+    country, guard, notify,
     policy::{Change, Mode, Policy},
     prefix::Table,
+    source::{DataSources, Loaded, SourceInfo},
     program::{mode_name, Geoblock, PinnedMaps},
     Error,
 };
@@ -42,8 +43,7 @@ pub struct RunOptions {
     pub policy: Policy,
     pub state_dir: PathBuf,
     pub backend: Backend,
-    /// `--data` files; none means the embedded data.
-    pub data: Vec<PathBuf>,
+    pub data: DataSources,
     /// Remove program, links and pins on SIGINT/SIGTERM instead of leaving
     /// enforcement in place.
     pub detach_on_exit: bool,
@@ -52,16 +52,6 @@ pub struct RunOptions {
     pub management: Vec<IpNetwork>,
     /// Skip the lock-out guard.
     pub force: bool,
-}
-
-/// The table from `paths` (`start,end,cc` CSVs combined), or the embedded
-/// data when there are none.
-pub fn read_data(paths: &[PathBuf]) -> Result<Table, Error> {
-    if paths.is_empty() {
-        return Ok(dataset::embedded()?);
-    }
-    let paths: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
-    Ok(parse::load(&paths)?)
 }
 
 /// Runs until SIGINT or SIGTERM. Everything is validated, filled and
@@ -122,13 +112,15 @@ struct Daemon {
     /// Tables loaded so far, and the one in force (for the lock-out guard).
     generation: u64,
     table: Table,
+    /// What the table in force was read from.
+    sources: Vec<SourceInfo>,
     last_reload: Option<(Result<String, String>, Instant)>,
 }
 
 impl Daemon {
     fn start(opts: RunOptions, config: ConfigSource, state: &StateDir) -> Result<Daemon, Error> {
         let started = Instant::now();
-        let table = read_data(&opts.data)?;
+        let Loaded { table, sources } = opts.data.load()?;
         // Before anything changes in the kernel.
         if !opts.force {
             guarded(&opts.management, &opts.policy, &table, None)?;
@@ -160,6 +152,7 @@ impl Daemon {
             config,
             generation: 1,
             table,
+            sources,
             last_reload: None,
         };
         let how = daemon.attach_all(state)?;
@@ -260,7 +253,7 @@ impl Daemon {
         let started = Instant::now();
         let refused = |what: &str, e: &dyn std::fmt::Display| format!("reload failed ({what}), the previous table and policy stay in force: {e}");
         let new = self.config.read().map_err(|e| refused("config", &e))?;
-        let table = read_data(&new.data).map_err(|e| refused("data", &e))?;
+        let Loaded { table, sources } = new.data.load().map_err(|e| refused("data", &e))?;
         if !new.force {
             guarded(&new.management, &new.policy, &table, None).map_err(|e| refused("lock-out guard", &e))?;
         }
@@ -278,7 +271,7 @@ impl Daemon {
             table.v6.len(),
             started.elapsed().as_millis()
         );
-        self.table = table;
+        (self.table, self.sources) = (table, sources);
         (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
         (self.opts.management, self.opts.force) = (new.management, new.force);
         Ok(text)
@@ -349,7 +342,7 @@ impl Daemon {
                 exceptions: p.exceptions.iter().map(|n| n.to_string()).collect(),
             },
             data: control::DataStatus {
-                sources: data_sources(&self.opts.data),
+                sources: data_sources(&self.sources),
                 generation: self.generation,
                 prefixes_v4: self.table.v4.len(),
                 prefixes_v6: self.table.v6.len(),
@@ -442,21 +435,14 @@ fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client:
     Ok(guard::check(policy, table, &protected)?)
 }
 
-/// The `--data` files with their age, or the embedded data set.
-fn data_sources(paths: &[PathBuf]) -> Vec<control::SourceStatus> {
-    if paths.is_empty() {
-        let name = dataset::embedded_meta().map_or_else(|e| e.to_string(), |m| m.to_string());
-        return vec![control::SourceStatus { source: format!("embedded: {name}"), age_seconds: None }];
-    }
-    paths
+/// The sources of the table in force, with their age.
+fn data_sources(sources: &[SourceInfo]) -> Vec<control::SourceStatus> {
+    sources
         .iter()
-        .map(|path| control::SourceStatus {
-            source: path.display().to_string(),
-            age_seconds: std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|age| age.as_secs()),
+        .map(|info| control::SourceStatus {
+            source: info.origin.clone(),
+            age_seconds: info.modified.and_then(|t| SystemTime::now().duration_since(t).ok()).map(|a| a.as_secs()),
+            date: info.date.clone(),
         })
         .collect()
 }

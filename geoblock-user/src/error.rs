@@ -43,6 +43,8 @@ pub enum Error {
     NoBpfLink,
     #[error(transparent)]
     Data(#[from] crate::parse::ParseError),
+    #[error(transparent)]
+    Fetch(#[from] crate::source::fetch::FetchError),
     #[error("embedded data: {0}")]
     Dataset(#[from] crate::dataset::DatasetError),
 }

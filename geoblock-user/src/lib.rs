@@ -1,6 +1,6 @@
 //! geoblock: drop traffic by country in XDP, at line rate.
 //!
-//! Data flows one way: a source file → parsed ranges ([`parse`]) → the exact
+//! Data flows one way: a GeoIP source ([`source`]; range CSV alone: [`parse`]) → ranges → the exact
 //! minimal prefix set per country ([`prefix`]) → kernel tables ([`program`])
 //! → a verdict per packet → counters ([`stats`]).
 
@@ -18,6 +18,7 @@ pub mod policy;
 pub mod prefix;
 pub mod program;
 pub mod programs;
+pub mod source;
 pub mod stats;
 pub mod trie;
 

@@ -1,7 +1,7 @@
 //! The `geoblock` command: the daemon (`run`) and the tools around it.
 
 use std::{
-    io::{self, BufRead as _},
+    io::{self, BufRead as _, Write as _},
     net::IpAddr,
     path::PathBuf,
     process::ExitCode,
@@ -19,6 +19,7 @@ use geoblock::{
     daemon,
     policy::{Change, Enforcement},
     prefix::Table,
+    source::{self, inspect, CountryFields, DataSources, Format, DEFAULT_CACHE_DIR},
     stats::Stats,
 };
 use geoblock_common::CountryId;
@@ -153,6 +154,77 @@ enum DataCommand {
         #[arg(required = true)]
         csv: Vec<PathBuf>,
     },
+    /// What sources hold: format, date, ranges and prefixes per family, countries, prefix lengths.
+    Inspect {
+        #[arg(required = true)]
+        sources: Vec<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Countries listed, most prefixes first.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Only these countries (comma-separated ISO codes).
+        #[arg(long, value_delimiter = ',', value_parser = parse_country)]
+        country: Vec<CountryId>,
+        #[arg(long)]
+        json: bool,
+        /// Also print the wall time and peak memory of reading and converting.
+        #[arg(long)]
+        timing: bool,
+    },
+    /// Print the exact prefixes (or ranges) geoblock would load from the sources.
+    Convert {
+        #[arg(required = true)]
+        sources: Vec<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// `cidr`: "PREFIX CC" lines; `csv`: "start,end,cc" maximal ranges; `mmdb`: a MaxMind DB.
+        /// All read back to the same table.
+        #[arg(long, value_enum)]
+        to: ConvertTo,
+        /// Only these countries (comma-separated ISO codes).
+        #[arg(long, value_delimiter = ',', value_parser = parse_country)]
+        country: Vec<CountryId>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ConvertTo {
+    Cidr,
+    Csv,
+    /// A MaxMind DB (`country.iso_code`), e.g. to benchmark or test MMDB input.
+    Mmdb,
+}
+
+/// How sources are read.
+#[derive(Args)]
+struct ReadArgs {
+    /// The format of every source: csv, ip2location, mmdb, maxmind-csv, rir, cidr
+    /// [default: detected from each file's name and content].
+    #[arg(long, value_parser = parse_format)]
+    format: Option<Format>,
+    /// Where MMDB records keep the country code: dotted paths, tried in order
+    /// [default: country.iso_code,registered_country.iso_code].
+    #[arg(long)]
+    mmdb_field: Option<String>,
+    /// Where https:// and http:// sources are downloaded to (and kept for the next start)
+    /// [default: /var/cache/geoblock].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+impl ReadArgs {
+    /// `sources` read this way.
+    fn sources(&self, sources: Vec<String>) -> DataSources {
+        DataSources {
+            sources,
+            options: source::Options {
+                format: self.format,
+                mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
+            },
+            cache_dir: self.cache_dir.clone().unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
+        }
+    }
 }
 
 /// Every setting of the config file, as a flag that overrides it.
@@ -215,7 +287,10 @@ impl RunArgs {
             interfaces: some(self.interfaces),
             xdp_mode: self.xdp_mode,
             lookup: self.lookup,
-            data: (!self.data.data.is_empty()).then_some(self.data.data),
+            format: self.data.read.format.map(|f| f.to_string()),
+            mmdb_field: self.data.read.mmdb_field,
+            cache_dir: self.data.read.cache_dir,
+            data: some(self.data.data),
             state_dir: self.state_dir,
             control_socket: self.control_socket,
             detach_on_exit: self.detach_on_exit.then_some(true),
@@ -234,10 +309,14 @@ impl RunArgs {
 
 #[derive(Args)]
 struct DataArgs {
-    /// `start,end,cc` CSV (text or integer addresses) instead of the embedded DB-IP data;
-    /// repeat to combine files (e.g. IPv4 and IPv6) into one data set.
+    /// GeoIP data instead of the embedded DB-IP data: range CSV (DB-IP, Tor geoip), IP2Location
+    /// DB1, MMDB, MaxMind CSV (zip or folder), RIR delegated stats or CIDR lists, plain or
+    /// .gz/.xz/.zip, or an https:// URL of one. Repeat to combine: a later source wins where it
+    /// gives a country.
     #[arg(long)]
-    data: Vec<PathBuf>,
+    data: Vec<String>,
+    #[command(flatten)]
+    read: ReadArgs,
 }
 
 fn main() -> ExitCode {
@@ -301,7 +380,49 @@ fn execute(command: Command) -> Result<()> {
             println!("{}: {} IPv4 and {} IPv6 prefixes, {meta}", out.display(), counts.v4, counts.v6);
             Ok(())
         }
+        Command::Data(DataCommand::Inspect { sources, read, top, country, json, timing }) => {
+            inspect_sources(sources, &read, top, &country, json, timing)
+        }
+        Command::Data(DataCommand::Convert { sources, read, to, country }) => convert(sources, &read, to, &country),
     }
+}
+
+fn inspect_sources(
+    sources: Vec<String>,
+    read: &ReadArgs,
+    top: usize,
+    countries: &[CountryId],
+    json: bool,
+    timing: bool,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let loaded = read.sources(sources).load()?;
+    let elapsed = started.elapsed();
+    let report = inspect::report(&loaded, top, countries);
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{}", inspect::render(&report)),
+    }
+    if timing {
+        let rss = inspect::peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
+        eprintln!("read + exact conversion: {:.3} s wall, peak RSS {rss}", elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn convert(sources: Vec<String>, read: &ReadArgs, to: ConvertTo, countries: &[CountryId]) -> Result<()> {
+    let table = inspect::only(read.sources(sources).load()?.table, countries);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    match to {
+        ConvertTo::Cidr => inspect::write_cidr(&mut out, &table)?,
+        ConvertTo::Csv => inspect::write_csv(&mut out, &table)?,
+        ConvertTo::Mmdb => {
+            let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            out.write_all(&source::mmdb::write(&table, &["country", "iso_code"], "geoblock-Country", epoch))?;
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 /// `--version` names the embedded data set, as its licence asks.
@@ -340,7 +461,7 @@ fn run(args: RunArgs) -> Result<()> {
 /// `geoblock config check FILE`: everything `run` would refuse, without the kernel.
 fn check_config(file: &std::path::Path) -> Result<()> {
     let opts = Config::load(file, true)?.resolve()?;
-    let table = daemon::read_data(&opts.data)?;
+    let table = opts.data.load()?.table;
     println!(
         "{}: ok; {} on {}, {} IPv4 and {} IPv6 prefixes",
         file.display(),
@@ -408,7 +529,11 @@ fn lookup(addresses: &[String], data: &DataArgs) -> Result<()> {
 }
 
 fn load_table(data: &DataArgs) -> Result<Table> {
-    Ok(daemon::read_data(&data.data)?)
+    Ok(data.read.sources(data.data.clone()).load()?.table)
+}
+
+fn parse_format(name: &str) -> Result<Format, String> {
+    name.parse()
 }
 
 fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {

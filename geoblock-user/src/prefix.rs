@@ -78,6 +78,12 @@ impl Table {
         Ranges { v4: runs(&self.v4), v6: runs(&self.v6) }
     }
 
+    /// This table with `top` laid over it: `top`'s country wherever `top`
+    /// has one, this table's elsewhere. How later sources win ([`crate::source`]).
+    pub fn overlay(&self, top: &Table) -> Table {
+        Table { v4: overlay_prefixes::<Ipv4Addr>(&self.v4, &top.v4), v6: overlay_prefixes::<Ipv6Addr>(&self.v6, &top.v6) }
+    }
+
     /// The prefix containing `ip` and its country, if any.
     pub fn lookup(&self, ip: IpAddr) -> Option<(IpNetwork, CountryId)> {
         match ip {
@@ -238,6 +244,40 @@ fn runs<A: Family>(prefixes: &[(A::Net, CountryId)]) -> Vec<Range<A>> {
                 last.end = A::from_int(end);
             }
             _ => out.push(Range { start: A::from_int(start), end: A::from_int(end), country }),
+        }
+    }
+    out
+}
+
+fn overlay_prefixes<A: Family>(base: &[(A::Net, CountryId)], top: &[(A::Net, CountryId)]) -> Vec<(A::Net, CountryId)> {
+    // The common case, an IPv4 source and an IPv6 one, needs no work.
+    match (base.is_empty(), top.is_empty()) {
+        (_, true) => base.to_vec(),
+        (true, false) => top.to_vec(),
+        (false, false) => prefixes(overlay(&runs::<A>(base), &runs::<A>(top)))
+            .expect("overlaid ranges are disjoint by construction"),
+    }
+}
+
+/// `top` and the parts of `base` it does not cover; both sorted and disjoint.
+fn overlay<A: Family>(base: &[Range<A>], top: &[Range<A>]) -> Vec<Range<A>> {
+    let mut out = top.to_vec();
+    let mut first = 0; // the first top range that may reach the current base range
+    for b in base {
+        let end = b.end.to_int();
+        let mut start = Some(b.start.to_int());
+        while first < top.len() && top[first].end.to_int() < b.start.to_int() {
+            first += 1;
+        }
+        for t in top[first..].iter().take_while(|t| t.start.to_int() <= end) {
+            let Some(s) = start else { break };
+            if t.start.to_int() > s {
+                out.push(Range { start: A::from_int(s), end: A::from_int(t.start.to_int() - 1), country: b.country });
+            }
+            start = t.end.to_int().checked_add(1).filter(|&n| n <= end);
+        }
+        if let Some(s) = start {
+            out.push(Range { start: A::from_int(s), end: b.end, country: b.country });
         }
     }
     out

@@ -61,6 +61,8 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 pub struct Geoblock {
     ebpf: Ebpf,
     backend: Backend,
+    /// The XDP function in the object: [`PROGRAM`], or a benchmark's.
+    name: String,
     /// Keeps the log ring buffer open; drained by the daemon.
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
 }
@@ -129,19 +131,16 @@ impl Geoblock {
                 None
             }
         };
-        let mut geoblock = Geoblock { ebpf, backend, logger };
-        geoblock.program_mut(name)?.load().map_err(permission_or(Error::Program))?;
+        let mut geoblock = Geoblock { ebpf, backend, name: name.into(), logger };
+        geoblock.program()?.load().map_err(permission_or(Error::Program))?;
         Ok(geoblock)
     }
 
+    /// The loaded XDP program (the object's `name` given at load).
     pub fn program(&mut self) -> Result<&mut Xdp, Error> {
-        self.program_mut(PROGRAM)
-    }
-
-    fn program_mut(&mut self, name: &str) -> Result<&mut Xdp, Error> {
         let program = self
             .ebpf
-            .program_mut(name)
+            .program_mut(&self.name)
             .ok_or(Error::Program(ProgramError::NotLoaded))?;
         Ok(program.try_into()?)
     }

@@ -7,3 +7,9 @@ pub static GEOBLOCK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 #[cfg(feature = "bench-programs")]
 pub static BENCH_DROP: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-drop"));
+
+/// The benchmark's traffic generator (`bench_sender`) and a bare XDP_PASS
+/// (`bench_pass`).
+#[cfg(feature = "bench-programs")]
+pub static BENCH_SENDER: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-sender"));

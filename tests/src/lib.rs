@@ -6,3 +6,4 @@ pub mod geoblock;
 pub mod netns;
 pub mod sources;
 pub mod traffic;
+pub mod bench;

@@ -74,6 +74,45 @@ impl Netns {
             .unwrap_or_else(|e| panic!("sysctl {key}={value} in {}: {e}", self.name));
     }
 
+    /// Runs `program ARGS` in this namespace (sharing our mount namespace),
+    /// with `stdin` fed to it; panics with its stderr on failure.
+    pub fn exec(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
+        use std::{io::Write as _, process::Stdio};
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.command(&mut cmd);
+        let what = format!("`{program} {}` in {}", args.join(" "), self.name);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {what}: {e} (is it installed? `cargo xtask setup`)"));
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        let feed = stdin.map(|input| pipe.write_all(input));
+        drop(pipe);
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
+        assert!(
+            out.status.success() && !matches!(feed, Some(Err(_))),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes `value` to `/sys/class/net/DEV/ATTR` of this namespace's `dev`
+    /// (through `ip netns exec`, which mounts the namespace's own sysfs).
+    pub fn set_device_attr(&self, dev: &str, attr: &str, value: &str) {
+        let path = format!("/sys/class/net/{dev}/{attr}");
+        run_ip(&["netns", "exec", &self.name, "sh", "-c", &format!("echo {value} > {path}")]);
+    }
+
+    /// The index of `dev` in this namespace.
+    pub fn ifindex(&self, dev: &str) -> u32 {
+        let name = std::ffi::CString::new(dev).expect("device name");
+        // SAFETY: a valid C string.
+        let index = self.run(|| unsafe { libc::if_nametoindex(name.as_ptr()) });
+        assert!(index != 0, "no {dev} in {}", self.name);
+        index
+    }
+
     /// Runs `f` on a thread that entered this namespace: sockets it creates
     /// belong to the namespace (and keep working from any thread after).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
@@ -147,11 +186,18 @@ impl Pair {
     /// `gbs`/`gbr`, with rp_filter off on the receiver (spoofed sources have
     /// no route back) and IPv6 without DAD, autoconf or router solicitations.
     pub fn create() -> Pair {
+        Pair::create_named("gbs", "gbr")
+    }
+
+    /// Like [`Pair::create`], with the veth ends named `sender_if` and
+    /// `receiver_if` (e.g. unique names, so that per-device kernel threads
+    /// like `napi/<dev>-<id>` are told apart from other runs').
+    pub fn create_named(sender_if: &str, receiver_if: &str) -> Pair {
         sweep_stale();
         let tag = unique_tag();
         let sender = Netns::create(&format!("{NETNS_PREFIX}{tag}-s"));
         let receiver = Netns::create(&format!("{NETNS_PREFIX}{tag}-r"));
-        let (sender_if, receiver_if) = ("gbs".to_string(), "gbr".to_string());
+        let (sender_if, receiver_if) = (sender_if.to_string(), receiver_if.to_string());
         for ns in [&sender, &receiver] {
             for key in ["all", "default"] {
                 ns.sysctl(&format!("net.ipv6.conf.{key}.accept_ra"), "0");

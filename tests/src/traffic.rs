@@ -36,6 +36,7 @@ impl Sender {
     /// A sender on another link of the pair (see [`Pair::add_link`]).
     pub fn on_link(pair: &Pair, link: &Link) -> Sender {
         let dev = link.sender_if.clone();
+        let ifindex = pair.sender.ifindex(&dev);
         let fd = pair.sender.run(move || {
             // Protocol 0: send only, receive nothing.
             // SAFETY: plain syscalls with valid arguments.
@@ -43,9 +44,6 @@ impl Sender {
                 unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) },
                 "AF_PACKET socket",
             );
-            let name = std::ffi::CString::new(dev.as_str()).unwrap();
-            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-            assert!(ifindex != 0, "no {dev} in the sender namespace");
             let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
             sll.sll_family = libc::AF_PACKET as u16;
             sll.sll_ifindex = ifindex as i32;

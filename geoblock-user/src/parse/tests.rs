@@ -1,6 +1,12 @@
 use proptest::prelude::*;
 
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
 use super::*;
+use crate::country;
 
 fn table(text: &str) -> Table {
     parse(text.as_bytes(), "test.csv", Integers::Auto).unwrap()

@@ -1,0 +1,122 @@
+//! MaxMind GeoLite2/GeoIP2 Country CSV, as downloaded (the zip) or unpacked:
+//! `…-Blocks-IPv4.csv` and `…-Blocks-IPv6.csv` hold networks and geoname ids,
+//! `…-Locations-en.csv` maps a geoname id to `country_iso_code`.
+//!
+//! A network's country is its `geoname_id`'s; when that is empty (anonymous
+//! proxies, satellite providers) or names a continent without a country,
+//! `registered_country_geoname_id`'s. Networks with neither are unknown.
+//! Columns are found by their header names, which MaxMind keeps stable while
+//! adding columns (`is_anycast`).
+
+use std::collections::HashMap;
+
+use super::{
+    rows::{country_of, network, show, Loc, RowError, Rows, SourceError},
+    text, Input,
+};
+use geoblock_common::{CountryId, NO_COUNTRY};
+
+/// Whether a file of a set belongs to this format, and as what.
+pub(crate) fn role(name: &str) -> Option<Role> {
+    let name = name.to_ascii_lowercase();
+    if name.ends_with("-blocks-ipv4.csv") || name.ends_with("-blocks-ipv6.csv") {
+        Some(Role::Blocks)
+    } else if name.ends_with("-locations-en.csv") {
+        Some(Role::Locations)
+    } else {
+        None
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Blocks,
+    Locations,
+}
+
+/// Reads the blocks of `inputs` joined with their locations file.
+pub(crate) fn parse_into(rows: &mut Rows, inputs: &[Input]) -> Result<(), SourceError> {
+    let with = |role| inputs.iter().filter(move |i| self::role(&i.name) == Some(role));
+    let origin = inputs.first().map_or("(no files)", |i| i.origin.as_str());
+    let Some(locations) = with(Role::Locations).next() else {
+        return Err(SourceError::invalid(origin, "MaxMind CSV without its Locations-en.csv"));
+    };
+    let countries = locations_of(locations)?;
+    if with(Role::Blocks).next().is_none() {
+        return Err(SourceError::invalid(origin, "MaxMind CSV without Blocks-IPv4.csv or Blocks-IPv6.csv"));
+    }
+    for blocks in with(Role::Blocks) {
+        let index = rows.origin(&blocks.origin);
+        blocks_into(rows, blocks, index, &countries)?;
+    }
+    Ok(())
+}
+
+/// geoname id → country (NO_COUNTRY for continents).
+fn locations_of(input: &Input) -> Result<HashMap<u32, CountryId>, SourceError> {
+    let mut columns: Option<[usize; 2]> = None;
+    let mut out = HashMap::new();
+    text::each_line(&input.bytes, &input.origin, |_, line| {
+        let Some([id, iso]) = columns else {
+            columns = Some(text::columns(line, b',', ["geoname_id", "country_iso_code"]).map_err(|p| ("header", p))?);
+            return Ok(());
+        };
+        let fields: Vec<&[u8]> = text::fields(line, b',').collect();
+        let id = geoname(field(&fields, id, "geoname_id")?, "geoname_id")?.ok_or(("geoname_id", "empty".into()))?;
+        let iso = field(&fields, iso, "country_iso_code")?;
+        let country = if iso.is_empty() { NO_COUNTRY } else { country_of(iso).map_err(|p| ("country_iso_code", p))? };
+        out.insert(id, country);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn blocks_into(
+    rows: &mut Rows,
+    input: &Input,
+    index: usize,
+    countries: &HashMap<u32, CountryId>,
+) -> Result<(), SourceError> {
+    const NAMES: [&str; 3] = ["network", "geoname_id", "registered_country_geoname_id"];
+    let v4_file = input.name.to_ascii_lowercase().ends_with("-ipv4.csv");
+    let mut columns: Option<[usize; 3]> = None;
+    text::each_line(&input.bytes, &input.origin, |line, bytes| {
+        let Some(cols) = columns else {
+            columns = Some(text::columns(bytes, b',', NAMES).map_err(|p| ("header", p))?);
+            return Ok(());
+        };
+        let fields: Vec<&[u8]> = text::fields(bytes, b',').collect();
+        let [net, own, registered] = [0, 1, 2].map(|i| field(&fields, cols[i], NAMES[i]));
+        let net = network(net?).map_err(|p| ("network", p))?;
+        if net.is_ipv4() != v4_file {
+            return Err(("network", format!("{net} is of the other family than this file's")));
+        }
+        let own = country_at(countries, own?, "geoname_id")?;
+        let country = match own {
+            NO_COUNTRY => country_at(countries, registered?, "registered_country_geoname_id")?,
+            c => c,
+        };
+        rows.push_net(Loc { origin: index, line }, net, country);
+        Ok(())
+    })
+}
+
+fn field<'a>(fields: &[&'a [u8]], at: usize, name: &'static str) -> Result<&'a [u8], RowError> {
+    fields.get(at).copied().ok_or((name, "missing".to_string()))
+}
+
+fn geoname(field: &[u8], name: &'static str) -> Result<Option<u32>, RowError> {
+    if field.is_empty() {
+        return Ok(None);
+    }
+    let bad = || (name, format!("'{}' is not a geoname id", show(field)));
+    std::str::from_utf8(field).map_err(|_| bad())?.parse().map(Some).map_err(|_| bad())
+}
+
+/// The country of a geoname id field; an id missing from the locations is an error.
+fn country_at(countries: &HashMap<u32, CountryId>, field: &[u8], name: &'static str) -> Result<CountryId, RowError> {
+    match geoname(field, name)? {
+        None => Ok(NO_COUNTRY),
+        Some(id) => countries.get(&id).copied().ok_or((name, format!("{id} is not in the Locations-en.csv"))),
+    }
+}

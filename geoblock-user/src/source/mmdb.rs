@@ -1,0 +1,69 @@
+//! MaxMind DB (`.mmdb`): GeoLite2/GeoIP2 Country, DB-IP's MMDB, and others
+//! built the same way. The whole database is enumerated with the
+//! `maxminddb` crate; each network's country comes from the first of the
+//! [`CountryFields`] paths that holds one (by default `country.iso_code`,
+//! then `registered_country.iso_code`, as MaxMind advises for
+//! country-level blocking).
+//!
+//! [`write`] builds such a database from a table (the tests' fixtures and
+//! the benchmark's MMDB).
+
+use geoblock_common::NO_COUNTRY;
+use maxminddb::{PathElement, Reader, WithinOptions};
+
+use super::rows::{country_of, Loc, Place, Rows, SourceError};
+
+mod write;
+pub use write::write;
+
+/// Where in a record the country code is: paths tried in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CountryFields(pub Vec<Vec<String>>);
+
+impl Default for CountryFields {
+    fn default() -> Self {
+        CountryFields::parse("country.iso_code,registered_country.iso_code")
+    }
+}
+
+impl CountryFields {
+    /// Dotted paths, comma-separated: `country.iso_code,registered_country.iso_code`, `country_code`.
+    pub fn parse(text: &str) -> CountryFields {
+        CountryFields(text.split(',').map(|p| p.trim().split('.').map(str::to_string).collect()).collect())
+    }
+}
+
+/// Reads every network of the database; gives its build date.
+pub(crate) fn parse_into(
+    rows: &mut Rows,
+    bytes: Vec<u8>,
+    origin: usize,
+    fields: &CountryFields,
+) -> Result<Option<String>, SourceError> {
+    let name = rows.origin_name(origin).to_string();
+    let corrupt = |e: maxminddb::MaxMindDbError| SourceError::invalid(&name, format!("not a readable MMDB: {e}"));
+    let reader = Reader::from_source(bytes).map_err(corrupt)?;
+    let date = super::date_of_epoch(reader.metadata().build_epoch);
+    let paths: Vec<Vec<PathElement>> =
+        fields.0.iter().map(|p| p.iter().map(|k| PathElement::Key(k)).collect()).collect();
+    for item in reader.networks(WithinOptions::default()).map_err(corrupt)? {
+        let found = item.map_err(corrupt)?;
+        let net = found.network().map_err(corrupt)?;
+        let at = |problem: String| SourceError::Field {
+            origin: name.clone(),
+            at: Place::Network(net),
+            field: "country",
+            problem,
+        };
+        let mut country = NO_COUNTRY;
+        for path in &paths {
+            let code: Option<&str> = found.decode_path(path).map_err(|e| at(e.to_string()))?;
+            if let Some(code) = code.filter(|c| !c.is_empty()) {
+                country = country_of(code.as_bytes()).map_err(at)?;
+                break;
+            }
+        }
+        rows.push_net(Loc { origin, line: 0 }, net, country);
+    }
+    Ok(date)
+}

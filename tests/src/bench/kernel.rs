@@ -1,0 +1,116 @@
+//! What the kernel says about a loaded program: its run time under
+//! BPF_PROG_TEST_RUN, its `bpf_stats`, and the memory of its maps.
+
+use std::{
+    net::IpAddr,
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+};
+
+use aya::{
+    maps::{MapInfo, MapType},
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+
+/// Turns on the kernel's per-program run time and count (`bpf_stats`) for
+/// as long as the returned fd is open: BPF_ENABLE_STATS, the same switch as
+/// `sysctl kernel.bpf_stats_enabled=1`, reverted by the kernel on close, so
+/// also when the bench dies.
+pub fn enable_bpf_stats() -> OwnedFd {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .unwrap_or_else(|e| panic!("BPF_ENABLE_STATS (kernel.bpf_stats_enabled): {e}"))
+}
+
+/// A program's cumulative (run time ns, run count) from `bpf_stats`.
+pub fn run_stats(program: &Xdp) -> (u64, u64) {
+    let info = program.info().expect("program info");
+    (info.run_time().as_nanos() as u64, info.run_count())
+}
+
+/// ns per run of `frame` repeated `repeat` times in one BPF_PROG_TEST_RUN:
+/// the same packet, hot in every cache.
+pub fn hot_ns(program: &Xdp, frame: &[u8], repeat: u32) -> f64 {
+    let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() };
+    let result = program.test_run(opts).expect("BPF_PROG_TEST_RUN");
+    result.duration.as_nanos() as f64
+}
+
+/// Mean ns per run with one BPF_PROG_TEST_RUN per frame, each from another
+/// source: every lookup walks another path (the kernel's clock reads around
+/// a single run are included, for the baseline alike).
+pub fn cold_ns(program: &Xdp, frames: &[Vec<u8>]) -> f64 {
+    let total: u128 = frames
+        .iter()
+        .map(|frame| {
+            let opts = TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() };
+            program.test_run(opts).expect("BPF_PROG_TEST_RUN").duration.as_nanos()
+        })
+        .sum();
+    total as f64 / frames.len() as f64
+}
+
+/// Frames from `sources` built by `frame`.
+pub fn frames_from(sources: &[IpAddr], frame: impl Fn(IpAddr) -> Vec<u8>) -> Vec<Vec<u8>> {
+    sources.iter().map(|&s| frame(s)).collect()
+}
+
+/// One map's kernel memory, as `memlock:` in its fdinfo.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MapMemory {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// The memory of every map `program` uses, and of the maps held in slot 0
+/// of its arrays of maps (the tables; named `OUTER[0]`).
+pub fn map_memory(program: &Xdp) -> Vec<MapMemory> {
+    let ids = program.info().expect("program info").map_ids().expect("map ids").unwrap_or_default();
+    let mut maps = Vec::new();
+    for id in ids {
+        let info = MapInfo::from_id(id).expect("map info");
+        let name = info.name_as_str().unwrap_or("?").to_string();
+        let fd = info.fd().expect("map fd");
+        maps.push(MapMemory { name: name.clone(), bytes: memlock(fd.as_fd().as_raw_fd()) });
+        if matches!(info.map_type(), Ok(MapType::ArrayOfMaps)) {
+            if let Some(inner) = inner_map_id(fd.as_fd().as_raw_fd()) {
+                let fd = MapInfo::from_id(inner).expect("inner map info").fd().expect("inner map fd");
+                maps.push(MapMemory { name: format!("{name}[0]"), bytes: memlock(fd.as_fd().as_raw_fd()) });
+            }
+        }
+    }
+    maps
+}
+
+fn memlock(fd: i32) -> u64 {
+    let path = format!("/proc/self/fdinfo/{fd}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no memlock in {path}"))
+}
+
+/// The id of the map in slot 0 of the array of maps `fd` (None when empty).
+fn inner_map_id(fd: i32) -> Option<u32> {
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+    let (key, mut value) = (0u32, 0u32);
+    let attr = ElemAttr {
+        map_fd: fd as u32,
+        _pad: 0,
+        key: &key as *const u32 as u64,
+        value: &mut value as *mut u32 as u64,
+        flags: 0,
+    };
+    // SAFETY: a lookup whose key and value point at live u32s.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_ELEM, &attr as *const ElemAttr, std::mem::size_of::<ElemAttr>())
+    };
+    (rc == 0).then_some(value)
+}

@@ -1,0 +1,48 @@
+//! `cargo xtask bench`: see BENCHMARKS.md. Runs as root; everything it
+//! creates lives in two network namespaces removed at the end.
+//!
+//! Options: --secs S (per line-rate sample, default 0.7), --rounds N
+//! (default 3), --json PATH (default target/bench.json), --svg PATH
+//! (default benchmarks/lookup.svg), --skip-line-rate, --full (every
+//! traffic at every table scope; by default only the world gets them all).
+
+use std::{path::PathBuf, time::Duration};
+
+use geoblock_tests::{
+    bench::{self, report::Report, Settings},
+    netns,
+};
+
+fn main() {
+    netns::assert_root();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| args.iter().position(|a| a == name).map(|i| args.get(i + 1).expect("a value").clone());
+    let settings = Settings {
+        sample: Duration::from_secs_f64(value("--secs").map_or(0.7, |v| v.parse().expect("--secs S"))),
+        rounds: value("--rounds").map_or(3, |v| v.parse().expect("--rounds N")),
+        cold_frames: 20_000,
+        hot_repeat: 1_000_000,
+        full: args.iter().any(|a| a == "--full"),
+    };
+    let json = PathBuf::from(value("--json").unwrap_or_else(|| "target/bench.json".into()));
+    let svg = PathBuf::from(value("--svg").unwrap_or_else(|| "benchmarks/lookup.svg".into()));
+    let world = geoblock::dataset::embedded().expect("the embedded world table");
+    let mut report = Report { machine: machine(), ..Report::default() };
+    eprintln!("bench: BPF_PROG_TEST_RUN, {} rounds", settings.rounds);
+    bench::test_runs(&world, settings, &mut report);
+    if !args.iter().any(|a| a == "--skip-line-rate") {
+        bench::line_rate(&world, settings, &mut report);
+        bench::report::write(&svg, &bench::report::svg(&report.line_rate));
+    }
+    report.print();
+    report.print_snmp();
+    report.save_json(&json);
+}
+
+/// CPU model, cores and kernel, for the record.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu.lines().find_map(|l| l.strip_prefix("model name")).map_or("?", |m| m.trim_start_matches([' ', '\t', ':']));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {} CPUs, Linux {}", std::thread::available_parallelism().map_or(0, |n| n.get()), kernel.trim())
+}
