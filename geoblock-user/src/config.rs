@@ -10,6 +10,8 @@
 //! format = "csv"                          # csv | ip2location | mmdb | maxmind-csv | rir | cidr; default: detected
 //! mmdb_field = "country.iso_code,registered_country.iso_code"
 //! cache_dir = "/var/cache/geoblock"       # where downloads are kept
+//! refresh = "6h"                          # download URLs again this often; default: never
+//! max_shrink = 10                         # % a new data set may shrink by before it is refused
 //! state_dir = "/sys/fs/bpf/geoblock"
 //! control_socket = "/run/geoblock/control.sock"
 //! detach_on_exit = false
@@ -25,6 +27,7 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use aya::programs::XdpMode;
@@ -38,7 +41,7 @@ use crate::{
     country,
     daemon::RunOptions,
     policy::{Mode, Policy},
-    source::{self, CountryFields, DataSources, DEFAULT_CACHE_DIR},
+    source::{self, guard::DEFAULT_MAX_SHRINK, CountryFields, DataSources, DEFAULT_CACHE_DIR},
 };
 
 pub const DEFAULT_CONFIG: &str = "/etc/geoblock/geoblock.toml";
@@ -55,6 +58,10 @@ pub struct Config {
     pub format: Option<String>,
     pub mmdb_field: Option<String>,
     pub cache_dir: Option<PathBuf>,
+    /// A duration: `90s`, `15m`, `6h`, `1d`.
+    pub refresh: Option<String>,
+    /// Percent of prefixes or covered addresses.
+    pub max_shrink: Option<f64>,
     pub state_dir: Option<PathBuf>,
     pub control_socket: Option<PathBuf>,
     pub detach_on_exit: Option<bool>,
@@ -125,6 +132,10 @@ pub enum ConfigError {
     BlockAndAllow,
     #[error(transparent)]
     Country(#[from] country::UnknownCountry),
+    #[error("refresh: '{0}' is not a duration (e.g. 30m, 6h, 1d)")]
+    Refresh(String),
+    #[error("max_shrink: {0} is not a percentage from 0 to 100")]
+    MaxShrink(f64),
     #[error("format: {0}")]
     Format(String),
     #[error("'{0}' is not a CIDR (e.g. 203.0.113.0/24)")]
@@ -156,6 +167,8 @@ impl Config {
             format: flags.format.clone().or(self.format),
             mmdb_field: flags.mmdb_field.clone().or(self.mmdb_field),
             cache_dir: flags.cache_dir.clone().or(self.cache_dir),
+            refresh: flags.refresh.clone().or(self.refresh),
+            max_shrink: flags.max_shrink.or(self.max_shrink),
             state_dir: flags.state_dir.clone().or(self.state_dir),
             control_socket: flags.control_socket.clone().or(self.control_socket),
             detach_on_exit: flags.detach_on_exit.or(self.detach_on_exit),
@@ -195,6 +208,11 @@ impl Config {
                 },
                 cache_dir: self.cache_dir.unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
             },
+            refresh: self.refresh.as_deref().map(refresh_interval).transpose()?,
+            max_shrink: match self.max_shrink.unwrap_or(DEFAULT_MAX_SHRINK * 100.0) {
+                percent if (0.0..=100.0).contains(&percent) => percent / 100.0,
+                percent => return Err(ConfigError::MaxShrink(percent)),
+            },
             detach_on_exit: self.detach_on_exit.unwrap_or(false),
             control_socket: self.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
             management: cidrs(self.management)?,
@@ -220,6 +238,10 @@ impl PolicyConfig {
             exceptions: cidrs(self.except)?,
         })
     }
+}
+
+fn refresh_interval(text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| ConfigError::Refresh(text.into()))
 }
 
 fn cidrs(texts: Option<Vec<String>>) -> Result<Vec<IpNetwork>, ConfigError> {
@@ -249,6 +271,7 @@ mod tests {
         assert_eq!(opts.policy.mode, Mode::Deny);
         assert_eq!(opts.policy.countries.len(), 1);
         assert!(opts.data.sources.is_empty() && !opts.detach_on_exit && !opts.policy.monitor);
+        assert_eq!((opts.refresh, opts.max_shrink), (None, 0.10));
     }
 
     #[test]
@@ -276,6 +299,12 @@ mod tests {
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nallow = [\"DE\"]\n").contains("keep one"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"XX\"]\n").contains("'XX'"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nexcept = [\"10/99\"]\n").contains("10/99"));
+        assert!(bad("interfaces = [\"e\"]\nrefresh = \"soon\"\n[policy]\nblock = [\"CN\"]\n").contains("'soon'"));
+        assert!(bad("interfaces = [\"e\"]\nrefresh = \"0s\"\n[policy]\nblock = [\"CN\"]\n").contains("'0s'"));
+        let opts = parse("interfaces = [\"e\"]\nrefresh = \"6h\"\nmax_shrink = 25\n[policy]\nblock = [\"CN\"]\n");
+        let opts = opts.resolve().unwrap();
+        assert_eq!((opts.refresh, opts.max_shrink), (Some(Duration::from_secs(6 * 3600)), 0.25));
+        assert!(bad("interfaces = [\"e\"]\nmax_shrink = 150.0\n[policy]\nblock = [\"CN\"]\n").contains("150"));
         assert!(toml::from_str::<Config>("interface = [\"eth0\"]\n").is_err(), "unknown keys are errors");
         assert!(toml::from_str::<Config>("xdp_mode = \"fast\"\n").is_err());
     }

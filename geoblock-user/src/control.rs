@@ -35,7 +35,11 @@ const MAX_REQUEST: u64 = 64 * 1024;
 #[serde(rename_all = "kebab-case", tag = "command")]
 pub enum Request {
     Status,
-    Reload,
+    /// `force`: load data the shrink guard would refuse.
+    Reload {
+        #[serde(default)]
+        force: bool,
+    },
     /// `ssh_client`: the address of the SSH session the command runs in,
     /// which the lock-out guard keeps reachable unless `force`.
     Change {
@@ -103,6 +107,12 @@ pub struct DataStatus {
     pub generation: u64,
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
+    /// How often URL sources are downloaded again (none: only on reload).
+    #[serde(default)]
+    pub refresh_seconds: Option<u64>,
+    /// The last timed download of the URL sources.
+    #[serde(default)]
+    pub last_download: Option<ReloadStatus>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -141,8 +151,16 @@ impl Status {
         out += &format!("exceptions  {}\n", if p.exceptions.is_empty() { "none".into() } else { p.exceptions.join(",") });
         let d = &self.data;
         for s in &d.sources {
-            let age = s.age_seconds.map_or(String::new(), |a| format!(" (modified {a} s ago)"));
-            out += &format!("data        {}{age}\n", s.source);
+            let age = s.age_seconds.map(|a| format!("modified {a} s ago"));
+            let notes: Vec<String> = age.into_iter().chain(s.date.as_ref().map(|d| format!("data of {d}"))).collect();
+            let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+            out += &format!("data        {}{notes}\n", s.source);
+        }
+        if let Some(every) = d.refresh_seconds {
+            out += &format!("refresh     every {every} s\n");
+        }
+        if let Some(r) = &d.last_download {
+            out += &format!("download    {}, {} s ago: {}\n", if r.ok { "ok" } else { "FAILED" }, r.seconds_ago, r.message);
         }
         out += &format!(
             "table       generation {}: {} IPv4 and {} IPv6 prefixes\n",

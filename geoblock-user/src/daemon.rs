@@ -28,7 +28,7 @@ use crate::{
     country, guard, notify,
     policy::{Change, Mode, Policy},
     prefix::Table,
-    source::{DataSources, Loaded, SourceInfo},
+    source::{fetch::FetchError, guard::check_replacement, DataSources, Loaded, SourceInfo},
     program::{mode_name, Geoblock, PinnedMaps},
     Error,
 };
@@ -36,7 +36,7 @@ use crate::{
 /// How often interfaces are checked for having disappeared or come back.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
@@ -44,6 +44,10 @@ pub struct RunOptions {
     pub state_dir: PathBuf,
     pub backend: Backend,
     pub data: DataSources,
+    /// Download URL sources again this often.
+    pub refresh: Option<Duration>,
+    /// The share of prefixes or addresses a new data set may lose (the shrink guard).
+    pub max_shrink: f64,
     /// Remove program, links and pins on SIGINT/SIGTERM instead of leaving
     /// enforcement in place.
     pub detach_on_exit: bool,
@@ -114,15 +118,37 @@ struct Daemon {
     table: Table,
     /// What the table in force was read from.
     sources: Vec<SourceInfo>,
-    last_reload: Option<(Result<String, String>, Instant)>,
+    last_reload: Option<Outcome>,
+    data_watch: DataWatch,
+    /// When URL sources are next downloaded (with `--refresh`).
+    next_download: Option<Instant>,
+    last_download: Option<Outcome>,
 }
+
+/// What an operation said, and when.
+type Outcome = (Result<String, String>, Instant);
+
+/// Changes of the data files, seen by their modification times.
+#[derive(Default)]
+struct DataWatch {
+    /// A change seen one tick ago: loaded once it holds still for a tick,
+    /// so a file being copied in is not read half-written.
+    settling: Option<Vec<Option<SystemTime>>>,
+    /// Files whose reload was refused: not tried again until they change.
+    refused: Option<Vec<Option<SystemTime>>>,
+}
+
+/// A blocking download of the URL sources, running off the main loop.
+type Download = tokio::task::JoinHandle<Result<usize, FetchError>>;
 
 impl Daemon {
     fn start(opts: RunOptions, config: ConfigSource, state: &StateDir) -> Result<Daemon, Error> {
         let started = Instant::now();
         let Loaded { table, sources } = opts.data.load()?;
-        // Before anything changes in the kernel.
+        // Before anything changes in the kernel. Whatever table a previous
+        // daemon left is not known here: only an empty one is refused.
         if !opts.force {
+            check_replacement(&Table::default(), &table, opts.max_shrink)?;
             guarded(&opts.management, &opts.policy, &table, None)?;
         }
         let (mut geoblock, maps) = Geoblock::load_pinned(opts.backend, state)?;
@@ -154,7 +180,11 @@ impl Daemon {
             table,
             sources,
             last_reload: None,
+            data_watch: DataWatch::default(),
+            next_download: None,
+            last_download: None,
         };
+        daemon.next_download = daemon.opts.refresh.map(|every| Instant::now() + every);
         let how = daemon.attach_all(state)?;
         daemon.geoblock.pin_program(state)?;
         daemon.release_unconfigured(state)?;
@@ -220,13 +250,21 @@ impl Daemon {
             Some(logger) => Some(unsafe { AsyncFd::register(logger) }.map_err(|e| io_error(e.into_parts().1))?),
             None => None,
         };
+        let mut download: Option<Download> = None;
         loop {
             tokio::select! {
                 _ = signals.int.recv() => return Ok(()),
                 _ = signals.term.recv() => return Ok(()),
-                _ = signals.hup.recv() => drop(self.reload()),
+                _ = signals.hup.recv() => drop(self.reload(false)),
                 Some((request, reply)) = control.next() => drop(reply.send(self.handle(request, state))),
-                _ = tick.tick() => self.watch_interfaces(state),
+                _ = tick.tick() => {
+                    self.watch_interfaces(state);
+                    self.watch_data();
+                    if download.is_none() {
+                        download = self.start_download();
+                    }
+                }
+                done = finished(&mut download) => self.downloaded(done),
                 ready = readable(&mut logs) => {
                     let mut ready = ready.map_err(io_error)?;
                     ready.get_inner_mut().flush();
@@ -238,9 +276,14 @@ impl Daemon {
 
     /// Re-reads the config and the data, swaps the new table in and
     /// applies the new policy. An invalid config or data set changes
-    /// nothing in the kernel: what is in force stays in force.
-    fn reload(&mut self) -> Result<String, String> {
-        let outcome = self.try_reload();
+    /// nothing in the kernel: what is in force stays in force. `force`
+    /// loads data the shrink guard would refuse.
+    fn reload(&mut self, force: bool) -> Result<String, String> {
+        let outcome = self.config.read().map_err(|e| refused("config", &e)).and_then(|new| self.swap_in(new, force));
+        self.record(outcome)
+    }
+
+    fn record(&mut self, outcome: Result<String, String>) -> Result<String, String> {
         match &outcome {
             Ok(text) => info!("{text}"),
             Err(text) => error!("{text}"),
@@ -249,11 +292,13 @@ impl Daemon {
         outcome
     }
 
-    fn try_reload(&mut self) -> Result<String, String> {
+    /// Loads `new`'s data and policy into the kernel, if the guards let it.
+    fn swap_in(&mut self, new: RunOptions, force: bool) -> Result<String, String> {
         let started = Instant::now();
-        let refused = |what: &str, e: &dyn std::fmt::Display| format!("reload failed ({what}), the previous table and policy stay in force: {e}");
-        let new = self.config.read().map_err(|e| refused("config", &e))?;
         let Loaded { table, sources } = new.data.load().map_err(|e| refused("data", &e))?;
+        if !force {
+            check_replacement(&self.table, &table, new.max_shrink).map_err(|e| refused("shrink guard", &e))?;
+        }
         if !new.force {
             guarded(&new.management, &new.policy, &table, None).map_err(|e| refused("lock-out guard", &e))?;
         }
@@ -274,7 +319,62 @@ impl Daemon {
         (self.table, self.sources) = (table, sources);
         (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
         (self.opts.management, self.opts.force) = (new.management, new.force);
+        if new.refresh != self.opts.refresh {
+            self.next_download = new.refresh.map(|every| Instant::now() + every);
+        }
+        (self.opts.refresh, self.opts.max_shrink) = (new.refresh, new.max_shrink);
         Ok(text)
+    }
+
+    /// Reloads the data (config and policy as they are) once a data file
+    /// changed and held still for a tick: an edited file, or a finished download.
+    fn watch_data(&mut self) {
+        if self.opts.data.sources.is_empty() {
+            return;
+        }
+        let now = self.opts.data.modified();
+        let loaded: Vec<_> = self.sources.iter().map(|s| s.modified).collect();
+        let watch = &mut self.data_watch;
+        if now == loaded || watch.refused.as_ref() == Some(&now) {
+            watch.settling = None;
+            return;
+        }
+        if watch.settling.as_ref() != Some(&now) {
+            watch.settling = Some(now);
+            return;
+        }
+        watch.settling = None;
+        info!("data changed on disk: reloading it");
+        let outcome = self.swap_in(self.opts.clone(), false);
+        self.data_watch.refused = outcome.is_err().then_some(now);
+        drop(self.record(outcome));
+    }
+
+    /// With `--refresh`, starts downloading the URL sources when it is time.
+    fn start_download(&mut self) -> Option<Download> {
+        let (every, due) = (self.opts.refresh?, self.next_download?);
+        if Instant::now() < due {
+            return None;
+        }
+        self.next_download = Some(Instant::now() + every);
+        let data = self.opts.data.clone();
+        Some(tokio::task::spawn_blocking(move || data.fetch()))
+    }
+
+    /// A new download is loaded by [`Daemon::watch_data`]; a failed one
+    /// changes nothing.
+    fn downloaded(&mut self, done: Result<Result<usize, FetchError>, tokio::task::JoinError>) {
+        let outcome = match done {
+            Ok(Ok(0)) => Ok("the URL sources are unchanged".to_string()),
+            Ok(Ok(n)) => Ok(format!("downloaded {n} changed URL source(s)")),
+            Ok(Err(e)) => Err(format!("download failed, the table in force stays: {e}")),
+            Err(e) => Err(format!("download failed, the table in force stays: {e}")),
+        };
+        match &outcome {
+            Ok(text) => info!("{text}"),
+            Err(text) => warn!("{text}"),
+        }
+        self.last_download = Some((outcome, Instant::now()));
     }
 
     /// Settings a running daemon cannot change: say so instead of ignoring
@@ -296,7 +396,7 @@ impl Daemon {
     fn handle(&mut self, request: Request, state: &StateDir) -> Response {
         match request {
             Request::Status => Response { status: Some(self.status(state)), ..Response::ok("") },
-            Request::Reload => self.reload().map_or_else(Response::error, Response::ok),
+            Request::Reload { force } => self.reload(force).map_or_else(Response::error, Response::ok),
             Request::Change { change, ssh_client, force } => {
                 self.change_policy(&change, ssh_client, force).map_or_else(Response::error, Response::ok)
             }
@@ -346,12 +446,10 @@ impl Daemon {
                 generation: self.generation,
                 prefixes_v4: self.table.v4.len(),
                 prefixes_v6: self.table.v6.len(),
+                refresh_seconds: self.opts.refresh.map(|d| d.as_secs()),
+                last_download: self.last_download.as_ref().map(outcome_status),
             },
-            last_reload: self.last_reload.as_ref().map(|(outcome, at)| control::ReloadStatus {
-                ok: outcome.is_ok(),
-                message: outcome.clone().unwrap_or_else(|e| e),
-                seconds_ago: at.elapsed().as_secs(),
-            }),
+            last_reload: self.last_reload.as_ref().map(outcome_status),
         }
     }
 
@@ -433,6 +531,28 @@ fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client:
     let mut protected = guard::protected(management, ssh.as_deref());
     protected.extend(ssh_client.map(|ip| guard::Protected { net: ip.into(), what: "the SSH client" }));
     Ok(guard::check(policy, table, &protected)?)
+}
+
+fn outcome_status((outcome, at): &Outcome) -> control::ReloadStatus {
+    control::ReloadStatus {
+        ok: outcome.is_ok(),
+        message: outcome.clone().unwrap_or_else(|e| e),
+        seconds_ago: at.elapsed().as_secs(),
+    }
+}
+
+fn refused(what: &str, e: &dyn std::fmt::Display) -> String {
+    format!("reload failed ({what}), the previous table and policy stay in force: {e}")
+}
+
+/// The result of a background job; never, without one.
+async fn finished<T>(job: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    let result = match job {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    };
+    *job = None;
+    result
 }
 
 /// The sources of the table in force, with their age.

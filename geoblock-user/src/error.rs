@@ -43,6 +43,8 @@ pub enum Error {
     NoBpfLink,
     #[error(transparent)]
     Data(#[from] crate::parse::ParseError),
+    #[error("refusing the data: {0}")]
+    Shrink(#[from] crate::source::guard::ShrinkError),
     #[error(transparent)]
     Fetch(#[from] crate::source::fetch::FetchError),
     #[error("embedded data: {0}")]

@@ -81,7 +81,8 @@ enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
-    /// Re-read the data and swap the new table in (as SIGHUP does), reporting the result.
+    /// Re-read the config and data and swap the new table in (as SIGHUP does), reporting the
+    /// result; --force loads data the shrink guard refuses.
     Reload(ControlArgs),
     /// Country and prefix of addresses ('-' reads them from stdin), from the data `run` would load.
     Lookup {
@@ -103,7 +104,8 @@ struct ControlArgs {
     /// Print the daemon's JSON response instead of text.
     #[arg(long)]
     json: bool,
-    /// Apply a policy change even if it drops this SSH session's client or a management network.
+    /// Apply a policy change even if it drops this SSH session's client or a management network;
+    /// with reload, load data even if it shrinks by more than --max-shrink.
     #[arg(long)]
     force: bool,
 }
@@ -276,6 +278,14 @@ struct RunArgs {
     control_socket: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
+    /// Download URL sources again this often (e.g. 6h, 1d); local files are reloaded whenever they
+    /// change [default: only on reload].
+    #[arg(long)]
+    refresh: Option<String>,
+    /// Refuse new data with this many percent fewer prefixes or covered addresses than the
+    /// table in force (`geoblock reload --force` loads it anyway) [default: 10].
+    #[arg(long)]
+    max_shrink: Option<f64>,
 }
 
 impl RunArgs {
@@ -290,6 +300,8 @@ impl RunArgs {
             format: self.data.read.format.map(|f| f.to_string()),
             mmdb_field: self.data.read.mmdb_field,
             cache_dir: self.data.read.cache_dir,
+            refresh: self.refresh,
+            max_shrink: self.max_shrink,
             data: some(self.data.data),
             state_dir: self.state_dir,
             control_socket: self.control_socket,
@@ -368,7 +380,7 @@ fn execute(command: Command) -> Result<()> {
             ExceptOp::Add => change(&control, Change::ExceptAdd { cidr }),
             ExceptOp::Del => change(&control, Change::ExceptDel { cidr }),
         },
-        Command::Reload(control) => ask(&control, Request::Reload),
+        Command::Reload(control) => ask(&control, Request::Reload { force: control.force }),
         Command::Lookup { addresses, data } => lookup(&addresses, &data),
         Command::Data(DataCommand::Pack { out, release, name, attribution, csv }) => {
             let paths: Vec<&std::path::Path> = csv.iter().map(PathBuf::as_path).collect();

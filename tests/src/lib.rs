@@ -3,6 +3,7 @@
 
 pub mod frames;
 pub mod geoblock;
+pub mod http;
 pub mod netns;
 pub mod sources;
 pub mod traffic;

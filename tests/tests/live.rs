@@ -178,6 +178,12 @@ fn detach(pair: &Pair, state_dir: &Path) {
     assert!(!state_dir.exists(), "pins left after geoblock detach");
 }
 
+fn stop_and_detach(pair: &Pair, daemon: Daemon) {
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success(), "geoblock run did not exit cleanly");
+    detach(pair, &state_dir);
+}
+
 #[test]
 fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
     let pair = Pair::create();
@@ -263,9 +269,7 @@ fn reloads_alternating_data_sets_expose_nothing() {
     let stats = daemon.stats();
     assert_eq!(stats.total("dropped").0, (blocked + switched) as u64, "{}", stats.0);
     assert!(switched > 0 && flowed.delivered(switching) > 0, "the switching source was never switched");
-    let state_dir = daemon.state_dir.clone();
-    assert!(daemon.stop().success());
-    detach(&pair, &state_dir);
+    stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -302,9 +306,7 @@ fn an_interface_that_comes_back_is_attached_again() {
     assert!(pair.receiver_has_xdp(), "no XDP on the recreated gbr");
     let flowed = under_traffic(&pair, &all_sources(), || {});
     flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
-    let state_dir = daemon.state_dir.clone();
-    assert!(daemon.stop().success());
-    detach(&pair, &state_dir);
+    stop_and_detach(&pair, daemon);
 }
 
 /// IDs of the kernel's trie-node arrays (the tables' inner maps), by shape.
@@ -354,9 +356,7 @@ fn a_thousand_reloads_do_not_grow_kernel_or_daemon_memory() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(ours.len(), 2, "trie maps left after {RELOADS} reloads: {ours:?}");
-    let state_dir = daemon.state_dir.clone();
-    assert!(daemon.stop().success());
-    detach(&pair, &state_dir);
+    stop_and_detach(&pair, daemon);
 }
 
 /// Runs a control command against `daemon`; it must succeed.
@@ -382,24 +382,11 @@ fn control_commands_change_verdicts_on_live_traffic() {
     let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
     let mode = std::fs::metadata(&daemon.control_socket).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "control socket mode");
-    let (receiver, sender) = (Receiver::new(&pair), Sender::new(&pair));
-    let names = ["1.0.1.1 CN", "77.88.8.8 RU", "88.198.0.1 DE", "12.0.0.1 US"];
-    // Which of the four sources get through now (each all or nothing).
+    let names = [("1.0.1.1", "CN"), ("77.88.8.8", "RU"), ("88.198.0.1", "DE"), ("12.0.0.1", "US")];
+    // The countries whose source gets through now.
     let passing = || -> Vec<&str> {
-        let srcs: Vec<IpAddr> = names.iter().map(|n| n.split(' ').next().unwrap().parse().unwrap()).collect();
-        for &src in &srcs {
-            sender.send(src, 4);
-        }
-        let got = receiver.collect(Duration::from_millis(300));
-        let mut through = Vec::new();
-        for (&src, name) in srcs.iter().zip(names) {
-            match got.get(&src).copied().unwrap_or(0) {
-                0 => {}
-                4 => through.push(name.split(' ').nth(1).unwrap()),
-                n => panic!("{name}: {n} of 4 delivered\ndaemon log:\n{}", daemon.log()),
-            }
-        }
-        through
+        let through = passing(&pair, &daemon, &names.map(|(ip, _)| ip));
+        names.iter().filter(|(ip, _)| through.iter().any(|t| t == ip)).map(|&(_, cc)| cc).collect()
     };
     assert_eq!(passing(), ["DE", "US"]);
     ctl(&daemon, &["block", "DE"]);
@@ -446,9 +433,7 @@ fn control_commands_change_verdicts_on_live_traffic() {
     assert_eq!(status["status"]["last_reload"]["ok"], false, "{status}");
     assert_eq!(status["status"]["data"]["generation"], 2, "{status}");
 
-    let state_dir = daemon.state_dir.clone();
-    assert!(daemon.stop().success());
-    detach(&pair, &state_dir);
+    stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -493,9 +478,7 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
     refused(&daemon, &["reload"], "reload failed (config)");
     assert_eq!(through(), (Some(3), None));
 
-    let state_dir = daemon.state_dir.clone();
-    assert!(daemon.stop().success());
-    detach(&pair, &state_dir);
+    stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -549,9 +532,7 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     sender.send(us, 3);
     assert_eq!(receiver.collect(Duration::from_millis(300)).get(&us), Some(&3), "the excepted client was dropped");
 
-    let state_dir = daemon.state_dir.clone();
-    assert!(daemon.stop().success());
-    detach(&pair, &state_dir);
+    stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -574,4 +555,95 @@ fn systemd_hears_ready_once_attached_and_stopping_at_exit() {
     let n = socket.recv(&mut buf).expect("no STOPPING=1 from the daemon");
     assert_eq!(&buf[..n], b"STOPPING=1");
     detach(&pair, &state_dir);
+}
+
+/// What is left of DATA_B after a truncated copy: two of its seven rows.
+const SHRUNK: &str = "1.0.1.0,1.0.1.255,CN\n88.198.0.0,88.198.0.255,DE\n";
+
+fn status(daemon: &Daemon) -> serde_json::Value {
+    let response: serde_json::Value = serde_json::from_str(&ctl(daemon, &["status", "--json"])).unwrap();
+    response["status"].clone()
+}
+
+/// Which of `sources` get through now (each all or nothing).
+fn passing(pair: &Pair, daemon: &Daemon, sources: &[&str]) -> Vec<String> {
+    let (receiver, sender) = (Receiver::new(pair), Sender::new(pair));
+    for src in ips(sources) {
+        sender.send(src, 4);
+    }
+    let got = receiver.collect(Duration::from_millis(300));
+    let mut through = Vec::new();
+    for (src, text) in ips(sources).into_iter().zip(sources) {
+        match got.get(&src).copied().unwrap_or(0) {
+            0 => {}
+            4 => through.push(text.to_string()),
+            n => panic!("{text}: {n} of 4 delivered\ndaemon log:\n{}", daemon.log()),
+        }
+    }
+    through
+}
+
+#[test]
+fn edited_data_is_reloaded_and_shrunken_or_empty_data_refused_while_the_old_table_enforces() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    let flowed = under_traffic(&pair, &all_sources(), || {
+        // A file edited in place is reloaded without a signal.
+        data.write(DATA_B);
+        daemon.wait_line("data changed on disk", Duration::from_secs(30));
+        daemon.wait_line("reloaded: generation 2", Duration::from_secs(30));
+        // Most of it gone (a truncated copy, the wrong file): refused.
+        data.write(SHRUNK);
+        let line = daemon.wait_line("reload failed (shrink guard)", Duration::from_secs(30));
+        assert!(line.contains("shrinks by") && line.contains("stay in force"), "{line}");
+        data.write("1.0.0.0,1.0.0.255,ZZ\n");
+        refused(&daemon, &["reload"], "the new table is empty");
+    });
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
+    let s = status(&daemon);
+    assert_eq!((s["data"]["generation"].as_u64(), s["data"]["prefixes_v4"].as_u64()), (Some(2), Some(5)), "{s}");
+    assert_eq!(s["last_reload"]["ok"], false, "{s}");
+    assert!(s["last_reload"]["message"].as_str().unwrap().contains("empty"), "{s}");
+
+    // An operator who means it forces the smaller data set in.
+    data.write(SHRUNK);
+    assert!(ctl(&daemon, &["reload", "--force"]).contains("generation 3"));
+    assert_eq!(passing(&pair, &daemon, &["1.0.1.1", "77.88.8.8", "88.198.0.1"]), ["77.88.8.8", "88.198.0.1"]);
+    stop_and_detach(&pair, daemon);
+}
+
+#[test]
+fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
+    let pair = Pair::create();
+    let server = geoblock_tests::http::FileServer::start(&pair.receiver, DATA_A);
+    let url = server.url("countries.csv");
+    // Only for its temporary directory, which holds the downloads.
+    let scratch = DataFile::new("");
+    let cache = scratch.dir.join("cache");
+    let args = [
+        "--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN,RU", "--data", &url,
+        "--cache-dir", cache.to_str().unwrap(), "--refresh", "1s",
+    ];
+    let daemon = Daemon::start(&pair.receiver, &args);
+    let s = status(&daemon);
+    assert_eq!((s["data"]["sources"][0]["source"].as_str(), s["data"]["refresh_seconds"].as_u64()), (Some(url.as_str()), Some(1)), "{s}");
+    assert_eq!(passing(&pair, &daemon, &[SWITCHING]), Vec::<String>::new(), "90.0.0.0/24 is CN in data set A");
+    let flowed = under_traffic(&pair, &all_sources(), || {
+        server.serve(DATA_B);
+        daemon.wait_line("downloaded 1 changed URL source", Duration::from_secs(30));
+        daemon.wait_line("reloaded: generation 2", Duration::from_secs(30));
+        // The server says "not modified" from then on: nothing reloads.
+        daemon.wait_line("the URL sources are unchanged", Duration::from_secs(30));
+        server.fail(404);
+        let line = daemon.wait_line("download failed", Duration::from_secs(30));
+        assert!(line.contains("404") && line.contains("the table in force stays"), "{line}");
+    });
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
+    assert_eq!(passing(&pair, &daemon, &[SWITCHING]), [SWITCHING], "90.0.0.0/24 is DE in data set B");
+    let s = status(&daemon);
+    assert_eq!(s["data"]["generation"], 2, "{s}");
+    assert_eq!(s["data"]["last_download"]["ok"], false, "{s}");
+    assert!(server.requests() >= 4, "{} requests", server.requests());
+    stop_and_detach(&pair, daemon);
 }

@@ -100,6 +100,13 @@ pub fn is_url(text: &str) -> bool {
     text.starts_with("https://") || text.starts_with("http://")
 }
 
+/// Where `url` is kept in `dir`: under the URL's file name (which tells its format).
+pub fn cache_path(url: &str, dir: &Path) -> Result<PathBuf, FetchError> {
+    let name = url.split(['?', '#']).next().and_then(|u| u.rsplit('/').next()).filter(|n| !n.is_empty());
+    let name = name.filter(|_| is_url(url)).ok_or_else(|| FetchError::Url(url.to_string()))?;
+    Ok(dir.join(name))
+}
+
 /// The local file of a source given as a path or a URL. A URL is refreshed
 /// into `cache_dir`; if that fails but an earlier download is there, the
 /// earlier one is used (with a warning), so a flaky server cannot stop a
@@ -123,8 +130,7 @@ pub fn local_path(source: &str, cache_dir: &Path, config: FetchConfig) -> Result
 impl Remote {
     /// Keeps `url` in `dir`, under the URL's file name (which tells its format).
     pub fn new(url: &str, dir: &Path, config: FetchConfig) -> Result<Remote, FetchError> {
-        let name = url.split(['?', '#']).next().and_then(|u| u.rsplit('/').next()).filter(|n| !n.is_empty());
-        let name = name.filter(|_| is_url(url)).ok_or_else(|| FetchError::Url(url.to_string()))?;
+        let path = cache_path(url, dir)?;
         let tls = TlsConfig::builder().root_certs(RootCerts::PlatformVerifier).build();
         let agent = Agent::config_builder()
             .http_status_as_error(false)
@@ -133,7 +139,7 @@ impl Remote {
             .tls_config(tls)
             .build()
             .into();
-        Ok(Remote { url: url.to_string(), path: dir.join(name), config, agent })
+        Ok(Remote { url: url.to_string(), path, config, agent })
     }
 
     /// The last good download (it may not exist yet).

@@ -115,6 +115,34 @@ impl DataSources {
         }
         Ok(loaded)
     }
+
+    /// Downloads newer versions of the URL sources into `cache_dir`
+    /// (conditional GET, retries): how many changed. Blocking. A failure
+    /// leaves the last good download in place.
+    pub fn fetch(&self) -> Result<usize, fetch::FetchError> {
+        let mut changed = 0;
+        for url in self.sources.iter().filter(|s| fetch::is_url(s)) {
+            std::fs::create_dir_all(&self.cache_dir)
+                .map_err(|error| fetch::FetchError::File { path: self.cache_dir.clone(), error })?;
+            let remote = fetch::Remote::new(url, &self.cache_dir, fetch::FetchConfig::default())?;
+            changed += usize::from(remote.refresh()?.is_some());
+        }
+        Ok(changed)
+    }
+
+    /// When each source's file (a URL's: its download) was last written:
+    /// what a watcher compares with [`SourceInfo::modified`].
+    pub fn modified(&self) -> Vec<Option<std::time::SystemTime>> {
+        self.sources.iter().map(|source| modified(&self.local_file(source))).collect()
+    }
+
+    fn local_file(&self, source: &str) -> PathBuf {
+        fetch::cache_path(source, &self.cache_dir).unwrap_or_else(|_| PathBuf::from(source))
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// The embedded DB-IP data as a loaded source.
@@ -149,9 +177,11 @@ pub fn load<P: AsRef<Path>>(paths: &[P], options: &Options) -> Result<Loaded, So
 
 /// One source's table and what it held.
 pub fn load_one(path: &Path, options: &Options) -> Result<(Table, SourceInfo), SourceError> {
+    // Before reading: a write during the read shows as a later change.
+    let written = modified(path);
     let inputs = archive::open(path)?;
     let (table, mut info) = read(path.display().to_string(), inputs, options)?;
-    info.modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    info.modified = written;
     Ok((table, info))
 }
 

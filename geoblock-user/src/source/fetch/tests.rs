@@ -227,3 +227,23 @@ fn https_with_an_untrusted_certificate_is_refused() {
     assert_eq!(std::fs::read_to_string(dir.join("x.csv")).unwrap(), GOOD);
     assert_clean(&dir);
 }
+
+#[test]
+fn data_sources_download_what_changed_and_name_urls_as_given() {
+    let (url, count) = serve(|_, head| match head.contains("if-none-match: \"v1\"") {
+        true => reply(304, ""),
+        false => Reply { headers: vec![("ETag", "\"v1\"".into())], ..reply(200, GOOD) },
+    });
+    let dir = dir("sources");
+    let url = format!("{url}/au.csv");
+    let data = crate::source::DataSources { sources: vec![url.clone()], options: Default::default(), cache_dir: dir.clone() };
+    assert_eq!(data.modified(), [None], "nothing downloaded yet");
+    assert_eq!(data.fetch().unwrap(), 1);
+    assert_eq!(data.fetch().unwrap(), 0, "304: unchanged");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    // Loading asks once more (304) and reads the download.
+    let loaded = data.load().unwrap();
+    assert_eq!((loaded.sources[0].origin.as_str(), loaded.table.v4.len()), (url.as_str(), 1));
+    assert_eq!(data.modified(), [loaded.sources[0].modified], "what a watcher compares");
+    assert!(data.modified()[0].is_some());
+}
