@@ -177,7 +177,28 @@ impl Status {
 /// The daemon's end: accepts connections and hands their requests over.
 pub struct ControlSocket {
     path: PathBuf,
-    requests: mpsc::Receiver<(Request, oneshot::Sender<Response>)>,
+    requests: mpsc::Receiver<Incoming>,
+}
+
+/// A request, who sent it, and where its response goes.
+pub struct Incoming {
+    pub request: Request,
+    pub peer: Peer,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// The process at the other end (SO_PEERCRED): who changed the policy, for the log.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub pid: Option<i32>,
+    pub uid: Option<u32>,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        write!(f, "pid {} (uid {})", known(self.pid.map(|p| p.to_string())), known(self.uid.map(|u| u.to_string())))
+    }
 }
 
 impl ControlSocket {
@@ -203,8 +224,8 @@ impl ControlSocket {
         Ok(ControlSocket { path: path.into(), requests })
     }
 
-    /// The next request and where its response goes.
-    pub async fn next(&mut self) -> Option<(Request, oneshot::Sender<Response>)> {
+    /// The next request.
+    pub async fn next(&mut self) -> Option<Incoming> {
         self.requests.recv().await
     }
 }
@@ -215,14 +236,16 @@ impl Drop for ControlSocket {
     }
 }
 
-async fn accept(listener: UnixListener, tx: mpsc::Sender<(Request, oneshot::Sender<Response>)>) {
+async fn accept(listener: UnixListener, tx: mpsc::Sender<Incoming>) {
     while let Ok((stream, _)) = listener.accept().await {
         tokio::spawn(converse(stream, tx.clone()));
     }
 }
 
 /// One connection: read a request, wait for the daemon's answer, write it.
-async fn converse(stream: UnixStream, tx: mpsc::Sender<(Request, oneshot::Sender<Response>)>) {
+async fn converse(stream: UnixStream, tx: mpsc::Sender<Incoming>) {
+    let cred = stream.peer_cred().ok();
+    let peer = Peer { pid: cred.and_then(|c| c.pid()), uid: cred.map(|c| c.uid()) };
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
@@ -230,7 +253,7 @@ async fn converse(stream: UnixStream, tx: mpsc::Sender<(Request, oneshot::Sender
         Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
             Ok(request) => {
                 let (reply, answer) = oneshot::channel();
-                match tx.send((request, reply)).await {
+                match tx.send(Incoming { request, peer, reply }).await {
                     Ok(()) => answer.await.unwrap_or_else(|_| Response::error("the daemon is stopping")),
                     Err(_) => Response::error("the daemon is stopping"),
                 }

@@ -15,7 +15,7 @@ use std::{
 use aya::programs::XdpMode;
 use geoblock_common::Backend;
 use ipnetwork::IpNetwork;
-use log::{error, info, warn};
+use tracing::{error, info, warn};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, Signal, SignalKind},
@@ -24,7 +24,7 @@ use tokio::{
 use crate::{
     bpffs::StateDir,
     config::ConfigSource,
-    control::{self, ControlSocket, Request, Response},
+    control::{self, ControlSocket, Peer, Request, Response},
     country, guard, notify,
     policy::{Change, Mode, Policy},
     prefix::Table,
@@ -255,8 +255,14 @@ impl Daemon {
             tokio::select! {
                 _ = signals.int.recv() => return Ok(()),
                 _ = signals.term.recv() => return Ok(()),
-                _ = signals.hup.recv() => drop(self.reload(false)),
-                Some((request, reply)) = control.next() => drop(reply.send(self.handle(request, state))),
+                _ = signals.hup.recv() => {
+                    info!("SIGHUP: reloading the config and the data");
+                    drop(self.reload(false));
+                }
+                Some(incoming) = control.next() => {
+                    let response = self.handle(incoming.request, incoming.peer, state);
+                    drop(incoming.reply.send(response));
+                }
                 _ = tick.tick() => {
                     self.watch_interfaces(state);
                     self.watch_data();
@@ -393,12 +399,20 @@ impl Daemon {
         }
     }
 
-    fn handle(&mut self, request: Request, state: &StateDir) -> Response {
+    fn handle(&mut self, request: Request, peer: Peer, state: &StateDir) -> Response {
         match request {
             Request::Status => Response { status: Some(self.status(state)), ..Response::ok("") },
-            Request::Reload { force } => self.reload(force).map_or_else(Response::error, Response::ok),
+            Request::Reload { force } => {
+                info!("reload requested by {peer} through the control socket{}", if force { ", forced" } else { "" });
+                self.reload(force).map_or_else(Response::error, Response::ok)
+            }
             Request::Change { change, ssh_client, force } => {
-                self.change_policy(&change, ssh_client, force).map_or_else(Response::error, Response::ok)
+                let outcome = self.change_policy(&change, ssh_client, force);
+                match &outcome {
+                    Ok(text) => info!("policy changed by {peer} through the control socket ({}): {text}", change_text(&change)),
+                    Err(e) => warn!("policy change {} by {peer} refused: {e}", change_text(&change)),
+                }
+                outcome.map_or_else(Response::error, Response::ok)
             }
         }
     }
@@ -411,12 +425,8 @@ impl Daemon {
         if !force {
             guarded(&self.opts.management, &policy, &self.table, ssh_client).map_err(|e| e.to_string())?;
         }
-        self.geoblock.apply_policy(&policy).map_err(|e| {
-            error!("policy change {} failed: {e}", change_text(change));
-            e.to_string()
-        })?;
+        self.geoblock.apply_policy(&policy).map_err(|e| e.to_string())?;
         let text = format!("policy: {}", describe(&policy));
-        info!("policy changed through the control socket ({}): {}", change_text(change), describe(&policy));
         self.opts.policy = policy;
         Ok(text)
     }

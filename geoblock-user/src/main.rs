@@ -552,13 +552,20 @@ fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {
     country::parse(code)
 }
 
+/// One line per event on stderr (the journal under systemd). The XDP
+/// program's records arrive through aya-log's `log` records, which the
+/// subscriber takes in too.
 fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_target(false)
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(io::stderr)
         .init();
 }

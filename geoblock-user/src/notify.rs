@@ -5,7 +5,7 @@
 
 use std::os::unix::{ffi::OsStrExt as _, net::UnixDatagram};
 
-use log::warn;
+use tracing::warn;
 
 /// Everything is loaded and attached.
 pub fn ready() {

@@ -14,7 +14,7 @@ use geoblock_common::{
     maps, Backend, CountryId, TrieNode, ABI_VERSION, MAX_V4_PREFIXES, MAX_V6_PREFIXES, TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
-use log::warn;
+use tracing::warn;
 
 use crate::{
     bpffs::{StateDir, ABI_PIN, PROGRAM_PIN},

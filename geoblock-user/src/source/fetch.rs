@@ -120,7 +120,7 @@ pub fn local_path(source: &str, cache_dir: &Path, config: FetchConfig) -> Result
     match remote.refresh() {
         Ok(_) => Ok(remote.path().to_path_buf()),
         Err(e) if remote.path().exists() => {
-            log::warn!("{e}; using the earlier download {}", remote.path().display());
+            tracing::warn!("{e}; using the earlier download {}", remote.path().display());
             Ok(remote.path().to_path_buf())
         }
         Err(e) => Err(e),
@@ -159,7 +159,7 @@ impl Remote {
         loop {
             match self.attempt(&check) {
                 Err(e) if e.transient() && attempt < self.config.retries => {
-                    log::warn!("{e}; retrying");
+                    tracing::warn!("{e}; retrying");
                     std::thread::sleep(self.backoff(attempt));
                     attempt += 1;
                 }
