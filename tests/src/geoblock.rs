@@ -12,12 +12,19 @@ use std::{
 
 use serde_json::Value;
 
-use crate::netns::{unique_tag, Netns};
+use crate::netns::{unique_tag, Netns, Pair};
 
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// Prefix of the per-test state directories: `geoblock-test-<pid>-<n>`.
 const STATE_PREFIX: &str = "geoblock-test-";
+
+/// `geoblock run` arguments for the pair's receiving end in native mode, then `policy`.
+pub fn run_args<'a>(pair: &'a Pair, policy: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--iface", pair.receiver_if.as_str(), "--xdp-mode", "native"];
+    args.extend_from_slice(policy);
+    args
+}
 
 /// How long `geoblock run` may take to load the world table and attach
 /// (a debug build with the full embedded data on a slow CI box).

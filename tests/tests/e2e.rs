@@ -346,15 +346,7 @@ fn block_unknown_drops_addresses_without_a_country() {
     let pair = Pair::create();
     let daemon = Daemon::start(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--xdp-mode",
-            "native",
-            "--block",
-            "CN",
-            "--block-unknown",
-        ],
+        &geoblock::run_args(&pair, &["--block", "CN", "--block-unknown"]),
     );
     // Private addresses: no country in any data.
     let unknown: [IpAddr; 2] = [
@@ -402,14 +394,7 @@ fn sigterm_leaves_enforcement_until_detach() {
     let pair = Pair::create();
     let daemon = Daemon::start(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--xdp-mode",
-            "native",
-            "--block",
-            "CN",
-        ],
+        &geoblock::run_args(&pair, &["--block", "CN"]),
     );
     let state_dir = daemon.state_dir.clone();
     let [cn4, _] = sources::of("CN");
@@ -500,14 +485,7 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
     let pair = Pair::create();
     let first = Daemon::start(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--xdp-mode",
-            "native",
-            "--block",
-            "CN",
-        ],
+        &geoblock::run_args(&pair, &["--block", "CN"]),
     );
     let dir = first.state_dir.to_str().unwrap().to_string();
     // Same state dir (as with the default one): refused before touching it.
@@ -526,14 +504,7 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
     // Another state dir, same interface: the attach is refused.
     run_fails(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--xdp-mode",
-            "native",
-            "--block",
-            "RU",
-        ],
+        &geoblock::run_args(&pair, &["--block", "RU"]),
         &format!(
             "interface {} already has an XDP program attached",
             pair.receiver_if

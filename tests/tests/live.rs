@@ -161,7 +161,7 @@ fn under_traffic(pair: &Pair, sources: &[IpAddr], during: impl FnOnce()) -> Flow
 }
 
 fn run_args<'a>(pair: &'a Pair, data: &'a DataFile) -> Vec<&'a str> {
-    vec!["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN,RU", "--data", data.arg()]
+    geoblock::run_args(pair, &["--block", "CN,RU", "--data", data.arg()])
 }
 
 fn all_sources() -> Vec<IpAddr> {
@@ -621,10 +621,8 @@ fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
     // Only for its temporary directory, which holds the downloads.
     let scratch = DataFile::new("");
     let cache = scratch.dir.join("cache");
-    let args = [
-        "--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN,RU", "--data", &url,
-        "--cache-dir", cache.to_str().unwrap(), "--refresh", "1s",
-    ];
+    let cache = cache.to_str().unwrap();
+    let args = geoblock::run_args(&pair, &["--block", "CN,RU", "--data", &url, "--cache-dir", cache, "--refresh", "1s"]);
     let daemon = Daemon::start(&pair.receiver, &args);
     let s = status(&daemon);
     assert_eq!((s["data"]["sources"][0]["source"].as_str(), s["data"]["refresh_seconds"].as_u64()), (Some(url.as_str()), Some(1)), "{s}");

@@ -9,11 +9,4 @@ pub fn bench_drop(_ctx: XdpContext) -> u32 {
     XDP_DROP
 }
 
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+geoblock_ebpf::object_boilerplate!();

@@ -143,11 +143,4 @@ fn read_be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
     Some(u16::from_be_bytes(unsafe { (at as *const [u8; 2]).read_unaligned() }))
 }
 
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+geoblock_ebpf::object_boilerplate!();

@@ -98,14 +98,7 @@ fn demo() -> Result<bool, Interrupted> {
     let started = Instant::now();
     let daemon = Daemon::spawn(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--xdp-mode",
-            "native",
-            "--block",
-            &blocked,
-        ],
+        &geoblock::run_args(&pair, &["--block", &blocked]),
     );
     if !daemon.wait_attached_unless(|| INTERRUPTED.load(Ordering::SeqCst)) {
         return Err(Interrupted);
