@@ -1,0 +1,105 @@
+//! Sampled drop events: a per-CPU token bucket decides, then the event goes
+//! into a ring buffer for the daemon.
+//!
+//! Only the drop and would-drop paths come here, and the bucket is checked
+//! before anything is reserved: under a flood, all but a few packets cost a
+//! map lookup and a few arithmetic instructions more, and userspace sees at
+//! most the configured rate.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::XdpContext,
+};
+use geoblock_common::{
+    CountryId, DropEvent, EventBucket, EventConfig, EventCount, EVENT_COUNT_SLOTS, EVENT_RING_BYTES,
+    EVENT_SNAPLEN,
+};
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+#[map]
+static EVENT_CONFIG: Array<EventConfig> = Array::with_max_entries(1, 0);
+#[map]
+static EVENT_BUCKET: PerCpuArray<EventBucket> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static EVENT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_COUNT_SLOTS, 0);
+
+/// Samples the packet in `ctx`, which `action` dropped (or would have).
+#[inline(always)]
+pub fn sample(ctx: &XdpContext, country: CountryId, action: u8) {
+    if !take_token() {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
+        count(EventCount::Lost);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    let len = ctx.data_end() - ctx.data();
+    // SAFETY: `event` points to a reserved record of DropEvent's size.
+    unsafe {
+        (*event).timestamp_ns = bpf_ktime_get_ns();
+        (*event).frame_len = len as u32;
+        (*event).ifindex = ctx.ingress_ifindex() as u32;
+        (*event).country = country;
+        (*event).action = action;
+        (*event)._reserved = 0;
+        (*event).captured = capture(ctx, &mut (*event).frame, len);
+    }
+    entry.submit(0);
+    count(EventCount::Emitted);
+}
+
+/// Copies the first bytes of the frame (at most [`EVENT_SNAPLEN`]) into
+/// `frame`; returns how many. The copy is one helper call, whose length the
+/// verifier must see between 1 and the buffer's size: a `min` alone loses
+/// the lower bound in the compiled code, the mask keeps both. (A sampled
+/// frame was parsed, so it is never empty.)
+#[inline(always)]
+fn capture(ctx: &XdpContext, frame: &mut [u8; EVENT_SNAPLEN], len: usize) -> u8 {
+    const MASK: u32 = EVENT_SNAPLEN as u32 - 1;
+    const _: () = assert!(EVENT_SNAPLEN.is_power_of_two());
+    let n = ((len.min(EVENT_SNAPLEN) as u32).wrapping_sub(1) & MASK) + 1;
+    // SAFETY: `frame` holds EVENT_SNAPLEN >= n bytes.
+    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, frame.as_mut_ptr().cast(), n) };
+    if rc < 0 { 0 } else { n as u8 }
+}
+
+/// One token from this CPU's bucket, refilled for the time since it was
+/// last used. Counts the drop as suppressed when there is none; with
+/// events off (rate 0) nothing is counted.
+#[inline(always)]
+fn take_token() -> bool {
+    let Some(config) = EVENT_CONFIG.get(0) else {
+        return false;
+    };
+    let Some(bucket) = EVENT_BUCKET.get_ptr_mut(0) else {
+        return false;
+    };
+    if config.rate == 0 {
+        return false;
+    }
+    // SAFETY: a per-CPU slot; XDP runs with preemption off, so no other writer.
+    let bucket = unsafe { &mut *bucket };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let elapsed = now.saturating_sub(bucket.last_ns).min(config.fill_ns);
+    bucket.last_ns = now;
+    bucket.tokens = (bucket.tokens + elapsed * config.rate).min(config.burst);
+    if bucket.tokens < config.cost {
+        count(EventCount::Suppressed);
+        return false;
+    }
+    bucket.tokens -= config.cost;
+    true
+}
+
+#[inline(always)]
+fn count(what: EventCount) {
+    if let Some(c) = EVENT_COUNTS.get_ptr_mut(what as u32) {
+        // SAFETY: per-CPU slot, see `take_token`.
+        unsafe { *c += 1 };
+    }
+}
