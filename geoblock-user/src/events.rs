@@ -317,12 +317,19 @@ pub struct TailOptions {
     pub pcap: Option<PathBuf>,
 }
 
-/// `geoblock events`: streams the daemon's events to `out` until SIGINT,
-/// SIGTERM or the daemon's exit. Returns how many were shown.
-pub async fn tail(socket: &Path, opts: &TailOptions, out: &mut impl std::io::Write) -> Result<u64, Error> {
-    let io = |e: std::io::Error| Error::Io { path: socket.into(), source: e };
+/// The daemon's event stream, subscribed to.
+pub struct Subscription {
+    socket: PathBuf,
+    lines: tokio::io::Lines<BufReader<UnixStream>>,
+}
+
+/// `geoblock events`: shows the events of `subscription` on `out` until
+/// SIGINT, SIGTERM or the daemon's exit; a pcap file is complete then.
+/// Returns how many were shown.
+pub async fn tail(subscription: Subscription, opts: &TailOptions, out: &mut impl std::io::Write) -> Result<u64, Error> {
+    let Subscription { socket, mut lines } = subscription;
+    let io = |e: std::io::Error| Error::Io { path: socket.clone(), source: e };
     let (mut int, mut term) = (signal(SignalKind::interrupt()).map_err(io)?, signal(SignalKind::terminate()).map_err(io)?);
-    let mut lines = subscribe(socket).await?;
     let mut pcap = match &opts.pcap {
         Some(path) => {
             let file = std::fs::File::create(path).map_err(Error::io(path))?;
@@ -354,8 +361,9 @@ pub async fn tail(socket: &Path, opts: &TailOptions, out: &mut impl std::io::Wri
     Ok(shown)
 }
 
-/// Asks the daemon for its events; the lines that follow its answer are events.
-async fn subscribe(socket: &Path) -> Result<tokio::io::Lines<BufReader<UnixStream>>, Error> {
+/// Asks the daemon at `socket` for its events; the lines that follow its
+/// answer are events.
+pub async fn subscribe(socket: &Path) -> Result<Subscription, Error> {
     let io = |e: std::io::Error| Error::Io { path: socket.into(), source: e };
     let mut stream = UnixStream::connect(socket).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::PermissionDenied => Error::Permission,
@@ -370,7 +378,7 @@ async fn subscribe(socket: &Path) -> Result<tokio::io::Lines<BufReader<UnixStrea
     if !response.ok {
         return Err(io(std::io::Error::other(response.message)));
     }
-    Ok(lines)
+    Ok(Subscription { socket: socket.into(), lines })
 }
 
 #[cfg(test)]

@@ -392,8 +392,13 @@ fn execute(command: Command) -> Result<()> {
         Command::Events { json, country, pcap, control_socket } => {
             let opts = TailOptions { json, country, pcap };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let shown = runtime.block_on(events::tail(&control_socket, &opts, &mut io::stdout().lock()))?;
-            eprintln!("geoblock: {shown} events");
+            let shown = runtime.block_on(async {
+                let subscription = events::subscribe(&control_socket).await?;
+                eprintln!("geoblock: streaming drop events (Ctrl-C stops)");
+                events::tail(subscription, &opts, &mut io::stdout().lock()).await
+            })?;
+            let written = opts.pcap.map_or(String::new(), |p| format!(", written to {}", p.display()));
+            eprintln!("geoblock: {shown} events{written}");
             Ok(())
         }
         Command::Lookup { addresses, data } => lookup(&addresses, &data),
