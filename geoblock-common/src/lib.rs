@@ -23,8 +23,8 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     /// The events' token bucket settings ([`EventConfig`](super::EventConfig), one slot).
     pub const EVENT_CONFIG: &str = "EVENT_CONFIG";
-    /// Events emitted, suppressed and lost (u64 per CPU, indexed by [`EventCount`](super::EventCount)).
-    pub const EVENT_COUNTS: &str = "EVENT_COUNTS";
+    /// Each CPU's token bucket and event counters ([`EventBucket`](super::EventBucket), per CPU, one slot).
+    pub const EVENT_BUCKET: &str = "EVENT_BUCKET";
 }
 
 /// Version of the map layout above and below. A daemon that starts and finds
@@ -196,26 +196,22 @@ pub struct EventConfig {
     pub fill_ns: u64,
 }
 
-/// One CPU's token bucket state (`EVENT_BUCKET`, per CPU).
+/// One CPU's token bucket, and what became of the drops it saw
+/// (`EVENT_BUCKET`, per CPU, one slot). The counters live beside the bucket
+/// so that a flood's packets touch one map slot, not two.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventBucket {
     pub tokens: u64,
+    /// When the bucket was last refilled (CLOCK_MONOTONIC_COARSE, ns).
     pub last_ns: u64,
-}
-
-/// What became of a drop that could have been sampled (`EVENT_COUNTS`).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventCount {
     /// Written to the ring buffer.
-    Emitted = 0,
-    /// Not sampled: the token bucket was empty.
-    Suppressed = 1,
-    /// Sampled, but the ring buffer was full (the reader is behind).
-    Lost = 2,
+    pub emitted: u64,
+    /// Not sampled: the bucket was empty.
+    pub suppressed: u64,
+    /// Sampled, but the ring buffer was full (its reader is behind or gone).
+    pub lost: u64,
 }
-pub const EVENT_COUNT_SLOTS: u32 = 3;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -223,6 +219,7 @@ mod pod {
     unsafe impl aya::Pod for super::CountryCounters {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::EventConfig {}
+    unsafe impl aya::Pod for super::EventBucket {}
     // SAFETY: #[repr(C)], fields laid out without padding (24 + 128 bytes).
     unsafe impl aya::Pod for super::DropEvent {}
     // SAFETY: #[repr(C)] array of u16.

@@ -12,10 +12,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
-use geoblock_common::{
-    CountryId, DropEvent, EventBucket, EventConfig, EventCount, EVENT_COUNT_SLOTS, EVENT_RING_BYTES,
-    EVENT_SNAPLEN,
-};
+use geoblock_common::{CountryId, DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
@@ -23,17 +20,15 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
 static EVENT_CONFIG: Array<EventConfig> = Array::with_max_entries(1, 0);
 #[map]
 static EVENT_BUCKET: PerCpuArray<EventBucket> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-static EVENT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_COUNT_SLOTS, 0);
 
 /// Samples the packet in `ctx`, which `action` dropped (or would have).
 #[inline(always)]
 pub fn sample(ctx: &XdpContext, country: CountryId, action: u8) {
-    if !take_token() {
+    let Some(bucket) = take_token() else {
         return;
-    }
+    };
     let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
-        count(EventCount::Lost);
+        bucket.lost += 1;
         return;
     };
     let event = entry.as_mut_ptr();
@@ -49,7 +44,7 @@ pub fn sample(ctx: &XdpContext, country: CountryId, action: u8) {
         (*event).captured = capture(ctx, &mut (*event).frame, len);
     }
     entry.submit(0);
-    count(EventCount::Emitted);
+    bucket.emitted += 1;
 }
 
 /// Copies the first bytes of the frame (at most [`EVENT_SNAPLEN`]) into
@@ -68,18 +63,15 @@ fn capture(ctx: &XdpContext, frame: &mut [u8; EVENT_SNAPLEN], len: usize) -> u8 
 }
 
 /// One token from this CPU's bucket, refilled for the time since it was
-/// last used. Counts the drop as suppressed when there is none; with
-/// events off (rate 0) nothing is counted.
+/// last used: the bucket, to count what becomes of the sample. Counts the
+/// drop as suppressed when there is none; with events off (rate 0) nothing
+/// is counted.
 #[inline(always)]
-fn take_token() -> bool {
-    let Some(config) = EVENT_CONFIG.get(0) else {
-        return false;
-    };
-    let Some(bucket) = EVENT_BUCKET.get_ptr_mut(0) else {
-        return false;
-    };
+fn take_token() -> Option<&'static mut EventBucket> {
+    let config = EVENT_CONFIG.get(0)?;
+    let bucket = EVENT_BUCKET.get_ptr_mut(0)?;
     if config.rate == 0 {
-        return false;
+        return None;
     }
     // SAFETY: a per-CPU slot; XDP runs with preemption off, so no other writer.
     let bucket = unsafe { &mut *bucket };
@@ -92,17 +84,9 @@ fn take_token() -> bool {
     bucket.last_ns = now;
     bucket.tokens = (bucket.tokens + elapsed * config.rate).min(config.burst);
     if bucket.tokens < config.cost {
-        count(EventCount::Suppressed);
-        return false;
+        bucket.suppressed += 1;
+        return None;
     }
     bucket.tokens -= config.cost;
-    true
-}
-
-#[inline(always)]
-fn count(what: EventCount) {
-    if let Some(c) = EVENT_COUNTS.get_ptr_mut(what as u32) {
-        // SAFETY: per-CPU slot, see `take_token`.
-        unsafe { *c += 1 };
-    }
+    Some(bucket)
 }

@@ -11,7 +11,7 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use geoblock_common::{
-    maps, Backend, CountryId, EventCount, TrieNode, ABI_VERSION, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
+    maps, Backend, CountryId, EventBucket, TrieNode, ABI_VERSION, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
     TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
@@ -44,7 +44,7 @@ const PINNED_MAPS: [&str; 12] = [
     maps::TOTALS,
     maps::EVENTS,
     maps::EVENT_CONFIG,
-    maps::EVENT_COUNTS,
+    maps::EVENT_BUCKET,
 ];
 
 /// What [`Geoblock::load_pinned`] found in the state directory.
@@ -273,13 +273,12 @@ impl Geoblock {
 
     /// Drop events emitted, suppressed and lost, summed over CPUs.
     pub fn event_counts(&self) -> Result<EventCounts, Error> {
-        let counts: PerCpuArray<&MapData, u64> = self.map(maps::EVENT_COUNTS)?.try_into()?;
-        let sum = |what: EventCount| -> Result<u64, Error> { Ok(counts.get(&(what as u32), 0)?.iter().sum()) };
-        Ok(EventCounts {
-            emitted: sum(EventCount::Emitted)?,
-            suppressed: sum(EventCount::Suppressed)?,
-            lost: sum(EventCount::Lost)?,
-        })
+        let buckets: PerCpuArray<&MapData, EventBucket> = self.map(maps::EVENT_BUCKET)?.try_into()?;
+        Ok(buckets.get(&0, 0)?.iter().fold(EventCounts::default(), |sum, b| EventCounts {
+            emitted: sum.emitted + b.emitted,
+            suppressed: sum.suppressed + b.suppressed,
+            lost: sum.lost + b.lost,
+        }))
     }
 
     /// The events ring buffer, for the daemon to drain (it is its only reader).
