@@ -19,12 +19,18 @@ pub mod maps {
     pub const POLICY: &str = "POLICY";
     pub const COUNTRY_STATS: &str = "COUNTRY_STATS";
     pub const TOTALS: &str = "TOTALS";
+    /// Sampled drop events ([`DropEvent`](super::DropEvent) records), a ring buffer.
+    pub const EVENTS: &str = "EVENTS";
+    /// The events' token bucket settings ([`EventConfig`](super::EventConfig), one slot).
+    pub const EVENT_CONFIG: &str = "EVENT_CONFIG";
+    /// Each CPU's token bucket and event counters ([`EventBucket`](super::EventBucket), per CPU, one slot).
+    pub const EVENT_BUCKET: &str = "EVENT_BUCKET";
 }
 
 /// Version of the map layout above and below. A daemon that starts and finds
 /// pinned maps of another version recreates them instead of reusing them:
 /// bump it whenever a map's key, value, size or meaning changes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Capacity of the LPM tries. The world table (DB-IP Lite) is about 600k
 /// IPv4 and 780k IPv6 prefixes; leave room for growth and denser sources.
@@ -144,14 +150,84 @@ pub enum Total {
 }
 pub const TOTAL_SLOTS: u32 = 3;
 
+/// Bytes of the frame an event carries (the pcap snap length): enough for
+/// Ethernet, two VLAN tags, an IPv4 header with options or an IPv6 header,
+/// and the ports.
+pub const EVENT_SNAPLEN: usize = 128;
+/// Size of the events ring buffer: about 1700 events, many seconds of
+/// backlog at the default rate should the daemon be slow to read.
+pub const EVENT_RING_BYTES: u32 = 256 * 1024;
+
+/// A dropped (or, in monitor mode, would-drop) packet, as the XDP program
+/// samples it into `EVENTS`. Addresses, protocol and ports are not copied
+/// out separately: userspace reads them from `frame`, which keeps the
+/// packet path to one copy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropEvent {
+    /// `bpf_ktime_get_ns`: CLOCK_MONOTONIC.
+    pub timestamp_ns: u64,
+    /// The frame's length on the wire (what the counters count).
+    pub frame_len: u32,
+    pub ifindex: u32,
+    pub country: CountryId,
+    /// The [`Action`] taken: `Drop` or `WouldDrop`.
+    pub action: u8,
+    /// How many bytes of `frame` hold the frame's start.
+    pub captured: u8,
+    pub _reserved: u32,
+    pub frame: [u8; EVENT_SNAPLEN],
+}
+
+/// The per-CPU token bucket that rate-limits events (`EVENT_CONFIG`, one
+/// slot). Tokens are counted in units, `cost` per event; every nanosecond
+/// adds `rate` units to each CPU's bucket, up to `burst` units. With `cost =
+/// 1e9 × CPUs`, the CPUs together emit at most `rate` events per second
+/// (plus the burst); userspace computes the numbers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventConfig {
+    /// Events per second over all CPUs; 0 turns events off.
+    pub rate: u64,
+    pub cost: u64,
+    pub burst: u64,
+    /// Idle time after which a bucket is full: elapsed time is capped to it,
+    /// so that `elapsed × rate` cannot overflow.
+    pub fill_ns: u64,
+}
+
+/// One CPU's token bucket, and what became of the drops it saw
+/// (`EVENT_BUCKET`, per CPU, one slot). The counters live beside the bucket
+/// so that a flood's packets touch one map slot, not two.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventBucket {
+    pub tokens: u64,
+    /// When the bucket was last refilled (CLOCK_MONOTONIC_COARSE, ns).
+    pub last_ns: u64,
+    /// Written to the ring buffer.
+    pub emitted: u64,
+    /// Not sampled: the bucket was empty.
+    pub suppressed: u64,
+    /// Sampled, but the ring buffer was full (its reader is behind or gone).
+    pub lost: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain #[repr(C)] structs of u64, no padding.
     unsafe impl aya::Pod for super::CountryCounters {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::EventConfig {}
+    unsafe impl aya::Pod for super::EventBucket {}
+    // SAFETY: #[repr(C)], fields laid out without padding (24 + 128 bytes).
+    unsafe impl aya::Pod for super::DropEvent {}
     // SAFETY: #[repr(C)] array of u16.
     unsafe impl aya::Pod for super::TrieNode {}
 }
+
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 24 + EVENT_SNAPLEN);
+const _: () = assert!(EVENT_SNAPLEN <= u8::MAX as usize);
 
 #[cfg(test)]
 mod tests {

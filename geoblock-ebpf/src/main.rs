@@ -7,6 +7,8 @@
 #![no_std]
 #![no_main]
 
+mod events;
+
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
     btf_maps::{self, ArrayOfMaps},
@@ -75,7 +77,7 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
                 LPM => LPM_V4.get(0).and_then(|t| t.get(&key)).copied(),
                 _ => trie_country(&GEO_V4, &addr),
             };
-            verdict(country.unwrap_or(NO_COUNTRY), || EXCEPT_V4.get(&key).is_some(), bytes)
+            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V4.get(&key).is_some(), bytes)
         }
         Source::V6(addr) => {
             let key = Key::new(128, addr);
@@ -83,7 +85,7 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
                 LPM => LPM_V6.get(0).and_then(|t| t.get(&key)).copied(),
                 _ => trie_country(&GEO_V6, &addr),
             };
-            verdict(country.unwrap_or(NO_COUNTRY), || EXCEPT_V6.get(&key).is_some(), bytes)
+            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V6.get(&key).is_some(), bytes)
         }
         Source::NotIp => count_total(Total::NonIp, bytes),
         Source::Unparsed => {
@@ -178,9 +180,10 @@ fn trie_country<const N: usize>(table: &ArrayOfMaps<Trie, 1>, addr: &[u8; N]) ->
 
 /// The country's action, unless an exception rescues a packet that would be
 /// dropped. Exceptions are only consulted on that path: they cannot change a
-/// pass, so passing traffic never pays for the lookup.
+/// pass, so passing traffic never pays for the lookup. Drops and would-drops
+/// are sampled as events.
 #[inline(always)]
-fn verdict(country: CountryId, excepted: impl FnOnce() -> bool, bytes: u64) -> u32 {
+fn verdict(ctx: &XdpContext, country: CountryId, excepted: impl FnOnce() -> bool, bytes: u64) -> u32 {
     let action = POLICY
         .get(u32::from(country))
         .map_or(Action::Pass, |a| Action::from_u8(*a));
@@ -196,11 +199,13 @@ fn verdict(country: CountryId, excepted: impl FnOnce() -> bool, bytes: u64) -> u
         Action::Drop => {
             stats.dropped_packets += 1;
             stats.dropped_bytes += bytes;
+            events::sample(ctx, country, Action::Drop as u8);
             XDP_DROP
         }
         Action::WouldDrop => {
             stats.would_drop_packets += 1;
             stats.would_drop_bytes += bytes;
+            events::sample(ctx, country, Action::WouldDrop as u8);
             XDP_PASS
         }
         Action::Pass => {

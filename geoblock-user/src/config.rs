@@ -16,6 +16,7 @@
 //! control_socket = "/run/geoblock/control.sock"
 //! detach_on_exit = false
 //! management = ["192.0.2.0/24"]           # never dropped: refused unless --force
+//! event_rate = 100                        # sampled drop events per second at most; 0: off
 //!
 //! [policy]
 //! block = ["CN", "RU"]                    # or allow = [...], not both
@@ -40,6 +41,7 @@ use crate::{
     control::DEFAULT_CONTROL_SOCKET,
     country,
     daemon::RunOptions,
+    events::DEFAULT_EVENT_RATE,
     policy::{Mode, Policy},
     source::{self, guard::DEFAULT_MAX_SHRINK, CountryFields, DataSources, DEFAULT_CACHE_DIR},
 };
@@ -67,6 +69,8 @@ pub struct Config {
     pub detach_on_exit: Option<bool>,
     /// Networks a policy may not drop (the lock-out guard).
     pub management: Option<Vec<String>>,
+    /// Sampled drop events per second, over all CPUs (0: off).
+    pub event_rate: Option<u32>,
     /// Flag only (`--force`): a file cannot switch the guard off.
     #[serde(skip)]
     pub force: Option<bool>,
@@ -173,6 +177,7 @@ impl Config {
             control_socket: flags.control_socket.clone().or(self.control_socket),
             detach_on_exit: flags.detach_on_exit.or(self.detach_on_exit),
             management: flags.management.clone().or(self.management),
+            event_rate: flags.event_rate.or(self.event_rate),
             force: flags.force,
             policy: PolicyConfig {
                 block: if list_given { p.block.clone() } else { self.policy.block },
@@ -216,6 +221,7 @@ impl Config {
             detach_on_exit: self.detach_on_exit.unwrap_or(false),
             control_socket: self.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
             management: cidrs(self.management)?,
+            event_rate: self.event_rate.unwrap_or(DEFAULT_EVENT_RATE),
             force: self.force.unwrap_or(false),
         })
     }
@@ -272,6 +278,7 @@ mod tests {
         assert_eq!(opts.policy.countries.len(), 1);
         assert!(opts.data.sources.is_empty() && !opts.detach_on_exit && !opts.policy.monitor);
         assert_eq!((opts.refresh, opts.max_shrink), (None, 0.10));
+        assert_eq!(opts.event_rate, DEFAULT_EVENT_RATE);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! request line per connection, answered by one JSON response line.
 //!
 //! Connections are read on their own tasks; the requests are executed one
-//! at a time by the daemon's main loop, which owns the kernel state.
+//! at a time by the daemon's main loop, which owns the kernel state. An
+//! `events` request is the exception: its answer is followed by the drop
+//! events (see [`crate::events`]), one JSON line each, until the client
+//! hangs up.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -16,10 +19,11 @@ use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot},
 };
 
 use crate::{
+    events::EventStatus,
     policy::{Change, Mode},
     Error,
 };
@@ -30,6 +34,9 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/geoblock/control.sock";
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests are a few words; anything longer is not one.
 const MAX_REQUEST: u64 = 64 * 1024;
+/// Events kept for a slow `geoblock events` client before it misses some:
+/// a few seconds at the default rate.
+const EVENT_BACKLOG: usize = 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "command")]
@@ -49,6 +56,8 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Stream drop events (JSON lines) after the answer.
+    Events,
 }
 
 /// The answer to a request: `ok` and a line for the operator, plus the
@@ -80,6 +89,9 @@ pub struct Status {
     pub policy: PolicyStatus,
     pub data: DataStatus,
     pub last_reload: Option<ReloadStatus>,
+    /// Sampled drop events: the rate limit and what became of the samples.
+    #[serde(default)]
+    pub events: Option<EventStatus>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -170,6 +182,13 @@ impl Status {
             let result = if r.ok { "ok" } else { "FAILED" };
             out += &format!("last reload {result}, {} s ago: {}\n", r.seconds_ago, r.message);
         }
+        if let Some(e) = &self.events {
+            let c = &e.counts;
+            out += &format!(
+                "events      at most {}/s: {} emitted, {} suppressed by the rate limit, {} lost\n",
+                e.rate, c.emitted, c.suppressed, c.lost
+            );
+        }
         out
     }
 }
@@ -178,6 +197,8 @@ impl Status {
 pub struct ControlSocket {
     path: PathBuf,
     requests: mpsc::Receiver<Incoming>,
+    /// Drop events as JSON lines, to every `events` client.
+    events: broadcast::Sender<std::sync::Arc<str>>,
 }
 
 /// A request, who sent it, and where its response goes.
@@ -220,8 +241,14 @@ impl ControlSocket {
         unsafe { libc::umask(old) };
         let listener = listener.map_err(Error::io(path))?;
         let (tx, requests) = mpsc::channel(16);
-        tokio::spawn(accept(listener, tx));
-        Ok(ControlSocket { path: path.into(), requests })
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        tokio::spawn(accept(listener, tx, events.clone()));
+        Ok(ControlSocket { path: path.into(), requests, events })
+    }
+
+    /// Where the daemon sends drop events (JSON lines) for `events` clients.
+    pub fn events(&self) -> &broadcast::Sender<std::sync::Arc<str>> {
+        &self.events
     }
 
     /// The next request.
@@ -236,14 +263,14 @@ impl Drop for ControlSocket {
     }
 }
 
-async fn accept(listener: UnixListener, tx: mpsc::Sender<Incoming>) {
+async fn accept(listener: UnixListener, tx: mpsc::Sender<Incoming>, events: broadcast::Sender<std::sync::Arc<str>>) {
     while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(converse(stream, tx.clone()));
+        tokio::spawn(converse(stream, tx.clone(), events.clone()));
     }
 }
 
 /// One connection: read a request, wait for the daemon's answer, write it.
-async fn converse(stream: UnixStream, tx: mpsc::Sender<Incoming>) {
+async fn converse(stream: UnixStream, tx: mpsc::Sender<Incoming>, events: broadcast::Sender<std::sync::Arc<str>>) {
     let cred = stream.peer_cred().ok();
     let peer = Peer { pid: cred.and_then(|c| c.pid()), uid: cred.map(|c| c.uid()) };
     let (read, mut write) = stream.into_split();
@@ -251,6 +278,7 @@ async fn converse(stream: UnixStream, tx: mpsc::Sender<Incoming>) {
     let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
     let response = match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
         Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Events) => return stream_events(write, events.subscribe()).await,
             Ok(request) => {
                 let (reply, answer) = oneshot::channel();
                 match tx.send(Incoming { request, peer, reply }).await {
@@ -266,6 +294,26 @@ async fn converse(stream: UnixStream, tx: mpsc::Sender<Incoming>) {
     let mut text = serde_json::to_string(&response).unwrap_or_default();
     text.push('\n');
     let _ = write.write_all(text.as_bytes()).await;
+}
+
+/// Answers an `events` request, then writes every event until the client
+/// hangs up. A client too slow to keep up misses events, never the daemon.
+async fn stream_events(mut write: tokio::net::unix::OwnedWriteHalf, mut events: broadcast::Receiver<std::sync::Arc<str>>) {
+    let mut text = serde_json::to_string(&Response::ok("streaming drop events")).unwrap_or_default();
+    text.push('\n');
+    if write.write_all(text.as_bytes()).await.is_err() {
+        return;
+    }
+    loop {
+        let line = match events.recv().await {
+            Ok(line) => line,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if write.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The client's end: sends `request` to the daemon at `path`, returns its

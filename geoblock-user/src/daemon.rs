@@ -12,7 +12,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use aya::programs::XdpMode;
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::XdpMode,
+};
 use geoblock_common::Backend;
 use ipnetwork::IpNetwork;
 use tracing::{error, info, warn};
@@ -25,7 +28,9 @@ use crate::{
     bpffs::StateDir,
     config::ConfigSource,
     control::{self, ControlSocket, Peer, Request, Response},
-    country, guard, notify,
+    country,
+    events::{Event, EventStatus, WallClock},
+    guard, notify,
     policy::{Change, Mode, Policy},
     prefix::Table,
     source::{fetch::FetchError, guard::check_replacement, DataSources, Loaded, SourceInfo},
@@ -56,6 +61,8 @@ pub struct RunOptions {
     pub management: Vec<IpNetwork>,
     /// Skip the lock-out guard.
     pub force: bool,
+    /// Sampled drop events per second at most, over all CPUs (0: off).
+    pub event_rate: u32,
 }
 
 /// Runs until SIGINT or SIGTERM. Everything is validated, filled and
@@ -165,6 +172,7 @@ impl Daemon {
         // adopted interface switches from the old verdicts to the new ones.
         geoblock.load_table(&table)?;
         geoblock.apply_policy(&opts.policy)?;
+        geoblock.set_event_rate(opts.event_rate)?;
         info!(
             "loaded {} IPv4 and {} IPv6 prefixes in {} ms",
             table.v4.len(),
@@ -251,6 +259,8 @@ impl Daemon {
             None => None,
         };
         let mut download: Option<Download> = None;
+        // SAFETY: the ring buffer owns its fd, and the AsyncFd owns it.
+        let mut events = Some(unsafe { AsyncFd::register(self.geoblock.take_events()?) }.map_err(|e| io_error(e.into_parts().1))?);
         loop {
             tokio::select! {
                 _ = signals.int.recv() => return Ok(()),
@@ -271,11 +281,35 @@ impl Daemon {
                     }
                 }
                 done = finished(&mut download) => self.downloaded(done),
+                ready = readable(&mut events) => {
+                    let mut ready = ready.map_err(io_error)?;
+                    self.forward_events(ready.get_inner_mut(), control.events());
+                    ready.clear_ready();
+                }
                 ready = readable(&mut logs) => {
                     let mut ready = ready.map_err(io_error)?;
                     ready.get_inner_mut().flush();
                     ready.clear_ready();
                 }
+            }
+        }
+    }
+
+    /// Drains the events ring buffer, sending each event as a JSON line to
+    /// the `geoblock events` clients. Without clients, events are only
+    /// consumed: the ring must not fill up and count later samples as lost.
+    fn forward_events(&self, ring: &mut RingBuf<MapData>, clients: &tokio::sync::broadcast::Sender<std::sync::Arc<str>>) {
+        let clock = WallClock::now();
+        while let Some(item) = ring.next() {
+            if clients.receiver_count() == 0 || item.len() < std::mem::size_of::<geoblock_common::DropEvent>() {
+                continue;
+            }
+            // SAFETY: the record is a DropEvent the program wrote, checked for size; read unaligned.
+            let raw: geoblock_common::DropEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            if let Some(event) = Event::decode(&raw, &clock, self.opts.policy.mode) {
+                let mut line = serde_json::to_string(&event).unwrap_or_default();
+                line.push('\n');
+                let _ = clients.send(line.into());
             }
         }
     }
@@ -315,6 +349,10 @@ impl Daemon {
             self.geoblock.apply_policy(&new.policy).map_err(|e| refused("kernel", &e))?;
             info!("policy changed by the reloaded config: {}", describe(&new.policy));
         }
+        if new.event_rate != self.opts.event_rate {
+            self.geoblock.set_event_rate(new.event_rate).map_err(|e| refused("kernel", &e))?;
+            info!("drop events: at most {} per second", new.event_rate);
+        }
         let text = format!(
             "reloaded: generation {}, {} IPv4 and {} IPv6 prefixes in {} ms",
             self.generation,
@@ -324,7 +362,7 @@ impl Daemon {
         );
         (self.table, self.sources) = (table, sources);
         (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
-        (self.opts.management, self.opts.force) = (new.management, new.force);
+        (self.opts.management, self.opts.force, self.opts.event_rate) = (new.management, new.force, new.event_rate);
         if new.refresh != self.opts.refresh {
             self.next_download = new.refresh.map(|every| Instant::now() + every);
         }
@@ -414,6 +452,8 @@ impl Daemon {
                 }
                 outcome.map_or_else(Response::error, Response::ok)
             }
+            // The control socket answers it itself, by streaming.
+            Request::Events => Response::error("events are streamed by the control socket, not the daemon loop"),
         }
     }
 
@@ -460,6 +500,7 @@ impl Daemon {
                 last_download: self.last_download.as_ref().map(outcome_status),
             },
             last_reload: self.last_reload.as_ref().map(outcome_status),
+            events: self.geoblock.event_counts().ok().map(|counts| EventStatus { rate: self.opts.event_rate, counts }),
         }
     }
 

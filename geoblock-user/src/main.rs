@@ -14,6 +14,7 @@ use geoblock::{
     config::{Config, ConfigSource, Lookup, PolicyConfig, XdpModeName, DEFAULT_CONFIG},
     control::{self, Request, DEFAULT_CONTROL_SOCKET},
     country,
+    events::{self, TailOptions},
     dataset::{self, Meta},
     parse,
     daemon,
@@ -84,6 +85,21 @@ enum Command {
     /// Re-read the config and data and swap the new table in (as SIGHUP does), reporting the
     /// result; --force loads data the shrink guard refuses.
     Reload(ControlArgs),
+    /// Live tail of sampled drop (and would-drop) events from the running daemon, until Ctrl-C.
+    Events {
+        /// One JSON object per line (schema in README) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only events from this country.
+        #[arg(long, value_parser = parse_country)]
+        country: Option<CountryId>,
+        /// Also write the events' frames (their first 128 bytes) to this pcap file.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// The running daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        control_socket: PathBuf,
+    },
     /// Country and prefix of addresses ('-' reads them from stdin), from the data `run` would load.
     Lookup {
         #[arg(required = true)]
@@ -276,6 +292,9 @@ struct RunArgs {
     /// [default: /run/geoblock/control.sock].
     #[arg(long)]
     control_socket: Option<PathBuf>,
+    /// Sampled drop events per second at most, over all CPUs; 0 turns them off [default: 100].
+    #[arg(long)]
+    event_rate: Option<u32>,
     #[command(flatten)]
     data: DataArgs,
     /// Download URL sources again this often (e.g. 6h, 1d); local files are reloaded whenever they
@@ -308,6 +327,7 @@ impl RunArgs {
             detach_on_exit: self.detach_on_exit.then_some(true),
             management: some(self.management.iter().map(|n| n.to_string()).collect()),
             force: self.force.then_some(true),
+            event_rate: self.event_rate,
             policy: PolicyConfig {
                 block: codes(self.block),
                 allow: codes(self.allow),
@@ -381,6 +401,18 @@ fn execute(command: Command) -> Result<()> {
             ExceptOp::Del => change(&control, Change::ExceptDel { cidr }),
         },
         Command::Reload(control) => ask(&control, Request::Reload { force: control.force }),
+        Command::Events { json, country, pcap, control_socket } => {
+            let opts = TailOptions { json, country, pcap };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let shown = runtime.block_on(async {
+                let subscription = events::subscribe(&control_socket).await?;
+                eprintln!("geoblock: streaming drop events (Ctrl-C stops)");
+                events::tail(subscription, &opts, &mut io::stdout().lock()).await
+            })?;
+            let written = opts.pcap.map_or(String::new(), |p| format!(", written to {}", p.display()));
+            eprintln!("geoblock: {shown} events{written}");
+            Ok(())
+        }
         Command::Lookup { addresses, data } => lookup(&addresses, &data),
         Command::Data(DataCommand::Pack { out, release, name, attribution, csv }) => {
             let paths: Vec<&std::path::Path> = csv.iter().map(PathBuf::as_path).collect();

@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 
 use aya::{
-    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData},
+    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData, PerCpuArray, RingBuf},
     programs::{links::FdLink, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
 use geoblock_common::{
-    maps, Backend, CountryId, TrieNode, ABI_VERSION, MAX_V4_PREFIXES, MAX_V6_PREFIXES, TRIE_NODES,
+    maps, Backend, CountryId, EventBucket, TrieNode, ABI_VERSION, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
+    TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
 use tracing::warn;
@@ -19,6 +20,7 @@ use tracing::warn;
 use crate::{
     bpffs::{StateDir, ABI_PIN, PROGRAM_PIN},
     error::errno,
+    events::{self, EventCounts},
     policy::Policy,
     prefix::Table,
     stats::Stats,
@@ -28,7 +30,9 @@ use crate::{
 
 /// The maps pinned in the state directory: everything the verdicts and the
 /// counters live in, so a new daemon takes over tables, policy and counts.
-const PINNED_MAPS: [&str; 9] = [
+/// The events ring buffer too: what was sampled while no daemon ran is
+/// read by the next one.
+const PINNED_MAPS: [&str; 12] = [
     maps::GEO_V4,
     maps::GEO_V6,
     maps::LPM_V4,
@@ -38,6 +42,9 @@ const PINNED_MAPS: [&str; 9] = [
     maps::POLICY,
     maps::COUNTRY_STATS,
     maps::TOTALS,
+    maps::EVENTS,
+    maps::EVENT_CONFIG,
+    maps::EVENT_BUCKET,
 ];
 
 /// What [`Geoblock::load_pinned`] found in the state directory.
@@ -255,6 +262,29 @@ impl Geoblock {
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats, Error> {
         Stats::read(self.map(maps::COUNTRY_STATS)?, self.map(maps::TOTALS)?)
+    }
+
+    /// Samples at most `rate` drop events per second (0: none).
+    pub fn set_event_rate(&mut self, rate: u32) -> Result<(), Error> {
+        let cpus = aya::util::nr_cpus().map_err(|(path, e)| Error::Io { path: path.into(), source: e })?;
+        let mut config: Array<_, geoblock_common::EventConfig> = self.map_mut(maps::EVENT_CONFIG)?;
+        Ok(config.set(0, events::bucket(rate, cpus as u32), 0)?)
+    }
+
+    /// Drop events emitted, suppressed and lost, summed over CPUs.
+    pub fn event_counts(&self) -> Result<EventCounts, Error> {
+        let buckets: PerCpuArray<&MapData, EventBucket> = self.map(maps::EVENT_BUCKET)?.try_into()?;
+        Ok(buckets.get(&0, 0)?.iter().fold(EventCounts::default(), |sum, b| EventCounts {
+            emitted: sum.emitted + b.emitted,
+            suppressed: sum.suppressed + b.suppressed,
+            lost: sum.lost + b.lost,
+        }))
+    }
+
+    /// The events ring buffer, for the daemon to drain (it is its only reader).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, Error> {
+        let map = self.ebpf.take_map(maps::EVENTS).ok_or(Error::MissingMap(maps::EVENTS))?;
+        Ok(RingBuf::try_from(map)?)
     }
 
     fn map(&self, name: &'static str) -> Result<&Map, Error> {

@@ -532,3 +532,75 @@ pub fn lookup(addrs: &[IpAddr]) -> Vec<Option<String>> {
         })
         .collect()
 }
+
+/// A running `geoblock events ARGS` subscribed to a daemon; killed on drop.
+pub struct EventsTail {
+    child: Option<Child>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `geoblock events ARGS` against this daemon (from the root
+    /// namespace) and waits until it is subscribed.
+    pub fn events(&self, args: &[&str]) -> EventsTail {
+        let mut child = Command::new(binary())
+            .arg("events")
+            .args(args)
+            .arg("--control-socket")
+            .arg(&self.control_socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting geoblock events: {e}"));
+        let mut stdout = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+            text
+        });
+        let (stderr, subscribed) = (Arc::new(Mutex::new(Vec::new())), mpsc::channel());
+        let (sink, pipe) = (stderr.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.contains("streaming drop events") {
+                    let _ = subscribed.0.send(());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let tail = EventsTail { child: Some(child), stdout: Some(stdout), stderr };
+        if subscribed.1.recv_timeout(Duration::from_secs(10)).is_err() {
+            panic!("geoblock events did not subscribe: {}", tail.stderr.lock().unwrap().join("\n"));
+        }
+        tail
+    }
+}
+
+impl EventsTail {
+    /// Sends `sig` (SIGINT, SIGTERM) and waits (bounded) for the exit:
+    /// returns the exit status, stdout and stderr.
+    pub fn stop(mut self, sig: libc::c_int) -> (ExitStatus, String, String) {
+        let mut child = self.child.take().unwrap();
+        signal(&child, sig);
+        let status = wait_timeout(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("geoblock events did not exit within 10 s of signal {sig}")
+        });
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        // The stderr thread ends with the pipe, right after the exit.
+        std::thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr.lock().unwrap().join("\n");
+        (status, stdout, stderr)
+    }
+}
+
+impl Drop for EventsTail {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -21,12 +21,13 @@ use std::{
 use aya::programs::{TestRun as _, TestRunOptions};
 use geoblock::{
     country, errno,
+    events::{Event, EventCounts, Reason, WallClock},
     policy::{Mode, Policy, Verdict},
     prefix::Table,
     program::Geoblock,
     stats::{CountryStats, Packets, Stats},
 };
-use geoblock_common::{country_id, Action, Backend, CountryId, NO_COUNTRY};
+use geoblock_common::{country_id, Action, Backend, CountryId, DropEvent, EVENT_SNAPLEN, NO_COUNTRY};
 use geoblock_tests::frames::{
     arp_request_tagged, l3_offset, Udp, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q,
 };
@@ -769,4 +770,85 @@ fn neighbour(ip: IpAddr, step: i8) -> Option<IpAddr> {
         IpAddr::V4(a) => u32::from(a).checked_add_signed(step.into()).map(|a| Ipv4Addr::from(a).into()),
         IpAddr::V6(a) => u128::from(a).checked_add_signed(step.into()).map(|a| Ipv6Addr::from(a).into()),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Sampled drop events
+// ---------------------------------------------------------------------------
+
+/// Every record in the events ring buffer.
+fn drain_events(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<DropEvent> {
+    let mut events = vec![];
+    while let Some(item) = ring.next() {
+        assert_eq!(item.len(), std::mem::size_of::<DropEvent>(), "event record size");
+        // SAFETY: a DropEvent-sized record, read unaligned.
+        events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) });
+    }
+    events
+}
+
+fn udp(src: &str, vlans: &'static [(u16, u16)], payload: &'static [u8]) -> Vec<u8> {
+    Udp { src: src.parse().unwrap(), dst: "192.0.2.2".parse().unwrap(), vlans, payload, ..Udp::default() }.build()
+}
+
+#[test]
+fn drops_and_would_drops_are_sampled_with_their_frame() {
+    let mut g = load(&crafted_table(), &crafted_policy(false), Backend::Trie);
+    g.set_event_rate(1000).expect("configuring events");
+    let mut ring = g.take_events().expect("the events ring buffer");
+    let short = udp("1.1.1.1", ONE_TAG, b"short");
+    let (src, dst) = ("2001:db8::1".parse().unwrap(), "2001:db9::2".parse().unwrap());
+    let long = Udp { src, dst, vlans: TWO_TAGS, payload: &[7; 300], ..Udp::default() }.build();
+    assert_eq!(run(&mut g, &udp("2.2.2.2", &[], b"passed")), XDP_PASS);
+    assert_eq!(run(&mut g, &udp("1.2.3.4", &[], b"exception")), XDP_PASS);
+    assert_eq!(run(&mut g, &short), XDP_DROP);
+    assert_eq!(run(&mut g, &long), XDP_DROP);
+    g.apply_policy(&crafted_policy(true)).expect("monitor mode");
+    assert_eq!(run(&mut g, &short), XDP_PASS);
+
+    let events = drain_events(&mut ring);
+    assert_eq!(events.len(), 3, "passes and exceptions are not sampled: {events:?}");
+    let expected = [(&short, Action::Drop), (&long, Action::Drop), (&short, Action::WouldDrop)];
+    for (event, (frame, action)) in events.iter().zip(expected) {
+        let captured = frame.len().min(EVENT_SNAPLEN);
+        assert_eq!((event.country, event.action), (cc(b"CN"), action as u8));
+        assert_eq!((event.frame_len as usize, event.captured as usize), (frame.len(), captured));
+        assert_eq!(&event.frame[..captured], &frame[..captured]);
+        assert!(event.timestamp_ns > 0);
+    }
+    let decoded = Event::decode(&events[1], &WallClock::now(), Mode::Deny).expect("decoding the IPv6 event");
+    assert_eq!((decoded.src, decoded.dst), (src, dst));
+    assert_eq!((decoded.src_port, decoded.dst_port, decoded.protocol), (Some(40000), Some(5555), 17));
+    assert_eq!((decoded.country.as_deref(), decoded.reason), (Some("CN"), Reason::BlockedCountry));
+    let counts = g.event_counts().expect("event counters");
+    assert_eq!(counts, EventCounts { emitted: 3, suppressed: 0, lost: 0 });
+}
+
+#[test]
+fn the_token_bucket_limits_events_and_counts_the_rest() {
+    let mut g = load(&crafted_table(), &crafted_policy(false), Backend::Trie);
+    let mut ring = g.take_events().expect("the events ring buffer");
+    let frame = udp("5.6.7.8", &[], b"flood");
+    // Off (the default of a program no daemon configured): nothing sampled or counted.
+    g.set_event_rate(0).expect("events off");
+    for _ in 0..100 {
+        assert_eq!(run(&mut g, &frame), XDP_DROP);
+    }
+    assert!(drain_events(&mut ring).is_empty());
+    assert_eq!(g.event_counts().unwrap(), EventCounts::default());
+
+    let rate = 2;
+    g.set_event_rate(rate).expect("configuring events");
+    let started = Instant::now();
+    let floods = 2000;
+    for _ in 0..floods {
+        assert_eq!(run(&mut g, &frame), XDP_DROP, "the packet path is unchanged");
+    }
+    let cpus = aya::util::nr_cpus().unwrap() as u64;
+    let bound = u64::from(rate).max(cpus) + (started.elapsed().as_secs_f64() * f64::from(rate)).ceil() as u64;
+    let events = drain_events(&mut ring);
+    let counts = g.event_counts().unwrap();
+    assert!(!events.is_empty() && events.len() as u64 <= bound, "{} events, at most {bound} allowed", events.len());
+    assert!(events.iter().all(|e| e.country == cc(b"RU")));
+    assert_eq!(counts, EventCounts { emitted: events.len() as u64, suppressed: floods - events.len() as u64, lost: 0 });
 }

@@ -3,6 +3,7 @@
 //! See BENCHMARKS.md for the method and the numbers.
 
 pub mod engines;
+pub mod events;
 pub mod kernel;
 pub mod linerate;
 pub mod report;

@@ -65,6 +65,8 @@ pub struct Report {
     /// The receiver's IP/UDP error and delivery counters after all runs
     /// (checksums the sender kept valid show as no errors).
     pub receiver_snmp: BTreeMap<String, u64>,
+    /// Per-packet cost of sampled drop events, off and on.
+    pub events: Option<super::events::EventsCost>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

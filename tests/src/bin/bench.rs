@@ -30,11 +30,13 @@ fn main() {
     let mut report = Report { machine: machine(), ..Report::default() };
     eprintln!("bench: BPF_PROG_TEST_RUN, {} rounds", settings.rounds);
     bench::test_runs(&world, settings, &mut report);
+    report.events = Some(bench::events::measure(&world, settings));
     if !args.iter().any(|a| a == "--skip-line-rate") {
         bench::line_rate(&world, settings, &mut report);
         bench::report::write(&svg, &bench::report::svg(&report.line_rate));
     }
     report.print();
+    report.events.iter().for_each(|e| e.print());
     report.print_snmp();
     report.save_json(&json);
 }
