@@ -186,6 +186,7 @@ fn stop_and_detach(pair: &Pair, daemon: Daemon) {
 
 #[test]
 fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
+    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let args = run_args(&pair, &data);
@@ -215,6 +216,7 @@ fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
 
 #[test]
 fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
+    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let args = run_args(&pair, &data);
@@ -242,6 +244,7 @@ fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
 
 #[test]
 fn reloads_alternating_data_sets_expose_nothing() {
+    let _shared = shared();
     const RELOADS: usize = 50;
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
@@ -274,6 +277,7 @@ fn reloads_alternating_data_sets_expose_nothing() {
 
 #[test]
 fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() {
+    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let args = run_args(&pair, &data);
@@ -298,6 +302,7 @@ fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() 
 
 #[test]
 fn an_interface_that_comes_back_is_attached_again() {
+    let _shared = shared();
     let mut pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
@@ -307,6 +312,18 @@ fn an_interface_that_comes_back_is_attached_again() {
     let flowed = under_traffic(&pair, &all_sources(), || {});
     flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
     stop_and_detach(&pair, daemon);
+}
+
+/// The memory test counts every trie map in the kernel: it runs alone,
+/// the other tests (and their daemons' tables) share the time around it.
+static KERNEL_MAPS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    KERNEL_MAPS.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    KERNEL_MAPS.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// IDs of the kernel's trie-node arrays (the tables' inner maps), by shape.
@@ -329,6 +346,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_thousand_reloads_do_not_grow_kernel_or_daemon_memory() {
+    let _alone = alone();
     const RELOADS: usize = 1000;
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
@@ -377,6 +395,7 @@ fn refused(daemon: &Daemon, args: &[&str], expect: &str) {
 
 #[test]
 fn control_commands_change_verdicts_on_live_traffic() {
+    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
@@ -438,6 +457,7 @@ fn control_commands_change_verdicts_on_live_traffic() {
 
 #[test]
 fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
+    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let config = data.dir.join("geoblock.toml");
@@ -483,6 +503,7 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
 
 #[test]
 fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() {
+    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let de_ssh = |cmd: &mut std::process::Command| {
@@ -537,6 +558,7 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
 
 #[test]
 fn systemd_hears_ready_once_attached_and_stopping_at_exit() {
+    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let socket_path = data.dir.join("notify.sock");
@@ -585,6 +607,7 @@ fn passing(pair: &Pair, daemon: &Daemon, sources: &[&str]) -> Vec<String> {
 
 #[test]
 fn edited_data_is_reloaded_and_shrunken_or_empty_data_refused_while_the_old_table_enforces() {
+    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
@@ -615,6 +638,7 @@ fn edited_data_is_reloaded_and_shrunken_or_empty_data_refused_while_the_old_tabl
 
 #[test]
 fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
+    let _shared = shared();
     let pair = Pair::create();
     let server = geoblock_tests::http::FileServer::start(&pair.receiver, DATA_A);
     let url = server.url("countries.csv");
