@@ -14,6 +14,7 @@
 //! control_socket = "/run/geoblock/control.sock"
 //! detach_on_exit = false
 //! management = ["192.0.2.0/24"]           # never dropped: refused unless --force
+//! metrics = "127.0.0.1:9717"              # serve /metrics there; absent: off
 //!
 //! [policy]
 //! block = ["CN", "RU"]                    # or allow = [...], not both
@@ -37,6 +38,7 @@ use crate::{
     control::DEFAULT_CONTROL_SOCKET,
     country,
     daemon::RunOptions,
+    metrics,
     policy::{Mode, Policy},
     source::{self, CountryFields, DataSources, DEFAULT_CACHE_DIR},
 };
@@ -60,6 +62,8 @@ pub struct Config {
     pub detach_on_exit: Option<bool>,
     /// Networks a policy may not drop (the lock-out guard).
     pub management: Option<Vec<String>>,
+    /// Where to serve `/metrics` (`IP:PORT`, or a port on loopback).
+    pub metrics: Option<String>,
     /// Flag only (`--force`): a file cannot switch the guard off.
     #[serde(skip)]
     pub force: Option<bool>,
@@ -129,6 +133,8 @@ pub enum ConfigError {
     Format(String),
     #[error("'{0}' is not a CIDR (e.g. 203.0.113.0/24)")]
     Cidr(String),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 impl Config {
@@ -160,6 +166,7 @@ impl Config {
             control_socket: flags.control_socket.clone().or(self.control_socket),
             detach_on_exit: flags.detach_on_exit.or(self.detach_on_exit),
             management: flags.management.clone().or(self.management),
+            metrics: flags.metrics.clone().or(self.metrics),
             force: flags.force,
             policy: PolicyConfig {
                 block: if list_given { p.block.clone() } else { self.policy.block },
@@ -199,12 +206,13 @@ impl Config {
             control_socket: self.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
             management: cidrs(self.management)?,
             force: self.force.unwrap_or(false),
+            metrics: self.metrics.as_deref().map(metrics::parse_addr).transpose().map_err(ConfigError::Metrics)?,
         })
     }
 }
 
 impl PolicyConfig {
-    fn resolve(self) -> Result<Policy, ConfigError> {
+    pub fn resolve(self) -> Result<Policy, ConfigError> {
         let (mode, codes) = match (self.block, self.allow) {
             (Some(_), Some(_)) => return Err(ConfigError::BlockAndAllow),
             (Some(block), None) => (Mode::Deny, block),
@@ -249,6 +257,15 @@ mod tests {
         assert_eq!(opts.policy.mode, Mode::Deny);
         assert_eq!(opts.policy.countries.len(), 1);
         assert!(opts.data.sources.is_empty() && !opts.detach_on_exit && !opts.policy.monitor);
+        assert_eq!(opts.metrics, None, "no metrics unless asked for");
+    }
+
+    #[test]
+    fn metrics_listen_where_told() {
+        let opts = parse("interfaces = [\"e\"]\nmetrics = \"9100\"\n[policy]\nblock = [\"CN\"]\n").resolve().unwrap();
+        assert_eq!(opts.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        let bad = parse("interfaces = [\"e\"]\nmetrics = \"anywhere\"\n[policy]\nblock = [\"CN\"]\n").resolve();
+        assert!(bad.unwrap_err().to_string().contains("metrics"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! the last table it loaded, and the next daemon adopts it without a gap.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
@@ -25,7 +25,9 @@ use crate::{
     bpffs::StateDir,
     config::ConfigSource,
     control::{self, ControlSocket, Request, Response},
-    country, guard, notify,
+    country, explain, guard,
+    metrics::{self, MetricsServer, Reloads},
+    notify,
     policy::{Change, Mode, Policy},
     prefix::Table,
     source::{DataSources, Loaded, SourceInfo},
@@ -52,6 +54,8 @@ pub struct RunOptions {
     pub management: Vec<IpNetwork>,
     /// Skip the lock-out guard.
     pub force: bool,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Runs until SIGINT or SIGTERM. Everything is validated, filled and
@@ -114,13 +118,20 @@ struct Daemon {
     table: Table,
     /// What the table in force was read from.
     sources: Vec<SourceInfo>,
+    /// Each source's table, when there are several (for `explain`).
+    layers: Vec<Table>,
     last_reload: Option<(Result<String, String>, Instant)>,
+    /// Taken by [`Daemon::serve`].
+    metrics: Option<MetricsServer>,
+    reloads: Reloads,
 }
 
 impl Daemon {
     fn start(opts: RunOptions, config: ConfigSource, state: &StateDir) -> Result<Daemon, Error> {
         let started = Instant::now();
-        let Loaded { table, sources } = opts.data.load()?;
+        // First: a port in use fails the start before the kernel is touched.
+        let metrics = opts.metrics.map(MetricsServer::bind).transpose()?;
+        let Loaded { table, sources, layers } = opts.data.load()?;
         // Before anything changes in the kernel.
         if !opts.force {
             guarded(&opts.management, &opts.policy, &table, None)?;
@@ -153,12 +164,19 @@ impl Daemon {
             generation: 1,
             table,
             sources,
+            layers,
             last_reload: None,
+            metrics,
+            reloads: Reloads::default(),
         };
+        daemon.count_interfaces()?;
         let how = daemon.attach_all(state)?;
         daemon.geoblock.pin_program(state)?;
         daemon.release_unconfigured(state)?;
         info!("policy: {}", describe(&daemon.opts.policy));
+        if let Some(server) = &daemon.metrics {
+            info!("metrics on http://{}/metrics", server.addr);
+        }
         info!(
             "attached to {} (xdp mode {}; {}); state pinned in {}",
             daemon.opts.interfaces.join(", "),
@@ -197,6 +215,20 @@ impl Daemon {
         Ok(how)
     }
 
+    /// Gives every configured interface its counter slot, before any link
+    /// runs this program, so that its packets are counted under its name.
+    fn count_interfaces(&mut self) -> Result<(), Error> {
+        let interfaces: Vec<(String, u32)> =
+            self.opts.interfaces.iter().map(|iface| (iface.clone(), ifindex(iface).unwrap_or(0))).collect();
+        let slots = self.geoblock.set_interfaces(&interfaces)?;
+        for ((iface, _), slot) in interfaces.iter().zip(slots) {
+            if slot.is_none() {
+                warn!("{iface}: no counter slot left (at most {}), counted as other", geoblock_common::IFACE_SLOTS - 1);
+            }
+        }
+        Ok(())
+    }
+
     /// Detaches interfaces a previous daemon attached that are no longer
     /// configured.
     fn release_unconfigured(&self, state: &StateDir) -> Result<(), Error> {
@@ -214,6 +246,7 @@ impl Daemon {
     /// records.
     async fn serve(&mut self, state: &StateDir, mut signals: Signals, mut control: ControlSocket) -> Result<(), Error> {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        let mut metrics = self.metrics.take();
         // SAFETY: the logger owns its ring buffer's fd for as long as it
         // lives, and the AsyncFd owns the logger.
         let mut logs = match self.geoblock.take_logger() {
@@ -226,6 +259,7 @@ impl Daemon {
                 _ = signals.term.recv() => return Ok(()),
                 _ = signals.hup.recv() => drop(self.reload()),
                 Some((request, reply)) = control.next() => drop(reply.send(self.handle(request, state))),
+                Some(scrape) = MetricsServer::next(&mut metrics) => drop(scrape.send(self.metrics_text())),
                 _ = tick.tick() => self.watch_interfaces(state),
                 ready = readable(&mut logs) => {
                     let mut ready = ready.map_err(io_error)?;
@@ -240,7 +274,9 @@ impl Daemon {
     /// applies the new policy. An invalid config or data set changes
     /// nothing in the kernel: what is in force stays in force.
     fn reload(&mut self) -> Result<String, String> {
+        let started = Instant::now();
         let outcome = self.try_reload();
+        self.reloads.record(outcome.is_ok(), started.elapsed());
         match &outcome {
             Ok(text) => info!("{text}"),
             Err(text) => error!("{text}"),
@@ -253,7 +289,7 @@ impl Daemon {
         let started = Instant::now();
         let refused = |what: &str, e: &dyn std::fmt::Display| format!("reload failed ({what}), the previous table and policy stay in force: {e}");
         let new = self.config.read().map_err(|e| refused("config", &e))?;
-        let Loaded { table, sources } = new.data.load().map_err(|e| refused("data", &e))?;
+        let Loaded { table, sources, layers } = new.data.load().map_err(|e| refused("data", &e))?;
         if !new.force {
             guarded(&new.management, &new.policy, &table, None).map_err(|e| refused("lock-out guard", &e))?;
         }
@@ -271,7 +307,7 @@ impl Daemon {
             table.v6.len(),
             started.elapsed().as_millis()
         );
-        (self.table, self.sources) = (table, sources);
+        (self.table, self.sources, self.layers) = (table, sources, layers);
         (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
         (self.opts.management, self.opts.force) = (new.management, new.force);
         Ok(text)
@@ -287,6 +323,7 @@ impl Daemon {
             ("lookup", old.backend != new.backend),
             ("state_dir", old.state_dir != new.state_dir),
             ("control_socket", old.control_socket != new.control_socket),
+            ("metrics", old.metrics != new.metrics),
         ];
         for (setting, _) in changed.iter().filter(|(_, changed)| *changed) {
             warn!("{setting} changed in the config: it takes effect when the daemon restarts");
@@ -297,6 +334,14 @@ impl Daemon {
         match request {
             Request::Status => Response { status: Some(self.status(state)), ..Response::ok("") },
             Request::Reload => self.reload().map_or_else(Response::error, Response::ok),
+            Request::Explain { addresses } => {
+                let data = explain::Data { table: &self.table, sources: &self.sources, layers: &self.layers };
+                let explained = addresses
+                    .into_iter()
+                    .map(|ip| explain::explain(data, &self.opts.policy, ip, Some(self.generation)))
+                    .collect();
+                Response { explain: Some(explained), ..Response::ok("") }
+            }
             Request::Change { change, ssh_client, force } => {
                 self.change_policy(&change, ssh_client, force).map_or_else(Response::error, Response::ok)
             }
@@ -355,10 +400,36 @@ impl Daemon {
         }
     }
 
+    /// The `/metrics` text: the counters, read once, and the daemon's state.
+    fn metrics_text(&self) -> Result<String, String> {
+        let stats = self.geoblock.stats().map_err(|e| {
+            warn!("metrics: reading the counters: {e}");
+            e.to_string()
+        })?;
+        let state = metrics::DaemonState {
+            generation: self.generation,
+            prefixes_v4: self.table.v4.len(),
+            prefixes_v6: self.table.v6.len(),
+            sources: self.sources.iter().map(|s| (s.origin.clone(), age(s).map(|a| a.as_secs_f64()))).collect(),
+            reloads: &self.reloads,
+        };
+        Ok(metrics::render(&stats, &state))
+    }
+
     /// Attaches again to interfaces that came back under a new ifindex
     /// (deleted and recreated): the kernel released the old link with the
     /// old device.
     fn watch_interfaces(&mut self, state: &StateDir) {
+        let before = self.attached.clone();
+        self.reattach(state);
+        if self.attached != before {
+            if let Err(e) = self.geoblock.set_interfaces(&self.attached) {
+                warn!("counting per interface after a change of interfaces: {e}");
+            }
+        }
+    }
+
+    fn reattach(&mut self, state: &StateDir) {
         for (iface, attached_at) in &mut self.attached {
             let now = ifindex(iface).unwrap_or(0);
             if now == *attached_at {
@@ -441,10 +512,15 @@ fn data_sources(sources: &[SourceInfo]) -> Vec<control::SourceStatus> {
         .iter()
         .map(|info| control::SourceStatus {
             source: info.origin.clone(),
-            age_seconds: info.modified.and_then(|t| SystemTime::now().duration_since(t).ok()).map(|a| a.as_secs()),
+            age_seconds: age(info).map(|a| a.as_secs()),
             date: info.date.clone(),
         })
         .collect()
+}
+
+/// How long ago a source's file was written (none for the embedded data).
+fn age(source: &SourceInfo) -> Option<Duration> {
+    source.modified.and_then(|t| SystemTime::now().duration_since(t).ok())
 }
 
 /// A change as the log shows it: its JSON form, short and unambiguous.

@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 
 use aya::{
-    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData},
+    maps::{lpm_trie::Key, Array, ArrayOfMaps, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues},
     programs::{links::FdLink, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
 use geoblock_common::{
-    maps, Backend, CountryId, TrieNode, ABI_VERSION, MAX_V4_PREFIXES, MAX_V6_PREFIXES, TRIE_NODES,
+    country_stats_index, maps, total_index, Backend, CountryCounters, CountryId, Counter, IfaceName, Total, TrieNode,
+    ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, OTHER_IFACE, TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
 use log::warn;
@@ -21,14 +22,14 @@ use crate::{
     error::errno,
     policy::Policy,
     prefix::Table,
-    stats::Stats,
+    stats::{self, CounterMaps, Stats},
     trie::Trie,
     Error,
 };
 
 /// The maps pinned in the state directory: everything the verdicts and the
 /// counters live in, so a new daemon takes over tables, policy and counts.
-const PINNED_MAPS: [&str; 9] = [
+const PINNED_MAPS: [&str; 12] = [
     maps::GEO_V4,
     maps::GEO_V6,
     maps::LPM_V4,
@@ -38,6 +39,9 @@ const PINNED_MAPS: [&str; 9] = [
     maps::POLICY,
     maps::COUNTRY_STATS,
     maps::TOTALS,
+    maps::FAMILY_STATS,
+    maps::IFACE_SLOTS,
+    maps::IFACE_NAMES,
 ];
 
 /// What [`Geoblock::load_pinned`] found in the state directory.
@@ -254,7 +258,68 @@ impl Geoblock {
 
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats, Error> {
-        Stats::read(self.map(maps::COUNTRY_STATS)?, self.map(maps::TOTALS)?)
+        let [countries, totals, families, iface_names] = stats::COUNTER_MAPS.map(|name| self.map(name));
+        Stats::read(&CounterMaps {
+            countries: countries?,
+            totals: totals?,
+            families: families?,
+            iface_names: iface_names?,
+        })
+    }
+
+    /// Gives each interface of `attached` (name, ifindex; 0 while it is
+    /// gone) its counter slot, and tells the program which ifindex counts
+    /// where. Returns the slots, `None` where none was left (the interface
+    /// is then counted as other).
+    pub fn set_interfaces(&mut self, attached: &[(String, u32)]) -> Result<Vec<Option<u32>>, Error> {
+        let held = self.iface_names()?;
+        let wanted: Vec<&str> = attached.iter().map(|(name, _)| name.as_str()).collect();
+        let slots = assign_slots(&held, &wanted);
+        for (name, slot) in wanted.iter().zip(&slots) {
+            let Some(slot) = *slot else { continue };
+            match held[slot as usize].as_deref() {
+                Some(held) if held == *name => continue,
+                // A slot of an interface no longer configured: its counts go.
+                Some(_) => self.clear_counters(slot)?,
+                None => {}
+            }
+            let mut names: Array<_, IfaceName> = self.map_mut(maps::IFACE_NAMES)?;
+            names.set(slot, encode_name(name), 0)?;
+        }
+        let by_index: Vec<(u32, u32)> = attached
+            .iter()
+            .zip(&slots)
+            .filter_map(|((_, ifindex), slot)| Some((*ifindex, (*slot)?)))
+            .filter(|(ifindex, _)| *ifindex != 0)
+            .collect();
+        let mut index: HashMap<_, u32, u32> = self.map_mut(maps::IFACE_SLOTS)?;
+        let stale: Vec<u32> = index.keys().collect::<Result<Vec<_>, _>>()?;
+        for key in stale.iter().filter(|k| !by_index.iter().any(|(i, _)| i == *k)) {
+            index.remove(key)?;
+        }
+        for (ifindex, slot) in by_index {
+            index.insert(ifindex, slot, 0)?;
+        }
+        Ok(slots)
+    }
+
+    /// The interface name each counter slot holds.
+    fn iface_names(&self) -> Result<Vec<Option<String>>, Error> {
+        let names: Array<&MapData, IfaceName> = self.map(maps::IFACE_NAMES)?.try_into()?;
+        (0..IFACE_SLOTS).map(|slot| Ok(stats::iface_name(&names.get(&slot, 0)?))).collect()
+    }
+
+    /// Zeroes the counters of an interface slot on every CPU.
+    fn clear_counters(&mut self, slot: u32) -> Result<(), Error> {
+        let mut countries: PerCpuArray<_, CountryCounters> = self.map_mut(maps::COUNTRY_STATS)?;
+        for country in 0..COUNTRY_SLOTS as CountryId {
+            countries.set(country_stats_index(slot, country), zeroes()?, 0)?;
+        }
+        let mut totals: PerCpuArray<_, Counter> = self.map_mut(maps::TOTALS)?;
+        for total in [Total::NonIp, Total::Unparsed, Total::Exception] {
+            totals.set(total_index(slot, total), zeroes()?, 0)?;
+        }
+        Ok(())
     }
 
     fn map(&self, name: &'static str) -> Result<&Map, Error> {
@@ -268,6 +333,44 @@ impl Geoblock {
         let map = self.ebpf.map_mut(name).ok_or(Error::MissingMap(name))?;
         Ok(M::try_from(map)?)
     }
+}
+
+/// Counter slots for the `wanted` interfaces, given the name each slot
+/// holds (`held`, indexed by slot). An interface keeps the slot of its name,
+/// so its counts go on across restarts; a new one takes a free slot, else
+/// that of an interface no longer wanted. `None`: no slot left.
+fn assign_slots(held: &[Option<String>], wanted: &[&str]) -> Vec<Option<u32>> {
+    let mut taken = vec![false; held.len()];
+    taken[OTHER_IFACE as usize] = true;
+    let mut slots: Vec<Option<u32>> = wanted
+        .iter()
+        .map(|name| {
+            let slot = held.iter().position(|h| h.as_deref() == Some(*name)).filter(|&s| !taken[s])?;
+            taken[slot] = true;
+            Some(slot as u32)
+        })
+        .collect();
+    let free = (0..held.len()).filter(|&s| held[s].is_none());
+    let stale = (0..held.len()).filter(|&s| held[s].is_some());
+    let mut spare = free.chain(stale).filter(|&s| !taken[s]);
+    for slot in slots.iter_mut().filter(|s| s.is_none()) {
+        *slot = spare.next().map(|s| s as u32);
+    }
+    slots
+}
+
+/// A zero for every possible CPU.
+fn zeroes<T: aya::Pod + Default>() -> Result<PerCpuValues<T>, Error> {
+    let cpus = aya::util::nr_cpus().map_err(|(path, source)| Error::Io { path: path.into(), source })?;
+    PerCpuValues::try_from(vec![T::default(); cpus]).map_err(Error::io("per-CPU values"))
+}
+
+/// `name` NUL-padded (interface names are at most 15 bytes).
+fn encode_name(name: &str) -> IfaceName {
+    let mut raw = IfaceName::default();
+    let len = name.len().min(raw.len() - 1);
+    raw[..len].copy_from_slice(&name.as_bytes()[..len]);
+    raw
 }
 
 /// Takes the link `id` out of `program` (which would detach it on drop).
@@ -323,5 +426,33 @@ fn permission_or<E: std::error::Error + 'static>(wrap: fn(E) -> Error) -> impl F
     move |e| match errno(&e) {
         Some(libc::EPERM) => Error::Permission,
         _ => wrap(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(names: &[Option<&str>]) -> Vec<Option<String>> {
+        names.iter().map(|n| n.map(String::from)).collect()
+    }
+
+    #[test]
+    fn interfaces_keep_their_slots() {
+        let held = held(&[None, Some("eth1"), None, Some("eth0")]);
+        assert_eq!(assign_slots(&held, &["eth0", "eth1", "eth2"]), [Some(3), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn slots_of_unconfigured_interfaces_are_reused_last() {
+        let held = held(&[None, Some("old"), None]);
+        assert_eq!(assign_slots(&held, &["a", "b", "c"]), [Some(2), Some(1), None]);
+        assert_eq!(assign_slots(&held, &["a"]), [Some(2)]);
+    }
+
+    #[test]
+    fn names_are_padded_and_cut() {
+        assert_eq!(&encode_name("eth0")[..5], b"eth0\0");
+        assert_eq!(stats::iface_name(&encode_name("a-very-long-interface")).unwrap().len(), 15);
     }
 }
