@@ -13,8 +13,11 @@ use std::{
     net::{IpAddr, TcpStream},
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
+
+use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
+use geoblock_common::{country_stats_index, CountryCounters, CountryId, COUNTRY_SLOTS};
 
 use geoblock_tests::{
     geoblock::{self, Daemon},
@@ -263,6 +266,72 @@ fn metrics_scraped_over_http_equal_stats_json() {
     assert_eq!(scraped["geoblock_reload_duration_seconds_count"], 1.0);
     assert_eq!(scraped["geoblock_table_generation"], 2.0);
     assert_eq!(http_get(&pair.receiver, "/").0, 404);
+}
+
+/// Gives every country, on interface slots 1 to `slots`, one packet of
+/// each action on every CPU, straight into the pinned counters.
+fn fill_counters(state_dir: &Path, slots: u32) -> usize {
+    let map = MapData::from_pin(state_dir.join("COUNTRY_STATS")).expect("COUNTRY_STATS pin");
+    let mut counters: PerCpuArray<MapData, CountryCounters> = Map::PerCpuArray(map).try_into().unwrap();
+    let cpus = aya::util::nr_cpus().unwrap();
+    let one = CountryCounters {
+        dropped_packets: 1,
+        dropped_bytes: 60,
+        passed_packets: 1,
+        passed_bytes: 60,
+        would_drop_packets: 1,
+        would_drop_bytes: 60,
+    };
+    let countries: Vec<CountryId> = (1..COUNTRY_SLOTS as CountryId)
+        .filter(|&c| ::geoblock::country::parse(::geoblock::country::code(c)).is_ok())
+        .collect();
+    assert_eq!(countries.len(), 250);
+    for slot in 1..=slots {
+        for &country in &countries {
+            let values = PerCpuValues::try_from(vec![one; cpus]).unwrap();
+            counters.set(country_stats_index(slot, country), values, 0).unwrap();
+        }
+    }
+    cpus
+}
+
+#[test]
+fn a_scrape_of_every_country_on_four_interfaces_stays_cheap() {
+    let pair = Pair::create();
+    let links: Vec<_> = (2..5).map(|n| pair.add_link(n)).collect();
+    let scratch = Scratch::new();
+    let data = scratch.file("base.csv", BASE);
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let mut args = vec!["--iface", pair.receiver_if.as_str()];
+    for link in &links {
+        args.extend_from_slice(&["--iface", &link.receiver_if]);
+    }
+    args.extend_from_slice(&["--xdp-mode", "native", "--block", "CN", "--data", &data, "--metrics", &metrics]);
+    let daemon = Daemon::start(&pair.receiver, &args);
+    let cpus = fill_counters(&daemon.state_dir, 4);
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (code, body) = http_get(&pair.receiver, "/metrics");
+        times.push(started.elapsed());
+        assert_eq!(code, 200, "{body}");
+        text = body;
+    }
+    let scraped = samples(&text);
+    let series = scraped.keys().filter(|k| k.starts_with("geoblock_packets_total")).count();
+    assert!(series >= 250 * 3 * 4, "{series} series of geoblock_packets_total");
+    let key =
+        format!("geoblock_packets_total{{country=\"KP\",action=\"would_drop\",iface=\"{}\"}}", links[2].receiver_if);
+    assert_eq!(scraped[&key], cpus as f64, "the sum over {cpus} CPUs");
+    times.sort();
+    eprintln!(
+        "scrape of {series} packet series ({} bytes, {cpus} CPUs): median {:?}, slowest {:?}",
+        text.len(),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    assert!(times[times.len() - 1] < Duration::from_secs(2), "scrapes must stay cheap: {times:?}");
 }
 
 /// `geoblock explain --json ARGS`: the explanations, by address.
