@@ -88,7 +88,7 @@ impl Geoblock {
     /// Loads the program with its maps pinned in `state`: maps of this ABI
     /// already pinned there are reused, others are (re)created and pinned.
     pub fn load_pinned(backend: Backend, state: &StateDir) -> Result<(Self, PinnedMaps), Error> {
-        let found = pinned_abi(state);
+        let found = pinned_abi(state.path());
         let pinned = match found {
             Some(ABI_VERSION) => PinnedMaps::Reused,
             None if state.is_empty() => PinnedMaps::Created,
@@ -379,9 +379,9 @@ fn fd_link(program: &mut Xdp, id: aya::programs::xdp::XdpLinkId) -> Result<FdLin
     FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)
 }
 
-/// The ABI version recorded in `state`, if any.
-fn pinned_abi(state: &StateDir) -> Option<u32> {
-    let data = MapData::from_pin(state.pin(ABI_PIN)).ok()?;
+/// The ABI version recorded in the state directory `dir`, if any.
+pub fn pinned_abi(dir: &std::path::Path) -> Option<u32> {
+    let data = MapData::from_pin(dir.join(ABI_PIN)).ok()?;
     let abi: Array<MapData, u32> = Map::Array(data).try_into().ok()?;
     abi.get(&0, 0).ok()
 }

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{
     country_stats_index, maps, total_index, Counter, CountryCounters, CountryId, Family, IfaceName, Total,
-    COUNTRY_SLOTS, IFACE_SLOTS, NO_COUNTRY, OTHER_IFACE,
+    ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, NO_COUNTRY, OTHER_IFACE,
 };
 use serde::Serialize;
 
@@ -107,6 +107,11 @@ impl Stats {
 
     /// Reads the counters a running daemon pinned in `dir`.
     pub fn read_pinned(dir: &Path) -> Result<Stats, Error> {
+        // Maps of another layout would be misread (or fail on a missing map).
+        match crate::program::pinned_abi(dir) {
+            Some(ABI_VERSION) | None => {}
+            Some(found) => return Err(Error::OtherAbi { dir: dir.into(), found }),
+        }
         let open = |name: &str, map: fn(MapData) -> Map| {
             MapData::from_pin(dir.join(name)).map(map).map_err(|_| Error::NoState(dir.to_path_buf()))
         };

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{country_stats_index, CountryCounters, CountryId, COUNTRY_SLOTS};
 
 use geoblock_tests::{
@@ -130,6 +130,12 @@ fn counters_are_kept_per_interface_and_family_and_survive_a_restart() {
     assert_eq!((on(if1), on(if2)), (3, 10), "counts after the restart: {after:#}");
     let state_dir = daemon.state_dir.clone();
     assert!(daemon.stop().success());
+    // Maps of another layout are refused, not misread.
+    let abi = MapData::from_pin(state_dir.join("ABI")).expect("ABI pin");
+    Array::<MapData, u32>::try_from(Map::Array(abi)).unwrap().set(0, 999, 0).unwrap();
+    let out = geoblock::run_to_end(None, &["stats", "--state-dir", state_dir.to_str().unwrap()], |_| {});
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("maps of layout 999"), "{err}");
     let out = geoblock::detach(&state_dir);
     assert!(out.status.success(), "geoblock detach: {}", String::from_utf8_lossy(&out.stderr));
 }
