@@ -273,13 +273,13 @@ impl View {
         }
         let mut out = format!("{:<8}", "country");
         for column in COLUMNS {
-            out += &format!("{:>14}", format!("{column}{per}"));
+            out += &format!("{:>16}", format!("{column}{per}"));
         }
         out.push('\n');
         for (cc, v) in rows {
             out += &format!("{cc:<8}");
             for (i, value) in v.iter().enumerate() {
-                out += &format!("{:>14}", human(*value, if i % 2 == 1 { "B" } else { "" }));
+                out += &format!("{:>16}", human(*value, if i % 2 == 1 { "B" } else { "" }));
             }
             out.push('\n');
         }
