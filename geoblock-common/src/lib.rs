@@ -19,12 +19,12 @@ pub mod maps {
     pub const POLICY: &str = "POLICY";
     pub const COUNTRY_STATS: &str = "COUNTRY_STATS";
     pub const TOTALS: &str = "TOTALS";
-    /// ifindex → counter slot of each attached interface (absent: slot
+    /// ifindex → counter slot of each attached interface (0, the default:
     /// [`OTHER_IFACE`](super::OTHER_IFACE)).
-    pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
-    /// Counter slot → interface name ([`IfaceName`](super::IfaceName)), so
-    /// that another process (in another namespace) can name the counters.
-    pub const IFACE_NAMES: &str = "IFACE_NAMES";
+    pub const IFINDEX_SLOTS: &str = "IFINDEX_SLOTS";
+    /// Counter slot → [`IfaceSlot`](super::IfaceSlot), so that another
+    /// process (in another namespace) can name the counters.
+    pub const IFACES: &str = "IFACES";
     /// Country verdicts per address family ([`Family`](super::Family)).
     pub const FAMILY_STATS: &str = "FAMILY_STATS";
 }
@@ -122,8 +122,20 @@ impl Action {
 /// slot [`OTHER_IFACE`]. Every slot costs `COUNTRY_SLOTS` counters per CPU.
 pub const IFACE_SLOTS: u32 = 8;
 pub const OTHER_IFACE: u32 = 0;
-/// An interface name, NUL-padded to the kernel's IFNAMSIZ.
-pub type IfaceName = [u8; 16];
+/// `IFINDEX_SLOTS` is an array indexed by ifindex, whose lookup the
+/// verifier inlines (a hash map costs a hash per packet): interfaces of a
+/// higher ifindex are counted as other.
+pub const IFINDEX_LIMIT: u32 = 1 << 16;
+
+/// What a counter slot counts (`IFACES`, indexed by slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceSlot {
+    /// The interface name, NUL-padded to the kernel's IFNAMSIZ; empty: a free slot.
+    pub name: [u8; 16],
+    /// The ifindex `IFINDEX_SLOTS` maps to this slot (0: none).
+    pub ifindex: u32,
+}
 
 /// Index in `COUNTRY_STATS` of a country's counters on an interface slot.
 pub const fn country_stats_index(iface: u32, country: CountryId) -> u32 {
@@ -222,6 +234,8 @@ mod pod {
     // SAFETY: plain #[repr(C)] structs of u64, no padding.
     unsafe impl aya::Pod for super::CountryCounters {}
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: #[repr(C)] bytes then a u32: 20 bytes, no padding.
+    unsafe impl aya::Pod for super::IfaceSlot {}
     // SAFETY: #[repr(C)] array of u16.
     unsafe impl aya::Pod for super::TrieNode {}
 }

@@ -11,16 +11,16 @@ use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
     btf_maps::{self, ArrayOfMaps},
     macros::{btf_map, map, xdp},
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
     programs::XdpContext,
     Global,
 };
 use aya_log_ebpf::debug;
 use geoblock_common::{
     country_stats_index, total_index, Action, Backend, CountryCounters, CountryId, Counter, Family,
-    IfaceName, Total, TrieNode, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS,
-    MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS,
-    TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
+    IfaceSlot, Total, TrieNode, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS,
+    IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE,
+    TOTALS_SLOTS, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
 };
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
@@ -56,13 +56,13 @@ static TOTALS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(TOTALS_SLOTS
 #[map]
 static FAMILY_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entries(FAMILY_SLOTS, 0);
 /// ifindex → counter slot, written by the daemon for the interfaces it
-/// attaches to: a handful of entries, one lookup per packet.
-#[map(name = "IFACE_SLOTS")]
-static IFACE_SLOTS_MAP: HashMap<u32, u32> = HashMap::with_max_entries(IFACE_SLOTS, 0);
-/// Slot → interface name: only the daemon and `geoblock stats` use it; it
-/// lives here so that it is created, pinned and adopted with the counters.
+/// attaches to: one inlined array lookup per packet.
 #[map]
-static IFACE_NAMES: Array<IfaceName> = Array::with_max_entries(IFACE_SLOTS, 0);
+static IFINDEX_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_LIMIT, 0);
+/// Slot → interface: only the daemon and `geoblock stats` use it; it lives
+/// here so that it is created, pinned and adopted with the counters.
+#[map]
+static IFACES: Array<IfaceSlot> = Array::with_max_entries(IFACE_SLOTS, 0);
 
 const LPM: u8 = Backend::Lpm as u8;
 const ETH_HLEN: usize = 14;
@@ -80,9 +80,7 @@ const IPV6_SRC: usize = 8;
 #[xdp]
 pub fn geoblock(ctx: XdpContext) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    // SAFETY: reads one u32; a concurrent update by the daemon gives the old
-    // slot or the new one.
-    let iface = unsafe { IFACE_SLOTS_MAP.get(&(ctx.ingress_ifindex() as u32)) }.map_or(OTHER_IFACE, |s| *s);
+    let iface = IFINDEX_SLOTS.get(ctx.ingress_ifindex() as u32).map_or(OTHER_IFACE, |s| *s);
     let count = Count { iface, bytes };
     match source(&ctx) {
         Source::V4(addr) => {

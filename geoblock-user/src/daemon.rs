@@ -223,7 +223,11 @@ impl Daemon {
         let slots = self.geoblock.set_interfaces(&interfaces)?;
         for ((iface, _), slot) in interfaces.iter().zip(slots) {
             if slot.is_none() {
-                warn!("{iface}: no counter slot left (at most {}), counted as other", geoblock_common::IFACE_SLOTS - 1);
+                warn!(
+                    "{iface}: counted as (other): no counter slot of its own (there are {}; or its ifindex is {} or more)",
+                    geoblock_common::IFACE_SLOTS - 1,
+                    geoblock_common::IFINDEX_LIMIT
+                );
             }
         }
         Ok(())

@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 
 use aya::{
-    maps::{lpm_trie::Key, Array, ArrayOfMaps, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues},
     programs::{links::FdLink, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
 use geoblock_common::{
-    country_stats_index, maps, total_index, Backend, CountryCounters, CountryId, Counter, IfaceName, Total, TrieNode,
-    ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, OTHER_IFACE, TRIE_NODES,
+    country_stats_index, maps, total_index, Backend, CountryCounters, CountryId, Counter, IfaceSlot, Total, TrieNode,
+    ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES, MAX_V6_PREFIXES, OTHER_IFACE, TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
 use log::warn;
@@ -40,8 +40,8 @@ const PINNED_MAPS: [&str; 12] = [
     maps::COUNTRY_STATS,
     maps::TOTALS,
     maps::FAMILY_STATS,
-    maps::IFACE_SLOTS,
-    maps::IFACE_NAMES,
+    maps::IFINDEX_SLOTS,
+    maps::IFACES,
 ];
 
 /// What [`Geoblock::load_pinned`] found in the state directory.
@@ -258,55 +258,62 @@ impl Geoblock {
 
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats, Error> {
-        let [countries, totals, families, iface_names] = stats::COUNTER_MAPS.map(|name| self.map(name));
+        let [countries, totals, families, ifaces] = stats::COUNTER_MAPS.map(|name| self.map(name));
         Stats::read(&CounterMaps {
             countries: countries?,
             totals: totals?,
             families: families?,
-            iface_names: iface_names?,
+            ifaces: ifaces?,
         })
     }
 
     /// Gives each interface of `attached` (name, ifindex; 0 while it is
     /// gone) its counter slot, and tells the program which ifindex counts
-    /// where. Returns the slots, `None` where none was left (the interface
-    /// is then counted as other).
+    /// where. Returns the slots, `None` where the interface is counted as
+    /// other: no slot left, or an ifindex from [`IFINDEX_LIMIT`] up.
     pub fn set_interfaces(&mut self, attached: &[(String, u32)]) -> Result<Vec<Option<u32>>, Error> {
-        let held = self.iface_names()?;
+        let held = self.ifaces()?;
+        let names: Vec<Option<String>> = held.iter().map(|h| stats::iface_name(&h.name)).collect();
         let wanted: Vec<&str> = attached.iter().map(|(name, _)| name.as_str()).collect();
-        let slots = assign_slots(&held, &wanted);
-        for (name, slot) in wanted.iter().zip(&slots) {
+        let slots = assign_slots(&names, &wanted);
+        // Slots of interfaces no longer configured keep their name and counts.
+        let mut next: Vec<IfaceSlot> = held.iter().map(|h| IfaceSlot { ifindex: 0, ..*h }).collect();
+        for ((name, ifindex), slot) in attached.iter().zip(&slots) {
             let Some(slot) = *slot else { continue };
-            match held[slot as usize].as_deref() {
-                Some(held) if held == *name => continue,
-                // A slot of an interface no longer configured: its counts go.
-                Some(_) => self.clear_counters(slot)?,
-                None => {}
+            if names[slot as usize].as_deref().is_some_and(|held| held != name) {
+                // Taken over from an interface no longer configured: its counts go.
+                self.clear_counters(slot)?;
             }
-            let mut names: Array<_, IfaceName> = self.map_mut(maps::IFACE_NAMES)?;
-            names.set(slot, encode_name(name), 0)?;
+            let ifindex = Some(*ifindex).filter(|&i| i < IFINDEX_LIMIT).unwrap_or(0);
+            next[slot as usize] = IfaceSlot { name: encode_name(name), ifindex };
         }
-        let by_index: Vec<(u32, u32)> = attached
-            .iter()
-            .zip(&slots)
-            .filter_map(|((_, ifindex), slot)| Some((*ifindex, (*slot)?)))
-            .filter(|(ifindex, _)| *ifindex != 0)
-            .collect();
-        let mut index: HashMap<_, u32, u32> = self.map_mut(maps::IFACE_SLOTS)?;
-        let stale: Vec<u32> = index.keys().collect::<Result<Vec<_>, _>>()?;
-        for key in stale.iter().filter(|k| !by_index.iter().any(|(i, _)| i == *k)) {
-            index.remove(key)?;
-        }
-        for (ifindex, slot) in by_index {
-            index.insert(ifindex, slot, 0)?;
-        }
-        Ok(slots)
+        self.write_ifaces(&held, &next)?;
+        Ok(slots.into_iter().zip(attached).map(|(slot, (_, ifindex))| slot.filter(|_| *ifindex < IFINDEX_LIMIT)).collect())
     }
 
-    /// The interface name each counter slot holds.
-    fn iface_names(&self) -> Result<Vec<Option<String>>, Error> {
-        let names: Array<&MapData, IfaceName> = self.map(maps::IFACE_NAMES)?.try_into()?;
-        (0..IFACE_SLOTS).map(|slot| Ok(stats::iface_name(&names.get(&slot, 0)?))).collect()
+    /// Makes the slots `held` into `next`: the ifindexes that leave go back
+    /// to other before any comes in, so none counts in two slots.
+    fn write_ifaces(&mut self, held: &[IfaceSlot], next: &[IfaceSlot]) -> Result<(), Error> {
+        let mut index: Array<_, u32> = self.map_mut(maps::IFINDEX_SLOTS)?;
+        for old in held.iter().filter(|h| h.ifindex != 0 && !next.iter().any(|n| n.ifindex == h.ifindex)) {
+            index.set(old.ifindex, OTHER_IFACE, 0)?;
+        }
+        for (slot, new) in next.iter().enumerate().filter(|(_, n)| n.ifindex != 0) {
+            index.set(new.ifindex, slot as u32, 0)?;
+        }
+        let mut ifaces: Array<_, IfaceSlot> = self.map_mut(maps::IFACES)?;
+        for (slot, (old, new)) in held.iter().zip(next).enumerate() {
+            if old != new {
+                ifaces.set(slot as u32, new, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What each counter slot holds.
+    fn ifaces(&self) -> Result<Vec<IfaceSlot>, Error> {
+        let ifaces: Array<&MapData, IfaceSlot> = self.map(maps::IFACES)?.try_into()?;
+        (0..IFACE_SLOTS).map(|slot| Ok(ifaces.get(&slot, 0)?)).collect()
     }
 
     /// Zeroes the counters of an interface slot on every CPU.
@@ -366,8 +373,8 @@ fn zeroes<T: aya::Pod + Default>() -> Result<PerCpuValues<T>, Error> {
 }
 
 /// `name` NUL-padded (interface names are at most 15 bytes).
-fn encode_name(name: &str) -> IfaceName {
-    let mut raw = IfaceName::default();
+fn encode_name(name: &str) -> [u8; 16] {
+    let mut raw = [0; 16];
     let len = name.len().min(raw.len() - 1);
     raw[..len].copy_from_slice(&name.as_bytes()[..len]);
     raw

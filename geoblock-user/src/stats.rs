@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{
-    country_stats_index, maps, total_index, Counter, CountryCounters, CountryId, Family, IfaceName, Total,
+    country_stats_index, maps, total_index, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total,
     ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, NO_COUNTRY, OTHER_IFACE,
 };
 use serde::Serialize;
@@ -67,11 +67,11 @@ pub struct CounterMaps<'a> {
     pub countries: &'a Map,
     pub totals: &'a Map,
     pub families: &'a Map,
-    pub iface_names: &'a Map,
+    pub ifaces: &'a Map,
 }
 
 /// The counters `geoblock stats` reads, in the order of [`CounterMaps`].
-pub const COUNTER_MAPS: [&str; 4] = [maps::COUNTRY_STATS, maps::TOTALS, maps::FAMILY_STATS, maps::IFACE_NAMES];
+pub const COUNTER_MAPS: [&str; 4] = [maps::COUNTRY_STATS, maps::TOTALS, maps::FAMILY_STATS, maps::IFACES];
 
 impl Stats {
     /// Reads every counter once.
@@ -79,7 +79,7 @@ impl Stats {
         let countries: PerCpuArray<&MapData, CountryCounters> = maps.countries.try_into()?;
         let totals: PerCpuArray<&MapData, Counter> = maps.totals.try_into()?;
         let families: PerCpuArray<&MapData, CountryCounters> = maps.families.try_into()?;
-        let names = iface_names(maps.iface_names)?;
+        let names = iface_names(maps.ifaces)?;
         let mut stats = Stats {
             families: Families {
                 ipv4: sum(families.get(&(Family::V4 as u32), 0)?),
@@ -115,12 +115,12 @@ impl Stats {
         let open = |name: &str, map: fn(MapData) -> Map| {
             MapData::from_pin(dir.join(name)).map(map).map_err(|_| Error::NoState(dir.to_path_buf()))
         };
-        let [countries, totals, families, names] = COUNTER_MAPS;
+        let [countries, totals, families, ifaces] = COUNTER_MAPS;
         Stats::read(&CounterMaps {
             countries: &open(countries, Map::PerCpuArray)?,
             totals: &open(totals, Map::PerCpuArray)?,
             families: &open(families, Map::PerCpuArray)?,
-            iface_names: &open(names, Map::Array)?,
+            ifaces: &open(ifaces, Map::Array)?,
         })
     }
 
@@ -136,17 +136,17 @@ impl Stats {
 /// Slot → interface name; slot [`OTHER_IFACE`] is [`OTHER_IFACE_NAME`],
 /// other slots without a name are `None`.
 fn iface_names(map: &Map) -> Result<Vec<Option<String>>, Error> {
-    let names: Array<&MapData, IfaceName> = map.try_into()?;
+    let ifaces: Array<&MapData, IfaceSlot> = map.try_into()?;
     (0..IFACE_SLOTS)
         .map(|slot| match slot {
             OTHER_IFACE => Ok(Some(OTHER_IFACE_NAME.to_string())),
-            _ => Ok(iface_name(&names.get(&slot, 0)?)),
+            _ => Ok(iface_name(&ifaces.get(&slot, 0)?.name)),
         })
         .collect()
 }
 
 /// A NUL-padded name, or `None` for an empty one.
-pub fn iface_name(raw: &IfaceName) -> Option<String> {
+pub fn iface_name(raw: &[u8; 16]) -> Option<String> {
     let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     (len > 0).then(|| String::from_utf8_lossy(&raw[..len]).into_owned())
 }
