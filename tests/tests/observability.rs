@@ -400,6 +400,7 @@ fn explain_gives_every_reason_from_the_daemon_and_offline() {
     let strict = explain(&["--data", &base, "--allow", "DE", "--block-unknown", PRIVATE, CN4]);
     assert_eq!(verdict(&strict[PRIVATE]), ("drop", "no-country-blocked"));
     assert_eq!(verdict(&strict[CN4]), ("drop", "not-allowed"));
+    assert_eq!(strict[CN4]["source"]["origin"].as_str(), Some(base.as_str()), "one source gives everything");
 
     // The running policy changes, and so do the daemon's answers.
     for change in [&["allow", "DE"][..], &["mode", "monitor"]] {
