@@ -25,12 +25,20 @@ pub mod maps {
     pub const EVENT_CONFIG: &str = "EVENT_CONFIG";
     /// Each CPU's token bucket and event counters ([`EventBucket`](super::EventBucket), per CPU, one slot).
     pub const EVENT_BUCKET: &str = "EVENT_BUCKET";
+    /// ifindex → counter slot of each attached interface (0, the default:
+    /// [`OTHER_IFACE`](super::OTHER_IFACE)).
+    pub const IFINDEX_SLOTS: &str = "IFINDEX_SLOTS";
+    /// Counter slot → [`IfaceSlot`](super::IfaceSlot), so that another
+    /// process (in another namespace) can name the counters.
+    pub const IFACES: &str = "IFACES";
+    /// Country verdicts per address family ([`Family`](super::Family)).
+    pub const FAMILY_STATS: &str = "FAMILY_STATS";
 }
 
 /// Version of the map layout above and below. A daemon that starts and finds
 /// pinned maps of another version recreates them instead of reusing them:
 /// bump it whenever a map's key, value, size or meaning changes.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Capacity of the LPM tries. The world table (DB-IP Lite) is about 600k
 /// IPv4 and 780k IPv6 prefixes; leave room for growth and denser sources.
@@ -115,9 +123,53 @@ impl Action {
     }
 }
 
-/// Per-country counters (`COUNTRY_STATS`, per CPU, indexed by [`CountryId`]).
+/// Interfaces the counters tell apart: the daemon gives each attached
+/// interface a slot of its own; packets of any other ifindex are counted in
+/// slot [`OTHER_IFACE`]. Every slot costs `COUNTRY_SLOTS` counters per CPU.
+pub const IFACE_SLOTS: u32 = 8;
+pub const OTHER_IFACE: u32 = 0;
+/// `IFINDEX_SLOTS` is an array indexed by ifindex, whose lookup the
+/// verifier inlines (a hash map costs a hash per packet): interfaces of a
+/// higher ifindex are counted as other.
+pub const IFINDEX_LIMIT: u32 = 1 << 16;
+
+/// What a counter slot counts (`IFACES`, indexed by slot).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceSlot {
+    /// The interface name, NUL-padded to the kernel's IFNAMSIZ; empty: a free slot.
+    pub name: [u8; 16],
+    /// The ifindex `IFINDEX_SLOTS` maps to this slot (0: none).
+    pub ifindex: u32,
+}
+
+/// Index in `COUNTRY_STATS` of a country's counters on an interface slot.
+pub const fn country_stats_index(iface: u32, country: CountryId) -> u32 {
+    iface * COUNTRY_SLOTS + country as u32
+}
+pub const COUNTRY_STATS_SLOTS: u32 = IFACE_SLOTS * COUNTRY_SLOTS;
+
+/// Index in `TOTALS` of a total on an interface slot.
+pub const fn total_index(iface: u32, total: Total) -> u32 {
+    iface * TOTAL_SLOTS + total as u32
+}
+pub const TOTALS_SLOTS: u32 = IFACE_SLOTS * TOTAL_SLOTS;
+
+/// Address family: the index in `FAMILY_STATS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4 = 0,
+    V6 = 1,
+}
+pub const FAMILY_SLOTS: u32 = 2;
+
+/// Verdict counters (`COUNTRY_STATS`, per CPU, indexed by
+/// [`country_stats_index`]; `FAMILY_STATS`, indexed by [`Family`]). Its JSON
+/// form is part of `geoblock stats --json`: fields are added, never renamed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct CountryCounters {
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
@@ -127,12 +179,45 @@ pub struct CountryCounters {
     pub would_drop_bytes: u64,
 }
 
-/// A packet/byte pair (`TOTALS`, per CPU, indexed by [`Total`]).
+impl core::ops::Add for CountryCounters {
+    type Output = CountryCounters;
+    fn add(self, c: CountryCounters) -> CountryCounters {
+        CountryCounters {
+            dropped_packets: self.dropped_packets + c.dropped_packets,
+            dropped_bytes: self.dropped_bytes + c.dropped_bytes,
+            passed_packets: self.passed_packets + c.passed_packets,
+            passed_bytes: self.passed_bytes + c.passed_bytes,
+            would_drop_packets: self.would_drop_packets + c.would_drop_packets,
+            would_drop_bytes: self.would_drop_bytes + c.would_drop_bytes,
+        }
+    }
+}
+
+impl CountryCounters {
+    /// The dropped, passed and would-drop pairs.
+    pub const fn by_action(&self) -> [(Action, Counter); 3] {
+        [
+            (Action::Drop, Counter { packets: self.dropped_packets, bytes: self.dropped_bytes }),
+            (Action::Pass, Counter { packets: self.passed_packets, bytes: self.passed_bytes }),
+            (Action::WouldDrop, Counter { packets: self.would_drop_packets, bytes: self.would_drop_bytes }),
+        ]
+    }
+}
+
+/// A packet/byte pair (`TOTALS`, per CPU, indexed by [`total_index`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct Counter {
     pub packets: u64,
     pub bytes: u64,
+}
+
+impl core::ops::Add for Counter {
+    type Output = Counter;
+    fn add(self, c: Counter) -> Counter {
+        Counter { packets: self.packets + c.packets, bytes: self.bytes + c.bytes }
+    }
 }
 
 /// Packets that never reach a country verdict.
@@ -222,6 +307,8 @@ mod pod {
     unsafe impl aya::Pod for super::EventBucket {}
     // SAFETY: #[repr(C)], fields laid out without padding (24 + 128 bytes).
     unsafe impl aya::Pod for super::DropEvent {}
+    // SAFETY: #[repr(C)] bytes then a u32: 20 bytes, no padding.
+    unsafe impl aya::Pod for super::IfaceSlot {}
     // SAFETY: #[repr(C)] array of u16.
     unsafe impl aya::Pod for super::TrieNode {}
 }

@@ -19,9 +19,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use geoblock_common::{
-    Action, Backend, CountryCounters, CountryId, Counter, Total, TrieNode, COUNTRY_SLOTS,
-    MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, TOTAL_SLOTS, TRIE_CHILD,
-    TRIE_NODES, TRIE_ROOTS,
+    country_stats_index, total_index, Action, Backend, CountryCounters, CountryId, Counter, Family,
+    IfaceSlot, Total, TrieNode, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS,
+    IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE,
+    TOTALS_SLOTS, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
 };
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
@@ -48,11 +49,22 @@ static EXCEPT_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIO
 /// Country → [`Action`] as u8.
 #[map]
 static POLICY: Array<u8> = Array::with_max_entries(COUNTRY_SLOTS, 0);
+/// Counters per interface slot and country (see `country_stats_index`).
 #[map]
 static COUNTRY_STATS: PerCpuArray<CountryCounters> =
-    PerCpuArray::with_max_entries(COUNTRY_SLOTS, 0);
+    PerCpuArray::with_max_entries(COUNTRY_STATS_SLOTS, 0);
 #[map]
-static TOTALS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(TOTAL_SLOTS, 0);
+static TOTALS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(TOTALS_SLOTS, 0);
+#[map]
+static FAMILY_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entries(FAMILY_SLOTS, 0);
+/// ifindex → counter slot, written by the daemon for the interfaces it
+/// attaches to: one inlined array lookup per packet.
+#[map]
+static IFINDEX_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_LIMIT, 0);
+/// Slot → interface: only the daemon and `geoblock stats` use it; it lives
+/// here so that it is created, pinned and adopted with the counters.
+#[map]
+static IFACES: Array<IfaceSlot> = Array::with_max_entries(IFACE_SLOTS, 0);
 
 const LPM: u8 = Backend::Lpm as u8;
 const ETH_HLEN: usize = 14;
@@ -70,6 +82,8 @@ const IPV6_SRC: usize = 8;
 #[xdp]
 pub fn geoblock(ctx: XdpContext) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let iface = IFINDEX_SLOTS.get(ctx.ingress_ifindex() as u32).map_or(OTHER_IFACE, |s| *s);
+    let count = Count { iface, bytes };
     match source(&ctx) {
         Source::V4(addr) => {
             let key = Key::new(32, addr);
@@ -77,7 +91,7 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
                 LPM => LPM_V4.get(0).and_then(|t| t.get(&key)).copied(),
                 _ => trie_country(&GEO_V4, &addr),
             };
-            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V4.get(&key).is_some(), bytes)
+            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V4.get(&key).is_some(), Family::V4, count)
         }
         Source::V6(addr) => {
             let key = Key::new(128, addr);
@@ -85,14 +99,21 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
                 LPM => LPM_V6.get(0).and_then(|t| t.get(&key)).copied(),
                 _ => trie_country(&GEO_V6, &addr),
             };
-            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V6.get(&key).is_some(), bytes)
+            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V6.get(&key).is_some(), Family::V6, count)
         }
-        Source::NotIp => count_total(Total::NonIp, bytes),
+        Source::NotIp => count_total(Total::NonIp, count),
         Source::Unparsed => {
             debug!(&ctx, "geoblock: unparsed frame of {} bytes passed", bytes);
-            count_total(Total::Unparsed, bytes)
+            count_total(Total::Unparsed, count)
         }
     }
+}
+
+/// Where a packet is counted: its interface's slot, and its length.
+#[derive(Clone, Copy)]
+struct Count {
+    iface: u32,
+    bytes: u64,
 }
 
 enum Source {
@@ -183,46 +204,51 @@ fn trie_country<const N: usize>(table: &ArrayOfMaps<Trie, 1>, addr: &[u8; N]) ->
 /// pass, so passing traffic never pays for the lookup. Drops and would-drops
 /// are sampled as events.
 #[inline(always)]
-fn verdict(ctx: &XdpContext, country: CountryId, excepted: impl FnOnce() -> bool, bytes: u64) -> u32 {
+fn verdict(ctx: &XdpContext, country: CountryId, excepted: impl FnOnce() -> bool, family: Family, count: Count) -> u32 {
     let action = POLICY
         .get(u32::from(country))
         .map_or(Action::Pass, |a| Action::from_u8(*a));
     if action != Action::Pass && excepted() {
-        return count_total(Total::Exception, bytes);
+        return count_total(Total::Exception, count);
     }
-    let Some(stats) = COUNTRY_STATS.get_ptr_mut(u32::from(country)) else {
-        return XDP_PASS;
-    };
-    // SAFETY: a per-CPU slot; XDP runs with preemption off, so no other writer.
-    let stats = unsafe { &mut *stats };
+    count_action(&COUNTRY_STATS, country_stats_index(count.iface, country), action, count.bytes);
+    count_action(&FAMILY_STATS, family as u32, action, count.bytes);
     match action {
         Action::Drop => {
-            stats.dropped_packets += 1;
-            stats.dropped_bytes += bytes;
             events::sample(ctx, country, Action::Drop as u8);
             XDP_DROP
         }
         Action::WouldDrop => {
-            stats.would_drop_packets += 1;
-            stats.would_drop_bytes += bytes;
             events::sample(ctx, country, Action::WouldDrop as u8);
             XDP_PASS
         }
-        Action::Pass => {
-            stats.passed_packets += 1;
-            stats.passed_bytes += bytes;
-            XDP_PASS
-        }
+        Action::Pass => XDP_PASS,
     }
 }
 
 #[inline(always)]
-fn count_total(total: Total, bytes: u64) -> u32 {
-    if let Some(c) = TOTALS.get_ptr_mut(total as u32) {
-        // SAFETY: per-CPU slot, see `verdict`.
+fn count_action(map: &PerCpuArray<CountryCounters>, index: u32, action: Action, bytes: u64) {
+    let Some(stats) = map.get_ptr_mut(index) else {
+        return;
+    };
+    // SAFETY: a per-CPU slot; XDP runs with preemption off, so no other writer.
+    let stats = unsafe { &mut *stats };
+    let (packets, sum) = match action {
+        Action::Drop => (&mut stats.dropped_packets, &mut stats.dropped_bytes),
+        Action::WouldDrop => (&mut stats.would_drop_packets, &mut stats.would_drop_bytes),
+        Action::Pass => (&mut stats.passed_packets, &mut stats.passed_bytes),
+    };
+    *packets += 1;
+    *sum += bytes;
+}
+
+#[inline(always)]
+fn count_total(total: Total, count: Count) -> u32 {
+    if let Some(c) = TOTALS.get_ptr_mut(total_index(count.iface, total)) {
+        // SAFETY: per-CPU slot, see `count_action`.
         let c = unsafe { &mut *c };
         c.packets += 1;
-        c.bytes += bytes;
+        c.bytes += count.bytes;
     }
     XDP_PASS
 }

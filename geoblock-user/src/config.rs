@@ -17,6 +17,7 @@
 //! detach_on_exit = false
 //! management = ["192.0.2.0/24"]           # never dropped: refused unless --force
 //! event_rate = 100                        # sampled drop events per second at most; 0: off
+//! metrics = "127.0.0.1:9717"              # serve /metrics there; absent: off
 //!
 //! [policy]
 //! block = ["CN", "RU"]                    # or allow = [...], not both
@@ -42,6 +43,7 @@ use crate::{
     country,
     daemon::RunOptions,
     events::DEFAULT_EVENT_RATE,
+    metrics,
     policy::{Mode, Policy},
     source::{self, guard::DEFAULT_MAX_SHRINK, CountryFields, DataSources, DEFAULT_CACHE_DIR},
 };
@@ -71,6 +73,8 @@ pub struct Config {
     pub management: Option<Vec<String>>,
     /// Sampled drop events per second, over all CPUs (0: off).
     pub event_rate: Option<u32>,
+    /// Where to serve `/metrics` (`IP:PORT`, or a port on loopback).
+    pub metrics: Option<String>,
     /// Flag only (`--force`): a file cannot switch the guard off.
     #[serde(skip)]
     pub force: Option<bool>,
@@ -144,6 +148,8 @@ pub enum ConfigError {
     Format(String),
     #[error("'{0}' is not a CIDR (e.g. 203.0.113.0/24)")]
     Cidr(String),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 impl Config {
@@ -178,6 +184,7 @@ impl Config {
             detach_on_exit: flags.detach_on_exit.or(self.detach_on_exit),
             management: flags.management.clone().or(self.management),
             event_rate: flags.event_rate.or(self.event_rate),
+            metrics: flags.metrics.clone().or(self.metrics),
             force: flags.force,
             policy: PolicyConfig {
                 block: if list_given { p.block.clone() } else { self.policy.block },
@@ -223,12 +230,13 @@ impl Config {
             management: cidrs(self.management)?,
             event_rate: self.event_rate.unwrap_or(DEFAULT_EVENT_RATE),
             force: self.force.unwrap_or(false),
+            metrics: self.metrics.as_deref().map(metrics::parse_addr).transpose().map_err(ConfigError::Metrics)?,
         })
     }
 }
 
 impl PolicyConfig {
-    fn resolve(self) -> Result<Policy, ConfigError> {
+    pub fn resolve(self) -> Result<Policy, ConfigError> {
         let (mode, codes) = match (self.block, self.allow) {
             (Some(_), Some(_)) => return Err(ConfigError::BlockAndAllow),
             (Some(block), None) => (Mode::Deny, block),
@@ -279,6 +287,15 @@ mod tests {
         assert!(opts.data.sources.is_empty() && !opts.detach_on_exit && !opts.policy.monitor);
         assert_eq!((opts.refresh, opts.max_shrink), (None, 0.10));
         assert_eq!(opts.event_rate, DEFAULT_EVENT_RATE);
+        assert_eq!(opts.metrics, None, "no metrics unless asked for");
+    }
+
+    #[test]
+    fn metrics_listen_where_told() {
+        let opts = parse("interfaces = [\"e\"]\nmetrics = \"9100\"\n[policy]\nblock = [\"CN\"]\n").resolve().unwrap();
+        assert_eq!(opts.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        let bad = parse("interfaces = [\"e\"]\nmetrics = \"anywhere\"\n[policy]\nblock = [\"CN\"]\n").resolve();
+        assert!(bad.unwrap_err().to_string().contains("metrics"));
     }
 
     #[test]

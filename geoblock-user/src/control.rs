@@ -58,6 +58,8 @@ pub enum Request {
     },
     /// Stream drop events (JSON lines) after the answer.
     Events,
+    /// Prefix, country, source and verdict of each address (`geoblock explain`).
+    Explain { addresses: Vec<std::net::IpAddr> },
 }
 
 /// The answer to a request: `ok` and a line for the operator, plus the
@@ -68,15 +70,18 @@ pub struct Response {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// The answer to `explain`, one per address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<crate::explain::Explanation>>,
 }
 
 impl Response {
     pub fn ok(message: impl Into<String>) -> Response {
-        Response { ok: true, message: message.into(), status: None }
+        Response { ok: true, message: message.into(), status: None, explain: None }
     }
 
     pub fn error(message: impl Into<String>) -> Response {
-        Response { ok: false, message: message.into(), status: None }
+        Response { ok: false, message: message.into(), status: None, explain: None }
     }
 }
 

@@ -7,7 +7,7 @@
 //! the last table it loaded, and the next daemon adopts it without a gap.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
@@ -30,7 +30,9 @@ use crate::{
     control::{self, ControlSocket, Peer, Request, Response},
     country,
     events::{Event, EventStatus, WallClock},
-    guard, notify,
+    explain, guard,
+    metrics::{self, MetricsServer, Reloads},
+    notify,
     policy::{Change, Mode, Policy},
     prefix::Table,
     source::{fetch::FetchError, guard::check_replacement, DataSources, Loaded, SourceInfo},
@@ -63,6 +65,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Sampled drop events per second at most, over all CPUs (0: off).
     pub event_rate: u32,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Runs until SIGINT or SIGTERM. Everything is validated, filled and
@@ -125,11 +129,16 @@ struct Daemon {
     table: Table,
     /// What the table in force was read from.
     sources: Vec<SourceInfo>,
+    /// Each source's table, when there are several (for `explain`).
+    layers: Vec<Table>,
     last_reload: Option<Outcome>,
     data_watch: DataWatch,
     /// When URL sources are next downloaded (with `--refresh`).
     next_download: Option<Instant>,
     last_download: Option<Outcome>,
+    /// Taken by [`Daemon::serve`].
+    metrics: Option<MetricsServer>,
+    reloads: Reloads,
 }
 
 /// What an operation said, and when.
@@ -151,7 +160,9 @@ type Download = tokio::task::JoinHandle<Result<usize, FetchError>>;
 impl Daemon {
     fn start(opts: RunOptions, config: ConfigSource, state: &StateDir) -> Result<Daemon, Error> {
         let started = Instant::now();
-        let Loaded { table, sources } = opts.data.load()?;
+        // First: a port in use fails the start before the kernel is touched.
+        let metrics = opts.metrics.map(MetricsServer::bind).transpose()?;
+        let Loaded { table, sources, layers } = opts.data.load()?;
         // Before anything changes in the kernel. Whatever table a previous
         // daemon left is not known here: only an empty one is refused.
         if !opts.force {
@@ -187,16 +198,23 @@ impl Daemon {
             generation: 1,
             table,
             sources,
+            layers,
             last_reload: None,
             data_watch: DataWatch::default(),
             next_download: None,
             last_download: None,
+            metrics,
+            reloads: Reloads::default(),
         };
         daemon.next_download = daemon.opts.refresh.map(|every| Instant::now() + every);
+        daemon.count_interfaces()?;
         let how = daemon.attach_all(state)?;
         daemon.geoblock.pin_program(state)?;
         daemon.release_unconfigured(state)?;
         info!("policy: {}", describe(&daemon.opts.policy));
+        if let Some(server) = &daemon.metrics {
+            info!("metrics on http://{}/metrics", server.addr);
+        }
         info!(
             "attached to {} (xdp mode {}; {}); state pinned in {}",
             daemon.opts.interfaces.join(", "),
@@ -235,6 +253,24 @@ impl Daemon {
         Ok(how)
     }
 
+    /// Gives every configured interface its counter slot, before any link
+    /// runs this program, so that its packets are counted under its name.
+    fn count_interfaces(&mut self) -> Result<(), Error> {
+        let interfaces: Vec<(String, u32)> =
+            self.opts.interfaces.iter().map(|iface| (iface.clone(), ifindex(iface).unwrap_or(0))).collect();
+        let slots = self.geoblock.set_interfaces(&interfaces)?;
+        for ((iface, _), slot) in interfaces.iter().zip(slots) {
+            if slot.is_none() {
+                warn!(
+                    "{iface}: counted as (other): no counter slot of its own (there are {}; or its ifindex is {} or more)",
+                    geoblock_common::IFACE_SLOTS - 1,
+                    geoblock_common::IFINDEX_LIMIT
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Detaches interfaces a previous daemon attached that are no longer
     /// configured.
     fn release_unconfigured(&self, state: &StateDir) -> Result<(), Error> {
@@ -252,6 +288,7 @@ impl Daemon {
     /// records.
     async fn serve(&mut self, state: &StateDir, mut signals: Signals, mut control: ControlSocket) -> Result<(), Error> {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        let mut metrics = self.metrics.take();
         // SAFETY: the logger owns its ring buffer's fd for as long as it
         // lives, and the AsyncFd owns the logger.
         let mut logs = match self.geoblock.take_logger() {
@@ -281,6 +318,7 @@ impl Daemon {
                     }
                 }
                 done = finished(&mut download) => self.downloaded(done),
+                Some(scrape) = MetricsServer::next(&mut metrics) => drop(scrape.send(self.metrics_text())),
                 ready = readable(&mut events) => {
                     let mut ready = ready.map_err(io_error)?;
                     self.forward_events(ready.get_inner_mut(), control.events());
@@ -319,11 +357,14 @@ impl Daemon {
     /// nothing in the kernel: what is in force stays in force. `force`
     /// loads data the shrink guard would refuse.
     fn reload(&mut self, force: bool) -> Result<String, String> {
+        let started = Instant::now();
         let outcome = self.config.read().map_err(|e| refused("config", &e)).and_then(|new| self.swap_in(new, force));
-        self.record(outcome)
+        self.record(outcome, started)
     }
 
-    fn record(&mut self, outcome: Result<String, String>) -> Result<String, String> {
+    /// Logs a reload's outcome, and keeps it for `status` and the metrics.
+    fn record(&mut self, outcome: Result<String, String>, started: Instant) -> Result<String, String> {
+        self.reloads.record(outcome.is_ok(), started.elapsed());
         match &outcome {
             Ok(text) => info!("{text}"),
             Err(text) => error!("{text}"),
@@ -335,7 +376,7 @@ impl Daemon {
     /// Loads `new`'s data and policy into the kernel, if the guards let it.
     fn swap_in(&mut self, new: RunOptions, force: bool) -> Result<String, String> {
         let started = Instant::now();
-        let Loaded { table, sources } = new.data.load().map_err(|e| refused("data", &e))?;
+        let Loaded { table, sources, layers } = new.data.load().map_err(|e| refused("data", &e))?;
         if !force {
             check_replacement(&self.table, &table, new.max_shrink).map_err(|e| refused("shrink guard", &e))?;
         }
@@ -360,7 +401,7 @@ impl Daemon {
             table.v6.len(),
             started.elapsed().as_millis()
         );
-        (self.table, self.sources) = (table, sources);
+        (self.table, self.sources, self.layers) = (table, sources, layers);
         (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
         (self.opts.management, self.opts.force, self.opts.event_rate) = (new.management, new.force, new.event_rate);
         if new.refresh != self.opts.refresh {
@@ -389,9 +430,10 @@ impl Daemon {
         }
         watch.settling = None;
         info!("data changed on disk: reloading it");
+        let started = Instant::now();
         let outcome = self.swap_in(self.opts.clone(), false);
         self.data_watch.refused = outcome.is_err().then_some(now);
-        drop(self.record(outcome));
+        drop(self.record(outcome, started));
     }
 
     /// With `--refresh`, starts downloading the URL sources when it is time.
@@ -431,6 +473,7 @@ impl Daemon {
             ("lookup", old.backend != new.backend),
             ("state_dir", old.state_dir != new.state_dir),
             ("control_socket", old.control_socket != new.control_socket),
+            ("metrics", old.metrics != new.metrics),
         ];
         for (setting, _) in changed.iter().filter(|(_, changed)| *changed) {
             warn!("{setting} changed in the config: it takes effect when the daemon restarts");
@@ -443,6 +486,14 @@ impl Daemon {
             Request::Reload { force } => {
                 info!("reload requested by {peer} through the control socket{}", if force { ", forced" } else { "" });
                 self.reload(force).map_or_else(Response::error, Response::ok)
+            }
+            Request::Explain { addresses } => {
+                let data = explain::Data { table: &self.table, sources: &self.sources, layers: &self.layers };
+                let explained = addresses
+                    .into_iter()
+                    .map(|ip| explain::explain(data, &self.opts.policy, ip, Some(self.generation)))
+                    .collect();
+                Response { explain: Some(explained), ..Response::ok("") }
             }
             Request::Change { change, ssh_client, force } => {
                 let outcome = self.change_policy(&change, ssh_client, force);
@@ -504,10 +555,36 @@ impl Daemon {
         }
     }
 
+    /// The `/metrics` text: the counters, read once, and the daemon's state.
+    fn metrics_text(&self) -> Result<String, String> {
+        let stats = self.geoblock.stats().map_err(|e| {
+            warn!("metrics: reading the counters: {e}");
+            e.to_string()
+        })?;
+        let state = metrics::DaemonState {
+            generation: self.generation,
+            prefixes_v4: self.table.v4.len(),
+            prefixes_v6: self.table.v6.len(),
+            sources: self.sources.iter().map(|s| (s.origin.clone(), age(s).map(|a| a.as_secs_f64()))).collect(),
+            reloads: &self.reloads,
+        };
+        Ok(metrics::render(&stats, &state))
+    }
+
     /// Attaches again to interfaces that came back under a new ifindex
     /// (deleted and recreated): the kernel released the old link with the
     /// old device.
     fn watch_interfaces(&mut self, state: &StateDir) {
+        let before = self.attached.clone();
+        self.reattach(state);
+        if self.attached != before {
+            if let Err(e) = self.geoblock.set_interfaces(&self.attached) {
+                warn!("counting per interface after a change of interfaces: {e}");
+            }
+        }
+    }
+
+    fn reattach(&mut self, state: &StateDir) {
         for (iface, attached_at) in &mut self.attached {
             let now = ifindex(iface).unwrap_or(0);
             if now == *attached_at {
@@ -612,10 +689,15 @@ fn data_sources(sources: &[SourceInfo]) -> Vec<control::SourceStatus> {
         .iter()
         .map(|info| control::SourceStatus {
             source: info.origin.clone(),
-            age_seconds: info.modified.and_then(|t| SystemTime::now().duration_since(t).ok()).map(|a| a.as_secs()),
+            age_seconds: age(info).map(|a| a.as_secs()),
             date: info.date.clone(),
         })
         .collect()
+}
+
+/// How long ago a source's file was written (none for the embedded data).
+fn age(source: &SourceInfo) -> Option<Duration> {
+    source.modified.and_then(|t| SystemTime::now().duration_since(t).ok())
 }
 
 /// A change as the log shows it: its JSON form, short and unambiguous.

@@ -31,6 +31,12 @@ pub enum Error {
     Io { path: PathBuf, source: io::Error },
     #[error("no geoblock state at {0}: has `geoblock run` run with this --state-dir?")]
     NoState(PathBuf),
+    #[error(
+        "{dir} holds maps of layout {found}, this geoblock reads layout {}: use the geoblock that runs there, \
+         or restart the daemon with this one",
+        geoblock_common::ABI_VERSION
+    )]
+    OtherAbi { dir: PathBuf, found: u32 },
     #[error("{0} is in use by another geoblock run (stop it, or give this one another --state-dir)")]
     StateInUse(PathBuf),
     #[error("{0}: another geoblock run is listening there (give this one another --control-socket)")]

@@ -16,12 +16,14 @@ use geoblock::{
     country,
     events::{self, TailOptions},
     dataset::{self, Meta},
+    explain::{self, Explanation},
+    metrics::DEFAULT_METRICS_ADDR,
     parse,
     daemon,
     policy::{Change, Enforcement},
     prefix::Table,
     source::{self, inspect, CountryFields, DataSources, Format, DEFAULT_CACHE_DIR},
-    stats::Stats,
+    stats::{Stats, View},
 };
 use geoblock_common::CountryId;
 use ipnetwork::IpNetwork;
@@ -51,14 +53,11 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
-    /// Per-country counters of a running `geoblock run`.
-    Stats {
-        /// Print the documented JSON schema instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
-    },
+    /// Per-country counters (per interface too) of a running `geoblock run`, or of the state it left.
+    Stats(StatsArgs),
+    /// Why addresses get their verdict: prefix, country, data source, and the policy's reason.
+    /// Asks the running daemon, or, given --data or a policy, decides offline.
+    Explain(ExplainArgs),
     /// The running daemon: interfaces, policy, data (age, generation, prefixes), last reload.
     Status(ControlArgs),
     /// Drop these countries from now on (deny-list: added; allow-list: removed).
@@ -110,6 +109,83 @@ enum Command {
     /// Work with GeoIP data sets.
     #[command(subcommand)]
     Data(DataCommand),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Print the documented JSON schema (every counter) instead of a table.
+    #[arg(long, conflicts_with = "watch")]
+    json: bool,
+    /// Rows shown, busiest droppers first (0: all).
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Only these countries (comma-separated ISO codes; -- for addresses without a country).
+    #[arg(long, value_delimiter = ',', value_parser = parse_row)]
+    country: Vec<String>,
+    /// Only the counters of this interface.
+    #[arg(long)]
+    iface: Option<String>,
+    /// Redraw every SECONDS (default 1) with per-second rates, until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
+    watch: Option<f64>,
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    #[arg(required = true)]
+    addresses: Vec<IpAddr>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The running daemon's control socket (when neither --data nor a policy is given).
+    #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The policy, as `run` takes it.
+#[derive(Args)]
+struct PolicyArgs {
+    /// Deny-list: drop these countries (comma-separated ISO codes).
+    #[arg(long, value_delimiter = ',', value_parser = parse_country, conflicts_with = "allow")]
+    block: Vec<CountryId>,
+    /// Allow-list: drop every country but these.
+    #[arg(long, value_delimiter = ',', value_parser = parse_country)]
+    allow: Vec<CountryId>,
+    /// CIDRs that always pass, checked before the country (e.g. a management network).
+    #[arg(long = "except", value_delimiter = ',')]
+    exceptions: Vec<IpNetwork>,
+    /// Count what would be dropped, drop nothing.
+    #[arg(long)]
+    monitor: bool,
+    /// Also drop addresses no country claims (private, unassigned...).
+    #[arg(long)]
+    block_unknown: bool,
+}
+
+impl PolicyArgs {
+    /// The flags as a config layer: only what was given.
+    fn overrides(self) -> PolicyConfig {
+        let codes = |ids: Vec<CountryId>| {
+            (!ids.is_empty()).then(|| ids.into_iter().map(|c| country::code(c).to_string()).collect())
+        };
+        let exceptions: Vec<String> = self.exceptions.iter().map(|n| n.to_string()).collect();
+        PolicyConfig {
+            block: codes(self.block),
+            allow: codes(self.allow),
+            block_unknown: self.block_unknown.then_some(true),
+            except: (!exceptions.is_empty()).then_some(exceptions),
+            monitor: self.monitor.then_some(true),
+        }
+    }
+
+    fn given(&self) -> bool {
+        !self.block.is_empty() || !self.allow.is_empty()
+    }
 }
 
 #[derive(Args)]
@@ -254,21 +330,8 @@ struct RunArgs {
     /// Interface to attach to (repeat for several).
     #[arg(long = "iface")]
     interfaces: Vec<String>,
-    /// Deny-list: drop these countries (comma-separated ISO codes).
-    #[arg(long, value_delimiter = ',', value_parser = parse_country, conflicts_with = "allow")]
-    block: Vec<CountryId>,
-    /// Allow-list: drop every country but these.
-    #[arg(long, value_delimiter = ',', value_parser = parse_country)]
-    allow: Vec<CountryId>,
-    /// CIDRs that always pass, checked before the country (e.g. a management network).
-    #[arg(long = "except", value_delimiter = ',')]
-    exceptions: Vec<IpNetwork>,
-    /// Count what would be dropped, drop nothing.
-    #[arg(long)]
-    monitor: bool,
-    /// Also drop addresses no country claims (private, unassigned...).
-    #[arg(long)]
-    block_unknown: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// [default: auto]
     #[arg(long, value_enum)]
     xdp_mode: Option<XdpModeName>,
@@ -295,6 +358,10 @@ struct RunArgs {
     /// Sampled drop events per second at most, over all CPUs; 0 turns them off [default: 100].
     #[arg(long)]
     event_rate: Option<u32>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, or a port on loopback)
+    /// [default: off; without ADDR: 127.0.0.1:9717].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_METRICS_ADDR)]
+    metrics: Option<String>,
     #[command(flatten)]
     data: DataArgs,
     /// Download URL sources again this often (e.g. 6h, 1d); local files are reloaded whenever they
@@ -311,7 +378,6 @@ impl RunArgs {
     /// The flags as a config layer: only what was given.
     fn overrides(self) -> Config {
         let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
-        let codes = |ids: Vec<CountryId>| some(ids.into_iter().map(|c| country::code(c).to_string()).collect());
         Config {
             interfaces: some(self.interfaces),
             xdp_mode: self.xdp_mode,
@@ -328,13 +394,8 @@ impl RunArgs {
             management: some(self.management.iter().map(|n| n.to_string()).collect()),
             force: self.force.then_some(true),
             event_rate: self.event_rate,
-            policy: PolicyConfig {
-                block: codes(self.block),
-                allow: codes(self.allow),
-                block_unknown: self.block_unknown.then_some(true),
-                except: some(self.exceptions.iter().map(|n| n.to_string()).collect()),
-                monitor: self.monitor.then_some(true),
-            },
+            metrics: self.metrics,
+            policy: self.policy.overrides(),
         }
     }
 }
@@ -375,15 +436,8 @@ fn execute(command: Command) -> Result<()> {
             println!("detached from {}; removed {}", display_list(&interfaces), state_dir.display());
             Ok(())
         }
-        Command::Stats { json, state_dir } => {
-            let stats = Stats::read_pinned(&state_dir)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
-            } else {
-                print!("{}", stats.render());
-            }
-            Ok(())
-        }
+        Command::Stats(args) => stats(args),
+        Command::Explain(args) => explain_addresses(args),
         Command::Status(control) => ask(&control, Request::Status),
         Command::Block(args) => change(&args.control, Change::Block { countries: args.countries }),
         Command::Unblock(args) => change(&args.control, Change::Unblock { countries: args.countries }),
@@ -429,6 +483,58 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Data(DataCommand::Convert { sources, read, to, country }) => convert(sources, &read, to, &country),
     }
+}
+
+fn stats(args: StatsArgs) -> Result<()> {
+    let view = View { top: args.top, countries: args.country, iface: args.iface };
+    if let Some(seconds) = args.watch {
+        return watch(&args.state_dir, &view, seconds);
+    }
+    let stats = Stats::read_pinned(&args.state_dir)?;
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&stats)?),
+        false => print!("{}", view.render(&stats)),
+    }
+    Ok(())
+}
+
+/// `stats --watch`: rates between consecutive reads, redrawn until interrupted.
+fn watch(state_dir: &std::path::Path, view: &View, seconds: f64) -> Result<()> {
+    let interval = std::time::Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|i| !i.is_zero())
+        .with_context(|| format!("--watch {seconds}: give a positive number of seconds"))?;
+    let mut before = (Stats::read_pinned(state_dir)?, std::time::Instant::now());
+    loop {
+        std::thread::sleep(interval);
+        let now = (Stats::read_pinned(state_dir)?, std::time::Instant::now());
+        let elapsed = now.1 - before.1;
+        // Home and clear: a redraw in place on any terminal.
+        print!("\x1b[H\x1b[2Jgeoblock stats: per second over {:.1} s (Ctrl-C stops)\n", elapsed.as_secs_f64());
+        print!("{}", view.render_rates(&before.0, &now.0, elapsed));
+        io::stdout().flush()?;
+        before = now;
+    }
+}
+
+/// `geoblock explain`: offline when given data or a policy, else by the running daemon.
+fn explain_addresses(args: ExplainArgs) -> Result<()> {
+    let explained: Vec<Explanation> = if args.policy.given() || !args.data.data.is_empty() {
+        anyhow::ensure!(args.policy.given(), "explaining offline needs the policy: --block or --allow");
+        let policy = args.policy.overrides().resolve()?;
+        let loaded = args.data.read.sources(args.data.data).load()?;
+        args.addresses.iter().map(|&ip| explain::explain((&loaded).into(), &policy, ip, None)).collect()
+    } else {
+        let request = Request::Explain { addresses: args.addresses };
+        let response = control::request(&args.control_socket, &request)?;
+        anyhow::ensure!(response.ok, "{}", response.message);
+        response.explain.unwrap_or_default()
+    };
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&explained)?),
+        false => explained.iter().for_each(|e| print!("{}", e.render())),
+    }
+    Ok(())
 }
 
 fn inspect_sources(
@@ -582,6 +688,14 @@ fn parse_format(name: &str) -> Result<Format, String> {
 
 fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {
     country::parse(code)
+}
+
+/// A row of the stats table: a country code, or `--` (no country).
+fn parse_row(code: &str) -> Result<String, country::UnknownCountry> {
+    match code.trim() {
+        "--" => Ok("--".into()),
+        code => country::parse(code).map(|id| country::code(id).to_string()),
+    }
 }
 
 /// One line per event on stderr (the journal under systemd). The XDP

@@ -78,22 +78,72 @@ pub enum Verdict {
     Country(CountryId, Action),
 }
 
+/// Why the policy treats a source as it does (`geoblock explain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// Deny-list: its country is on the list.
+    BlockedCountry,
+    /// Deny-list: its country is not on the list.
+    NotBlocked,
+    /// Allow-list: its country is on the list.
+    Allowed,
+    /// Allow-list: its country is not on the list.
+    NotAllowed,
+    /// No country claims it, and `--block-unknown` drops such sources.
+    NoCountryBlocked,
+    /// No country claims it: passed (no `--block-unknown`).
+    NoCountry,
+    /// Inside an exception: passed, though its country's action drops.
+    Exception,
+}
+
+impl Reason {
+    /// Whether the country's action drops (or, monitoring, would drop).
+    fn drops(self) -> bool {
+        matches!(self, Reason::BlockedCountry | Reason::NotAllowed | Reason::NoCountryBlocked)
+    }
+}
+
+/// The verdict on a source and its reason; with `monitor`, a drop is a
+/// would-drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: Reason,
+}
+
 impl Policy {
     pub fn action(&self, country: CountryId) -> Action {
-        let drop = if country == NO_COUNTRY {
-            self.block_unknown
-        } else {
-            let listed = self.countries.contains(&country);
-            match self.mode {
-                Mode::Deny => listed,
-                Mode::Allow => !listed,
-            }
-        };
-        match (drop, self.monitor) {
+        match (self.reason(country).drops(), self.monitor) {
             (false, _) => Action::Pass,
             (true, false) => Action::Drop,
             (true, true) => Action::WouldDrop,
         }
+    }
+
+    /// Why `country` gets its action.
+    pub fn reason(&self, country: CountryId) -> Reason {
+        if country == NO_COUNTRY {
+            return if self.block_unknown { Reason::NoCountryBlocked } else { Reason::NoCountry };
+        }
+        match (self.mode, self.countries.contains(&country)) {
+            (Mode::Deny, true) => Reason::BlockedCountry,
+            (Mode::Deny, false) => Reason::NotBlocked,
+            (Mode::Allow, true) => Reason::Allowed,
+            (Mode::Allow, false) => Reason::NotAllowed,
+        }
+    }
+
+    /// What the XDP program decides for a packet from `ip` of `country`,
+    /// and why: an exception only shows when it overrides a drop (it cannot
+    /// change a pass).
+    pub fn decide(&self, country: CountryId, ip: IpAddr) -> Decision {
+        let action = self.action(country);
+        if action != Action::Pass && self.exceptions.iter().any(|net| net.contains(ip)) {
+            return Decision { action: Action::Pass, reason: Reason::Exception };
+        }
+        Decision { action, reason: self.reason(country) }
     }
 
     /// This policy with `change` made.
@@ -152,11 +202,10 @@ impl Policy {
     /// only shows when it overrides a drop (it cannot change a pass).
     pub fn verdict(&self, table: &Table, ip: IpAddr) -> Verdict {
         let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);
-        let action = self.action(country);
-        if action != Action::Pass && self.exceptions.iter().any(|net| net.contains(ip)) {
-            return Verdict::Exception;
+        match self.decide(country, ip) {
+            Decision { reason: Reason::Exception, .. } => Verdict::Exception,
+            Decision { action, .. } => Verdict::Country(country, action),
         }
-        Verdict::Country(country, action)
     }
 }
 
@@ -234,6 +283,26 @@ mod tests {
             allow_cn.verdict(&table, "10.1.2.3".parse().unwrap()),
             Verdict::Country(id(b"CN"), Action::Pass)
         );
+    }
+
+    #[test]
+    fn every_reason_and_its_action() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let decide = |p: &Policy, c| p.decide(c, ip);
+        let deny = policy(Mode::Deny, &[b"CN"]);
+        assert_eq!(decide(&deny, id(b"CN")), Decision { action: Action::Drop, reason: Reason::BlockedCountry });
+        assert_eq!(decide(&deny, id(b"DE")), Decision { action: Action::Pass, reason: Reason::NotBlocked });
+        assert_eq!(decide(&deny, NO_COUNTRY), Decision { action: Action::Pass, reason: Reason::NoCountry });
+        let allow = policy(Mode::Allow, &[b"DE"]);
+        assert_eq!(decide(&allow, id(b"DE")), Decision { action: Action::Pass, reason: Reason::Allowed });
+        assert_eq!(decide(&allow, id(b"CN")), Decision { action: Action::Drop, reason: Reason::NotAllowed });
+        let strict = Policy { block_unknown: true, ..allow.clone() };
+        assert_eq!(decide(&strict, NO_COUNTRY), Decision { action: Action::Drop, reason: Reason::NoCountryBlocked });
+        let monitor = Policy { monitor: true, ..deny.clone() };
+        assert_eq!(decide(&monitor, id(b"CN")), Decision { action: Action::WouldDrop, reason: Reason::BlockedCountry });
+        let excepted = Policy { exceptions: vec!["192.0.2.0/24".parse().unwrap()], ..deny };
+        assert_eq!(decide(&excepted, id(b"CN")), Decision { action: Action::Pass, reason: Reason::Exception });
+        assert_eq!(decide(&excepted, id(b"DE")), Decision { action: Action::Pass, reason: Reason::NotBlocked });
     }
 
     fn codes(list: &[&str]) -> Vec<String> {

@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 
 use aya::{
-    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{links::FdLink, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
 use geoblock_common::{
-    maps, Backend, CountryId, EventBucket, TrieNode, ABI_VERSION, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
+    country_stats_index, maps, total_index, Backend, CountryCounters, CountryId, Counter, EventBucket, IfaceSlot, Total,
+    TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES, MAX_V6_PREFIXES, OTHER_IFACE,
     TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
@@ -23,7 +24,7 @@ use crate::{
     events::{self, EventCounts},
     policy::Policy,
     prefix::Table,
-    stats::Stats,
+    stats::{self, CounterMaps, Stats},
     trie::Trie,
     Error,
 };
@@ -32,7 +33,7 @@ use crate::{
 /// counters live in, so a new daemon takes over tables, policy and counts.
 /// The events ring buffer too: what was sampled while no daemon ran is
 /// read by the next one.
-const PINNED_MAPS: [&str; 12] = [
+const PINNED_MAPS: [&str; 15] = [
     maps::GEO_V4,
     maps::GEO_V6,
     maps::LPM_V4,
@@ -45,6 +46,9 @@ const PINNED_MAPS: [&str; 12] = [
     maps::EVENTS,
     maps::EVENT_CONFIG,
     maps::EVENT_BUCKET,
+    maps::FAMILY_STATS,
+    maps::IFINDEX_SLOTS,
+    maps::IFACES,
 ];
 
 /// What [`Geoblock::load_pinned`] found in the state directory.
@@ -91,7 +95,7 @@ impl Geoblock {
     /// Loads the program with its maps pinned in `state`: maps of this ABI
     /// already pinned there are reused, others are (re)created and pinned.
     pub fn load_pinned(backend: Backend, state: &StateDir) -> Result<(Self, PinnedMaps), Error> {
-        let found = pinned_abi(state);
+        let found = pinned_abi(state.path());
         let pinned = match found {
             Some(ABI_VERSION) => PinnedMaps::Reused,
             None if state.is_empty() => PinnedMaps::Created,
@@ -261,7 +265,75 @@ impl Geoblock {
 
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats, Error> {
-        Stats::read(self.map(maps::COUNTRY_STATS)?, self.map(maps::TOTALS)?)
+        let [countries, totals, families, ifaces] = stats::COUNTER_MAPS.map(|name| self.map(name));
+        Stats::read(&CounterMaps {
+            countries: countries?,
+            totals: totals?,
+            families: families?,
+            ifaces: ifaces?,
+        })
+    }
+
+    /// Gives each interface of `attached` (name, ifindex; 0 while it is
+    /// gone) its counter slot, and tells the program which ifindex counts
+    /// where. Returns the slots, `None` where the interface is counted as
+    /// other: no slot left, or an ifindex from [`IFINDEX_LIMIT`] up.
+    pub fn set_interfaces(&mut self, attached: &[(String, u32)]) -> Result<Vec<Option<u32>>, Error> {
+        let held = self.ifaces()?;
+        let names: Vec<Option<String>> = held.iter().map(|h| stats::iface_name(&h.name)).collect();
+        let wanted: Vec<&str> = attached.iter().map(|(name, _)| name.as_str()).collect();
+        let slots = assign_slots(&names, &wanted);
+        // Slots of interfaces no longer configured keep their name and counts.
+        let mut next: Vec<IfaceSlot> = held.iter().map(|h| IfaceSlot { ifindex: 0, ..*h }).collect();
+        for ((name, ifindex), slot) in attached.iter().zip(&slots) {
+            let Some(slot) = *slot else { continue };
+            if names[slot as usize].as_deref().is_some_and(|held| held != name) {
+                // Taken over from an interface no longer configured: its counts go.
+                self.clear_counters(slot)?;
+            }
+            let ifindex = Some(*ifindex).filter(|&i| i < IFINDEX_LIMIT).unwrap_or(0);
+            next[slot as usize] = IfaceSlot { name: encode_name(name), ifindex };
+        }
+        self.write_ifaces(&held, &next)?;
+        Ok(slots.into_iter().zip(attached).map(|(slot, (_, ifindex))| slot.filter(|_| *ifindex < IFINDEX_LIMIT)).collect())
+    }
+
+    /// Makes the slots `held` into `next`: the ifindexes that leave go back
+    /// to other before any comes in, so none counts in two slots.
+    fn write_ifaces(&mut self, held: &[IfaceSlot], next: &[IfaceSlot]) -> Result<(), Error> {
+        let mut index: Array<_, u32> = self.map_mut(maps::IFINDEX_SLOTS)?;
+        for old in held.iter().filter(|h| h.ifindex != 0 && !next.iter().any(|n| n.ifindex == h.ifindex)) {
+            index.set(old.ifindex, OTHER_IFACE, 0)?;
+        }
+        for (slot, new) in next.iter().enumerate().filter(|(_, n)| n.ifindex != 0) {
+            index.set(new.ifindex, slot as u32, 0)?;
+        }
+        let mut ifaces: Array<_, IfaceSlot> = self.map_mut(maps::IFACES)?;
+        for (slot, (old, new)) in held.iter().zip(next).enumerate() {
+            if old != new {
+                ifaces.set(slot as u32, new, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What each counter slot holds.
+    fn ifaces(&self) -> Result<Vec<IfaceSlot>, Error> {
+        let ifaces: Array<&MapData, IfaceSlot> = self.map(maps::IFACES)?.try_into()?;
+        (0..IFACE_SLOTS).map(|slot| Ok(ifaces.get(&slot, 0)?)).collect()
+    }
+
+    /// Zeroes the counters of an interface slot on every CPU.
+    fn clear_counters(&mut self, slot: u32) -> Result<(), Error> {
+        let mut countries: PerCpuArray<_, CountryCounters> = self.map_mut(maps::COUNTRY_STATS)?;
+        for country in 0..COUNTRY_SLOTS as CountryId {
+            countries.set(country_stats_index(slot, country), zeroes()?, 0)?;
+        }
+        let mut totals: PerCpuArray<_, Counter> = self.map_mut(maps::TOTALS)?;
+        for total in [Total::NonIp, Total::Unparsed, Total::Exception] {
+            totals.set(total_index(slot, total), zeroes()?, 0)?;
+        }
+        Ok(())
     }
 
     /// Samples at most `rate` drop events per second (0: none).
@@ -300,15 +372,53 @@ impl Geoblock {
     }
 }
 
+/// Counter slots for the `wanted` interfaces, given the name each slot
+/// holds (`held`, indexed by slot). An interface keeps the slot of its name,
+/// so its counts go on across restarts; a new one takes a free slot, else
+/// that of an interface no longer wanted. `None`: no slot left.
+fn assign_slots(held: &[Option<String>], wanted: &[&str]) -> Vec<Option<u32>> {
+    let mut taken = vec![false; held.len()];
+    taken[OTHER_IFACE as usize] = true;
+    let mut slots: Vec<Option<u32>> = wanted
+        .iter()
+        .map(|name| {
+            let slot = held.iter().position(|h| h.as_deref() == Some(*name)).filter(|&s| !taken[s])?;
+            taken[slot] = true;
+            Some(slot as u32)
+        })
+        .collect();
+    let free = (0..held.len()).filter(|&s| held[s].is_none());
+    let stale = (0..held.len()).filter(|&s| held[s].is_some());
+    let mut spare = free.chain(stale).filter(|&s| !taken[s]);
+    for slot in slots.iter_mut().filter(|s| s.is_none()) {
+        *slot = spare.next().map(|s| s as u32);
+    }
+    slots
+}
+
+/// A zero for every possible CPU.
+fn zeroes<T: aya::Pod + Default>() -> Result<PerCpuValues<T>, Error> {
+    let cpus = aya::util::nr_cpus().map_err(|(path, source)| Error::Io { path: path.into(), source })?;
+    PerCpuValues::try_from(vec![T::default(); cpus]).map_err(Error::io("per-CPU values"))
+}
+
+/// `name` NUL-padded (interface names are at most 15 bytes).
+fn encode_name(name: &str) -> [u8; 16] {
+    let mut raw = [0; 16];
+    let len = name.len().min(raw.len() - 1);
+    raw[..len].copy_from_slice(&name.as_bytes()[..len]);
+    raw
+}
+
 /// Takes the link `id` out of `program` (which would detach it on drop).
 fn fd_link(program: &mut Xdp, id: aya::programs::xdp::XdpLinkId) -> Result<FdLink, Error> {
     // Netlink attachments (kernels before 5.9) cannot be pinned.
     FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)
 }
 
-/// The ABI version recorded in `state`, if any.
-fn pinned_abi(state: &StateDir) -> Option<u32> {
-    let data = MapData::from_pin(state.pin(ABI_PIN)).ok()?;
+/// The ABI version recorded in the state directory `dir`, if any.
+pub fn pinned_abi(dir: &std::path::Path) -> Option<u32> {
+    let data = MapData::from_pin(dir.join(ABI_PIN)).ok()?;
     let abi: Array<MapData, u32> = Map::Array(data).try_into().ok()?;
     abi.get(&0, 0).ok()
 }
@@ -353,5 +463,33 @@ fn permission_or<E: std::error::Error + 'static>(wrap: fn(E) -> Error) -> impl F
     move |e| match errno(&e) {
         Some(libc::EPERM) => Error::Permission,
         _ => wrap(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(names: &[Option<&str>]) -> Vec<Option<String>> {
+        names.iter().map(|n| n.map(String::from)).collect()
+    }
+
+    #[test]
+    fn interfaces_keep_their_slots() {
+        let held = held(&[None, Some("eth1"), None, Some("eth0")]);
+        assert_eq!(assign_slots(&held, &["eth0", "eth1", "eth2"]), [Some(3), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn slots_of_unconfigured_interfaces_are_reused_last() {
+        let held = held(&[None, Some("old"), None]);
+        assert_eq!(assign_slots(&held, &["a", "b", "c"]), [Some(2), Some(1), None]);
+        assert_eq!(assign_slots(&held, &["a"]), [Some(2)]);
+    }
+
+    #[test]
+    fn names_are_padded_and_cut() {
+        assert_eq!(&encode_name("eth0")[..5], b"eth0\0");
+        assert_eq!(stats::iface_name(&encode_name("a-very-long-interface")).unwrap().len(), 15);
     }
 }

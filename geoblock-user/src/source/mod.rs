@@ -82,6 +82,9 @@ pub struct SourceInfo {
 pub struct Loaded {
     pub table: Table,
     pub sources: Vec<SourceInfo>,
+    /// Each source's own table, kept when there are several: which one gave
+    /// an address its country (`geoblock explain`).
+    pub layers: Vec<Table>,
 }
 
 /// Where downloads of `https://` sources are kept (and found by the next start).
@@ -158,7 +161,7 @@ fn embedded() -> Result<Loaded, crate::Error> {
         prefixes,
         modified: None,
     };
-    Ok(Loaded { table, sources: vec![info] })
+    Ok(Loaded { table, sources: vec![info], layers: vec![] })
 }
 
 /// Reads the sources and combines them in order (a later one wins where it has a country).
@@ -166,6 +169,9 @@ pub fn load<P: AsRef<Path>>(paths: &[P], options: &Options) -> Result<Loaded, So
     let mut loaded = Loaded::default();
     for path in paths {
         let (table, info) = load_one(path.as_ref(), options)?;
+        if paths.len() > 1 {
+            loaded.layers.push(table.clone());
+        }
         loaded.table = match loaded.sources.is_empty() {
             true => table,
             false => loaded.table.overlay(&table),

@@ -1,0 +1,418 @@
+//! Observability, end to end: per-interface and per-family counters under
+//! real traffic on two veth pairs, the Prometheus endpoint scraped over
+//! HTTP inside the daemon's namespace and compared with `geoblock stats
+//! --json`, and `geoblock explain` for every reason, against the running
+//! daemon and offline. Needs root; fails (never skips) without it.
+//!
+//! Build the binary first: `cargo build -p geoblock-user --bin geoblock`.
+//! GEOBLOCK_TEST_LOG=1 echoes the daemons' logs.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{IpAddr, TcpStream},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
+use geoblock_common::{country_stats_index, CountryCounters, CountryId, COUNTRY_SLOTS};
+
+use geoblock_tests::{
+    geoblock::{self, Daemon},
+    netns::{self, Netns, Pair},
+    traffic::{Receiver, Sender},
+};
+use serde_json::Value;
+
+/// A small data set: the daemon starts in milliseconds, and every address
+/// below has a known country. `TOP` overrides part of `BASE`.
+const BASE: &str = "\
+1.0.1.0,1.0.1.255,CN
+240e::,240e::ffff,CN
+88.198.0.0,88.198.255.255,FR
+2a01:4f8::,2a01:4f8::ffff,DE
+";
+const TOP: &str = "\
+88.198.0.0,88.198.0.255,DE
+";
+const CN4: &str = "1.0.1.1";
+const CN6: &str = "240e::1";
+const DE4: &str = "88.198.0.1";
+const DE6: &str = "2a01:4f8::1";
+/// FR in `BASE`, left alone by `TOP`.
+const FR4: &str = "88.198.1.1";
+/// Inside the exception of [`explain_args`].
+const CN_EXCEPTED: &str = "1.0.1.200";
+const PRIVATE: &str = "192.168.1.1";
+const METRICS_PORT: u16 = 9717;
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+/// Data files in a directory of their own, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(format!("geoblock-obs-{}", netns::unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A counter of `stats --json` at `path` (0 when absent).
+fn count(stats: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(stats, |v, key| &v[*key]).as_u64().unwrap_or(0)
+}
+
+#[test]
+fn counters_are_kept_per_interface_and_family_and_survive_a_restart() {
+    let pair = Pair::create();
+    let second = pair.add_link(2);
+    let scratch = Scratch::new();
+    let data = scratch.file("base.csv", BASE);
+    let (if1, if2) = (pair.receiver_if.as_str(), second.receiver_if.as_str());
+    let args = ["--iface", if1, "--iface", if2, "--xdp-mode", "native", "--block", "CN", "--data", &data];
+    let daemon = Daemon::start(&pair.receiver, &args);
+    let receiver = Receiver::new(&pair);
+    let (first, other) = (Sender::new(&pair), Sender::on_link(&pair, &second));
+    let len4 = first.send(ip(CN4), 3) as u64;
+    let len6 = other.send(ip(CN6), 4) as u64;
+    first.send(ip(DE6), 2);
+    other.send(ip(FR4), 5);
+    let got = receiver.collect(Duration::from_millis(500));
+    assert_eq!(got, BTreeMap::from([(ip(DE6), 2), (ip(FR4), 5)]), "only DE and FR may arrive");
+
+    let stats = daemon.stats().0;
+    let on = |iface: &str, cc: &str, field: &str| count(&stats, &["interfaces", iface, "countries", cc, field]);
+    assert_eq!((on(if1, "CN", "dropped_packets"), on(if1, "CN", "dropped_bytes")), (3, 3 * len4), "{stats:#}");
+    assert_eq!((on(if2, "CN", "dropped_packets"), on(if2, "CN", "dropped_bytes")), (4, 4 * len6), "{stats:#}");
+    assert_eq!((on(if1, "DE", "passed_packets"), on(if2, "FR", "passed_packets")), (2, 5), "{stats:#}");
+    assert_eq!((on(if1, "FR", "passed_packets"), on(if2, "DE", "passed_packets")), (0, 0), "{stats:#}");
+    assert_eq!(count(&stats, &["interfaces", if2, "totals", "dropped", "packets"]), 4);
+    // Every interface together, as before interfaces were told apart.
+    assert_eq!(count(&stats, &["countries", "CN", "dropped_packets"]), 7);
+    assert_eq!(count(&stats, &["totals", "dropped", "bytes"]), 3 * len4 + 4 * len6);
+    // Per family; passed IPv6 also holds the links' own link-local chatter.
+    assert_eq!(count(&stats, &["families", "ipv4", "dropped_packets"]), 3);
+    assert_eq!(count(&stats, &["families", "ipv6", "dropped_packets"]), 4);
+    assert_eq!(count(&stats, &["families", "ipv4", "passed_packets"]), 5);
+    assert!(count(&stats, &["families", "ipv6", "passed_packets"]) >= 2);
+
+    let table = stats_cli(&daemon.state_dir, &["--iface", if2, "--country", "CN"]);
+    let rows: Vec<&str> = table.lines().filter(|l| ["CN", "DE", "FR"].iter().any(|cc| l.starts_with(cc))).collect();
+    assert_eq!(rows.len(), 1, "--iface and --country select one row:\n{table}");
+    assert_eq!(rows[0].split_whitespace().nth(1), Some("4"), "CN's drops on {if2}:\n{table}");
+
+    // A new daemon on the same state: each interface keeps its counters.
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success(), "geoblock run did not exit cleanly");
+    let daemon = Daemon::start_in(&pair.receiver, &args, state_dir);
+    other.send(ip(CN4), 6);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = daemon.stats().0;
+    let on = |iface: &str| count(&after, &["interfaces", iface, "countries", "CN", "dropped_packets"]);
+    assert_eq!((on(if1), on(if2)), (3, 10), "counts after the restart: {after:#}");
+    let state_dir = daemon.state_dir.clone();
+    assert!(daemon.stop().success());
+    // Maps of another layout are refused, not misread.
+    let abi = MapData::from_pin(state_dir.join("ABI")).expect("ABI pin");
+    Array::<MapData, u32>::try_from(Map::Array(abi)).unwrap().set(0, 999, 0).unwrap();
+    let out = geoblock::run_to_end(None, &["stats", "--state-dir", state_dir.to_str().unwrap()], |_| {});
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("maps of layout 999"), "{err}");
+    let out = geoblock::detach(&state_dir);
+    assert!(out.status.success(), "geoblock detach: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `geoblock stats ARGS --state-dir DIR`, as a table.
+fn stats_cli(state_dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["stats", "--state-dir", state_dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = geoblock::run_to_end(None, &all, |_| {});
+    assert!(out.status.success(), "geoblock stats: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `GET path` on the daemon's metrics port, from inside its namespace:
+/// the status code and body.
+fn http_get(ns: &Netns, path: &str) -> (u16, String) {
+    let mut stream = ns.run(|| TcpStream::connect(("127.0.0.1", METRICS_PORT)).expect("connecting to /metrics"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("reading the HTTP response");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
+    (code, body.to_string())
+}
+
+/// Samples of a metrics text: `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {l:?}"));
+            (series.to_string(), value.parse().unwrap_or_else(|_| panic!("not a number: {l:?}")))
+        })
+        .collect()
+}
+
+/// The `geoblock_packets_total` and `geoblock_bytes_total` series that
+/// `stats --json` implies, per interface, country and action.
+fn implied_series(stats: &Value) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (iface, counts) in stats["interfaces"].as_object().unwrap() {
+        let mut rows: Vec<(&str, &Value)> =
+            counts["countries"].as_object().unwrap().iter().map(|(cc, c)| (cc.as_str(), c)).collect();
+        rows.push(("unknown", &counts["unknown"]));
+        for (country, c) in rows {
+            for action in ["dropped", "passed", "would_drop"] {
+                let packets = c[format!("{action}_packets")].as_u64().unwrap();
+                if packets == 0 {
+                    continue;
+                }
+                let labels = format!("{{country=\"{country}\",action=\"{action}\",iface=\"{iface}\"}}");
+                out.insert(format!("geoblock_packets_total{labels}"), packets as f64);
+                out.insert(
+                    format!("geoblock_bytes_total{labels}"),
+                    c[format!("{action}_bytes")].as_u64().unwrap() as f64,
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn metrics_scraped_over_http_equal_stats_json() {
+    let pair = Pair::create();
+    let scratch = Scratch::new();
+    let data = scratch.file("base.csv", BASE);
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let args =
+        ["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN", "--data", &data, "--metrics", &metrics];
+    let daemon = Daemon::start(&pair.receiver, &args);
+    assert!(daemon.log().contains(&format!("metrics on http://{metrics}/metrics")), "{}", daemon.log());
+    let (sender, receiver) = (Sender::new(&pair), Receiver::new(&pair));
+    let sources = [ip(CN4), ip(CN6), ip(DE4), ip(DE6)];
+    let (stop, done) = (AtomicBool::new(false), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let rx = s.spawn(|| receiver.collect_until(&done, Duration::from_millis(200)));
+        let tx = s.spawn(|| sender.stream(&sources, Duration::from_millis(1), &stop, Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(300));
+        // While traffic flows: scrapes answer and move forward.
+        let (code, first) = http_get(&pair.receiver, "/metrics");
+        assert_eq!(code, 200, "{first}");
+        std::thread::sleep(Duration::from_millis(200));
+        let (_, second) = http_get(&pair.receiver, "/metrics");
+        let key = format!("geoblock_packets_total{{country=\"CN\",action=\"dropped\",iface=\"{}\"}}", pair.receiver_if);
+        let (a, b) = (samples(&first)[&key], samples(&second)[&key]);
+        assert!(0.0 < a && a < b, "CN drops must grow while traffic flows: {a} then {b}");
+        stop.store(true, Ordering::Relaxed);
+        tx.join().unwrap();
+        done.store(true, Ordering::Relaxed);
+        rx.join().unwrap();
+    });
+    // Traffic stopped: only the link's own chatter (unknown sources) may
+    // still move, so it is bounded by a read before and one after.
+    let before = daemon.stats().0;
+    let (code, text) = http_get(&pair.receiver, "/metrics");
+    let after = daemon.stats().0;
+    assert_eq!(code, 200);
+    let scraped = samples(&text);
+    let (low, high) = (implied_series(&before), implied_series(&after));
+    for (series, &value) in &high {
+        let floor = low.get(series).copied().unwrap_or(0.0);
+        let got = scraped.get(series).copied().unwrap_or(0.0);
+        assert!(
+            floor <= got && got <= value,
+            "{series}: scraped {got}, stats --json said {floor} then {value}\n{text}"
+        );
+        if !series.contains("unknown") {
+            assert_eq!(floor, value, "{series} moved after the traffic stopped");
+        }
+    }
+    for series in
+        scraped.keys().filter(|s| s.starts_with("geoblock_packets_total") || s.starts_with("geoblock_bytes_total"))
+    {
+        assert!(high.contains_key(series), "{series} is scraped but not in stats --json:\n{after:#}");
+    }
+    let totals = |v: &Value, name: &str| count(v, &["totals", name, "packets"]) as f64;
+    let non_ip = scraped[&format!("geoblock_bypass_packets_total{{reason=\"non_ip\",iface=\"{}\"}}", pair.receiver_if)];
+    assert!(totals(&before, "non_ip") <= non_ip && non_ip <= totals(&after, "non_ip"));
+    for family in ["ipv4", "ipv6"] {
+        let series = format!("geoblock_family_packets_total{{family=\"{family}\",action=\"dropped\"}}");
+        assert_eq!(scraped[&series], count(&after, &["families", family, "dropped_packets"]) as f64, "{series}");
+    }
+    assert_eq!(scraped["geoblock_prefixes{family=\"ipv4\"}"], 2.0, "{text}");
+    assert_eq!(scraped["geoblock_table_generation"], 1.0);
+    assert!(scraped.contains_key(&format!("geoblock_data_age_seconds{{source=\"{data}\"}}")), "{text}");
+
+    // Reloads are counted and timed; other paths are not served.
+    let out = daemon.control(&["reload"]);
+    assert!(out.status.success(), "geoblock reload: {}", String::from_utf8_lossy(&out.stderr));
+    let scraped = samples(&http_get(&pair.receiver, "/metrics").1);
+    assert_eq!(scraped["geoblock_reloads_total{result=\"ok\"}"], 1.0);
+    assert_eq!(scraped["geoblock_reload_duration_seconds_count"], 1.0);
+    assert_eq!(scraped["geoblock_table_generation"], 2.0);
+    assert_eq!(http_get(&pair.receiver, "/").0, 404);
+}
+
+/// Gives every country, on interface slots 1 to `slots`, one packet of
+/// each action on every CPU, straight into the pinned counters.
+fn fill_counters(state_dir: &Path, slots: u32) -> usize {
+    let map = MapData::from_pin(state_dir.join("COUNTRY_STATS")).expect("COUNTRY_STATS pin");
+    let mut counters: PerCpuArray<MapData, CountryCounters> = Map::PerCpuArray(map).try_into().unwrap();
+    let cpus = aya::util::nr_cpus().unwrap();
+    let one = CountryCounters {
+        dropped_packets: 1,
+        dropped_bytes: 60,
+        passed_packets: 1,
+        passed_bytes: 60,
+        would_drop_packets: 1,
+        would_drop_bytes: 60,
+    };
+    let countries: Vec<CountryId> = (1..COUNTRY_SLOTS as CountryId)
+        .filter(|&c| ::geoblock::country::parse(::geoblock::country::code(c)).is_ok())
+        .collect();
+    assert_eq!(countries.len(), 250);
+    for slot in 1..=slots {
+        for &country in &countries {
+            let values = PerCpuValues::try_from(vec![one; cpus]).unwrap();
+            counters.set(country_stats_index(slot, country), values, 0).unwrap();
+        }
+    }
+    cpus
+}
+
+#[test]
+fn a_scrape_of_every_country_on_four_interfaces_stays_cheap() {
+    let pair = Pair::create();
+    let links: Vec<_> = (2..5).map(|n| pair.add_link(n)).collect();
+    let scratch = Scratch::new();
+    let data = scratch.file("base.csv", BASE);
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let mut args = vec!["--iface", pair.receiver_if.as_str()];
+    for link in &links {
+        args.extend_from_slice(&["--iface", &link.receiver_if]);
+    }
+    args.extend_from_slice(&["--xdp-mode", "native", "--block", "CN", "--data", &data, "--metrics", &metrics]);
+    let daemon = Daemon::start(&pair.receiver, &args);
+    let cpus = fill_counters(&daemon.state_dir, 4);
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (code, body) = http_get(&pair.receiver, "/metrics");
+        times.push(started.elapsed());
+        assert_eq!(code, 200, "{body}");
+        text = body;
+    }
+    let scraped = samples(&text);
+    let series = scraped.keys().filter(|k| k.starts_with("geoblock_packets_total")).count();
+    assert!(series >= 250 * 3 * 4, "{series} series of geoblock_packets_total");
+    let key =
+        format!("geoblock_packets_total{{country=\"KP\",action=\"would_drop\",iface=\"{}\"}}", links[2].receiver_if);
+    assert_eq!(scraped[&key], cpus as f64, "the sum over {cpus} CPUs");
+    times.sort();
+    eprintln!(
+        "scrape of {series} packet series ({} bytes, {cpus} CPUs): median {:?}, slowest {:?}",
+        text.len(),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    assert!(times[times.len() - 1] < Duration::from_secs(2), "scrapes must stay cheap: {times:?}");
+}
+
+/// `geoblock explain --json ARGS`: the explanations, by address.
+fn explain(args: &[&str]) -> BTreeMap<String, Value> {
+    let mut all = vec!["explain", "--json"];
+    all.extend_from_slice(args);
+    let out = geoblock::run_to_end(None, &all, |_| {});
+    assert!(out.status.success(), "geoblock {}: {}", all.join(" "), String::from_utf8_lossy(&out.stderr));
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).expect("explain --json is JSON");
+    list.into_iter().map(|e| (e["address"].as_str().unwrap().to_string(), e)).collect()
+}
+
+/// `(verdict, reason)` of an explanation.
+fn verdict(e: &Value) -> (&str, &str) {
+    (e["verdict"].as_str().unwrap(), e["reason"].as_str().unwrap())
+}
+
+#[test]
+fn explain_gives_every_reason_from_the_daemon_and_offline() {
+    let pair = Pair::create();
+    let scratch = Scratch::new();
+    let (base, top) = (scratch.file("base.csv", BASE), scratch.file("top.csv", TOP));
+    let policy = ["--block", "CN", "--except", "1.0.1.128/25"];
+    let mut args = vec!["--iface", &pair.receiver_if, "--xdp-mode", "native", "--data", &base, "--data", &top];
+    args.extend_from_slice(&policy);
+    let daemon = Daemon::start(&pair.receiver, &args);
+    let socket = daemon.control_socket.to_str().unwrap().to_string();
+    let addresses = [CN4, CN_EXCEPTED, DE4, FR4, PRIVATE];
+    let ask = |extra: &[&str]| {
+        let mut all = vec!["--control-socket", socket.as_str()];
+        all.extend_from_slice(extra);
+        all.extend_from_slice(&addresses);
+        explain(&all)
+    };
+
+    let live = ask(&[]);
+    let cn = &live[CN4];
+    assert_eq!(verdict(cn), ("drop", "blocked-country"), "{cn:#}");
+    assert_eq!((cn["prefix"].as_str(), cn["country"].as_str()), (Some("1.0.1.0/24"), Some("CN")));
+    assert_eq!(cn["source"]["origin"].as_str(), Some(base.as_str()), "CN comes from the base file");
+    assert_eq!(cn["generation"].as_u64(), Some(1));
+    assert_eq!(verdict(&live[CN_EXCEPTED]), ("pass", "exception"));
+    assert_eq!(verdict(&live[DE4]), ("pass", "not-blocked"));
+    assert_eq!(live[DE4]["source"]["origin"].as_str(), Some(top.as_str()), "the later file gives DE");
+    assert_eq!(
+        (live[FR4]["country"].as_str(), live[FR4]["source"]["origin"].as_str()),
+        (Some("FR"), Some(base.as_str()))
+    );
+    let private = &live[PRIVATE];
+    assert_eq!(verdict(private), ("pass", "no-country"));
+    assert!(private["prefix"].is_null() && private["source"].is_null(), "{private:#}");
+
+    // Offline, with the same data and policy: the same answers (no generation).
+    let mut offline_args = vec!["--data", base.as_str(), "--data", top.as_str()];
+    offline_args.extend_from_slice(&policy);
+    for (address, mut e) in ask(&offline_args) {
+        e["generation"] = live[&address]["generation"].clone();
+        assert_eq!(e, live[&address], "offline and daemon differ for {address}");
+    }
+    let strict = explain(&["--data", &base, "--allow", "DE", "--block-unknown", PRIVATE, CN4]);
+    assert_eq!(verdict(&strict[PRIVATE]), ("drop", "no-country-blocked"));
+    assert_eq!(verdict(&strict[CN4]), ("drop", "not-allowed"));
+    assert_eq!(strict[CN4]["source"]["origin"].as_str(), Some(base.as_str()), "one source gives everything");
+
+    // The running policy changes, and so do the daemon's answers.
+    for change in [&["allow", "DE"][..], &["mode", "monitor"]] {
+        let out = daemon.control(change);
+        assert!(out.status.success(), "geoblock {change:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let monitored = ask(&[]);
+    assert_eq!(verdict(&monitored[CN4]), ("would-drop", "not-allowed"));
+    assert_eq!(monitored[CN4]["monitor"].as_bool(), Some(true));
+    assert_eq!(verdict(&monitored[DE4]), ("pass", "allowed"));
+    let text = geoblock::run_to_end(None, &["explain", "--control-socket", &socket, CN4], |_| {});
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("CN is not on the allow list") && text.contains("monitor mode"), "{text}");
+    assert!(text.contains(&base), "the text names the source: {text}");
+}
