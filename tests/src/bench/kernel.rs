@@ -114,3 +114,43 @@ fn inner_map_id(fd: i32) -> Option<u32> {
     };
     (rc == 0).then_some(value)
 }
+
+/// One BPF_PROG_TEST_RUN of the program `fd` on `frame`, `repeat` times,
+/// by fd: for a thread running the program while another one owns its
+/// [`Xdp`] handle (and swaps its tables).
+pub fn test_run_fd(fd: std::os::fd::BorrowedFd<'_>, frame: &[u8], repeat: u32) {
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestAttr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        /// Explicit, hence zeroed: the kernel refuses stray bytes past its fields.
+        _pad: u32,
+    }
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    let attr = TestAttr {
+        prog_fd: fd.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ..TestAttr::default()
+    };
+    // SAFETY: the attr points at `frame`, alive for the call; no output buffers.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &attr as *const TestAttr, std::mem::size_of::<TestAttr>())
+    };
+    assert!(rc == 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::last_os_error());
+}

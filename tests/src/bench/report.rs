@@ -65,6 +65,7 @@ pub struct Report {
     /// The receiver's IP/UDP error and delivery counters after all runs
     /// (checksums the sender kept valid show as no errors).
     pub receiver_snmp: BTreeMap<String, u64>,
+    pub live: Option<super::live::Live>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
