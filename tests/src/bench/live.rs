@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{
     engines::{deny, timed},
     report::median,
-    stall::{self, backend_name, Stall, Window},
+    stall::{self, Stall, Window},
     workload::{self, Family, Scope},
 };
 use crate::{
@@ -160,6 +160,13 @@ fn stall_frames(world: &Table) -> Vec<Vec<u8>> {
     super::kernel::frames_from(&sources, super::frame)
 }
 
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Trie => "trie",
+        Backend::Lpm => "lpm",
+    }
+}
+
 /// "median (max)".
 fn median_max(v: &[f64]) -> String {
     format!("{:.1} ({:.1})", median(v.to_vec()), v.iter().copied().fold(f64::NAN, f64::max))
@@ -197,17 +204,17 @@ impl Live {
     fn print_stalls(&self) {
         println!("\n== Live: packet waits (gap between BPF_PROG_TEST_RUN calls of one frame), us: p99.9 / max ==");
         println!(
-            "{:<5} {:<6} {:>5} {:>16} {:>16} {:>16} {:>9} {:>9} {:>9} {:>6}",
-            "back", "cpus", "round", "quiet", "build+swap", "release", "load ms", "delay ms", "free ms", "free@"
+            "{:<11} {:<6} {:>5} {:>16} {:>16} {:>16} {:>9} {:>9} {:>9} {:>9} {:>6}",
+            "tables", "cpus", "round", "quiet", "build+swap", "release", "load ms", "drain ms", "delay ms", "free ms", "free@"
         );
         let cell = |w: Option<&Window>| w.map_or("-".into(), |w| format!("{:.0} / {:.0}", w.p999_us, w.max_us));
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
         for s in &self.stalls {
             let cpus: Vec<String> = s.free_cpus.iter().map(|(from, to)| if from == to { from.to_string() } else { format!("{from}>{to}") }).collect();
             println!(
-                "{:<5} {:<6} {:>5} {:>16} {:>16} {:>16} {:>9.0} {:>9} {:>9} {:>6}",
+                "{:<11} {:<6} {:>5} {:>16} {:>16} {:>16} {:>9.0} {:>9} {:>9} {:>9} {:>6}",
                 s.backend, s.placement, s.round, cell(Some(&s.quiet)), cell(Some(&s.swap)), cell(s.release.as_ref()),
-                s.load_ms, ms(s.release_delay_ms), ms(s.free_ms), cpus.join(",")
+                s.load_ms, ms(s.drain_ms), ms(s.release_delay_ms), ms(s.free_ms), cpus.join(",")
             );
         }
         println!("(cpus: split = packets on CPU 1, swapping on CPU 0; same = both on CPU 1; flip = packets on CPU 0, swapping on CPU 1. free@: CPUs the two frees ran on (start>end if moved), the longest first)");

@@ -5,7 +5,9 @@
 //! gap between two stamps is how long the next packet waited: a stall
 //! anywhere (the program, the syscall, the scheduler) widens it. The
 //! kernel's frees of the replaced maps are located with tracepoints
-//! ([`FreeTrace`]), since they run later, in a worker, on any CPU.
+//! ([`FreeTrace`]), since they run later, in a worker, on any CPU. The LPM
+//! trie is also measured drained from userspace before it goes
+//! ([`Release::Drained`]).
 
 use std::{
     os::fd::{AsFd as _, BorrowedFd},
@@ -14,7 +16,7 @@ use std::{
 };
 
 use geoblock::{prefix::Table, program::Geoblock};
-use geoblock_common::Backend;
+use geoblock_common::{maps, Backend};
 use serde::Serialize;
 
 use super::{
@@ -42,6 +44,25 @@ const SETTLE: Duration = Duration::from_millis(300);
 /// milliseconds; an LPM trie: far more); the small maps other processes
 /// free meanwhile take microseconds.
 const MIN_FREE: Duration = Duration::from_micros(500);
+
+/// How the replaced table goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Let go at the swap: the kernel frees it in a worker.
+    Kernel,
+    /// Held past the swap (fds taken before it) and emptied from userspace,
+    /// one deletion per entry, each a syscall the scheduler can switch at;
+    /// then let go, empty. A way around the kernel's long, unbroken free of
+    /// an LPM trie.
+    Drained,
+}
+
+/// The tables measured, with the names they are reported under.
+const CASES: [(Backend, Release, &str); 3] = [
+    (Backend::Trie, Release::Kernel, "trie"),
+    (Backend::Lpm, Release::Kernel, "lpm"),
+    (Backend::Lpm, Release::Drained, "lpm-drained"),
+];
 
 /// Where the packet thread and the swapping thread run.
 #[derive(Clone, Copy, Debug)]
@@ -79,9 +100,11 @@ pub struct Stall {
     pub quiet: Window,
     /// While the new table is built beside the old one and swapped in.
     pub swap: Window,
-    /// From the start of the first free of an old map to the end of the
-    /// last (None: no free seen within [`RELEASE_TIMEOUT`]).
+    /// From the start of the first free of an old map (or of the drain) to
+    /// the end of the last (None: no free seen within [`RELEASE_TIMEOUT`]).
     pub release: Option<Window>,
+    /// Emptying the old tables from userspace ([`Release::Drained`]).
+    pub drain_ms: Option<f64>,
     pub load_ms: f64,
     /// From the swap to the first free (0: before the swap was stamped).
     pub release_delay_ms: Option<f64>,
@@ -91,26 +114,19 @@ pub struct Stall {
     pub free_cpus: Vec<(u32, u32)>,
 }
 
-pub fn backend_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Trie => "trie",
-        Backend::Lpm => "lpm",
-    }
-}
-
 /// `rounds` swaps of `world` per backend and placement; the program holds
 /// the world table before each, so every swap releases a full one.
 pub fn measure(world: &Table, frames: &[Vec<u8>], rounds: usize) -> Vec<Stall> {
     let trace = FreeTrace::start();
     let mut stalls = Vec::new();
-    for backend in [Backend::Trie, Backend::Lpm] {
+    for (backend, release, name) in CASES {
         let mut gb = Geoblock::load(backend).expect("loading geoblock");
         gb.load_table(world).expect("loading the world table");
         for placement in PLACEMENTS {
             for round in 0..rounds {
-                eprintln!("bench: live / stall / {} / {} / round {round}", backend_name(backend), placement.name);
-                let mut stall = swap_under_load(&mut gb, world, frames, placement, &trace);
-                (stall.backend, stall.round) = (backend_name(backend), round);
+                eprintln!("bench: live / stall / {name} / {} / round {round}", placement.name);
+                let mut stall = swap_under_load(&mut gb, world, frames, (placement, release), &trace);
+                (stall.backend, stall.round) = (name, round);
                 stalls.push(stall);
             }
         }
@@ -119,7 +135,13 @@ pub fn measure(world: &Table, frames: &[Vec<u8>], rounds: usize) -> Vec<Stall> {
 }
 
 /// One swap of `world` into `gb` while packets run; labels left to the caller.
-fn swap_under_load(gb: &mut Geoblock, world: &Table, frames: &[Vec<u8>], at: Placement, trace: &FreeTrace) -> Stall {
+fn swap_under_load(
+    gb: &mut Geoblock,
+    world: &Table,
+    frames: &[Vec<u8>],
+    (at, release): (Placement, Release),
+    trace: &FreeTrace,
+) -> Stall {
     let program = gb.program().expect("the program").fd().expect("its fd").try_clone().expect("dup");
     let stop = AtomicBool::new(false);
     trace.clear();
@@ -130,15 +152,20 @@ fn swap_under_load(gb: &mut Geoblock, world: &Table, frames: &[Vec<u8>], at: Pla
         s.spawn(|| {
             pin_to_cpu(0, at.swap_cpu);
             std::thread::sleep(QUIET);
+            let held = (release == Release::Drained)
+                .then(|| kernel::inner_maps(gb.program().expect("the program"), &[maps::LPM_V4, maps::LPM_V6]));
             let fill = monotonic_ns();
             gb.load_table(world).expect("swapping the world table in");
             let swap = monotonic_ns();
+            let drain = held.map(drain);
             // Two maps per table (IPv4, IPv6). The IPv4 map's free can
             // start before the IPv6 swap returns, so frees count from `fill`.
-            let frees = trace.wait(fill, 2, MIN_FREE, SETTLE, RELEASE_TIMEOUT);
+            // Emptied maps are freed in microseconds.
+            let min = if drain.is_some() { Duration::ZERO } else { MIN_FREE };
+            let frees = trace.wait(fill, 2, min, SETTLE, RELEASE_TIMEOUT);
             stop.store(true, Ordering::Relaxed);
             let ends = packets.join().expect("the packet thread");
-            summarize(&ends, start, (fill, swap), &frees, at)
+            summarize(&ends, start, (fill, swap), drain, &frees, at)
         })
         .join()
         .expect("the swapping thread")
@@ -160,8 +187,28 @@ fn run_packets(program: BorrowedFd<'_>, frames: &[Vec<u8>], cpu: usize, stop: &A
     ends
 }
 
-fn summarize(ends: &[u64], start: u64, (fill, swap): (u64, u64), frees: &[Free], at: Placement) -> Stall {
-    let release = frees.iter().map(|f| f.start).min().zip(frees.iter().map(|f| f.end).max());
+/// Empties the held maps and lets them go; returns when that started and ended.
+fn drain(held: Vec<aya::maps::MapFd>) -> (u64, u64) {
+    let start = monotonic_ns();
+    for map in &held {
+        kernel::empty_map(map.as_fd());
+    }
+    (start, monotonic_ns())
+}
+
+fn summarize(
+    ends: &[u64],
+    start: u64,
+    (fill, swap): (u64, u64),
+    drain: Option<(u64, u64)>,
+    frees: &[Free],
+    at: Placement,
+) -> Stall {
+    let freed = frees.iter().map(|f| f.start).min().zip(frees.iter().map(|f| f.end).max());
+    let release = match drain {
+        Some((from, to)) => Some((from, freed.map_or(to, |(_, end)| end.max(to)))),
+        None => freed,
+    };
     let ms = |ns: u64| ns as f64 / 1e6;
     Stall {
         backend: "",
@@ -171,6 +218,7 @@ fn summarize(ends: &[u64], start: u64, (fill, swap): (u64, u64), frees: &[Free],
         quiet: window(ends, start, fill),
         swap: window(ends, fill, swap),
         release: release.map(|(from, to)| window(ends, from, to)),
+        drain_ms: drain.map(|(from, to)| ms(to - from)),
         load_ms: ms(swap - fill),
         release_delay_ms: release.map(|(from, _)| ms(from.saturating_sub(swap))),
         free_ms: frees.iter().map(|f| ms(f.end - f.start)).reduce(f64::max),
