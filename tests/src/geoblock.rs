@@ -81,12 +81,17 @@ pub fn ensure_bpffs() {
 }
 
 fn is_bpffs(path: &Path) -> bool {
+    has_fs_magic(path, BPF_FS_MAGIC)
+}
+
+/// Whether the file system at `path` is of type `magic` (statfs).
+pub fn has_fs_magic(path: &Path, magic: i64) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
     // SAFETY: c is NUL-terminated; buf is written on success.
     let rc = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
-    rc == 0 && unsafe { buf.assume_init() }.f_type as i64 == BPF_FS_MAGIC
+    rc == 0 && unsafe { buf.assume_init() }.f_type as i64 == magic
 }
 
 /// A fresh, unique `--state-dir` on bpffs (not created: the daemon does).

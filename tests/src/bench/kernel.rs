@@ -3,11 +3,11 @@
 
 use std::{
     net::IpAddr,
-    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
 use aya::{
-    maps::{MapInfo, MapType},
+    maps::{MapFd, MapInfo, MapType},
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 
@@ -91,6 +91,48 @@ fn memlock(fd: i32) -> u64 {
 
 /// The id of the map in slot 0 of the array of maps `fd` (None when empty).
 fn inner_map_id(fd: i32) -> Option<u32> {
+    const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+    let (key, mut value) = (0u32, 0u32);
+    // SAFETY: key and value point at live u32s, the sizes of the array's.
+    let rc = unsafe { map_elem(BPF_MAP_LOOKUP_ELEM, fd, (&key as *const u32).cast(), (&mut value as *mut u32).cast()) };
+    (rc == 0).then_some(value)
+}
+
+/// The maps in slot 0 of the arrays of maps named `outer` that `program`
+/// uses, opened by id: held, they outlive their replacement in the slot.
+pub fn inner_maps(program: &Xdp, outer: &[&str]) -> Vec<MapFd> {
+    let ids = program.info().expect("program info").map_ids().expect("map ids").unwrap_or_default();
+    ids.into_iter()
+        .map(|id| MapInfo::from_id(id).expect("map info"))
+        .filter(|info| info.name_as_str().is_some_and(|n| outer.contains(&n)))
+        .filter_map(|info| inner_map_id(info.fd().expect("map fd").as_fd().as_raw_fd()))
+        .map(|id| MapInfo::from_id(id).expect("inner map info").fd().expect("inner map fd"))
+        .collect()
+}
+
+/// Deletes every entry of the map `fd` (keys of at most 20 bytes: an LPM
+/// trie's), one syscall each.
+pub fn empty_map(fd: BorrowedFd<'_>) {
+    const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let fd = fd.as_raw_fd();
+    let mut key = [0u8; 20];
+    // SAFETY: a null key asks for the first key, written to `key`, which
+    // is as long as any LPM trie key.
+    while unsafe { map_elem(BPF_MAP_GET_NEXT_KEY, fd, std::ptr::null(), key.as_mut_ptr()) } == 0 {
+        // SAFETY: the deletion reads the key just written; no value.
+        let rc = unsafe { map_elem(BPF_MAP_DELETE_ELEM, fd, key.as_ptr(), std::ptr::null_mut()) };
+        assert!(rc == 0, "deleting a map entry: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// A BPF_MAP_* element command on map `fd`; `value` is the next key for
+/// BPF_MAP_GET_NEXT_KEY.
+///
+/// # Safety
+/// `key` and `value` must be null or point at buffers of the map's key and
+/// value sizes, as `cmd` reads or writes them.
+unsafe fn map_elem(cmd: libc::c_long, fd: i32, key: *const u8, value: *mut u8) -> libc::c_long {
     #[repr(C)]
     struct ElemAttr {
         map_fd: u32,
@@ -99,18 +141,46 @@ fn inner_map_id(fd: i32) -> Option<u32> {
         value: u64,
         flags: u64,
     }
-    const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-    let (key, mut value) = (0u32, 0u32);
-    let attr = ElemAttr {
-        map_fd: fd as u32,
-        _pad: 0,
-        key: &key as *const u32 as u64,
-        value: &mut value as *mut u32 as u64,
-        flags: 0,
+    let attr = ElemAttr { map_fd: fd as u32, _pad: 0, key: key as u64, value: value as u64, flags: 0 };
+    libc::syscall(libc::SYS_bpf, cmd, &attr as *const ElemAttr, std::mem::size_of::<ElemAttr>())
+}
+
+/// One BPF_PROG_TEST_RUN of the program `fd` on `frame`, `repeat` times,
+/// by fd: for a thread running the program while another one owns its
+/// [`Xdp`] handle (and swaps its tables).
+pub fn test_run_fd(fd: BorrowedFd<'_>, frame: &[u8], repeat: u32) {
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestAttr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        /// Explicit, hence zeroed: the kernel refuses stray bytes past its fields.
+        _pad: u32,
+    }
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    let attr = TestAttr {
+        prog_fd: fd.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ..TestAttr::default()
     };
-    // SAFETY: a lookup whose key and value point at live u32s.
+    // SAFETY: the attr points at `frame`, alive for the call; no output buffers.
     let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_ELEM, &attr as *const ElemAttr, std::mem::size_of::<ElemAttr>())
+        libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &attr as *const TestAttr, std::mem::size_of::<TestAttr>())
     };
-    (rc == 0).then_some(value)
+    assert!(rc == 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::last_os_error());
 }

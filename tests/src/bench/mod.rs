@@ -1,12 +1,16 @@
 //! `cargo xtask bench`: geoblock against a bare XDP_DROP, nftables and
-//! ipset, in BPF_PROG_TEST_RUN and at line rate between two namespaces.
+//! ipset, in BPF_PROG_TEST_RUN and at line rate between two namespaces,
+//! and the live operations: reloads, policy changes, stalls.
 //! See BENCHMARKS.md for the method and the numbers.
 
 pub mod engines;
 pub mod events;
 pub mod kernel;
 pub mod linerate;
+pub mod live;
 pub mod report;
+pub mod stall;
+pub mod tracefs;
 pub mod workload;
 
 use std::{net::IpAddr, time::Duration};

@@ -67,6 +67,8 @@ pub struct Report {
     pub receiver_snmp: BTreeMap<String, u64>,
     /// Per-packet cost of sampled drop events, off and on.
     pub events: Option<super::events::EventsCost>,
+    /// Reload, policy change and packet-path stalls of live operations.
+    pub live: Option<super::live::Live>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

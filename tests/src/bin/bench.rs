@@ -4,7 +4,8 @@
 //! Options: --secs S (per line-rate sample, default 0.7), --rounds N
 //! (default 3), --json PATH (default target/bench.json), --svg PATH
 //! (default benchmarks/lookup.svg), --skip-line-rate, --full (every
-//! traffic at every table scope; by default only the world gets them all).
+//! traffic at every table scope; by default only the world gets them all),
+//! --only test-run|line-rate|live (one part alone).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -26,18 +27,32 @@ fn main() {
     };
     let json = PathBuf::from(value("--json").unwrap_or_else(|| "target/bench.json".into()));
     let svg = PathBuf::from(value("--svg").unwrap_or_else(|| "benchmarks/lookup.svg".into()));
+    let only = value("--only");
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let world = geoblock::dataset::embedded().expect("the embedded world table");
     let mut report = Report { machine: machine(), ..Report::default() };
-    eprintln!("bench: BPF_PROG_TEST_RUN, {} rounds", settings.rounds);
-    bench::test_runs(&world, settings, &mut report);
-    report.events = Some(bench::events::measure(&world, settings));
-    if !args.iter().any(|a| a == "--skip-line-rate") {
+    if part("test-run") {
+        eprintln!("bench: BPF_PROG_TEST_RUN, {} rounds", settings.rounds);
+        bench::test_runs(&world, settings, &mut report);
+        report.events = Some(bench::events::measure(&world, settings));
+    }
+    if part("line-rate") && !args.iter().any(|a| a == "--skip-line-rate") {
         bench::line_rate(&world, settings, &mut report);
         bench::report::write(&svg, &bench::report::svg(&report.line_rate));
     }
-    report.print();
+    if part("live") {
+        report.live = Some(bench::live::measure(&world, settings.rounds));
+    }
+    if !report.test_runs.is_empty() || !report.line_rate.is_empty() {
+        report.print();
+    }
     report.events.iter().for_each(|e| e.print());
-    report.print_snmp();
+    if !report.line_rate.is_empty() {
+        report.print_snmp();
+    }
+    if let Some(live) = &report.live {
+        live.print();
+    }
     report.save_json(&json);
 }
 
