@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, fmt::Write as _, time::Instant};
 
-use aya::programs::{XdpMode, Xdp};
+use aya::programs::{links::FdLink, XdpMode, Xdp};
 use geoblock::{
     policy::{Mode, Policy},
     prefix::Table,
@@ -60,6 +60,9 @@ impl Engine {
 /// redirected frames), and its rules.
 pub struct Receiver<'a> {
     pub engine: Engine,
+    /// The program's bpf_link: closing it detaches the program (and takes
+    /// veth's NAPI with it), so it lives as long as the receiver.
+    _link: FdLink,
     xdp: Geoblock,
     ns: &'a Netns,
     dev: String,
@@ -102,8 +105,8 @@ impl<'a> Receiver<'a> {
             }
             _ => {}
         }
-        ns.run(|| xdp.attach(dev, XdpMode::Driver)).expect("attaching XDP to the receiving veth (native)");
-        Receiver { engine, xdp, ns, dev: dev.into(), load_ms, set_bytes }
+        let link = ns.run(|| xdp.attach(dev, XdpMode::Driver)).expect("attaching XDP to the receiving veth (native)");
+        Receiver { engine, _link: link, xdp, ns, dev: dev.into(), load_ms, set_bytes }
     }
 
     /// Packets the receiving veth handled.
@@ -138,7 +141,7 @@ impl<'a> Receiver<'a> {
 }
 
 impl Drop for Receiver<'_> {
-    /// Removes the rules; the XDP link goes with `xdp`.
+    /// Removes the rules; dropping the link detaches the XDP program.
     fn drop(&mut self) {
         let quiet = |program: &str, args: &[&str]| {
             let mut cmd = std::process::Command::new(program);
