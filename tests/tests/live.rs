@@ -184,28 +184,38 @@ fn stop_and_detach(pair: &Pair, daemon: Daemon) {
     detach(pair, &state_dir);
 }
 
+/// A daemon replaced under traffic by a second one on the same state dir:
+/// `end` stops the first (cleanly or not), nothing runs for a while (the
+/// pins enforce), then the second starts and must log each of `expect`.
+/// Gives what flowed, both logs and the state dir.
+fn handover(pair: &Pair, data: &DataFile, end: impl FnOnce(Daemon), expect: &[&str]) -> (Flowed, String, PathBuf) {
+    let args = run_args(pair, data);
+    let first = Daemon::start(&pair.receiver, &args);
+    let state_dir = first.state_dir.clone();
+    let mut log = first.log();
+    let flowed = under_traffic(pair, &all_sources(), || {
+        end(first);
+        std::thread::sleep(Duration::from_millis(300));
+        let second = Daemon::start_in(&pair.receiver, &args, state_dir.clone());
+        log += &second.log();
+        for text in expect {
+            assert!(second.log().contains(text), "no {text:?} in:\n{}", second.log());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(second.stop().success());
+    });
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), pair, &log);
+    (flowed, log, state_dir)
+}
+
 #[test]
 fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
     let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
-    let args = run_args(&pair, &data);
-    let first = Daemon::start(&pair.receiver, &args);
-    let state_dir = first.state_dir.clone();
-    let mut log = first.log();
-    let sources = all_sources();
-    let flowed = under_traffic(&pair, &sources, || {
-        assert!(first.stop().success());
-        // No daemon at all for a while: the pinned program enforces.
-        std::thread::sleep(Duration::from_millis(300));
-        let second = Daemon::start_in(&pair.receiver, &args, state_dir.clone());
-        log += &second.log();
-        assert!(second.log().contains("adopting the pinned state"), "{}", second.log());
-        assert!(second.log().contains("gbr: pinned link taken over"), "{}", second.log());
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(second.stop().success());
-    });
-    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &log);
+    let stop = |first: Daemon| assert!(first.stop().success());
+    let (flowed, _, state_dir) =
+        handover(&pair, &data, stop, &["adopting the pinned state", "gbr: pinned link taken over"]);
     // The counters were adopted too: every CN and RU datagram is in them.
     let stats = geoblock::stats(&state_dir);
     let cn = flowed.sent(ips(&["1.0.1.1"])[0]) + flowed.sent(ips(&["240e::1"])[0]);
@@ -219,26 +229,14 @@ fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
     let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
-    let args = run_args(&pair, &data);
-    let first = Daemon::start(&pair.receiver, &args);
-    let state_dir = first.state_dir.clone();
-    let mut log = first.log();
-    let sources = all_sources();
-    let flowed = under_traffic(&pair, &sources, || {
-        first.crash();
-        std::thread::sleep(Duration::from_millis(300));
+    let kill = |first: Daemon| {
+        let state_dir = first.crash();
         // Pretend the pinned maps come from an incompatible geoblock.
         let abi = MapData::from_pin(state_dir.join("ABI")).expect("ABI pin");
         let mut abi: Array<MapData, u32> = Map::Array(abi).try_into().unwrap();
         abi.set(0, 999, 0).unwrap();
-        let second = Daemon::start_in(&pair.receiver, &args, state_dir.clone());
-        log += &second.log();
-        assert!(second.log().contains("ABI version 999"), "{}", second.log());
-        assert!(second.log().contains("gbr: pinned link taken over"), "{}", second.log());
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(second.stop().success());
-    });
-    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &log);
+    };
+    let (_, _, state_dir) = handover(&pair, &data, kill, &["ABI version 999", "gbr: pinned link taken over"]);
     detach(&pair, &state_dir);
 }
 
@@ -280,23 +278,12 @@ fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() 
     let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
-    let args = run_args(&pair, &data);
-    let first = Daemon::start(&pair.receiver, &args);
-    let state_dir = first.state_dir.clone();
-    let mut log = first.log();
-    let sources = all_sources();
-    let flowed = under_traffic(&pair, &sources, || {
+    let kill_reloading = |first: Daemon| {
         data.write(DATA_B);
         first.signal(libc::SIGHUP);
         first.crash();
-        std::thread::sleep(Duration::from_millis(300));
-        let second = Daemon::start_in(&pair.receiver, &args, state_dir.clone());
-        log += &second.log();
-        assert!(second.log().contains("adopting the pinned state"), "{}", second.log());
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(second.stop().success());
-    });
-    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &log);
+    };
+    let (_, _, state_dir) = handover(&pair, &data, kill_reloading, &["adopting the pinned state"]);
     detach(&pair, &state_dir);
 }
 
