@@ -450,10 +450,9 @@ impl Daemon {
     /// A new download is loaded by [`Daemon::watch_data`]; a failed one
     /// changes nothing.
     fn downloaded(&mut self, done: Result<Result<usize, FetchError>, tokio::task::JoinError>) {
-        let outcome = match done {
-            Ok(Ok(0)) => Ok("the URL sources are unchanged".to_string()),
-            Ok(Ok(n)) => Ok(format!("downloaded {n} changed URL source(s)")),
-            Ok(Err(e)) => Err(format!("download failed, the table in force stays: {e}")),
+        let outcome = match done.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+            Ok(0) => Ok("the URL sources are unchanged".to_string()),
+            Ok(n) => Ok(format!("downloaded {n} changed URL source(s)")),
             Err(e) => Err(format!("download failed, the table in force stays: {e}")),
         };
         match &outcome {

@@ -272,22 +272,9 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
 fn rfc3339(unix_ns: u64) -> String {
     let secs = unix_ns / NS_PER_SEC;
     let (days, day_secs) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil(days as i64);
+    let (y, m, d) = crate::calendar::civil(days as i64);
     let (hh, mm, ss) = (day_secs / 3600, day_secs % 3600 / 60, day_secs % 60);
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:09}Z", unix_ns % NS_PER_SEC)
-}
-
-/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Events emitted, suppressed (token bucket empty) and lost (ring buffer

@@ -5,6 +5,7 @@
 //! → a verdict per packet → counters ([`stats`]).
 
 pub mod bpffs;
+mod calendar;
 pub mod config;
 pub mod control;
 pub mod country;

@@ -115,7 +115,6 @@ pub fn local_path(source: &str, cache_dir: &Path, config: FetchConfig) -> Result
     if !is_url(source) {
         return Ok(PathBuf::from(source));
     }
-    std::fs::create_dir_all(cache_dir).map_err(|error| FetchError::File { path: cache_dir.to_path_buf(), error })?;
     let remote = Remote::new(source, cache_dir, config)?;
     match remote.refresh() {
         Ok(_) => Ok(remote.path().to_path_buf()),
@@ -128,9 +127,11 @@ pub fn local_path(source: &str, cache_dir: &Path, config: FetchConfig) -> Result
 }
 
 impl Remote {
-    /// Keeps `url` in `dir`, under the URL's file name (which tells its format).
+    /// Keeps `url` in `dir` (created if missing), under the URL's file name
+    /// (which tells its format).
     pub fn new(url: &str, dir: &Path, config: FetchConfig) -> Result<Remote, FetchError> {
         let path = cache_path(url, dir)?;
+        std::fs::create_dir_all(dir).map_err(|error| FetchError::File { path: dir.to_path_buf(), error })?;
         let tls = TlsConfig::builder().root_certs(RootCerts::PlatformVerifier).build();
         let agent = Agent::config_builder()
             .http_status_as_error(false)

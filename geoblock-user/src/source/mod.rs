@@ -125,8 +125,6 @@ impl DataSources {
     pub fn fetch(&self) -> Result<usize, fetch::FetchError> {
         let mut changed = 0;
         for url in self.sources.iter().filter(|s| fetch::is_url(s)) {
-            std::fs::create_dir_all(&self.cache_dir)
-                .map_err(|error| fetch::FetchError::File { path: self.cache_dir.clone(), error })?;
             let remote = fetch::Remote::new(url, &self.cache_dir, fetch::FetchConfig::default())?;
             changed += usize::from(remote.refresh()?.is_some());
         }
@@ -248,16 +246,7 @@ pub(crate) fn date_of_epoch(secs: u64) -> Option<String> {
     if secs == 0 {
         return None;
     }
-    // Howard Hinnant's days_from_civil, inverted.
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::calendar::civil((secs / 86_400) as i64);
     Some(format!("{year:04}-{month:02}-{day:02}"))
 }
 
