@@ -38,6 +38,14 @@ pub struct Settings {
     /// Every traffic at every scope; otherwise the smaller scopes get the
     /// mixed traffic only (the world gets them all).
     pub full: bool,
+    /// Line rate: only these scopes and engines (by name); empty: all.
+    pub scopes: &'static [String],
+    pub engines: &'static [String],
+}
+
+/// Whether `name` is selected by `only` (empty: everything is).
+fn selected(only: &[String], name: &str) -> bool {
+    only.is_empty() || only.iter().any(|o| o == name)
 }
 
 /// Sources per line-rate traffic (the sender's array has 65,536 slots).
@@ -110,7 +118,7 @@ pub fn line_rate(world: &Table, settings: Settings, report: &mut Report) {
     let pair = Pair::create_named(&format!("bs{pid}"), &format!("br{pid}"));
     let _stats = kernel::enable_bpf_stats();
     let mut sender = Sender::load(&pair);
-    for scope in Scope::ALL {
+    for scope in Scope::ALL.into_iter().filter(|s| selected(settings.scopes, s.name())) {
         let (table, blocked) = (scope.table(world), scope.blocked());
         let set = workload::subset(world, &blocked);
         let kinds: &[Traffic] = match settings.full || scope == Scope::World {
@@ -122,7 +130,7 @@ pub fn line_rate(world: &Table, settings: Settings, report: &mut Report) {
             .flat_map(|&f| kinds.iter().map(move |&t| (f, t)))
             .map(|(f, t)| (f, t, workload::sources(world, &blocked, t, f, SOURCES)))
             .collect();
-        for engine in Engine::ALL {
+        for engine in Engine::ALL.into_iter().filter(|e| selected(settings.engines, e.name())) {
             let mut rx = Receiver::install(engine, &pair, &table, &blocked);
             if !matches!(engine, Engine::Drop | Engine::Parse) {
                 let (prefixes, bytes) = match engine {

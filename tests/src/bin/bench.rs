@@ -5,7 +5,8 @@
 //! (default 3), --json PATH (default target/bench.json), --svg PATH
 //! (default benchmarks/lookup.svg), --skip-line-rate, --full (every
 //! traffic at every table scope; by default only the world gets them all),
-//! --only test-run|line-rate|live (one part alone).
+//! --only test-run|line-rate|live (one part alone), --scopes cn,eu27,world
+//! and --engines xdp-drop,geoblock-trie,... (line rate: only these).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -24,6 +25,8 @@ fn main() {
         cold_frames: 20_000,
         hot_repeat: 1_000_000,
         full: args.iter().any(|a| a == "--full"),
+        scopes: list(value("--scopes")),
+        engines: list(value("--engines")),
     };
     let json = PathBuf::from(value("--json").unwrap_or_else(|| "target/bench.json".into()));
     let svg = PathBuf::from(value("--svg").unwrap_or_else(|| "benchmarks/lookup.svg".into()));
@@ -54,6 +57,12 @@ fn main() {
         live.print();
     }
     report.save_json(&json);
+}
+
+/// A comma-separated option's names, kept for the whole run.
+fn list(value: Option<String>) -> &'static [String] {
+    let names = value.map_or(vec![], |v| v.split(',').map(str::to_string).collect());
+    Vec::leak(names)
 }
 
 /// CPU model, cores and kernel, for the record.
