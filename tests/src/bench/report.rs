@@ -98,7 +98,20 @@ pub fn grouped(rows: &[LineRate]) -> BTreeMap<Key, Vec<&LineRate>> {
 }
 
 impl Report {
+    /// Prints the parts that were measured (`--only` runs some of them).
     pub fn print(&self) {
+        if !self.test_runs.is_empty() {
+            self.print_test_runs();
+        }
+        if !self.loads.is_empty() {
+            self.print_loads();
+        }
+        if !self.line_rate.is_empty() {
+            self.print_line_rate();
+        }
+    }
+
+    fn print_test_runs(&self) {
         println!("\n== BPF_PROG_TEST_RUN, ns/packet, median (min-max) over rounds ==");
         println!("{:<14} {:<5} {:>22} {:>22}", "program", "fam", "hot (same frame)", "cold (new source)");
         let mut runs: BTreeMap<(&str, &str), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
@@ -110,18 +123,24 @@ impl Report {
         for ((fam, engine), (hot, cold)) in &runs {
             println!("{engine:<14} {fam:<5} {:>22} {:>22}", spread(hot), spread(cold));
         }
-        println!("\n== Loading tables ==");
-        println!("{:<14} {:<6} {:>9} {:>12} {:>14}", "engine", "scope", "prefixes", "load ms", "kernel bytes");
-        for l in &self.loads {
-            let bytes = l.bytes.map_or("-".into(), |b| b.to_string());
-            println!("{:<14} {:<6} {:>9} {:>12.1} {:>14}", l.engine, l.scope, l.prefixes, l.load_ms, bytes);
-        }
         println!("trie build (userspace, world v4+v6): {} ms", spread(&self.trie_build_ms));
         println!("\n== Kernel memory of geoblock's maps (trie backend, world table) ==");
         for m in &self.memory {
             println!("{:<20} {:>12} bytes", m.name, m.bytes);
         }
         println!("{:<20} {:>12} bytes", "total", self.memory.iter().map(|m| m.bytes).sum::<u64>());
+    }
+
+    fn print_loads(&self) {
+        println!("\n== Loading tables ==");
+        println!("{:<14} {:<6} {:>9} {:>12} {:>14}", "engine", "scope", "prefixes", "load ms", "kernel bytes");
+        for l in &self.loads {
+            let bytes = l.bytes.map_or("-".into(), |b| b.to_string());
+            println!("{:<14} {:<6} {:>9} {:>12.1} {:>14}", l.engine, l.scope, l.prefixes, l.load_ms, bytes);
+        }
+    }
+
+    fn print_line_rate(&self) {
         println!("\n== Line rate: receiver CPU ns/packet and XDP program ns/run, median (min-max) over rounds ==");
         println!(
             "{:<6} {:<5} {:<8} {:<14} {:>7} {:>5} {:>20} {:>20} {:>8}",

@@ -11,7 +11,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use geoblock_tests::{
-    bench::{self, report::Report, Settings},
+    bench::{self, engines::Engine, report::Report, workload::Scope, Settings},
     netns,
 };
 
@@ -25,8 +25,8 @@ fn main() {
         cold_frames: 20_000,
         hot_repeat: 1_000_000,
         full: args.iter().any(|a| a == "--full"),
-        scopes: list(value("--scopes")),
-        engines: list(value("--engines")),
+        scopes: list(value("--scopes"), &Scope::ALL.map(Scope::name)),
+        engines: list(value("--engines"), &Engine::ALL.map(Engine::name)),
     };
     let json = PathBuf::from(value("--json").unwrap_or_else(|| "target/bench.json".into()));
     let svg = PathBuf::from(value("--svg").unwrap_or_else(|| "benchmarks/lookup.svg".into()));
@@ -59,9 +59,12 @@ fn main() {
     report.save_json(&json);
 }
 
-/// A comma-separated option's names, kept for the whole run.
-fn list(value: Option<String>) -> &'static [String] {
-    let names = value.map_or(vec![], |v| v.split(',').map(str::to_string).collect());
+/// A comma-separated option's names, each one of `known`; kept for the whole run.
+fn list(value: Option<String>, known: &[&str]) -> &'static [String] {
+    let names: Vec<String> = value.map_or(vec![], |v| v.split(',').map(str::to_string).collect());
+    if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        panic!("unknown name '{unknown}': expected some of {}", known.join(","));
+    }
     Vec::leak(names)
 }
 
