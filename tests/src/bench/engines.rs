@@ -18,6 +18,9 @@ use crate::netns::{Netns, Pair};
 pub enum Engine {
     /// A bare XDP_DROP program: the floor.
     Drop,
+    /// A bare XDP_PASS program: the floor for a program whose packets go up
+    /// the stack, which takes the caches with it.
+    Pass,
     /// Reads the source address, then XDP_DROP: the floor for any program
     /// that looks at the packet.
     Parse,
@@ -32,11 +35,15 @@ pub enum Engine {
 }
 
 impl Engine {
-    pub const ALL: [Engine; 6] = [Engine::Drop, Engine::Parse, Engine::Trie, Engine::Lpm, Engine::Nft, Engine::Ipset];
+    /// The bare XDP_PASS came last and runs last: the others run in the
+    /// order of earlier runs.
+    pub const ALL: [Engine; 7] =
+        [Engine::Drop, Engine::Parse, Engine::Trie, Engine::Lpm, Engine::Nft, Engine::Ipset, Engine::Pass];
 
     pub fn name(self) -> &'static str {
         match self {
             Engine::Drop => "xdp-drop",
+            Engine::Pass => "xdp-pass",
             Engine::Parse => "xdp-parse-drop",
             Engine::Trie => "geoblock-trie",
             Engine::Lpm => "geoblock-lpm",
@@ -66,7 +73,7 @@ pub struct Receiver<'a> {
     xdp: Geoblock,
     ns: &'a Netns,
     dev: String,
-    /// Time to load the table into the engine, in ms (0 for xdp-drop).
+    /// Time to load the table into the engine, in ms (0 for the baselines).
     pub load_ms: f64,
     /// Kernel memory of the set, for ipset (its own report), in bytes.
     pub set_bytes: Option<u64>,
@@ -90,7 +97,7 @@ impl<'a> Receiver<'a> {
                 gb.apply_policy(&deny(blocked)).expect("applying the policy");
                 gb
             }
-            Engine::Nft | Engine::Ipset => load(BENCH_SENDER, "bench_pass", Backend::Trie),
+            Engine::Pass | Engine::Nft | Engine::Ipset => load(BENCH_SENDER, "bench_pass", Backend::Trie),
         };
         let blocked_table = crate::bench::workload::subset(table, blocked);
         match engine {
@@ -122,7 +129,7 @@ impl<'a> Receiver<'a> {
     /// Packets dropped so far by the engine itself (None for the baselines).
     pub fn dropped(&mut self) -> Option<u64> {
         match self.engine {
-            Engine::Drop | Engine::Parse => None,
+            Engine::Drop | Engine::Pass | Engine::Parse => None,
             Engine::Trie | Engine::Lpm => Some(self.xdp.stats().expect("geoblock stats").all.totals.dropped.packets),
             // Listing nft's counters fetches the set elements too (seconds
             // for the EU): what it did not drop reached IP, and IP counts.

@@ -132,7 +132,7 @@ pub fn line_rate(world: &Table, settings: Settings, report: &mut Report) {
             .collect();
         for engine in Engine::ALL.into_iter().filter(|e| selected(settings.engines, e.name())) {
             let mut rx = Receiver::install(engine, &pair, &table, &blocked);
-            if !matches!(engine, Engine::Drop | Engine::Parse) {
+            if !matches!(engine, Engine::Drop | Engine::Pass | Engine::Parse) {
                 let (prefixes, bytes) = match engine {
                     Engine::Trie | Engine::Lpm => (table.v4.len() + table.v6.len(), None),
                     _ => (set.v4.len() + set.v6.len(), rx.set_bytes),

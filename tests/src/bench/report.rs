@@ -25,8 +25,8 @@ pub struct LineRate {
     pub rx_busy: f64,
     /// Receiver CPU (NAPI thread) per packet.
     pub rx_ns: f64,
-    /// `bpf_stats` run time per run of the receiver's XDP program (xdp-drop
-    /// and geoblock engines).
+    /// `bpf_stats` run time per run of the receiver's XDP program (the XDP
+    /// baselines and geoblock).
     pub prog_ns: Option<f64>,
     /// Share of packets the engine dropped, and the share it should.
     pub dropped_share: Option<f64>,
@@ -177,8 +177,9 @@ pub fn write(path: &Path, text: &str) {
     println!("wrote {}", path.display());
 }
 
-const COLORS: [(&str, &str); 6] = [
+const COLORS: [(&str, &str); 7] = [
     ("xdp-drop", "#7f7f7f"),
+    ("xdp-pass", "#bcbd22"),
     ("xdp-parse-drop", "#9467bd"),
     ("geoblock-trie", "#1f77b4"),
     ("geoblock-lpm", "#2ca02c"),
