@@ -94,6 +94,9 @@ pub struct Status {
     pub policy: PolicyStatus,
     pub data: DataStatus,
     pub last_reload: Option<ReloadStatus>,
+    /// Where the Prometheus metrics are served (`--metrics`), if anywhere.
+    #[serde(default)]
+    pub metrics: Option<String>,
     /// Sampled drop events: the rate limit and what became of the samples.
     #[serde(default)]
     pub events: Option<EventStatus>,
@@ -187,6 +190,7 @@ impl Status {
             let result = if r.ok { "ok" } else { "FAILED" };
             out += &format!("last reload {result}, {} s ago: {}\n", r.seconds_ago, r.message);
         }
+        out += &format!("metrics     {}\n", self.metrics.as_deref().unwrap_or("off"));
         if let Some(e) = &self.events {
             let c = &e.counts;
             out += &format!(

@@ -138,6 +138,8 @@ struct Daemon {
     last_download: Option<Outcome>,
     /// Taken by [`Daemon::serve`].
     metrics: Option<MetricsServer>,
+    /// Where it listens, for `status` (the port bound when 0 was asked for).
+    metrics_addr: Option<SocketAddr>,
     reloads: Reloads,
 }
 
@@ -203,6 +205,7 @@ impl Daemon {
             data_watch: DataWatch::default(),
             next_download: None,
             last_download: None,
+            metrics_addr: metrics.as_ref().map(|m| m.addr),
             metrics,
             reloads: Reloads::default(),
         };
@@ -212,8 +215,8 @@ impl Daemon {
         daemon.geoblock.pin_program(state)?;
         daemon.release_unconfigured(state)?;
         info!("policy: {}", describe(&daemon.opts.policy));
-        if let Some(server) = &daemon.metrics {
-            info!("metrics on http://{}/metrics", server.addr);
+        if let Some(url) = daemon.metrics_url() {
+            info!("metrics on {url}");
         }
         info!(
             "attached to {} (xdp mode {}; {}); state pinned in {}",
@@ -550,8 +553,13 @@ impl Daemon {
                 last_download: self.last_download.as_ref().map(outcome_status),
             },
             last_reload: self.last_reload.as_ref().map(outcome_status),
+            metrics: self.metrics_url(),
             events: self.geoblock.event_counts().ok().map(|counts| EventStatus { rate: self.opts.event_rate, counts }),
         }
+    }
+
+    fn metrics_url(&self) -> Option<String> {
+        self.metrics_addr.map(|addr| format!("http://{addr}/metrics"))
     }
 
     /// The `/metrics` text: the counters, read once, and the daemon's state.

@@ -140,6 +140,43 @@ fn counters_are_kept_per_interface_and_family_and_survive_a_restart() {
     assert!(out.status.success(), "geoblock detach: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+#[test]
+fn stats_watch_redraws_rates_while_traffic_flows() {
+    let pair = Pair::create();
+    let scratch = Scratch::new();
+    let data = scratch.file("base.csv", BASE);
+    let args = ["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN", "--data", &data];
+    let daemon = Daemon::start(&pair.receiver, &args);
+    let watch = std::process::Command::new(geoblock::binary())
+        .args(["stats", "--watch", "0.3", "--state-dir", daemon.state_dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting geoblock stats --watch");
+    let sender = Sender::new(&pair);
+    let until = Instant::now() + Duration::from_millis(1600);
+    while Instant::now() < until {
+        sender.send(ip(CN4), 20);
+        sender.send(ip(FR4), 10);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut watch = watch;
+    watch.kill().expect("stopping geoblock stats --watch");
+    let out = String::from_utf8(watch.wait_with_output().unwrap().stdout).unwrap();
+    // One frame per redraw; the last may have been cut short by the kill.
+    let frames: Vec<&str> = out.split("geoblock stats: per second over").skip(1).collect();
+    assert!(frames.len() >= 3, "expected a redraw every 0.3 s, got:\n{out}");
+    let frame = frames[frames.len() - 2];
+    // Columns of 16 after the country: dropped, dropped B, passed, ...
+    let column = |cc: &str, n: usize| {
+        let row = frame.lines().find(|l| l.starts_with(cc)).unwrap_or_else(|| panic!("no {cc} row in:\n{frame}"));
+        row[8 + 16 * n..8 + 16 * (n + 1)].trim().to_string()
+    };
+    assert_ne!(column("CN", 0), "0", "CN drops per second:\n{frame}");
+    assert_eq!(column("CN", 2), "0", "CN passes per second:\n{frame}");
+    assert_eq!(column("FR", 0), "0", "FR drops per second:\n{frame}");
+    assert_ne!(column("FR", 2), "0", "FR passes per second:\n{frame}");
+}
+
 /// `geoblock stats ARGS --state-dir DIR`, as a table.
 fn stats_cli(state_dir: &Path, args: &[&str]) -> String {
     let mut all = vec!["stats", "--state-dir", state_dir.to_str().unwrap()];
@@ -208,7 +245,11 @@ fn metrics_scraped_over_http_equal_stats_json() {
     let args =
         ["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN", "--data", &data, "--metrics", &metrics];
     let daemon = Daemon::start(&pair.receiver, &args);
-    assert!(daemon.log().contains(&format!("metrics on http://{metrics}/metrics")), "{}", daemon.log());
+    let url = format!("http://{metrics}/metrics");
+    assert!(daemon.log().contains(&format!("metrics on {url}")), "{}", daemon.log());
+    let status = daemon.control(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains(&format!("metrics     {url}\n")), "geoblock status:\n{status}");
     let (sender, receiver) = (Sender::new(&pair), Receiver::new(&pair));
     let sources = [ip(CN4), ip(CN6), ip(DE4), ip(DE6)];
     let (stop, done) = (AtomicBool::new(false), AtomicBool::new(false));
