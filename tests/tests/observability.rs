@@ -147,7 +147,7 @@ fn stats_watch_redraws_rates_while_traffic_flows() {
     let data = scratch.file("base.csv", BASE);
     let args = ["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN", "--data", &data];
     let daemon = Daemon::start(&pair.receiver, &args);
-    let watch = std::process::Command::new(geoblock::binary())
+    let mut watch = std::process::Command::new(geoblock::binary())
         .args(["stats", "--watch", "0.3", "--state-dir", daemon.state_dir.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -159,7 +159,6 @@ fn stats_watch_redraws_rates_while_traffic_flows() {
         sender.send(ip(FR4), 10);
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut watch = watch;
     watch.kill().expect("stopping geoblock stats --watch");
     let out = String::from_utf8(watch.wait_with_output().unwrap().stdout).unwrap();
     // One frame per redraw; the last may have been cut short by the kill.

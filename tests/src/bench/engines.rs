@@ -18,8 +18,9 @@ use crate::netns::{Netns, Pair};
 pub enum Engine {
     /// A bare XDP_DROP program: the floor.
     Drop,
-    /// A bare XDP_PASS program: the floor for a program whose packets go up
-    /// the stack, which takes the caches with it.
+    /// A bare XDP_PASS program: every packet goes up the stack, as
+    /// geoblock's passed packets do; the floor for receiver CPU per passed
+    /// packet.
     Pass,
     /// Reads the source address, then XDP_DROP: the floor for any program
     /// that looks at the packet.

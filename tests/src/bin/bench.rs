@@ -46,9 +46,7 @@ fn main() {
     if part("live") {
         report.live = Some(bench::live::measure(&world, settings.rounds));
     }
-    if !report.test_runs.is_empty() || !report.line_rate.is_empty() {
-        report.print();
-    }
+    report.print();
     report.events.iter().for_each(|e| e.print());
     if !report.line_rate.is_empty() {
         report.print_snmp();
