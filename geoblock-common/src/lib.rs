@@ -104,8 +104,10 @@ pub const fn country_code(id: CountryId) -> Option<[u8; 2]> {
 }
 
 /// What the program does with a packet of a country (the `POLICY` map value).
+/// Written `pass`, `drop` and `would-drop` in every output ([`Action::name`]).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum Action {
     Pass = 0,
     Drop = 1,
@@ -119,6 +121,15 @@ impl Action {
             1 => Action::Drop,
             2 => Action::WouldDrop,
             _ => Action::Pass,
+        }
+    }
+
+    /// The one spelling of the action in text, JSON and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Drop => "drop",
+            Action::WouldDrop => "would-drop",
         }
     }
 }
@@ -234,6 +245,19 @@ pub enum Total {
     Exception = 2,
 }
 pub const TOTAL_SLOTS: u32 = 3;
+
+impl Total {
+    pub const ALL: [Total; 3] = [Total::NonIp, Total::Unparsed, Total::Exception];
+
+    /// The one spelling of the total in text and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Total::NonIp => "non-ip",
+            Total::Unparsed => "unparsed",
+            Total::Exception => "exception",
+        }
+    }
+}
 
 /// Bytes of the frame an event carries (the pcap snap length): enough for
 /// Ethernet, two VLAN tags, an IPv4 header with options or an IPv6 header,

@@ -5,7 +5,7 @@
 //! placeholders of some GeoIP data (`EU`, `AP`) and "unknown" markers (`ZZ`)
 //! are not countries: [`parse`] rejects them, so `--block EU` fails loudly
 //! instead of silently matching nothing; the data parser treats such rows as
-//! "no country" (see [`crate::parse`]).
+//! "no country" (see the range CSV format in `data::csv`).
 
 use geoblock_common::{country_code, country_id, CountryId, COUNTRY_SLOTS};
 

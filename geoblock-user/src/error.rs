@@ -15,8 +15,8 @@ pub enum Error {
     Map(#[from] MapError),
     #[error("pinning: {0}")]
     Pin(#[from] PinError),
-    #[error(transparent)]
-    TableTooLarge(#[from] crate::trie::TrieFull),
+    #[error("the {family} table needs more than {} trie nodes", geoblock_common::TRIE_NODES)]
+    TableTooLarge { family: &'static str },
     #[error("map {0} is missing from the XDP program")]
     MissingMap(&'static str),
     #[error("permission denied: geoblock needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")]
@@ -44,17 +44,13 @@ pub enum Error {
     #[error("no geoblock daemon answers at {0}: is `geoblock run` active with this --control-socket?")]
     NoDaemon(PathBuf),
     #[error(transparent)]
-    LockedOut(#[from] crate::guard::LockedOut),
+    LockedOut(#[from] crate::policy::lockout::LockedOut),
     #[error("the kernel cannot pin XDP attachments (bpf_link needs Linux 5.9 or newer)")]
     NoBpfLink,
     #[error(transparent)]
-    Data(#[from] crate::parse::ParseError),
+    Data(#[from] crate::data::DataError),
     #[error("refusing the data: {0}")]
-    Shrink(#[from] crate::source::guard::ShrinkError),
-    #[error(transparent)]
-    Fetch(#[from] crate::source::fetch::FetchError),
-    #[error("embedded data: {0}")]
-    Dataset(#[from] crate::dataset::DatasetError),
+    Shrink(#[from] crate::data::shrink::ShrinkError),
 }
 
 impl Error {

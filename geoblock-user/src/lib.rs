@@ -1,30 +1,26 @@
 //! geoblock: drop traffic by country in XDP, at line rate.
 //!
-//! Data flows one way: a GeoIP source ([`source`]; range CSV alone: [`parse`]) → ranges → the exact
-//! minimal prefix set per country ([`prefix`]) → kernel tables ([`program`])
-//! → a verdict per packet → counters ([`stats`]).
+//! Data flows one way, and so do the imports, top to bottom:
+//!
+//! | layer | what it does |
+//! | --- | --- |
+//! | [`daemon`] | the run loop: config, control socket server, metrics, reloads |
+//! | [`protocol`] | the control socket's requests and answers, and every JSON schema |
+//! | [`kernel`] | the only user of aya: load, attach, pin, tables, counters, events ring |
+//! | [`policy`] | who is dropped and why: the policy, its reasons, the lock-out guard, explain |
+//! | [`data`] | data sources → ranges → the exact minimal prefix [`data::table::Table`] |
+//! | [`country`] | ISO 3166-1 codes, over `geoblock_common` (shared with the XDP program) |
+//!
+//! The `geoblock` binary (`src/cli`) sits on top: it parses arguments,
+//! calls one of these, and prints.
 
-pub mod bpffs;
 mod calendar;
-pub mod config;
-pub mod control;
 pub mod country;
 pub mod daemon;
-pub mod events;
-pub mod dataset;
-pub mod explain;
-pub mod guard;
-pub mod metrics;
-pub mod notify;
+pub mod data;
 mod error;
-pub mod parse;
-pub mod pcap;
+pub mod kernel;
 pub mod policy;
-pub mod prefix;
-pub mod program;
-pub mod programs;
-pub mod source;
-pub mod stats;
-pub mod trie;
+pub mod protocol;
 
 pub use error::{errno, Error};

@@ -20,12 +20,16 @@ use std::{
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use geoblock::{
-    country, errno,
-    events::{Event, EventCounts, Reason, WallClock},
-    policy::{Mode, Policy, Verdict},
-    prefix::Table,
-    program::Geoblock,
-    stats::Counts,
+    country,
+    daemon::events::{decode, WallClock},
+    data::table::Table,
+    errno,
+    kernel::{
+        counters::Traffic,
+        events::{EventCounts, EventRing},
+        Geoblock,
+    },
+    policy::{Mode, Policy, Reason, Verdict},
 };
 use geoblock_common::{
     country_id, Action, Backend, CountryCounters, CountryId, Counter, DropEvent, EVENT_SNAPLEN, NO_COUNTRY,
@@ -92,7 +96,7 @@ fn action_name(action: u32) -> String {
 
 /// Every interface's counters together: BPF_PROG_TEST_RUN frames arrive
 /// on no interface the daemon counts by name.
-fn stats(g: &Geoblock) -> Counts {
+fn stats(g: &Geoblock) -> Traffic {
     g.stats().expect("reading the counters").all
 }
 
@@ -137,8 +141,8 @@ impl Effect {
         }
     }
 
-    /// Counts a frame of `bytes` into `stats`, as the program should.
-    fn count(self, stats: &mut Counts, bytes: u64) {
+    /// Traffic a frame of `bytes` into `stats`, as the program should.
+    fn count(self, stats: &mut Traffic, bytes: u64) {
         fn bump(p: &mut Counter, bytes: u64) {
             p.packets += 1;
             p.bytes += bytes;
@@ -186,7 +190,7 @@ impl std::fmt::Debug for Effect {
 }
 
 /// The counters that differ between `want` and `got`, one per line.
-fn stats_diff(want: &Counts, got: &Counts) -> String {
+fn stats_diff(want: &Traffic, got: &Traffic) -> String {
     let mut out = String::new();
     let codes: BTreeSet<&String> = want.countries.keys().chain(got.countries.keys()).collect();
     let zero = CountryCounters::default();
@@ -209,7 +213,7 @@ fn stats_diff(want: &Counts, got: &Counts) -> String {
 /// against the counters read after the previous frame.
 struct Checker {
     g: Geoblock,
-    seen: Counts,
+    seen: Traffic,
 }
 
 impl Checker {
@@ -469,7 +473,7 @@ fn world(backend: Backend) -> std::sync::MutexGuard<'static, World> {
 
 /// The embedded DB-IP world table, as `geoblock run` loads it by default.
 fn world_table() -> Table {
-    geoblock::dataset::embedded().expect("the embedded world table")
+    geoblock::data::embedded::embedded().expect("the embedded world table")
 }
 
 /// Exceptions carved out of the world table: per family, the first quarter
@@ -781,13 +785,9 @@ fn neighbour(ip: IpAddr, step: i8) -> Option<IpAddr> {
 // ---------------------------------------------------------------------------
 
 /// Every record in the events ring buffer.
-fn drain_events(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<DropEvent> {
+fn drain_events(ring: &mut EventRing) -> Vec<DropEvent> {
     let mut events = vec![];
-    while let Some(item) = ring.next() {
-        assert_eq!(item.len(), std::mem::size_of::<DropEvent>(), "event record size");
-        // SAFETY: a DropEvent-sized record, read unaligned.
-        events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) });
-    }
+    ring.drain(|event| events.push(*event));
     events
 }
 
@@ -820,7 +820,7 @@ fn drops_and_would_drops_are_sampled_with_their_frame() {
         assert_eq!(&event.frame[..captured], &frame[..captured]);
         assert!(event.timestamp_ns > 0);
     }
-    let decoded = Event::decode(&events[1], &WallClock::now(), Mode::Deny).expect("decoding the IPv6 event");
+    let decoded = decode(&events[1], &WallClock::now(), &crafted_policy(false)).expect("decoding the IPv6 event");
     assert_eq!((decoded.src, decoded.dst), (src, dst));
     assert_eq!((decoded.src_port, decoded.dst_port, decoded.protocol), (Some(40000), Some(5555), 17));
     assert_eq!((decoded.country.as_deref(), decoded.reason), (Some("CN"), Reason::BlockedCountry));

@@ -165,7 +165,7 @@ fn stats_watch_redraws_rates_while_traffic_flows() {
     let frames: Vec<&str> = out.split("geoblock stats: per second over").skip(1).collect();
     assert!(frames.len() >= 3, "expected a redraw every 0.3 s, got:\n{out}");
     let frame = frames[frames.len() - 2];
-    // Columns of 16 after the country: dropped, dropped B, passed, ...
+    // Columns of 16 after the country: drop, drop B, pass, ...
     let column = |cc: &str, n: usize| {
         let row = frame.lines().find(|l| l.starts_with(cc)).unwrap_or_else(|| panic!("no {cc} row in:\n{frame}"));
         row[8 + 16 * n..8 + 16 * (n + 1)].trim().to_string()
@@ -218,8 +218,9 @@ fn implied_series(stats: &Value) -> BTreeMap<String, f64> {
             counts["countries"].as_object().unwrap().iter().map(|(cc, c)| (cc.as_str(), c)).collect();
         rows.push(("unknown", &counts["unknown"]));
         for (country, c) in rows {
-            for action in ["dropped", "passed", "would_drop"] {
-                let packets = c[format!("{action}_packets")].as_u64().unwrap();
+            // The stats JSON keeps its field names; metrics name the action.
+            for (field, action) in [("dropped", "drop"), ("passed", "pass"), ("would_drop", "would-drop")] {
+                let packets = c[format!("{field}_packets")].as_u64().unwrap();
                 if packets == 0 {
                     continue;
                 }
@@ -227,7 +228,7 @@ fn implied_series(stats: &Value) -> BTreeMap<String, f64> {
                 out.insert(format!("geoblock_packets_total{labels}"), packets as f64);
                 out.insert(
                     format!("geoblock_bytes_total{labels}"),
-                    c[format!("{action}_bytes")].as_u64().unwrap() as f64,
+                    c[format!("{field}_bytes")].as_u64().unwrap() as f64,
                 );
             }
         }
@@ -261,7 +262,7 @@ fn metrics_scraped_over_http_equal_stats_json() {
         assert_eq!(code, 200, "{first}");
         std::thread::sleep(Duration::from_millis(200));
         let (_, second) = http_get(&pair.receiver, "/metrics");
-        let key = format!("geoblock_packets_total{{country=\"CN\",action=\"dropped\",iface=\"{}\"}}", pair.receiver_if);
+        let key = format!("geoblock_packets_total{{country=\"CN\",action=\"drop\",iface=\"{}\"}}", pair.receiver_if);
         let (a, b) = (samples(&first)[&key], samples(&second)[&key]);
         assert!(0.0 < a && a < b, "CN drops must grow while traffic flows: {a} then {b}");
         stop.store(true, Ordering::Relaxed);
@@ -294,10 +295,10 @@ fn metrics_scraped_over_http_equal_stats_json() {
         assert!(high.contains_key(series), "{series} is scraped but not in stats --json:\n{after:#}");
     }
     let totals = |v: &Value, name: &str| count(v, &["totals", name, "packets"]) as f64;
-    let non_ip = scraped[&format!("geoblock_bypass_packets_total{{reason=\"non_ip\",iface=\"{}\"}}", pair.receiver_if)];
+    let non_ip = scraped[&format!("geoblock_bypass_packets_total{{reason=\"non-ip\",iface=\"{}\"}}", pair.receiver_if)];
     assert!(totals(&before, "non_ip") <= non_ip && non_ip <= totals(&after, "non_ip"));
     for family in ["ipv4", "ipv6"] {
-        let series = format!("geoblock_family_packets_total{{family=\"{family}\",action=\"dropped\"}}");
+        let series = format!("geoblock_family_packets_total{{family=\"{family}\",action=\"drop\"}}");
         assert_eq!(scraped[&series], count(&after, &["families", family, "dropped_packets"]) as f64, "{series}");
     }
     assert_eq!(scraped["geoblock_prefixes{family=\"ipv4\"}"], 2.0, "{text}");
@@ -368,7 +369,7 @@ fn a_scrape_of_every_country_on_four_interfaces_stays_cheap() {
     let series = scraped.keys().filter(|k| k.starts_with("geoblock_packets_total")).count();
     assert!(series >= 250 * 3 * 4, "{series} series of geoblock_packets_total");
     let key =
-        format!("geoblock_packets_total{{country=\"KP\",action=\"would_drop\",iface=\"{}\"}}", links[2].receiver_if);
+        format!("geoblock_packets_total{{country=\"KP\",action=\"would-drop\",iface=\"{}\"}}", links[2].receiver_if);
     assert_eq!(scraped[&key], cpus as f64, "the sum over {cpus} CPUs");
     times.sort();
     eprintln!(
@@ -390,9 +391,10 @@ fn explain(args: &[&str]) -> BTreeMap<String, Value> {
     list.into_iter().map(|e| (e["address"].as_str().unwrap().to_string(), e)).collect()
 }
 
-/// `(verdict, reason)` of an explanation.
+/// `(action, reason)` of an explanation.
 fn verdict(e: &Value) -> (&str, &str) {
-    (e["verdict"].as_str().unwrap(), e["reason"].as_str().unwrap())
+    assert_eq!(e["schema"], 2, "{e}");
+    (e["action"].as_str().unwrap(), e["reason"].as_str().unwrap())
 }
 
 #[test]

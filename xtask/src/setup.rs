@@ -6,8 +6,9 @@ use anyhow::{bail, Result};
 
 use crate::{cmd, toolchain::Toolchain};
 
-/// Debian's Rust 1.96 (the toolchain of record) and its prebuilt eBPF `core`.
-const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf"];
+/// Debian's Rust 1.96 (the toolchain of record), its prebuilt eBPF `core`,
+/// and the formatter and linter CI runs.
+const RUST_PACKAGES: [&str; 5] = ["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "rustfmt-web", "rust-web-clippy"];
 /// The LLVM that bpf-linker is built against (and Debian's rustc uses).
 const LLVM_PACKAGE: &str = "llvm-22-dev";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

@@ -47,28 +47,45 @@ pub fn build(args: &[String]) -> Result<()> {
     cmd::run(toolchain.cargo().arg("build").args(args))
 }
 
-/// Builds the binaries the tests run (target/debug/geoblock), then runs the
-/// unit tests of every host crate, then the privileged tests: every test
-/// runs even if others failed. ARGS go to both `cargo test`s.
+/// Checks formatting and lints, builds the binaries the tests run
+/// (target/debug/geoblock), then runs the unit tests of every host crate,
+/// then the privileged tests: every phase runs even if others failed. ARGS
+/// go to both `cargo test`s.
 pub fn test(args: &[String]) -> Result<()> {
     let toolchain = prepare(Scope::Run)?;
+    let mut failed = lint(toolchain);
     cmd::run(toolchain.cargo().arg("build"))?;
     let mut tally = cmd::Tally::default();
-    let failed: Vec<&str> = test_phases(toolchain)
-        .into_iter()
-        .filter_map(|(phase, mut cargo)| {
-            println!("xtask: {phase}");
-            let err = cmd::run_tests(cargo.args(args), &mut tally).err()?;
-            eprintln!("xtask: {err:#}");
-            Some(phase)
-        })
-        .collect();
+    failed.extend(test_phases(toolchain).into_iter().filter_map(|(phase, mut cargo)| {
+        println!("xtask: {phase}");
+        let err = cmd::run_tests(cargo.args(args), &mut tally).err()?;
+        eprintln!("xtask: {err:#}");
+        Some(phase)
+    }));
     // One closing line for the whole suite, whatever each phase printed last.
     println!("summary: {} passed, {} failed", tally.passed, tally.failed);
     if !failed.is_empty() {
         bail!("failed: {}", failed.join("; "));
     }
     Ok(())
+}
+
+/// `cargo fmt --check` and clippy with warnings as errors, over every host
+/// crate and target: the phases that failed.
+fn lint(toolchain: Toolchain) -> Vec<&'static str> {
+    let mut fmt = toolchain.cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    let mut clippy = toolchain.cargo();
+    clippy.args(["clippy", "--workspace", "--exclude", EBPF_CRATE, "--all-targets", "--", "-D", "warnings"]);
+    [("formatting (cargo fmt --check)", fmt), ("lints (cargo clippy -D warnings)", clippy)]
+        .into_iter()
+        .filter_map(|(phase, mut cargo)| {
+            println!("xtask: {phase}");
+            let err = cmd::run(&mut cargo).err()?;
+            eprintln!("xtask: {err:#}");
+            Some(phase)
+        })
+        .collect()
 }
 
 fn test_phases(toolchain: Toolchain) -> [(&'static str, Command); 2] {

@@ -3,12 +3,14 @@
 
 use std::{collections::BTreeSet, fmt::Write as _, time::Instant};
 
-use aya::programs::{links::FdLink, XdpMode, Xdp};
+use aya::programs::{links::FdLink, Xdp};
 use geoblock::{
+    data::table::Table,
+    kernel::{
+        objects::{BENCH_DROP, BENCH_SENDER},
+        Geoblock, XdpMode,
+    },
     policy::{Mode, Policy},
-    prefix::Table,
-    program::Geoblock,
-    programs::{BENCH_DROP, BENCH_SENDER},
 };
 use geoblock_common::{Backend, CountryId};
 
@@ -93,7 +95,7 @@ impl<'a> Receiver<'a> {
             Engine::Parse => load(BENCH_SENDER, "bench_parse", Backend::Trie),
             Engine::Trie | Engine::Lpm => {
                 let backend = if engine == Engine::Trie { Backend::Trie } else { Backend::Lpm };
-                let mut gb = load(geoblock::programs::GEOBLOCK, "geoblock", backend);
+                let mut gb = load(geoblock::kernel::objects::GEOBLOCK, "geoblock", backend);
                 load_ms = timed(|| gb.load_table(table).expect("loading the table"));
                 gb.apply_policy(&deny(blocked)).expect("applying the policy");
                 gb
@@ -113,7 +115,7 @@ impl<'a> Receiver<'a> {
             }
             _ => {}
         }
-        let link = ns.run(|| xdp.attach(dev, XdpMode::Driver)).expect("attaching XDP to the receiving veth (native)");
+        let link = ns.run(|| xdp.attach(dev, XdpMode::Native)).expect("attaching XDP to the receiving veth (native)");
         Receiver { engine, _link: link, xdp, ns, dev: dev.into(), load_ms, set_bytes }
     }
 

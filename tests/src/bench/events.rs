@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use geoblock::{events::DEFAULT_EVENT_RATE, prefix::Table, program::Geoblock};
+use geoblock::{daemon::config::DEFAULT_EVENT_RATE, data::table::Table, kernel::Geoblock};
 use geoblock_common::Backend;
 use serde::Serialize;
 
@@ -35,7 +35,7 @@ pub fn measure(world: &Table, settings: Settings) -> EventsCost {
             gb.set_event_rate(rate).expect("event rate");
             out.push(kernel::hot_ns(gb.program().unwrap(), &frame, settings.hot_repeat));
             // As the daemon does: a full ring would turn samples into losses.
-            while ring.next().is_some() {}
+            ring.drain(|_| {});
         }
     }
     cost

@@ -142,7 +142,9 @@ unsafe fn map_elem(cmd: libc::c_long, fd: i32, key: *const u8, value: *mut u8) -
         flags: u64,
     }
     let attr = ElemAttr { map_fd: fd as u32, _pad: 0, key: key as u64, value: value as u64, flags: 0 };
-    libc::syscall(libc::SYS_bpf, cmd, &attr as *const ElemAttr, std::mem::size_of::<ElemAttr>())
+    // SAFETY: attr is a valid bpf_attr prefix for the element commands; the
+    // caller vouches for key and value.
+    unsafe { libc::syscall(libc::SYS_bpf, cmd, &attr as *const ElemAttr, std::mem::size_of::<ElemAttr>()) }
 }
 
 /// One BPF_PROG_TEST_RUN of the program `fd` on `frame`, `repeat` times,

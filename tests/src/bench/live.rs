@@ -6,7 +6,11 @@
 
 use std::time::Instant;
 
-use geoblock::{policy::Policy, prefix::Table, program::Geoblock, trie::Trie};
+use geoblock::{
+    data::table::Table,
+    kernel::{trie::Trie, Geoblock},
+    policy::Policy,
+};
 use geoblock_common::{country_id, Backend};
 use serde::Serialize;
 

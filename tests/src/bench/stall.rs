@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use geoblock::{prefix::Table, program::Geoblock};
+use geoblock::{data::table::Table, kernel::Geoblock};
 use geoblock_common::{maps, Backend};
 use serde::Serialize;
 

@@ -6,7 +6,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use geoblock::prefix::Table;
+use geoblock::data::table::Table;
 use geoblock_common::{country_id, CountryId};
 use ipnetwork::IpNetwork;
 use rand::{rngs::StdRng, seq::IndexedRandom as _, Rng as _, SeedableRng as _};

@@ -32,7 +32,7 @@ fn main() {
     let svg = PathBuf::from(value("--svg").unwrap_or_else(|| "benchmarks/lookup.svg".into()));
     let only = value("--only");
     let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    let world = geoblock::dataset::embedded().expect("the embedded world table");
+    let world = geoblock::data::embedded::embedded().expect("the embedded world table");
     let mut report = Report { machine: machine(), ..Report::default() };
     if part("test-run") {
         eprintln!("bench: BPF_PROG_TEST_RUN, {} rounds", settings.rounds);

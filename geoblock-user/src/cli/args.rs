@@ -1,0 +1,136 @@
+//! Arguments several subcommands share: the policy, the data, the daemon's
+//! control socket, and how countries are written.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use geoblock::{
+    country,
+    daemon::config::{PolicyConfig, DEFAULT_CACHE_DIR, DEFAULT_CONTROL_SOCKET},
+    data::{self, CountryFields, DataSources, Format},
+};
+use geoblock_common::CountryId;
+use ipnetwork::IpNetwork;
+
+/// The policy, as `run` takes it.
+#[derive(Args)]
+pub struct PolicyArgs {
+    /// Deny-list: drop these countries (comma-separated ISO codes).
+    #[arg(long, value_delimiter = ',', value_parser = parse_country, conflicts_with = "allow")]
+    pub block: Vec<CountryId>,
+    /// Allow-list: drop every country but these.
+    #[arg(long, value_delimiter = ',', value_parser = parse_country)]
+    pub allow: Vec<CountryId>,
+    /// CIDRs that always pass, checked before the country (e.g. a management network).
+    #[arg(long = "except", value_delimiter = ',')]
+    pub exceptions: Vec<IpNetwork>,
+    /// Count what would be dropped, drop nothing.
+    #[arg(long)]
+    pub monitor: bool,
+    /// Also drop addresses no country claims (private, unassigned...).
+    #[arg(long)]
+    pub block_unknown: bool,
+}
+
+impl PolicyArgs {
+    /// The flags as a config layer: only what was given.
+    pub fn overrides(self) -> PolicyConfig {
+        let codes = |ids: Vec<CountryId>| {
+            (!ids.is_empty()).then(|| ids.into_iter().map(|c| country::code(c).to_string()).collect())
+        };
+        let exceptions: Vec<String> = self.exceptions.iter().map(|n| n.to_string()).collect();
+        PolicyConfig {
+            block: codes(self.block),
+            allow: codes(self.allow),
+            block_unknown: self.block_unknown.then_some(true),
+            except: (!exceptions.is_empty()).then_some(exceptions),
+            monitor: self.monitor.then_some(true),
+        }
+    }
+
+    pub fn given(&self) -> bool {
+        !self.block.is_empty() || !self.allow.is_empty()
+    }
+}
+
+#[derive(Args)]
+pub struct ControlArgs {
+    /// The running daemon's control socket.
+    #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+    pub control_socket: PathBuf,
+    /// Print the daemon's JSON response instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Apply a policy change even if it drops this SSH session's client or a management network;
+    /// with reload, load data even if it shrinks by more than --max-shrink.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct CountriesArgs {
+    /// ISO country codes (space- or comma-separated).
+    #[arg(required = true, value_delimiter = ',')]
+    pub countries: Vec<String>,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// How sources are read.
+#[derive(Args)]
+pub struct ReadArgs {
+    /// The format of every source: csv, ip2location, mmdb, maxmind-csv, rir, cidr
+    /// [default: detected from each file's name and content].
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Where MMDB records keep the country code: dotted paths, tried in order
+    /// [default: country.iso_code,registered_country.iso_code].
+    #[arg(long)]
+    pub mmdb_field: Option<String>,
+    /// Where https:// and http:// sources are downloaded to (and kept for the next start)
+    /// [default: /var/cache/geoblock].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl ReadArgs {
+    /// `sources` read this way.
+    pub fn sources(&self, sources: Vec<String>) -> DataSources {
+        DataSources {
+            sources,
+            options: data::Options {
+                format: self.format,
+                mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
+            },
+            cache_dir: self.cache_dir.clone().unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct DataArgs {
+    /// GeoIP data instead of the embedded DB-IP data: range CSV (DB-IP, Tor geoip), IP2Location
+    /// DB1, MMDB, MaxMind CSV (zip or folder), RIR delegated stats or CIDR lists, plain or
+    /// .gz/.xz/.zip, or an https:// URL of one. Repeat to combine: a later source wins where it
+    /// gives a country.
+    #[arg(long)]
+    pub data: Vec<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+pub fn parse_format(name: &str) -> Result<Format, String> {
+    name.parse()
+}
+
+pub fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {
+    country::parse(code)
+}
+
+/// A row of the stats table: a country code, or `--` (no country).
+pub fn parse_row(code: &str) -> Result<String, country::UnknownCountry> {
+    match code.trim() {
+        "--" => Ok("--".into()),
+        code => country::parse(code).map(|id| country::code(id).to_string()),
+    }
+}

@@ -1,0 +1,51 @@
+//! `geoblock explain`: why addresses get their verdict.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::{ensure, Result};
+use clap::Args;
+use geoblock::{
+    daemon::config::DEFAULT_CONTROL_SOCKET,
+    policy::explain::{self, Explanation},
+    protocol::{self, Request, Versioned},
+};
+
+use crate::args::{DataArgs, PolicyArgs};
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    #[arg(required = true)]
+    addresses: Vec<IpAddr>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The running daemon's control socket (when neither --data nor a policy is given).
+    #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Offline when given data or a policy, else by the running daemon.
+pub fn explain(args: ExplainArgs) -> Result<()> {
+    let explained: Vec<Explanation> = if args.policy.given() || !args.data.data.is_empty() {
+        ensure!(args.policy.given(), "explaining offline needs the policy: --block or --allow");
+        let policy = args.policy.overrides().resolve()?;
+        let loaded = args.data.read.sources(args.data.data).load()?;
+        args.addresses.iter().map(|&ip| explain::explain(&loaded, &policy, ip, None)).collect()
+    } else {
+        let request = Request::Explain { addresses: args.addresses };
+        let response = protocol::request(&args.control_socket, &request)?;
+        ensure!(response.ok, "{}", response.message);
+        response.explain.unwrap_or_default()
+    };
+    match args.json {
+        true => {
+            let versioned: Vec<_> = explained.iter().map(Versioned::new).collect();
+            println!("{}", serde_json::to_string_pretty(&versioned)?);
+        }
+        false => explained.iter().for_each(|e| print!("{}", e.render())),
+    }
+    Ok(())
+}

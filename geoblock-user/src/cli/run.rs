@@ -1,0 +1,107 @@
+//! `geoblock run`: the daemon, with every setting of the config file as a
+//! flag that overrides it.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use geoblock::{
+    daemon::{
+        self,
+        config::{Config, ConfigLayers, Lookup, DEFAULT_CONFIG, DEFAULT_METRICS_ADDR},
+    },
+    kernel::XdpMode,
+};
+use ipnetwork::IpNetwork;
+
+use crate::args::{DataArgs, PolicyArgs};
+
+/// Every setting of the config file, as a flag that overrides it.
+#[derive(Args)]
+pub struct RunArgs {
+    /// TOML config file; flags override its settings [default: /etc/geoblock/geoblock.toml, if present].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Interface to attach to (repeat for several).
+    #[arg(long = "iface")]
+    pub interfaces: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// [default: auto]
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpMode>,
+    /// Address → country structure [default: trie].
+    #[arg(long, value_enum)]
+    pub lookup: Option<Lookup>,
+    /// bpffs directory where program, links and maps are pinned (what a restarted daemon adopts)
+    /// [default: /sys/fs/bpf/geoblock].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, detach and remove the pins instead of leaving enforcement in place.
+    #[arg(long)]
+    pub detach_on_exit: bool,
+    /// A management network the policy must never drop (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    pub management: Vec<IpNetwork>,
+    /// Start even if the policy drops this SSH session's client or a management network.
+    #[arg(long)]
+    pub force: bool,
+    /// Unix socket (mode 0600) for `geoblock status`, `block`, `reload`...
+    /// [default: /run/geoblock/control.sock].
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Sampled drop events per second at most, over all CPUs; 0 turns them off [default: 100].
+    #[arg(long)]
+    pub event_rate: Option<u32>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, or a port on loopback)
+    /// [default: off; without ADDR: 127.0.0.1:9717].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_METRICS_ADDR)]
+    pub metrics: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Download URL sources again this often (e.g. 6h, 1d); local files are reloaded whenever they
+    /// change [default: only on reload].
+    #[arg(long)]
+    pub refresh: Option<String>,
+    /// Refuse new data with this many percent fewer prefixes or covered addresses than the
+    /// table in force (`geoblock reload --force` loads it anyway) [default: 10].
+    #[arg(long)]
+    pub max_shrink: Option<f64>,
+}
+
+impl RunArgs {
+    /// The flags as a config layer: only what was given.
+    pub fn overrides(self) -> Config {
+        let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        Config {
+            interfaces: some(self.interfaces),
+            xdp_mode: self.xdp_mode,
+            lookup: self.lookup,
+            format: self.data.read.format.map(|f| f.to_string()),
+            mmdb_field: self.data.read.mmdb_field,
+            cache_dir: self.data.read.cache_dir,
+            refresh: self.refresh,
+            max_shrink: self.max_shrink,
+            data: some(self.data.data),
+            state_dir: self.state_dir,
+            control_socket: self.control_socket,
+            detach_on_exit: self.detach_on_exit.then_some(true),
+            management: some(self.management.iter().map(|n| n.to_string()).collect()),
+            force: self.force.then_some(true),
+            event_rate: self.event_rate,
+            metrics: self.metrics,
+            policy: self.policy.overrides(),
+        }
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let layers = ConfigLayers {
+        required: args.config.is_some(),
+        path: args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into()),
+        flags: args.overrides(),
+    };
+    let opts = layers.read()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(daemon::run(opts, layers))?)
+}

@@ -1,0 +1,260 @@
+//! `geoblock stats`: the counters of a running daemon (or of the state it
+//! left) as a table, as JSON, or as rates redrawn every few seconds.
+
+use std::{collections::BTreeMap, io::Write as _, path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use geoblock::{
+    daemon::config::DEFAULT_STATE_DIR,
+    kernel::counters::{Stats, Traffic},
+    protocol::Versioned,
+};
+use geoblock_common::{Action, CountryCounters};
+
+use crate::args::parse_row;
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Print the documented JSON schema (every counter) instead of a table.
+    #[arg(long, conflicts_with = "watch")]
+    json: bool,
+    /// Rows shown, busiest droppers first (0: all).
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Only these countries (comma-separated ISO codes; -- for addresses without a country).
+    #[arg(long, value_delimiter = ',', value_parser = parse_row)]
+    country: Vec<String>,
+    /// Only the counters of this interface.
+    #[arg(long)]
+    iface: Option<String>,
+    /// Redraw every SECONDS (default 1) with per-second rates, until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
+    watch: Option<f64>,
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+pub fn stats(args: StatsArgs) -> Result<()> {
+    let view = View { top: args.top, countries: args.country, iface: args.iface };
+    if let Some(seconds) = args.watch {
+        return watch(&args.state_dir, &view, seconds);
+    }
+    let stats = Stats::read_pinned(&args.state_dir)?;
+    match args.json {
+        true => println!("{}", Versioned::new(&stats).pretty()),
+        false => print!("{}", view.render(&stats)),
+    }
+    Ok(())
+}
+
+/// `stats --watch`: rates between consecutive reads, redrawn until interrupted.
+fn watch(state_dir: &std::path::Path, view: &View, seconds: f64) -> Result<()> {
+    let interval = Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|i| !i.is_zero())
+        .with_context(|| format!("--watch {seconds}: give a positive number of seconds"))?;
+    let mut before = (Stats::read_pinned(state_dir)?, std::time::Instant::now());
+    loop {
+        std::thread::sleep(interval);
+        let now = (Stats::read_pinned(state_dir)?, std::time::Instant::now());
+        let elapsed = now.1 - before.1;
+        // Home and clear: a redraw in place on any terminal.
+        print!("\x1b[H\x1b[2Jgeoblock stats: per second over {:.1} s (Ctrl-C stops)\n", elapsed.as_secs_f64());
+        print!("{}", view.render_rates(&before.0, &now.0, elapsed));
+        std::io::stdout().flush()?;
+        before = now;
+    }
+}
+
+/// Which rows `geoblock stats` shows.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// Rows shown, busiest droppers first (0: all).
+    pub top: usize,
+    /// Only these country codes (`--` for no country); empty: all.
+    pub countries: Vec<String>,
+    /// Only this interface's counters; `None`: every interface.
+    pub iface: Option<String>,
+}
+
+/// A table row: six numbers in the order of [`CountryCounters`]'s fields.
+type Row = (String, [f64; 6]);
+
+/// Each action's packets and bytes, in the order of [`CountryCounters`]'s fields.
+const COLUMNS: [(Action, &str); 6] = [
+    (Action::Drop, ""),
+    (Action::Drop, " B"),
+    (Action::Pass, ""),
+    (Action::Pass, " B"),
+    (Action::WouldDrop, ""),
+    (Action::WouldDrop, " B"),
+];
+
+impl View {
+    /// The counters as a table.
+    pub fn render(&self, stats: &Stats) -> String {
+        let Some(counts) = stats.counts(self.iface.as_deref()) else {
+            return self.no_such_iface(stats);
+        };
+        let rows = counts.rows().into_iter().map(|(cc, c)| (cc, values(&c))).collect();
+        let mut out = self.table(rows, "");
+        for (name, p) in counts.totals.named() {
+            out += &format!(
+                "total {name:<12}{:>10} packets {:>10}\n",
+                human(p.packets as f64, ""),
+                human(p.bytes as f64, "B")
+            );
+        }
+        out
+    }
+
+    /// Per-second rates between two reads `elapsed` apart, as a table.
+    pub fn render_rates(&self, before: &Stats, now: &Stats, elapsed: Duration) -> String {
+        let (Some(b), Some(n)) = (before.counts(self.iface.as_deref()), now.counts(self.iface.as_deref())) else {
+            return self.no_such_iface(now);
+        };
+        self.table(rates(b, n, elapsed), "/s")
+    }
+
+    fn no_such_iface(&self, stats: &Stats) -> String {
+        let known: Vec<&str> = stats.interfaces.keys().map(String::as_str).collect();
+        format!("no counters for interface {} (known: {})\n", self.iface.as_deref().unwrap_or(""), known.join(", "))
+    }
+
+    /// The selected rows, busiest droppers first, with units `per`.
+    fn table(&self, mut rows: Vec<Row>, per: &str) -> String {
+        rows.retain(|(cc, _)| self.countries.is_empty() || self.countries.iter().any(|c| c.eq_ignore_ascii_case(cc)));
+        rows.sort_by(|(a, x), (b, y)| y[0].total_cmp(&x[0]).then_with(|| a.cmp(b)));
+        if self.top > 0 {
+            rows.truncate(self.top);
+        }
+        let mut out = format!("{:<8}", "country");
+        for (action, unit) in COLUMNS {
+            out += &format!("{:>16}", format!("{}{unit}{per}", action.name()));
+        }
+        out.push('\n');
+        for (cc, v) in rows {
+            out += &format!("{cc:<8}");
+            for (i, value) in v.iter().enumerate() {
+                out += &format!("{:>16}", human(*value, if i % 2 == 1 { "B" } else { "" }));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn values(c: &CountryCounters) -> [f64; 6] {
+    [c.dropped_packets, c.dropped_bytes, c.passed_packets, c.passed_bytes, c.would_drop_packets, c.would_drop_bytes]
+        .map(|v| v as f64)
+}
+
+/// Per-second rates of every row of `now` since `before`. A counter that
+/// went down (the maps were recreated) counts from zero.
+pub fn rates(before: &Traffic, now: &Traffic, elapsed: Duration) -> Vec<Row> {
+    let secs = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+    let earlier: BTreeMap<String, CountryCounters> = before.rows().into_iter().collect();
+    now.rows()
+        .into_iter()
+        .map(|(cc, c)| {
+            let then = values(&earlier.get(&cc).copied().unwrap_or_default());
+            let mut rate = values(&c);
+            for (r, t) in rate.iter_mut().zip(then) {
+                *r = if *r >= t { (*r - t) / secs } else { *r / secs };
+            }
+            (cc, rate)
+        })
+        .collect()
+}
+
+/// `n` in SI units: 999, 1.2k, 3.4M... with `unit` after a space when given.
+pub fn human(n: f64, unit: &str) -> String {
+    let (mut value, mut prefix) = (n, "");
+    for p in ["k", "M", "G", "T", "P"] {
+        if value < 999.5 {
+            break;
+        }
+        (value, prefix) = (value / 1000.0, p);
+    }
+    let number = match (prefix, value.fract() == 0.0) {
+        ("", true) => format!("{value:.0}"),
+        ("", false) => format!("{value:.1}"),
+        _ if value < 9.995 => format!("{value:.2}"),
+        _ if value < 99.95 => format!("{value:.1}"),
+        _ => format!("{value:.0}"),
+    };
+    match unit {
+        "" => format!("{number}{prefix}"),
+        _ => format!("{number} {prefix}{unit}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use geoblock::country;
+
+    use super::*;
+
+    fn counts(rows: &[(&str, u64, u64)]) -> Traffic {
+        let mut c = Traffic::default();
+        for &(cc, dropped, passed) in rows {
+            let counters = CountryCounters {
+                dropped_packets: dropped,
+                dropped_bytes: dropped * 100,
+                passed_packets: passed,
+                passed_bytes: passed * 100,
+                ..CountryCounters::default()
+            };
+            c.add_country(country::parse(cc).unwrap(), counters);
+        }
+        c
+    }
+
+
+    #[test]
+    fn rates_are_differences_per_second() {
+        let before = counts(&[("CN", 100, 10), ("RU", 50, 0)]);
+        let now = counts(&[("CN", 300, 10), ("RU", 50, 0), ("KP", 4, 0)]);
+        let rates: BTreeMap<String, [f64; 6]> = rates(&before, &now, Duration::from_secs(2)).into_iter().collect();
+        assert_eq!(rates["CN"], [100.0, 10_000.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(rates["RU"], [0.0; 6]);
+        // A country first seen in the second read counts from zero.
+        assert_eq!(rates["KP"], [2.0, 200.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn rates_of_reset_counters_count_from_zero() {
+        let before = counts(&[("CN", 1000, 0)]);
+        let now = counts(&[("CN", 30, 0)]);
+        let rates = rates(&before, &now, Duration::from_millis(500));
+        assert_eq!(rates, vec![("CN".to_string(), [60.0, 6000.0, 0.0, 0.0, 0.0, 0.0])]);
+    }
+
+    #[test]
+    fn table_is_sorted_by_drops_filtered_and_cut() {
+        let stats =
+            Stats { all: counts(&[("CN", 5, 0), ("RU", 9, 0), ("DE", 0, 7), ("KP", 1, 0)]), ..Stats::default() };
+        let view = View { top: 2, ..View::default() };
+        let text = view.render(&stats);
+        let rows: Vec<&str> = text.lines().skip(1).take(2).map(|l| &l[..2]).collect();
+        assert_eq!(rows, ["RU", "CN"]);
+        assert!(!text.contains("\nDE") && !text.contains("\nKP"));
+        let only = View { countries: vec!["de".into()], ..View::default() }.render(&stats);
+        assert!(only.contains("\nDE") && !only.contains("\nRU"));
+        let none = View { iface: Some("eth9".into()), ..View::default() }.render(&stats);
+        assert!(none.contains("no counters for interface eth9"));
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human(0.0, ""), "0");
+        assert_eq!(human(999.0, ""), "999");
+        assert_eq!(human(2.5, ""), "2.5");
+        assert_eq!(human(1234.0, ""), "1.23k");
+        assert_eq!(human(56_789.0, "B"), "56.8 kB");
+        assert_eq!(human(987_654_321.0, "B"), "988 MB");
+        assert_eq!(human(3e12, ""), "3.00T");
+    }
+
+}

@@ -1,0 +1,159 @@
+//! The daemon's end of the control socket ([`crate::protocol`]).
+//!
+//! Connections are read on their own tasks; the requests are executed one
+//! at a time by the daemon's main loop, which owns the kernel state. An
+//! `events` client gets the answer, then the drop events until it hangs up.
+
+use std::{
+    os::unix::{fs::PermissionsExt as _, net::UnixStream as StdUnixStream},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _},
+    net::{unix::OwnedWriteHalf, UnixListener, UnixStream},
+    sync::{broadcast, mpsc, oneshot},
+};
+
+use crate::{
+    protocol::{Request, Response},
+    Error,
+};
+
+/// A client that has not sent its request by then is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests are a few words; anything longer is not one.
+const MAX_REQUEST: u64 = 64 * 1024;
+/// Events kept for a slow `geoblock events` client before it misses some:
+/// a few seconds at the default rate.
+const EVENT_BACKLOG: usize = 1024;
+
+/// Drop events as JSON lines, to every `events` client.
+pub type EventLines = broadcast::Sender<Arc<str>>;
+
+/// The daemon's end: accepts connections and hands their requests over.
+pub struct ControlSocket {
+    path: PathBuf,
+    requests: mpsc::Receiver<Incoming>,
+    /// Drop events as JSON lines, to every `events` client.
+    events: EventLines,
+}
+
+/// A request, who sent it, and where its response goes.
+pub struct Incoming {
+    pub request: Request,
+    pub peer: Peer,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// The process at the other end (SO_PEERCRED): who changed the policy, for the log.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub pid: Option<i32>,
+    pub uid: Option<u32>,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        write!(f, "pid {} (uid {})", known(self.pid.map(|p| p.to_string())), known(self.uid.map(|u| u.to_string())))
+    }
+}
+
+impl ControlSocket {
+    /// Listens at `path` (creating its directory, mode 0700, if missing). A
+    /// socket left by a dead daemon is replaced; a live one is an error.
+    pub fn bind(path: &Path) -> Result<ControlSocket, Error> {
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(Error::io(dir))?;
+        }
+        if StdUnixStream::connect(path).is_ok() {
+            return Err(Error::ControlInUse(path.into()));
+        }
+        let _ = std::fs::remove_file(path);
+        // Created 0600 from the start: no window in which others could connect.
+        // SAFETY: umask only swaps the process's file creation mask.
+        let old = unsafe { libc::umask(0o177) };
+        let listener = UnixListener::bind(path);
+        unsafe { libc::umask(old) };
+        let listener = listener.map_err(Error::io(path))?;
+        let (tx, requests) = mpsc::channel(16);
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        tokio::spawn(accept(listener, tx, events.clone()));
+        Ok(ControlSocket { path: path.into(), requests, events })
+    }
+
+    /// Where the daemon sends drop events (JSON lines) for `events` clients.
+    pub fn events(&self) -> &EventLines {
+        &self.events
+    }
+
+    /// The next request.
+    pub async fn next(&mut self) -> Option<Incoming> {
+        self.requests.recv().await
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn accept(listener: UnixListener, tx: mpsc::Sender<Incoming>, events: EventLines) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(converse(stream, tx.clone(), events.clone()));
+    }
+}
+
+/// One connection: read a request, wait for the daemon's answer, write it.
+async fn converse(stream: UnixStream, tx: mpsc::Sender<Incoming>, events: EventLines) {
+    let cred = stream.peer_cred().ok();
+    let peer = Peer { pid: cred.and_then(|c| c.pid()), uid: cred.map(|c| c.uid()) };
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+    let response = match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Events) => return stream_events(write, events.subscribe()).await,
+            Ok(request) => {
+                let (reply, answer) = oneshot::channel();
+                match tx.send(Incoming { request, peer, reply }).await {
+                    Ok(()) => answer.await.unwrap_or_else(|_| Response::error("the daemon is stopping")),
+                    Err(_) => Response::error("the daemon is stopping"),
+                }
+            }
+            Err(e) => Response::error(format!("not a geoblock request: {e}")),
+        },
+        Ok(Err(e)) => Response::error(format!("reading the request: {e}")),
+        Err(_) => return,
+    };
+    let _ = write.write_all(answer_line(&response).as_bytes()).await;
+}
+
+/// Answers an `events` request, then writes every event until the client
+/// hangs up. A client too slow to keep up misses events, never the daemon.
+async fn stream_events(mut write: OwnedWriteHalf, mut events: broadcast::Receiver<Arc<str>>) {
+    if write.write_all(answer_line(&Response::ok("streaming drop events")).as_bytes()).await.is_err() {
+        return;
+    }
+    loop {
+        let line = match events.recv().await {
+            Ok(line) => line,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if write.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn answer_line(response: &Response) -> String {
+    let mut text = serde_json::to_string(response).expect("responses serialize");
+    text.push('\n');
+    text
+}

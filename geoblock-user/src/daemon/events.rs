@@ -1,0 +1,226 @@
+//! Drop events as the daemon streams them: each kernel record decoded once
+//! (the daemon knows the policy, so the reason, and the interface names of
+//! its namespace) into the JSON of [`crate::protocol::Event`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use geoblock_common::{Action, DropEvent, NO_COUNTRY};
+
+use crate::{country, policy::Policy, protocol::Event};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Decodes a kernel record; `None` if its frame does not hold an IP header
+/// (the program only samples frames it parsed, so: never). The reason is the
+/// policy's for the sender's country.
+pub fn decode(raw: &DropEvent, clock: &WallClock, policy: &Policy) -> Option<Event> {
+    let captured = &raw.frame[..usize::from(raw.captured).min(raw.frame.len())];
+    let packet = Packet::parse(captured)?;
+    let timestamp_ns = clock.unix_ns(raw.timestamp_ns);
+    let action = Action::from_u8(raw.action);
+    Some(Event {
+        time: rfc3339(timestamp_ns),
+        timestamp_ns,
+        iface: iface_name(raw.ifindex),
+        ifindex: raw.ifindex,
+        action,
+        reason: policy.reason(raw.country),
+        country: (raw.country != NO_COUNTRY).then(|| country::code(raw.country).to_string()),
+        src: packet.src,
+        dst: packet.dst,
+        protocol: packet.protocol,
+        src_port: packet.ports.map(|p| p.0),
+        dst_port: packet.ports.map(|p| p.1),
+        frame_len: raw.frame_len,
+        frame: captured.iter().map(|b| format!("{b:02x}")).collect(),
+    })
+}
+
+/// What the start of a frame says about its packet.
+#[derive(Debug, PartialEq, Eq)]
+struct Packet {
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    ports: Option<(u16, u16)>,
+}
+
+const ETH_HLEN: usize = 14;
+
+impl Packet {
+    /// Walks Ethernet and up to two VLAN tags, as the XDP program does.
+    fn parse(frame: &[u8]) -> Option<Packet> {
+        let be16 = |at: usize| Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?));
+        let mut l3 = ETH_HLEN;
+        let mut proto = be16(l3 - 2)?;
+        for _ in 0..2 {
+            if proto != 0x8100 && proto != 0x88a8 {
+                break;
+            }
+            proto = be16(l3 + 2)?;
+            l3 += 4;
+        }
+        let ip = frame.get(l3..)?;
+        match proto {
+            0x0800 => Packet::v4(ip),
+            0x86dd => Packet::v6(ip),
+            _ => None,
+        }
+    }
+
+    fn v4(ip: &[u8]) -> Option<Packet> {
+        let header: [u8; 20] = ip.get(..20)?.try_into().ok()?;
+        let ihl = usize::from(header[0] & 0x0f) * 4;
+        let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
+        let src = Ipv4Addr::from(<[u8; 4]>::try_from(&header[12..16]).ok()?);
+        let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&header[16..20]).ok()?);
+        let ports = if fragment_offset == 0 { ports(header[9], ip.get(ihl..)) } else { None };
+        Some(Packet { src: src.into(), dst: dst.into(), protocol: header[9], ports })
+    }
+
+    fn v6(ip: &[u8]) -> Option<Packet> {
+        let header: [u8; 40] = ip.get(..40)?.try_into().ok()?;
+        let src = Ipv6Addr::from(<[u8; 16]>::try_from(&header[8..24]).ok()?);
+        let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&header[24..40]).ok()?);
+        Some(Packet { src: src.into(), dst: dst.into(), protocol: header[6], ports: ports(header[6], ip.get(40..)) })
+    }
+}
+
+/// Source and destination port of a TCP, UDP or SCTP header.
+fn ports(protocol: u8, l4: Option<&[u8]>) -> Option<(u16, u16)> {
+    let l4 = l4?.get(..4)?;
+    matches!(protocol, 6 | 17 | 132)
+        .then(|| (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]])))
+}
+
+fn iface_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let name = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return format!("if{ifindex}");
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+/// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time, as
+/// the two clocks stood when it was made.
+pub struct WallClock {
+    offset_ns: i128,
+}
+
+impl WallClock {
+    pub fn now() -> WallClock {
+        WallClock { offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC) }
+    }
+
+    fn unix_ns(&self, monotonic_ns: u64) -> u64 {
+        (i128::from(monotonic_ns) + self.offset_ns).max(0) as u64
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write to.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * i128::from(NS_PER_SEC) + i128::from(ts.tv_nsec)
+}
+
+/// `2026-11-25T07:01:02.123456789Z`.
+fn rfc3339(unix_ns: u64) -> String {
+    let secs = unix_ns / NS_PER_SEC;
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = crate::calendar::civil(days as i64);
+    let (hh, mm, ss) = (day_secs / 3600, day_secs % 3600 / 60, day_secs % 60);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:09}Z", unix_ns % NS_PER_SEC)
+}
+
+#[cfg(test)]
+mod tests {
+    use geoblock_common::{country_id, CountryId, EVENT_SNAPLEN};
+
+    use super::*;
+    use crate::policy::{Mode, Reason};
+
+    /// Ethernet + one VLAN tag + IPv4 + UDP 40000 → 53, 74 bytes.
+    fn udp_v4_frame() -> Vec<u8> {
+        let mut f = vec![0; 12];
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[1, 0, 1, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(&[0x9c, 0x40, 0, 53, 0, 8, 0, 0]);
+        f.resize(74, 0);
+        f
+    }
+
+    fn raw(frame: &[u8], country: CountryId, action: Action) -> DropEvent {
+        let mut bytes = [0; EVENT_SNAPLEN];
+        let n = frame.len().min(EVENT_SNAPLEN);
+        bytes[..n].copy_from_slice(&frame[..n]);
+        DropEvent {
+            timestamp_ns: 5 * NS_PER_SEC,
+            frame_len: frame.len() as u32,
+            ifindex: 1,
+            country,
+            action: action as u8,
+            captured: n as u8,
+            _reserved: 0,
+            frame: bytes,
+        }
+    }
+
+    #[test]
+    fn an_event_decodes_to_addresses_ports_country_and_reason() {
+        let cn = country_id(*b"CN").unwrap();
+        let clock = WallClock { offset_ns: 1_700_000_000 * i128::from(NS_PER_SEC) };
+        let deny_cn = policy(Mode::Deny, cn);
+        let event = decode(&raw(&udp_v4_frame(), cn, Action::Drop), &clock, &deny_cn).unwrap();
+        assert_eq!(event.src, "1.0.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(event.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((event.protocol, event.src_port, event.dst_port), (17, Some(40000), Some(53)));
+        assert_eq!((event.country.as_deref(), event.reason, event.action), (Some("CN"), Reason::BlockedCountry, Action::Drop));
+        assert_eq!(event.timestamp_ns, 1_700_000_005 * NS_PER_SEC);
+        assert_eq!(event.time, "2023-11-14T22:13:25.000000000Z");
+        assert_eq!(event.frame_bytes(), udp_v4_frame());
+        assert_eq!(event.render(), format!("{} lo blocked-country CN 1.0.1.1:40000 -> 10.0.0.2:53 udp 74 bytes", event.time));
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
+    }
+
+    fn policy(mode: Mode, country: CountryId) -> Policy {
+        Policy { mode, countries: [country].into(), monitor: false, block_unknown: false, exceptions: vec![] }
+    }
+
+    #[test]
+    fn reasons_are_the_policys() {
+        let de = country_id(*b"DE").unwrap();
+        let clock = WallClock { offset_ns: 0 };
+        let reason = |policy: &Policy, country| decode(&raw(&udp_v4_frame(), country, Action::Drop), &clock, policy).unwrap().reason;
+        assert_eq!(reason(&policy(Mode::Allow, de), country_id(*b"CN").unwrap()), Reason::NotAllowed);
+        let strict = Policy { block_unknown: true, ..policy(Mode::Allow, de) };
+        assert_eq!(reason(&strict, NO_COUNTRY), Reason::NoCountryBlocked);
+        let monitored = Policy { monitor: true, ..policy(Mode::Deny, de) };
+        assert_eq!(reason(&monitored, de), Reason::BlockedCountry, "monitor mode shows in the action, not the reason");
+    }
+
+    #[test]
+    fn ipv6_and_truncated_frames() {
+        let mut f = vec![0; 12];
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 6, 64]);
+        f.extend_from_slice(&"2001:da8::1".parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&[0x01, 0xbb, 0x30, 0x39]);
+        let p = Packet::parse(&f).unwrap();
+        assert_eq!((p.protocol, p.ports), (6, Some((443, 12345))));
+        assert_eq!(p.src, "2001:da8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(Packet::parse(&f[..f.len() - 2]).unwrap().ports, None, "ports cut off");
+        assert_eq!(Packet::parse(&f[..40]), None, "IPv6 header cut off");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400 * NS_PER_SEC + 7), "2000-02-29T00:00:00.000000007Z");
+    }
+}

@@ -1,0 +1,408 @@
+//! `geoblock run`: take over (or create) the pinned state, fill the tables,
+//! attach, then enforce until SIGINT/SIGTERM, reloading the data on SIGHUP
+//! and re-attaching to interfaces that come back.
+//!
+//! Enforcement lives in the pins (see [`crate::kernel::state`]), not in this
+//! process: when the daemon exits or dies, the program stays attached with
+//! the last table it loaded, and the next daemon adopts it without a gap.
+
+pub mod config;
+pub mod control;
+pub mod events;
+pub mod metrics;
+pub mod notify;
+mod reload;
+mod requests;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use ipnetwork::IpNetwork;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, Signal, SignalKind},
+};
+use tracing::{info, warn};
+
+use self::{
+    config::{ConfigLayers, RunOptions},
+    control::{ControlSocket, EventLines},
+    events::WallClock,
+    metrics::{MetricsServer, Reloads},
+    reload::DataWatch,
+};
+use crate::{
+    data::{fetch::FetchError, shrink::check_replacement, table::Table, Loaded},
+    kernel::{events::EventRing, state::StateDir, Geoblock, PinnedMaps},
+    policy::{lockout, Policy},
+    protocol::Versioned,
+    Error,
+};
+
+/// How often interfaces are checked for having disappeared or come back.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs until SIGINT or SIGTERM. Everything is validated, filled and
+/// attached before the `attached to` line. When a first start fails, what
+/// it created is removed; when a takeover fails, the pinned state (and the
+/// enforcement it carries) is left as it was.
+pub async fn run(opts: RunOptions, config: ConfigLayers) -> Result<(), Error> {
+    for iface in &opts.interfaces {
+        ifindex(iface)?;
+    }
+    // Before anything is attached: a signal that arrives during start-up
+    // is handled once serving, not fatal (SIGHUP's default) or half-way.
+    let signals = Signals::new()?;
+    let state = StateDir::open(&opts.state_dir)?;
+    let first_start = state.is_empty();
+    let started = ControlSocket::bind(&opts.control_socket)
+        .and_then(|control| Ok((Daemon::start(opts, config, &state)?, control)));
+    let (mut daemon, control) = match started {
+        Ok(started) => started,
+        Err(e) if first_start => {
+            let _ = state.remove_all();
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    notify::ready();
+    daemon.serve(&state, signals, control).await?;
+    notify::stopping();
+    if daemon.opts.detach_on_exit {
+        drop(daemon.geoblock);
+        state.remove_all()?;
+        info!("detached from {}; pins removed", daemon.opts.interfaces.join(", "));
+    } else {
+        info!(
+            "exiting; enforcement stays in place (`geoblock detach --state-dir {}` removes it)",
+            state.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// `geoblock detach`: removes the program, its links and every pin of a
+/// state directory no daemon is using. Returns the interfaces released.
+pub fn detach(state_dir: &std::path::Path) -> Result<Vec<String>, Error> {
+    let state = StateDir::open_existing(state_dir)?;
+    let interfaces = state.linked_interfaces();
+    state.remove_all()?;
+    Ok(interfaces)
+}
+
+struct Daemon {
+    opts: RunOptions,
+    /// Read again on every reload.
+    config: ConfigLayers,
+    geoblock: Geoblock,
+    /// Configured interfaces and the ifindex each is attached at (0: gone).
+    attached: Vec<(String, u32)>,
+    /// Tables loaded so far.
+    generation: u64,
+    /// The data in force: its table, and what it was read from.
+    loaded: Loaded,
+    last_reload: Option<Outcome>,
+    data_watch: DataWatch,
+    /// When URL sources are next downloaded (with `--refresh`).
+    next_download: Option<Instant>,
+    last_download: Option<Outcome>,
+    /// Taken by [`Daemon::serve`].
+    metrics: Option<MetricsServer>,
+    /// Where it listens, for `status` (the port bound when 0 was asked for).
+    metrics_addr: Option<SocketAddr>,
+    reloads: Reloads,
+}
+
+/// What an operation said, and when.
+type Outcome = (Result<String, String>, Instant);
+
+/// A blocking download of the URL sources, running off the main loop.
+type Download = tokio::task::JoinHandle<Result<usize, FetchError>>;
+
+impl Daemon {
+    fn start(opts: RunOptions, config: ConfigLayers, state: &StateDir) -> Result<Daemon, Error> {
+        // First: a port in use fails the start before the kernel is touched.
+        let metrics = opts.metrics.map(MetricsServer::bind).transpose()?;
+        let loaded = opts.data.load()?;
+        // Before anything changes in the kernel. Whatever table a previous
+        // daemon left is not known here: only an empty one is refused.
+        if !opts.force {
+            check_replacement(&Table::default(), &loaded.table, opts.max_shrink)?;
+            guarded(&opts.management, &opts.policy, &loaded.table, None)?;
+        }
+        let geoblock = load_kernel(&opts, &loaded, state)?;
+        let mut daemon = Daemon {
+            attached: Vec::new(),
+            geoblock,
+            next_download: opts.refresh.map(|every| Instant::now() + every),
+            opts,
+            config,
+            generation: 1,
+            loaded,
+            last_reload: None,
+            data_watch: DataWatch::default(),
+            last_download: None,
+            metrics_addr: metrics.as_ref().map(|m| m.addr),
+            metrics,
+            reloads: Reloads::default(),
+        };
+        daemon.count_interfaces()?;
+        let how = daemon.attach_all(state)?;
+        daemon.geoblock.pin_program(state)?;
+        daemon.release_unconfigured(state)?;
+        info!("policy: {}", daemon.opts.policy);
+        if let Some(url) = daemon.metrics_url() {
+            info!("metrics on {url}");
+        }
+        info!(
+            "attached to {} (xdp mode {}; {}); state pinned in {}",
+            daemon.opts.interfaces.join(", "),
+            daemon.opts.xdp_mode.name(),
+            how.join(", "),
+            state.path().display()
+        );
+        Ok(daemon)
+    }
+
+    /// Moves each configured interface to this program: a live pinned link
+    /// is updated in place, an interface without one gets a new link. New
+    /// links are pinned only once all interfaces succeeded, so a failure
+    /// leaves no new attachment behind.
+    fn attach_all(&mut self, state: &StateDir) -> Result<Vec<String>, Error> {
+        let mut fresh = Vec::new();
+        let mut how = Vec::new();
+        for iface in &self.opts.interfaces {
+            match self.geoblock.take_over(iface, self.opts.xdp_mode, state)? {
+                None => how.push(format!("{iface}: pinned link taken over")),
+                Some(link) => {
+                    fresh.push(link);
+                    how.push(format!("{iface}: new link"));
+                }
+            }
+            self.attached.push((iface.clone(), ifindex(iface)?));
+        }
+        for link in fresh {
+            link.pin(state)?;
+        }
+        Ok(how)
+    }
+
+    /// Gives every configured interface its counter slot, before any link
+    /// runs this program, so that its packets are counted under its name.
+    fn count_interfaces(&mut self) -> Result<(), Error> {
+        let interfaces: Vec<(String, u32)> =
+            self.opts.interfaces.iter().map(|iface| (iface.clone(), ifindex(iface).unwrap_or(0))).collect();
+        let slots = self.geoblock.set_interfaces(&interfaces)?;
+        for ((iface, _), slot) in interfaces.iter().zip(slots) {
+            if slot.is_none() {
+                warn!(
+                    "{iface}: counted as (other): no counter slot of its own (there are {}; or its ifindex is {} or more)",
+                    geoblock_common::IFACE_SLOTS - 1,
+                    geoblock_common::IFINDEX_LIMIT
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches interfaces a previous daemon attached that are no longer
+    /// configured.
+    fn release_unconfigured(&self, state: &StateDir) -> Result<(), Error> {
+        for iface in state.linked_interfaces() {
+            if !self.opts.interfaces.contains(&iface) {
+                state.unpin(&state.link(&iface))?;
+                info!("detached from {iface}: no longer configured");
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for SIGINT/SIGTERM; meanwhile reloads on SIGHUP, answers the
+    /// control socket, watches the interfaces and forwards kernel-side log
+    /// records.
+    async fn serve(&mut self, state: &StateDir, mut signals: Signals, mut control: ControlSocket) -> Result<(), Error> {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        let mut metrics = self.metrics.take();
+        let mut logs = self.geoblock.take_logger().map(watch_fd).transpose()?;
+        let mut events = Some(watch_fd(self.geoblock.take_events()?)?);
+        let mut download: Option<Download> = None;
+        loop {
+            tokio::select! {
+                _ = signals.int.recv() => return Ok(()),
+                _ = signals.term.recv() => return Ok(()),
+                _ = signals.hup.recv() => {
+                    info!("SIGHUP: reloading the config and the data");
+                    drop(self.reload(false));
+                }
+                Some(incoming) = control.next() => {
+                    let response = self.handle(incoming.request, incoming.peer, state);
+                    drop(incoming.reply.send(response));
+                }
+                _ = tick.tick() => {
+                    self.watch_interfaces(state);
+                    self.watch_data();
+                    if download.is_none() {
+                        download = self.start_download();
+                    }
+                }
+                done = finished(&mut download) => self.downloaded(done),
+                Some(scrape) = MetricsServer::next(&mut metrics) => drop(scrape.send(self.metrics_text())),
+                ready = readable(&mut events) => {
+                    let mut ready = ready.map_err(io_error)?;
+                    self.forward_events(ready.get_inner_mut(), control.events());
+                    ready.clear_ready();
+                }
+                ready = readable(&mut logs) => {
+                    let mut ready = ready.map_err(io_error)?;
+                    ready.get_inner_mut().flush();
+                    ready.clear_ready();
+                }
+            }
+        }
+    }
+
+    /// Drains the events ring buffer, sending each event as a JSON line to
+    /// the `geoblock events` clients. Without clients, events are only
+    /// consumed: the ring must not fill up and count later samples as lost.
+    fn forward_events(&self, ring: &mut EventRing, clients: &EventLines) {
+        let clock = WallClock::now();
+        ring.drain(|raw| {
+            if clients.receiver_count() == 0 {
+                return;
+            }
+            if let Some(event) = events::decode(raw, &clock, &self.opts.policy) {
+                let mut line = Versioned::new(&event).line();
+                line.push('\n');
+                let _ = clients.send(line.into());
+            }
+        });
+    }
+
+    /// Attaches again to interfaces that came back under a new ifindex
+    /// (deleted and recreated): the kernel released the old link with the
+    /// old device.
+    fn watch_interfaces(&mut self, state: &StateDir) {
+        let before = self.attached.clone();
+        self.reattach(state);
+        if self.attached != before {
+            if let Err(e) = self.geoblock.set_interfaces(&self.attached) {
+                warn!("counting per interface after a change of interfaces: {e}");
+            }
+        }
+    }
+
+    fn reattach(&mut self, state: &StateDir) {
+        for (iface, attached_at) in &mut self.attached {
+            let now = ifindex(iface).unwrap_or(0);
+            if now == *attached_at {
+                continue;
+            }
+            if now == 0 {
+                warn!("{iface} is gone; geoblock attaches again when it comes back");
+                *attached_at = 0;
+                continue;
+            }
+            match self.geoblock.attach_pinned(iface, self.opts.xdp_mode, state) {
+                Ok(()) => {
+                    info!("attached to {iface} again (ifindex {now})");
+                    *attached_at = now;
+                }
+                Err(e) => warn!("{iface} is back but attaching failed (retrying): {e}"),
+            }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM stop the daemon; SIGHUP reloads.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, Error> {
+        let on = |kind| signal(kind).map_err(io_error);
+        Ok(Signals {
+            int: on(SignalKind::interrupt())?,
+            term: on(SignalKind::terminate())?,
+            hup: on(SignalKind::hangup())?,
+        })
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::Io { path: "signal handler".into(), source: e }
+}
+
+/// The next readiness of the log ring buffer; never, without one.
+async fn readable<T: std::os::fd::AsRawFd>(
+    fd: &mut Option<AsyncFd<T>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, T>> {
+    match fd {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The index of `iface`, or [`Error::UnknownInterface`].
+fn ifindex(iface: &str) -> Result<u32, Error> {
+    let name = std::ffi::CString::new(iface).map_err(|_| Error::UnknownInterface(iface.into()))?;
+    // SAFETY: name is NUL-terminated.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(Error::UnknownInterface(iface.into())),
+        index => Ok(index),
+    }
+}
+
+/// Loads the program with the pinned maps of `state` and fills them with
+/// `loaded`'s table and `opts`' policy. Tables and policy go in before any
+/// link runs this program, so an adopted interface switches from the old
+/// verdicts to the new ones in one step.
+fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<Geoblock, Error> {
+    let started = Instant::now();
+    let (mut geoblock, maps) = Geoblock::load_pinned(opts.backend, state)?;
+    match maps {
+        PinnedMaps::Created => {}
+        PinnedMaps::Reused => info!("adopting the pinned state in {}", state.path().display()),
+        PinnedMaps::Replaced { found } => warn!(
+            "pinned maps in {} are of ABI version {found}, this geoblock uses {}: replacing them",
+            state.path().display(),
+            geoblock_common::ABI_VERSION
+        ),
+    }
+    geoblock.load_table(&loaded.table)?;
+    geoblock.apply_policy(&opts.policy)?;
+    geoblock.set_event_rate(opts.event_rate)?;
+    let (v4, v6) = (loaded.table.v4.len(), loaded.table.v6.len());
+    info!("loaded {v4} IPv4 and {v6} IPv6 prefixes in {} ms", started.elapsed().as_millis());
+    Ok(geoblock)
+}
+
+/// Watches `fd` for readability on the event loop.
+fn watch_fd<T: std::os::fd::AsRawFd>(fd: T) -> Result<AsyncFd<T>, Error> {
+    // SAFETY: the kernel objects behind these fds (a ring buffer, the log
+    // ring) own them for as long as they live, and the AsyncFd owns them.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| io_error(e.into_parts().1))
+}
+
+/// Runs the lock-out guard on `policy`: the management networks, the SSH
+/// session the daemon was started from, and the one a control command came
+/// from stay reachable.
+fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client: Option<IpAddr>) -> Result<(), Error> {
+    let protected = lockout::protected(management, lockout::ssh_client().into_iter().chain(ssh_client));
+    Ok(lockout::check(policy, table, &protected)?)
+}
+
+/// The result of a background job; never, without one.
+async fn finished<T>(job: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    let result = match job {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    };
+    *job = None;
+    result
+}
+

@@ -1,0 +1,139 @@
+//! Answers to control requests, and the views of the daemon's state they
+//! and the metrics give.
+
+use std::{
+    net::IpAddr,
+    time::{Duration, SystemTime},
+};
+
+use tracing::{info, warn};
+
+use super::{control::Peer, guarded, metrics, Daemon, Outcome};
+use crate::{
+    data::SourceInfo,
+    kernel::state::StateDir,
+    policy::{explain, Change},
+    protocol::{self, EventStatus, Request, Response},
+};
+
+impl Daemon {
+    pub(super) fn handle(&mut self, request: Request, peer: Peer, state: &StateDir) -> Response {
+        match request {
+            Request::Status => Response { status: Some(self.status(state)), ..Response::ok("") },
+            Request::Reload { force } => {
+                info!("reload requested by {peer} through the control socket{}", if force { ", forced" } else { "" });
+                self.reload(force).map_or_else(Response::error, Response::ok)
+            }
+            Request::Explain { addresses } => {
+                let explained = addresses
+                    .into_iter()
+                    .map(|ip| explain::explain(&self.loaded, &self.opts.policy, ip, Some(self.generation)))
+                    .collect();
+                Response { explain: Some(explained), ..Response::ok("") }
+            }
+            Request::Change { change, ssh_client, force } => {
+                let outcome = self.change_policy(&change, ssh_client, force);
+                match &outcome {
+                    Ok(text) => info!("policy changed by {peer} through the control socket ({}): {text}", change_text(&change)),
+                    Err(e) => warn!("policy change {} by {peer} refused: {e}", change_text(&change)),
+                }
+                outcome.map_or_else(Response::error, Response::ok)
+            }
+            // The control socket answers it itself, by streaming.
+            Request::Events => Response::error("events are streamed by the control socket, not the daemon loop"),
+        }
+    }
+
+    /// Applies `change` to the policy in force (the tables stay as they are).
+    /// `ssh_client` is the address of the SSH session the command came
+    /// from: the guard keeps it reachable unless `force`.
+    fn change_policy(&mut self, change: &Change, ssh_client: Option<IpAddr>, force: bool) -> Result<String, String> {
+        let policy = self.opts.policy.changed(change).map_err(|e| e.to_string())?;
+        if !force {
+            guarded(&self.opts.management, &policy, &self.loaded.table, ssh_client).map_err(|e| e.to_string())?;
+        }
+        self.geoblock.apply_policy(&policy).map_err(|e| e.to_string())?;
+        let text = format!("policy: {policy}");
+        self.opts.policy = policy;
+        Ok(text)
+    }
+
+    fn status(&self, state: &StateDir) -> protocol::Status {
+        protocol::Status {
+            state_dir: state.path().display().to_string(),
+            interfaces: self
+                .attached
+                .iter()
+                .map(|(name, index)| protocol::InterfaceStatus {
+                    name: name.clone(),
+                    attached: *index != 0,
+                    xdp_mode: self.opts.xdp_mode.name().into(),
+                })
+                .collect(),
+            policy: self.opts.policy.clone(),
+            data: protocol::DataStatus {
+                sources: data_sources(&self.loaded.sources),
+                generation: self.generation,
+                prefixes_v4: self.loaded.table.v4.len(),
+                prefixes_v6: self.loaded.table.v6.len(),
+                refresh_seconds: self.opts.refresh.map(|d| d.as_secs()),
+                last_download: self.last_download.as_ref().map(outcome_status),
+            },
+            last_reload: self.last_reload.as_ref().map(outcome_status),
+            metrics: self.metrics_url(),
+            events: self.geoblock.event_counts().ok().map(|counts| EventStatus { rate: self.opts.event_rate, counts }),
+        }
+    }
+
+    pub(super) fn metrics_url(&self) -> Option<String> {
+        self.metrics_addr.map(|addr| format!("http://{addr}/metrics"))
+    }
+
+    /// The `/metrics` text: the counters, read once, and the daemon's state.
+    pub(super) fn metrics_text(&self) -> Result<String, String> {
+        let stats = self.geoblock.stats().map_err(|e| {
+            warn!("metrics: reading the counters: {e}");
+            e.to_string()
+        })?;
+        let state = metrics::DaemonState {
+            generation: self.generation,
+            prefixes_v4: self.loaded.table.v4.len(),
+            prefixes_v6: self.loaded.table.v6.len(),
+            sources: self.loaded.sources.iter().map(|s| (s.origin.clone(), age(s).map(|a| a.as_secs_f64()))).collect(),
+            reloads: &self.reloads,
+        };
+        Ok(metrics::render(&stats, &state))
+    }
+
+}
+
+fn outcome_status((outcome, at): &Outcome) -> protocol::ReloadStatus {
+    protocol::ReloadStatus {
+        ok: outcome.is_ok(),
+        message: outcome.clone().unwrap_or_else(|e| e),
+        seconds_ago: at.elapsed().as_secs(),
+    }
+}
+
+/// The sources of the table in force, with their age.
+fn data_sources(sources: &[SourceInfo]) -> Vec<protocol::SourceStatus> {
+    sources
+        .iter()
+        .map(|info| protocol::SourceStatus {
+            source: info.origin.clone(),
+            age_seconds: age(info).map(|a| a.as_secs()),
+            date: info.date.clone(),
+        })
+        .collect()
+}
+
+/// How long ago a source's file was written (none for the embedded data).
+fn age(source: &SourceInfo) -> Option<Duration> {
+    source.modified.and_then(|t| SystemTime::now().duration_since(t).ok())
+}
+
+/// A change as the log shows it: its JSON form, short and unambiguous.
+fn change_text(change: &Change) -> String {
+    serde_json::to_string(change).unwrap_or_default()
+}
+

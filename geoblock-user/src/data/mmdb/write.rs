@@ -1,0 +1,153 @@
+//! A minimal MMDB writer following the MaxMind DB format 2.0 spec: an IPv6
+//! tree (IPv4 at `::/96`) with 32-bit records, one data record per country
+//! (`{"country": {"iso_code": "XX"}}` or another path), and the metadata map.
+//!
+//! It exists so tests and benchmarks can make databases of known content; no
+//! maintained Rust crate writes MMDB (the Go and Perl writers are MaxMind's).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use geoblock_common::CountryId;
+
+use crate::{country, data::table::Table};
+
+const METADATA_MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Empty,
+    Node(u32),
+    Data(CountryId),
+}
+
+/// The database of `table`, as MaxMind's reader expects it, the country code
+/// at `path` in each record (`["country", "iso_code"]` as GeoLite2 has it).
+pub fn write(table: &Table, path: &[&str], database_type: &str, build_epoch: u64) -> Vec<u8> {
+    let mut tree = vec![[Record::Empty; 2]];
+    for &(net, c) in &table.v6 {
+        insert(&mut tree, u128::from(net.network()), net.prefix(), c);
+    }
+    for &(net, c) in &table.v4 {
+        insert(&mut tree, u128::from(u32::from(net.network())), 96 + net.prefix(), c);
+    }
+    let (data, offsets) = data_section(table, path);
+    let node_count = tree.len() as u32;
+    let value = |r: Record| match r {
+        Record::Empty => node_count,
+        Record::Node(i) => i,
+        Record::Data(c) => node_count + 16 + offsets[&c],
+    };
+    let mut out = Vec::with_capacity(tree.len() * 8 + data.len() + 512);
+    for node in &tree {
+        out.extend_from_slice(&value(node[0]).to_be_bytes());
+        out.extend_from_slice(&value(node[1]).to_be_bytes());
+    }
+    out.extend_from_slice(&[0; 16]);
+    out.extend_from_slice(&data);
+    out.extend_from_slice(METADATA_MARKER);
+    metadata(&mut out, node_count, database_type, build_epoch);
+    out
+}
+
+/// Sets the `len`-bit prefix of `bits` (as a 128-bit address) to `country`.
+fn insert(tree: &mut Vec<[Record; 2]>, bits: u128, len: u8, country: CountryId) {
+    let mut node = 0usize;
+    for depth in 0..u32::from(len) {
+        let side = ((bits >> (127 - depth)) & 1) as usize;
+        if depth + 1 == u32::from(len) {
+            tree[node][side] = Record::Data(country);
+            return;
+        }
+        node = match tree[node][side] {
+            Record::Node(i) => i as usize,
+            // A shorter prefix already here: push its data down a level.
+            other => {
+                tree.push([other; 2]);
+                let i = tree.len() - 1;
+                tree[node][side] = Record::Node(i as u32);
+                i
+            }
+        };
+    }
+}
+
+/// One record per country; the offset of each.
+fn data_section(table: &Table, path: &[&str]) -> (Vec<u8>, BTreeMap<CountryId, u32>) {
+    let countries: BTreeSet<CountryId> =
+        table.v4.iter().map(|&(_, c)| c).chain(table.v6.iter().map(|&(_, c)| c)).collect();
+    let mut data = Vec::new();
+    let mut offsets = BTreeMap::new();
+    for c in countries {
+        offsets.insert(c, data.len() as u32);
+        for key in path {
+            map(&mut data, 1);
+            string(&mut data, key);
+        }
+        string(&mut data, country::code(c));
+    }
+    (data, offsets)
+}
+
+fn metadata(out: &mut Vec<u8>, node_count: u32, database_type: &str, build_epoch: u64) {
+    map(out, 9);
+    string(out, "binary_format_major_version");
+    uint(out, 5, 2);
+    string(out, "binary_format_minor_version");
+    uint(out, 5, 0);
+    string(out, "build_epoch");
+    extended_uint(out, 2, build_epoch); // uint64 is extended type 9
+    string(out, "database_type");
+    string(out, database_type);
+    string(out, "description");
+    map(out, 1);
+    string(out, "en");
+    string(out, "written by geoblock for tests and benchmarks");
+    string(out, "ip_version");
+    uint(out, 5, 6);
+    string(out, "languages");
+    out.extend_from_slice(&[0x00, 0x04]); // empty array: extended type 11, size 0
+    string(out, "node_count");
+    uint(out, 6, node_count.into());
+    string(out, "record_size");
+    uint(out, 5, 32);
+}
+
+/// Control byte(s): type in the top 3 bits, size in the low 5 (with the spec's extensions).
+fn control(out: &mut Vec<u8>, kind: u8, size: usize) {
+    let head = kind << 5;
+    match size {
+        0..29 => out.push(head | size as u8),
+        29..285 => out.extend_from_slice(&[head | 29, (size - 29) as u8]),
+        _ => {
+            let n = (size - 285) as u16;
+            out.push(head | 30);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    control(out, 2, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn map(out: &mut Vec<u8>, entries: usize) {
+    control(out, 7, entries);
+}
+
+/// An unsigned integer of type 5 (uint16) or 6 (uint32), in its fewest bytes.
+fn uint(out: &mut Vec<u8>, kind: u8, n: u64) {
+    let bytes = n.to_be_bytes();
+    let skip = bytes.iter().take_while(|&&b| b == 0).count();
+    control(out, kind, 8 - skip);
+    out.extend_from_slice(&bytes[skip..]);
+}
+
+/// An extended type (type number - 7 in the byte after the control byte).
+fn extended_uint(out: &mut Vec<u8>, extended: u8, n: u64) {
+    let bytes = n.to_be_bytes();
+    let skip = bytes.iter().take_while(|&&b| b == 0).count();
+    out.push((8 - skip) as u8);
+    out.push(extended);
+    out.extend_from_slice(&bytes[skip..]);
+}

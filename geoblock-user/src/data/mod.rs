@@ -1,0 +1,264 @@
+//! GeoIP sources: every format an operator may arrive with → one [`Table`].
+//!
+//! | format | files |
+//! | --- | --- |
+//! | [`csv`] | `start,end,cc`: DB-IP Lite, ip-location-db, Tor/IPFire `geoip`/`geoip6` |
+//! | [`ip2location`] | IP2Location LITE DB1, IPv4 and IPv6 |
+//! | [`mmdb`] | MaxMind DB: GeoLite2/GeoIP2 Country, DB-IP MMDB |
+//! | [`maxmind_csv`] | GeoLite2/GeoIP2 Country CSV, zip or folder |
+//! | [`rir`] | `delegated-*-extended-latest` |
+//! | [`cidr`] | ipdeny zone files, `CIDR CC` lists |
+//!
+//! A source is one path: a file (plain, `.gz`, `.xz`), a `.zip` or a folder.
+//! Its format is detected ([`detect`]) unless given. Within a source, rows
+//! that overlap with different countries are an error naming both lines.
+//!
+//! **Several sources** combine in order, and a later source wins for the
+//! addresses it gives a country: `--data geolite2.mmdb --data overrides.csv`
+//! corrects a few networks. Addresses a later source leaves unknown keep the
+//! earlier answer. Sources of disjoint data (an IPv4 and an IPv6 file, the
+//! five registries) combine as if they were one.
+
+pub mod cidr;
+pub mod csv;
+pub mod detect;
+pub mod embedded;
+pub mod fetch;
+pub mod inspect;
+pub mod ip2location;
+pub mod maxmind_csv;
+pub mod mmdb;
+pub mod rir;
+pub mod shrink;
+pub mod table;
+
+mod archive;
+mod rows;
+mod text;
+
+use std::path::{Path, PathBuf};
+
+pub use detect::Format;
+pub use mmdb::CountryFields;
+pub(crate) use rows::Rows;
+pub use rows::{Field, Place, SourceError};
+
+use table::{PerFamily, Table};
+
+/// One decompressed file of a source.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// How errors name it: the path, or `archive.zip/member`.
+    pub origin: String,
+    /// The name that tells its format (without `.gz`/`.xz`).
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// How to read sources.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options {
+    /// The format of every source; detected per file when `None`.
+    pub format: Option<Format>,
+    /// Where MMDB records keep the country code.
+    pub mmdb_fields: CountryFields,
+}
+
+/// What a source held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub origin: String,
+    pub formats: Vec<Format>,
+    /// The data's release date, if the source says (file name, RIR header, MMDB metadata).
+    pub date: Option<String>,
+    /// Rows with a country, per family (before merging).
+    pub ranges: PerFamily<usize>,
+    /// Prefixes of this source alone.
+    pub prefixes: PerFamily<usize>,
+    /// When the file was written (downloaded, for a URL).
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// The combined table of several sources.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub table: Table,
+    pub sources: Vec<SourceInfo>,
+    /// Each source's own table, kept when there are several: which one gave
+    /// an address its country (`geoblock explain`).
+    pub layers: Vec<Table>,
+}
+
+/// Why the data could not be loaded; what is in force stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    #[error("embedded data: {0}")]
+    Embedded(#[from] embedded::EmbeddedError),
+}
+
+/// The data geoblock enforces: sources in order (none: the embedded DB-IP
+/// data), how to read them, and where URLs are downloaded to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSources {
+    /// Paths or `https://` / `http://` URLs.
+    pub sources: Vec<String>,
+    pub options: Options,
+    pub cache_dir: PathBuf,
+}
+
+impl DataSources {
+    /// Downloads what is remote (an earlier download stands in for a failed
+    /// one), then reads and combines everything.
+    pub fn load(&self) -> Result<Loaded, DataError> {
+        if self.sources.is_empty() {
+            return embedded();
+        }
+        let mut paths = Vec::with_capacity(self.sources.len());
+        for source in &self.sources {
+            paths.push(fetch::local_path(source, &self.cache_dir, fetch::FetchConfig::default())?);
+        }
+        let mut loaded = load(&paths, &self.options)?;
+        // Name URLs as the operator gave them, not by their cache file.
+        for (info, source) in loaded.sources.iter_mut().zip(&self.sources) {
+            info.origin.clone_from(source);
+        }
+        Ok(loaded)
+    }
+
+    /// Downloads newer versions of the URL sources into `cache_dir`
+    /// (conditional GET, retries): how many changed. Blocking. A failure
+    /// leaves the last good download in place.
+    pub fn fetch(&self) -> Result<usize, fetch::FetchError> {
+        let mut changed = 0;
+        for url in self.sources.iter().filter(|s| fetch::is_url(s)) {
+            let remote = fetch::Remote::new(url, &self.cache_dir, fetch::FetchConfig::default())?;
+            changed += usize::from(remote.refresh()?.is_some());
+        }
+        Ok(changed)
+    }
+
+    /// When each source's file (a URL's: its download) was last written:
+    /// what a watcher compares with [`SourceInfo::modified`].
+    pub fn modified(&self) -> Vec<Option<std::time::SystemTime>> {
+        self.sources.iter().map(|source| modified(&self.local_file(source))).collect()
+    }
+
+    fn local_file(&self, source: &str) -> PathBuf {
+        fetch::cache_path(source, &self.cache_dir).unwrap_or_else(|_| PathBuf::from(source))
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The embedded DB-IP data as a loaded source.
+fn embedded() -> Result<Loaded, DataError> {
+    let table = embedded::embedded()?;
+    let meta = embedded::embedded_meta()?;
+    let prefixes = table.counts();
+    let info = SourceInfo {
+        origin: format!("embedded: {meta}"),
+        formats: vec![Format::Csv],
+        date: Some(meta.version),
+        ranges: prefixes,
+        prefixes,
+        modified: None,
+    };
+    Ok(Loaded { table, sources: vec![info], layers: vec![] })
+}
+
+/// Reads the sources and combines them in order (a later one wins where it has a country).
+pub fn load<P: AsRef<Path>>(paths: &[P], options: &Options) -> Result<Loaded, SourceError> {
+    let mut loaded = Loaded::default();
+    for path in paths {
+        let (table, info) = load_one(path.as_ref(), options)?;
+        if paths.len() > 1 {
+            loaded.layers.push(table.clone());
+        }
+        loaded.table = match loaded.sources.is_empty() {
+            true => table,
+            false => loaded.table.overlay(&table),
+        };
+        loaded.sources.push(info);
+    }
+    Ok(loaded)
+}
+
+/// One source's table and what it held.
+pub fn load_one(path: &Path, options: &Options) -> Result<(Table, SourceInfo), SourceError> {
+    // Before reading: a write during the read shows as a later change.
+    let written = modified(path);
+    let inputs = archive::open(path)?;
+    let (table, mut info) = read(path.display().to_string(), inputs, options)?;
+    info.modified = written;
+    Ok((table, info))
+}
+
+/// The table of already opened inputs (one source).
+pub fn read(origin: String, inputs: Vec<Input>, options: &Options) -> Result<(Table, SourceInfo), SourceError> {
+    if inputs.is_empty() {
+        return Err(SourceError::invalid(&origin, "no data files"));
+    }
+    let mut rows = Rows::default();
+    let mut formats = Vec::new();
+    let mut date = detect::date_in_name(&origin);
+    let maxmind = |i: &Input| maxmind_csv::role(&i.name).is_some();
+    if options.format == Some(Format::MaxmindCsv) || (options.format.is_none() && inputs.iter().any(maxmind)) {
+        maxmind_csv::parse_into(&mut rows, &inputs)?;
+        formats.push(Format::MaxmindCsv);
+    } else {
+        for input in inputs {
+            let format = options.format.or_else(|| detect::detect(&input.name, &input.bytes));
+            let format = format.ok_or_else(|| {
+                SourceError::invalid(&input.origin, "cannot tell the format from the name or content (give --format)")
+            })?;
+            date = parse_input(&mut rows, input, format, options)?.or(date);
+            if !formats.contains(&format) {
+                formats.push(format);
+            }
+        }
+    }
+    let (v4, v6) = rows.counts();
+    let table = rows.into_table()?;
+    let prefixes = table.counts();
+    Ok((table, SourceInfo { origin, formats, date, ranges: PerFamily { v4, v6 }, prefixes, modified: None }))
+}
+
+/// Parses one file of a known format; gives the date it carries, if any.
+fn parse_input(
+    rows: &mut Rows,
+    input: Input,
+    format: Format,
+    options: &Options,
+) -> Result<Option<String>, SourceError> {
+    let index = rows.origin(&input.origin);
+    let name = PathBuf::from(&input.name);
+    match format {
+        Format::Csv => csv::parse_into(rows, &input.bytes, index, csv::Integers::from_file_name(&name)).map(|()| None),
+        Format::Ip2Location => {
+            let v6 = input.name.to_ascii_lowercase().contains("ipv6");
+            ip2location::parse_into(rows, &input.bytes, index, v6).map(|()| None)
+        }
+        Format::Mmdb => mmdb::parse_into(rows, input.bytes, index, &options.mmdb_fields),
+        Format::Rir => rir::parse_into(rows, &input.bytes, index),
+        Format::Cidr => cidr::parse_into(rows, &input.bytes, index, &name).map(|()| None),
+        Format::MaxmindCsv => maxmind_csv::parse_into(rows, std::slice::from_ref(&input)).map(|()| None),
+    }
+}
+
+/// `YYYY-MM-DD` of a Unix time (the civil calendar, days from 1970-01-01).
+pub(crate) fn date_of_epoch(secs: u64) -> Option<String> {
+    if secs == 0 {
+        return None;
+    }
+    let (year, month, day) = crate::calendar::civil((secs / 86_400) as i64);
+    Some(format!("{year:04}-{month:02}-{day:02}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+//! What every format shares: rows with where they came from, the errors that
+//! name them, and the step from rows to a [`Table`].
+//!
+//! A parser turns its records into (start, end, country) and pushes them
+//! here with their location; conflicts found later, when the table is
+//! built, are traced back to those locations, so every error names the
+//! file and line (or network) an operator has to look at.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use geoblock_common::{CountryId, NO_COUNTRY};
+use ipnetwork::IpNetwork;
+
+use crate::{
+    country,
+    data::table::{Range, Ranges, Table, TableError},
+};
+
+/// The name of a field as the format's documentation calls it.
+pub type Field = &'static str;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// One record is wrong.
+    #[error("{origin}{at}: field '{field}': {problem}")]
+    Field { origin: String, at: Place, field: Field, problem: String },
+    #[error("{origin}: {error}")]
+    Read { origin: String, error: std::io::Error },
+    /// Records that each parse but do not fit together, with where they are.
+    #[error("{at}: {error}")]
+    Table { at: String, error: TableError },
+    /// The source as a whole is not what it should be (unknown format,
+    /// a missing file of a set, a corrupt database).
+    #[error("{origin}: {problem}")]
+    Invalid { origin: String, problem: String },
+}
+
+impl SourceError {
+    pub(crate) fn invalid(origin: &str, problem: impl fmt::Display) -> SourceError {
+        SourceError::Invalid { origin: origin.to_string(), problem: problem.to_string() }
+    }
+}
+
+/// Where in a source a record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// 1-based line of a text format.
+    Line(usize),
+    /// A database's network (MMDB has no lines).
+    Network(IpNetwork),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Line(n) => write!(f, ":{n}"),
+            Place::Network(net) => write!(f, ": network {net}"),
+        }
+    }
+}
+
+/// A problem with one field of a record, before the source is known.
+pub type RowError = (Field, String);
+
+/// Where a row came from: index into the origins, 1-based line (0: no line).
+#[derive(Clone, Copy)]
+pub(crate) struct Loc {
+    pub origin: usize,
+    pub line: usize,
+}
+
+/// Parsed ranges of one source, each with its location for error messages.
+#[derive(Default)]
+pub(crate) struct Rows {
+    ranges: Ranges,
+    v4_locs: Vec<Loc>,
+    v6_locs: Vec<Loc>,
+    origins: Vec<String>,
+}
+
+impl Rows {
+    /// Registers a file (or archive member) and gives its index for [`Loc`].
+    pub fn origin(&mut self, name: &str) -> usize {
+        self.origins.push(name.to_string());
+        self.origins.len() - 1
+    }
+
+    pub fn origin_name(&self, index: usize) -> &str {
+        &self.origins[index]
+    }
+
+    /// Rows kept so far (those with a country), per family.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.ranges.v4.len(), self.ranges.v6.len())
+    }
+
+    /// Adds a range; both bounds must be of one family and in order.
+    /// Rows of [`NO_COUNTRY`] are checked but not kept.
+    pub fn push(&mut self, loc: Loc, start: IpAddr, end: IpAddr, country: CountryId) -> Result<(), String> {
+        match (start, end) {
+            (IpAddr::V4(s), IpAddr::V4(e)) => self.push_v4(loc, s, e, country),
+            (IpAddr::V6(s), IpAddr::V6(e)) => self.push_v6(loc, s, e, country),
+            _ => Err(format!("'{end}' is not of the family of start '{start}'")),
+        }
+    }
+
+    pub fn push_v4(&mut self, loc: Loc, start: Ipv4Addr, end: Ipv4Addr, country: CountryId) -> Result<(), String> {
+        check_order(start, end)?;
+        if country != NO_COUNTRY {
+            self.ranges.v4.push(Range { start, end, country });
+            self.v4_locs.push(loc);
+        }
+        Ok(())
+    }
+
+    pub fn push_v6(&mut self, loc: Loc, start: Ipv6Addr, end: Ipv6Addr, country: CountryId) -> Result<(), String> {
+        check_order(start, end)?;
+        if country != NO_COUNTRY {
+            self.ranges.v6.push(Range { start, end, country });
+            self.v6_locs.push(loc);
+        }
+        Ok(())
+    }
+
+    pub fn push_net(&mut self, loc: Loc, net: IpNetwork, country: CountryId) {
+        // A network is never reversed nor mixed, so this cannot fail.
+        let _ = self.push(loc, net.network(), last_address(net), country);
+    }
+
+    /// The table, or the conflict with the lines of both rows.
+    pub fn into_table(self) -> Result<Table, SourceError> {
+        // A copy, so a conflict can still be traced to its lines.
+        Table::from_ranges(self.ranges.clone()).map_err(|error| {
+            let rows = match &error {
+                TableError::Reversed(r) => vec![*r],
+                TableError::Overlap(a, b) => vec![*a, *b],
+            };
+            // In file order, which is how a reader will look for them.
+            let mut locs: Vec<Loc> = rows.iter().filter_map(|r| self.locate(r)).collect();
+            locs.sort_by_key(|l| (l.origin, l.line));
+            let at: Vec<String> = locs.iter().map(|l| self.show(l)).collect();
+            let at = if at.is_empty() { self.origins.join(", ") } else { at.join(" and ") };
+            SourceError::Table { at, error }
+        })
+    }
+
+    fn show(&self, loc: &Loc) -> String {
+        match loc.line {
+            0 => self.origins[loc.origin].clone(),
+            n => format!("{}:{n}", self.origins[loc.origin]),
+        }
+    }
+
+    /// Where the row equal to `r` is.
+    fn locate(&self, r: &Range<IpAddr>) -> Option<Loc> {
+        match r.start {
+            IpAddr::V4(_) => position(&self.ranges.v4, r).map(|i| self.v4_locs[i]),
+            IpAddr::V6(_) => position(&self.ranges.v6, r).map(|i| self.v6_locs[i]),
+        }
+    }
+}
+
+fn check_order<A: PartialOrd + fmt::Display>(start: A, end: A) -> Result<(), String> {
+    match start > end {
+        true => Err(format!("'{end}' comes before start '{start}'")),
+        false => Ok(()),
+    }
+}
+
+fn position<A: Copy + Into<IpAddr>>(rows: &[Range<A>], r: &Range<IpAddr>) -> Option<usize> {
+    rows.iter().position(|x| x.start.into() == r.start && x.end.into() == r.end && x.country == r.country)
+}
+
+/// The last address of a network.
+pub fn last_address(net: IpNetwork) -> IpAddr {
+    match net {
+        IpNetwork::V4(n) => n.broadcast().into(),
+        IpNetwork::V6(n) => {
+            let host = u128::MAX.checked_shr(u32::from(n.prefix())).unwrap_or(0);
+            IpAddr::V6((u128::from(n.network()) | host).into())
+        }
+    }
+}
+
+/// A country code field; "no country" for the unknown markers of GeoIP data
+/// (`ZZ`, `-`, `??`) and the region placeholders (`EU`, `AP`), which
+/// [`country::parse`] rightly refuses as policy codes.
+pub fn country_of(field: &[u8]) -> Result<CountryId, String> {
+    const NONE: [&[u8]; 5] = [b"ZZ", b"-", b"??", b"EU", b"AP"];
+    if NONE.iter().any(|n| n.eq_ignore_ascii_case(field)) {
+        return Ok(NO_COUNTRY);
+    }
+    let unknown = || format!("'{}' is not an ISO 3166-1 alpha-2 country code", show(field));
+    country::parse(std::str::from_utf8(field).map_err(|_| unknown())?).map_err(|_| unknown())
+}
+
+/// A field for an error message; garbage bytes are shown, not trusted.
+pub fn show(field: &[u8]) -> String {
+    let text = String::from_utf8_lossy(field);
+    match text.chars().count() > 60 {
+        true => format!("{}…", text.chars().take(60).collect::<String>()),
+        false => text.into_owned(),
+    }
+}
+
+/// A CIDR network field. Host bits are refused: `1.0.1.7/24` is most likely a
+/// typo, and loading 1.0.1.0/24 would widen it silently.
+pub fn network(field: &[u8]) -> Result<IpNetwork, String> {
+    let bad = || format!("'{}' is not a CIDR network", show(field));
+    let net: IpNetwork = std::str::from_utf8(field).map_err(|_| bad())?.parse().map_err(|_| bad())?;
+    match net.ip() == net.network() {
+        true => Ok(net),
+        false => Err(format!("'{net}' has host bits set (the network is {})", net.network())),
+    }
+}

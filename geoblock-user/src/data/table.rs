@@ -1,0 +1,295 @@
+//! Address ranges → the exact, minimal set of prefixes per country.
+//!
+//! A [`Table`] holds, per family, prefixes sorted by network address and
+//! pairwise disjoint, so a longest-prefix match and a plain binary search
+//! give the same answer. [`Table::from_ranges`] builds it: ranges of one
+//! country that touch are merged, then each merged range is cut into the
+//! fewest aligned CIDR blocks. Since every prefix of an equivalent disjoint
+//! table must lie inside one merged range, that count is the minimum.
+//!
+//! All arithmetic is on `u128` (IPv4 addresses widened), so the whole address
+//! space of either family is an ordinary range with no overflow.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use geoblock_common::{CountryId, NO_COUNTRY};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+
+use crate::country;
+
+/// An inclusive address range of one country, as sources give them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range<A> {
+    pub start: A,
+    pub end: A,
+    pub country: CountryId,
+}
+
+impl<A: fmt::Display> fmt::Display for Range<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{} {}", self.start, self.end, country::code(self.country))
+    }
+}
+
+/// Ranges of both families, as parsed (any order, not yet checked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ranges {
+    pub v4: Vec<Range<Ipv4Addr>>,
+    pub v6: Vec<Range<Ipv6Addr>>,
+}
+
+/// Why ranges do not make a table. The ranges are the source's own rows, so a
+/// parser can find and name their lines.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TableError {
+    #[error("range {0} ends before it starts")]
+    Reversed(Range<IpAddr>),
+    #[error("ranges {0} and {1} overlap but have different countries")]
+    Overlap(Range<IpAddr>, Range<IpAddr>),
+}
+
+/// The prefixes to load: sorted, disjoint, fewest for the same answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Table {
+    pub v4: Vec<(Ipv4Network, CountryId)>,
+    pub v6: Vec<(Ipv6Network, CountryId)>,
+}
+
+/// One value per address family: prefix or range counts, covered
+/// addresses, prefix-length histograms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PerFamily<T> {
+    pub v4: T,
+    pub v6: T,
+}
+
+impl Table {
+    /// The exact, minimal table for `ranges`. Rows of [`NO_COUNTRY`] are not
+    /// loaded; overlapping or adjacent rows of one country are merged.
+    pub fn from_ranges(ranges: Ranges) -> Result<Table, TableError> {
+        Ok(Table { v4: prefixes(ranges.v4)?, v6: prefixes(ranges.v6)? })
+    }
+
+    /// The maximal ranges this table answers for: the inverse of [`Table::from_ranges`].
+    pub fn ranges(&self) -> Ranges {
+        Ranges { v4: runs(&self.v4), v6: runs(&self.v6) }
+    }
+
+    /// This table with `top` laid over it: `top`'s country wherever `top`
+    /// has one, this table's elsewhere. How later sources win ([`crate::data`]).
+    pub fn overlay(&self, top: &Table) -> Table {
+        Table { v4: overlay_prefixes::<Ipv4Addr>(&self.v4, &top.v4), v6: overlay_prefixes::<Ipv6Addr>(&self.v6, &top.v6) }
+    }
+
+    /// The prefix containing `ip` and its country, if any.
+    pub fn lookup(&self, ip: IpAddr) -> Option<(IpNetwork, CountryId)> {
+        match ip {
+            IpAddr::V4(a) => find(&self.v4, a).map(|(n, c)| (n.into(), c)),
+            IpAddr::V6(a) => find(&self.v6, a).map(|(n, c)| (n.into(), c)),
+        }
+    }
+
+    pub fn counts(&self) -> PerFamily<usize> {
+        PerFamily { v4: self.v4.len(), v6: self.v6.len() }
+    }
+
+    /// Prefixes per country (countries without any are absent).
+    pub fn counts_by_country(&self) -> BTreeMap<CountryId, PerFamily<usize>> {
+        let mut by_country = BTreeMap::<CountryId, PerFamily<usize>>::new();
+        for &(_, c) in &self.v4 {
+            by_country.entry(c).or_default().v4 += 1;
+        }
+        for &(_, c) in &self.v6 {
+            by_country.entry(c).or_default().v6 += 1;
+        }
+        by_country
+    }
+}
+
+/// What range arithmetic needs of an address family.
+trait Address: Copy + Ord + Into<IpAddr> {
+    type Net: Copy;
+    const BITS: u32;
+    fn to_int(self) -> u128;
+    /// `bits` must fit the family (callers only pass values they got from it).
+    fn from_int(bits: u128) -> Self;
+    /// `start` is aligned to `prefix` by the caller.
+    fn net(start: u128, prefix: u32) -> Self::Net;
+    /// First and last address of a prefix.
+    fn span(net: Self::Net) -> (u128, u128);
+}
+
+impl Address for Ipv4Addr {
+    type Net = Ipv4Network;
+    const BITS: u32 = 32;
+    fn to_int(self) -> u128 {
+        u32::from(self).into()
+    }
+    fn from_int(bits: u128) -> Self {
+        Ipv4Addr::from(bits as u32)
+    }
+    fn net(start: u128, prefix: u32) -> Ipv4Network {
+        Ipv4Network::new(Self::from_int(start), prefix as u8).expect("prefix <= 32 by construction")
+    }
+    fn span(net: Ipv4Network) -> (u128, u128) {
+        let start = net.network().to_int();
+        (start, start + low_mask(Self::BITS - u32::from(net.prefix())))
+    }
+}
+
+impl Address for Ipv6Addr {
+    type Net = Ipv6Network;
+    const BITS: u32 = 128;
+    fn to_int(self) -> u128 {
+        self.into()
+    }
+    fn from_int(bits: u128) -> Self {
+        bits.into()
+    }
+    fn net(start: u128, prefix: u32) -> Ipv6Network {
+        Ipv6Network::new(start.into(), prefix as u8).expect("prefix <= 128 by construction")
+    }
+    fn span(net: Ipv6Network) -> (u128, u128) {
+        let start = net.network().to_int();
+        (start, start + low_mask(Self::BITS - u32::from(net.prefix())))
+    }
+}
+
+/// The `k` low bits set (`k` ≤ 128).
+fn low_mask(k: u32) -> u128 {
+    u128::MAX.checked_shr(128 - k).unwrap_or(0)
+}
+
+/// A merged range as integers.
+#[derive(Clone, Copy)]
+struct Run {
+    start: u128,
+    end: u128,
+    country: CountryId,
+}
+
+fn prefixes<A: Address>(mut ranges: Vec<Range<A>>) -> Result<Vec<(A::Net, CountryId)>, TableError> {
+    ranges.retain(|r| r.country != NO_COUNTRY);
+    if let Some(r) = ranges.iter().find(|r| r.start > r.end) {
+        return Err(TableError::Reversed(widen(r)));
+    }
+    ranges.sort_unstable_by_key(|r| (r.start, r.end));
+    let runs = merge(&ranges)?;
+    let mut out = Vec::with_capacity(runs.len() * 2);
+    for run in runs {
+        split::<A>(run, &mut out);
+    }
+    Ok(out)
+}
+
+fn widen<A: Address>(r: &Range<A>) -> Range<IpAddr> {
+    Range { start: r.start.into(), end: r.end.into(), country: r.country }
+}
+
+/// Sorted rows → maximal runs of one country, or the first conflicting pair.
+fn merge<A: Address>(sorted: &[Range<A>]) -> Result<Vec<Run>, TableError> {
+    let mut runs: Vec<Run> = Vec::with_capacity(sorted.len());
+    // The row reaching furthest so far. Every earlier row that overlaps the
+    // next one also overlaps this one, so checking it alone finds conflicts.
+    let mut reach: Option<&Range<A>> = None;
+    for r in sorted {
+        if let Some(prev) = reach.filter(|p| r.start <= p.end) {
+            if prev.country != r.country {
+                return Err(TableError::Overlap(widen(prev), widen(r)));
+            }
+        }
+        if reach.is_none_or(|p| r.end > p.end) {
+            reach = Some(r);
+        }
+        let (start, end) = (r.start.to_int(), r.end.to_int());
+        match runs.last_mut() {
+            Some(last) if last.country == r.country && start <= last.end.saturating_add(1) => {
+                last.end = last.end.max(end);
+            }
+            _ => runs.push(Run { start, end, country: r.country }),
+        }
+    }
+    Ok(runs)
+}
+
+/// Cuts a run into the fewest aligned blocks: from the left, always the
+/// largest block that is aligned at the cursor and does not pass the end.
+fn split<A: Address>(run: Run, out: &mut Vec<(A::Net, CountryId)>) {
+    let mut start = run.start;
+    loop {
+        let align = start.trailing_zeros().min(A::BITS);
+        let span = run.end - start;
+        // floor(log2(span + 1)), without overflowing on the whole v6 space.
+        let fits = span.checked_add(1).map_or(128, |n| 127 - n.leading_zeros());
+        let k = align.min(fits);
+        out.push((A::net(start, A::BITS - k), run.country));
+        let last = start + low_mask(k);
+        if last >= run.end {
+            return;
+        }
+        start = last + 1;
+    }
+}
+
+/// Sorted disjoint prefixes → maximal ranges, merging touching ones of one country.
+fn runs<A: Address>(prefixes: &[(A::Net, CountryId)]) -> Vec<Range<A>> {
+    let mut out: Vec<Range<A>> = Vec::with_capacity(prefixes.len());
+    for &(net, country) in prefixes {
+        let (start, end) = A::span(net);
+        match out.last_mut() {
+            Some(last) if last.country == country && last.end.to_int().checked_add(1) == Some(start) => {
+                last.end = A::from_int(end);
+            }
+            _ => out.push(Range { start: A::from_int(start), end: A::from_int(end), country }),
+        }
+    }
+    out
+}
+
+fn overlay_prefixes<A: Address>(base: &[(A::Net, CountryId)], top: &[(A::Net, CountryId)]) -> Vec<(A::Net, CountryId)> {
+    // The common case, an IPv4 source and an IPv6 one, needs no work.
+    match (base.is_empty(), top.is_empty()) {
+        (_, true) => base.to_vec(),
+        (true, false) => top.to_vec(),
+        (false, false) => prefixes(overlay(&runs::<A>(base), &runs::<A>(top)))
+            .expect("overlaid ranges are disjoint by construction"),
+    }
+}
+
+/// `top` and the parts of `base` it does not cover; both sorted and disjoint.
+fn overlay<A: Address>(base: &[Range<A>], top: &[Range<A>]) -> Vec<Range<A>> {
+    let mut out = top.to_vec();
+    let mut first = 0; // the first top range that may reach the current base range
+    for b in base {
+        let end = b.end.to_int();
+        let mut start = Some(b.start.to_int());
+        while first < top.len() && top[first].end.to_int() < b.start.to_int() {
+            first += 1;
+        }
+        for t in top[first..].iter().take_while(|t| t.start.to_int() <= end) {
+            let Some(s) = start else { break };
+            if t.start.to_int() > s {
+                out.push(Range { start: A::from_int(s), end: A::from_int(t.start.to_int() - 1), country: b.country });
+            }
+            start = t.end.to_int().checked_add(1).filter(|&n| n <= end);
+        }
+        if let Some(s) = start {
+            out.push(Range { start: A::from_int(s), end: b.end, country: b.country });
+        }
+    }
+    out
+}
+
+fn find<A: Address>(prefixes: &[(A::Net, CountryId)], ip: A) -> Option<(A::Net, CountryId)> {
+    let ip = ip.to_int();
+    let after = prefixes.partition_point(|&(net, _)| A::span(net).0 <= ip);
+    let (net, country) = *prefixes.get(after.checked_sub(1)?)?;
+    (A::span(net).1 >= ip).then_some((net, country))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,254 @@
+//! Counters: read the per-CPU maps, sum them, present them.
+//!
+//! The JSON form is a stable interface for scripts (see README, "stats JSON"):
+//! fields are added, never renamed. The top-level `countries`, `unknown` and
+//! `totals` count every interface; `interfaces` splits them per interface.
+
+use std::{collections::BTreeMap, path::Path};
+
+use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
+use geoblock_common::{
+    country_stats_index, Action, maps, total_index, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total, ABI_VERSION,
+    COUNTRY_SLOTS, IFACE_SLOTS, NO_COUNTRY, OTHER_IFACE,
+};
+use serde::Serialize;
+
+use crate::{country, Error};
+
+/// What `geoblock stats` reads: every counter, once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Every interface together.
+    #[serde(flatten)]
+    pub all: Traffic,
+    /// Per interface, by name; [`OTHER_IFACE_NAME`] for interfaces without
+    /// a counter slot of their own.
+    pub interfaces: BTreeMap<String, Traffic>,
+    /// Country verdicts per address family.
+    pub families: Families,
+}
+
+/// Counters of one interface, or of all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    /// Countries with any traffic, by code.
+    pub countries: BTreeMap<String, CountryCounters>,
+    /// Addresses no country claims (private, unassigned...).
+    pub unknown: CountryCounters,
+    pub totals: Totals,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub dropped: Counter,
+    pub passed: Counter,
+    pub would_drop: Counter,
+    /// Would have been dropped, but the sender's address is inside an exception.
+    pub exception: Counter,
+    /// ARP, LLDP and other non-IP frames: passed.
+    pub non_ip: Counter,
+    /// Too short or malformed to read a source: passed to the kernel.
+    pub unparsed: Counter,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Families {
+    pub ipv4: CountryCounters,
+    pub ipv6: CountryCounters,
+}
+
+/// How the counters of interfaces without a slot (more interfaces than
+/// [`IFACE_SLOTS`], or traffic the daemon did not attach for) are named.
+/// Parentheses: no interface name has them.
+pub const OTHER_IFACE_NAME: &str = "(other)";
+
+/// The counter maps, from a loaded program or from pins.
+pub struct CounterMaps<'a> {
+    pub countries: &'a Map,
+    pub totals: &'a Map,
+    pub families: &'a Map,
+    pub ifaces: &'a Map,
+}
+
+/// The counters `geoblock stats` reads, in the order of [`CounterMaps`].
+pub const COUNTER_MAPS: [&str; 4] = [maps::COUNTRY_STATS, maps::TOTALS, maps::FAMILY_STATS, maps::IFACES];
+
+impl Stats {
+    /// Reads every counter once.
+    pub fn read(maps: &CounterMaps) -> Result<Stats, Error> {
+        let countries: PerCpuArray<&MapData, CountryCounters> = maps.countries.try_into()?;
+        let totals: PerCpuArray<&MapData, Counter> = maps.totals.try_into()?;
+        let families: PerCpuArray<&MapData, CountryCounters> = maps.families.try_into()?;
+        let names = iface_names(maps.ifaces)?;
+        let mut stats = Stats {
+            families: Families {
+                ipv4: sum(families.get(&(Family::V4 as u32), 0)?),
+                ipv6: sum(families.get(&(Family::V6 as u32), 0)?),
+            },
+            ..Stats::default()
+        };
+        for (slot, name) in names.into_iter().enumerate() {
+            let slot = slot as u32;
+            let mut counts = Traffic::default();
+            for country in 0..COUNTRY_SLOTS as CountryId {
+                counts.add_country(country, sum(countries.get(&country_stats_index(slot, country), 0)?));
+            }
+            for total in Total::ALL {
+                *counts.totals.slot(total) = sum(totals.get(&total_index(slot, total), 0)?);
+            }
+            stats.all.merge(&counts);
+            if name.is_some() || counts != Traffic::default() {
+                let name = name.unwrap_or_else(|| format!("(slot {slot})"));
+                stats.interfaces.insert(name, counts);
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Reads the counters a running daemon pinned in `dir`.
+    pub fn read_pinned(dir: &Path) -> Result<Stats, Error> {
+        // Maps of another layout would be misread (or fail on a missing map).
+        match super::state::pinned_abi(dir) {
+            Some(ABI_VERSION) | None => {}
+            Some(found) => return Err(Error::OtherAbi { dir: dir.into(), found }),
+        }
+        let open = |name: &str, map: fn(MapData) -> Map| {
+            MapData::from_pin(dir.join(name)).map(map).map_err(|_| Error::NoState(dir.to_path_buf()))
+        };
+        let [countries, totals, families, ifaces] = COUNTER_MAPS;
+        Stats::read(&CounterMaps {
+            countries: &open(countries, Map::PerCpuArray)?,
+            totals: &open(totals, Map::PerCpuArray)?,
+            families: &open(families, Map::PerCpuArray)?,
+            ifaces: &open(ifaces, Map::Array)?,
+        })
+    }
+
+    /// The counters of `iface`, or of all interfaces.
+    pub fn counts(&self, iface: Option<&str>) -> Option<&Traffic> {
+        match iface {
+            None => Some(&self.all),
+            Some(name) => self.interfaces.get(name),
+        }
+    }
+}
+
+/// Slot → interface name; slot [`OTHER_IFACE`] is [`OTHER_IFACE_NAME`],
+/// other slots without a name are `None`.
+fn iface_names(map: &Map) -> Result<Vec<Option<String>>, Error> {
+    let ifaces: Array<&MapData, IfaceSlot> = map.try_into()?;
+    (0..IFACE_SLOTS)
+        .map(|slot| match slot {
+            OTHER_IFACE => Ok(Some(OTHER_IFACE_NAME.to_string())),
+            _ => Ok(iface_name(&ifaces.get(&slot, 0)?.name)),
+        })
+        .collect()
+}
+
+/// A NUL-padded name, or `None` for an empty one.
+pub fn iface_name(raw: &[u8; 16]) -> Option<String> {
+    let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    (len > 0).then(|| String::from_utf8_lossy(&raw[..len]).into_owned())
+}
+
+fn sum<T: aya::Pod + Default + std::ops::Add<Output = T>>(per_cpu: PerCpuValues<T>) -> T {
+    per_cpu.iter().fold(T::default(), |acc, c| acc + *c)
+}
+
+impl Traffic {
+    /// Adds a country's counters (of one interface) to these.
+    pub fn add_country(&mut self, country: CountryId, c: CountryCounters) {
+        if c == CountryCounters::default() {
+            return;
+        }
+        let t = &mut self.totals;
+        for (total, (_, pair)) in [&mut t.dropped, &mut t.passed, &mut t.would_drop].into_iter().zip(c.by_action()) {
+            *total = *total + pair;
+        }
+        let slot = match country {
+            NO_COUNTRY => &mut self.unknown,
+            _ => self.countries.entry(country::code(country).to_string()).or_default(),
+        };
+        *slot = *slot + c;
+    }
+
+    /// Adds `other`'s counters to these.
+    fn merge(&mut self, other: &Traffic) {
+        for (code, c) in &other.countries {
+            let slot = self.countries.entry(code.clone()).or_default();
+            *slot = *slot + *c;
+        }
+        self.unknown = self.unknown + other.unknown;
+        let t = &mut self.totals;
+        let mine = [&mut t.dropped, &mut t.passed, &mut t.would_drop, &mut t.exception, &mut t.non_ip, &mut t.unparsed];
+        for (total, (_, theirs)) in mine.into_iter().zip(other.totals.named()) {
+            *total = *total + theirs;
+        }
+    }
+
+    /// Countries (and `--` for no country) with their counters.
+    pub fn rows(&self) -> Vec<(String, CountryCounters)> {
+        let mut rows: Vec<_> = self.countries.iter().map(|(cc, c)| (cc.clone(), *c)).collect();
+        if self.unknown != CountryCounters::default() {
+            rows.push(("--".into(), self.unknown));
+        }
+        rows
+    }
+}
+
+impl Totals {
+    fn slot(&mut self, total: Total) -> &mut Counter {
+        match total {
+            Total::NonIp => &mut self.non_ip,
+            Total::Unparsed => &mut self.unparsed,
+            Total::Exception => &mut self.exception,
+        }
+    }
+
+    /// Every total with its name in the table, in field order.
+    pub fn named(&self) -> [(&'static str, Counter); 6] {
+        [
+            (Action::Drop.name(), self.dropped),
+            (Action::Pass.name(), self.passed),
+            (Action::WouldDrop.name(), self.would_drop),
+            (Total::Exception.name(), self.exception),
+            (Total::NonIp.name(), self.non_ip),
+            (Total::Unparsed.name(), self.unparsed),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Traffic of countries with `dropped` packets of 100 bytes each.
+    fn dropped(rows: &[(&str, u64)]) -> Traffic {
+        let mut traffic = Traffic::default();
+        for &(cc, packets) in rows {
+            let c = CountryCounters { dropped_packets: packets, dropped_bytes: packets * 100, ..Default::default() };
+            traffic.add_country(country::parse(cc).unwrap(), c);
+        }
+        traffic
+    }
+
+    #[test]
+    fn merge_adds_interfaces_up() {
+        let mut all = dropped(&[("CN", 1)]);
+        let mut other = dropped(&[("CN", 3), ("RU", 1)]);
+        other.totals.non_ip = Counter { packets: 2, bytes: 120 };
+        all.merge(&other);
+        assert_eq!(all.countries["CN"].dropped_packets, 4);
+        assert_eq!(all.countries["RU"].dropped_packets, 1);
+        assert_eq!(all.totals.dropped, Counter { packets: 5, bytes: 500 });
+        assert_eq!(all.totals.non_ip, Counter { packets: 2, bytes: 120 });
+    }
+
+    #[test]
+    fn names_are_nul_padded() {
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(b"eth0");
+        assert_eq!(iface_name(&raw).as_deref(), Some("eth0"));
+        assert_eq!(iface_name(&[0; 16]), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! The kernel side, and the only code that uses aya: the XDP program loaded,
+//! attached and pinned ([`program`], [`state`]), its tables ([`trie`]), its
+//! counters ([`counters`]) and its drop events ring ([`events`]).
+
+pub mod counters;
+pub mod events;
+pub mod objects;
+pub mod program;
+pub mod state;
+pub mod trie;
+
+pub use program::{Geoblock, KernelLog, NewLink, PinnedMaps, XdpMode};

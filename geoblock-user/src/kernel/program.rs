@@ -1,0 +1,559 @@
+//! The loaded XDP program and its maps: load, fill, attach, pin.
+//!
+//! This is the only code that writes kernel state; the daemon drives it.
+
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    path::PathBuf,
+};
+
+use aya::{
+    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        ProgramError, Xdp,
+    },
+    Ebpf, EbpfLoader,
+};
+use aya_log::EbpfLogger;
+use geoblock_common::{
+    country_stats_index, maps, total_index, Backend, CountryCounters, CountryId, Counter, EventBucket, IfaceSlot, Total,
+    TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES, MAX_V6_PREFIXES, OTHER_IFACE,
+    TRIE_NODES,
+};
+use ipnetwork::IpNetwork;
+use tracing::warn;
+
+use super::{
+    counters::{self, CounterMaps, Stats},
+    events::{self, EventCounts, EventRing},
+    state::{StateDir, ABI_PIN, PROGRAM_PIN},
+    trie::Trie,
+};
+use crate::{data::table::Table, error::errno, policy::Policy, Error};
+
+/// How the program is attached: the driver's native XDP, or the kernel's
+/// generic (skb) path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum XdpMode {
+    /// Native if the driver supports it, else generic.
+    Auto,
+    Native,
+    Skb,
+}
+
+impl XdpMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Skb => "skb",
+        }
+    }
+
+    fn flags(self) -> aya::programs::XdpMode {
+        match self {
+            XdpMode::Auto => aya::programs::XdpMode::Default,
+            XdpMode::Native => aya::programs::XdpMode::Driver,
+            XdpMode::Skb => aya::programs::XdpMode::Skb,
+        }
+    }
+}
+
+/// A new attachment, not pinned yet: dropping it detaches.
+pub struct NewLink {
+    iface: String,
+    link: FdLink,
+}
+
+impl NewLink {
+    /// Pins the link in `state`, in place of the one pinned for its interface.
+    pub fn pin(self, state: &StateDir) -> Result<(), Error> {
+        state.replace(&StateDir::link_name(&self.iface), |path| self.link.pin(path).map(drop))
+    }
+}
+
+/// The kernel-side log records of the program, for the daemon to forward.
+pub struct KernelLog(EbpfLogger<&'static dyn log::Log>);
+
+impl KernelLog {
+    /// Hands the records waiting to the `log` logger.
+    pub fn flush(&mut self) {
+        self.0.flush();
+    }
+}
+
+/// Readable when records wait: for the daemon's event loop.
+impl AsRawFd for KernelLog {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// The maps pinned in the state directory: everything the verdicts and the
+/// counters live in, so a new daemon takes over tables, policy and counts.
+/// The events ring buffer too: what was sampled while no daemon ran is
+/// read by the next one.
+const PINNED_MAPS: [&str; 15] = [
+    maps::GEO_V4,
+    maps::GEO_V6,
+    maps::LPM_V4,
+    maps::LPM_V6,
+    maps::EXCEPT_V4,
+    maps::EXCEPT_V6,
+    maps::POLICY,
+    maps::COUNTRY_STATS,
+    maps::TOTALS,
+    maps::EVENTS,
+    maps::EVENT_CONFIG,
+    maps::EVENT_BUCKET,
+    maps::FAMILY_STATS,
+    maps::IFINDEX_SLOTS,
+    maps::IFACES,
+];
+
+/// What [`Geoblock::load_pinned`] found in the state directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinnedMaps {
+    /// Nothing: the maps were created and pinned.
+    Created,
+    /// Maps of this ABI: reused, with their tables, policy and counters.
+    Reused,
+    /// Maps of another ABI version (0: unknown): new ones were pinned in
+    /// their place; the old program keeps its old maps until it is replaced.
+    Replaced { found: u32 },
+}
+
+/// Name of the XDP function in the object.
+const PROGRAM: &str = "geoblock";
+
+/// The kernel's LPM tries are created with no preallocation (they must be).
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+pub struct Geoblock {
+    ebpf: Ebpf,
+    backend: Backend,
+    /// The XDP function in the object: [`PROGRAM`], or a benchmark's.
+    name: String,
+    /// Keeps the log ring buffer open; drained by the daemon.
+    logger: Option<KernelLog>,
+}
+
+impl Geoblock {
+    /// Loads the embedded program into the kernel (not attached anywhere).
+    /// Kernel-side log statements above the daemon's log level are disabled
+    /// before load, so they cost a branch, not a ring buffer write.
+    pub fn load(backend: Backend) -> Result<Self, Error> {
+        Self::load_object(crate::kernel::objects::GEOBLOCK, PROGRAM, backend)
+    }
+
+    /// Loads `object` and its XDP function `name`; also used for the
+    /// benchmark's baseline program.
+    pub fn load_object(object: &[u8], name: &str, backend: Backend) -> Result<Self, Error> {
+        Self::load_with(object, name, backend, &[])
+    }
+
+    /// Loads the program with its maps pinned in `state`: maps of this ABI
+    /// already pinned there are reused, others are (re)created and pinned.
+    pub fn load_pinned(backend: Backend, state: &StateDir) -> Result<(Self, PinnedMaps), Error> {
+        let found = super::state::pinned_abi(state.path());
+        let pinned = match found {
+            Some(ABI_VERSION) => PinnedMaps::Reused,
+            None if state.is_empty() => PinnedMaps::Created,
+            other => PinnedMaps::Replaced { found: other.unwrap_or(0) },
+        };
+        if pinned != PinnedMaps::Reused {
+            for name in PINNED_MAPS.iter().chain([&ABI_PIN]) {
+                state.unpin(&state.pin(name))?;
+            }
+        }
+        let pins: Vec<_> = PINNED_MAPS.iter().map(|&name| (name, state.pin(name))).collect();
+        let geoblock = Self::load_with(crate::kernel::objects::GEOBLOCK, PROGRAM, backend, &pins)?;
+        if pinned != PinnedMaps::Reused {
+            let mut abi: Array<MapData, u32> = Array::create(1, 0)?;
+            abi.set(0, ABI_VERSION, 0)?;
+            abi.pin(state.pin(ABI_PIN))?;
+        }
+        Ok((geoblock, pinned))
+    }
+
+    /// Loads `object`; the maps named in `pins` are opened from (or created
+    /// and pinned at) their paths.
+    fn load_with(
+        object: &[u8],
+        name: &str,
+        backend: Backend,
+        pins: &[(&str, PathBuf)],
+    ) -> Result<Self, Error> {
+        let level = log::max_level() as u8;
+        let backend_id = backend as u8;
+        let mut loader = EbpfLoader::new();
+        for (map, path) in pins {
+            loader.map_pin_path(map, path.as_path());
+        }
+        let mut ebpf = loader
+            .override_global(aya_log::LEVEL, &level, false)
+            .override_global("BACKEND", &backend_id, false)
+            .load(object)
+            .map_err(permission_or(Error::Load))?;
+        let logger = match EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(KernelLog(logger)),
+            Err(e) => {
+                warn!("kernel-side logging unavailable: {e}");
+                None
+            }
+        };
+        let mut geoblock = Geoblock { ebpf, backend, name: name.into(), logger };
+        geoblock.program()?.load().map_err(permission_or(Error::Program))?;
+        Ok(geoblock)
+    }
+
+    /// The loaded XDP program (the object's `name` given at load).
+    pub fn program(&mut self) -> Result<&mut Xdp, Error> {
+        let program = self
+            .ebpf
+            .program_mut(&self.name)
+            .ok_or(Error::Program(ProgramError::NotLoaded))?;
+        Ok(program.try_into()?)
+    }
+
+    /// The reader of kernel-side log records, for the daemon to drain.
+    pub fn take_logger(&mut self) -> Option<KernelLog> {
+        self.logger.take()
+    }
+
+    /// Makes `table` the one the program answers from. The new table is
+    /// built in fresh maps beside the one in use and swapped in with one
+    /// update per family; the old maps are freed by the kernel once no
+    /// packet can still see them.
+    pub fn load_table(&mut self, table: &Table) -> Result<(), Error> {
+        match self.backend {
+            Backend::Trie => {
+                let (v4, v6) = (trie_map(&Trie::v4(table)?)?, trie_map(&Trie::v6(table)?)?);
+                self.swap(maps::GEO_V4, &v4)?;
+                self.swap(maps::GEO_V6, &v6)
+            }
+            Backend::Lpm => {
+                let v4 = lpm_map(MAX_V4_PREFIXES, table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)))?;
+                let v6 = lpm_map(MAX_V6_PREFIXES, table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)))?;
+                self.swap(maps::LPM_V4, &v4)?;
+                self.swap(maps::LPM_V6, &v6)
+            }
+        }
+    }
+
+    fn swap<V: aya::maps::InnerMap>(&mut self, outer: &'static str, inner: &V) -> Result<(), Error> {
+        let mut slot: ArrayOfMaps<&mut MapData, V> = self.map_mut(outer)?;
+        Ok(slot.set(0, inner, 0)?)
+    }
+
+    /// Writes the policy: per-country actions, and the exception tries
+    /// made to hold exactly `policy.exceptions`.
+    pub fn apply_policy(&mut self, policy: &Policy) -> Result<(), Error> {
+        let mut actions: Array<_, u8> = self.map_mut(maps::POLICY)?;
+        for (slot, action) in policy.actions() {
+            actions.set(slot, action as u8, 0)?;
+        }
+        let (mut v4, mut v6) = (vec![], vec![]);
+        for net in &policy.exceptions {
+            match net {
+                IpNetwork::V4(n) => v4.push((u32::from(n.prefix()), n.network().octets())),
+                IpNetwork::V6(n) => v6.push((u32::from(n.prefix()), n.network().octets())),
+            }
+        }
+        self.set_exceptions(maps::EXCEPT_V4, &v4)?;
+        self.set_exceptions(maps::EXCEPT_V6, &v6)
+    }
+
+    /// Makes the exception trie `name` hold exactly `wanted` (prefix length,
+    /// address): stale entries go, then missing ones come.
+    fn set_exceptions<const N: usize>(
+        &mut self,
+        name: &'static str,
+        wanted: &[(u32, [u8; N])],
+    ) -> Result<(), Error> {
+        let mut trie: LpmTrie<_, [u8; N], u8> = self.map_mut(name)?;
+        let stale: Vec<Key<[u8; N]>> = trie
+            .keys()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|k| !wanted.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for key in &stale {
+            trie.remove(key)?;
+        }
+        for &(len, addr) in wanted {
+            trie.insert(&Key::new(len, addr), 1, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Moves `iface` to this program: a live link pinned for it in `state`
+    /// is updated in place (`None`); an interface without one gets a new
+    /// link, for the caller to pin once every interface succeeded.
+    pub fn take_over(&mut self, iface: &str, mode: XdpMode, state: &StateDir) -> Result<Option<NewLink>, Error> {
+        let adopted = match PinnedLink::from_pin(state.link(iface)) {
+            Ok(link) => self.replace(link.into())?,
+            Err(_) => None,
+        };
+        match adopted {
+            Some(_) => Ok(None),
+            None => Ok(Some(NewLink { iface: iface.into(), link: self.attach(iface, mode)? })),
+        }
+    }
+
+    /// Attaches to `iface` with a new bpf_link and pins it in `state` (an
+    /// interface that came back).
+    pub fn attach_pinned(&mut self, iface: &str, mode: XdpMode, state: &StateDir) -> Result<(), Error> {
+        let link = self.attach(iface, mode)?;
+        NewLink { iface: iface.into(), link }.pin(state)
+    }
+
+    /// Attaches to `iface` with a new bpf_link, which the caller owns (and
+    /// pins, or drops to detach).
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<FdLink, Error> {
+        let program = self.program()?;
+        match program.attach(iface, mode.flags()) {
+            Ok(id) => fd_link(program, id),
+            Err(ProgramError::UnknownInterface { name }) => Err(Error::UnknownInterface(name)),
+            // EBUSY: the interface already has an XDP program (ours or not).
+            Err(e) if errno(&e) == Some(libc::EBUSY) => Err(Error::Busy(iface.into())),
+            // EOPNOTSUPP from the driver: native mode asked of a driver without it.
+            Err(e) if mode != XdpMode::Auto && errno(&e) == Some(libc::EOPNOTSUPP) => {
+                Err(Error::ModeUnsupported { iface: iface.into(), mode: mode.name() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes `link` run this program instead of the one it runs, in one
+    /// atomic step: no packet goes unfiltered, none is seen twice. `None`
+    /// when the link is defunct (its interface went away).
+    fn replace(&mut self, link: FdLink) -> Result<Option<FdLink>, Error> {
+        let program = self.program()?;
+        let link = XdpLink::try_from(link).map_err(|_| Error::NoBpfLink)?;
+        match program.attach_to_link(link) {
+            Ok(id) => fd_link(program, id).map(Some),
+            Err(e) if errno(&e) == Some(libc::ENOLINK) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Pins the program in `state`, in place of the one pinned there.
+    pub fn pin_program(&mut self, state: &StateDir) -> Result<(), Error> {
+        let program = self.program()?;
+        state.replace(PROGRAM_PIN, |path| program.pin(path))
+    }
+
+    /// The counters, summed over CPUs.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        let [countries, totals, families, ifaces] = counters::COUNTER_MAPS.map(|name| self.map(name));
+        Stats::read(&CounterMaps {
+            countries: countries?,
+            totals: totals?,
+            families: families?,
+            ifaces: ifaces?,
+        })
+    }
+
+    /// Gives each interface of `attached` (name, ifindex; 0 while it is
+    /// gone) its counter slot, and tells the program which ifindex counts
+    /// where. Returns the slots, `None` where the interface is counted as
+    /// other: no slot left, or an ifindex from [`IFINDEX_LIMIT`] up.
+    pub fn set_interfaces(&mut self, attached: &[(String, u32)]) -> Result<Vec<Option<u32>>, Error> {
+        let held = self.ifaces()?;
+        let names: Vec<Option<String>> = held.iter().map(|h| counters::iface_name(&h.name)).collect();
+        let wanted: Vec<&str> = attached.iter().map(|(name, _)| name.as_str()).collect();
+        let slots = assign_slots(&names, &wanted);
+        // Slots of interfaces no longer configured keep their name and counts.
+        let mut next: Vec<IfaceSlot> = held.iter().map(|h| IfaceSlot { ifindex: 0, ..*h }).collect();
+        for ((name, ifindex), slot) in attached.iter().zip(&slots) {
+            let Some(slot) = *slot else { continue };
+            if names[slot as usize].as_deref().is_some_and(|held| held != name) {
+                // Taken over from an interface no longer configured: its counts go.
+                self.clear_counters(slot)?;
+            }
+            let ifindex = Some(*ifindex).filter(|&i| i < IFINDEX_LIMIT).unwrap_or(0);
+            next[slot as usize] = IfaceSlot { name: encode_name(name), ifindex };
+        }
+        self.write_ifaces(&held, &next)?;
+        Ok(slots.into_iter().zip(attached).map(|(slot, (_, ifindex))| slot.filter(|_| *ifindex < IFINDEX_LIMIT)).collect())
+    }
+
+    /// Makes the slots `held` into `next`: the ifindexes that leave go back
+    /// to other before any comes in, so none counts in two slots.
+    fn write_ifaces(&mut self, held: &[IfaceSlot], next: &[IfaceSlot]) -> Result<(), Error> {
+        let mut index: Array<_, u32> = self.map_mut(maps::IFINDEX_SLOTS)?;
+        for old in held.iter().filter(|h| h.ifindex != 0 && !next.iter().any(|n| n.ifindex == h.ifindex)) {
+            index.set(old.ifindex, OTHER_IFACE, 0)?;
+        }
+        for (slot, new) in next.iter().enumerate().filter(|(_, n)| n.ifindex != 0) {
+            index.set(new.ifindex, slot as u32, 0)?;
+        }
+        let mut ifaces: Array<_, IfaceSlot> = self.map_mut(maps::IFACES)?;
+        for (slot, (old, new)) in held.iter().zip(next).enumerate() {
+            if old != new {
+                ifaces.set(slot as u32, new, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What each counter slot holds.
+    fn ifaces(&self) -> Result<Vec<IfaceSlot>, Error> {
+        let ifaces: Array<&MapData, IfaceSlot> = self.map(maps::IFACES)?.try_into()?;
+        (0..IFACE_SLOTS).map(|slot| Ok(ifaces.get(&slot, 0)?)).collect()
+    }
+
+    /// Zeroes the counters of an interface slot on every CPU.
+    fn clear_counters(&mut self, slot: u32) -> Result<(), Error> {
+        let mut countries: PerCpuArray<_, CountryCounters> = self.map_mut(maps::COUNTRY_STATS)?;
+        for country in 0..COUNTRY_SLOTS as CountryId {
+            countries.set(country_stats_index(slot, country), zeroes()?, 0)?;
+        }
+        let mut totals: PerCpuArray<_, Counter> = self.map_mut(maps::TOTALS)?;
+        for total in Total::ALL {
+            totals.set(total_index(slot, total), zeroes()?, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Samples at most `rate` drop events per second (0: none).
+    pub fn set_event_rate(&mut self, rate: u32) -> Result<(), Error> {
+        let cpus = aya::util::nr_cpus().map_err(|(path, e)| Error::Io { path: path.into(), source: e })?;
+        let mut config: Array<_, geoblock_common::EventConfig> = self.map_mut(maps::EVENT_CONFIG)?;
+        Ok(config.set(0, events::bucket(rate, cpus as u32), 0)?)
+    }
+
+    /// Drop events emitted, suppressed and lost, summed over CPUs.
+    pub fn event_counts(&self) -> Result<EventCounts, Error> {
+        let buckets: PerCpuArray<&MapData, EventBucket> = self.map(maps::EVENT_BUCKET)?.try_into()?;
+        Ok(buckets.get(&0, 0)?.iter().fold(EventCounts::default(), |sum, b| EventCounts {
+            emitted: sum.emitted + b.emitted,
+            suppressed: sum.suppressed + b.suppressed,
+            lost: sum.lost + b.lost,
+        }))
+    }
+
+    /// The events ring buffer, for the daemon to drain (it is its only reader).
+    pub fn take_events(&mut self) -> Result<EventRing, Error> {
+        let map = self.ebpf.take_map(maps::EVENTS).ok_or(Error::MissingMap(maps::EVENTS))?;
+        Ok(EventRing(RingBuf::try_from(map)?))
+    }
+
+    fn map(&self, name: &'static str) -> Result<&Map, Error> {
+        self.ebpf.map(name).ok_or(Error::MissingMap(name))
+    }
+
+    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, Error>
+    where
+        M: TryFrom<&'a mut Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or(Error::MissingMap(name))?;
+        Ok(M::try_from(map)?)
+    }
+}
+
+/// Counter slots for the `wanted` interfaces, given the name each slot
+/// holds (`held`, indexed by slot). An interface keeps the slot of its name,
+/// so its counts go on across restarts; a new one takes a free slot, else
+/// that of an interface no longer wanted. `None`: no slot left.
+fn assign_slots(held: &[Option<String>], wanted: &[&str]) -> Vec<Option<u32>> {
+    let mut taken = vec![false; held.len()];
+    taken[OTHER_IFACE as usize] = true;
+    let mut slots: Vec<Option<u32>> = wanted
+        .iter()
+        .map(|name| {
+            let slot = held.iter().position(|h| h.as_deref() == Some(*name)).filter(|&s| !taken[s])?;
+            taken[slot] = true;
+            Some(slot as u32)
+        })
+        .collect();
+    let free = (0..held.len()).filter(|&s| held[s].is_none());
+    let stale = (0..held.len()).filter(|&s| held[s].is_some());
+    let mut spare = free.chain(stale).filter(|&s| !taken[s]);
+    for slot in slots.iter_mut().filter(|s| s.is_none()) {
+        *slot = spare.next().map(|s| s as u32);
+    }
+    slots
+}
+
+/// A zero for every possible CPU.
+fn zeroes<T: aya::Pod + Default>() -> Result<PerCpuValues<T>, Error> {
+    let cpus = aya::util::nr_cpus().map_err(|(path, source)| Error::Io { path: path.into(), source })?;
+    PerCpuValues::try_from(vec![T::default(); cpus]).map_err(Error::io("per-CPU values"))
+}
+
+/// `name` NUL-padded (interface names are at most 15 bytes).
+fn encode_name(name: &str) -> [u8; 16] {
+    let mut raw = [0; 16];
+    let len = name.len().min(raw.len() - 1);
+    raw[..len].copy_from_slice(&name.as_bytes()[..len]);
+    raw
+}
+
+/// Takes the link `id` out of `program` (which would detach it on drop).
+fn fd_link(program: &mut Xdp, id: aya::programs::xdp::XdpLinkId) -> Result<FdLink, Error> {
+    // Netlink attachments (kernels before 5.9) cannot be pinned.
+    FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)
+}
+
+/// A new trie map holding `trie`'s nodes.
+fn trie_map(trie: &Trie) -> Result<Array<MapData, TrieNode>, Error> {
+    let mut map = Array::create(TRIE_NODES, 0)?;
+    for (index, node) in trie.nodes().iter().enumerate() {
+        map.set(index as u32, node, 0)?;
+    }
+    Ok(map)
+}
+
+/// A new LPM trie holding `prefixes`.
+fn lpm_map<'a, const N: usize>(
+    capacity: u32,
+    prefixes: impl Iterator<Item = ([u8; N], u8, &'a CountryId)>,
+) -> Result<LpmTrie<MapData, [u8; N], CountryId>, Error> {
+    let mut map = LpmTrie::create(capacity, BPF_F_NO_PREALLOC)?;
+    for (addr, len, country) in prefixes {
+        map.insert(&Key::new(u32::from(len), addr), country, 0)?;
+    }
+    Ok(map)
+}
+
+/// Maps EPERM anywhere in an aya error to [`Error::Permission`]. (EACCES is
+/// not it: that is how the verifier rejects a program.)
+fn permission_or<E: std::error::Error + 'static>(wrap: fn(E) -> Error) -> impl Fn(E) -> Error {
+    move |e| match errno(&e) {
+        Some(libc::EPERM) => Error::Permission,
+        _ => wrap(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(names: &[Option<&str>]) -> Vec<Option<String>> {
+        names.iter().map(|n| n.map(String::from)).collect()
+    }
+
+    #[test]
+    fn interfaces_keep_their_slots() {
+        let held = held(&[None, Some("eth1"), None, Some("eth0")]);
+        assert_eq!(assign_slots(&held, &["eth0", "eth1", "eth2"]), [Some(3), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn slots_of_unconfigured_interfaces_are_reused_last() {
+        let held = held(&[None, Some("old"), None]);
+        assert_eq!(assign_slots(&held, &["a", "b", "c"]), [Some(2), Some(1), None]);
+        assert_eq!(assign_slots(&held, &["a"]), [Some(2)]);
+    }
+
+    #[test]
+    fn names_are_padded_and_cut() {
+        assert_eq!(&encode_name("eth0")[..5], b"eth0\0");
+        assert_eq!(counters::iface_name(&encode_name("a-very-long-interface")).unwrap().len(), 15);
+    }
+}

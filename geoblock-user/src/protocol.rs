@@ -1,0 +1,353 @@
+//! The control socket's wire protocol, in one place: how `geoblock status`,
+//! `block`, `reload`, `explain`, `events`... reach the running daemon, and
+//! the JSON every command prints.
+//!
+//! The socket is a Unix socket only root can open (mode 0600): one JSON
+//! request line per connection, answered by one JSON response line. An
+//! `events` request is the exception: its answer is followed by the drop
+//! events, one JSON line each, until the client hangs up.
+//!
+//! Every JSON document carries `schema`: [`SCHEMA`], raised whenever a
+//! field or value is renamed or removed; fields are added within a schema.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    net::{IpAddr, SocketAddr},
+    os::unix::net::UnixStream as StdUnixStream,
+    path::{Path, PathBuf},
+};
+
+use geoblock_common::Action;
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader as AsyncBufReader, Lines},
+    net::UnixStream,
+};
+
+use crate::{
+    kernel::events::EventCounts,
+    policy::{explain::Explanation, Change, Policy, Reason},
+    Error,
+};
+
+/// The version of every JSON schema geoblock writes (see README, "JSON").
+/// 2: one vocabulary of actions (`drop`, `pass`, `would-drop`) and reasons
+/// in events, explain and metrics.
+pub const SCHEMA: u32 = 2;
+
+/// A JSON document as a command prints it: `schema` first, then `T`'s fields.
+#[derive(Serialize)]
+pub struct Versioned<'a, T> {
+    pub schema: u32,
+    #[serde(flatten)]
+    pub body: &'a T,
+}
+
+impl<'a, T: Serialize> Versioned<'a, T> {
+    pub fn new(body: &'a T) -> Self {
+        Versioned { schema: SCHEMA, body }
+    }
+
+    /// One line of JSON.
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).expect("geoblock's JSON types serialize")
+    }
+
+    /// Indented JSON, for people and `jq` alike.
+    pub fn pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("geoblock's JSON types serialize")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "command")]
+pub enum Request {
+    Status,
+    /// `force`: load data the shrink guard would refuse.
+    Reload {
+        #[serde(default)]
+        force: bool,
+    },
+    /// `ssh_client`: the address of the SSH session the command runs in,
+    /// which the lock-out guard keeps reachable unless `force`.
+    Change {
+        change: Change,
+        #[serde(default)]
+        ssh_client: Option<std::net::IpAddr>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Stream drop events (JSON lines) after the answer.
+    Events,
+    /// Prefix, country, source and verdict of each address (`geoblock explain`).
+    Explain { addresses: Vec<std::net::IpAddr> },
+}
+
+/// The answer to a request: `ok` and a line for the operator, plus the
+/// status for `status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    /// The [`SCHEMA`] of this answer and of everything in it.
+    #[serde(default)]
+    pub schema: u32,
+    pub ok: bool,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The answer to `explain`, one per address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<Explanation>>,
+}
+
+impl Response {
+    pub fn ok(message: impl Into<String>) -> Response {
+        Response { schema: SCHEMA, ok: true, message: message.into(), status: None, explain: None }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response { schema: SCHEMA, ok: false, message: message.into(), status: None, explain: None }
+    }
+}
+
+/// What `geoblock status` shows. A stable schema: fields are added, never
+/// renamed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub state_dir: String,
+    pub interfaces: Vec<InterfaceStatus>,
+    pub policy: Policy,
+    pub data: DataStatus,
+    pub last_reload: Option<ReloadStatus>,
+    /// Where the Prometheus metrics are served (`--metrics`), if anywhere.
+    #[serde(default)]
+    pub metrics: Option<String>,
+    /// Sampled drop events: the rate limit and what became of the samples.
+    #[serde(default)]
+    pub events: Option<EventStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// False while the interface is gone (the daemon attaches again when it returns).
+    pub attached: bool,
+    pub xdp_mode: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DataStatus {
+    /// `--data` files and URLs, or the embedded data set's name.
+    pub sources: Vec<SourceStatus>,
+    /// Tables loaded by this daemon: 1 after start, +1 per successful reload.
+    pub generation: u64,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    /// How often URL sources are downloaded again (none: only on reload).
+    #[serde(default)]
+    pub refresh_seconds: Option<u64>,
+    /// The last timed download of the URL sources.
+    #[serde(default)]
+    pub last_download: Option<ReloadStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub source: String,
+    /// Seconds since the file was written or downloaded (none for the embedded data).
+    pub age_seconds: Option<u64>,
+    /// The data's release date, when the source tells it.
+    #[serde(default)]
+    pub date: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    pub ok: bool,
+    pub message: String,
+    pub seconds_ago: u64,
+}
+
+impl Status {
+    /// The human-readable form.
+    pub fn render(&self) -> String {
+        let mut out = format!("state dir   {}\n", self.state_dir);
+        for i in &self.interfaces {
+            let state = if i.attached { "attached" } else { "GONE (re-attached when it returns)" };
+            out += &format!("interface   {} ({state}, xdp mode {})\n", i.name, i.xdp_mode);
+        }
+        let p = &self.policy;
+        out += &format!("policy      {}\n", p.list());
+        out += &format!("mode        {}\n", if p.monitor { "monitor (nothing dropped)" } else { "enforcing" });
+        out += &format!("unknown     {}\n", if p.block_unknown { "dropped" } else { "passed" });
+        let exceptions: Vec<String> = p.exceptions.iter().map(|n| n.to_string()).collect();
+        out += &format!("exceptions  {}\n", if exceptions.is_empty() { "none".into() } else { exceptions.join(",") });
+        let d = &self.data;
+        for s in &d.sources {
+            let age = s.age_seconds.map(|a| format!("modified {a} s ago"));
+            let notes: Vec<String> = age.into_iter().chain(s.date.as_ref().map(|d| format!("data of {d}"))).collect();
+            let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+            out += &format!("data        {}{notes}\n", s.source);
+        }
+        if let Some(every) = d.refresh_seconds {
+            out += &format!("refresh     every {every} s\n");
+        }
+        if let Some(r) = &d.last_download {
+            out += &format!("download    {}, {} s ago: {}\n", if r.ok { "ok" } else { "FAILED" }, r.seconds_ago, r.message);
+        }
+        out += &format!(
+            "table       generation {}: {} IPv4 and {} IPv6 prefixes\n",
+            d.generation, d.prefixes_v4, d.prefixes_v6
+        );
+        if let Some(r) = &self.last_reload {
+            let result = if r.ok { "ok" } else { "FAILED" };
+            out += &format!("last reload {result}, {} s ago: {}\n", r.seconds_ago, r.message);
+        }
+        out += &format!("metrics     {}\n", self.metrics.as_deref().unwrap_or("off"));
+        if let Some(e) = &self.events {
+            let c = &e.counts;
+            out += &format!(
+                "events      at most {}/s: {} emitted, {} suppressed by the rate limit, {} lost\n",
+                e.rate, c.emitted, c.suppressed, c.lost
+            );
+        }
+        out
+    }
+}
+
+/// One sampled packet (`geoblock events --json`: one object per line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When the XDP program saw it, RFC 3339 UTC with nanoseconds.
+    pub time: String,
+    /// The same instant, in nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    pub iface: String,
+    pub ifindex: u32,
+    /// `drop`, or `would-drop` (monitor mode: delivered).
+    pub action: Action,
+    /// Why the policy drops its sender.
+    pub reason: Reason,
+    /// ISO code of the sender's (`src`) country; none for an address no country claims.
+    pub country: Option<String>,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol number (IPv6: the fixed header's next header).
+    pub protocol: u8,
+    /// TCP, UDP and SCTP ports; none for other protocols and IPv4 fragments after the first.
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+    /// The frame's length on the wire.
+    pub frame_len: u32,
+    /// Its first bytes (up to 128), from the Ethernet header on, in hex.
+    pub frame: String,
+}
+
+impl Event {
+    /// One line: time, interface, reason, country, source → destination, protocol.
+    pub fn render(&self) -> String {
+        let endpoint = |ip: IpAddr, port: Option<u16>| match port {
+            Some(port) => SocketAddr::new(ip, port).to_string(),
+            None => ip.to_string(),
+        };
+        format!(
+            "{} {} {} {} {} -> {} {} {} bytes",
+            self.time,
+            self.iface,
+            self.reason.name(),
+            self.country.as_deref().unwrap_or("--"),
+            endpoint(self.src, self.src_port),
+            endpoint(self.dst, self.dst_port),
+            protocol_name(self.protocol),
+            self.frame_len
+        )
+    }
+
+    /// The captured bytes, from [`Event::frame`].
+    pub fn frame_bytes(&self) -> Vec<u8> {
+        let hex = self.frame.as_bytes();
+        hex.chunks(2)
+            .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+            .collect()
+    }
+
+}
+
+fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        other => format!("proto-{other}"),
+    }
+}
+
+/// The event settings and counters in `geoblock status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventStatus {
+    /// Events per second at most, over all CPUs (0: off).
+    pub rate: u32,
+    #[serde(flatten)]
+    pub counts: EventCounts,
+}
+
+/// The client's end: sends `request` to the daemon at `path`, returns its
+/// answer.
+pub fn request(path: &Path, request: &Request) -> Result<Response, Error> {
+    let io = Error::io(path);
+    let mut stream = StdUnixStream::connect(path).map_err(|e| unreachable(path, e))?;
+    stream.write_all(request_line(request).as_bytes()).map_err(Error::io(path))?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    parse_line(path, &answer)
+}
+
+/// The daemon's event stream, subscribed to.
+pub struct Subscription {
+    socket: PathBuf,
+    lines: Lines<AsyncBufReader<UnixStream>>,
+}
+
+/// Asks the daemon at `socket` for its events; the lines that follow its
+/// answer are events.
+pub async fn subscribe(socket: &Path) -> Result<Subscription, Error> {
+    let io = Error::io(socket);
+    let mut stream = UnixStream::connect(socket).await.map_err(|e| unreachable(socket, e))?;
+    stream.write_all(request_line(&Request::Events).as_bytes()).await.map_err(Error::io(socket))?;
+    let mut lines = AsyncBufReader::new(stream).lines();
+    let answer = lines.next_line().await.map_err(io)?.unwrap_or_default();
+    let response: Response = parse_line(socket, &answer)?;
+    if !response.ok {
+        return Err(Error::Io { path: socket.into(), source: std::io::Error::other(response.message) });
+    }
+    Ok(Subscription { socket: socket.into(), lines })
+}
+
+impl Subscription {
+    /// The next event and its JSON line; `None` once the daemon hangs up.
+    pub async fn next(&mut self) -> Result<Option<(Event, String)>, Error> {
+        let Some(line) = self.lines.next_line().await.map_err(Error::io(&self.socket))? else {
+            return Ok(None);
+        };
+        Ok(Some((parse_line(&self.socket, &line)?, line)))
+    }
+}
+
+fn request_line(request: &Request) -> String {
+    let mut text = serde_json::to_string(request).expect("requests serialize");
+    text.push('\n');
+    text
+}
+
+fn parse_line<T: serde::de::DeserializeOwned>(socket: &Path, line: &str) -> Result<T, Error> {
+    serde_json::from_str(line).map_err(|e| Error::Io { path: socket.into(), source: std::io::Error::other(e) })
+}
+
+/// Why a client could not connect: not root, or no daemon there.
+fn unreachable(socket: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Error::Permission,
+        _ => Error::NoDaemon(socket.into()),
+    }
+}
