@@ -324,10 +324,13 @@ pub struct EventBucket {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain #[repr(C)] structs of u64, no padding.
+    // SAFETY: plain #[repr(C)] structs of u64, no padding (so are the next three).
     unsafe impl aya::Pod for super::CountryCounters {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::EventConfig {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::EventBucket {}
     // SAFETY: #[repr(C)], fields laid out without padding (24 + 128 bytes).
     unsafe impl aya::Pod for super::DropEvent {}

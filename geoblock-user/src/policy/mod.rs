@@ -422,6 +422,16 @@ mod tests {
     }
 
     #[test]
+    fn json_names_countries_by_code_and_exceptions_as_cidrs() {
+        let p = Policy { exceptions: vec!["10.1.0.0/16".parse().unwrap()], ..policy(Mode::Deny, &[b"RU", b"CN"]) };
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["countries"], serde_json::json!(["CN", "RU"]));
+        assert_eq!(json["exceptions"], serde_json::json!(["10.1.0.0/16"]));
+        assert_eq!(serde_json::from_value::<Policy>(json).unwrap(), p);
+        assert_eq!(p.to_string(), "deny-list, blocking CN,RU; exceptions 10.1.0.0/16");
+    }
+
+    #[test]
     fn actions_cover_every_slot() {
         let p = policy(Mode::Allow, &[b"DE"]);
         let actions: Vec<_> = p.actions().collect();
