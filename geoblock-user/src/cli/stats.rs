@@ -60,7 +60,7 @@ fn watch(state_dir: &std::path::Path, view: &View, seconds: f64) -> Result<()> {
         let now = (Stats::read_pinned(state_dir)?, std::time::Instant::now());
         let elapsed = now.1 - before.1;
         // Home and clear: a redraw in place on any terminal.
-        print!("\x1b[H\x1b[2Jgeoblock stats: per second over {:.1} s (Ctrl-C stops)\n", elapsed.as_secs_f64());
+        println!("\x1b[H\x1b[2Jgeoblock stats: per second over {:.1} s (Ctrl-C stops)", elapsed.as_secs_f64());
         print!("{}", view.render_rates(&before.0, &now.0, elapsed));
         std::io::stdout().flush()?;
         before = now;

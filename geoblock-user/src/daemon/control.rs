@@ -78,6 +78,7 @@ impl ControlSocket {
         // SAFETY: umask only swaps the process's file creation mask.
         let old = unsafe { libc::umask(0o177) };
         let listener = UnixListener::bind(path);
+        // SAFETY: as above, putting the old mask back.
         unsafe { libc::umask(old) };
         let listener = listener.map_err(Error::io(path))?;
         let (tx, requests) = mpsc::channel(16);

@@ -60,7 +60,7 @@ fn net_row(net: &str, cc: &str) -> (IpAddr, IpAddr, String) {
     let net: IpNetwork = net.parse().unwrap();
     let last = match net {
         IpNetwork::V4(n) => IpAddr::V4(n.broadcast()),
-        IpNetwork::V6(n) => IpAddr::V6((u128::from(n.network()) | (u128::MAX >> n.prefix()).min(u128::MAX)).into()),
+        IpNetwork::V6(n) => IpAddr::V6((u128::from(n.network()) | (u128::MAX >> n.prefix())).into()),
     };
     (net.network(), last, cc.to_string())
 }

@@ -157,7 +157,8 @@ fn is_bpffs(path: &Path) -> bool {
     let mut buf = MaybeUninit::<libc::statfs>::uninit();
     // SAFETY: c_path is NUL-terminated; buf is written by statfs on success.
     let rc = unsafe { libc::statfs(c_path.as_ptr(), buf.as_mut_ptr()) };
-    rc == 0 && unsafe { buf.assume_init() }.f_type as i64 == BPF_FS_MAGIC
+    // SAFETY: statfs succeeded, so it filled buf.
+    rc == 0 && unsafe { buf.assume_init() }.f_type == BPF_FS_MAGIC
 }
 
 fn mount_bpffs(at: &Path) -> Result<(), Error> {
