@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use geoblock_common::{Counter, CountryCounters};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::netns::{unique_tag, Netns, Pair};
@@ -416,25 +418,14 @@ pub fn run_to_end(ns: Option<&Netns>, args: &[&str], setup: impl FnOnce(&mut Com
 #[derive(Clone, Debug)]
 pub struct Stats(pub Value);
 
-/// One country's (or the unknown bucket's) counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub dropped_packets: u64,
-    pub dropped_bytes: u64,
-    pub passed_packets: u64,
-    pub passed_bytes: u64,
-    pub would_drop_packets: u64,
-    pub would_drop_bytes: u64,
-}
-
 impl Stats {
     /// A country's counters (all zero when it is absent).
-    pub fn country(&self, cc: &str) -> Counters {
-        counters(&self.0["countries"][cc])
+    pub fn country(&self, cc: &str) -> CountryCounters {
+        self.field(&["countries", cc])
     }
 
-    pub fn unknown(&self) -> Counters {
-        counters(&self.0["unknown"])
+    pub fn unknown(&self) -> CountryCounters {
+        self.field(&["unknown"])
     }
 
     /// Codes of the countries with any traffic.
@@ -445,30 +436,24 @@ impl Stats {
             .unwrap_or_default()
     }
 
-    /// `(packets, bytes)` of a total: dropped, passed, would_drop, exception,
-    /// non_ip, unparsed.
-    pub fn total(&self, name: &str) -> (u64, u64) {
-        let t = &self.0["totals"][name];
-        assert!(t.is_object(), "stats JSON has no totals.{name}: {}", self.0);
-        (t["packets"].as_u64().unwrap(), t["bytes"].as_u64().unwrap())
+    /// A total: dropped, passed, would_drop, exception, non_ip, unparsed.
+    pub fn total(&self, name: &str) -> Counter {
+        assert!(
+            self.0["totals"][name].is_object(),
+            "stats JSON has no totals.{name}: {}",
+            self.0
+        );
+        self.field(&["totals", name])
     }
-}
 
-fn counters(v: &Value) -> Counters {
-    if v.is_null() {
-        return Counters::default();
-    }
-    let f = |k: &str| {
-        v[k].as_u64()
-            .unwrap_or_else(|| panic!("stats JSON: field {k} missing or not a number in {v}"))
-    };
-    Counters {
-        dropped_packets: f("dropped_packets"),
-        dropped_bytes: f("dropped_bytes"),
-        passed_packets: f("passed_packets"),
-        passed_bytes: f("passed_bytes"),
-        would_drop_packets: f("would_drop_packets"),
-        would_drop_bytes: f("would_drop_bytes"),
+    /// The counters at `path`, in the daemon's own types (all zero when absent).
+    fn field<T: DeserializeOwned + Default>(&self, path: &[&str]) -> T {
+        let value = path.iter().fold(&self.0, |v, key| &v[key]);
+        if value.is_null() {
+            return T::default();
+        }
+        T::deserialize(value)
+            .unwrap_or_else(|e| panic!("stats JSON at {}: {e}: {value}", path.join(".")))
     }
 }
 

@@ -15,8 +15,9 @@ use std::{
     time::Duration,
 };
 
+use geoblock_common::{Counter, CountryCounters};
 use geoblock_tests::{
-    geoblock::{self, Counters, Daemon},
+    geoblock::{self, Daemon},
     netns::{self, Netns, Pair},
     sources,
     traffic::{Receiver, Sender},
@@ -129,16 +130,17 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
 
     // Counters, per country, exact: bytes are whole frames.
     let stats = daemon.stats();
-    let mut expected: BTreeMap<&str, Counters> = BTreeMap::new();
-    let (mut dropped, mut would_drop, mut exception) = ((0, 0), (0, 0), (0, 0));
+    let mut expected: BTreeMap<&str, CountryCounters> = BTreeMap::new();
+    let [mut dropped, mut would_drop, mut exception] = [Counter::default(); 3];
     for (f, &(count, len)) in flows.iter().zip(&sent) {
         let c = expected.entry(f.cc).or_default();
         let bytes = count * len;
+        let flow = Counter { packets: count, bytes };
         match f.fate {
             Fate::Dropped => {
                 c.dropped_packets += count;
                 c.dropped_bytes += bytes;
-                dropped = (dropped.0 + count, dropped.1 + bytes);
+                dropped = dropped + flow;
             }
             Fate::Passed => {
                 c.passed_packets += count;
@@ -147,9 +149,9 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
             Fate::WouldDrop => {
                 c.would_drop_packets += count;
                 c.would_drop_bytes += bytes;
-                would_drop = (would_drop.0 + count, would_drop.1 + bytes);
+                would_drop = would_drop + flow;
             }
-            Fate::Exception => exception = (exception.0 + count, exception.1 + bytes),
+            Fate::Exception => exception = exception + flow,
         }
     }
     for (cc, want) in &expected {
@@ -175,7 +177,8 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     // Only our countries have traffic (the namespaces' own addresses and
     // link-local IPv6 chatter have none).
     for cc in stats.countries() {
-        if !expected.contains_key(cc.as_str()) || expected[cc.as_str()] == Counters::default() {
+        let counted = expected.get(cc.as_str());
+        if counted.is_none_or(|c| *c == CountryCounters::default()) {
             failures.push(format!(
                 "stats show traffic for {cc}, which sent nothing counted: {:?}",
                 stats.country(&cc)
@@ -466,10 +469,10 @@ fn several_interfaces_are_all_enforced_and_all_released() {
     let stats = daemon.stats();
     assert_eq!(
         stats.country("CN"),
-        Counters {
+        CountryCounters {
             dropped_packets: 12,
             dropped_bytes: 8 * len4 + 4 * len6,
-            ..Counters::default()
+            ..CountryCounters::default()
         }
     );
     assert_eq!(stats.country("DE").passed_packets, 8);

@@ -268,7 +268,7 @@ fn reloads_alternating_data_sets_expose_nothing() {
     let blocked: usize = ips(&BLOCKED).iter().map(|&s| flowed.sent(s)).sum();
     let switched = flowed.sent(switching) - flowed.delivered(switching);
     let stats = daemon.stats();
-    assert_eq!(stats.total("dropped").0, (blocked + switched) as u64, "{}", stats.0);
+    assert_eq!(stats.total("dropped").packets, (blocked + switched) as u64, "{}", stats.0);
     assert!(switched > 0 && flowed.delivered(switching) > 0, "the switching source was never switched");
     stop_and_detach(&pair, daemon);
 }
