@@ -10,14 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use geoblock::bpffs::{self, BPFFS_ROOT};
 use geoblock_common::{Counter, CountryCounters};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::netns::{unique_tag, Netns, Pair};
 
-const BPFFS_ROOT: &str = "/sys/fs/bpf";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// Prefix of the per-test state directories: `geoblock-test-<pid>-<n>`.
 const STATE_PREFIX: &str = "geoblock-test-";
 
@@ -60,45 +59,10 @@ pub fn binary() -> PathBuf {
     path
 }
 
-/// Mounts bpffs at /sys/fs/bpf unless it is there.
-pub fn ensure_bpffs() {
-    if is_bpffs(Path::new(BPFFS_ROOT)) {
-        return;
-    }
-    // SAFETY: valid NUL-terminated strings, null data.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            c"/sys/fs/bpf".as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    assert!(
-        rc == 0,
-        "mounting bpffs at {BPFFS_ROOT}: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    has_fs_magic(path, BPF_FS_MAGIC)
-}
-
-/// Whether the file system at `path` is of type `magic` (statfs).
-pub fn has_fs_magic(path: &Path, magic: i64) -> bool {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: c is NUL-terminated; buf is written on success.
-    let rc = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
-    rc == 0 && unsafe { buf.assume_init() }.f_type as i64 == magic
-}
-
 /// A fresh, unique `--state-dir` on bpffs (not created: the daemon does).
 pub fn state_dir() -> PathBuf {
-    ensure_bpffs();
+    bpffs::ensure_bpffs_mounted()
+        .unwrap_or_else(|e| panic!("mounting bpffs at {BPFFS_ROOT}: {e}"));
     sweep_stale_state();
     Path::new(BPFFS_ROOT).join(format!("{STATE_PREFIX}{}", unique_tag()))
 }
