@@ -30,7 +30,7 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(pair: &Pair) -> Sender {
-        Sender::on_link(pair, &pair.link())
+        Sender::on_link(pair, &pair.link)
     }
 
     /// A sender on another link of the pair (see [`Pair::add_link`]).
