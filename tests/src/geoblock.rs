@@ -15,7 +15,7 @@ use geoblock_common::{Counter, CountryCounters};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::netns::{unique_tag, Netns, Pair};
+use crate::netns::{stale_names, unique_tag, Netns, Pair};
 
 /// Prefix of the per-test state directories: `geoblock-test-<pid>-<n>`.
 const STATE_PREFIX: &str = "geoblock-test-";
@@ -76,20 +76,8 @@ pub fn control_socket(state_dir: &Path) -> PathBuf {
 
 /// Removes state directories of test processes that died without cleanup.
 fn sweep_stale_state() {
-    let Ok(entries) = std::fs::read_dir(BPFFS_ROOT) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(STATE_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    for name in stale_names(Path::new(BPFFS_ROOT), STATE_PREFIX) {
+        let _ = std::fs::remove_dir_all(Path::new(BPFFS_ROOT).join(name));
     }
 }
 

@@ -349,21 +349,27 @@ fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
 /// Removes namespaces left by a process of ours that was killed before its
 /// guards could run (`gb-<pid>-...` with that pid gone).
 pub fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(NETNS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
-        }
+    for name in stale_names(Path::new("/run/netns"), NETNS_PREFIX) {
+        let _ = Command::new("ip").args(["netns", "delete", &name]).output();
     }
+}
+
+/// The names in `dir` tagged `<prefix><pid>-...` (see [`unique_tag`]) whose
+/// process is gone: left by a test process killed before its guards ran.
+pub fn stale_names(dir: &Path, prefix: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let gone = |name: &String| {
+        let pid = name.strip_prefix(prefix).and_then(|rest| rest.split('-').next());
+        let pid = pid.and_then(|p| p.parse::<u32>().ok());
+        pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(gone)
+        .collect()
 }
 
 /// Panics unless we are root: privileged tests fail loudly, never skip.
