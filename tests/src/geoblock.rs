@@ -320,6 +320,53 @@ pub fn detach(state_dir: &Path) -> Output {
     run_to_end(None, &["detach", "--state-dir", state_dir.to_str().unwrap()], |_| {})
 }
 
+/// SIGTERM: exit 0, enforcement left in place (program, link and maps
+/// pinned); then `geoblock detach` removes all of it.
+pub fn stop_and_detach(pair: &Pair, daemon: Daemon) {
+    let state_dir = daemon.state_dir.clone();
+    let log = daemon.log();
+    let status = daemon.stop();
+    assert!(
+        status.success(),
+        "geoblock run exited with {status} on SIGTERM:\n{log}"
+    );
+    assert!(
+        pair.receiver_has_xdp(),
+        "SIGTERM detached {}: enforcement must outlive the daemon",
+        pair.receiver_if
+    );
+    let link = format!("link-{}", pair.receiver_if);
+    for pin in ["program", "ABI", "COUNTRY_STATS", "POLICY", "GEO_V4", link.as_str()] {
+        assert!(
+            state_dir.join(pin).exists(),
+            "{pin} not pinned in {} after SIGTERM",
+            state_dir.display()
+        );
+    }
+    detach_all(pair, &state_dir);
+}
+
+/// `geoblock detach`: exit 0, nothing attached to the pair's receiver, no
+/// pins left.
+pub fn detach_all(pair: &Pair, state_dir: &Path) {
+    let out = detach(state_dir);
+    assert!(
+        out.status.success(),
+        "geoblock detach: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !pair.receiver_has_xdp(),
+        "XDP still attached to {} after geoblock detach",
+        pair.receiver_if
+    );
+    assert!(
+        !state_dir.exists(),
+        "pins left in {} after geoblock detach",
+        state_dir.display()
+    );
+}
+
 fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: plain kill on our own child's pid (not yet reaped).
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };
@@ -364,6 +411,25 @@ pub fn run_to_end(ns: Option<&Netns>, args: &[&str], setup: impl FnOnce(&mut Com
         );
     };
     child.wait_with_output().expect("collecting output")
+}
+
+/// `geoblock run --config /dev/null ARGS --state-dir DIR --control-socket
+/// SOCKET` in `ns`, to its end: a run that is to be refused.
+pub fn run_refused(
+    ns: &Netns,
+    args: &[&str],
+    state_dir: &Path,
+    socket: &Path,
+    setup: impl FnOnce(&mut Command),
+) -> Output {
+    let (dir, socket) = (state_dir.to_str().unwrap(), socket.to_str().unwrap());
+    let all = [
+        &["run", "--config", "/dev/null"][..],
+        args,
+        &["--state-dir", dir, "--control-socket", socket],
+    ]
+    .concat();
+    run_to_end(Some(ns), &all, setup)
 }
 
 /// Per-country counters, as `geoblock stats --json` prints them.

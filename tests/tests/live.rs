@@ -11,7 +11,7 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
@@ -170,20 +170,6 @@ fn all_sources() -> Vec<IpAddr> {
     all
 }
 
-/// `geoblock detach` at the end of a test: nothing left attached or pinned.
-fn detach(pair: &Pair, state_dir: &Path) {
-    let out = geoblock::detach(state_dir);
-    assert!(out.status.success(), "geoblock detach: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(!pair.receiver_has_xdp(), "XDP left after geoblock detach");
-    assert!(!state_dir.exists(), "pins left after geoblock detach");
-}
-
-fn stop_and_detach(pair: &Pair, daemon: Daemon) {
-    let state_dir = daemon.state_dir.clone();
-    assert!(daemon.stop().success(), "geoblock run did not exit cleanly");
-    detach(pair, &state_dir);
-}
-
 /// A daemon replaced under traffic by a second one on the same state dir:
 /// `end` stops the first (cleanly or not), nothing runs for a while (the
 /// pins enforce), then the second starts and must log each of `expect`.
@@ -221,7 +207,7 @@ fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
     let cn = flowed.sent(ips(&["1.0.1.1"])[0]) + flowed.sent(ips(&["240e::1"])[0]);
     assert_eq!(stats.country("CN").dropped_packets, cn as u64, "{}", stats.0);
     assert_eq!(stats.country("RU").dropped_packets, flowed.sent(ips(&["77.88.8.8"])[0]) as u64);
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
 }
 
 #[test]
@@ -237,7 +223,7 @@ fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
         abi.set(0, 999, 0).unwrap();
     };
     let (_, _, state_dir) = handover(&pair, &data, kill, &["ABI version 999", "gbr: pinned link taken over"]);
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
 }
 
 #[test]
@@ -270,7 +256,7 @@ fn reloads_alternating_data_sets_expose_nothing() {
     let stats = daemon.stats();
     assert_eq!(stats.total("dropped").packets, (blocked + switched) as u64, "{}", stats.0);
     assert!(switched > 0 && flowed.delivered(switching) > 0, "the switching source was never switched");
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -284,7 +270,7 @@ fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() 
         first.crash();
     };
     let (_, _, state_dir) = handover(&pair, &data, kill_reloading, &["adopting the pinned state"]);
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
 }
 
 #[test]
@@ -298,7 +284,7 @@ fn an_interface_that_comes_back_is_attached_again() {
     assert!(pair.receiver_has_xdp(), "no XDP on the recreated gbr");
     let flowed = under_traffic(&pair, &all_sources(), || {});
     flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 /// The memory test counts every trie map in the kernel: it runs alone,
@@ -361,7 +347,7 @@ fn a_thousand_reloads_do_not_grow_kernel_or_daemon_memory() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(ours.len(), 2, "trie maps left after {RELOADS} reloads: {ours:?}");
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 /// Runs a control command against `daemon`; it must succeed.
@@ -439,7 +425,7 @@ fn control_commands_change_verdicts_on_live_traffic() {
     assert_eq!(status["status"]["last_reload"]["ok"], false, "{status}");
     assert_eq!(status["status"]["data"]["generation"], 2, "{status}");
 
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -485,7 +471,7 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
     refused(&daemon, &["reload"], "reload failed (config)");
     assert_eq!(through(), (Some(3), None));
 
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -499,11 +485,8 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     // Started from an SSH session whose client is in DE: --block DE is refused.
     let state_dir = geoblock::state_dir();
     let socket = geoblock::control_socket(&state_dir);
-    let run = [
-        "run", "--config", "/dev/null", "--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg(),
-        "--state-dir", state_dir.to_str().unwrap(), "--control-socket", socket.to_str().unwrap(),
-    ];
-    let out = geoblock::run_to_end(Some(&pair.receiver), &run, de_ssh);
+    let run = ["--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg()];
+    let out = geoblock::run_refused(&pair.receiver, &run, &state_dir, &socket, de_ssh);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("refusing a policy that drops the SSH client 88.198.0.1/32 (it is in DE)"), "{stderr}");
@@ -512,13 +495,13 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     // A management network: refused, then forced.
     let mut args = run_args(&pair, &data);
     args.extend(["--management", "1.0.1.0/24"]);
-    let refused_start = geoblock::run_to_end(Some(&pair.receiver), &[&["run", "--config", "/dev/null"][..], &args, &["--state-dir", state_dir.to_str().unwrap(), "--control-socket", socket.to_str().unwrap()]].concat(), |_| {});
+    let refused_start = geoblock::run_refused(&pair.receiver, &args, &state_dir, &socket, |_| {});
     assert!(String::from_utf8_lossy(&refused_start.stderr).contains("drops management network 1.0.1.0/24 (it is in CN)"));
     args.push("--force");
     let forced = Daemon::start(&pair.receiver, &args);
     let forced_state = forced.state_dir.clone();
     assert!(forced.stop().success());
-    detach(&pair, &forced_state);
+    geoblock::detach_all(&pair, &forced_state);
 
     let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
 
@@ -540,7 +523,7 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     sender.send(us, 3);
     assert_eq!(receiver.collect(Duration::from_millis(300)).get(&us), Some(&3), "the excepted client was dropped");
 
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -563,7 +546,7 @@ fn systemd_hears_ready_once_attached_and_stopping_at_exit() {
     assert!(daemon.stop().success());
     let n = socket.recv(&mut buf).expect("no STOPPING=1 from the daemon");
     assert_eq!(&buf[..n], b"STOPPING=1");
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
 }
 
 /// What is left of DATA_B after a truncated copy: two of its seven rows.
@@ -620,7 +603,7 @@ fn edited_data_is_reloaded_and_shrunken_or_empty_data_refused_while_the_old_tabl
     data.write(SHRUNK);
     assert!(ctl(&daemon, &["reload", "--force"]).contains("generation 3"));
     assert_eq!(passing(&pair, &daemon, &["1.0.1.1", "77.88.8.8", "88.198.0.1"]), ["77.88.8.8", "88.198.0.1"]);
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -654,5 +637,5 @@ fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
     assert_eq!(s["data"]["generation"], 2, "{s}");
     assert_eq!(s["data"]["last_download"]["ok"], false, "{s}");
     assert!(server.requests() >= 4, "{} requests", server.requests());
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
