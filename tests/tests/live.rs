@@ -9,17 +9,18 @@
 //! GEOBLOCK_TEST_LOG=1 echoes the daemons' logs.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
-use aya::maps::{Array, Map, MapData};
+use aya::maps::{Array, Map, MapData, MapInfo};
 use geoblock_tests::{
     geoblock::{self, Daemon},
     netns::{self, Pair},
+    objects,
     traffic::{Receiver, Sender},
 };
 
@@ -204,7 +205,6 @@ fn handover(pair: &Pair, data: &DataFile, end: impl FnOnce(Daemon), expect: &[&s
 
 #[test]
 fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let stop = |first: Daemon| assert!(first.stop().success());
@@ -220,7 +220,6 @@ fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
 
 #[test]
 fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let kill = |first: Daemon| {
@@ -236,7 +235,6 @@ fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
 
 #[test]
 fn reloads_alternating_data_sets_expose_nothing() {
-    let _shared = shared();
     const RELOADS: usize = 50;
     let (pair, data, daemon) = started();
     let mut sources = all_sources();
@@ -263,7 +261,6 @@ fn reloads_alternating_data_sets_expose_nothing() {
 
 #[test]
 fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let kill_reloading = |first: Daemon| {
@@ -277,7 +274,6 @@ fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() 
 
 #[test]
 fn an_interface_that_comes_back_is_attached_again() {
-    let _shared = shared();
     let (mut pair, _data, daemon) = started();
     pair.recreate_link();
     daemon.wait_line("attached to gbr again", Duration::from_secs(10));
@@ -287,28 +283,10 @@ fn an_interface_that_comes_back_is_attached_again() {
     geoblock::stop_and_detach(&pair, daemon);
 }
 
-/// The memory test counts every trie map in the kernel: it runs alone,
-/// the other tests (and their daemons' tables) share the time around it.
-static KERNEL_MAPS: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    KERNEL_MAPS.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
-    KERNEL_MAPS.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// IDs of the kernel's trie-node arrays (the tables' inner maps), by shape.
-fn trie_maps() -> std::collections::BTreeSet<u32> {
-    aya::maps::loaded_maps()
-        .filter_map(Result::ok)
-        .filter(|m| {
-            m.value_size() as usize == std::mem::size_of::<geoblock_common::TrieNode>()
-                && m.max_entries() == geoblock_common::TRIE_NODES
-        })
-        .map(|m| m.id())
-        .collect()
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// The `i`-th of alternating reloads (by SIGHUP): data set B, A, B...
@@ -318,38 +296,41 @@ fn reload(daemon: &Daemon, data: &DataFile, i: usize) {
     daemon.wait_line("reloaded", Duration::from_secs(60));
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_thousand_reloads_do_not_grow_kernel_or_daemon_memory() {
-    let _alone = alone();
     const RELOADS: usize = 1000;
-    let pair = Pair::create();
-    let data = DataFile::new(DATA_A);
-    let before = trie_maps();
-    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
-    let reload = |i| reload(&daemon, &data, i);
+    let (pair, data, daemon) = started();
+    // Every table this daemon swaps in, IPv4 and IPv6, by map id.
+    let mut tables: BTreeSet<u32> = objects::table_ids(&daemon.state_dir).into_iter().collect();
+    let mut reload_noting_tables = |i| {
+        reload(&daemon, &data, i);
+        tables.extend(objects::table_ids(&daemon.state_dir));
+    };
     // Warm up the allocator before taking the daemon's measure.
-    (0..50).for_each(reload);
-    let rss = rss_kib(daemon.pid());
-    (0..RELOADS).for_each(reload);
+    (0..50).for_each(&mut reload_noting_tables);
+    let (rss, kernel) = (rss_kib(daemon.pid()), objects::kernel_objects(&daemon));
+    (0..RELOADS).for_each(&mut reload_noting_tables);
     let grown = rss_kib(daemon.pid()).saturating_sub(rss);
     assert!(grown < 4096, "daemon RSS grew by {grown} KiB over {RELOADS} reloads");
-    // The kernel frees a replaced table after an RCU grace period: only the
-    // two in force (IPv4, IPv6) may remain of what this daemon created.
-    let mut ours = Vec::new();
+    let now = objects::kernel_objects(&daemon);
+    let bytes = |objects: &BTreeMap<String, u64>| objects.values().sum::<u64>();
+    assert!(
+        now.len() <= kernel.len() && bytes(&now) <= bytes(&kernel),
+        "the daemon's kernel objects grew over {RELOADS} reloads, from {kernel:?} to {now:?}"
+    );
+    // The kernel frees a replaced table after an RCU grace period, unless
+    // something (a pin, an fd, a program) still holds it: of the tables
+    // this daemon swapped in, only the two in force may remain.
+    let in_force = objects::table_ids(&daemon.state_dir);
+    tables.retain(|id| !in_force.contains(id));
     for _ in 0..50 {
-        ours = trie_maps().difference(&before).copied().collect();
-        if ours.len() <= 2 {
+        tables.retain(|&id| MapInfo::from_id(id).is_ok());
+        if tables.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(ours.len(), 2, "trie maps left after {RELOADS} reloads: {ours:?}");
+    assert!(tables.is_empty(), "tables replaced but not freed after {RELOADS} reloads: {tables:?}");
     geoblock::stop_and_detach(&pair, daemon);
 }
 
@@ -371,7 +352,6 @@ fn refused(daemon: &Daemon, args: &[&str], expect: &str) {
 
 #[test]
 fn control_commands_change_verdicts_on_live_traffic() {
-    let _shared = shared();
     let (pair, data, daemon) = started();
     let mode = std::fs::metadata(&daemon.control_socket).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "control socket mode");
@@ -431,7 +411,6 @@ fn control_commands_change_verdicts_on_live_traffic() {
 
 #[test]
 fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let config = data.dir.join("geoblock.toml");
@@ -471,7 +450,6 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
 
 #[test]
 fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let de_ssh = |cmd: &mut std::process::Command| {
@@ -521,7 +499,6 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
 
 #[test]
 fn systemd_hears_ready_once_attached_and_stopping_at_exit() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let socket_path = data.dir.join("notify.sock");
@@ -570,7 +547,6 @@ fn passing(pair: &Pair, daemon: &Daemon, sources: &[&str]) -> Vec<String> {
 
 #[test]
 fn edited_data_is_reloaded_and_shrunken_or_empty_data_refused_while_the_old_table_enforces() {
-    let _shared = shared();
     let (pair, data, daemon) = started();
     let flowed = under_traffic(&pair, &all_sources(), || {
         // A file edited in place is reloaded without a signal.
@@ -599,7 +575,6 @@ fn edited_data_is_reloaded_and_shrunken_or_empty_data_refused_while_the_old_tabl
 
 #[test]
 fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
-    let _shared = shared();
     let pair = Pair::create();
     let server = geoblock_tests::http::FileServer::start(&pair.receiver, DATA_A);
     let url = server.url("countries.csv");
