@@ -180,7 +180,7 @@ pub const FAMILY_SLOTS: u32 = 2;
 /// form is part of `geoblock stats --json`: fields are added, never renamed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(serde::Serialize))]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct CountryCounters {
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
@@ -218,7 +218,7 @@ impl CountryCounters {
 /// A packet/byte pair (`TOTALS`, per CPU, indexed by [`total_index`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(serde::Serialize))]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct Counter {
     pub packets: u64,
     pub bytes: u64,
@@ -361,5 +361,30 @@ mod tests {
         assert_eq!(country_code(COUNTRY_SLOTS as u16), None);
         assert_eq!(country_id(*b"us"), None);
         assert_eq!(country_id(*b"A1"), None);
+    }
+
+    /// `geoblock stats --json` prints these, and the privileged tests read
+    /// them back: the names are an interface.
+    #[cfg(feature = "user")]
+    #[test]
+    fn counters_keep_their_json_names() {
+        let country = CountryCounters {
+            dropped_packets: 1,
+            dropped_bytes: 2,
+            passed_packets: 3,
+            passed_bytes: 4,
+            would_drop_packets: 5,
+            would_drop_bytes: 6,
+        };
+        let json = serde_json::to_string(&country).unwrap();
+        assert_eq!(
+            json,
+            r#"{"dropped_packets":1,"dropped_bytes":2,"passed_packets":3,"passed_bytes":4,"would_drop_packets":5,"would_drop_bytes":6}"#
+        );
+        assert_eq!(serde_json::from_str::<CountryCounters>(&json).unwrap(), country);
+        let total = Counter { packets: 7, bytes: 8 };
+        let json = serde_json::to_string(&total).unwrap();
+        assert_eq!(json, r#"{"packets":7,"bytes":8}"#);
+        assert_eq!(serde_json::from_str::<Counter>(&json).unwrap(), total);
     }
 }

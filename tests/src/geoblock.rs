@@ -10,12 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use geoblock::kernel::state::{self, BPFFS_ROOT};
+use geoblock_common::{Counter, CountryCounters};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::netns::{unique_tag, Netns, Pair};
+use crate::netns::{stale_names, unique_tag, Netns, Pair};
 
-const BPFFS_ROOT: &str = "/sys/fs/bpf";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// Prefix of the per-test state directories: `geoblock-test-<pid>-<n>`.
 const STATE_PREFIX: &str = "geoblock-test-";
 
@@ -58,45 +59,10 @@ pub fn binary() -> PathBuf {
     path
 }
 
-/// Mounts bpffs at /sys/fs/bpf unless it is there.
-pub fn ensure_bpffs() {
-    if is_bpffs(Path::new(BPFFS_ROOT)) {
-        return;
-    }
-    // SAFETY: valid NUL-terminated strings, null data.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            c"/sys/fs/bpf".as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    assert!(
-        rc == 0,
-        "mounting bpffs at {BPFFS_ROOT}: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    has_fs_magic(path, BPF_FS_MAGIC)
-}
-
-/// Whether the file system at `path` is of type `magic` (statfs).
-pub fn has_fs_magic(path: &Path, magic: i64) -> bool {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: c is NUL-terminated; buf is written on success.
-    let rc = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
-    rc == 0 && unsafe { buf.assume_init() }.f_type as i64 == magic
-}
-
 /// A fresh, unique `--state-dir` on bpffs (not created: the daemon does).
 pub fn state_dir() -> PathBuf {
-    ensure_bpffs();
+    state::ensure_bpffs_mounted()
+        .unwrap_or_else(|e| panic!("mounting bpffs at {BPFFS_ROOT}: {e}"));
     sweep_stale_state();
     Path::new(BPFFS_ROOT).join(format!("{STATE_PREFIX}{}", unique_tag()))
 }
@@ -110,20 +76,8 @@ pub fn control_socket(state_dir: &Path) -> PathBuf {
 
 /// Removes state directories of test processes that died without cleanup.
 fn sweep_stale_state() {
-    let Ok(entries) = std::fs::read_dir(BPFFS_ROOT) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(STATE_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    for name in stale_names(Path::new(BPFFS_ROOT), STATE_PREFIX) {
+        let _ = std::fs::remove_dir_all(Path::new(BPFFS_ROOT).join(name));
     }
 }
 
@@ -366,6 +320,53 @@ pub fn detach(state_dir: &Path) -> Output {
     run_to_end(None, &["detach", "--state-dir", state_dir.to_str().unwrap()], |_| {})
 }
 
+/// SIGTERM: exit 0, enforcement left in place (program, link and maps
+/// pinned); then `geoblock detach` removes all of it.
+pub fn stop_and_detach(pair: &Pair, daemon: Daemon) {
+    let state_dir = daemon.state_dir.clone();
+    let log = daemon.log();
+    let status = daemon.stop();
+    assert!(
+        status.success(),
+        "geoblock run exited with {status} on SIGTERM:\n{log}"
+    );
+    assert!(
+        pair.receiver_has_xdp(),
+        "SIGTERM detached {}: enforcement must outlive the daemon",
+        pair.receiver_if
+    );
+    let link = format!("link-{}", pair.receiver_if);
+    for pin in ["program", "ABI", "COUNTRY_STATS", "POLICY", "GEO_V4", link.as_str()] {
+        assert!(
+            state_dir.join(pin).exists(),
+            "{pin} not pinned in {} after SIGTERM",
+            state_dir.display()
+        );
+    }
+    detach_all(pair, &state_dir);
+}
+
+/// `geoblock detach`: exit 0, nothing attached to the pair's receiver, no
+/// pins left.
+pub fn detach_all(pair: &Pair, state_dir: &Path) {
+    let out = detach(state_dir);
+    assert!(
+        out.status.success(),
+        "geoblock detach: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !pair.receiver_has_xdp(),
+        "XDP still attached to {} after geoblock detach",
+        pair.receiver_if
+    );
+    assert!(
+        !state_dir.exists(),
+        "pins left in {} after geoblock detach",
+        state_dir.display()
+    );
+}
+
 fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: plain kill on our own child's pid (not yet reaped).
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };
@@ -412,29 +413,37 @@ pub fn run_to_end(ns: Option<&Netns>, args: &[&str], setup: impl FnOnce(&mut Com
     child.wait_with_output().expect("collecting output")
 }
 
+/// `geoblock run --config /dev/null ARGS --state-dir DIR --control-socket
+/// SOCKET` in `ns`, to its end: a run that is to be refused.
+pub fn run_refused(
+    ns: &Netns,
+    args: &[&str],
+    state_dir: &Path,
+    socket: &Path,
+    setup: impl FnOnce(&mut Command),
+) -> Output {
+    let (dir, socket) = (state_dir.to_str().unwrap(), socket.to_str().unwrap());
+    let all = [
+        &["run", "--config", "/dev/null"][..],
+        args,
+        &["--state-dir", dir, "--control-socket", socket],
+    ]
+    .concat();
+    run_to_end(Some(ns), &all, setup)
+}
+
 /// Per-country counters, as `geoblock stats --json` prints them.
 #[derive(Clone, Debug)]
 pub struct Stats(pub Value);
 
-/// One country's (or the unknown bucket's) counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub dropped_packets: u64,
-    pub dropped_bytes: u64,
-    pub passed_packets: u64,
-    pub passed_bytes: u64,
-    pub would_drop_packets: u64,
-    pub would_drop_bytes: u64,
-}
-
 impl Stats {
     /// A country's counters (all zero when it is absent).
-    pub fn country(&self, cc: &str) -> Counters {
-        counters(&self.0["countries"][cc])
+    pub fn country(&self, cc: &str) -> CountryCounters {
+        self.field(&["countries", cc])
     }
 
-    pub fn unknown(&self) -> Counters {
-        counters(&self.0["unknown"])
+    pub fn unknown(&self) -> CountryCounters {
+        self.field(&["unknown"])
     }
 
     /// Codes of the countries with any traffic.
@@ -445,30 +454,24 @@ impl Stats {
             .unwrap_or_default()
     }
 
-    /// `(packets, bytes)` of a total: dropped, passed, would_drop, exception,
-    /// non_ip, unparsed.
-    pub fn total(&self, name: &str) -> (u64, u64) {
-        let t = &self.0["totals"][name];
-        assert!(t.is_object(), "stats JSON has no totals.{name}: {}", self.0);
-        (t["packets"].as_u64().unwrap(), t["bytes"].as_u64().unwrap())
+    /// A total: dropped, passed, would_drop, exception, non_ip, unparsed.
+    pub fn total(&self, name: &str) -> Counter {
+        assert!(
+            self.0["totals"][name].is_object(),
+            "stats JSON has no totals.{name}: {}",
+            self.0
+        );
+        self.field(&["totals", name])
     }
-}
 
-fn counters(v: &Value) -> Counters {
-    if v.is_null() {
-        return Counters::default();
-    }
-    let f = |k: &str| {
-        v[k].as_u64()
-            .unwrap_or_else(|| panic!("stats JSON: field {k} missing or not a number in {v}"))
-    };
-    Counters {
-        dropped_packets: f("dropped_packets"),
-        dropped_bytes: f("dropped_bytes"),
-        passed_packets: f("passed_packets"),
-        passed_bytes: f("passed_bytes"),
-        would_drop_packets: f("would_drop_packets"),
-        would_drop_bytes: f("would_drop_bytes"),
+    /// The counters at `path`, in the daemon's own types (all zero when absent).
+    fn field<T: DeserializeOwned + Default>(&self, path: &[&str]) -> T {
+        let value = path.iter().fold(&self.0, |v, key| &v[key]);
+        if value.is_null() {
+            return T::default();
+        }
+        T::deserialize(value)
+            .unwrap_or_else(|e| panic!("stats JSON at {}: {e}: {value}", path.join(".")))
     }
 }
 

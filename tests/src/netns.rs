@@ -170,15 +170,18 @@ pub struct Pair {
     pub tag: String,
     pub sender: Netns,
     pub receiver: Netns,
-    /// The veth end in `sender` / `receiver` (names are per namespace).
-    pub sender_if: String,
-    pub receiver_if: String,
-    pub sender_mac: [u8; 6],
-    pub receiver_mac: [u8; 6],
-    pub sender_v4: Ipv4Addr,
-    pub receiver_v4: Ipv4Addr,
-    pub sender_v6: Ipv6Addr,
-    pub receiver_v6: Ipv6Addr,
+    /// The first veth pair; its fields read as the pair's own
+    /// (`pair.receiver_if`), see the `Deref` below.
+    pub link: Link,
+}
+
+/// Most tests use one link: they name its ends and addresses as the pair's.
+impl std::ops::Deref for Pair {
+    type Target = Link;
+
+    fn deref(&self) -> &Link {
+        &self.link
+    }
 }
 
 impl Pair {
@@ -197,7 +200,6 @@ impl Pair {
         let tag = unique_tag();
         let sender = Netns::create(&format!("{NETNS_PREFIX}{tag}-s"));
         let receiver = Netns::create(&format!("{NETNS_PREFIX}{tag}-r"));
-        let (sender_if, receiver_if) = (sender_if.to_string(), receiver_if.to_string());
         for ns in [&sender, &receiver] {
             for key in ["all", "default"] {
                 ns.sysctl(&format!("net.ipv6.conf.{key}.accept_ra"), "0");
@@ -208,78 +210,27 @@ impl Pair {
         }
         // Unique /24 and /64 per pair only for readability of captures; the
         // namespaces are isolated anyway.
-        let n = NEXT.fetch_add(1, Ordering::Relaxed) % 250;
-        let sender_v4 = Ipv4Addr::new(10, 251, n as u8, 1);
-        let receiver_v4 = Ipv4Addr::new(10, 251, n as u8, 2);
-        let sender_v6: Ipv6Addr = format!("fd00:6762:{n:x}::1").parse().unwrap();
-        let receiver_v6: Ipv6Addr = format!("fd00:6762:{n:x}::2").parse().unwrap();
-        let (sender_mac, receiver_mac) = veth(
-            (&sender, &sender_if, sender_v4, sender_v6),
-            (&receiver, &receiver_if, receiver_v4, receiver_v6),
-        );
-        Pair {
-            tag,
-            sender,
-            receiver,
-            sender_if,
-            receiver_if,
-            sender_mac,
-            receiver_mac,
-            sender_v4,
-            receiver_v4,
-            sender_v6,
-            receiver_v6,
-        }
+        let n = (NEXT.fetch_add(1, Ordering::Relaxed) % 250) as u8;
+        let (names, v4, v6) = ((sender_if, receiver_if), [10, 251, n], [0xfd00, 0x6762, n.into()]);
+        let link = Link::create(&sender, &receiver, names, v4, v6);
+        Pair { tag, sender, receiver, link }
     }
 
     /// Another veth pair between the same namespaces (`gbs<n>`/`gbr<n>`,
     /// 10.252.<n>.0/24, fd00:6763:<n>::/64), for multi-interface runs.
     pub fn add_link(&self, n: u8) -> Link {
         let (sender_if, receiver_if) = (format!("gbs{n}"), format!("gbr{n}"));
-        let (sender_v4, receiver_v4) = (Ipv4Addr::new(10, 252, n, 1), Ipv4Addr::new(10, 252, n, 2));
-        let sender_v6: Ipv6Addr = format!("fd00:6763:{n:x}::1").parse().unwrap();
-        let receiver_v6: Ipv6Addr = format!("fd00:6763:{n:x}::2").parse().unwrap();
-        let (sender_mac, receiver_mac) = veth(
-            (&self.sender, &sender_if, sender_v4, sender_v6),
-            (&self.receiver, &receiver_if, receiver_v4, receiver_v6),
-        );
-        Link {
-            sender_if,
-            receiver_if,
-            sender_mac,
-            receiver_mac,
-            sender_v4,
-            receiver_v4,
-            sender_v6,
-            receiver_v6,
-        }
+        let names = (sender_if.as_str(), receiver_if.as_str());
+        let (v4, v6) = ([10, 252, n], [0xfd00, 0x6763, n.into()]);
+        Link::create(&self.sender, &self.receiver, names, v4, v6)
     }
 
     /// Deletes the first veth pair and creates it again with the same names
     /// and addresses (new MACs, new ifindexes): an interface that went away
     /// and came back.
     pub fn recreate_link(&mut self) {
-        self.sender.ip(&["link", "del", &self.sender_if]);
-        let (sender_mac, receiver_mac) = veth(
-            (&self.sender, &self.sender_if, self.sender_v4, self.sender_v6),
-            (&self.receiver, &self.receiver_if, self.receiver_v4, self.receiver_v6),
-        );
-        self.sender_mac = sender_mac;
-        self.receiver_mac = receiver_mac;
-    }
-
-    /// The first link, as a [`Link`].
-    pub fn link(&self) -> Link {
-        Link {
-            sender_if: self.sender_if.clone(),
-            receiver_if: self.receiver_if.clone(),
-            sender_mac: self.sender_mac,
-            receiver_mac: self.receiver_mac,
-            sender_v4: self.sender_v4,
-            receiver_v4: self.receiver_v4,
-            sender_v6: self.sender_v6,
-            receiver_v6: self.receiver_v6,
-        }
+        self.sender.ip(&["link", "del", &self.link.sender_if]);
+        self.link.connect(&self.sender, &self.receiver);
     }
 
     /// The receiver's address in the family of `src`.
@@ -299,6 +250,7 @@ impl Pair {
 /// One veth pair between the namespaces of a [`Pair`].
 #[derive(Clone, Debug)]
 pub struct Link {
+    /// The veth end in the sender's / receiver's namespace (names are per namespace).
     pub sender_if: String,
     pub receiver_if: String,
     pub sender_mac: [u8; 6],
@@ -307,6 +259,60 @@ pub struct Link {
     pub receiver_v4: Ipv4Addr,
     pub sender_v6: Ipv6Addr,
     pub receiver_v6: Ipv6Addr,
+}
+
+impl Link {
+    /// Creates the veth pair `names` (sender end, receiver end) between the
+    /// namespaces, the sender `.1` and the receiver `.2` of the /24 `v4`,
+    /// `::1` and `::2` of the /64 `v6`.
+    fn create(
+        sender: &Netns,
+        receiver: &Netns,
+        names: (&str, &str),
+        v4: [u8; 3],
+        v6: [u16; 3],
+    ) -> Link {
+        let v4 = |host| Ipv4Addr::new(v4[0], v4[1], v4[2], host);
+        let v6 = |host| Ipv6Addr::new(v6[0], v6[1], v6[2], 0, 0, 0, 0, host);
+        let mut link = Link {
+            sender_if: names.0.into(),
+            receiver_if: names.1.into(),
+            sender_mac: [0; 6],
+            receiver_mac: [0; 6],
+            sender_v4: v4(1),
+            receiver_v4: v4(2),
+            sender_v6: v6(1),
+            receiver_v6: v6(2),
+        };
+        link.connect(sender, receiver);
+        link
+    }
+
+    /// Creates the veth pair inside the sender's namespace with its peer in
+    /// the receiver's (the root namespace never sees either end), addresses
+    /// both ends, brings them up, and takes their MACs.
+    fn connect(&mut self, sender: &Netns, receiver: &Netns) {
+        let (sender_if, receiver_if) = (self.sender_if.as_str(), self.receiver_if.as_str());
+        sender.ip(&[
+            "link", "add", sender_if, "type", "veth", "peer", "name", receiver_if, "netns",
+            receiver.name(),
+        ]);
+        let ends = [
+            (sender, &self.sender_if, self.sender_v4, self.sender_v6),
+            (receiver, &self.receiver_if, self.receiver_v4, self.receiver_v6),
+        ];
+        for (ns, dev, v4, v6) in ends {
+            ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0");
+            ns.sysctl(&format!("net.ipv6.conf.{dev}.accept_ra"), "0");
+            ns.sysctl(&format!("net.ipv6.conf.{dev}.autoconf"), "0");
+            ns.sysctl(&format!("net.ipv6.conf.{dev}.router_solicitations"), "0");
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
+            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        self.sender_mac = mac(sender, &self.sender_if);
+        self.receiver_mac = mac(receiver, &self.receiver_if);
+    }
 }
 
 /// `(tx_dropped, rx_dropped)` of `dev` in `ns`: losses on the link itself,
@@ -323,29 +329,6 @@ pub fn link_drops(ns: &Netns, dev: &str) -> (u64, u64) {
 pub fn has_xdp(ns: &Netns, dev: &str) -> bool {
     let out = ns.ip(&["link", "show", "dev", dev]);
     out.split_whitespace().any(|w| w.starts_with("xdp"))
-}
-
-/// One end of a veth pair: namespace, name, addresses.
-type End<'a> = (&'a Netns, &'a str, Ipv4Addr, Ipv6Addr);
-
-/// Creates a veth pair inside the sender's namespace with its peer in the
-/// receiver's (the root namespace never sees either end), addresses both
-/// ends, brings them up; returns their MACs (sender, receiver).
-fn veth(sender: End, receiver: End) -> ([u8; 6], [u8; 6]) {
-    sender.0.ip(&[
-        "link", "add", sender.1, "type", "veth", "peer", "name", receiver.1, "netns",
-        receiver.0.name(),
-    ]);
-    for (ns, dev, v4, v6) in [sender, receiver] {
-        ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0");
-        ns.sysctl(&format!("net.ipv6.conf.{dev}.accept_ra"), "0");
-        ns.sysctl(&format!("net.ipv6.conf.{dev}.autoconf"), "0");
-        ns.sysctl(&format!("net.ipv6.conf.{dev}.router_solicitations"), "0");
-        ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
-        ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
-        ns.ip(&["link", "set", dev, "up"]);
-    }
-    (mac(sender.0, sender.1), mac(receiver.0, receiver.1))
 }
 
 fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
@@ -366,21 +349,27 @@ fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
 /// Removes namespaces left by a process of ours that was killed before its
 /// guards could run (`gb-<pid>-...` with that pid gone).
 pub fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(NETNS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
-        }
+    for name in stale_names(Path::new("/run/netns"), NETNS_PREFIX) {
+        let _ = Command::new("ip").args(["netns", "delete", &name]).output();
     }
+}
+
+/// The names in `dir` tagged `<prefix><pid>-...` (see [`unique_tag`]) whose
+/// process is gone: left by a test process killed before its guards ran.
+pub fn stale_names(dir: &Path, prefix: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let gone = |name: &String| {
+        let pid = name.strip_prefix(prefix).and_then(|rest| rest.split('-').next());
+        let pid = pid.and_then(|p| p.parse::<u32>().ok());
+        pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(gone)
+        .collect()
 }
 
 /// Panics unless we are root: privileged tests fail loudly, never skip.

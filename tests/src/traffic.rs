@@ -5,8 +5,8 @@
 use std::{
     collections::BTreeMap,
     io, mem,
-    net::{IpAddr, SocketAddr},
-    os::fd::{AsRawFd as _, OwnedFd},
+    net::IpAddr,
+    os::fd::{AsRawFd, OwnedFd},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -30,7 +30,7 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(pair: &Pair) -> Sender {
-        Sender::on_link(pair, &pair.link())
+        Sender::on_link(pair, &pair.link)
     }
 
     /// A sender on another link of the pair (see [`Pair::add_link`]).
@@ -47,18 +47,7 @@ impl Sender {
             let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
             sll.sll_family = libc::AF_PACKET as u16;
             sll.sll_ifindex = ifindex as i32;
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    &sll as *const _ as *const libc::sockaddr,
-                    mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            assert!(
-                rc == 0,
-                "binding AF_PACKET to {dev}: {}",
-                io::Error::last_os_error()
-            );
+            bind(&fd, &sll, &format!("AF_PACKET to {dev}"));
             fd
         });
         Sender {
@@ -148,8 +137,10 @@ impl Receiver {
             (v4, v6)
         });
         for s in [&v4, &v6] {
-            // Large enough for every datagram a test sends before reading.
-            set_rcvbuf(s, 8 << 20);
+            // Large enough for every datagram a test sends before reading;
+            // SO_RCVBUFFORCE ignores rmem_max (we are root).
+            let (level, name) = (libc::SOL_SOCKET, libc::SO_RCVBUFFORCE);
+            set_int_option(s, level, name, 8 << 20, "SO_RCVBUFFORCE");
             s.set_nonblocking(true).unwrap();
         }
         Receiver { v4, v6 }
@@ -214,52 +205,33 @@ fn bind_v6_only() -> std::net::UdpSocket {
         unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) },
         "UDP/IPv6 socket",
     );
-    let one: libc::c_int = 1;
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            &one as *const _ as *const libc::c_void,
-            mem::size_of::<libc::c_int>() as u32,
-        )
-    };
-    assert!(rc == 0, "IPV6_V6ONLY: {}", io::Error::last_os_error());
-    let socket = std::net::UdpSocket::from(fd);
+    set_int_option(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1, "IPV6_V6ONLY");
     // std has no bind for an existing socket; go through libc.
-    let addr = SocketAddr::from(([0u16; 8], PORT));
-    let SocketAddr::V6(a) = addr else {
-        unreachable!()
-    };
     let mut sa: libc::sockaddr_in6 = unsafe { mem::zeroed() };
     sa.sin6_family = libc::AF_INET6 as u16;
-    sa.sin6_port = a.port().to_be();
-    let rc = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            &sa as *const _ as *const libc::sockaddr,
-            mem::size_of::<libc::sockaddr_in6>() as u32,
-        )
-    };
-    assert!(
-        rc == 0,
-        "binding UDP [::]:{PORT}: {}",
-        io::Error::last_os_error()
-    );
-    socket
+    sa.sin6_port = PORT.to_be();
+    bind(&fd, &sa, &format!("UDP [::]:{PORT}"));
+    std::net::UdpSocket::from(fd)
 }
 
-fn set_rcvbuf(s: &std::net::UdpSocket, bytes: libc::c_int) {
-    // SO_RCVBUFFORCE ignores rmem_max (we are root).
-    // SAFETY: plain setsockopt with a valid int.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &bytes as *const _ as *const libc::c_void,
-            mem::size_of::<libc::c_int>() as u32,
-        )
-    };
-    assert!(rc == 0, "SO_RCVBUFFORCE: {}", io::Error::last_os_error());
+/// bind(2) of the socket `fd` to `addr`, a `sockaddr_*` of its family.
+fn bind<A>(fd: &impl AsRawFd, addr: &A, what: &str) {
+    let (addr, len) = ((addr as *const A).cast(), mem::size_of::<A>() as u32);
+    // SAFETY: `addr` points at a whole sockaddr of its family, `len` bytes.
+    let rc = unsafe { libc::bind(fd.as_raw_fd(), addr, len) };
+    assert!(rc == 0, "binding {what}: {}", io::Error::last_os_error());
+}
+
+/// setsockopt(2) of an int option.
+fn set_int_option(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+    what: &str,
+) {
+    let (ptr, len) = ((&value as *const libc::c_int).cast(), mem::size_of::<libc::c_int>() as u32);
+    // SAFETY: `ptr` is the int the option takes, alive for the call.
+    let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, len) };
+    assert!(rc == 0, "{what}: {}", io::Error::last_os_error());
 }

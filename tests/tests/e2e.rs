@@ -12,11 +12,13 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     path::Path,
+    process::Output,
     time::Duration,
 };
 
+use geoblock_common::{Counter, CountryCounters};
 use geoblock_tests::{
-    geoblock::{self, Counters, Daemon},
+    geoblock::{self, Daemon},
     netns::{self, Netns, Pair},
     sources,
     traffic::{Receiver, Sender},
@@ -129,16 +131,17 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
 
     // Counters, per country, exact: bytes are whole frames.
     let stats = daemon.stats();
-    let mut expected: BTreeMap<&str, Counters> = BTreeMap::new();
-    let (mut dropped, mut would_drop, mut exception) = ((0, 0), (0, 0), (0, 0));
+    let mut expected: BTreeMap<&str, CountryCounters> = BTreeMap::new();
+    let [mut dropped, mut would_drop, mut exception] = [Counter::default(); 3];
     for (f, &(count, len)) in flows.iter().zip(&sent) {
         let c = expected.entry(f.cc).or_default();
         let bytes = count * len;
+        let flow = Counter { packets: count, bytes };
         match f.fate {
             Fate::Dropped => {
                 c.dropped_packets += count;
                 c.dropped_bytes += bytes;
-                dropped = (dropped.0 + count, dropped.1 + bytes);
+                dropped = dropped + flow;
             }
             Fate::Passed => {
                 c.passed_packets += count;
@@ -147,9 +150,9 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
             Fate::WouldDrop => {
                 c.would_drop_packets += count;
                 c.would_drop_bytes += bytes;
-                would_drop = (would_drop.0 + count, would_drop.1 + bytes);
+                would_drop = would_drop + flow;
             }
-            Fate::Exception => exception = (exception.0 + count, exception.1 + bytes),
+            Fate::Exception => exception = exception + flow,
         }
     }
     for (cc, want) in &expected {
@@ -175,7 +178,8 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     // Only our countries have traffic (the namespaces' own addresses and
     // link-local IPv6 chatter have none).
     for cc in stats.countries() {
-        if !expected.contains_key(cc.as_str()) || expected[cc.as_str()] == Counters::default() {
+        let counted = expected.get(cc.as_str());
+        if counted.is_none_or(|c| *c == CountryCounters::default()) {
             failures.push(format!(
                 "stats show traffic for {cc}, which sent nothing counted: {:?}",
                 stats.country(&cc)
@@ -208,53 +212,7 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
         daemon.log()
     );
 
-    stop_cleanly(&pair, daemon);
-}
-
-/// SIGTERM: exit 0, enforcement left in place (program, link and maps
-/// pinned); then `geoblock detach` removes all of it.
-fn stop_cleanly(pair: &Pair, daemon: Daemon) {
-    let state_dir = daemon.state_dir.clone();
-    let log = daemon.log();
-    let status = daemon.stop();
-    assert!(
-        status.success(),
-        "geoblock run exited with {status} on SIGTERM:\n{log}"
-    );
-    assert!(
-        pair.receiver_has_xdp(),
-        "SIGTERM detached {}: enforcement must outlive the daemon",
-        pair.receiver_if
-    );
-    let link = format!("link-{}", pair.receiver_if);
-    for pin in ["program", "ABI", "COUNTRY_STATS", "POLICY", "GEO_V4", link.as_str()] {
-        assert!(
-            state_dir.join(pin).exists(),
-            "{pin} not pinned in {} after SIGTERM",
-            state_dir.display()
-        );
-    }
-    detach(pair, &state_dir);
-}
-
-/// `geoblock detach`: exit 0, nothing attached, no pins left.
-fn detach(pair: &Pair, state_dir: &Path) {
-    let out = geoblock::detach(state_dir);
-    assert!(
-        out.status.success(),
-        "geoblock detach: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !pair.receiver_has_xdp(),
-        "XDP still attached to {} after geoblock detach",
-        pair.receiver_if
-    );
-    assert!(
-        !state_dir.exists(),
-        "pins left in {} after geoblock detach",
-        state_dir.display()
-    );
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -386,7 +344,7 @@ fn block_unknown_drops_addresses_without_a_country() {
         "unknown sources: {u:?}, expected at least 15 dropped"
     );
     assert_eq!(stats.country("DE").passed_packets, 7);
-    stop_cleanly(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
@@ -406,7 +364,7 @@ fn sigterm_leaves_enforcement_until_detach() {
     let got = receiver.collect(Duration::from_millis(300));
     assert_eq!(got.get(&cn4), None, "CN delivered after SIGTERM: {got:?}");
     assert_eq!(geoblock::stats(&state_dir).country("CN").dropped_packets, 3);
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
     sender.send(cn4, 3);
     let got = receiver.collect(Duration::from_millis(300));
     assert_eq!(
@@ -466,14 +424,14 @@ fn several_interfaces_are_all_enforced_and_all_released() {
     let stats = daemon.stats();
     assert_eq!(
         stats.country("CN"),
-        Counters {
+        CountryCounters {
             dropped_packets: 12,
             dropped_bytes: 8 * len4 + 4 * len6,
-            ..Counters::default()
+            ..CountryCounters::default()
         }
     );
     assert_eq!(stats.country("DE").passed_packets, 8);
-    stop_cleanly(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
     assert!(
         !netns::has_xdp(&pair.receiver, &second.receiver_if),
         "XDP left on the second interface"
@@ -487,18 +445,11 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
         &pair.receiver,
         &geoblock::run_args(&pair, &["--block", "CN"]),
     );
-    let dir = first.state_dir.to_str().unwrap().to_string();
     // Same state dir (as with the default one): refused before touching it.
     run_fails_keeping(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--block",
-            "RU",
-            "--state-dir",
-            &dir,
-        ],
+        &["--iface", &pair.receiver_if, "--block", "RU"],
+        &first.state_dir,
         "is in use by another geoblock run",
     );
     // Another state dir, same interface: the attach is refused.
@@ -529,31 +480,15 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
         ),
         (4, 3)
     );
-    stop_cleanly(&pair, first);
+    geoblock::stop_and_detach(&pair, first);
 }
 
-/// Like [`run_fails`] for a run given its own `--state-dir` (which must
-/// survive: it belongs to someone else).
-fn run_fails_keeping(ns: &Netns, args: &[&str], expect: &str) {
-    let dir = Path::new(args[args.iter().position(|a| *a == "--state-dir").unwrap() + 1]);
+/// Like [`run_fails`] on the state directory `dir` of a running daemon,
+/// which must survive (with another control socket than the daemon's).
+fn run_fails_keeping(ns: &Netns, args: &[&str], dir: &Path, expect: &str) {
     let socket = geoblock::control_socket(dir).with_extension("second");
-    let mut all = vec!["run", "--config", "/dev/null"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--control-socket", socket.to_str().unwrap()]);
-    let out = geoblock::run_to_end(Some(ns), &all, |_| {});
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "geoblock {}: {stderr}",
-        all.join(" ")
-    );
-    let last = stderr.trim_end().lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("geoblock: ") && last.contains(expect),
-        "geoblock {}: expected a final `geoblock: ...{expect}...` line, got:\n{stderr}",
-        all.join(" ")
-    );
+    let out = geoblock::run_refused(ns, args, dir, &socket, |_| {});
+    assert_one_error(&out, args, expect);
     for pin in ["COUNTRY_STATS", "TOTALS"] {
         assert!(
             dir.join(pin).exists(),
@@ -610,44 +545,38 @@ fn run_fails(
 ) {
     let state_dir = geoblock::state_dir();
     let socket = geoblock::control_socket(&state_dir);
-    let mut all = vec!["run", "--config", "/dev/null"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--state-dir", state_dir.to_str().unwrap()]);
-    all.extend_from_slice(&["--control-socket", socket.to_str().unwrap()]);
-    let out = geoblock::run_to_end(Some(ns), &all, setup);
+    let out = geoblock::run_refused(ns, args, &state_dir, &socket, setup);
+    assert_one_error(&out, args, expect);
+    assert!(
+        !state_dir.exists(),
+        "a failed run left {}",
+        state_dir.display()
+    );
+}
+
+/// Exit status 1 and one `geoblock: ` line about `expect`, the last.
+fn assert_one_error(out: &Output, args: &[&str], expect: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = args.join(" ");
     // Log lines (warnings) may precede it; the error is the last line, alone.
     let errors: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("geoblock: "))
         .collect();
-    assert!(
-        !out.status.success(),
-        "geoblock {} succeeded:\n{stderr}",
-        all.join(" ")
-    );
     assert_eq!(
         out.status.code(),
         Some(1),
-        "geoblock {}: exit status {}",
-        all.join(" "),
+        "geoblock run {run}: exit status {}:\n{stderr}",
         out.status
     );
     assert!(
         errors.len() == 1 && stderr.trim_end().lines().last() == Some(errors[0]),
-        "geoblock {}: expected one final `geoblock: ...` line, got:\n{stderr}",
-        all.join(" ")
+        "geoblock run {run}: expected one final `geoblock: ...` line, got:\n{stderr}"
     );
     assert!(
         errors[0].contains(expect),
-        "geoblock {}: expected an error about {expect:?}, got: {}",
-        all.join(" "),
+        "geoblock run {run}: expected an error about {expect:?}, got: {}",
         errors[0]
-    );
-    assert!(
-        !state_dir.exists(),
-        "a failed run left {}",
-        state_dir.display()
     );
 }
 

@@ -9,17 +9,18 @@
 //! GEOBLOCK_TEST_LOG=1 echoes the daemons' logs.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
-use aya::maps::{Array, Map, MapData};
+use aya::maps::{Array, Map, MapData, MapInfo};
 use geoblock_tests::{
     geoblock::{self, Daemon},
     netns::{self, Pair},
+    objects,
     traffic::{Receiver, Sender},
 };
 
@@ -170,18 +171,12 @@ fn all_sources() -> Vec<IpAddr> {
     all
 }
 
-/// `geoblock detach` at the end of a test: nothing left attached or pinned.
-fn detach(pair: &Pair, state_dir: &Path) {
-    let out = geoblock::detach(state_dir);
-    assert!(out.status.success(), "geoblock detach: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(!pair.receiver_has_xdp(), "XDP left after geoblock detach");
-    assert!(!state_dir.exists(), "pins left after geoblock detach");
-}
-
-fn stop_and_detach(pair: &Pair, daemon: Daemon) {
-    let state_dir = daemon.state_dir.clone();
-    assert!(daemon.stop().success(), "geoblock run did not exit cleanly");
-    detach(pair, &state_dir);
+/// A pair, data set A and a daemon enforcing `--block CN,RU` with it.
+fn started() -> (Pair, DataFile, Daemon) {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    (pair, data, daemon)
 }
 
 /// A daemon replaced under traffic by a second one on the same state dir:
@@ -210,7 +205,6 @@ fn handover(pair: &Pair, data: &DataFile, end: impl FnOnce(Daemon), expect: &[&s
 
 #[test]
 fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let stop = |first: Daemon| assert!(first.stop().success());
@@ -221,12 +215,11 @@ fn a_restarted_daemon_adopts_the_pinned_state_without_a_gap() {
     let cn = flowed.sent(ips(&["1.0.1.1"])[0]) + flowed.sent(ips(&["240e::1"])[0]);
     assert_eq!(stats.country("CN").dropped_packets, cn as u64, "{}", stats.0);
     assert_eq!(stats.country("RU").dropped_packets, flowed.sent(ips(&["77.88.8.8"])[0]) as u64);
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
 }
 
 #[test]
 fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let kill = |first: Daemon| {
@@ -237,24 +230,17 @@ fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
         abi.set(0, 999, 0).unwrap();
     };
     let (_, _, state_dir) = handover(&pair, &data, kill, &["ABI version 999", "gbr: pinned link taken over"]);
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
 }
 
 #[test]
 fn reloads_alternating_data_sets_expose_nothing() {
-    let _shared = shared();
     const RELOADS: usize = 50;
-    let pair = Pair::create();
-    let data = DataFile::new(DATA_A);
-    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    let (pair, data, daemon) = started();
     let mut sources = all_sources();
     sources.push(SWITCHING.parse().unwrap());
     let flowed = under_traffic(&pair, &sources, || {
-        for i in 0..RELOADS {
-            data.write(if i % 2 == 0 { DATA_B } else { DATA_A });
-            daemon.signal(libc::SIGHUP);
-            daemon.wait_line("reloaded", Duration::from_secs(60));
-        }
+        (0..RELOADS).for_each(|i| reload(&daemon, &data, i));
         // A bad data set is refused; the last good one (A) stays in force.
         data.write("1.0.1.0,1.0.1.255,CN\nnot an address,1.2.3.4,DE\n");
         daemon.signal(libc::SIGHUP);
@@ -268,14 +254,13 @@ fn reloads_alternating_data_sets_expose_nothing() {
     let blocked: usize = ips(&BLOCKED).iter().map(|&s| flowed.sent(s)).sum();
     let switched = flowed.sent(switching) - flowed.delivered(switching);
     let stats = daemon.stats();
-    assert_eq!(stats.total("dropped").0, (blocked + switched) as u64, "{}", stats.0);
+    assert_eq!(stats.total("dropped").packets, (blocked + switched) as u64, "{}", stats.0);
     assert!(switched > 0 && flowed.delivered(switching) > 0, "the switching source was never switched");
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
 fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let kill_reloading = |first: Daemon| {
@@ -284,45 +269,18 @@ fn kill_during_a_reload_leaves_the_last_good_table_and_a_new_daemon_adopts_it() 
         first.crash();
     };
     let (_, _, state_dir) = handover(&pair, &data, kill_reloading, &["adopting the pinned state"]);
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
 }
 
 #[test]
 fn an_interface_that_comes_back_is_attached_again() {
-    let _shared = shared();
-    let mut pair = Pair::create();
-    let data = DataFile::new(DATA_A);
-    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    let (mut pair, _data, daemon) = started();
     pair.recreate_link();
     daemon.wait_line("attached to gbr again", Duration::from_secs(10));
     assert!(pair.receiver_has_xdp(), "no XDP on the recreated gbr");
     let flowed = under_traffic(&pair, &all_sources(), || {});
     flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
-    stop_and_detach(&pair, daemon);
-}
-
-/// The memory test counts every trie map in the kernel: it runs alone,
-/// the other tests (and their daemons' tables) share the time around it.
-static KERNEL_MAPS: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    KERNEL_MAPS.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
-    KERNEL_MAPS.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// IDs of the kernel's trie-node arrays (the tables' inner maps), by shape.
-fn trie_maps() -> std::collections::BTreeSet<u32> {
-    aya::maps::loaded_maps()
-        .filter_map(Result::ok)
-        .filter(|m| {
-            m.value_size() as usize == std::mem::size_of::<geoblock_common::TrieNode>()
-                && m.max_entries() == geoblock_common::TRIE_NODES
-        })
-        .map(|m| m.id())
-        .collect()
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -331,37 +289,49 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// The `i`-th of alternating reloads (by SIGHUP): data set B, A, B...
+fn reload(daemon: &Daemon, data: &DataFile, i: usize) {
+    data.write(if i % 2 == 0 { DATA_B } else { DATA_A });
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_line("reloaded", Duration::from_secs(60));
+}
+
 #[test]
 fn a_thousand_reloads_do_not_grow_kernel_or_daemon_memory() {
-    let _alone = alone();
     const RELOADS: usize = 1000;
-    let pair = Pair::create();
-    let data = DataFile::new(DATA_A);
-    let before = trie_maps();
-    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
-    let reload = |i: usize| {
-        data.write(if i % 2 == 0 { DATA_B } else { DATA_A });
-        daemon.signal(libc::SIGHUP);
-        daemon.wait_line("reloaded", Duration::from_secs(60));
+    let (pair, data, daemon) = started();
+    // Every table this daemon swaps in, IPv4 and IPv6, by map id.
+    let mut tables: BTreeSet<u32> = objects::table_ids(&daemon.state_dir).into_iter().collect();
+    let mut reload_noting_tables = |i| {
+        reload(&daemon, &data, i);
+        tables.extend(objects::table_ids(&daemon.state_dir));
     };
     // Warm up the allocator before taking the daemon's measure.
-    (0..50).for_each(reload);
-    let rss = rss_kib(daemon.pid());
-    (0..RELOADS).for_each(reload);
+    (0..50).for_each(&mut reload_noting_tables);
+    let (rss, kernel) = (rss_kib(daemon.pid()), objects::kernel_objects(&daemon));
+    (0..RELOADS).for_each(&mut reload_noting_tables);
     let grown = rss_kib(daemon.pid()).saturating_sub(rss);
     assert!(grown < 4096, "daemon RSS grew by {grown} KiB over {RELOADS} reloads");
-    // The kernel frees a replaced table after an RCU grace period: only the
-    // two in force (IPv4, IPv6) may remain of what this daemon created.
-    let mut ours = Vec::new();
+    let now = objects::kernel_objects(&daemon);
+    let bytes = |objects: &BTreeMap<String, u64>| objects.values().sum::<u64>();
+    assert!(
+        now.len() <= kernel.len() && bytes(&now) <= bytes(&kernel),
+        "the daemon's kernel objects grew over {RELOADS} reloads, from {kernel:?} to {now:?}"
+    );
+    // The kernel frees a replaced table after an RCU grace period, unless
+    // something (a pin, an fd, a program) still holds it: of the tables
+    // this daemon swapped in, only the two in force may remain.
+    let in_force = objects::table_ids(&daemon.state_dir);
+    tables.retain(|id| !in_force.contains(id));
     for _ in 0..50 {
-        ours = trie_maps().difference(&before).copied().collect();
-        if ours.len() <= 2 {
+        tables.retain(|&id| MapInfo::from_id(id).is_ok());
+        if tables.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(ours.len(), 2, "trie maps left after {RELOADS} reloads: {ours:?}");
-    stop_and_detach(&pair, daemon);
+    assert!(tables.is_empty(), "tables replaced but not freed after {RELOADS} reloads: {tables:?}");
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 /// Runs a control command against `daemon`; it must succeed.
@@ -382,10 +352,7 @@ fn refused(daemon: &Daemon, args: &[&str], expect: &str) {
 
 #[test]
 fn control_commands_change_verdicts_on_live_traffic() {
-    let _shared = shared();
-    let pair = Pair::create();
-    let data = DataFile::new(DATA_A);
-    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    let (pair, data, daemon) = started();
     let mode = std::fs::metadata(&daemon.control_socket).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "control socket mode");
     let names = [("1.0.1.1", "CN"), ("77.88.8.8", "RU"), ("88.198.0.1", "DE"), ("12.0.0.1", "US")];
@@ -439,12 +406,11 @@ fn control_commands_change_verdicts_on_live_traffic() {
     assert_eq!(status["status"]["last_reload"]["ok"], false, "{status}");
     assert_eq!(status["status"]["data"]["generation"], 2, "{status}");
 
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
 fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let config = data.dir.join("geoblock.toml");
@@ -462,19 +428,13 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
     assert!(String::from_utf8_lossy(&check.stdout).contains("ok; deny-list, blocking CN"));
 
     let daemon = Daemon::start(&pair.receiver, &["--config", config.to_str().unwrap()]);
-    let (receiver, sender) = (Receiver::new(&pair), Sender::new(&pair));
-    let [cn, de] = [ips(&["1.0.1.1"])[0], ips(&["88.198.0.1"])[0]];
-    let through = || {
-        sender.send(cn, 3);
-        sender.send(de, 3);
-        let got = receiver.collect(Duration::from_millis(300));
-        (got.get(&cn).copied(), got.get(&de).copied())
-    };
-    assert_eq!(through(), (None, Some(3)));
+    let (cn, de) = ("1.0.1.1", "88.198.0.1");
+    let through = || passing(&pair, &daemon, &[cn, de]);
+    assert_eq!(through(), [de]);
     write_config("\"DE\"");
     daemon.signal(libc::SIGHUP);
     daemon.wait_line("policy changed by the reloaded config", Duration::from_secs(30));
-    assert_eq!(through(), (Some(3), None));
+    assert_eq!(through(), [cn]);
 
     // An invalid config is refused by `config check` and by the daemon,
     // which keeps the policy in force.
@@ -483,14 +443,13 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
     assert_eq!(check.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&check.stderr).contains("unknown country code 'XX'"));
     refused(&daemon, &["reload"], "reload failed (config)");
-    assert_eq!(through(), (Some(3), None));
+    assert_eq!(through(), [cn]);
 
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
 fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let de_ssh = |cmd: &mut std::process::Command| {
@@ -499,11 +458,8 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     // Started from an SSH session whose client is in DE: --block DE is refused.
     let state_dir = geoblock::state_dir();
     let socket = geoblock::control_socket(&state_dir);
-    let run = [
-        "run", "--config", "/dev/null", "--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg(),
-        "--state-dir", state_dir.to_str().unwrap(), "--control-socket", socket.to_str().unwrap(),
-    ];
-    let out = geoblock::run_to_end(Some(&pair.receiver), &run, de_ssh);
+    let run = ["--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg()];
+    let out = geoblock::run_refused(&pair.receiver, &run, &state_dir, &socket, de_ssh);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("refusing a policy that drops the SSH client 88.198.0.1/32 (it is in DE)"), "{stderr}");
@@ -512,13 +468,13 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     // A management network: refused, then forced.
     let mut args = run_args(&pair, &data);
     args.extend(["--management", "1.0.1.0/24"]);
-    let refused_start = geoblock::run_to_end(Some(&pair.receiver), &[&["run", "--config", "/dev/null"][..], &args, &["--state-dir", state_dir.to_str().unwrap(), "--control-socket", socket.to_str().unwrap()]].concat(), |_| {});
+    let refused_start = geoblock::run_refused(&pair.receiver, &args, &state_dir, &socket, |_| {});
     assert!(String::from_utf8_lossy(&refused_start.stderr).contains("drops management network 1.0.1.0/24 (it is in CN)"));
     args.push("--force");
     let forced = Daemon::start(&pair.receiver, &args);
     let forced_state = forced.state_dir.clone();
     assert!(forced.stop().success());
-    detach(&pair, &forced_state);
+    geoblock::detach_all(&pair, &forced_state);
 
     let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
 
@@ -535,17 +491,14 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     ctl(&daemon, &["unblock", "US"]);
     ctl(&daemon, &["except", "add", "12.0.0.0/24"]);
     assert!(daemon.control_with(&["block", "US"], us_ssh).status.success());
-    let (receiver, sender) = (Receiver::new(&pair), Sender::new(&pair));
-    let us: IpAddr = "12.0.0.1".parse().unwrap();
-    sender.send(us, 3);
-    assert_eq!(receiver.collect(Duration::from_millis(300)).get(&us), Some(&3), "the excepted client was dropped");
+    let through = passing(&pair, &daemon, &["12.0.0.1"]);
+    assert_eq!(through, ["12.0.0.1"], "the excepted client was dropped");
 
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
 fn systemd_hears_ready_once_attached_and_stopping_at_exit() {
-    let _shared = shared();
     let pair = Pair::create();
     let data = DataFile::new(DATA_A);
     let socket_path = data.dir.join("notify.sock");
@@ -563,7 +516,7 @@ fn systemd_hears_ready_once_attached_and_stopping_at_exit() {
     assert!(daemon.stop().success());
     let n = socket.recv(&mut buf).expect("no STOPPING=1 from the daemon");
     assert_eq!(&buf[..n], b"STOPPING=1");
-    detach(&pair, &state_dir);
+    geoblock::detach_all(&pair, &state_dir);
 }
 
 /// What is left of DATA_B after a truncated copy: two of its seven rows.
@@ -594,10 +547,7 @@ fn passing(pair: &Pair, daemon: &Daemon, sources: &[&str]) -> Vec<String> {
 
 #[test]
 fn edited_data_is_reloaded_and_shrunken_or_empty_data_refused_while_the_old_table_enforces() {
-    let _shared = shared();
-    let pair = Pair::create();
-    let data = DataFile::new(DATA_A);
-    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &data));
+    let (pair, data, daemon) = started();
     let flowed = under_traffic(&pair, &all_sources(), || {
         // A file edited in place is reloaded without a signal.
         data.write(DATA_B);
@@ -620,12 +570,11 @@ fn edited_data_is_reloaded_and_shrunken_or_empty_data_refused_while_the_old_tabl
     data.write(SHRUNK);
     assert!(ctl(&daemon, &["reload", "--force"]).contains("generation 3"));
     assert_eq!(passing(&pair, &daemon, &["1.0.1.1", "77.88.8.8", "88.198.0.1"]), ["77.88.8.8", "88.198.0.1"]);
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]
 fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
-    let _shared = shared();
     let pair = Pair::create();
     let server = geoblock_tests::http::FileServer::start(&pair.receiver, DATA_A);
     let url = server.url("countries.csv");
@@ -654,5 +603,5 @@ fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
     assert_eq!(s["data"]["generation"], 2, "{s}");
     assert_eq!(s["data"]["last_download"]["ok"], false, "{s}");
     assert!(server.requests() >= 4, "{} requests", server.requests());
-    stop_and_detach(&pair, daemon);
+    geoblock::stop_and_detach(&pair, daemon);
 }

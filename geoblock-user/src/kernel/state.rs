@@ -23,7 +23,8 @@ use aya::maps::{Array, Map, MapData};
 
 use crate::Error;
 
-const BPFFS_ROOT: &str = "/sys/fs/bpf";
+/// Where bpffs is mounted; [`ensure_bpffs_mounted`] mounts it there.
+pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const ABI_PIN: &str = "ABI";
 pub const PROGRAM_PIN: &str = "program";
@@ -44,8 +45,8 @@ impl StateDir {
     /// if that is where it goes and nothing is mounted there). Pins already
     /// there are kept: they are what the caller adopts.
     pub fn open(path: &Path) -> Result<StateDir, Error> {
-        if path.starts_with(BPFFS_ROOT) && !is_bpffs(Path::new(BPFFS_ROOT)) {
-            mount_bpffs(Path::new(BPFFS_ROOT))?;
+        if path.starts_with(BPFFS_ROOT) {
+            ensure_bpffs_mounted()?;
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         if !is_bpffs(parent) {
@@ -150,7 +151,21 @@ impl StateDir {
     }
 }
 
+/// Mounts bpffs at [`BPFFS_ROOT`] unless it is there already.
+pub fn ensure_bpffs_mounted() -> Result<(), Error> {
+    if is_bpffs(Path::new(BPFFS_ROOT)) {
+        Ok(())
+    } else {
+        mount_bpffs(Path::new(BPFFS_ROOT))
+    }
+}
+
 fn is_bpffs(path: &Path) -> bool {
+    has_fs_magic(path, BPF_FS_MAGIC)
+}
+
+/// Whether the file system at `path` is of type `magic` (statfs's `f_type`).
+pub fn has_fs_magic(path: &Path, magic: i64) -> bool {
     let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
@@ -158,7 +173,7 @@ fn is_bpffs(path: &Path) -> bool {
     // SAFETY: c_path is NUL-terminated; buf is written by statfs on success.
     let rc = unsafe { libc::statfs(c_path.as_ptr(), buf.as_mut_ptr()) };
     // SAFETY: statfs succeeded, so it filled buf.
-    rc == 0 && unsafe { buf.assume_init() }.f_type == BPF_FS_MAGIC
+    rc == 0 && unsafe { buf.assume_init() }.f_type == magic
 }
 
 fn mount_bpffs(at: &Path) -> Result<(), Error> {

@@ -35,7 +35,7 @@ impl FreeTrace {
     /// Mounts tracefs if needed and starts recording map frees with the
     /// `mono` clock (CLOCK_MONOTONIC, comparable with [`monotonic_ns`]).
     pub fn start() -> FreeTrace {
-        let mounted = !crate::geoblock::has_fs_magic(Path::new(TRACEFS), TRACEFS_MAGIC);
+        let mounted = !geoblock::kernel::state::has_fs_magic(Path::new(TRACEFS), TRACEFS_MAGIC);
         if mounted {
             mount_tracefs();
         }
