@@ -5,6 +5,7 @@ pub mod frames;
 pub mod geoblock;
 pub mod http;
 pub mod netns;
+pub mod programs;
 pub mod sources;
 pub mod traffic;
 pub mod bench;

@@ -11,13 +11,11 @@ use crate::{
     toolchain::Toolchain,
 };
 
-/// Builds only for bpfel-unknown-none (geoblock-user/build.rs builds it).
-const EBPF_CRATE: &str = "geoblock-ebpf";
+/// Build only for bpfel-unknown-none (the build scripts of geoblock-user and
+/// geoblock-tests build them).
+const EBPF_CRATES: [&str; 2] = ["geoblock-ebpf", "bench-ebpf"];
 /// Privileged kernel and end-to-end tests, the demo and the benchmark.
 const PRIVILEGED_CRATE: &str = "geoblock-tests";
-/// The features geoblock-tests turns on: the unit tests use them too, so
-/// geoblock-user and its XDP program are built once, not once per phase.
-const PRIVILEGED_FEATURES: &str = "geoblock-user/bench-programs";
 
 /// Chooses the toolchain, says which, and installs what `scope` needs.
 pub fn prepare(scope: Scope) -> Result<Toolchain> {
@@ -73,19 +71,10 @@ pub fn test(args: &[String]) -> Result<()> {
 
 fn test_phases(toolchain: Toolchain) -> [(&'static str, Command); 2] {
     let mut unit = toolchain.cargo();
-    unit.args([
-        "test",
-        "--no-fail-fast",
-        "--workspace",
-        "--exclude",
-        EBPF_CRATE,
-    ])
-    .args([
-        "--exclude",
-        PRIVILEGED_CRATE,
-        "--features",
-        PRIVILEGED_FEATURES,
-    ]);
+    unit.args(["test", "--no-fail-fast", "--workspace"]);
+    for excluded in EBPF_CRATES.iter().chain([&PRIVILEGED_CRATE]) {
+        unit.args(["--exclude", excluded]);
+    }
     let mut privileged = toolchain.cargo();
     privileged.args(["test", "--no-fail-fast", "--package", PRIVILEGED_CRATE]);
     [

@@ -8,11 +8,13 @@ use geoblock::{
     policy::{Mode, Policy},
     prefix::Table,
     program::Geoblock,
-    programs::{BENCH_DROP, BENCH_SENDER},
 };
 use geoblock_common::{Backend, CountryId};
 
-use crate::netns::{Netns, Pair};
+use crate::{
+    netns::{Netns, Pair},
+    programs::{BENCH_DROP, BENCH_SENDER},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
