@@ -19,10 +19,15 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use geoblock_common::{
-    country_stats_index, total_index, Action, Backend, CountryCounters, CountryId, Counter, Family,
-    IfaceSlot, Total, TrieNode, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS,
-    IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE,
-    TOTALS_SLOTS, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
+    country_stats_index,
+    packet::{
+        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV4_SRC,
+        IPV6_HLEN, IPV6_SRC, MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
+    },
+    total_index, Action, Backend, CountryCounters, CountryId, Counter, Family, IfaceSlot, Total,
+    TrieNode, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT,
+    MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS,
+    TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
 };
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
@@ -67,17 +72,6 @@ static IFINDEX_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_LIMIT, 0);
 static IFACES: Array<IfaceSlot> = Array::with_max_entries(IFACE_SLOTS, 0);
 
 const LPM: u8 = Backend::Lpm as u8;
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
-const VLAN_HLEN: usize = 4;
-const MAX_VLAN_TAGS: usize = 2;
-const IPV4_HLEN: usize = 20;
-const IPV4_SRC: usize = 12;
-const IPV6_HLEN: usize = 40;
-const IPV6_SRC: usize = 8;
 
 #[xdp]
 pub fn geoblock(ctx: XdpContext) -> u32 {
@@ -129,7 +123,7 @@ enum Source {
 /// (IPv4 options included). Anything less is for the kernel to reject.
 #[inline(always)]
 fn source(ctx: &XdpContext) -> Source {
-    let Some(mut proto) = read_be16(ctx, ETH_HLEN - 2) else {
+    let Some(mut proto) = read_be16(ctx, ETH_PROTO) else {
         return Source::Unparsed;
     };
     let mut l3 = ETH_HLEN;
@@ -137,8 +131,7 @@ fn source(ctx: &XdpContext) -> Source {
         if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
             break;
         }
-        // The inner EtherType sits in the last two bytes of the tag.
-        let Some(inner) = read_be16(ctx, l3 + VLAN_HLEN - 2) else {
+        let Some(inner) = read_be16(ctx, l3 + VLAN_PROTO) else {
             return Source::Unparsed;
         };
         proto = inner;
