@@ -37,16 +37,16 @@ static BACKEND: Global<u8> = Global::new(Backend::Trie as u8);
 // The tables sit in one-slot arrays of maps: the daemon builds a new table
 // beside the old and swaps it in with a single update.
 type Trie = btf_maps::Array<TrieNode, { TRIE_NODES as usize }>;
+type Lpm<const N: usize, const PREFIXES: usize> =
+    ArrayOfMaps<btf_maps::LpmTrie<[u8; N], CountryId, PREFIXES>, 1>;
 #[btf_map]
 static GEO_V4: ArrayOfMaps<Trie, 1> = ArrayOfMaps::new();
 #[btf_map]
 static GEO_V6: ArrayOfMaps<Trie, 1> = ArrayOfMaps::new();
 #[btf_map]
-static LPM_V4: ArrayOfMaps<btf_maps::LpmTrie<[u8; 4], CountryId, { MAX_V4_PREFIXES as usize }>, 1> =
-    ArrayOfMaps::new();
+static LPM_V4: Lpm<4, { MAX_V4_PREFIXES as usize }> = ArrayOfMaps::new();
 #[btf_map]
-static LPM_V6: ArrayOfMaps<btf_maps::LpmTrie<[u8; 16], CountryId, { MAX_V6_PREFIXES as usize }>, 1> =
-    ArrayOfMaps::new();
+static LPM_V6: Lpm<16, { MAX_V6_PREFIXES as usize }> = ArrayOfMaps::new();
 #[map]
 static EXCEPT_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIONS, 0);
 #[map]
@@ -80,20 +80,12 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
     let count = Count { iface, bytes };
     match source(&ctx) {
         Source::V4(addr) => {
-            let key = Key::new(32, addr);
-            let country = match BACKEND.load() {
-                LPM => LPM_V4.get(0).and_then(|t| t.get(&key)).copied(),
-                _ => trie_country(&GEO_V4, &addr),
-            };
-            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V4.get(&key).is_some(), Family::V4, count)
+            let v4 = Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, exceptions: &EXCEPT_V4 };
+            ip_verdict(&ctx, addr, v4, count)
         }
         Source::V6(addr) => {
-            let key = Key::new(128, addr);
-            let country = match BACKEND.load() {
-                LPM => LPM_V6.get(0).and_then(|t| t.get(&key)).copied(),
-                _ => trie_country(&GEO_V6, &addr),
-            };
-            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V6.get(&key).is_some(), Family::V6, count)
+            let v6 = Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, exceptions: &EXCEPT_V6 };
+            ip_verdict(&ctx, addr, v6, count)
         }
         Source::NotIp => count_total(Total::NonIp, count),
         Source::Unparsed => {
@@ -173,6 +165,32 @@ fn ip_source(
         true => source(ctx).unwrap_or(Source::Unparsed),
         false => Source::Unparsed,
     }
+}
+
+/// An address family's maps: with them one path serves IPv4 (N = 4) and
+/// IPv6 (N = 16).
+struct Tables<const N: usize, const PREFIXES: usize> {
+    family: Family,
+    trie: &'static ArrayOfMaps<Trie, 1>,
+    lpm: &'static Lpm<N, PREFIXES>,
+    exceptions: &'static LpmTrie<[u8; N], u8>,
+}
+
+/// The source's country, from the backend the loader chose, and its verdict.
+#[inline(always)]
+fn ip_verdict<const N: usize, const PREFIXES: usize>(
+    ctx: &XdpContext,
+    addr: [u8; N],
+    tables: Tables<N, PREFIXES>,
+    count: Count,
+) -> u32 {
+    let key = Key::new(8 * N as u32, addr);
+    let country = match BACKEND.load() {
+        LPM => tables.lpm.get(0).and_then(|t| t.get(&key)).copied(),
+        _ => trie_country(tables.trie, &addr),
+    };
+    let excepted = || tables.exceptions.get(&key).is_some();
+    verdict(ctx, country.unwrap_or(NO_COUNTRY), excepted, tables.family, count)
 }
 
 /// Walks the multibit trie: the first two address bytes pick a root slot,
