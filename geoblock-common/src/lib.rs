@@ -2,8 +2,11 @@
 //!
 //! Everything here is `no_std` and `#[repr(C)]`: these are the layouts of the
 //! kernel maps, so a change here is a change of the kernel ABI between the
-//! daemon and the program it loads.
+//! daemon and the program it loads. [`packet`] is the frame layout both
+//! sides (and the tests) read packets with.
 #![no_std]
+
+pub mod packet;
 
 /// Map names, as the daemon looks them up in the loaded object.
 pub mod maps {

@@ -1,4 +1,4 @@
-//! What every XDP object of this crate shares.
+//! What every XDP object shares: geoblock's and the benchmark's (bench-ebpf).
 #![no_std]
 
 /// The licence section the kernel reads (GPL-compatible, so GPL-only

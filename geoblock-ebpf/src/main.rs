@@ -19,10 +19,15 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use geoblock_common::{
-    country_stats_index, total_index, Action, Backend, CountryCounters, CountryId, Counter, Family,
-    IfaceSlot, Total, TrieNode, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS,
-    IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE,
-    TOTALS_SLOTS, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
+    country_stats_index,
+    packet::{
+        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV4_SRC,
+        IPV6_HLEN, IPV6_SRC, MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
+    },
+    total_index, Action, Backend, CountryCounters, CountryId, Counter, Family, IfaceSlot, Total,
+    TrieNode, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT,
+    MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS,
+    TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
 };
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
@@ -32,16 +37,16 @@ static BACKEND: Global<u8> = Global::new(Backend::Trie as u8);
 // The tables sit in one-slot arrays of maps: the daemon builds a new table
 // beside the old and swaps it in with a single update.
 type Trie = btf_maps::Array<TrieNode, { TRIE_NODES as usize }>;
+type Lpm<const N: usize, const PREFIXES: usize> =
+    ArrayOfMaps<btf_maps::LpmTrie<[u8; N], CountryId, PREFIXES>, 1>;
 #[btf_map]
 static GEO_V4: ArrayOfMaps<Trie, 1> = ArrayOfMaps::new();
 #[btf_map]
 static GEO_V6: ArrayOfMaps<Trie, 1> = ArrayOfMaps::new();
 #[btf_map]
-static LPM_V4: ArrayOfMaps<btf_maps::LpmTrie<[u8; 4], CountryId, { MAX_V4_PREFIXES as usize }>, 1> =
-    ArrayOfMaps::new();
+static LPM_V4: Lpm<4, { MAX_V4_PREFIXES as usize }> = ArrayOfMaps::new();
 #[btf_map]
-static LPM_V6: ArrayOfMaps<btf_maps::LpmTrie<[u8; 16], CountryId, { MAX_V6_PREFIXES as usize }>, 1> =
-    ArrayOfMaps::new();
+static LPM_V6: Lpm<16, { MAX_V6_PREFIXES as usize }> = ArrayOfMaps::new();
 #[map]
 static EXCEPT_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIONS, 0);
 #[map]
@@ -67,17 +72,6 @@ static IFINDEX_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_LIMIT, 0);
 static IFACES: Array<IfaceSlot> = Array::with_max_entries(IFACE_SLOTS, 0);
 
 const LPM: u8 = Backend::Lpm as u8;
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
-const VLAN_HLEN: usize = 4;
-const MAX_VLAN_TAGS: usize = 2;
-const IPV4_HLEN: usize = 20;
-const IPV4_SRC: usize = 12;
-const IPV6_HLEN: usize = 40;
-const IPV6_SRC: usize = 8;
 
 #[xdp]
 pub fn geoblock(ctx: XdpContext) -> u32 {
@@ -86,20 +80,12 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
     let count = Count { iface, bytes };
     match source(&ctx) {
         Source::V4(addr) => {
-            let key = Key::new(32, addr);
-            let country = match BACKEND.load() {
-                LPM => LPM_V4.get(0).and_then(|t| t.get(&key)).copied(),
-                _ => trie_country(&GEO_V4, &addr),
-            };
-            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V4.get(&key).is_some(), Family::V4, count)
+            let v4 = Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, exceptions: &EXCEPT_V4 };
+            ip_verdict(&ctx, addr, v4, count)
         }
         Source::V6(addr) => {
-            let key = Key::new(128, addr);
-            let country = match BACKEND.load() {
-                LPM => LPM_V6.get(0).and_then(|t| t.get(&key)).copied(),
-                _ => trie_country(&GEO_V6, &addr),
-            };
-            verdict(&ctx, country.unwrap_or(NO_COUNTRY), || EXCEPT_V6.get(&key).is_some(), Family::V6, count)
+            let v6 = Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, exceptions: &EXCEPT_V6 };
+            ip_verdict(&ctx, addr, v6, count)
         }
         Source::NotIp => count_total(Total::NonIp, count),
         Source::Unparsed => {
@@ -129,7 +115,7 @@ enum Source {
 /// (IPv4 options included). Anything less is for the kernel to reject.
 #[inline(always)]
 fn source(ctx: &XdpContext) -> Source {
-    let Some(mut proto) = read_be16(ctx, ETH_HLEN - 2) else {
+    let Some(mut proto) = read_be16(ctx, ETH_PROTO) else {
         return Source::Unparsed;
     };
     let mut l3 = ETH_HLEN;
@@ -137,8 +123,7 @@ fn source(ctx: &XdpContext) -> Source {
         if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
             break;
         }
-        // The inner EtherType sits in the last two bytes of the tag.
-        let Some(inner) = read_be16(ctx, l3 + VLAN_HLEN - 2) else {
+        let Some(inner) = read_be16(ctx, l3 + VLAN_PROTO) else {
             return Source::Unparsed;
         };
         proto = inner;
@@ -180,6 +165,32 @@ fn ip_source(
         true => source(ctx).unwrap_or(Source::Unparsed),
         false => Source::Unparsed,
     }
+}
+
+/// An address family's maps: with them one path serves IPv4 (N = 4) and
+/// IPv6 (N = 16).
+struct Tables<const N: usize, const PREFIXES: usize> {
+    family: Family,
+    trie: &'static ArrayOfMaps<Trie, 1>,
+    lpm: &'static Lpm<N, PREFIXES>,
+    exceptions: &'static LpmTrie<[u8; N], u8>,
+}
+
+/// The source's country, from the backend the loader chose, and its verdict.
+#[inline(always)]
+fn ip_verdict<const N: usize, const PREFIXES: usize>(
+    ctx: &XdpContext,
+    addr: [u8; N],
+    tables: Tables<N, PREFIXES>,
+    count: Count,
+) -> u32 {
+    let key = Key::new(8 * N as u32, addr);
+    let country = match BACKEND.load() {
+        LPM => tables.lpm.get(0).and_then(|t| t.get(&key)).copied(),
+        _ => trie_country(tables.trie, &addr),
+    };
+    let excepted = || tables.exceptions.get(&key).is_some();
+    verdict(ctx, country.unwrap_or(NO_COUNTRY), excepted, tables.family, count)
 }
 
 /// Walks the multibit trie: the first two address bytes pick a root slot,

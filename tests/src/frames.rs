@@ -2,15 +2,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86DD;
-pub const ETH_P_ARP: u16 = 0x0806;
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const ETH_P_8021AD: u16 = 0x88A8;
-
-/// Ethernet header (MACs and EtherType) and VLAN tag lengths.
-pub const ETH_HLEN: usize = 14;
-pub const VLAN_HLEN: usize = 4;
+use geoblock_common::packet::{
+    ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP, IPV4_CHECKSUM, IPV4_DST, IPV4_FRAG_OFF,
+    IPV4_HLEN, IPV4_PROTOCOL, IPV4_SRC, IPV4_TOTAL_LEN, IPV4_TTL, IPV6_DST, IPV6_HLEN,
+    IPV6_HOP_LIMIT, IPV6_NEXT_HEADER, IPV6_PAYLOAD_LEN, IPV6_SRC, L4_DST_PORT, L4_SRC_PORT,
+    UDP_CHECKSUM, UDP_HLEN, UDP_LEN, VLAN_HLEN,
+};
 
 /// Where the L3 header starts in a frame with `tags` VLAN tags.
 pub const fn l3_offset(tags: usize) -> usize {
@@ -63,7 +60,7 @@ impl Udp<'_> {
 
 /// An Ethernet header with VLAN tags `(tpid, vid)` around `payload`.
 pub fn ethernet(dst: [u8; 6], src: [u8; 6], vlans: &[(u16, u16)], proto: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(22 + payload.len());
+    let mut f = Vec::with_capacity(l3_offset(vlans.len()) + payload.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
     for &(tpid, vid) in vlans {
@@ -77,58 +74,57 @@ pub fn ethernet(dst: [u8; 6], src: [u8; 6], vlans: &[(u16, u16)], proto: u16, pa
 
 pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, options: usize, payload: &[u8]) -> Vec<u8> {
     assert!(options % 4 == 0 && options <= 40, "IPv4 options must be 4-byte words, at most 40");
-    let hlen = 20 + options;
+    let hlen = IPV4_HLEN + options;
     let total = (hlen + payload.len()) as u16;
     let mut h = vec![0u8; hlen];
     h[0] = 0x40 | (hlen / 4) as u8;
-    h[2..4].copy_from_slice(&total.to_be_bytes());
-    h[6] = 0x40; // don't fragment
-    h[8] = 64; // TTL
-    h[9] = 17; // UDP
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&dst.octets());
+    put(&mut h, IPV4_TOTAL_LEN, &total.to_be_bytes());
+    h[IPV4_FRAG_OFF] = 0x40; // don't fragment
+    h[IPV4_TTL] = 64;
+    h[IPV4_PROTOCOL] = IPPROTO_UDP;
+    put(&mut h, IPV4_SRC, &src.octets());
+    put(&mut h, IPV4_DST, &dst.octets());
     // NOP options: valid, and they push the payload to a variable offset.
-    h[20..].fill(1);
+    h[IPV4_HLEN..].fill(1);
     let sum = checksum(&h, 0);
-    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    put(&mut h, IPV4_CHECKSUM, &sum.to_be_bytes());
     h.extend_from_slice(payload);
     h
 }
 
 pub fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0u8; 40];
+    let mut h = vec![0u8; IPV6_HLEN];
     h[0] = 0x60;
-    h[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
-    h[6] = 17; // UDP
-    h[7] = 64; // hop limit
-    h[8..24].copy_from_slice(&src.octets());
-    h[24..40].copy_from_slice(&dst.octets());
+    put(&mut h, IPV6_PAYLOAD_LEN, &(payload.len() as u16).to_be_bytes());
+    h[IPV6_NEXT_HEADER] = IPPROTO_UDP;
+    h[IPV6_HOP_LIMIT] = 64;
+    put(&mut h, IPV6_SRC, &src.octets());
+    put(&mut h, IPV6_DST, &dst.octets());
     h.extend_from_slice(payload);
     h
 }
 
 /// A UDP header and payload with a correct checksum over the pseudo-header.
 pub fn udp_segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = (8 + payload.len()) as u16;
-    let mut seg = Vec::with_capacity(len as usize);
-    seg.extend_from_slice(&sport.to_be_bytes());
-    seg.extend_from_slice(&dport.to_be_bytes());
-    seg.extend_from_slice(&len.to_be_bytes());
-    seg.extend_from_slice(&[0, 0]);
+    let len = (UDP_HLEN + payload.len()) as u16;
+    let mut seg = vec![0u8; UDP_HLEN];
+    put(&mut seg, L4_SRC_PORT, &sport.to_be_bytes());
+    put(&mut seg, L4_DST_PORT, &dport.to_be_bytes());
+    put(&mut seg, UDP_LEN, &len.to_be_bytes());
     seg.extend_from_slice(payload);
     let mut pseudo = Vec::new();
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             pseudo.extend_from_slice(&s.octets());
             pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&[0, 17]);
+            pseudo.extend_from_slice(&[0, IPPROTO_UDP]);
             pseudo.extend_from_slice(&len.to_be_bytes());
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             pseudo.extend_from_slice(&s.octets());
             pseudo.extend_from_slice(&d.octets());
             pseudo.extend_from_slice(&u32::from(len).to_be_bytes());
-            pseudo.extend_from_slice(&[0, 0, 0, 17]);
+            pseudo.extend_from_slice(&[0, 0, 0, IPPROTO_UDP]);
         }
         _ => panic!("source and destination of different families"),
     }
@@ -136,8 +132,13 @@ pub fn udp_segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[
     if sum == 0 {
         sum = 0xffff; // 0 means "no checksum" in UDP
     }
-    seg[6..8].copy_from_slice(&sum.to_be_bytes());
+    put(&mut seg, UDP_CHECKSUM, &sum.to_be_bytes());
     seg
+}
+
+/// Writes `field` into `header` at `offset`.
+fn put(header: &mut [u8], offset: usize, field: &[u8]) {
+    header[offset..offset + field.len()].copy_from_slice(field);
 }
 
 /// An ARP request: the non-IP frame every LAN carries.
@@ -147,7 +148,10 @@ pub fn arp_request(src_mac: [u8; 6], src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8>
 
 /// An ARP request inside VLAN tags `(tpid, vid)`, outer first.
 pub fn arp_request_tagged(src_mac: [u8; 6], vlans: &[(u16, u16)], src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut arp = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    // Ethernet hardware, IPv4 protocol, their address lengths, a request.
+    let mut arp = vec![0, 1];
+    arp.extend_from_slice(&ETH_P_IP.to_be_bytes());
+    arp.extend_from_slice(&[6, 4, 0, 1]);
     arp.extend_from_slice(&src_mac);
     arp.extend_from_slice(&src.octets());
     arp.extend_from_slice(&[0; 6]);
@@ -172,6 +176,8 @@ pub fn checksum(data: &[u8], initial: u32) -> u16 {
 
 #[cfg(test)]
 mod tests {
+    use geoblock_common::packet::{ETH_P_8021AD, ETH_P_8021Q};
+
     use super::*;
 
     #[test]

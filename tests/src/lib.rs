@@ -6,6 +6,7 @@ pub mod geoblock;
 pub mod http;
 pub mod netns;
 pub mod objects;
+pub mod programs;
 pub mod sources;
 pub mod traffic;
 pub mod bench;

@@ -32,21 +32,16 @@ use geoblock::{
     policy::{Mode, Policy, Reason, Verdict},
 };
 use geoblock_common::{
-    country_id, Action, Backend, CountryCounters, CountryId, Counter, DropEvent, EVENT_SNAPLEN, NO_COUNTRY,
+    country_id,
+    packet::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, IPV4_HLEN, IPV6_HLEN, MAX_VLAN_TAGS},
+    Action, Backend, CountryCounters, CountryId, Counter, DropEvent, EVENT_SNAPLEN, NO_COUNTRY,
 };
-use geoblock_tests::frames::{
-    arp_request_tagged, l3_offset, Udp, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q,
-};
+use geoblock_tests::frames::{arp_request_tagged, l3_offset, Udp};
 use ipnetwork::IpNetwork;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-/// VLAN tags the program walks; a third one is left to the kernel.
-const MAX_VLAN_TAGS: usize = 2;
-/// Fixed header lengths: a frame is parsed once these are in the buffer.
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
 
 // ---------------------------------------------------------------------------
 // Running the program

@@ -19,8 +19,8 @@
 //! `GEOBLOCK_TOOLCHAIN=debian|nightly` forces one. Otherwise: `debian` if it
 //! is installed, else `nightly` if it has rust-src, else `debian`, which
 //! `setup` installs. Either way bpf-linker 0.13.0 is built against Debian's
-//! LLVM 22. geoblock-user/build.rs then picks the matching eBPF toolchain
-//! from the host rustc it is built with.
+//! LLVM 22. ebpf-build (the build scripts of geoblock-user and the tests)
+//! then picks the matching eBPF toolchain from the host rustc it is built with.
 //!
 //! bpffs is not mounted here: the daemon mounts it at /sys/fs/bpf when it
 //! pins there, so the tests exercise that.

@@ -11,13 +11,11 @@ use crate::{
     toolchain::Toolchain,
 };
 
-/// Builds only for bpfel-unknown-none (geoblock-user/build.rs builds it).
-const EBPF_CRATE: &str = "geoblock-ebpf";
+/// Build only for bpfel-unknown-none (the build scripts of geoblock-user and
+/// geoblock-tests build them).
+const EBPF_CRATES: [&str; 2] = ["geoblock-ebpf", "bench-ebpf"];
 /// Privileged kernel and end-to-end tests, the demo and the benchmark.
 const PRIVILEGED_CRATE: &str = "geoblock-tests";
-/// The features geoblock-tests turns on: the unit tests use them too, so
-/// geoblock-user and its XDP program are built once, not once per phase.
-const PRIVILEGED_FEATURES: &str = "geoblock-user/bench-programs";
 
 /// Chooses the toolchain, says which, and installs what `scope` needs.
 pub fn prepare(scope: Scope) -> Result<Toolchain> {
@@ -76,7 +74,11 @@ fn lint(toolchain: Toolchain) -> Vec<&'static str> {
     let mut fmt = toolchain.cargo();
     fmt.args(["fmt", "--all", "--check"]);
     let mut clippy = toolchain.cargo();
-    clippy.args(["clippy", "--workspace", "--exclude", EBPF_CRATE, "--all-targets", "--", "-D", "warnings"]);
+    clippy.args(["clippy", "--workspace", "--all-targets"]);
+    for excluded in EBPF_CRATES {
+        clippy.args(["--exclude", excluded]);
+    }
+    clippy.args(["--", "-D", "warnings"]);
     [("formatting (cargo fmt --check)", fmt), ("lints (cargo clippy -D warnings)", clippy)]
         .into_iter()
         .filter_map(|(phase, mut cargo)| {
@@ -90,19 +92,10 @@ fn lint(toolchain: Toolchain) -> Vec<&'static str> {
 
 fn test_phases(toolchain: Toolchain) -> [(&'static str, Command); 2] {
     let mut unit = toolchain.cargo();
-    unit.args([
-        "test",
-        "--no-fail-fast",
-        "--workspace",
-        "--exclude",
-        EBPF_CRATE,
-    ])
-    .args([
-        "--exclude",
-        PRIVILEGED_CRATE,
-        "--features",
-        PRIVILEGED_FEATURES,
-    ]);
+    unit.args(["test", "--no-fail-fast", "--workspace"]);
+    for excluded in EBPF_CRATES.iter().chain([&PRIVILEGED_CRATE]) {
+        unit.args(["--exclude", excluded]);
+    }
     let mut privileged = toolchain.cargo();
     privileged.args(["test", "--no-fail-fast", "--package", PRIVILEGED_CRATE]);
     [

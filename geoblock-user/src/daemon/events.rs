@@ -4,7 +4,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use geoblock_common::{Action, DropEvent, NO_COUNTRY};
+use geoblock_common::{
+    packet::{
+        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
+        IPV4_DST, IPV4_FRAG_OFF, IPV4_HLEN, IPV4_PROTOCOL, IPV4_SRC, IPV6_DST, IPV6_HLEN, IPV6_NEXT_HEADER, IPV6_SRC,
+        L4_DST_PORT, L4_SRC_PORT, MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
+    },
+    Action, DropEvent, NO_COUNTRY,
+};
 
 use crate::{country, policy::Policy, protocol::Event};
 
@@ -45,52 +52,59 @@ struct Packet {
     ports: Option<(u16, u16)>,
 }
 
-const ETH_HLEN: usize = 14;
-
 impl Packet {
     /// Walks Ethernet and up to two VLAN tags, as the XDP program does.
     fn parse(frame: &[u8]) -> Option<Packet> {
-        let be16 = |at: usize| Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?));
+        let be16 = |at| field(frame, at).map(u16::from_be_bytes);
         let mut l3 = ETH_HLEN;
-        let mut proto = be16(l3 - 2)?;
-        for _ in 0..2 {
-            if proto != 0x8100 && proto != 0x88a8 {
+        let mut proto = be16(ETH_PROTO)?;
+        for _ in 0..MAX_VLAN_TAGS {
+            if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
                 break;
             }
-            proto = be16(l3 + 2)?;
-            l3 += 4;
+            proto = be16(l3 + VLAN_PROTO)?;
+            l3 += VLAN_HLEN;
         }
         let ip = frame.get(l3..)?;
         match proto {
-            0x0800 => Packet::v4(ip),
-            0x86dd => Packet::v6(ip),
+            ETH_P_IP => Packet::v4(ip),
+            ETH_P_IPV6 => Packet::v6(ip),
             _ => None,
         }
     }
 
     fn v4(ip: &[u8]) -> Option<Packet> {
-        let header: [u8; 20] = ip.get(..20)?.try_into().ok()?;
+        let header = ip.get(..IPV4_HLEN)?;
         let ihl = usize::from(header[0] & 0x0f) * 4;
-        let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
-        let src = Ipv4Addr::from(<[u8; 4]>::try_from(&header[12..16]).ok()?);
-        let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&header[16..20]).ok()?);
-        let ports = if fragment_offset == 0 { ports(header[9], ip.get(ihl..)) } else { None };
-        Some(Packet { src: src.into(), dst: dst.into(), protocol: header[9], ports })
+        let fragment_offset = u16::from_be_bytes(field(header, IPV4_FRAG_OFF)?) & 0x1fff;
+        let src = Ipv4Addr::from(field::<4>(header, IPV4_SRC)?);
+        let dst = Ipv4Addr::from(field::<4>(header, IPV4_DST)?);
+        let protocol = header[IPV4_PROTOCOL];
+        let ports = if fragment_offset == 0 { ports(protocol, ip.get(ihl..)) } else { None };
+        Some(Packet { src: src.into(), dst: dst.into(), protocol, ports })
     }
 
     fn v6(ip: &[u8]) -> Option<Packet> {
-        let header: [u8; 40] = ip.get(..40)?.try_into().ok()?;
-        let src = Ipv6Addr::from(<[u8; 16]>::try_from(&header[8..24]).ok()?);
-        let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&header[24..40]).ok()?);
-        Some(Packet { src: src.into(), dst: dst.into(), protocol: header[6], ports: ports(header[6], ip.get(40..)) })
+        let header = ip.get(..IPV6_HLEN)?;
+        let src = Ipv6Addr::from(field::<16>(header, IPV6_SRC)?);
+        let dst = Ipv6Addr::from(field::<16>(header, IPV6_DST)?);
+        let protocol = header[IPV6_NEXT_HEADER];
+        Some(Packet { src: src.into(), dst: dst.into(), protocol, ports: ports(protocol, ip.get(IPV6_HLEN..)) })
     }
 }
 
 /// Source and destination port of a TCP, UDP or SCTP header.
 fn ports(protocol: u8, l4: Option<&[u8]>) -> Option<(u16, u16)> {
-    let l4 = l4?.get(..4)?;
-    matches!(protocol, 6 | 17 | 132)
-        .then(|| (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]])))
+    if !matches!(protocol, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP) {
+        return None;
+    }
+    let port = |at| field(l4?, at).map(u16::from_be_bytes);
+    Some((port(L4_SRC_PORT)?, port(L4_DST_PORT)?))
+}
+
+/// The `N` bytes at `at`, if `bytes` holds them.
+fn field<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at + N)?.try_into().ok()
 }
 
 fn iface_name(ifindex: u32) -> String {

@@ -6,15 +6,15 @@ use std::{collections::BTreeSet, fmt::Write as _, time::Instant};
 use aya::programs::{links::FdLink, Xdp};
 use geoblock::{
     data::table::Table,
-    kernel::{
-        objects::{BENCH_DROP, BENCH_SENDER},
-        Geoblock, XdpMode,
-    },
+    kernel::{Geoblock, XdpMode},
     policy::{Mode, Policy},
 };
 use geoblock_common::{Backend, CountryId};
 
-use crate::netns::{Netns, Pair};
+use crate::{
+    netns::{Netns, Pair},
+    programs::{BENCH_DROP, BENCH_SENDER},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {

@@ -50,7 +50,7 @@ pub struct Sender {
 
 impl Sender {
     pub fn load(pair: &Pair) -> Sender {
-        let mut ebpf = Ebpf::load(geoblock::kernel::objects::BENCH_SENDER).expect("loading bench-sender");
+        let mut ebpf = Ebpf::load(crate::programs::BENCH_SENDER).expect("loading bench-sender");
         let program: &mut Xdp = ebpf.program_mut("bench_sender").expect("bench_sender").try_into().expect("an XDP program");
         program.load().expect("loading bench_sender into the kernel");
         let frame = |src: IpAddr| {

@@ -106,8 +106,8 @@ pub fn test_runs(world: &Table, settings: Settings, report: &mut Report) {
 
 fn load(engine: Engine) -> Geoblock {
     match engine {
-        Engine::Drop => Geoblock::load_object(geoblock::kernel::objects::BENCH_DROP, "bench_drop", Backend::Trie),
-        Engine::Parse => Geoblock::load_object(geoblock::kernel::objects::BENCH_SENDER, "bench_parse", Backend::Trie),
+        Engine::Drop => Geoblock::load_object(crate::programs::BENCH_DROP, "bench_drop", Backend::Trie),
+        Engine::Parse => Geoblock::load_object(crate::programs::BENCH_SENDER, "bench_parse", Backend::Trie),
         Engine::Lpm => Geoblock::load(Backend::Lpm),
         _ => Geoblock::load(Backend::Trie),
     }

@@ -21,6 +21,10 @@ use aya_ebpf::{
     maps::Array,
     programs::XdpContext,
 };
+use geoblock_common::packet::{
+    ETH_HLEN, ETH_PROTO, ETH_P_IP, ETH_P_IPV6, IPV4_CHECKSUM, IPV4_HLEN, IPV4_SRC, IPV6_HLEN,
+    IPV6_SRC, UDP_CHECKSUM,
+};
 
 /// Source addresses to draw from; IPv4 ones in the first 4 bytes. The bench
 /// fills every slot, so a random index needs no length.
@@ -28,13 +32,10 @@ const SOURCES: u32 = 1 << 16;
 #[map]
 static BENCH_SOURCES: Array<[u8; 16]> = Array::with_max_entries(SOURCES, 0);
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
 /// (source offset, IPv4 header checksum offset, UDP checksum offset) from the
 /// L3 header, for frames with no options or extension headers.
-const V4: (usize, usize, usize) = (12, 10, 20 + 6);
-const V6: (usize, usize, usize) = (8, 0, 40 + 6);
+const V4: (usize, usize, usize) = (IPV4_SRC, IPV4_CHECKSUM, IPV4_HLEN + UDP_CHECKSUM);
+const V6: (usize, usize, usize) = (IPV6_SRC, 0, IPV6_HLEN + UDP_CHECKSUM);
 
 #[xdp]
 pub fn bench_sender(ctx: XdpContext) -> u32 {
@@ -43,7 +44,7 @@ pub fn bench_sender(ctx: XdpContext) -> u32 {
     let Some(source) = BENCH_SOURCES.get(index) else {
         return XDP_ABORTED;
     };
-    let done = match read_be16(&ctx, ETH_HLEN - 2) {
+    let done = match read_be16(&ctx, ETH_PROTO) {
         Some(ETH_P_IP) => rewrite::<2>(&ctx, V4, true, source),
         Some(ETH_P_IPV6) => rewrite::<8>(&ctx, V6, false, source),
         _ => None,
@@ -64,7 +65,7 @@ pub fn bench_pass(_ctx: XdpContext) -> u32 {
 /// cost of touching the packet; between it and geoblock, the lookup's.
 #[xdp]
 pub fn bench_parse(ctx: XdpContext) -> u32 {
-    let (src, len) = match read_be16(&ctx, ETH_HLEN - 2) {
+    let (src, len) = match read_be16(&ctx, ETH_PROTO) {
         Some(ETH_P_IP) => (V4.0, 4),
         Some(ETH_P_IPV6) => (V6.0, 16),
         _ => return XDP_PASS,

@@ -1,0 +1,55 @@
+//! The frame layout, as on the wire: the XDP program parses it, the daemon
+//! decodes sampled frames with it, the tests and the benchmark build frames
+//! with it. Offsets are in bytes from the start of their header.
+
+/// Ethernet: destination and source MAC, then the EtherType.
+pub const ETH_HLEN: usize = 14;
+/// Where the Ethernet header's EtherType sits (a tag's TPID, when tagged).
+pub const ETH_PROTO: usize = 12;
+
+/// EtherTypes.
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+/// 802.1Q (C-tag) and 802.1ad (S-tag) VLAN tags.
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88A8;
+
+/// A VLAN tag after the Ethernet header: its TCI, then the inner EtherType.
+pub const VLAN_HLEN: usize = 4;
+/// Where a tag's inner EtherType sits.
+pub const VLAN_PROTO: usize = 2;
+/// VLAN tags the XDP program walks to reach the IP header; behind a third
+/// it does not look, the kernel does.
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// IPv4 header without options.
+pub const IPV4_HLEN: usize = 20;
+pub const IPV4_TOTAL_LEN: usize = 2;
+/// Flags and fragment offset.
+pub const IPV4_FRAG_OFF: usize = 6;
+pub const IPV4_TTL: usize = 8;
+pub const IPV4_PROTOCOL: usize = 9;
+pub const IPV4_CHECKSUM: usize = 10;
+pub const IPV4_SRC: usize = 12;
+pub const IPV4_DST: usize = 16;
+
+/// IPv6 fixed header.
+pub const IPV6_HLEN: usize = 40;
+pub const IPV6_PAYLOAD_LEN: usize = 4;
+pub const IPV6_NEXT_HEADER: usize = 6;
+pub const IPV6_HOP_LIMIT: usize = 7;
+pub const IPV6_SRC: usize = 8;
+pub const IPV6_DST: usize = 24;
+
+/// Source and destination ports: the first two fields of TCP, UDP and SCTP.
+pub const L4_SRC_PORT: usize = 0;
+pub const L4_DST_PORT: usize = 2;
+pub const UDP_HLEN: usize = 8;
+pub const UDP_LEN: usize = 4;
+pub const UDP_CHECKSUM: usize = 6;
+
+/// IP protocol numbers (IPv4 protocol, IPv6 next header).
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_SCTP: u8 = 132;
