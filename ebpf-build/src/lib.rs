@@ -47,8 +47,7 @@ pub fn build(package: &str) -> Result<()> {
     }
     for (name, binary) in messages.binaries {
         let copy = out_dir.join(&name);
-        fs::copy(&binary, &copy)
-            .with_context(|| format!("copying {} to {}", binary.display(), copy.display()))?;
+        fs::copy(&binary, &copy).with_context(|| format!("copying {} to {}", binary.display(), copy.display()))?;
     }
     Ok(())
 }
@@ -58,35 +57,18 @@ pub fn build(package: &str) -> Result<()> {
 fn cargo_build(package: &str, out_dir: &Path) -> Result<Messages> {
     let mut cargo = Toolchain::choose()?.cargo()?;
     cargo
-        .args([
-            "build",
-            "--package",
-            package,
-            "--bins",
-            "--release",
-            "--target",
-            TARGET,
-        ])
+        .args(["build", "--package", package, "--bins", "--release", "--target", TARGET])
         .arg("--message-format=json")
         // Not the outer build's target dir: cargo holds a lock on it.
         .arg("--target-dir")
         .arg(out_dir.join("ebpf-target"))
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags()?)
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
-    let output = cargo
-        .output()
-        .with_context(|| format!("running {cargo:?}"))?;
+    let output = cargo.output().with_context(|| format!("running {cargo:?}"))?;
     let messages = Messages::parse(&output.stdout)?;
     if !output.status.success() {
-        let said = format!(
-            "{}{}",
-            messages.diagnostics.concat(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        bail!(
-            "building {package} failed ({}):\n{said}\nThe command: {cargo:?}",
-            output.status
-        );
+        let said = format!("{}{}", messages.diagnostics.concat(), String::from_utf8_lossy(&output.stderr));
+        bail!("building {package} failed ({}):\n{said}\nThe command: {cargo:?}", output.status);
     }
     Ok(messages)
 }
@@ -108,8 +90,7 @@ impl Toolchain {
         if sysroot.join("lib/rustlib").join(TARGET).is_dir() {
             return Ok(Toolchain::Host {
                 rustc: which::which(&host_rustc).context("locating the host rustc")?,
-                linker: which::which("bpf-linker")
-                    .context("bpf-linker is not installed: run `cargo xtask setup`")?,
+                linker: which::which("bpf-linker").context("bpf-linker is not installed: run `cargo xtask setup`")?,
             });
         }
         if nightly_has_rust_src() {
@@ -135,9 +116,7 @@ impl Toolchain {
                 cargo
             }
             Toolchain::Host { rustc, linker } => {
-                let bin = rustc
-                    .parent()
-                    .ok_or_else(|| anyhow!("rustc has no parent dir"))?;
+                let bin = rustc.parent().ok_or_else(|| anyhow!("rustc has no parent dir"))?;
                 let mut cargo = Command::new(bin.join("cargo"));
                 cargo
                     .env("RUSTC", &rustc)
@@ -153,9 +132,7 @@ impl Toolchain {
 /// aya-ebpf uses, and the debug info bpf-linker turns into BTF.
 fn rustflags() -> Result<String> {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").context("CARGO_CFG_TARGET_ARCH is not set")?;
-    Ok(format!(
-        "--cfg=bpf_target_arch=\"{arch}\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf"
-    ))
+    Ok(format!("--cfg=bpf_target_arch=\"{arch}\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf"))
 }
 
 /// What the nested cargo's JSON messages say.
@@ -192,9 +169,7 @@ impl Messages {
             self.binaries.push((name.to_owned(), binary.into()));
         }
         // Registry crates do not change; path dependencies are this workspace's.
-        let ours = artifact["package_id"]
-            .as_str()
-            .is_some_and(|id| id.starts_with("path+"));
+        let ours = artifact["package_id"].as_str().is_some_and(|id| id.starts_with("path+"));
         let Some(manifest) = artifact["manifest_path"].as_str().filter(|_| ours) else {
             return;
         };
@@ -211,8 +186,7 @@ impl Messages {
 /// (dependency versions): they shape the eBPF objects too. Cargo.lock sits
 /// at the workspace root.
 fn workspace_files() -> Result<[PathBuf; 2]> {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("no CARGO_MANIFEST_DIR")?);
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("no CARGO_MANIFEST_DIR")?);
     let root = manifest_dir
         .ancestors()
         .find(|dir| dir.join("Cargo.lock").is_file())
@@ -221,15 +195,9 @@ fn workspace_files() -> Result<[PathBuf; 2]> {
 }
 
 fn sysroot(mut rustc: Command) -> Result<PathBuf> {
-    let out = rustc
-        .args(["--print", "sysroot"])
-        .output()
-        .context("running rustc --print sysroot")?;
+    let out = rustc.args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
     if !out.status.success() {
-        bail!(
-            "rustc --print sysroot failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("rustc --print sysroot failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
@@ -237,11 +205,5 @@ fn sysroot(mut rustc: Command) -> Result<PathBuf> {
 fn nightly_has_rust_src() -> bool {
     let mut rustc = Command::new("rustup");
     rustc.args(["run", "nightly", "rustc"]);
-    sysroot(rustc)
-        .map(|root| {
-            Path::new(&root)
-                .join("lib/rustlib/src/rust/library")
-                .is_dir()
-        })
-        .unwrap_or(false)
+    sysroot(rustc).map(|root| Path::new(&root).join("lib/rustlib/src/rust/library").is_dir()).unwrap_or(false)
 }

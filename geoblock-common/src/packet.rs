@@ -50,6 +50,8 @@ pub const UDP_LEN: usize = 4;
 pub const UDP_CHECKSUM: usize = 6;
 
 /// IP protocol numbers (IPv4 protocol, IPv6 next header).
+pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_SCTP: u8 = 132;

@@ -60,7 +60,11 @@ fn capture(ctx: &XdpContext, frame: &mut [u8; EVENT_SNAPLEN], len: usize) -> u8 
     let n = ((len.min(EVENT_SNAPLEN) as u32).wrapping_sub(1) & MASK) + 1;
     // SAFETY: `frame` holds EVENT_SNAPLEN >= n bytes.
     let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, frame.as_mut_ptr().cast(), n) };
-    if rc < 0 { 0 } else { n as u8 }
+    if rc < 0 {
+        0
+    } else {
+        n as u8
+    }
 }
 
 /// One token from this CPU's bucket, refilled for the time since it was

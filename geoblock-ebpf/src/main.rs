@@ -1,9 +1,9 @@
-//! geoblock's XDP program: read the source address, find its country, apply
+//! geoblock's XDP program: read the sender's address, find its country, apply
 //! the policy, count.
 //!
 //! Everything a verdict depends on lives in maps the daemon fills: the prefix
 //! tries (address → country), the policy (country → action), and the
-//! exceptions (sources never dropped). Changing who is blocked never touches the tries.
+//! exceptions (addresses never dropped). Changing who is blocked never touches the tries.
 #![no_std]
 #![no_main]
 
@@ -21,13 +21,12 @@ use aya_log_ebpf::debug;
 use geoblock_common::{
     country_stats_index,
     packet::{
-        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV4_SRC,
-        IPV6_HLEN, IPV6_SRC, MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
+        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV4_SRC, IPV6_HLEN, IPV6_SRC,
+        MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
     },
-    total_index, Action, Backend, CountryCounters, CountryId, Counter, Family, IfaceSlot, Total,
-    TrieNode, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT,
-    MAX_EXCEPTIONS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS,
-    TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
+    total_index, Action, Backend, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total, TrieNode,
+    COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_V4_PREFIXES,
+    MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
 };
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
@@ -37,8 +36,7 @@ static BACKEND: Global<u8> = Global::new(Backend::Trie as u8);
 // The tables sit in one-slot arrays of maps: the daemon builds a new table
 // beside the old and swaps it in with a single update.
 type Trie = btf_maps::Array<TrieNode, { TRIE_NODES as usize }>;
-type Lpm<const N: usize, const PREFIXES: usize> =
-    ArrayOfMaps<btf_maps::LpmTrie<[u8; N], CountryId, PREFIXES>, 1>;
+type Lpm<const N: usize, const PREFIXES: usize> = ArrayOfMaps<btf_maps::LpmTrie<[u8; N], CountryId, PREFIXES>, 1>;
 #[btf_map]
 static GEO_V4: ArrayOfMaps<Trie, 1> = ArrayOfMaps::new();
 #[btf_map]
@@ -56,8 +54,7 @@ static EXCEPT_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIO
 static POLICY: Array<u8> = Array::with_max_entries(COUNTRY_SLOTS, 0);
 /// Counters per interface slot and country (see `country_stats_index`).
 #[map]
-static COUNTRY_STATS: PerCpuArray<CountryCounters> =
-    PerCpuArray::with_max_entries(COUNTRY_STATS_SLOTS, 0);
+static COUNTRY_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entries(COUNTRY_STATS_SLOTS, 0);
 #[map]
 static TOTALS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(TOTALS_SLOTS, 0);
 #[map]
@@ -78,17 +75,17 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let iface = IFINDEX_SLOTS.get(ctx.ingress_ifindex() as u32).map_or(OTHER_IFACE, |s| *s);
     let count = Count { iface, bytes };
-    match source(&ctx) {
-        Source::V4(addr) => {
+    match sender(&ctx) {
+        Sender::V4(addr) => {
             let v4 = Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, exceptions: &EXCEPT_V4 };
             ip_verdict(&ctx, addr, v4, count)
         }
-        Source::V6(addr) => {
+        Sender::V6(addr) => {
             let v6 = Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, exceptions: &EXCEPT_V6 };
             ip_verdict(&ctx, addr, v6, count)
         }
-        Source::NotIp => count_total(Total::NonIp, count),
-        Source::Unparsed => {
+        Sender::NotIp => count_total(Total::NonIp, count),
+        Sender::Unparsed => {
             debug!(&ctx, "geoblock: unparsed frame of {} bytes passed", bytes);
             count_total(Total::Unparsed, count)
         }
@@ -102,7 +99,8 @@ struct Count {
     bytes: u64,
 }
 
-enum Source {
+/// Who sent a frame: its IP source address, or why there is none.
+enum Sender {
     V4([u8; 4]),
     V6([u8; 16]),
     NotIp,
@@ -111,12 +109,12 @@ enum Source {
 
 /// Walks Ethernet and up to two VLAN tags to the L3 header. A frame counts as
 /// parsed when the fixed part of its L3 header is in the buffer and names the
-/// right IP version: the source address is then known, whatever follows
+/// right IP version: the sender's address is then known, whatever follows
 /// (IPv4 options included). Anything less is for the kernel to reject.
 #[inline(always)]
-fn source(ctx: &XdpContext) -> Source {
+fn sender(ctx: &XdpContext) -> Sender {
     let Some(mut proto) = read_be16(ctx, ETH_PROTO) else {
-        return Source::Unparsed;
+        return Sender::Unparsed;
     };
     let mut l3 = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
@@ -124,46 +122,42 @@ fn source(ctx: &XdpContext) -> Source {
             break;
         }
         let Some(inner) = read_be16(ctx, l3 + VLAN_PROTO) else {
-            return Source::Unparsed;
+            return Sender::Unparsed;
         };
         proto = inner;
         l3 += VLAN_HLEN;
     }
     match proto {
-        ETH_P_IP => ip_source(ctx, l3, IPV4_HLEN, 4, |ctx| {
-            read(ctx, l3 + IPV4_SRC).map(Source::V4)
-        }),
-        ETH_P_IPV6 => ip_source(ctx, l3, IPV6_HLEN, 6, |ctx| {
-            read(ctx, l3 + IPV6_SRC).map(Source::V6)
-        }),
+        ETH_P_IP => ip_sender(ctx, l3, IPV4_HLEN, 4, |ctx| read(ctx, l3 + IPV4_SRC).map(Sender::V4)),
+        ETH_P_IPV6 => ip_sender(ctx, l3, IPV6_HLEN, 6, |ctx| read(ctx, l3 + IPV6_SRC).map(Sender::V6)),
         // A third tag: we do not look deeper, the kernel will.
-        ETH_P_8021Q | ETH_P_8021AD => Source::Unparsed,
-        _ => Source::NotIp,
+        ETH_P_8021Q | ETH_P_8021AD => Sender::Unparsed,
+        _ => Sender::NotIp,
     }
 }
 
-/// Checks the header's length and version, then reads the source. The one
+/// Checks the header's length and version, then reads the sender's address. The one
 /// length check up front covers every read after it, which is also what
 /// lets the verifier prove them safe.
 #[inline(always)]
-fn ip_source(
+fn ip_sender(
     ctx: &XdpContext,
     l3: usize,
     hlen: usize,
     version: u8,
-    source: impl FnOnce(&XdpContext) -> Option<Source>,
-) -> Source {
+    read_addr: impl FnOnce(&XdpContext) -> Option<Sender>,
+) -> Sender {
     if !fits(ctx, l3 + hlen) {
-        return Source::Unparsed;
+        return Sender::Unparsed;
     }
     let Some(first) = read::<u8>(ctx, l3) else {
-        return Source::Unparsed;
+        return Sender::Unparsed;
     };
     // IPv4's IHL counts 4-byte words and cannot be below 5.
     let valid = first >> 4 == version && (version != 4 || usize::from(first & 0x0f) * 4 >= IPV4_HLEN);
     match valid {
-        true => source(ctx).unwrap_or(Source::Unparsed),
-        false => Source::Unparsed,
+        true => read_addr(ctx).unwrap_or(Sender::Unparsed),
+        false => Sender::Unparsed,
     }
 }
 
@@ -176,7 +170,7 @@ struct Tables<const N: usize, const PREFIXES: usize> {
     exceptions: &'static LpmTrie<[u8; N], u8>,
 }
 
-/// The source's country, from the backend the loader chose, and its verdict.
+/// The sender's country, from the backend the loader chose, and its verdict.
 #[inline(always)]
 fn ip_verdict<const N: usize, const PREFIXES: usize>(
     ctx: &XdpContext,
@@ -216,9 +210,7 @@ fn trie_country<const N: usize>(table: &ArrayOfMaps<Trie, 1>, addr: &[u8; N]) ->
 /// are sampled as events.
 #[inline(always)]
 fn verdict(ctx: &XdpContext, country: CountryId, excepted: impl FnOnce() -> bool, family: Family, count: Count) -> u32 {
-    let action = POLICY
-        .get(u32::from(country))
-        .map_or(Action::Pass, |a| Action::from_u8(*a));
+    let action = POLICY.get(u32::from(country)).map_or(Action::Pass, |a| Action::from_u8(*a));
     if action != Action::Pass && excepted() {
         return count_total(Total::Exception, count);
     }

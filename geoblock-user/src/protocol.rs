@@ -17,7 +17,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use geoblock_common::Action;
+use geoblock_common::{
+    packet::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP},
+    Action,
+};
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader as AsyncBufReader, Lines},
@@ -80,7 +83,9 @@ pub enum Request {
     /// Stream drop events (JSON lines) after the answer.
     Events,
     /// Prefix, country, source and verdict of each address (`geoblock explain`).
-    Explain { addresses: Vec<std::net::IpAddr> },
+    Explain {
+        addresses: Vec<std::net::IpAddr>,
+    },
 }
 
 /// The answer to a request: `ok` and a line for the operator, plus the
@@ -192,7 +197,12 @@ impl Status {
             out += &format!("refresh     every {every} s\n");
         }
         if let Some(r) = &d.last_download {
-            out += &format!("download    {}, {} s ago: {}\n", if r.ok { "ok" } else { "FAILED" }, r.seconds_ago, r.message);
+            out += &format!(
+                "download    {}, {} s ago: {}\n",
+                if r.ok { "ok" } else { "FAILED" },
+                r.seconds_ago,
+                r.message
+            );
         }
         out += &format!(
             "table       generation {}: {} IPv4 and {} IPv6 prefixes\n",
@@ -265,20 +275,17 @@ impl Event {
     /// The captured bytes, from [`Event::frame`].
     pub fn frame_bytes(&self) -> Vec<u8> {
         let hex = self.frame.as_bytes();
-        hex.chunks(2)
-            .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-            .collect()
+        hex.chunks(2).filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect()
     }
-
 }
 
 fn protocol_name(protocol: u8) -> String {
     match protocol {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmpv6".into(),
-        132 => "sctp".into(),
+        IPPROTO_ICMP => "icmp".into(),
+        IPPROTO_TCP => "tcp".into(),
+        IPPROTO_UDP => "udp".into(),
+        IPPROTO_ICMPV6 => "icmpv6".into(),
+        IPPROTO_SCTP => "sctp".into(),
         other => format!("proto-{other}"),
     }
 }

@@ -3,10 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use geoblock_common::packet::{
-    ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP, IPV4_CHECKSUM, IPV4_DST, IPV4_FRAG_OFF,
-    IPV4_HLEN, IPV4_PROTOCOL, IPV4_SRC, IPV4_TOTAL_LEN, IPV4_TTL, IPV6_DST, IPV6_HLEN,
-    IPV6_HOP_LIMIT, IPV6_NEXT_HEADER, IPV6_PAYLOAD_LEN, IPV6_SRC, L4_DST_PORT, L4_SRC_PORT,
-    UDP_CHECKSUM, UDP_HLEN, UDP_LEN, VLAN_HLEN,
+    ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP, IPV4_CHECKSUM, IPV4_DST, IPV4_FRAG_OFF, IPV4_HLEN,
+    IPV4_PROTOCOL, IPV4_SRC, IPV4_TOTAL_LEN, IPV4_TTL, IPV6_DST, IPV6_HLEN, IPV6_HOP_LIMIT, IPV6_NEXT_HEADER,
+    IPV6_PAYLOAD_LEN, IPV6_SRC, L4_DST_PORT, L4_SRC_PORT, UDP_CHECKSUM, UDP_HLEN, UDP_LEN, VLAN_HLEN,
 };
 
 /// Where the L3 header starts in a frame with `tags` VLAN tags.
@@ -160,9 +159,7 @@ pub fn arp_request_tagged(src_mac: [u8; 6], vlans: &[(u16, u16)], src: Ipv4Addr,
 }
 
 fn sum_words(data: &[u8]) -> u32 {
-    data.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
+    data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum()
 }
 
 /// The Internet checksum (RFC 1071) of `data`, starting from `initial`.

@@ -36,11 +36,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("GEOBLOCK_BIN") {
         let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "GEOBLOCK_BIN={} does not exist",
-            path.display()
-        );
+        assert!(path.is_file(), "GEOBLOCK_BIN={} does not exist", path.display());
         return path;
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -61,8 +57,7 @@ pub fn binary() -> PathBuf {
 
 /// A fresh, unique `--state-dir` on bpffs (not created: the daemon does).
 pub fn state_dir() -> PathBuf {
-    state::ensure_bpffs_mounted()
-        .unwrap_or_else(|e| panic!("mounting bpffs at {BPFFS_ROOT}: {e}"));
+    state::ensure_bpffs_mounted().unwrap_or_else(|e| panic!("mounting bpffs at {BPFFS_ROOT}: {e}"));
     sweep_stale_state();
     Path::new(BPFFS_ROOT).join(format!("{STATE_PREFIX}{}", unique_tag()))
 }
@@ -156,9 +151,7 @@ impl Daemon {
                 });
             }
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, lines) = mpsc::channel();
@@ -172,14 +165,7 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        Daemon {
-            child: Some(child),
-            state_dir,
-            control_socket,
-            keep_state: false,
-            log,
-            lines,
-        }
+        Daemon { child: Some(child), state_dir, control_socket, keep_state: false, log, lines }
     }
 
     /// Waits (bounded) for the next log line containing `text` and returns
@@ -250,10 +236,9 @@ impl Daemon {
                     panic!("geoblock run exited before attaching:\n{}", self.log())
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "geoblock run did not attach within {READY_TIMEOUT:?}:\n{}",
-                    self.log()
-                ),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("geoblock run did not attach within {READY_TIMEOUT:?}:\n{}", self.log())
+                }
             }
         }
     }
@@ -282,10 +267,7 @@ impl Daemon {
         let status = wait_timeout(&mut child, Duration::from_secs(30)).unwrap_or_else(|| {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "geoblock run did not exit within 30 s of SIGTERM:\n{}",
-                self.log()
-            )
+            panic!("geoblock run did not exit within 30 s of SIGTERM:\n{}", self.log())
         });
         // The reader thread ends with the pipe; give it the last lines.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -326,22 +308,11 @@ pub fn stop_and_detach(pair: &Pair, daemon: Daemon) {
     let state_dir = daemon.state_dir.clone();
     let log = daemon.log();
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "geoblock run exited with {status} on SIGTERM:\n{log}"
-    );
-    assert!(
-        pair.receiver_has_xdp(),
-        "SIGTERM detached {}: enforcement must outlive the daemon",
-        pair.receiver_if
-    );
+    assert!(status.success(), "geoblock run exited with {status} on SIGTERM:\n{log}");
+    assert!(pair.receiver_has_xdp(), "SIGTERM detached {}: enforcement must outlive the daemon", pair.receiver_if);
     let link = format!("link-{}", pair.receiver_if);
     for pin in ["program", "ABI", "COUNTRY_STATS", "POLICY", "GEO_V4", link.as_str()] {
-        assert!(
-            state_dir.join(pin).exists(),
-            "{pin} not pinned in {} after SIGTERM",
-            state_dir.display()
-        );
+        assert!(state_dir.join(pin).exists(), "{pin} not pinned in {} after SIGTERM", state_dir.display());
     }
     detach_all(pair, &state_dir);
 }
@@ -350,21 +321,9 @@ pub fn stop_and_detach(pair: &Pair, daemon: Daemon) {
 /// pins left.
 pub fn detach_all(pair: &Pair, state_dir: &Path) {
     let out = detach(state_dir);
-    assert!(
-        out.status.success(),
-        "geoblock detach: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !pair.receiver_has_xdp(),
-        "XDP still attached to {} after geoblock detach",
-        pair.receiver_if
-    );
-    assert!(
-        !state_dir.exists(),
-        "pins left in {} after geoblock detach",
-        state_dir.display()
-    );
+    assert!(out.status.success(), "geoblock detach: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!pair.receiver_has_xdp(), "XDP still attached to {} after geoblock detach", pair.receiver_if);
+    assert!(!state_dir.exists(), "pins left in {} after geoblock detach", state_dir.display());
 }
 
 fn signal(child: &Child, sig: libc::c_int) {
@@ -388,18 +347,12 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 /// Runs `geoblock ARGS` to completion (bounded), in `ns` if given.
 pub fn run_to_end(ns: Option<&Netns>, args: &[&str], setup: impl FnOnce(&mut Command)) -> Output {
     let mut cmd = Command::new(binary());
-    cmd.args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(ns) = ns {
         ns.command(&mut cmd);
     }
     setup(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
     // Outputs are small; read them after the exit.
     let Some(_) = wait_timeout(&mut child, READY_TIMEOUT) else {
         let _ = child.kill();
@@ -423,12 +376,7 @@ pub fn run_refused(
     setup: impl FnOnce(&mut Command),
 ) -> Output {
     let (dir, socket) = (state_dir.to_str().unwrap(), socket.to_str().unwrap());
-    let all = [
-        &["run", "--config", "/dev/null"][..],
-        args,
-        &["--state-dir", dir, "--control-socket", socket],
-    ]
-    .concat();
+    let all = [&["run", "--config", "/dev/null"][..], args, &["--state-dir", dir, "--control-socket", socket]].concat();
     run_to_end(Some(ns), &all, setup)
 }
 
@@ -448,19 +396,12 @@ impl Stats {
 
     /// Codes of the countries with any traffic.
     pub fn countries(&self) -> Vec<String> {
-        self.0["countries"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        self.0["countries"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// A total: dropped, passed, would_drop, exception, non_ip, unparsed.
     pub fn total(&self, name: &str) -> Counter {
-        assert!(
-            self.0["totals"][name].is_object(),
-            "stats JSON has no totals.{name}: {}",
-            self.0
-        );
+        assert!(self.0["totals"][name].is_object(), "stats JSON has no totals.{name}: {}", self.0);
         self.field(&["totals", name])
     }
 
@@ -470,8 +411,7 @@ impl Stats {
         if value.is_null() {
             return T::default();
         }
-        T::deserialize(value)
-            .unwrap_or_else(|e| panic!("stats JSON at {}: {e}: {value}", path.join(".")))
+        T::deserialize(value).unwrap_or_else(|e| panic!("stats JSON at {}: {e}: {value}", path.join(".")))
     }
 }
 
@@ -479,54 +419,29 @@ impl Stats {
 pub fn stats(state_dir: &Path) -> Stats {
     let dir = state_dir.to_str().unwrap();
     let out = run_to_end(None, &["stats", "--json", "--state-dir", dir], |_| {});
-    assert!(
-        out.status.success(),
-        "geoblock stats --json failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "geoblock stats --json failed: {}", String::from_utf8_lossy(&out.stderr));
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "geoblock stats --json is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
+        panic!("geoblock stats --json is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
     });
     Stats(json)
 }
 
 /// `geoblock stats` (the table), for the demo.
 pub fn stats_table(state_dir: &Path) -> String {
-    let out = run_to_end(
-        None,
-        &["stats", "--state-dir", state_dir.to_str().unwrap()],
-        |_| {},
-    );
-    assert!(
-        out.status.success(),
-        "geoblock stats failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_to_end(None, &["stats", "--state-dir", state_dir.to_str().unwrap()], |_| {});
+    assert!(out.status.success(), "geoblock stats failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `geoblock lookup ADDRS...`: the country code of each (`None` for `-`).
 pub fn lookup(addrs: &[IpAddr]) -> Vec<Option<String>> {
-    let args: Vec<String> = std::iter::once("lookup".to_string())
-        .chain(addrs.iter().map(|a| a.to_string()))
-        .collect();
+    let args: Vec<String> = std::iter::once("lookup".to_string()).chain(addrs.iter().map(|a| a.to_string())).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run_to_end(None, &args, |_| {});
-    assert!(
-        out.status.success(),
-        "geoblock lookup failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "geoblock lookup failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines.len(),
-        addrs.len(),
-        "geoblock lookup: one line per address expected:\n{text}"
-    );
+    assert_eq!(lines.len(), addrs.len(), "geoblock lookup: one line per address expected:\n{text}");
     addrs
         .iter()
         .zip(lines)

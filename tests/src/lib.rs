@@ -1,6 +1,7 @@
 //! Helpers for geoblock's privileged tests, demo and benchmark: frames,
 //! network namespaces, traffic between them, and the real `geoblock` binary.
 
+pub mod bench;
 pub mod frames;
 pub mod geoblock;
 pub mod http;
@@ -9,4 +10,3 @@ pub mod objects;
 pub mod programs;
 pub mod sources;
 pub mod traffic;
-pub mod bench;

@@ -23,11 +23,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// A unique tag for this process: `<pid>-<n>`. Used in namespace names and
 /// state directories, so tests and a demo can run side by side.
 pub fn unique_tag() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A named network namespace (`/run/netns/NAME`), deleted on drop.
@@ -55,8 +51,7 @@ impl Netns {
 
     /// An fd of the namespace, for `setns`.
     pub fn open(&self) -> OwnedFd {
-        let file = File::open(self.path())
-            .unwrap_or_else(|e| panic!("opening {}: {e}", self.path().display()));
+        let file = File::open(self.path()).unwrap_or_else(|e| panic!("opening {}: {e}", self.path().display()));
         file.into()
     }
 
@@ -82,9 +77,8 @@ impl Netns {
         cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         self.command(&mut cmd);
         let what = format!("`{program} {}` in {}", args.join(" "), self.name);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("running {what}: {e} (is it installed? `cargo xtask setup`)"));
+        let mut child =
+            cmd.spawn().unwrap_or_else(|e| panic!("running {what}: {e} (is it installed? `cargo xtask setup`)"));
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let feed = stdin.map(|input| pipe.write_all(input));
         drop(pipe);
@@ -147,9 +141,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace destroys the veth end in it (and its peer).
-        let out = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .output();
+        let out = Command::new("ip").args(["netns", "delete", &self.name]).output();
         if !matches!(&out, Ok(o) if o.status.success()) {
             eprintln!("warning: could not delete netns {}: {out:?}", self.name);
         }
@@ -265,13 +257,7 @@ impl Link {
     /// Creates the veth pair `names` (sender end, receiver end) between the
     /// namespaces, the sender `.1` and the receiver `.2` of the /24 `v4`,
     /// `::1` and `::2` of the /64 `v6`.
-    fn create(
-        sender: &Netns,
-        receiver: &Netns,
-        names: (&str, &str),
-        v4: [u8; 3],
-        v6: [u16; 3],
-    ) -> Link {
+    fn create(sender: &Netns, receiver: &Netns, names: (&str, &str), v4: [u8; 3], v6: [u16; 3]) -> Link {
         let v4 = |host| Ipv4Addr::new(v4[0], v4[1], v4[2], host);
         let v6 = |host| Ipv6Addr::new(v6[0], v6[1], v6[2], 0, 0, 0, 0, host);
         let mut link = Link {
@@ -293,10 +279,7 @@ impl Link {
     /// both ends, brings them up, and takes their MACs.
     fn connect(&mut self, sender: &Netns, receiver: &Netns) {
         let (sender_if, receiver_if) = (self.sender_if.as_str(), self.receiver_if.as_str());
-        sender.ip(&[
-            "link", "add", sender_if, "type", "veth", "peer", "name", receiver_if, "netns",
-            receiver.name(),
-        ]);
+        sender.ip(&["link", "add", sender_if, "type", "veth", "peer", "name", receiver_if, "netns", receiver.name()]);
         let ends = [
             (sender, &self.sender_if, self.sender_v4, self.sender_v6),
             (receiver, &self.receiver_if, self.receiver_v4, self.receiver_v6),
@@ -339,10 +322,7 @@ fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
         .skip_while(|w| *w != "link/ether")
         .nth(1)
         .unwrap_or_else(|| panic!("no MAC for {dev} in {}: {out}", ns.name()));
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).expect("MAC byte"))
-        .collect();
+    let bytes: Vec<u8> = text.split(':').map(|b| u8::from_str_radix(b, 16).expect("MAC byte")).collect();
     bytes.try_into().expect("6-byte MAC")
 }
 
@@ -365,11 +345,7 @@ pub fn stale_names(dir: &Path, prefix: &str) -> Vec<String> {
         let pid = pid.and_then(|p| p.parse::<u32>().ok());
         pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     };
-    entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(gone)
-        .collect()
+    entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(gone).collect()
 }
 
 /// Panics unless we are root: privileged tests fail loudly, never skip.
@@ -384,18 +360,11 @@ pub fn assert_root() {
 }
 
 fn run_ip(args: &[&str]) -> String {
-    let out: Output = Command::new("ip").args(args).output().unwrap_or_else(|e| {
-        panic!(
-            "running `ip {}`: {e} (is iproute2 installed?)",
-            args.join(" ")
-        )
-    });
-    assert!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let out: Output = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running `ip {}`: {e} (is iproute2 installed?)", args.join(" ")));
+    assert!(out.status.success(), "`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

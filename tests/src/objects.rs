@@ -24,23 +24,17 @@ pub fn kernel_objects(daemon: &Daemon) -> BTreeMap<String, u64> {
     let mut objects = BTreeMap::new();
     let mut add = |fdinfo: &Path| {
         // An fd the daemon closes meanwhile is gone: nothing to count.
-        let Some((id, memlock)) = std::fs::read_to_string(fdinfo)
-            .ok()
-            .as_deref()
-            .and_then(object)
-        else {
+        let Some((id, memlock)) = std::fs::read_to_string(fdinfo).ok().as_deref().and_then(object) else {
             return;
         };
         // A link names its program (without memlock); the program's own fd says it.
         let bytes = objects.entry(id).or_insert(0);
         *bytes = memlock.max(*bytes);
     };
-    let fds =
-        std::fs::read_dir(format!("/proc/{}/fdinfo", daemon.pid())).expect("the daemon's fdinfo");
+    let fds = std::fs::read_dir(format!("/proc/{}/fdinfo", daemon.pid())).expect("the daemon's fdinfo");
     fds.flatten().for_each(|fd| add(&fd.path()));
     let pins = std::fs::read_dir(&daemon.state_dir).expect("the state directory");
-    pins.flatten()
-        .for_each(|pin| add(&own_fdinfo(&pinned(&pin.path()))));
+    pins.flatten().for_each(|pin| add(&own_fdinfo(&pinned(&pin.path()))));
     for table in tables(&daemon.state_dir) {
         add(&own_fdinfo(table.fd()));
     }
@@ -50,18 +44,13 @@ pub fn kernel_objects(daemon: &Daemon) -> BTreeMap<String, u64> {
 /// The ids of the tables in force: the maps in the arrays of maps
 /// `GEO_V4` and `GEO_V6` pinned in `state_dir`.
 pub fn table_ids(state_dir: &Path) -> Vec<u32> {
-    tables(state_dir)
-        .iter()
-        .map(|t| t.info().expect("table info").id())
-        .collect()
+    tables(state_dir).iter().map(|t| t.info().expect("table info").id()).collect()
 }
 
 fn tables(state_dir: &Path) -> Vec<MapData> {
     let table = |outer: &str| {
-        let pin =
-            MapData::from_pin(state_dir.join(outer)).unwrap_or_else(|e| panic!("{outer} pin: {e}"));
-        let outer: ArrayOfMaps<MapData, MapData> =
-            Map::from_map_data(pin).unwrap().try_into().unwrap();
+        let pin = MapData::from_pin(state_dir.join(outer)).unwrap_or_else(|e| panic!("{outer} pin: {e}"));
+        let outer: ArrayOfMaps<MapData, MapData> = Map::from_map_data(pin).unwrap().try_into().unwrap();
         outer.get(&0, 0).expect("a table in force")
     };
     vec![table(maps::GEO_V4), table(maps::GEO_V6)]
@@ -70,21 +59,13 @@ fn tables(state_dir: &Path) -> Vec<MapData> {
 /// The object an fdinfo describes, as (`map 12`, memlock); `None` for a
 /// file descriptor of something else.
 fn object(fdinfo: &str) -> Option<(String, u64)> {
-    let field = |key: &str| {
-        fdinfo
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(str::trim)
-    };
+    let field = |key: &str| fdinfo.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
     let id = match (field("map_id:"), field("prog_id:")) {
         (Some(map), _) => format!("map {map}"),
         (None, Some(prog)) => format!("prog {prog}"),
         (None, None) => return None,
     };
-    Some((
-        id,
-        field("memlock:").and_then(|m| m.parse().ok()).unwrap_or(0),
-    ))
+    Some((id, field("memlock:").and_then(|m| m.parse().ok()).unwrap_or(0)))
 }
 
 fn own_fdinfo(fd: impl AsFd) -> PathBuf {
@@ -102,19 +83,8 @@ fn pinned(path: &Path) -> OwnedFd {
     }
     const BPF_OBJ_GET: libc::c_long = 7;
     let name = CString::new(path.as_os_str().as_bytes()).expect("pin path");
-    let attr = ObjAttr {
-        pathname: name.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-    };
+    let attr = ObjAttr { pathname: name.as_ptr() as u64, bpf_fd: 0, file_flags: 0 };
     // SAFETY: the attr points at `name`, alive for the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &attr as *const ObjAttr,
-            size_of::<ObjAttr>(),
-        )
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &attr as *const ObjAttr, size_of::<ObjAttr>()) };
     owned_fd(fd as RawFd, &format!("BPF_OBJ_GET {}", path.display()))
 }

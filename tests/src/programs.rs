@@ -7,5 +7,4 @@ pub static BENCH_DROP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 /// The benchmark's traffic generator (`bench_sender`), a baseline that
 /// reads the source and drops (`bench_parse`) and a bare XDP_PASS
 /// (`bench_pass`).
-pub static BENCH_SENDER: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-sender"));
+pub static BENCH_SENDER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-sender"));

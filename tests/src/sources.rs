@@ -30,22 +30,15 @@ pub const SOURCES: &[(&str, &str)] = &[
 pub fn all() -> &'static [(&'static str, IpAddr)] {
     static CHECKED: OnceLock<Vec<(&'static str, IpAddr)>> = OnceLock::new();
     CHECKED.get_or_init(|| {
-        let sources: Vec<(&str, IpAddr)> = SOURCES
-            .iter()
-            .map(|&(cc, a)| (cc, a.parse().expect("source address")))
-            .collect();
+        let sources: Vec<(&str, IpAddr)> =
+            SOURCES.iter().map(|&(cc, a)| (cc, a.parse().expect("source address"))).collect();
         let addrs: Vec<IpAddr> = sources.iter().map(|&(_, a)| a).collect();
         let found = geoblock::lookup(&addrs);
         let wrong: Vec<String> = sources
             .iter()
             .zip(&found)
             .filter(|((cc, _), got)| got.as_deref() != Some(*cc))
-            .map(|((cc, a), got)| {
-                format!(
-                    "{a}: expected {cc}, data says {}",
-                    got.as_deref().unwrap_or("-")
-                )
-            })
+            .map(|((cc, a), got)| format!("{a}: expected {cc}, data says {}", got.as_deref().unwrap_or("-")))
             .collect();
         assert!(
             wrong.is_empty(),
@@ -59,11 +52,7 @@ pub fn all() -> &'static [(&'static str, IpAddr)] {
 /// The IPv4 and IPv6 source of `cc`.
 pub fn of(cc: &str) -> [IpAddr; 2] {
     let mut it = all().iter().filter(|(c, _)| *c == cc).map(|&(_, a)| a);
-    let v4 = it
-        .next()
-        .unwrap_or_else(|| panic!("no test source for {cc}"));
-    let v6 = it
-        .next()
-        .unwrap_or_else(|| panic!("no IPv6 test source for {cc}"));
+    let v4 = it.next().unwrap_or_else(|| panic!("no test source for {cc}"));
+    let v6 = it.next().unwrap_or_else(|| panic!("no IPv6 test source for {cc}"));
     [v4, v6]
 }

@@ -107,8 +107,7 @@ impl Sender {
     pub fn send_frame(&self, frame: &[u8]) {
         loop {
             // SAFETY: frame is a valid buffer of frame.len() bytes.
-            let n =
-                unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+            let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
             if n == frame.len() as isize {
                 return;
             }
@@ -190,10 +189,7 @@ impl Receiver {
             if n == 0 && stopped.is_some() {
                 break; // stopped, and quiet
             }
-            assert!(
-                n >= 0 || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted,
-                "poll failed"
-            );
+            assert!(n >= 0 || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted, "poll failed");
         }
         counts
     }
@@ -201,10 +197,8 @@ impl Receiver {
 
 fn bind_v6_only() -> std::net::UdpSocket {
     // SAFETY: plain syscalls with valid arguments.
-    let fd = owned_fd(
-        unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) },
-        "UDP/IPv6 socket",
-    );
+    let fd =
+        owned_fd(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }, "UDP/IPv6 socket");
     set_int_option(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1, "IPV6_V6ONLY");
     // std has no bind for an existing socket; go through libc.
     let mut sa: libc::sockaddr_in6 = unsafe { mem::zeroed() };
@@ -223,13 +217,7 @@ fn bind<A>(fd: &impl AsRawFd, addr: &A, what: &str) {
 }
 
 /// setsockopt(2) of an int option.
-fn set_int_option(
-    fd: &impl AsRawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-    what: &str,
-) {
+fn set_int_option(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int, what: &str) {
     let (ptr, len) = ((&value as *const libc::c_int).cast(), mem::size_of::<libc::c_int>() as u32);
     // SAFETY: `ptr` is the int the option takes, alive for the call.
     let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, len) };

@@ -50,25 +50,14 @@ const UNKNOWN: &str = "--";
 
 /// Private sources, which no country claims: they pass unless --block-unknown.
 fn unknown_flows(fate: Fate) -> Vec<Flow> {
-    let srcs: [IpAddr; 2] = [
-        "192.168.77.7".parse().unwrap(),
-        "fd00:dead:beef::7".parse().unwrap(),
-    ];
-    assert_eq!(
-        geoblock::lookup(&srcs),
-        [None, None],
-        "private addresses must have no country"
-    );
-    srcs.into_iter()
-        .map(|src| flow(UNKNOWN, src, fate))
-        .collect()
+    let srcs: [IpAddr; 2] = ["192.168.77.7".parse().unwrap(), "fd00:dead:beef::7".parse().unwrap()];
+    assert_eq!(geoblock::lookup(&srcs), [None, None], "private addresses must have no country");
+    srcs.into_iter().map(|src| flow(UNKNOWN, src, fate)).collect()
 }
 
 /// Both sources (v4, v6) of each country with the same fate.
 fn flows(ccs: &[&'static str], fate: Fate) -> Vec<Flow> {
-    ccs.iter()
-        .flat_map(|&cc| sources::of(cc).map(|src| flow(cc, src, fate)))
-        .collect()
+    ccs.iter().flat_map(|&cc| sources::of(cc).map(|src| flow(cc, src, fate))).collect()
 }
 
 /// Starts `geoblock run --iface <receiver veth> --xdp-mode native ARGS`,
@@ -84,11 +73,7 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     let mut run_args = vec!["--iface", pair.receiver_if.as_str(), "--xdp-mode", xdp_mode];
     run_args.extend_from_slice(args);
     let daemon = Daemon::start(&pair.receiver, &run_args);
-    assert!(
-        pair.receiver_has_xdp(),
-        "no XDP program on {} after 'attached to'",
-        pair.receiver_if
-    );
+    assert!(pair.receiver_has_xdp(), "no XDP program on {} after 'attached to'", pair.receiver_if);
     assert!(
         daemon.state_dir.join("COUNTRY_STATS").exists() && daemon.state_dir.join("TOTALS").exists(),
         "counters not pinned in {}",
@@ -109,11 +94,7 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     // Deliveries, per source.
     let mut failures = Vec::new();
     for (f, &(count, _)) in flows.iter().zip(&sent) {
-        let expected = if f.fate == Fate::Dropped {
-            0
-        } else {
-            count as usize
-        };
+        let expected = if f.fate == Fate::Dropped { 0 } else { count as usize };
         let delivered = got.get(&f.src).copied().unwrap_or(0);
         if delivered != expected {
             failures.push(format!(
@@ -164,9 +145,7 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
                 && have.dropped_packets == want.dropped_packets
                 && have.would_drop_packets == want.would_drop_packets;
             if !at_least {
-                failures.push(format!(
-                    "stats for unknown sources: {have:?}\n    expected at least {want:?}"
-                ));
+                failures.push(format!("stats for unknown sources: {have:?}\n    expected at least {want:?}"));
             }
             continue;
         }
@@ -180,24 +159,14 @@ fn scenario_in_mode(xdp_mode: &str, args: &[&str], flows: &[Flow]) {
     for cc in stats.countries() {
         let counted = expected.get(cc.as_str());
         if counted.is_none_or(|c| *c == CountryCounters::default()) {
-            failures.push(format!(
-                "stats show traffic for {cc}, which sent nothing counted: {:?}",
-                stats.country(&cc)
-            ));
+            failures.push(format!("stats show traffic for {cc}, which sent nothing counted: {:?}", stats.country(&cc)));
         }
     }
     // Nothing unknown was dropped (no --block-unknown here), so the totals
     // of drops are exactly ours; passed also holds the link's own chatter.
-    for (name, want) in [
-        ("dropped", dropped),
-        ("would_drop", would_drop),
-        ("exception", exception),
-    ] {
+    for (name, want) in [("dropped", dropped), ("would_drop", would_drop), ("exception", exception)] {
         if stats.total(name) != want {
-            failures.push(format!(
-                "totals.{name}: {:?}, expected {want:?}",
-                stats.total(name)
-            ));
+            failures.push(format!("totals.{name}: {:?}, expected {want:?}", stats.total(name)));
         }
     }
     assert!(
@@ -276,10 +245,7 @@ fn exceptions_in_monitor_mode_and_allow_list() {
     // sources are exceptions, so they count as such, not as would-drops.
     let [cn4, cn6] = sources::of("CN");
     let except = format!("{cn4}/32,{cn6}/128");
-    let mut f = vec![
-        flow("CN", cn4, Fate::Exception),
-        flow("CN", cn6, Fate::Exception),
-    ];
+    let mut f = vec![flow("CN", cn4, Fate::Exception), flow("CN", cn6, Fate::Exception)];
     f.extend(flows(&["US", "RU"], Fate::WouldDrop));
     f.extend(flows(&["DE"], Fate::Passed));
     scenario(&["--allow", "DE", "--monitor", "--except", &except], &f);
@@ -302,15 +268,9 @@ fn monitor_mode_with_allow_list() {
 #[test]
 fn block_unknown_drops_addresses_without_a_country() {
     let pair = Pair::create();
-    let daemon = Daemon::start(
-        &pair.receiver,
-        &geoblock::run_args(&pair, &["--block", "CN", "--block-unknown"]),
-    );
+    let daemon = Daemon::start(&pair.receiver, &geoblock::run_args(&pair, &["--block", "CN", "--block-unknown"]));
     // Private addresses: no country in any data.
-    let unknown: [IpAddr; 2] = [
-        "192.168.77.7".parse().unwrap(),
-        "fd00:dead:beef::7".parse().unwrap(),
-    ];
+    let unknown: [IpAddr; 2] = ["192.168.77.7".parse().unwrap(), "fd00:dead:beef::7".parse().unwrap()];
     assert_eq!(geoblock::lookup(&unknown), [None, None]);
     let [de4, de6] = sources::of("DE");
     let receiver = Receiver::new(&pair);
@@ -320,21 +280,9 @@ fn block_unknown_drops_addresses_without_a_country() {
     sender.send(de4, 4);
     sender.send(de6, 3);
     let got = receiver.collect(Duration::from_millis(500));
-    assert_eq!(
-        got.get(&unknown[0]),
-        None,
-        "unknown IPv4 source delivered: {got:?}"
-    );
-    assert_eq!(
-        got.get(&unknown[1]),
-        None,
-        "unknown IPv6 source delivered: {got:?}"
-    );
-    assert_eq!(
-        (got.get(&de4), got.get(&de6)),
-        (Some(&4), Some(&3)),
-        "{got:?}"
-    );
+    assert_eq!(got.get(&unknown[0]), None, "unknown IPv4 source delivered: {got:?}");
+    assert_eq!(got.get(&unknown[1]), None, "unknown IPv6 source delivered: {got:?}");
+    assert_eq!((got.get(&de4), got.get(&de6)), (Some(&4), Some(&3)), "{got:?}");
     let stats = daemon.stats();
     // The link's own chatter (IPv6 neighbour discovery from link-local
     // sources) is unknown too and may add to the count.
@@ -350,10 +298,7 @@ fn block_unknown_drops_addresses_without_a_country() {
 #[test]
 fn sigterm_leaves_enforcement_until_detach() {
     let pair = Pair::create();
-    let daemon = Daemon::start(
-        &pair.receiver,
-        &geoblock::run_args(&pair, &["--block", "CN"]),
-    );
+    let daemon = Daemon::start(&pair.receiver, &geoblock::run_args(&pair, &["--block", "CN"]));
     let state_dir = daemon.state_dir.clone();
     let [cn4, _] = sources::of("CN");
     let receiver = Receiver::new(&pair);
@@ -367,20 +312,13 @@ fn sigterm_leaves_enforcement_until_detach() {
     geoblock::detach_all(&pair, &state_dir);
     sender.send(cn4, 3);
     let got = receiver.collect(Duration::from_millis(300));
-    assert_eq!(
-        got.get(&cn4),
-        Some(&3),
-        "after geoblock detach, CN traffic must flow again: {got:?}"
-    );
+    assert_eq!(got.get(&cn4), Some(&3), "after geoblock detach, CN traffic must flow again: {got:?}");
 }
 
 #[test]
 fn detach_on_exit_removes_everything() {
     let pair = Pair::create();
-    let daemon = Daemon::start(
-        &pair.receiver,
-        &["--iface", &pair.receiver_if, "--block", "CN", "--detach-on-exit"],
-    );
+    let daemon = Daemon::start(&pair.receiver, &["--iface", &pair.receiver_if, "--block", "CN", "--detach-on-exit"]);
     let state_dir = daemon.state_dir.clone();
     assert!(daemon.stop().success());
     assert!(!pair.receiver_has_xdp(), "--detach-on-exit left XDP attached");
@@ -393,21 +331,9 @@ fn several_interfaces_are_all_enforced_and_all_released() {
     let second = pair.add_link(2);
     let daemon = Daemon::start(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--iface",
-            &second.receiver_if,
-            "--xdp-mode",
-            "native",
-            "--block",
-            "CN",
-        ],
+        &["--iface", &pair.receiver_if, "--iface", &second.receiver_if, "--xdp-mode", "native", "--block", "CN"],
     );
-    assert!(
-        netns::has_xdp(&pair.receiver, &second.receiver_if),
-        "no XDP on the second interface"
-    );
+    assert!(netns::has_xdp(&pair.receiver, &second.receiver_if), "no XDP on the second interface");
     let [cn4, cn6] = sources::of("CN");
     let [de4, de6] = sources::of("DE");
     let receiver = Receiver::new(&pair);
@@ -424,27 +350,17 @@ fn several_interfaces_are_all_enforced_and_all_released() {
     let stats = daemon.stats();
     assert_eq!(
         stats.country("CN"),
-        CountryCounters {
-            dropped_packets: 12,
-            dropped_bytes: 8 * len4 + 4 * len6,
-            ..CountryCounters::default()
-        }
+        CountryCounters { dropped_packets: 12, dropped_bytes: 8 * len4 + 4 * len6, ..CountryCounters::default() }
     );
     assert_eq!(stats.country("DE").passed_packets, 8);
     geoblock::stop_and_detach(&pair, daemon);
-    assert!(
-        !netns::has_xdp(&pair.receiver, &second.receiver_if),
-        "XDP left on the second interface"
-    );
+    assert!(!netns::has_xdp(&pair.receiver, &second.receiver_if), "XDP left on the second interface");
 }
 
 #[test]
 fn a_second_daemon_fails_without_disturbing_the_first() {
     let pair = Pair::create();
-    let first = Daemon::start(
-        &pair.receiver,
-        &geoblock::run_args(&pair, &["--block", "CN"]),
-    );
+    let first = Daemon::start(&pair.receiver, &geoblock::run_args(&pair, &["--block", "CN"]));
     // Same state dir (as with the default one): refused before touching it.
     run_fails_keeping(
         &pair.receiver,
@@ -456,10 +372,7 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
     run_fails(
         &pair.receiver,
         &geoblock::run_args(&pair, &["--block", "RU"]),
-        &format!(
-            "interface {} already has an XDP program attached",
-            pair.receiver_if
-        ),
+        &format!("interface {} already has an XDP program attached", pair.receiver_if),
         |_| {},
     );
     // The first daemon still enforces, counts and reports.
@@ -473,13 +386,7 @@ fn a_second_daemon_fails_without_disturbing_the_first() {
     let got = receiver.collect(Duration::from_millis(500));
     assert_eq!((got.get(&cn4), got.get(&ru4)), (None, Some(&3)), "{got:?}");
     let stats = first.stats();
-    assert_eq!(
-        (
-            stats.country("CN").dropped_packets,
-            stats.country("RU").passed_packets
-        ),
-        (4, 3)
-    );
+    assert_eq!((stats.country("CN").dropped_packets, stats.country("RU").passed_packets), (4, 3));
     geoblock::stop_and_detach(&pair, first);
 }
 
@@ -490,11 +397,7 @@ fn run_fails_keeping(ns: &Netns, args: &[&str], dir: &Path, expect: &str) {
     let out = geoblock::run_refused(ns, args, dir, &socket, |_| {});
     assert_one_error(&out, args, expect);
     for pin in ["COUNTRY_STATS", "TOTALS"] {
-        assert!(
-            dir.join(pin).exists(),
-            "a failed run removed {}",
-            dir.join(pin).display()
-        );
+        assert!(dir.join(pin).exists(), "a failed run removed {}", dir.join(pin).display());
     }
 }
 
@@ -519,14 +422,7 @@ fn data_file_replaces_the_embedded_data() {
     scenario(&["--block", "DE,CN", "--data", data], &f);
     run_fails(
         &Pair::create().receiver,
-        &[
-            "--iface",
-            "lo",
-            "--block",
-            "CN",
-            "--data",
-            "/nonexistent/geoblock.csv",
-        ],
+        &["--iface", "lo", "--block", "CN", "--data", "/nonexistent/geoblock.csv"],
         "/nonexistent/geoblock.csv",
         |_| {},
     );
@@ -537,21 +433,12 @@ fn data_file_replaces_the_embedded_data() {
 
 /// Runs `geoblock run ARGS --state-dir <fresh>` in `ns` to its end and checks
 /// it failed with exactly one `geoblock: ` line containing `expect`.
-fn run_fails(
-    ns: &Netns,
-    args: &[&str],
-    expect: &str,
-    setup: impl FnOnce(&mut std::process::Command),
-) {
+fn run_fails(ns: &Netns, args: &[&str], expect: &str, setup: impl FnOnce(&mut std::process::Command)) {
     let state_dir = geoblock::state_dir();
     let socket = geoblock::control_socket(&state_dir);
     let out = geoblock::run_refused(ns, args, &state_dir, &socket, setup);
     assert_one_error(&out, args, expect);
-    assert!(
-        !state_dir.exists(),
-        "a failed run left {}",
-        state_dir.display()
-    );
+    assert!(!state_dir.exists(), "a failed run left {}", state_dir.display());
 }
 
 /// Exit status 1 and one `geoblock: ` line about `expect`, the last.
@@ -559,78 +446,37 @@ fn assert_one_error(out: &Output, args: &[&str], expect: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let run = args.join(" ");
     // Log lines (warnings) may precede it; the error is the last line, alone.
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("geoblock: "))
-        .collect();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "geoblock run {run}: exit status {}:\n{stderr}",
-        out.status
-    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("geoblock: ")).collect();
+    assert_eq!(out.status.code(), Some(1), "geoblock run {run}: exit status {}:\n{stderr}", out.status);
     assert!(
         errors.len() == 1 && stderr.trim_end().lines().last() == Some(errors[0]),
         "geoblock run {run}: expected one final `geoblock: ...` line, got:\n{stderr}"
     );
-    assert!(
-        errors[0].contains(expect),
-        "geoblock run {run}: expected an error about {expect:?}, got: {}",
-        errors[0]
-    );
+    assert!(errors[0].contains(expect), "geoblock run {run}: expected an error about {expect:?}, got: {}", errors[0]);
 }
 
 fn assert_nothing_attached(pair: &Pair) {
-    for (ns, dev) in [
-        (&pair.receiver, "lo"),
-        (&pair.receiver, pair.receiver_if.as_str()),
-    ] {
-        assert!(
-            !netns::has_xdp(ns, dev),
-            "XDP left on {dev} in {} after a failed run",
-            ns.name()
-        );
+    for (ns, dev) in [(&pair.receiver, "lo"), (&pair.receiver, pair.receiver_if.as_str())] {
+        assert!(!netns::has_xdp(ns, dev), "XDP left on {dev} in {} after a failed run", ns.name());
     }
 }
 
 #[test]
 fn unknown_country_code_is_refused() {
     let pair = Pair::create();
-    run_fails(
-        &pair.receiver,
-        &["--iface", &pair.receiver_if, "--block", "CN,XX"],
-        "unknown country code 'XX'",
-        |_| {},
-    );
-    run_fails(
-        &pair.receiver,
-        &["--iface", &pair.receiver_if, "--allow", "de,Q1"],
-        "unknown country code 'Q1'",
-        |_| {},
-    );
+    run_fails(&pair.receiver, &["--iface", &pair.receiver_if, "--block", "CN,XX"], "unknown country code 'XX'", |_| {});
+    run_fails(&pair.receiver, &["--iface", &pair.receiver_if, "--allow", "de,Q1"], "unknown country code 'Q1'", |_| {});
     assert_nothing_attached(&pair);
 }
 
 #[test]
 fn unknown_interface_is_refused() {
     let pair = Pair::create();
-    run_fails(
-        &pair.receiver,
-        &["--iface", "gb-nosuch0", "--block", "CN"],
-        "unknown interface 'gb-nosuch0'",
-        |_| {},
-    );
+    run_fails(&pair.receiver, &["--iface", "gb-nosuch0", "--block", "CN"], "unknown interface 'gb-nosuch0'", |_| {});
     // One good and one bad interface: nothing attached to the good one.
     run_fails(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--iface",
-            "gb-nosuch0",
-            "--block",
-            "CN",
-        ],
+        &["--iface", &pair.receiver_if, "--iface", "gb-nosuch0", "--block", "CN"],
         "unknown interface 'gb-nosuch0'",
         |_| {},
     );
@@ -650,16 +496,7 @@ fn native_mode_without_driver_support_is_refused() {
     // veth first (attaches), then lo (fails): the veth must be released too.
     run_fails(
         &pair.receiver,
-        &[
-            "--iface",
-            &pair.receiver_if,
-            "--iface",
-            "lo",
-            "--xdp-mode",
-            "native",
-            "--block",
-            "CN",
-        ],
+        &["--iface", &pair.receiver_if, "--iface", "lo", "--xdp-mode", "native", "--block", "CN"],
         "native XDP is not supported",
         |_| {},
     );
@@ -669,44 +506,29 @@ fn native_mode_without_driver_support_is_refused() {
 #[test]
 fn unprivileged_user_gets_the_permission_message() {
     let pair = Pair::create();
-    run_fails(
-        &pair.receiver,
-        &["--iface", &pair.receiver_if, "--block", "CN"],
-        "permission denied",
-        |cmd| {
-            use std::os::unix::process::CommandExt as _;
-            // After the setns of Netns::command (which needs root): drop to
-            // nobody, with no supplementary groups.
-            // SAFETY: async-signal-safe syscalls only.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::setgroups(0, std::ptr::null()) != 0
-                        || libc::setgid(65534) != 0
-                        || libc::setuid(65534) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        },
-    );
+    run_fails(&pair.receiver, &["--iface", &pair.receiver_if, "--block", "CN"], "permission denied", |cmd| {
+        use std::os::unix::process::CommandExt as _;
+        // After the setns of Netns::command (which needs root): drop to
+        // nobody, with no supplementary groups.
+        // SAFETY: async-signal-safe syscalls only.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
     assert_nothing_attached(&pair);
 }
 
 #[test]
 fn stats_without_a_daemon_is_a_clear_error() {
     let dir = geoblock::state_dir();
-    let out = geoblock::run_to_end(
-        None,
-        &["stats", "--json", "--state-dir", dir.to_str().unwrap()],
-        |_| {},
-    );
+    let out = geoblock::run_to_end(None, &["stats", "--json", "--state-dir", dir.to_str().unwrap()], |_| {});
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("geoblock: no geoblock state at"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("geoblock: no geoblock state at"), "{stderr}");
 }

@@ -38,9 +38,7 @@ fn flood(sender: &Sender, src: IpAddr, duration: Duration) -> u64 {
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}")))
-        .collect()
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}"))).collect()
 }
 
 /// The `events` part of `geoblock status --json`.
@@ -79,8 +77,8 @@ fn a_flood_yields_rate_limited_events_that_describe_it_and_a_readable_pcap() {
 
     // The packet path: every flood packet that reached XDP was dropped and counted.
     let stats = daemon.stats();
-    let link_losses = netns::link_drops(&pair.sender, &pair.sender_if).0
-        + netns::link_drops(&pair.receiver, &pair.receiver_if).1;
+    let link_losses =
+        netns::link_drops(&pair.sender, &pair.sender_if).0 + netns::link_drops(&pair.receiver, &pair.receiver_if).1;
     assert_eq!(stats.country("CN").dropped_packets + link_losses, flooded, "flood packets dropped + lost on the link");
 
     // The rate limit: the bucket starts full (one second's worth).
@@ -104,7 +102,11 @@ fn a_flood_yields_rate_limited_events_that_describe_it_and_a_readable_pcap() {
         assert_eq!(e["dst"], receiver_ip(src), "{e}");
         assert_eq!((e["src_port"].as_u64(), e["dst_port"].as_u64()), (Some(SRC_PORT), Some(u64::from(PORT))), "{e}");
         assert_eq!((e["protocol"].as_u64(), e["country"].as_str()), (Some(17), Some(country)), "{e}");
-        assert_eq!((e["iface"].as_str(), e["reason"].as_str()), (Some(pair.receiver_if.as_str()), Some("blocked-country")), "{e}");
+        assert_eq!(
+            (e["iface"].as_str(), e["reason"].as_str()),
+            (Some(pair.receiver_if.as_str()), Some("blocked-country")),
+            "{e}"
+        );
         assert_eq!((&e["action"], &e["schema"]), (&"drop".into(), &2.into()), "{e}");
     }
     let ru_events = events.iter().filter(|e| e["country"] == "RU").count();

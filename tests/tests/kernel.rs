@@ -34,7 +34,7 @@ use geoblock::{
 use geoblock_common::{
     country_id,
     packet::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, IPV4_HLEN, IPV6_HLEN, MAX_VLAN_TAGS},
-    Action, Backend, CountryCounters, CountryId, Counter, DropEvent, EVENT_SNAPLEN, NO_COUNTRY,
+    Action, Backend, Counter, CountryCounters, CountryId, DropEvent, EVENT_SNAPLEN, NO_COUNTRY,
 };
 use geoblock_tests::frames::{arp_request_tagged, l3_offset, Udp};
 use ipnetwork::IpNetwork;
@@ -65,9 +65,10 @@ fn try_run(g: &mut Geoblock, frame: &[u8]) -> Result<u32, i32> {
     let mut opts = TestRunOptions::new();
     opts.data_in = Some(frame);
     let program = g.program().expect("the loaded program");
-    program.test_run(opts).map(|r| r.return_value).map_err(|e| {
-        errno(&e).unwrap_or_else(|| panic!("BPF_PROG_TEST_RUN failed without an errno: {e}"))
-    })
+    program
+        .test_run(opts)
+        .map(|r| r.return_value)
+        .map_err(|e| errno(&e).unwrap_or_else(|| panic!("BPF_PROG_TEST_RUN failed without an errno: {e}")))
 }
 
 /// Like [`try_run`] for frames the kernel must accept.
@@ -256,9 +257,15 @@ impl Checker {
 #[derive(Clone, Copy, Debug)]
 enum L3 {
     /// A UDP datagram from `src`; for IPv4 with `options` bytes of options.
-    Ip { src: IpAddr, options: usize },
+    Ip {
+        src: IpAddr,
+        options: usize,
+    },
     /// A 20/40-byte IP header from `src` whose first byte (version, IHL) is `first`.
-    Mangled { src: IpAddr, first: u8 },
+    Mangled {
+        src: IpAddr,
+        first: u8,
+    },
     Arp,
 }
 
@@ -497,13 +504,7 @@ fn world_exceptions(table: &Table) -> Vec<IpNetwork> {
 }
 
 fn differential_policy(mode: Mode, codes: &[&[u8; 2]], monitor: bool, block_unknown: bool) -> Policy {
-    Policy {
-        mode,
-        countries: codes.iter().map(|c| cc(c)).collect(),
-        monitor,
-        block_unknown,
-        exceptions: vec![],
-    }
+    Policy { mode, countries: codes.iter().map(|c| cc(c)).collect(), monitor, block_unknown, exceptions: vec![] }
 }
 
 /// An address family as a range of integers, for sampling.
@@ -560,7 +561,13 @@ impl Family {
 /// a third inside random prefixes, a third at their edges (first address,
 /// last address, and one just outside either side). One prefix in ten is an
 /// exception: there are a handful of those among a million table prefixes.
-fn sample(rng: &mut StdRng, family: Family, prefixes: &[(u128, u128)], exceptions: &[(u128, u128)], n: usize) -> Vec<IpAddr> {
+fn sample(
+    rng: &mut StdRng,
+    family: Family,
+    prefixes: &[(u128, u128)],
+    exceptions: &[(u128, u128)],
+    n: usize,
+) -> Vec<IpAddr> {
     (0..n)
         .map(|i| {
             let pool = match rng.random_ratio(1, 10) && !exceptions.is_empty() {
@@ -631,16 +638,15 @@ fn differential(mut policy: Policy, per_family: usize, backend: Backend) -> Tall
         }
     }
     let elapsed = start.elapsed();
-    let context = format!(
-        "{backend:?} backend, {}, seed {seed} (rerun with GEOBLOCK_TEST_SEED={seed})",
-        describe(&policy)
-    );
+    let context =
+        format!("{backend:?} backend, {}, seed {seed} (rerun with GEOBLOCK_TEST_SEED={seed})", describe(&policy));
     if !mismatches.is_empty() {
         let mut sample = String::new();
         for (src, verdict, action) in mismatches.iter().take(20) {
             let prefix = table.lookup(*src).map(|(net, _)| net.to_string()).unwrap_or("none".into());
             let want = Effect::of(*verdict);
-            writeln!(sample, "  {src}: reference {want:?} (table prefix {prefix}), kernel {}", action_name(*action)).unwrap();
+            writeln!(sample, "  {src}: reference {want:?} (table prefix {prefix}), kernel {}", action_name(*action))
+                .unwrap();
         }
         panic!("{} of {} verdicts differ; {context}; first ones:\n{sample}", mismatches.len(), 2 * per_family);
     }
@@ -714,7 +720,8 @@ fn overlapping_prefixes_answer_as_longest_prefix_match() {
     let v4: Vec<(ipnetwork::Ipv4Network, CountryId)> = (0..60)
         .map(|_| {
             let len = rng.random_range(8..=32u8);
-            let net = ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 | rng.random_range(0..1u32 << 18)), len).unwrap();
+            let net = ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 | rng.random_range(0..1u32 << 18)), len)
+                .unwrap();
             (ipnetwork::Ipv4Network::new(net.network(), len).unwrap(), rng.random_range(1..100))
         })
         .collect();

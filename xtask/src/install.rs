@@ -2,7 +2,11 @@
 //! the systemd unit and an example config, where a packager or an operator
 //! expects them. An existing config is never overwritten.
 
-use std::{fs, os::unix::fs::PermissionsExt as _, path::{Path, PathBuf}};
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context as _, Result};
 

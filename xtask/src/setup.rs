@@ -8,16 +8,15 @@ use crate::{cmd, toolchain::Toolchain};
 
 /// Debian's Rust 1.96 (the toolchain of record), its prebuilt eBPF `core`,
 /// and the formatter and linter CI runs.
-const RUST_PACKAGES: [&str; 5] = ["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "rustfmt-web", "rust-web-clippy"];
+const RUST_PACKAGES: [&str; 5] =
+    ["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "rustfmt-web", "rust-web-clippy"];
 /// The LLVM that bpf-linker is built against (and Debian's rustc uses).
 const LLVM_PACKAGE: &str = "llvm-22-dev";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const LLVM_FEATURE: &str = "llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// What the privileged tests, the demo and the benchmark drive.
-const RUNTIME_PACKAGES: [&str; 6] = [
-    "iproute2", "ethtool", "nftables", "ipset", "iptables", "tcpdump",
-];
+const RUNTIME_PACKAGES: [&str; 6] = ["iproute2", "ethtool", "nftables", "ipset", "iptables", "tcpdump"];
 
 /// What the caller is about to do.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,10 +31,8 @@ pub enum Scope {
 /// installed anything. Quiet when everything is there.
 pub fn ensure(toolchain: Toolchain, scope: Scope) -> Result<bool> {
     let linker_missing = !bpf_linker_ready(toolchain);
-    let missing: Vec<&str> = wanted_packages(toolchain, scope, linker_missing)
-        .into_iter()
-        .filter(|package| !installed(package))
-        .collect();
+    let missing: Vec<&str> =
+        wanted_packages(toolchain, scope, linker_missing).into_iter().filter(|package| !installed(package)).collect();
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
@@ -61,25 +58,22 @@ fn wanted_packages(toolchain: Toolchain, scope: Scope, linker_missing: bool) -> 
 }
 
 fn installed(package: &str) -> bool {
-    let status =
-        cmd::stdout(Command::new("dpkg-query").args(["-W", "-f=${db:Status-Status}", package]));
+    let status = cmd::stdout(Command::new("dpkg-query").args(["-W", "-f=${db:Status-Status}", package]));
     status.as_deref() == Some("installed")
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
     let list = packages.join(" ");
     if cmd::stdout(Command::new("apt-get").arg("--version")).is_none() {
-        bail!("missing Debian packages: {list}; apt-get is not here to install them: install their equivalents yourself");
+        bail!(
+            "missing Debian packages: {list}; apt-get is not here to install them: install their equivalents yourself"
+        );
     }
     if cmd::stdout(Command::new("id").arg("-u")).as_deref() != Some("0") {
         bail!("missing Debian packages: {list}; installing them needs root: run `cargo xtask setup` as root");
     }
     cmd::run(apt_get().args(["update", "-qq"]))?;
-    cmd::run(
-        apt_get()
-            .args(["install", "-qq", "-y", "--no-install-recommends"])
-            .args(packages),
-    )
+    cmd::run(apt_get().args(["install", "-qq", "-y", "--no-install-recommends"]).args(packages))
 }
 
 fn apt_get() -> Command {
@@ -89,11 +83,7 @@ fn apt_get() -> Command {
 }
 
 fn bpf_linker_ready(toolchain: Toolchain) -> bool {
-    let version = cmd::stdout(
-        Command::new("bpf-linker")
-            .arg("--version")
-            .env("PATH", toolchain.path()),
-    );
+    let version = cmd::stdout(Command::new("bpf-linker").arg("--version").env("PATH", toolchain.path()));
     version.as_deref() == Some(&format!("bpf-linker {BPF_LINKER_VERSION}"))
 }
 
@@ -102,13 +92,7 @@ fn install_bpf_linker(toolchain: Toolchain) -> Result<()> {
     let mut cargo = toolchain.cargo();
     cargo
         .env("LLVM_PREFIX", LLVM_PREFIX)
-        .args([
-            "install",
-            "bpf-linker",
-            "--version",
-            BPF_LINKER_VERSION,
-            "--locked",
-        ])
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
         .args(["--no-default-features", "--features", LLVM_FEATURE]);
     cmd::run(&mut cargo)
 }
@@ -120,10 +104,7 @@ mod tests {
     #[test]
     fn nightly_needs_no_debian_rust_nor_llvm_once_bpf_linker_is_there() {
         assert!(wanted_packages(Toolchain::Nightly, Scope::Build, false).is_empty());
-        assert_eq!(
-            wanted_packages(Toolchain::Nightly, Scope::Build, true),
-            [LLVM_PACKAGE]
-        );
+        assert_eq!(wanted_packages(Toolchain::Nightly, Scope::Build, true), [LLVM_PACKAGE]);
     }
 
     #[test]

@@ -31,10 +31,7 @@ pub fn setup() -> Result<()> {
     if setup::ensure(toolchain, Scope::Run)? {
         println!("setup: done");
     } else {
-        println!(
-            "setup: nothing to do, everything for the {} toolchain is installed",
-            toolchain.name()
-        );
+        println!("setup: nothing to do, everything for the {} toolchain is installed", toolchain.name());
     }
     Ok(())
 }
@@ -100,10 +97,7 @@ fn test_phases(toolchain: Toolchain) -> [(&'static str, Command); 2] {
     privileged.args(["test", "--no-fail-fast", "--package", PRIVILEGED_CRATE]);
     [
         ("unit tests (every host crate but geoblock-tests)", unit),
-        (
-            "privileged kernel and end-to-end tests (geoblock-tests, as root)",
-            privileged,
-        ),
+        ("privileged kernel and end-to-end tests (geoblock-tests, as root)", privileged),
     ]
 }
 
@@ -112,14 +106,6 @@ pub fn run_release_bin(bin: &str, args: &[String]) -> Result<()> {
     let toolchain = prepare(Scope::Run)?;
     cmd::run(toolchain.cargo().args(["build", "--release"]))?;
     let mut run = toolchain.cargo();
-    run.args([
-        "run",
-        "--release",
-        "--package",
-        PRIVILEGED_CRATE,
-        "--bin",
-        bin,
-        "--",
-    ]);
+    run.args(["run", "--release", "--package", PRIVILEGED_CRATE, "--bin", bin, "--"]);
     cmd::run(run.args(args))
 }

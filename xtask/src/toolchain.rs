@@ -52,10 +52,7 @@ impl Toolchain {
             Toolchain::Debian => "Debian's cargo and rustc from /usr/bin (rustc-web)",
             Toolchain::Nightly => "rustup's nightly with rust-src",
         };
-        format!(
-            "xtask: toolchain {} = {how}; {CHOICE_VAR}=debian|nightly forces one",
-            self.name()
-        )
+        format!("xtask: toolchain {} = {how}; {CHOICE_VAR}=debian|nightly forces one", self.name())
     }
 
     pub fn name(self) -> &'static str {
@@ -68,9 +65,9 @@ impl Toolchain {
     /// Fails with the fix when the toolchain cannot build the XDP program.
     pub fn check(self) -> Result<()> {
         match self {
-            Toolchain::Debian if !debian_ready() => bail!(
-                "{DEBIAN_BIN}/rustc has no {EBPF_TARGET} core: is libstd-rust-web-dev-bpf installed?"
-            ),
+            Toolchain::Debian if !debian_ready() => {
+                bail!("{DEBIAN_BIN}/rustc has no {EBPF_TARGET} core: is libstd-rust-web-dev-bpf installed?")
+            }
             Toolchain::Nightly if !nightly_ready() => bail!(
                 "rustup's nightly has no rust-src: run `rustup toolchain install nightly \
                  --component rust-src`, or use {CHOICE_VAR}=debian"
@@ -114,9 +111,7 @@ impl Toolchain {
 
 /// The repository's root, where xtask runs every build.
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace")
 }
 
 /// Where `cargo install` puts binaries.

@@ -22,8 +22,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use geoblock_common::packet::{
-    ETH_HLEN, ETH_PROTO, ETH_P_IP, ETH_P_IPV6, IPV4_CHECKSUM, IPV4_HLEN, IPV4_SRC, IPV6_HLEN,
-    IPV6_SRC, UDP_CHECKSUM,
+    ETH_HLEN, ETH_PROTO, ETH_P_IP, ETH_P_IPV6, IPV4_CHECKSUM, IPV4_HLEN, IPV4_SRC, IPV6_HLEN, IPV6_SRC, UDP_CHECKSUM,
 };
 
 /// Source addresses to draw from; IPv4 ones in the first 4 bytes. The bench

@@ -81,7 +81,7 @@ pub enum Command {
 
 impl Command {
     pub fn execute(self) -> Result<()> {
-            match self {
+        match self {
             Command::Run(args) => run::run(args),
             Command::Config(command) => config::config(command),
             Command::Detach(args) => detach::detach(&args),

@@ -32,4 +32,3 @@ fn check(file: &std::path::Path) -> Result<()> {
     );
     Ok(())
 }
-

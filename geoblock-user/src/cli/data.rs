@@ -81,7 +81,9 @@ pub enum ConvertTo {
 
 pub fn data(command: DataCommand) -> Result<()> {
     match command {
-        DataCommand::Pack { out, release, name, attribution, csv } => pack(&out, Meta { attribution, name, version: release }, &csv),
+        DataCommand::Pack { out, release, name, attribution, csv } => {
+            pack(&out, Meta { attribution, name, version: release }, &csv)
+        }
         DataCommand::Inspect { sources, read, top, country, json, timing } => {
             inspect_sources(sources, &read, top, &country, json, timing)
         }
@@ -135,4 +137,3 @@ fn convert(sources: Vec<String>, read: &ReadArgs, to: ConvertTo, countries: &[Co
     }
     Ok(())
 }
-

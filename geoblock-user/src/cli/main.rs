@@ -41,10 +41,8 @@ fn main() -> ExitCode {
 fn parse_cli() -> Result<Cli, ExitCode> {
     let data = embedded::embedded_meta().map_or_else(|e| format!("embedded data unreadable: {e}"), |m| m.to_string());
     let version = format!("{}\n{data}, https://db-ip.com, CC BY 4.0", env!("CARGO_PKG_VERSION"));
-    let parsed = Cli::command()
-        .long_version(version)
-        .try_get_matches()
-        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let parsed =
+        Cli::command().long_version(version).try_get_matches().and_then(|matches| Cli::from_arg_matches(&matches));
     match parsed {
         Ok(cli) => Ok(cli),
         // A bad value (unknown country code, malformed CIDR) is an operator
@@ -70,9 +68,5 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(io::stderr).init();
 }

@@ -211,7 +211,6 @@ mod tests {
         c
     }
 
-
     #[test]
     fn rates_are_differences_per_second() {
         let before = counts(&[("CN", 100, 10), ("RU", 50, 0)]);
@@ -256,5 +255,4 @@ mod tests {
         assert_eq!(human(987_654_321.0, "B"), "988 MB");
         assert_eq!(human(3e12, ""), "3.00T");
     }
-
 }

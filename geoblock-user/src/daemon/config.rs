@@ -288,11 +288,7 @@ fn refresh_interval(text: &str) -> Result<Duration, ConfigError> {
 }
 
 fn cidrs(texts: Option<Vec<String>>) -> Result<Vec<IpNetwork>, ConfigError> {
-    texts
-        .unwrap_or_default()
-        .iter()
-        .map(|c| c.parse::<IpNetwork>().map_err(|_| ConfigError::Cidr(c.clone())))
-        .collect()
+    texts.unwrap_or_default().iter().map(|c| c.parse::<IpNetwork>().map_err(|_| ConfigError::Cidr(c.clone()))).collect()
 }
 
 #[cfg(test)]

@@ -193,11 +193,17 @@ mod tests {
         assert_eq!(event.src, "1.0.1.1".parse::<IpAddr>().unwrap());
         assert_eq!(event.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!((event.protocol, event.src_port, event.dst_port), (17, Some(40000), Some(53)));
-        assert_eq!((event.country.as_deref(), event.reason, event.action), (Some("CN"), Reason::BlockedCountry, Action::Drop));
+        assert_eq!(
+            (event.country.as_deref(), event.reason, event.action),
+            (Some("CN"), Reason::BlockedCountry, Action::Drop)
+        );
         assert_eq!(event.timestamp_ns, 1_700_000_005 * NS_PER_SEC);
         assert_eq!(event.time, "2023-11-14T22:13:25.000000000Z");
         assert_eq!(event.frame_bytes(), udp_v4_frame());
-        assert_eq!(event.render(), format!("{} lo blocked-country CN 1.0.1.1:40000 -> 10.0.0.2:53 udp 74 bytes", event.time));
+        assert_eq!(
+            event.render(),
+            format!("{} lo blocked-country CN 1.0.1.1:40000 -> 10.0.0.2:53 udp 74 bytes", event.time)
+        );
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
     }
@@ -210,7 +216,9 @@ mod tests {
     fn reasons_are_the_policys() {
         let de = country_id(*b"DE").unwrap();
         let clock = WallClock { offset_ns: 0 };
-        let reason = |policy: &Policy, country| decode(&raw(&udp_v4_frame(), country, Action::Drop), &clock, policy).unwrap().reason;
+        let reason = |policy: &Policy, country| {
+            decode(&raw(&udp_v4_frame(), country, Action::Drop), &clock, policy).unwrap().reason
+        };
         assert_eq!(reason(&policy(Mode::Allow, de), country_id(*b"CN").unwrap()), Reason::NotAllowed);
         let strict = Policy { block_unknown: true, ..policy(Mode::Allow, de) };
         assert_eq!(reason(&strict, NO_COUNTRY), Reason::NoCountryBlocked);

@@ -5,10 +5,7 @@
 //! scrape: the packet path keeps nothing but its per-CPU counters, and
 //! nothing is kept up to date between scrapes but the reload history.
 
-use std::{
-    net::SocketAddr,
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use geoblock_common::Total;
 use prometheus_client::{
@@ -121,8 +118,7 @@ fn verdicts(iface: &str, counts: &Traffic, packets: &Family<Labels<3>, Counter>,
             if pair.packets == 0 {
                 continue;
             }
-            let labels =
-                [("country", country.to_string()), ("action", action.name().into()), ("iface", iface.into())];
+            let labels = [("country", country.to_string()), ("action", action.name().into()), ("iface", iface.into())];
             packets.get_or_create(&labels).inc_by(pair.packets);
             bytes.get_or_create(&labels).inc_by(pair.bytes);
         }

@@ -405,4 +405,3 @@ async fn finished<T>(job: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, 
     *job = None;
     result
 }
-

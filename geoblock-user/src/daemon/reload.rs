@@ -147,10 +147,8 @@ impl Daemon {
             warn!("{setting} changed in the config: it takes effect when the daemon restarts");
         }
     }
-
 }
 
 fn refused(what: &str, e: &dyn std::fmt::Display) -> String {
     format!("reload failed ({what}), the previous table and policy stay in force: {e}")
 }
-

@@ -34,7 +34,9 @@ impl Daemon {
             Request::Change { change, ssh_client, force } => {
                 let outcome = self.change_policy(&change, ssh_client, force);
                 match &outcome {
-                    Ok(text) => info!("policy changed by {peer} through the control socket ({}): {text}", change_text(&change)),
+                    Ok(text) => {
+                        info!("policy changed by {peer} through the control socket ({}): {text}", change_text(&change))
+                    }
                     Err(e) => warn!("policy change {} by {peer} refused: {e}", change_text(&change)),
                 }
                 outcome.map_or_else(Response::error, Response::ok)
@@ -104,7 +106,6 @@ impl Daemon {
         };
         Ok(metrics::render(&stats, &state))
     }
-
 }
 
 fn outcome_status((outcome, at): &Outcome) -> protocol::ReloadStatus {
@@ -136,4 +137,3 @@ fn age(source: &SourceInfo) -> Option<Duration> {
 fn change_text(change: &Change) -> String {
     serde_json::to_string(change).unwrap_or_default()
 }
-

@@ -82,7 +82,10 @@ impl Table {
     /// This table with `top` laid over it: `top`'s country wherever `top`
     /// has one, this table's elsewhere. How later sources win ([`crate::data`]).
     pub fn overlay(&self, top: &Table) -> Table {
-        Table { v4: overlay_prefixes::<Ipv4Addr>(&self.v4, &top.v4), v6: overlay_prefixes::<Ipv6Addr>(&self.v6, &top.v6) }
+        Table {
+            v4: overlay_prefixes::<Ipv4Addr>(&self.v4, &top.v4),
+            v6: overlay_prefixes::<Ipv6Addr>(&self.v6, &top.v6),
+        }
     }
 
     /// The prefix containing `ip` and its country, if any.
@@ -255,8 +258,9 @@ fn overlay_prefixes<A: Address>(base: &[(A::Net, CountryId)], top: &[(A::Net, Co
     match (base.is_empty(), top.is_empty()) {
         (_, true) => base.to_vec(),
         (true, false) => top.to_vec(),
-        (false, false) => prefixes(overlay(&runs::<A>(base), &runs::<A>(top)))
-            .expect("overlaid ranges are disjoint by construction"),
+        (false, false) => {
+            prefixes(overlay(&runs::<A>(base), &runs::<A>(top))).expect("overlaid ranges are disjoint by construction")
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{
-    country_stats_index, Action, maps, total_index, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total, ABI_VERSION,
-    COUNTRY_SLOTS, IFACE_SLOTS, NO_COUNTRY, OTHER_IFACE,
+    country_stats_index, maps, total_index, Action, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total,
+    ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, NO_COUNTRY, OTHER_IFACE,
 };
 use serde::Serialize;
 

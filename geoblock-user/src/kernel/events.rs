@@ -75,5 +75,4 @@ mod tests {
         assert_eq!(bucket(2, 8).burst / bucket(2, 8).cost, 1);
         assert_eq!(bucket(0, 2).rate, 0, "off");
     }
-
 }

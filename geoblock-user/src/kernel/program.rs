@@ -18,9 +18,9 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use geoblock_common::{
-    country_stats_index, maps, total_index, Backend, CountryCounters, CountryId, Counter, EventBucket, IfaceSlot, Total,
-    TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES, MAX_V6_PREFIXES, OTHER_IFACE,
-    TRIE_NODES,
+    country_stats_index, maps, total_index, Backend, Counter, CountryCounters, CountryId, EventBucket, IfaceSlot,
+    Total, TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
+    OTHER_IFACE, TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
 use tracing::warn;
@@ -181,12 +181,7 @@ impl Geoblock {
 
     /// Loads `object`; the maps named in `pins` are opened from (or created
     /// and pinned at) their paths.
-    fn load_with(
-        object: &[u8],
-        name: &str,
-        backend: Backend,
-        pins: &[(&str, PathBuf)],
-    ) -> Result<Self, Error> {
+    fn load_with(object: &[u8], name: &str, backend: Backend, pins: &[(&str, PathBuf)]) -> Result<Self, Error> {
         let level = log::max_level() as u8;
         let backend_id = backend as u8;
         let mut loader = EbpfLoader::new();
@@ -212,10 +207,7 @@ impl Geoblock {
 
     /// The loaded XDP program (the object's `name` given at load).
     pub fn program(&mut self) -> Result<&mut Xdp, Error> {
-        let program = self
-            .ebpf
-            .program_mut(&self.name)
-            .ok_or(Error::Program(ProgramError::NotLoaded))?;
+        let program = self.ebpf.program_mut(&self.name).ok_or(Error::Program(ProgramError::NotLoaded))?;
         Ok(program.try_into()?)
     }
 
@@ -269,11 +261,7 @@ impl Geoblock {
 
     /// Makes the exception trie `name` hold exactly `wanted` (prefix length,
     /// address): stale entries go, then missing ones come.
-    fn set_exceptions<const N: usize>(
-        &mut self,
-        name: &'static str,
-        wanted: &[(u32, [u8; N])],
-    ) -> Result<(), Error> {
+    fn set_exceptions<const N: usize>(&mut self, name: &'static str, wanted: &[(u32, [u8; N])]) -> Result<(), Error> {
         let mut trie: LpmTrie<_, [u8; N], u8> = self.map_mut(name)?;
         let stale: Vec<Key<[u8; N]>> = trie
             .keys()
@@ -350,12 +338,7 @@ impl Geoblock {
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats, Error> {
         let [countries, totals, families, ifaces] = counters::COUNTER_MAPS.map(|name| self.map(name));
-        Stats::read(&CounterMaps {
-            countries: countries?,
-            totals: totals?,
-            families: families?,
-            ifaces: ifaces?,
-        })
+        Stats::read(&CounterMaps { countries: countries?, totals: totals?, families: families?, ifaces: ifaces? })
     }
 
     /// Gives each interface of `attached` (name, ifindex; 0 while it is
@@ -379,7 +362,11 @@ impl Geoblock {
             next[slot as usize] = IfaceSlot { name: encode_name(name), ifindex };
         }
         self.write_ifaces(&held, &next)?;
-        Ok(slots.into_iter().zip(attached).map(|(slot, (_, ifindex))| slot.filter(|_| *ifindex < IFINDEX_LIMIT)).collect())
+        Ok(slots
+            .into_iter()
+            .zip(attached)
+            .map(|(slot, (_, ifindex))| slot.filter(|_| *ifindex < IFINDEX_LIMIT))
+            .collect())
     }
 
     /// Makes the slots `held` into `next`: the ifindexes that leave go back

@@ -179,9 +179,7 @@ pub fn has_fs_magic(path: &Path, magic: i64) -> bool {
 fn mount_bpffs(at: &Path) -> Result<(), Error> {
     let target = CString::new(at.as_os_str().as_bytes()).expect("path without NUL");
     // SAFETY: all pointers are valid NUL-terminated strings; data is null.
-    let rc = unsafe {
-        libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         let err = io::Error::last_os_error();
         return Err(match err.raw_os_error() {
@@ -198,4 +196,3 @@ pub fn pinned_abi(dir: &std::path::Path) -> Option<u32> {
     let abi: Array<MapData, u32> = Map::Array(data).try_into().ok()?;
     abi.get(&0, 0).ok()
 }
-

@@ -216,11 +216,8 @@ mod tests {
 
     #[test]
     fn ipv6_reaches_128_bits() {
-        let t = Trie::v6(&table(
-            &[],
-            &[("2001:db8::/32", id(b"NL")), ("2a00::1/128", id(b"SE")), ("::/3", id(b"JP"))],
-        ))
-        .unwrap();
+        let t = Trie::v6(&table(&[], &[("2001:db8::/32", id(b"NL")), ("2a00::1/128", id(b"SE")), ("::/3", id(b"JP"))]))
+            .unwrap();
         let at = |a: &str| t.lookup(&a.parse::<Ipv6Addr>().unwrap().octets());
         assert_eq!(at("2001:db8:ffff::1"), id(b"NL"));
         assert_eq!(at("2a00::1"), id(b"SE"));

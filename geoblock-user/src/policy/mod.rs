@@ -45,16 +45,28 @@ pub struct Policy {
 #[serde(rename_all = "kebab-case", tag = "change")]
 pub enum Change {
     /// Drop these countries: added to a deny-list, removed from an allow-list.
-    Block { countries: Vec<String> },
+    Block {
+        countries: Vec<String>,
+    },
     /// Pass these countries: removed from a deny-list, added to an allow-list.
-    Unblock { countries: Vec<String> },
+    Unblock {
+        countries: Vec<String>,
+    },
     /// Allow-list of exactly these countries (as `run --allow`).
-    Allow { countries: Vec<String> },
+    Allow {
+        countries: Vec<String>,
+    },
     /// `deny` / `allow`: enforce, reading the country list that way;
     /// `monitor`: keep the list, count would-drops, drop nothing.
-    Mode { mode: Enforcement },
-    ExceptAdd { cidr: String },
-    ExceptDel { cidr: String },
+    Mode {
+        mode: Enforcement,
+    },
+    ExceptAdd {
+        cidr: String,
+    },
+    ExceptDel {
+        cidr: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,28 +340,13 @@ mod tests {
 
     #[test]
     fn exceptions_override_drops_only() {
-        let table = Table {
-            v4: vec![("10.0.0.0/8".parse().unwrap(), id(b"CN"))],
-            v6: vec![],
-        };
-        let p = Policy {
-            exceptions: vec!["10.1.0.0/16".parse().unwrap()],
-            ..policy(Mode::Deny, &[b"CN"])
-        };
+        let table = Table { v4: vec![("10.0.0.0/8".parse().unwrap(), id(b"CN"))], v6: vec![] };
+        let p = Policy { exceptions: vec!["10.1.0.0/16".parse().unwrap()], ..policy(Mode::Deny, &[b"CN"]) };
         assert_eq!(p.verdict(&table, "10.1.2.3".parse().unwrap()), Verdict::Exception);
-        assert_eq!(
-            p.verdict(&table, "10.2.0.1".parse().unwrap()),
-            Verdict::Country(id(b"CN"), Action::Drop)
-        );
-        assert_eq!(
-            p.verdict(&table, "11.0.0.1".parse().unwrap()),
-            Verdict::Country(NO_COUNTRY, Action::Pass)
-        );
+        assert_eq!(p.verdict(&table, "10.2.0.1".parse().unwrap()), Verdict::Country(id(b"CN"), Action::Drop));
+        assert_eq!(p.verdict(&table, "11.0.0.1".parse().unwrap()), Verdict::Country(NO_COUNTRY, Action::Pass));
         let allow_cn = Policy { mode: Mode::Allow, ..p };
-        assert_eq!(
-            allow_cn.verdict(&table, "10.1.2.3".parse().unwrap()),
-            Verdict::Country(id(b"CN"), Action::Pass)
-        );
+        assert_eq!(allow_cn.verdict(&table, "10.1.2.3".parse().unwrap()), Verdict::Country(id(b"CN"), Action::Pass));
     }
 
     #[test]
@@ -415,10 +412,7 @@ mod tests {
         let del = Change::ExceptDel { cidr: "10.1.0.0/16".into() };
         assert_eq!(with.changed(&del).unwrap(), p);
         assert!(matches!(p.changed(&del), Err(ChangeError::NoSuchException(_))));
-        assert!(matches!(
-            p.changed(&Change::ExceptAdd { cidr: "10.1/99".into() }),
-            Err(ChangeError::Cidr(_))
-        ));
+        assert!(matches!(p.changed(&Change::ExceptAdd { cidr: "10.1/99".into() }), Err(ChangeError::Cidr(_))));
     }
 
     #[test]

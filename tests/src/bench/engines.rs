@@ -104,11 +104,27 @@ impl<'a> Receiver<'a> {
         };
         let blocked_table = crate::bench::workload::subset(table, blocked);
         match engine {
-            Engine::Nft => load_ms = timed(|| ns.exec("nft", &["-f", "-"], Some(nft_ruleset(dev, &blocked_table).as_bytes()))),
+            Engine::Nft => {
+                load_ms = timed(|| ns.exec("nft", &["-f", "-"], Some(nft_ruleset(dev, &blocked_table).as_bytes())))
+            }
             Engine::Ipset => {
                 load_ms = timed(|| ns.exec("ipset", &["restore"], Some(ipset_script(&blocked_table).as_bytes())));
                 for (iptables, set) in [("iptables", "gb4"), ("ip6tables", "gb6")] {
-                    let rule = ["-t", "raw", "-A", "PREROUTING", "-i", dev, "-m", "set", "--match-set", set, "src", "-j", "DROP"];
+                    let rule = [
+                        "-t",
+                        "raw",
+                        "-A",
+                        "PREROUTING",
+                        "-i",
+                        dev,
+                        "-m",
+                        "set",
+                        "--match-set",
+                        set,
+                        "src",
+                        "-j",
+                        "DROP",
+                    ];
                     ns.exec(iptables, &rule, None);
                 }
                 set_bytes = Some(ipset_memory(ns));
@@ -137,10 +153,18 @@ impl<'a> Receiver<'a> {
             // Listing nft's counters fetches the set elements too (seconds
             // for the EU): what it did not drop reached IP, and IP counts.
             Engine::Nft => Some(self.received() - ip_received(self.ns)),
-            Engine::Ipset => Some(["iptables", "ip6tables"].iter().map(|t| {
-                let out = self.ns.exec(t, &["-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"], None);
-                out.lines().skip(2).filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).sum::<u64>()
-            }).sum()),
+            Engine::Ipset => Some(
+                ["iptables", "ip6tables"]
+                    .iter()
+                    .map(|t| {
+                        let out = self.ns.exec(t, &["-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"], None);
+                        out.lines()
+                            .skip(2)
+                            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                            .sum::<u64>()
+                    })
+                    .sum(),
+            ),
         }
     }
 

@@ -51,7 +51,8 @@ pub struct Sender {
 impl Sender {
     pub fn load(pair: &Pair) -> Sender {
         let mut ebpf = Ebpf::load(crate::programs::BENCH_SENDER).expect("loading bench-sender");
-        let program: &mut Xdp = ebpf.program_mut("bench_sender").expect("bench_sender").try_into().expect("an XDP program");
+        let program: &mut Xdp =
+            ebpf.program_mut("bench_sender").expect("bench_sender").try_into().expect("an XDP program");
         program.load().expect("loading bench_sender into the kernel");
         let frame = |src: IpAddr| {
             Udp {
@@ -191,8 +192,14 @@ pub fn rx_packets(ns: &Netns, dev: &str) -> u64 {
 /// (`/proc/net/snmp` and `/proc/net/snmp6` of its namespace).
 pub fn snmp(ns: &Netns) -> BTreeMap<String, u64> {
     const WANTED: [&str; 8] = [
-        "Ip:InHdrErrors", "Ip:InReceives", "Udp:NoPorts", "Udp:InCsumErrors",
-        "Ip6InHdrErrors", "Ip6InReceives", "Udp6NoPorts", "Udp6InCsumErrors",
+        "Ip:InHdrErrors",
+        "Ip:InReceives",
+        "Udp:NoPorts",
+        "Udp:InCsumErrors",
+        "Ip6InHdrErrors",
+        "Ip6InReceives",
+        "Udp6NoPorts",
+        "Udp6InCsumErrors",
     ];
     let mut found = BTreeMap::new();
     // snmp: a line of names, then a line of values, per protocol.

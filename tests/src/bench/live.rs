@@ -132,9 +132,19 @@ fn daemon_commands(rounds: usize) -> Vec<CommandTime> {
         }
         for _ in 0..POLICY_CHANGES / 2 {
             for (label, args) in [("block", ["block", TOGGLED]), ("unblock", ["unblock", TOGGLED])] {
-                times.push(CommandTime { backend: name, command: label, wall_ms: command(&daemon, &args), daemon_ms: None });
+                times.push(CommandTime {
+                    backend: name,
+                    command: label,
+                    wall_ms: command(&daemon, &args),
+                    daemon_ms: None,
+                });
             }
-            times.push(CommandTime { backend: name, command: "status", wall_ms: command(&daemon, &["status"]), daemon_ms: None });
+            times.push(CommandTime {
+                backend: name,
+                command: "status",
+                wall_ms: command(&daemon, &["status"]),
+                daemon_ms: None,
+            });
         }
     }
     times
@@ -179,7 +189,10 @@ fn median_max(v: &[f64]) -> String {
 impl Live {
     pub fn print(&self) {
         println!("\n== Live: world table reload until in force, ms, median (max) over rounds ==");
-        println!("{:<8} {:>22} {:>18} {:>22} {:>20}", "backend", "load_table in-process", "of which compile", "`geoblock reload` wall", "daemon's own count");
+        println!(
+            "{:<8} {:>22} {:>18} {:>22} {:>20}",
+            "backend", "load_table in-process", "of which compile", "`geoblock reload` wall", "daemon's own count"
+        );
         for backend in BACKENDS.map(backend_name) {
             let loads: Vec<&TableLoad> = self.loads.iter().filter(|l| l.backend == backend).collect();
             let compile: Vec<f64> = loads.iter().filter_map(|l| l.compile_ms).collect();
@@ -188,14 +201,23 @@ impl Live {
             let wall: Vec<f64> = reloads.iter().map(|c| c.wall_ms).collect();
             let compile = if compile.is_empty() { "-".into() } else { median_max(&compile) };
             let total: Vec<f64> = loads.iter().map(|l| l.total_ms).collect();
-            println!("{backend:<8} {:>22} {compile:>18} {:>22} {:>20}", median_max(&total), median_max(&wall), median_max(&logged));
+            println!(
+                "{backend:<8} {:>22} {compile:>18} {:>22} {:>20}",
+                median_max(&total),
+                median_max(&wall),
+                median_max(&logged)
+            );
         }
         println!("\n== Live: policy change, median (max) ==");
         println!("apply_policy in-process: {} us", median_max(&self.apply_policy_us));
         for backend in BACKENDS.map(backend_name) {
             for command in ["block", "unblock", "status"] {
                 let wall: Vec<f64> = self.command_times(backend, command).iter().map(|c| c.wall_ms).collect();
-                println!("{backend:<5} `geoblock {command} {}`: {} ms", if command == "status" { "" } else { TOGGLED }, median_max(&wall));
+                println!(
+                    "{backend:<5} `geoblock {command} {}`: {} ms",
+                    if command == "status" { "" } else { TOGGLED },
+                    median_max(&wall)
+                );
             }
         }
         self.print_stalls();
@@ -209,16 +231,39 @@ impl Live {
         println!("\n== Live: packet waits (gap between BPF_PROG_TEST_RUN calls of one frame), us: p99.9 / max ==");
         println!(
             "{:<11} {:<6} {:>5} {:>16} {:>16} {:>16} {:>9} {:>9} {:>9} {:>9} {:>6}",
-            "tables", "cpus", "round", "quiet", "build+swap", "release", "load ms", "drain ms", "delay ms", "free ms", "free@"
+            "tables",
+            "cpus",
+            "round",
+            "quiet",
+            "build+swap",
+            "release",
+            "load ms",
+            "drain ms",
+            "delay ms",
+            "free ms",
+            "free@"
         );
         let cell = |w: Option<&Window>| w.map_or("-".into(), |w| format!("{:.0} / {:.0}", w.p999_us, w.max_us));
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
         for s in &self.stalls {
-            let cpus: Vec<String> = s.free_cpus.iter().map(|(from, to)| if from == to { from.to_string() } else { format!("{from}>{to}") }).collect();
+            let cpus: Vec<String> = s
+                .free_cpus
+                .iter()
+                .map(|(from, to)| if from == to { from.to_string() } else { format!("{from}>{to}") })
+                .collect();
             println!(
                 "{:<11} {:<6} {:>5} {:>16} {:>16} {:>16} {:>9.0} {:>9} {:>9} {:>9} {:>6}",
-                s.backend, s.placement, s.round, cell(Some(&s.quiet)), cell(Some(&s.swap)), cell(s.release.as_ref()),
-                s.load_ms, ms(s.drain_ms), ms(s.release_delay_ms), ms(s.free_ms), cpus.join(",")
+                s.backend,
+                s.placement,
+                s.round,
+                cell(Some(&s.quiet)),
+                cell(Some(&s.swap)),
+                cell(s.release.as_ref()),
+                s.load_ms,
+                ms(s.drain_ms),
+                ms(s.release_delay_ms),
+                ms(s.free_ms),
+                cpus.join(",")
             );
         }
         println!("(cpus: split = packets on CPU 1, swapping on CPU 0; same = both on CPU 1; flip = packets on CPU 0, swapping on CPU 1. free@: CPUs the two frees ran on (start>end if moved), the longest first)");
@@ -231,7 +276,10 @@ mod tests {
 
     #[test]
     fn the_daemons_reload_duration_is_read() {
-        assert_eq!(logged_ms("INFO reloaded: generation 2, 593597 IPv4 and 773898 IPv6 prefixes in 412 ms"), Some(412.0));
+        assert_eq!(
+            logged_ms("INFO reloaded: generation 2, 593597 IPv4 and 773898 IPv6 prefixes in 412 ms"),
+            Some(412.0)
+        );
         assert_eq!(logged_ms("INFO reloaded: nothing"), None);
     }
 }

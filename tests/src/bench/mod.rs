@@ -140,7 +140,13 @@ pub fn line_rate(world: &Table, settings: Settings, report: &mut Report) {
                     Engine::Trie | Engine::Lpm => (table.v4.len() + table.v6.len(), None),
                     _ => (set.v4.len() + set.v6.len(), rx.set_bytes),
                 };
-                report.loads.push(Load { engine: engine.name(), scope: scope.name(), prefixes, load_ms: rx.load_ms, bytes });
+                report.loads.push(Load {
+                    engine: engine.name(),
+                    scope: scope.name(),
+                    prefixes,
+                    load_ms: rx.load_ms,
+                    bytes,
+                });
             }
             let napi = Napi::threaded(&pair.receiver, &pair.receiver_if);
             eprintln!("bench: {} / {}", scope.name(), engine.name());

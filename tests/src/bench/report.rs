@@ -153,7 +153,10 @@ impl Report {
             let busy = median(rs.iter().map(|r| r.rx_busy).collect()) * 100.0;
             let dropped = rs[0].dropped_share.map_or("-".into(), |d| format!("{:.1}%", d * 100.0));
             let prog = if prog.is_empty() { "-".into() } else { spread(&prog) };
-            println!("{scope:<6} {fam:<5} {traffic:<8} {engine:<14} {mpps:>7.2} {busy:>4.0}% {:>20} {prog:>20} {dropped:>8}", spread(&rx));
+            println!(
+                "{scope:<6} {fam:<5} {traffic:<8} {engine:<14} {mpps:>7.2} {busy:>4.0}% {:>20} {prog:>20} {dropped:>8}",
+                spread(&rx)
+            );
         }
     }
 
@@ -204,7 +207,11 @@ pub fn svg(rows: &[LineRate]) -> String {
                     .into_iter()
                     .filter(|((_, f, t, e), _)| f == fam && *t == "mix" && e == engine)
                     .map(|(_, rs)| {
-                        let held = if !matches!(*engine, "nftables" | "ipset") { rs[0].table_prefixes } else { rs[0].set_prefixes };
+                        let held = if !matches!(*engine, "nftables" | "ipset") {
+                            rs[0].table_prefixes
+                        } else {
+                            rs[0].set_prefixes
+                        };
                         ((held.max(1)) as f64, median(rs.iter().map(|r| r.rx_ns).collect()))
                     })
                     .collect();
@@ -221,12 +228,17 @@ pub fn svg(rows: &[LineRate]) -> String {
         let ox = panel as f64 * w;
         let px = |x: f64| ox + pad + (x.log10() - x0) / (x1 - x0) * (w - 1.5 * pad);
         let py = |y: f64| 30.0 + h - pad - (y.log10() - y0) / (y1 - y0) * (h - 1.5 * pad);
-        let _ = writeln!(s, "<text x=\"{}\" y=\"40\" text-anchor=\"middle\" font-size=\"13\">{fam}</text>", ox + w / 2.0);
+        let _ =
+            writeln!(s, "<text x=\"{}\" y=\"40\" text-anchor=\"middle\" font-size=\"13\">{fam}</text>", ox + w / 2.0);
         axis(&mut s, (x0, x1), (y0, y1), &px, &py, ox, h, pad, w);
         for (engine, pts) in &series {
             let color = COLORS.iter().find(|c| c.0 == *engine).unwrap().1;
             let path: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
-            let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+            let _ = writeln!(
+                s,
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+                path.join(" ")
+            );
             for &(x, y) in pts {
                 let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>{engine}: {x} prefixes, {y:.0} ns</title></circle>", px(x), py(y));
             }
@@ -247,10 +259,25 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn axis(s: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64), px: &dyn Fn(f64) -> f64, py: &dyn Fn(f64) -> f64, ox: f64, h: f64, pad: f64, w: f64) {
+fn axis(
+    s: &mut String,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    px: &dyn Fn(f64) -> f64,
+    py: &dyn Fn(f64) -> f64,
+    ox: f64,
+    h: f64,
+    pad: f64,
+    w: f64,
+) {
     let (left, bottom) = (ox + pad, 30.0 + h - pad);
-    let _ = writeln!(s, "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"black\"/>", ox + w - pad / 2.0);
-    let _ = writeln!(s, "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>", 30.0 + pad / 2.0);
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"black\"/>",
+        ox + w - pad / 2.0
+    );
+    let _ =
+        writeln!(s, "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>", 30.0 + pad / 2.0);
     for d in x0 as i32..=x1 as i32 {
         let x = px(10f64.powi(d));
         let _ = writeln!(s, "<line x1=\"{x:.1}\" y1=\"{bottom}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"black\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">1e{d}</text>", bottom + 4.0, bottom + 16.0);
@@ -266,5 +293,10 @@ fn axis(s: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64), px: &dyn Fn(
         }
     }
     let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">prefixes held (geoblock: its table; nftables/ipset: the blocked set)</text>", ox + w / 2.0, bottom + 32.0);
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 {0} {1})\">receiver ns/packet</text>", ox + 16.0, 30.0 + h / 2.0);
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 {0} {1})\">receiver ns/packet</text>",
+        ox + 16.0,
+        30.0 + h / 2.0
+    );
 }

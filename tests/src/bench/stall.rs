@@ -228,8 +228,7 @@ fn summarize(
 
 /// The waits between consecutive call ends that overlap [from, to].
 fn window(ends: &[u64], from: u64, to: u64) -> Window {
-    let mut waits: Vec<u64> =
-        ends.windows(2).filter(|w| w[0] < to && w[1] > from).map(|w| w[1] - w[0]).collect();
+    let mut waits: Vec<u64> = ends.windows(2).filter(|w| w[0] < to && w[1] > from).map(|w| w[1] - w[0]).collect();
     waits.sort_unstable();
     let at = |q: f64| waits.get(((waits.len() as f64 * q) as usize).min(waits.len().saturating_sub(1))).copied();
     let us = |v: Option<u64>| v.map_or(f64::NAN, |ns| ns as f64 / 1e3);

@@ -13,8 +13,8 @@ use rand::{rngs::StdRng, seq::IndexedRandom as _, Rng as _, SeedableRng as _};
 
 /// The 27 member states of the European Union.
 pub const EU27: [&str; 27] = [
-    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
-    "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT",
+    "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
 ];
 /// The deny-list of the world-table runs: "a few countries".
 pub const FEW: [&str; 4] = ["CN", "RU", "IR", "KP"];
@@ -61,10 +61,7 @@ impl Scope {
 }
 
 fn ids(codes: &[&str]) -> BTreeSet<CountryId> {
-    codes
-        .iter()
-        .map(|c| country_id(c.as_bytes().try_into().unwrap()).expect("a country code"))
-        .collect()
+    codes.iter().map(|c| country_id(c.as_bytes().try_into().unwrap()).expect("a country code")).collect()
 }
 
 /// The prefixes of `table` whose country is in `countries`.
@@ -127,14 +124,19 @@ impl Family {
 /// `n` random source addresses of `family` (fixed seed): a random prefix of
 /// the world table, then random host bits. Blocked and allowed sources
 /// alternate for [`Traffic::Mix`].
-pub fn sources(world: &Table, blocked: &BTreeSet<CountryId>, traffic: Traffic, family: Family, n: usize) -> Vec<IpAddr> {
+pub fn sources(
+    world: &Table,
+    blocked: &BTreeSet<CountryId>,
+    traffic: Traffic,
+    family: Family,
+    n: usize,
+) -> Vec<IpAddr> {
     let prefixes: Vec<(IpNetwork, bool)> = match family {
         Family::V4 => world.v4.iter().map(|&(p, c)| (p.into(), blocked.contains(&c))).collect(),
         Family::V6 => world.v6.iter().map(|&(p, c)| (p.into(), blocked.contains(&c))).collect(),
     };
-    let pool = |want: bool| -> Vec<IpNetwork> {
-        prefixes.iter().filter(|(_, b)| *b == want).map(|(p, _)| *p).collect()
-    };
+    let pool =
+        |want: bool| -> Vec<IpNetwork> { prefixes.iter().filter(|(_, b)| *b == want).map(|(p, _)| *p).collect() };
     let (deny, allow) = (pool(true), pool(false));
     let mut rng = StdRng::seed_from_u64(0x6765_6f62);
     (0..n)

@@ -69,7 +69,8 @@ fn list(value: Option<String>, known: &[&str]) -> &'static [String] {
 /// CPU model, cores and kernel, for the record.
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpu.lines().find_map(|l| l.strip_prefix("model name")).map_or("?", |m| m.trim_start_matches([' ', '\t', ':']));
+    let model =
+        cpu.lines().find_map(|l| l.strip_prefix("model name")).map_or("?", |m| m.trim_start_matches([' ', '\t', ':']));
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{model}, {} CPUs, Linux {}", std::thread::available_parallelism().map_or(0, |n| n.get()), kernel.trim())
 }

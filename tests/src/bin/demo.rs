@@ -44,14 +44,8 @@ fn main() -> ExitCode {
     // guards remove the daemon and the namespaces.
     // SAFETY: the handler only stores to an atomic.
     unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
+        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
     // SAFETY: trivial syscall.
     if unsafe { libc::geteuid() } != 0 {
@@ -90,23 +84,14 @@ fn demo() -> Result<bool, Interrupted> {
     check()?;
 
     let blocked = BLOCKED.join(",");
-    print!(
-        "  starting    geoblock run --iface {} --block {blocked} ... ",
-        pair.receiver_if
-    );
+    print!("  starting    geoblock run --iface {} --block {blocked} ... ", pair.receiver_if);
     flush();
     let started = Instant::now();
-    let daemon = Daemon::spawn(
-        &pair.receiver,
-        &geoblock::run_args(&pair, &["--block", &blocked]),
-    );
+    let daemon = Daemon::spawn(&pair.receiver, &geoblock::run_args(&pair, &["--block", &blocked]));
     if !daemon.wait_attached_unless(|| INTERRUPTED.load(Ordering::SeqCst)) {
         return Err(Interrupted);
     }
-    println!(
-        "attached (native XDP) in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("attached (native XDP) in {:.1} s", started.elapsed().as_secs_f64());
     for line in daemon.log().lines() {
         if let Some(msg) = line.split_once("] ").map(|(_, m)| m) {
             println!("              {msg}");
@@ -127,10 +112,7 @@ fn demo() -> Result<bool, Interrupted> {
     let got = receiver.collect(Duration::from_millis(300));
     check()?;
 
-    println!(
-        "  {:<16} {:<26} {:>6} {:>8}   verdict",
-        "country", "source", "sent", "arrived"
-    );
+    println!("  {:<16} {:<26} {:>6} {:>8}   verdict", "country", "source", "sent", "arrived");
     for &(cc, src) in sources {
         let arrived = got.get(&src).copied().unwrap_or(0);
         let verdict = match (BLOCKED.contains(&cc), arrived) {
@@ -139,21 +121,14 @@ fn demo() -> Result<bool, Interrupted> {
             (true, _) => "LEAKED (expected blocked)",
             (false, _) => "LOST (expected delivered)",
         };
-        println!(
-            "  {:<16} {:<26} {PER_SOURCE:>6} {arrived:>8}   {verdict}",
-            name(cc),
-            src.to_string()
-        );
+        println!("  {:<16} {:<26} {PER_SOURCE:>6} {arrived:>8}   {verdict}", name(cc), src.to_string());
     }
     let ok = sources.iter().all(|&(cc, src)| {
         let arrived = got.get(&src).copied().unwrap_or(0);
         arrived == if BLOCKED.contains(&cc) { 0 } else { PER_SOURCE }
     });
 
-    println!(
-        "\n  geoblock stats --state-dir {}\n",
-        daemon.state_dir.display()
-    );
+    println!("\n  geoblock stats --state-dir {}\n", daemon.state_dir.display());
     for line in geoblock::stats_table(&daemon.state_dir).lines() {
         println!("    {line}");
     }
@@ -173,10 +148,7 @@ fn demo() -> Result<bool, Interrupted> {
         state_dir.display(),
         if detached { "program, link and pins removed" } else { "FAILED" }
     );
-    let names = (
-        pair.sender.name().to_string(),
-        pair.receiver.name().to_string(),
-    );
+    let names = (pair.sender.name().to_string(), pair.receiver.name().to_string());
     drop(pair);
     println!("  removed     {} and {}", names.0, names.1);
     netns::sweep_stale();
