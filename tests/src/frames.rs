@@ -72,7 +72,7 @@ pub fn ethernet(dst: [u8; 6], src: [u8; 6], vlans: &[(u16, u16)], proto: u16, pa
 }
 
 pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, options: usize, payload: &[u8]) -> Vec<u8> {
-    assert!(options % 4 == 0 && options <= 40, "IPv4 options must be 4-byte words, at most 40");
+    assert!(options.is_multiple_of(4) && options <= 40, "IPv4 options must be 4-byte words, at most 40");
     let hlen = IPV4_HLEN + options;
     let total = (hlen + payload.len()) as u16;
     let mut h = vec![0u8; hlen];

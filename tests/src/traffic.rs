@@ -44,6 +44,7 @@ impl Sender {
                 unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) },
                 "AF_PACKET socket",
             );
+            // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
             let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
             sll.sll_family = libc::AF_PACKET as u16;
             sll.sll_ifindex = ifindex as i32;
@@ -201,6 +202,7 @@ fn bind_v6_only() -> std::net::UdpSocket {
         owned_fd(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }, "UDP/IPv6 socket");
     set_int_option(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1, "IPV6_V6ONLY");
     // std has no bind for an existing socket; go through libc.
+    // SAFETY: sockaddr_in6 is plain data; all zeroes is a valid value.
     let mut sa: libc::sockaddr_in6 = unsafe { mem::zeroed() };
     sa.sin6_family = libc::AF_INET6 as u16;
     sa.sin6_port = PORT.to_be();

@@ -299,7 +299,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// The `i`-th of alternating reloads (by SIGHUP): data set B, A, B...
 fn reload(daemon: &Daemon, data: &DataFile, i: usize) {
-    data.write(if i % 2 == 0 { DATA_B } else { DATA_A });
+    data.write(if i.is_multiple_of(2) { DATA_B } else { DATA_A });
     daemon.signal(libc::SIGHUP);
     daemon.wait_line("reloaded", Duration::from_secs(60));
 }

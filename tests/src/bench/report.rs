@@ -114,7 +114,9 @@ impl Report {
     fn print_test_runs(&self) {
         println!("\n== BPF_PROG_TEST_RUN, ns/packet, median (min-max) over rounds ==");
         println!("{:<14} {:<5} {:>22} {:>22}", "program", "fam", "hot (same frame)", "cold (new source)");
-        let mut runs: BTreeMap<(&str, &str), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        // (family, engine) → hot and cold ns per packet, one per round.
+        type Runs<'a> = BTreeMap<(&'a str, &'a str), (Vec<f64>, Vec<f64>)>;
+        let mut runs = Runs::new();
         for t in &self.test_runs {
             let e = runs.entry((t.family, t.engine)).or_default();
             e.0.push(t.hot_ns);
