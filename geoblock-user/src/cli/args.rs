@@ -67,15 +67,6 @@ pub struct ControlArgs {
     pub force: bool,
 }
 
-#[derive(Args)]
-pub struct CountriesArgs {
-    /// ISO country codes (space- or comma-separated).
-    #[arg(required = true, value_delimiter = ',')]
-    pub countries: Vec<String>,
-    #[command(flatten)]
-    pub control: ControlArgs,
-}
-
 /// How sources are read.
 #[derive(Args)]
 pub struct ReadArgs {
