@@ -1,11 +1,12 @@
-//! ISO 3166-1 alpha-2 country codes.
+//! ISO 3166-1 alpha-2 country codes, and the other codes GeoIP data uses.
 //!
-//! geoblock knows the 249 officially assigned codes plus `XK` (Kosovo), a
-//! user-assigned code that DB-IP and most geolocation sources use. Region
-//! placeholders of some GeoIP data (`EU`, `AP`) and "unknown" markers (`ZZ`)
-//! are not countries: [`parse`] rejects them, so `--block EU` fails loudly
-//! instead of silently matching nothing; the data parser treats such rows as
-//! "no country" (see the range CSV format in `data::csv`).
+//! | class | codes | in data | on the command line |
+//! | --- | --- | --- | --- |
+//! | assigned, and `XK` (Kosovo, user-assigned, used by DB-IP and most sources) | 250 | that country | that country |
+//! | reserved for a country that still exists ([`ALIASES`]) | `UK` → GB, `FX` → FR, `EA` `IC` → ES, `AC` `TA` → SH, `DG` → IO, `CP` → FR, `BU` → MM, `TP` → TL, `ZR` → CD, `DD` → DE | that country, counted as mapped | that country |
+//! | reserved for a country that split, and territories some vendors code apart ([`OWN_CODES`]) | `AN` `CS` `NT` `SU` `YU`; `AB` (Abkhazia) `OS` (South Ossetia) | loaded under that code: no one assigned country is right for every range | that code |
+//! | placeholders ([`PLACEHOLDERS`]) | `ZZ` `EU` `AP` `UN` `--` `??` `-` | no country, counted | refused: `--block EU` would match nothing |
+//! | anything else | | refused, with file and line | refused |
 
 use geoblock_common::{country_code, country_id, CountryId, COUNTRY_SLOTS};
 
@@ -16,13 +17,70 @@ pub struct UnknownCountry(pub String);
 /// Every code geoblock accepts, sorted so a binary search finds it.
 const KNOWN: [[u8; 2]; 250] = known();
 
-/// The slot of a known country code (case-insensitive, surrounding spaces ignored).
+/// Reserved codes GeoIP vendors write for a country that has its own
+/// assigned code (Tor's geoip file says `UK`): read as that country.
+pub const ALIASES: [([u8; 2], [u8; 2]); 12] = [
+    (*b"AC", *b"SH"),
+    (*b"BU", *b"MM"),
+    (*b"CP", *b"FR"),
+    (*b"DD", *b"DE"),
+    (*b"DG", *b"IO"),
+    (*b"EA", *b"ES"),
+    (*b"FX", *b"FR"),
+    (*b"IC", *b"ES"),
+    (*b"TA", *b"SH"),
+    (*b"TP", *b"TL"),
+    (*b"UK", *b"GB"),
+    (*b"ZR", *b"CD"),
+];
+
+/// Codes kept as countries of their own: reserved codes of countries that
+/// split (the Netherlands Antilles, Serbia and Montenegro, the USSR, ...),
+/// and the codes Tor's geoip data (from IPFire's location database) gives
+/// Abkhazia and South Ossetia.
+pub const OWN_CODES: [[u8; 2]; 7] = [*b"AB", *b"AN", *b"CS", *b"NT", *b"OS", *b"SU", *b"YU"];
+
+/// What GeoIP data writes for "no country": unknown, regions, and the
+/// United Nations' reserved code.
+pub const PLACEHOLDERS: [&str; 7] = ["ZZ", "EU", "AP", "UN", "--", "??", "-"];
+
+/// What a country field of a data file says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coded {
+    /// An assigned code, or one of [`OWN_CODES`].
+    Country(CountryId),
+    /// A reserved code read as the country it stands for ([`ALIASES`]).
+    Mapped(CountryId),
+    /// A placeholder ([`PLACEHOLDERS`]).
+    Unclaimed,
+}
+
+/// The slot of a country code given by an operator (case-insensitive,
+/// surrounding spaces ignored): assigned, one of [`OWN_CODES`], or an alias.
 pub fn parse(code: &str) -> Result<CountryId, UnknownCountry> {
+    match read(code)? {
+        Coded::Country(id) | Coded::Mapped(id) => Ok(id),
+        Coded::Unclaimed => Err(UnknownCountry(code.to_string())),
+    }
+}
+
+/// What `code`, a country field of a data file, says.
+pub fn read(code: &str) -> Result<Coded, UnknownCountry> {
+    let code = code.trim();
+    if PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(code)) {
+        return Ok(Coded::Unclaimed);
+    }
     let unknown = || UnknownCountry(code.to_string());
-    let upper: [u8; 2] = code.trim().as_bytes().try_into().map_err(|_| unknown())?;
+    let upper: [u8; 2] = code.as_bytes().try_into().map_err(|_| unknown())?;
     let upper = upper.map(|b| b.to_ascii_uppercase());
-    KNOWN.binary_search(&upper).map_err(|_| unknown())?;
-    country_id(upper).ok_or_else(unknown)
+    let slot = |code: [u8; 2]| country_id(code).ok_or_else(unknown);
+    if KNOWN.binary_search(&upper).is_ok() || OWN_CODES.contains(&upper) {
+        return Ok(Coded::Country(slot(upper)?));
+    }
+    match ALIASES.iter().find(|(alias, _)| *alias == upper) {
+        Some((_, country)) => Ok(Coded::Mapped(slot(*country)?)),
+        None => Err(unknown()),
+    }
 }
 
 /// The two-letter code of a slot ("--" for no country).
@@ -104,8 +162,34 @@ mod tests {
 
     #[test]
     fn rejects_unassigned_regions_and_garbage() {
-        for bad in ["ZZ", "EU", "AP", "UK", "QQ", "", "U", "USA", "1A", "é", "--", "ü1"] {
+        for bad in ["ZZ", "EU", "AP", "QQ", "", "U", "USA", "1A", "é", "--", "ü1", "OO"] {
             assert_eq!(parse(bad), Err(UnknownCountry(bad.into())), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reserved_codes_read_as_their_country_or_their_own() {
+        let id = |code: &[u8; 2]| country_id(*code).unwrap();
+        assert_eq!(read("UK"), Ok(Coded::Mapped(id(b"GB"))));
+        assert_eq!(read("uk"), Ok(Coded::Mapped(id(b"GB"))));
+        assert_eq!(parse("UK"), Ok(id(b"GB")), "--block UK blocks the United Kingdom");
+        assert_eq!(read("AN"), Ok(Coded::Country(id(b"AN"))));
+        assert_eq!(code(parse("AN").unwrap()), "AN");
+        assert_eq!(read("GB"), Ok(Coded::Country(id(b"GB"))));
+        for placeholder in PLACEHOLDERS {
+            assert_eq!(read(placeholder), Ok(Coded::Unclaimed), "{placeholder}");
+        }
+        assert!(read("QQ").is_err());
+    }
+
+    #[test]
+    fn aliases_point_at_assigned_codes_and_no_class_overlaps() {
+        for (alias, country) in ALIASES {
+            assert!(KNOWN.binary_search(&country).is_ok(), "{alias:?} → {country:?}");
+            assert!(KNOWN.binary_search(&alias).is_err() && !OWN_CODES.contains(&alias), "{alias:?}");
+        }
+        for own in OWN_CODES {
+            assert!(KNOWN.binary_search(&own).is_err(), "{own:?}");
         }
     }
 

@@ -8,5 +8,6 @@ pub mod http;
 pub mod netns;
 pub mod objects;
 pub mod programs;
+pub mod registry;
 pub mod sources;
 pub mod traffic;

@@ -34,7 +34,7 @@ use self::{
     reload::DataWatch,
 };
 use crate::{
-    data::{fetch::FetchError, shrink::check_replacement, table::Table, Loaded},
+    data::{fetch::FetchError, shrink::check_replacement, table::Table, CodeCounts, Loaded},
     kernel::{events::EventRing, state::StateDir, Geoblock, PinnedMaps},
     policy::{lockout, Policy},
     protocol::Versioned,
@@ -378,7 +378,15 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
     geoblock.set_event_rate(opts.event_rate)?;
     let (v4, v6) = (loaded.table.v4.len(), loaded.table.v6.len());
     info!("loaded {v4} IPv4 and {v6} IPv6 prefixes in {} ms", started.elapsed().as_millis());
+    log_codes(loaded);
     Ok(geoblock)
+}
+
+/// Says what loading did with codes that are not assigned ones, per source.
+fn log_codes(loaded: &Loaded) {
+    for source in loaded.sources.iter().filter(|s| s.codes != CodeCounts::default()) {
+        info!("{}: {}", source.origin, source.codes);
+    }
 }
 
 /// Watches `fd` for readability on the event loop.

@@ -19,7 +19,7 @@ pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize, path: &Pat
         let mut fields = bytes.split(|b| b.is_ascii_whitespace() || *b == b',' || *b == b';').filter(|f| !f.is_empty());
         let net = network(fields.next().unwrap_or_default()).map_err(|p| ("network", p))?;
         let country = match (fields.next(), from_name) {
-            (Some(cc), _) => country_of(cc).map_err(|p| ("country", p))?,
+            (Some(cc), _) => rows.tally(country_of(cc).map_err(|p| ("country", p))?),
             (None, Some(cc)) => cc,
             (None, None) => return Err(("country", no_country(path))),
         };

@@ -60,7 +60,7 @@ pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize, integers: 
             return Ok(());
         }
         let (start, end) = addresses(start, end, integers)?;
-        let country = country_of(country).map_err(|p| ("country", p))?;
+        let country = rows.tally(country_of(country).map_err(|p| ("country", p))?);
         rows.push(Loc { origin, line }, start, end, country).map_err(|p| ("end", p))
     })
 }

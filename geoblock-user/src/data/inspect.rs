@@ -9,7 +9,7 @@ use std::{
 use geoblock_common::CountryId;
 use serde::Serialize;
 
-use super::Loaded;
+use super::{CodeCounts, Loaded};
 use crate::{
     country,
     data::table::{PerFamily, Table},
@@ -37,6 +37,8 @@ pub struct SourceReport {
     pub ranges: PerFamily<usize>,
     /// The exact prefixes of this source alone.
     pub prefixes: PerFamily<usize>,
+    /// Rows under reserved codes read as their country, and under placeholders.
+    pub codes: CodeCounts,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,8 +104,9 @@ fn source_report(info: &super::SourceInfo) -> SourceReport {
         origin: info.origin.clone(),
         formats: info.formats.iter().map(|f| f.name().to_string()).collect(),
         date: info.date.clone(),
-        ranges: PerFamily { v4: info.ranges.v4, v6: info.ranges.v6 },
-        prefixes: PerFamily { v4: info.prefixes.v4, v6: info.prefixes.v6 },
+        ranges: info.ranges,
+        prefixes: info.prefixes,
+        codes: info.codes,
     }
 }
 
@@ -115,6 +118,9 @@ pub fn render(r: &Report) -> String {
         out += &format!("{}\n  format {}, data date {date}\n", s.origin, s.formats.join("+"));
         out += &format!("  ranges   {:>9} IPv4 {:>9} IPv6\n", s.ranges.v4, s.ranges.v6);
         out += &format!("  prefixes {:>9} IPv4 {:>9} IPv6\n", s.prefixes.v4, s.prefixes.v6);
+        if s.codes != CodeCounts::default() {
+            out += &format!("  codes    {}\n", s.codes);
+        }
     }
     if r.sources.len() > 1 {
         out +=

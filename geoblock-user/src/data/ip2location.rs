@@ -42,7 +42,7 @@ pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize, name_says_
         if from > to {
             return Err(("ip_to", format!("{to} comes before ip_from {from}")));
         }
-        let country = country_of(country).map_err(|p| ("country_code", p))?;
+        let country = rows.tally(country_of(country).map_err(|p| ("country_code", p))?);
         parsed.push(Row { line, from, to, country });
         Ok(())
     })?;

@@ -14,7 +14,7 @@ use super::{
     rows::{country_of, network, show, Loc, RowError, Rows, SourceError},
     text, Input,
 };
-use geoblock_common::{CountryId, NO_COUNTRY};
+use crate::country::Coded;
 
 /// Whether a file of a set belongs to this format, and as what.
 pub(crate) fn role(name: &str) -> Option<Role> {
@@ -52,8 +52,8 @@ pub(crate) fn parse_into(rows: &mut Rows, inputs: &[Input]) -> Result<(), Source
     Ok(())
 }
 
-/// geoname id → country (NO_COUNTRY for continents).
-fn locations_of(input: &Input) -> Result<HashMap<u32, CountryId>, SourceError> {
+/// geoname id → country (unclaimed for continents).
+fn locations_of(input: &Input) -> Result<HashMap<u32, Coded>, SourceError> {
     let mut columns: Option<[usize; 2]> = None;
     let mut out = HashMap::new();
     text::each_line(&input.bytes, &input.origin, |_, line| {
@@ -64,7 +64,10 @@ fn locations_of(input: &Input) -> Result<HashMap<u32, CountryId>, SourceError> {
         let fields: Vec<&[u8]> = text::fields(line, b',').collect();
         let id = geoname(field(&fields, id, "geoname_id")?, "geoname_id")?.ok_or(("geoname_id", "empty".into()))?;
         let iso = field(&fields, iso, "country_iso_code")?;
-        let country = if iso.is_empty() { NO_COUNTRY } else { country_of(iso).map_err(|p| ("country_iso_code", p))? };
+        let country = match iso {
+            b"" => Coded::Unclaimed,
+            iso => country_of(iso).map_err(|p| ("country_iso_code", p))?,
+        };
         out.insert(id, country);
         Ok(())
     })?;
@@ -75,7 +78,7 @@ fn blocks_into(
     rows: &mut Rows,
     input: &Input,
     index: usize,
-    countries: &HashMap<u32, CountryId>,
+    countries: &HashMap<u32, Coded>,
 ) -> Result<(), SourceError> {
     const NAMES: [&str; 3] = ["network", "geoname_id", "registered_country_geoname_id"];
     let v4_file = input.name.to_ascii_lowercase().ends_with("-ipv4.csv");
@@ -91,11 +94,11 @@ fn blocks_into(
         if net.is_ipv4() != v4_file {
             return Err(("network", format!("{net} is of the other family than this file's")));
         }
-        let own = country_at(countries, own?, "geoname_id")?;
-        let country = match own {
-            NO_COUNTRY => country_at(countries, registered?, "registered_country_geoname_id")?,
-            c => c,
+        let country = match country_at(countries, own?, "geoname_id")? {
+            Coded::Unclaimed => country_at(countries, registered?, "registered_country_geoname_id")?,
+            own => own,
         };
+        let country = rows.tally(country);
         rows.push_net(Loc { origin: index, line }, net, country);
         Ok(())
     })
@@ -114,9 +117,9 @@ fn geoname(field: &[u8], name: &'static str) -> Result<Option<u32>, RowError> {
 }
 
 /// The country of a geoname id field; an id missing from the locations is an error.
-fn country_at(countries: &HashMap<u32, CountryId>, field: &[u8], name: &'static str) -> Result<CountryId, RowError> {
+fn country_at(countries: &HashMap<u32, Coded>, field: &[u8], name: &'static str) -> Result<Coded, RowError> {
     match geoname(field, name)? {
-        None => Ok(NO_COUNTRY),
+        None => Ok(Coded::Unclaimed),
         Some(id) => countries.get(&id).copied().ok_or((name, format!("{id} is not in the Locations-en.csv"))),
     }
 }

@@ -59,7 +59,7 @@ pub(crate) fn parse_into(
         for path in &paths {
             let code: Option<&str> = found.decode_path(path).map_err(|e| at(e.to_string()))?;
             if let Some(code) = code.filter(|c| !c.is_empty()) {
-                country = country_of(code.as_bytes()).map_err(at)?;
+                country = rows.tally(country_of(code.as_bytes()).map_err(at)?);
                 break;
             }
         }

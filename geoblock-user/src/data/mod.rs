@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 pub use detect::Format;
 pub use mmdb::CountryFields;
 pub(crate) use rows::Rows;
-pub use rows::{Field, Place, SourceError};
+pub use rows::{CodeCounts, Field, Place, SourceError};
 
 use table::{PerFamily, Table};
 
@@ -77,6 +77,8 @@ pub struct SourceInfo {
     pub prefixes: PerFamily<usize>,
     /// When the file was written (downloaded, for a URL).
     pub modified: Option<std::time::SystemTime>,
+    /// Rows under reserved codes read as their country, and under placeholders.
+    pub codes: CodeCounts,
 }
 
 /// The combined table of several sources.
@@ -168,6 +170,7 @@ fn embedded() -> Result<Loaded, DataError> {
         ranges: prefixes,
         prefixes,
         modified: None,
+        codes: CodeCounts::default(),
     };
     Ok(Loaded { table, sources: vec![info], layers: vec![] })
 }
@@ -224,9 +227,10 @@ pub fn read(origin: String, inputs: Vec<Input>, options: &Options) -> Result<(Ta
         }
     }
     let (v4, v6) = rows.counts();
+    let codes = rows.codes();
     let table = rows.into_table()?;
     let prefixes = table.counts();
-    Ok((table, SourceInfo { origin, formats, date, ranges: PerFamily { v4, v6 }, prefixes, modified: None }))
+    Ok((table, SourceInfo { origin, formats, date, ranges: PerFamily { v4, v6 }, prefixes, modified: None, codes }))
 }
 
 /// Parses one file of a known format; gives the date it carries, if any.

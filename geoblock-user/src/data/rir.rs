@@ -64,7 +64,7 @@ fn record(rows: &mut Rows, loc: Loc, bytes: &[u8]) -> Result<(), RowError> {
     // Registries leave the country of unassigned space empty.
     let country = match (loaded, cc) {
         (false, _) | (true, b"") => return Ok(()),
-        (true, cc) => country_of(cc).map_err(|p| ("cc", p))?,
+        (true, cc) => rows.tally(country_of(cc).map_err(|p| ("cc", p))?),
     };
     rows.push(loc, start, end, country).map_err(|p| ("value", p))
 }

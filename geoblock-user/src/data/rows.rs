@@ -15,7 +15,7 @@ use geoblock_common::{CountryId, NO_COUNTRY};
 use ipnetwork::IpNetwork;
 
 use crate::{
-    country,
+    country::{self, Coded},
     data::table::{Range, Ranges, Table, TableError},
 };
 
@@ -79,6 +79,27 @@ pub(crate) struct Rows {
     v4_locs: Vec<Loc>,
     v6_locs: Vec<Loc>,
     origins: Vec<String>,
+    codes: CodeCounts,
+}
+
+/// Rows whose country code was not an assigned one: what loading says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CodeCounts {
+    /// Under a reserved code read as its country (`UK` → GB).
+    pub mapped: usize,
+    /// Under a placeholder (`ZZ`, `EU`...): loaded as no country.
+    pub unclaimed: usize,
+}
+
+impl fmt::Display for CodeCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} rows under reserved codes read as their country (UK → GB...), {} under placeholders (ZZ, EU...) \
+             loaded as no country",
+            self.mapped, self.unclaimed
+        )
+    }
 }
 
 impl Rows {
@@ -90,6 +111,25 @@ impl Rows {
 
     pub fn origin_name(&self, index: usize) -> &str {
         &self.origins[index]
+    }
+
+    /// The country of a row's code, counting mapped and unclaimed ones.
+    pub fn tally(&mut self, coded: Coded) -> CountryId {
+        match coded {
+            Coded::Country(id) => id,
+            Coded::Mapped(id) => {
+                self.codes.mapped += 1;
+                id
+            }
+            Coded::Unclaimed => {
+                self.codes.unclaimed += 1;
+                NO_COUNTRY
+            }
+        }
+    }
+
+    pub fn codes(&self) -> CodeCounts {
+        self.codes
     }
 
     /// Rows kept so far (those with a country), per family.
@@ -185,16 +225,12 @@ pub fn last_address(net: IpNetwork) -> IpAddr {
     }
 }
 
-/// A country code field; "no country" for the unknown markers of GeoIP data
-/// (`ZZ`, `-`, `??`) and the region placeholders (`EU`, `AP`), which
-/// [`country::parse`] rightly refuses as policy codes.
-pub fn country_of(field: &[u8]) -> Result<CountryId, String> {
-    const NONE: [&[u8]; 5] = [b"ZZ", b"-", b"??", b"EU", b"AP"];
-    if NONE.iter().any(|n| n.eq_ignore_ascii_case(field)) {
-        return Ok(NO_COUNTRY);
-    }
+/// A country code field, read as [`country`] documents: the reserved codes
+/// vendors use are mapped, placeholders are no country, anything else is an
+/// error. [`Rows::tally`] counts what was mapped or left without a country.
+pub fn country_of(field: &[u8]) -> Result<Coded, String> {
     let unknown = || format!("'{}' is not an ISO 3166-1 alpha-2 country code", show(field));
-    country::parse(std::str::from_utf8(field).map_err(|_| unknown())?).map_err(|_| unknown())
+    country::read(std::str::from_utf8(field).map_err(|_| unknown())?).map_err(|_| unknown())
 }
 
 /// A field for an error message; garbage bytes are shown, not trusted.

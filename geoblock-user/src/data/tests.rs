@@ -147,6 +147,22 @@ fn tor_geoip_files_are_exact() {
 }
 
 /// IP2Location as written, the IPv6 file's mapped block answered for IPv4.
+/// Tor's geoip file writes `UK`, and a few rows carry `AN`.
+#[test]
+fn reserved_codes_read_as_their_country_and_are_counted() {
+    let csv = |text: &str| {
+        let input = Input { origin: "geoip".into(), name: "geoip".into(), bytes: text.into() };
+        read("geoip".into(), vec![input], &Options { format: Some(Format::Csv), ..Options::default() })
+    };
+    let text = "1.0.0.0,1.0.0.255,UK\n2.0.0.0,2.0.0.255,AN\n3.0.0.0,3.0.0.255,ZZ\n4.0.0.0,4.0.0.255,DE\n";
+    let (table, info) = csv(text).unwrap();
+    let answers: Vec<String> = ["1.0.0.1", "2.0.0.1", "3.0.0.1", "4.0.0.1"].iter().map(|ip| at(&table, ip)).collect();
+    assert_eq!(answers, ["GB", "AN", "-", "DE"]);
+    assert_eq!(info.codes, CodeCounts { mapped: 1, unclaimed: 1 });
+    let err = csv("4.0.0.0,4.0.0.255,DE\n5.0.0.0,5.0.0.255,QQ\n").unwrap_err().to_string();
+    assert!(err.starts_with("geoip:2: field 'country': 'QQ'"), "{err}");
+}
+
 fn ip2location_answer(name: &str) -> impl Fn(IpAddr) -> Option<String> {
     let rows: Vec<(u128, u128, String)> = text(name)
         .lines()

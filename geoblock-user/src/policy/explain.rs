@@ -129,6 +129,7 @@ mod tests {
             ranges: Default::default(),
             prefixes: Default::default(),
             modified: None,
+            codes: Default::default(),
         }
     }
 
