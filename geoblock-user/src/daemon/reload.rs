@@ -70,7 +70,7 @@ impl Daemon {
             loaded.table.v6.len(),
             started.elapsed().as_millis()
         );
-        super::log_codes(&loaded);
+        super::log_sources(&loaded);
         self.loaded = loaded;
         (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
         (self.opts.management, self.opts.force, self.opts.event_rate) = (new.management, new.force, new.event_rate);

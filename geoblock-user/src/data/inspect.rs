@@ -39,6 +39,8 @@ pub struct SourceReport {
     pub prefixes: PerFamily<usize>,
     /// Rows under reserved codes read as their country, and under placeholders.
     pub codes: CodeCounts,
+    /// Where an MMDB's records keep the country.
+    pub country_field: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +109,7 @@ fn source_report(info: &super::SourceInfo) -> SourceReport {
         ranges: info.ranges,
         prefixes: info.prefixes,
         codes: info.codes,
+        country_field: info.country_field.clone(),
     }
 }
 
@@ -118,6 +121,9 @@ pub fn render(r: &Report) -> String {
         out += &format!("{}\n  format {}, data date {date}\n", s.origin, s.formats.join("+"));
         out += &format!("  ranges   {:>9} IPv4 {:>9} IPv6\n", s.ranges.v4, s.ranges.v6);
         out += &format!("  prefixes {:>9} IPv4 {:>9} IPv6\n", s.prefixes.v4, s.prefixes.v6);
+        if let Some(field) = &s.country_field {
+            out += &format!("  country  from the field {field}\n");
+        }
         if s.codes != CodeCounts::default() {
             out += &format!("  codes    {}\n", s.codes);
         }

@@ -1,17 +1,25 @@
 //! MaxMind DB (`.mmdb`): GeoLite2/GeoIP2 Country, DB-IP's MMDB, and others
 //! built the same way. The whole database is enumerated with the
 //! `maxminddb` crate; each network's country comes from the first of the
-//! [`CountryFields`] paths that holds one (by default `country.iso_code`,
-//! then `registered_country.iso_code`, as MaxMind advises for
-//! country-level blocking).
+//! [`CountryFields`] paths that holds one. By default these are the layouts
+//! vendors use: `country.iso_code`, then `registered_country.iso_code` (as
+//! MaxMind advises for country-level blocking), then `country_code` (DB-IP's
+//! and ip-location-db's MMDB). Which one answered is reported; a database
+//! in which none does is refused, naming what its records hold.
 //!
 //! [`write`] builds such a database from a table (the tests' fixtures and
 //! the benchmark's MMDB).
 
+use std::collections::BTreeMap;
+
 use geoblock_common::NO_COUNTRY;
 use maxminddb::{PathElement, Reader, WithinOptions};
+use serde::de::IgnoredAny;
 
-use super::rows::{country_of, Loc, Place, Rows, SourceError};
+use super::{
+    rows::{country_of, Loc, Place, Rows, SourceError},
+    Notes,
+};
 
 mod write;
 pub use write::write;
@@ -22,7 +30,7 @@ pub struct CountryFields(pub Vec<Vec<String>>);
 
 impl Default for CountryFields {
     fn default() -> Self {
-        CountryFields::parse("country.iso_code,registered_country.iso_code")
+        CountryFields::parse("country.iso_code,registered_country.iso_code,country_code")
     }
 }
 
@@ -33,19 +41,21 @@ impl CountryFields {
     }
 }
 
-/// Reads every network of the database; gives its build date.
+/// Reads every network of the database.
 pub(crate) fn parse_into(
     rows: &mut Rows,
     bytes: Vec<u8>,
     origin: usize,
     fields: &CountryFields,
-) -> Result<Option<String>, SourceError> {
+) -> Result<Notes, SourceError> {
     let name = rows.origin_name(origin).to_string();
     let corrupt = |e: maxminddb::MaxMindDbError| SourceError::invalid(&name, format!("not a readable MMDB: {e}"));
     let reader = Reader::from_source(bytes).map_err(corrupt)?;
     let date = super::date_of_epoch(reader.metadata().build_epoch);
     let paths: Vec<Vec<PathElement>> =
         fields.0.iter().map(|p| p.iter().map(|k| PathElement::Key(k)).collect()).collect();
+    let mut answered = vec![0usize; paths.len()];
+    let mut first_keys = None;
     for item in reader.networks(WithinOptions::default()).map_err(corrupt)? {
         let found = item.map_err(corrupt)?;
         let net = found.network().map_err(corrupt)?;
@@ -56,14 +66,35 @@ pub(crate) fn parse_into(
             problem,
         };
         let mut country = NO_COUNTRY;
-        for path in &paths {
+        for (path, hits) in paths.iter().zip(&mut answered) {
             let code: Option<&str> = found.decode_path(path).map_err(|e| at(e.to_string()))?;
             if let Some(code) = code.filter(|c| !c.is_empty()) {
                 country = rows.tally(country_of(code.as_bytes()).map_err(at)?);
+                *hits += 1;
                 break;
             }
         }
+        if first_keys.is_none() {
+            first_keys = found.decode::<BTreeMap<String, IgnoredAny>>().ok().flatten().map(|r| r.into_keys().collect());
+        }
         rows.push_net(Loc { origin, line: 0 }, net, country);
     }
-    Ok(date)
+    let Some(most) = (0..paths.len()).filter(|&i| answered[i] > 0).max_by_key(|&i| answered[i]) else {
+        return Err(no_country(&name, fields, first_keys.unwrap_or_default()));
+    };
+    Ok(Notes { date, country_field: Some(fields.0[most].join(".")) })
+}
+
+/// A database in which no path gives any network a country: most likely a
+/// layout geoblock does not know, which `--mmdb-field` can name.
+fn no_country(origin: &str, fields: &CountryFields, keys: Vec<String>) -> SourceError {
+    let tried: Vec<String> = fields.0.iter().map(|p| p.join(".")).collect();
+    let holds = match keys.is_empty() {
+        true => "no records".to_string(),
+        false => format!("records with the keys {}", keys.join(", ")),
+    };
+    SourceError::invalid(
+        origin,
+        format!("no network has a country at {} ({holds}); name the field with --mmdb-field", tried.join(", ")),
+    )
 }

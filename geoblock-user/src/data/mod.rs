@@ -79,6 +79,17 @@ pub struct SourceInfo {
     pub modified: Option<std::time::SystemTime>,
     /// Rows under reserved codes read as their country, and under placeholders.
     pub codes: CodeCounts,
+    /// Where an MMDB's records keep the country (the path that answered most).
+    pub country_field: Option<String>,
+}
+
+/// What a file says of itself while it is read.
+#[derive(Default)]
+pub(crate) struct Notes {
+    /// The data's release date.
+    pub date: Option<String>,
+    /// See [`SourceInfo::country_field`].
+    pub country_field: Option<String>,
 }
 
 /// The combined table of several sources.
@@ -171,6 +182,7 @@ fn embedded() -> Result<Loaded, DataError> {
         prefixes,
         modified: None,
         codes: CodeCounts::default(),
+        country_field: None,
     };
     Ok(Loaded { table, sources: vec![info], layers: vec![] })
 }
@@ -209,7 +221,7 @@ pub fn read(origin: String, inputs: Vec<Input>, options: &Options) -> Result<(Ta
     }
     let mut rows = Rows::default();
     let mut formats = Vec::new();
-    let mut date = detect::date_in_name(&origin);
+    let mut notes = Notes { date: detect::date_in_name(&origin), country_field: None };
     let maxmind = |i: &Input| maxmind_csv::role(&i.name).is_some();
     if options.format == Some(Format::MaxmindCsv) || (options.format.is_none() && inputs.iter().any(maxmind)) {
         maxmind_csv::parse_into(&mut rows, &inputs)?;
@@ -220,7 +232,9 @@ pub fn read(origin: String, inputs: Vec<Input>, options: &Options) -> Result<(Ta
             let format = format.ok_or_else(|| {
                 SourceError::invalid(&input.origin, "cannot tell the format from the name or content (give --format)")
             })?;
-            date = parse_input(&mut rows, input, format, options)?.or(date);
+            let found = parse_input(&mut rows, input, format, options)?;
+            notes =
+                Notes { date: found.date.or(notes.date), country_field: found.country_field.or(notes.country_field) };
             if !formats.contains(&format) {
                 formats.push(format);
             }
@@ -230,28 +244,28 @@ pub fn read(origin: String, inputs: Vec<Input>, options: &Options) -> Result<(Ta
     let codes = rows.codes();
     let table = rows.into_table()?;
     let prefixes = table.counts();
-    Ok((table, SourceInfo { origin, formats, date, ranges: PerFamily { v4, v6 }, prefixes, modified: None, codes }))
+    let Notes { date, country_field } = notes;
+    let ranges = PerFamily { v4, v6 };
+    Ok((table, SourceInfo { origin, formats, date, ranges, prefixes, modified: None, codes, country_field }))
 }
 
 /// Parses one file of a known format; gives the date it carries, if any.
-fn parse_input(
-    rows: &mut Rows,
-    input: Input,
-    format: Format,
-    options: &Options,
-) -> Result<Option<String>, SourceError> {
+fn parse_input(rows: &mut Rows, input: Input, format: Format, options: &Options) -> Result<Notes, SourceError> {
     let index = rows.origin(&input.origin);
     let name = PathBuf::from(&input.name);
+    let dated = |date| Notes { date, country_field: None };
     match format {
-        Format::Csv => csv::parse_into(rows, &input.bytes, index, csv::Integers::from_file_name(&name)).map(|()| None),
+        Format::Csv => {
+            csv::parse_into(rows, &input.bytes, index, csv::Integers::from_file_name(&name)).map(|()| Notes::default())
+        }
         Format::Ip2Location => {
             let v6 = input.name.to_ascii_lowercase().contains("ipv6");
-            ip2location::parse_into(rows, &input.bytes, index, v6).map(|()| None)
+            ip2location::parse_into(rows, &input.bytes, index, v6).map(|()| Notes::default())
         }
         Format::Mmdb => mmdb::parse_into(rows, input.bytes, index, &options.mmdb_fields),
-        Format::Rir => rir::parse_into(rows, &input.bytes, index),
-        Format::Cidr => cidr::parse_into(rows, &input.bytes, index, &name).map(|()| None),
-        Format::MaxmindCsv => maxmind_csv::parse_into(rows, std::slice::from_ref(&input)).map(|()| None),
+        Format::Rir => rir::parse_into(rows, &input.bytes, index).map(dated),
+        Format::Cidr => cidr::parse_into(rows, &input.bytes, index, &name).map(|()| Notes::default()),
+        Format::MaxmindCsv => maxmind_csv::parse_into(rows, std::slice::from_ref(&input)).map(|()| Notes::default()),
     }
 }
 

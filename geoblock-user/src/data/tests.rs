@@ -380,17 +380,31 @@ fn mmdb_is_exact_against_the_readers_own_lookups() {
 }
 
 #[test]
-fn mmdb_country_field_is_configurable_and_falls_back_to_the_registered_country() {
+fn mmdb_country_field_is_found_reported_and_configurable() {
     let csv = load_paths(&[fixture("cn-aggregated.zone")]);
     let dir = temp_dir("mmdb-fields");
-    let registered = dir.join("registered.mmdb");
-    std::fs::write(&registered, mmdb::write(&csv, &["registered_country", "iso_code"], "GeoLite2-Country", 0)).unwrap();
-    assert_eq!(load_one(&registered, &Options::default()).unwrap().0, csv);
-    let flat = dir.join("flat.mmdb");
-    std::fs::write(&flat, mmdb::write(&csv, &["country_code"], "ipinfo-country", 0)).unwrap();
-    assert!(load_one(&flat, &Options::default()).unwrap().0.v4.is_empty(), "no default path matches");
-    let options = Options { mmdb_fields: CountryFields::parse("country_code"), ..Options::default() };
-    assert_eq!(load_one(&flat, &options).unwrap().0, csv);
+    let field_of = |path: &Path, options: &Options| {
+        let (table, info) = load_one(path, options).unwrap();
+        assert_eq!(table, csv, "{}", path.display());
+        info.country_field.unwrap()
+    };
+    // MaxMind's layouts, and DB-IP's (and ip-location-db's) flat one.
+    for (layout, file) in
+        [(&["registered_country", "iso_code"][..], "registered.mmdb"), (&["country_code"], "flat.mmdb")]
+    {
+        std::fs::write(dir.join(file), mmdb::write(&csv, layout, "Country", 0)).unwrap();
+        assert_eq!(field_of(&dir.join(file), &Options::default()), layout.join("."));
+    }
+    let other = dir.join("other.mmdb");
+    std::fs::write(&other, mmdb::write(&csv, &["location", "cc"], "Country", 0)).unwrap();
+    let err = load_one(&other, &Options::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("no network has a country at country.iso_code, registered_country.iso_code, country_code"),
+        "{err}"
+    );
+    assert!(err.contains("records with the keys location"), "{err}");
+    let options = Options { mmdb_fields: CountryFields::parse("location.cc"), ..Options::default() };
+    assert_eq!(field_of(&other, &options), "location.cc");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -130,6 +130,7 @@ mod tests {
             prefixes: Default::default(),
             modified: None,
             codes: Default::default(),
+            country_field: None,
         }
     }
 
