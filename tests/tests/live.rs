@@ -75,6 +75,22 @@ impl DataFile {
     fn arg(&self) -> &str {
         self.path.to_str().unwrap()
     }
+
+    /// Puts a FIFO in place of the file, as a hostile or careless user could.
+    fn replace_with_fifo(&self) {
+        let staged = self.dir.join("countries.csv.new");
+        let path = std::ffi::CString::new(staged.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo only creates a node.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+        std::fs::rename(&staged, &self.path).unwrap();
+    }
+
+    /// Makes the file a link to `/dev/zero`, which never ends.
+    fn replace_with_device(&self) {
+        let staged = self.dir.join("countries.csv.new");
+        std::os::unix::fs::symlink("/dev/zero", &staged).unwrap();
+        std::fs::rename(&staged, &self.path).unwrap();
+    }
 }
 
 impl Drop for DataFile {
@@ -356,6 +372,25 @@ fn refused(daemon: &Daemon, args: &[&str], expect: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "geoblock {} should fail: {stderr}", args.join(" "));
     assert!(stderr.starts_with("geoblock: ") && stderr.contains(expect), "geoblock {}: {stderr}", args.join(" "));
+}
+
+/// A FIFO or a device in place of the data file is refused at once: the
+/// daemon neither blocks on it nor reads it forever, answers control
+/// commands and signals, and the table in force keeps enforcing.
+#[test]
+fn special_files_as_data_are_refused_and_the_daemon_stays_responsive() {
+    let (pair, data, daemon) = started();
+    let flowed = under_traffic(&pair, &all_sources(), || {
+        for replace in [DataFile::replace_with_fifo, DataFile::replace_with_device] {
+            replace(&data);
+            let line = daemon.wait_line("not a regular file", Duration::from_secs(30));
+            assert!(line.contains("reload failed (data)") && line.contains("stay in force"), "{line}");
+            assert_eq!(status(&daemon)["data"]["generation"].as_u64(), Some(1));
+            refused(&daemon, &["reload"], "not a regular file");
+        }
+    });
+    flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn bound(field: &[u8]) -> Result<Bound, String> {
 pub(crate) fn integer(field: &[u8]) -> Result<u128, String> {
     let text = std::str::from_utf8(field).ok().filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
     let text = text.ok_or_else(|| format!("'{}' is not a decimal integer", show(field)))?;
-    text.parse().map_err(|_| format!("'{text}' is too large for an address"))
+    text.parse().map_err(|_| format!("'{}' is too large for an address", show(field)))
 }
 
 fn resolve(bound: Bound, ints_are_v6: bool) -> Result<IpAddr, String> {

@@ -428,7 +428,52 @@ fn compressed_files_read_transparently() {
     assert_eq!((t, info.formats), (load_paths(&[fixture("delegated-apnic-extended-latest")]), vec![Format::Rir]));
     // Garbage behind a gzip magic is an error, not a panic.
     std::fs::write(&gz, b"\x1f\x8bnot really gzip").unwrap();
-    assert!(load_one(&gz, &Options::default()).unwrap_err().to_string().contains("corrupt gzip"));
+    assert!(load_one(&gz, &Options::default()).unwrap_err().to_string().contains("gzip data"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A FIFO would block the reader, a device never end: refused at once.
+#[test]
+fn only_regular_files_are_read() {
+    let dir = temp_dir("special");
+    let fifo = dir.join("geoip.csv");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path; mkfifo only creates a node.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    for special in [fifo.as_path(), Path::new("/dev/zero")] {
+        let err = load_one(special, &Options::default()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{}: {err}", special.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The budget holds for a source as a whole: members of a zip and layers of
+/// compression add up, so small archives cannot unpack to gigabytes.
+#[test]
+fn one_byte_budget_per_source() {
+    let dir = temp_dir("budget");
+    // A gzip member that unpacks to 16 MiB of rows, and enough copies of it
+    // to pass the budget: concatenated, and as the members of a zip.
+    let row = b"1.0.0.0,1.0.0.255,AU\n";
+    let chunk: Vec<u8> = row.iter().copied().cycle().take(16 << 20).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &chunk).unwrap();
+    let gz = gz.finish().unwrap();
+    let copies = (archive::BUDGET >> 24) as usize + 1;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..copies {
+        zip.start_file(format!("part{i}.csv.gz"), stored).unwrap();
+        std::io::Write::write_all(&mut zip, &gz).unwrap();
+    }
+    let zip = zip.finish().unwrap().into_inner();
+    assert!(zip.len() < 8 << 20, "a small archive: {} bytes", zip.len());
+    std::fs::write(dir.join("parts.zip"), &zip).unwrap();
+    std::fs::write(dir.join("copies.csv.gz"), gz.repeat(copies)).unwrap();
+    for name in ["parts.zip", "copies.csv.gz"] {
+        let err = load_one(&dir.join(name), &Options::default()).unwrap_err().to_string();
+        assert!(err.contains("MiB read and unpacked"), "{name}: {err}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

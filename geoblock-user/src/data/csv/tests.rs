@@ -70,6 +70,19 @@ fn integer_family_follows_the_hint_or_the_size() {
     assert_eq!(Integers::from_file_name(Path::new("ipv6/world.csv")), Integers::Auto);
 }
 
+/// A huge field makes a short error line: it goes to the log and to `status`.
+#[test]
+fn errors_cut_long_fields() {
+    let huge = "7".repeat(10 << 20);
+    let err = error(&format!("{huge},1,AU\n"), Integers::Auto);
+    assert!(
+        err.len() < 200 && err.contains("is too large for an address"),
+        "{} bytes: {}",
+        err.len(),
+        &err[..200.min(err.len())]
+    );
+}
+
 #[test]
 fn errors_name_source_line_and_field() {
     let cases = [
