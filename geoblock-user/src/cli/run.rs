@@ -63,8 +63,9 @@ pub struct RunArgs {
     /// change [default: only on reload].
     #[arg(long)]
     pub refresh: Option<String>,
-    /// Refuse new data with this many percent fewer prefixes or covered addresses than the
-    /// table in force (`geoblock reload --force` loads it anyway) [default: 10].
+    /// Refuse new data that covers this many percent fewer addresses than the table in force, in
+    /// either family or for a country the policy names (`geoblock reload --force` loads it
+    /// anyway) [default: 10].
     #[arg(long)]
     pub max_shrink: Option<f64>,
 }

@@ -50,7 +50,7 @@ pub const DEFAULT_STATE_DIR: &str = "/sys/fs/bpf/geoblock";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/geoblock/control.sock";
 /// Where downloads of `https://` sources are kept (and found by the next start).
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/geoblock";
-/// The share of prefixes or covered addresses a new data set may lose: 10 %.
+/// The share of covered addresses a new data set may lose: 10 %.
 pub const DEFAULT_MAX_SHRINK: f64 = 0.10;
 /// Sampled drop events per second, over all CPUs.
 pub const DEFAULT_EVENT_RATE: u32 = 100;
@@ -98,7 +98,7 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// A duration: `90s`, `15m`, `6h`, `1d`.
     pub refresh: Option<String>,
-    /// Percent of prefixes or covered addresses.
+    /// Percent of covered addresses (per family, and per country the policy names).
     pub max_shrink: Option<f64>,
     pub state_dir: Option<PathBuf>,
     pub control_socket: Option<PathBuf>,

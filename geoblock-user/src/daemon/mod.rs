@@ -129,7 +129,7 @@ impl Daemon {
         // Before anything changes in the kernel. Whatever table a previous
         // daemon left is not known here: only an empty one is refused.
         if !opts.force {
-            check_replacement(&Table::default(), &loaded.table, opts.max_shrink)?;
+            check_replacement(&Table::default(), &loaded.table, opts.max_shrink, &opts.policy.countries)?;
             guarded(&opts.management, &opts.policy, &loaded.table, None)?;
         }
         let geoblock = load_kernel(&opts, &loaded, state)?;

@@ -46,7 +46,7 @@ impl Daemon {
         let started = Instant::now();
         let loaded = new.data.load().map_err(|e| refused("data", &e))?;
         if !force {
-            check_replacement(&self.loaded.table, &loaded.table, new.max_shrink)
+            check_replacement(&self.loaded.table, &loaded.table, new.max_shrink, &new.policy.countries)
                 .map_err(|e| refused("shrink guard", &e))?;
         }
         if !new.force {

@@ -10,7 +10,7 @@
 //!
 //! For the daemon: it is blocking (ureq); from tokio call it in
 //! `spawn_blocking`. `Ok(Some(path))` means new data at `path`: load it,
-//! run [`super::guard::check_replacement`], swap. `Ok(None)`: unchanged.
+//! run [`super::shrink::check_replacement`], swap. `Ok(None)`: unchanged.
 //! `Err`: log it and keep the current table; the file on disk is untouched.
 //!
 //! HTTPS is rustls, verified against the system's roots
