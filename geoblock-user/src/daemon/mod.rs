@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod events;
+mod listen;
 pub mod metrics;
 pub mod notify;
 mod reload;
