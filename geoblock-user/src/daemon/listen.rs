@@ -59,9 +59,9 @@ where
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                if let Some(failed) = failures.recovered() {
-                    info!("{name}: accepting connections again, after {failed} failed accepts");
-                }
+                failures.accepted(Instant::now(), |failed| {
+                    info!("{name}: accepting connections again, after {failed} failed accepts")
+                });
                 match free.clone().try_acquire_owned() {
                     Ok(slot) => drop(tokio::spawn(serve(stream, slot))),
                     Err(_) => full.note(Instant::now(), |unlogged| {
@@ -113,40 +113,50 @@ struct Throttle {
 }
 
 impl Throttle {
+    /// Whether a line may be logged at `now`; if so, it counts as logged.
+    fn due(&mut self, now: Instant) -> bool {
+        if self.last.is_some_and(|last| now.duration_since(last) < LOG_EVERY) {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+
     /// One more occurrence at `now`: `log` runs with the number of
     /// occurrences left unlogged since its last run, if it is time.
     fn note(&mut self, now: Instant, log: impl FnOnce(u64)) {
-        if self.last.is_some_and(|last| now.duration_since(last) < LOG_EVERY) {
-            self.unlogged += 1;
-            return;
+        match self.due(now) {
+            true => log(std::mem::take(&mut self.unlogged)),
+            false => self.unlogged += 1,
         }
-        log(std::mem::take(&mut self.unlogged));
-        self.last = Some(now);
     }
 }
 
-/// Failed accepts in a row: logged through a [`Throttle`], and counted so
-/// that the first success after them can say the listener recovered.
+/// Failed accepts, and the accepts that work again after them, logged
+/// together through one [`Throttle`]: at the limit, every connection
+/// closed lets one more in before accepting fails again, and each would
+/// otherwise say so.
 #[derive(Debug, Default)]
 struct Failures {
     throttle: Throttle,
-    in_a_row: u64,
+    /// Since the last line saying accepting works again.
+    failed: u64,
 }
 
 impl Failures {
     fn failed(&mut self, now: Instant, log: impl FnOnce(u64)) {
-        self.in_a_row += 1;
+        self.failed += 1;
         self.throttle.note(now, log);
     }
 
-    /// A connection was accepted: how many accepts had failed before it.
-    fn recovered(&mut self) -> Option<u64> {
-        match std::mem::take(&mut self.in_a_row) {
-            0 => None,
-            n => {
-                self.throttle = Throttle::default();
-                Some(n)
-            }
+    /// A connection was accepted at `now`: `log` runs with the number of
+    /// accepts that failed before it, if any did and it is time. When it is
+    /// not, a later accept says it.
+    fn accepted(&mut self, now: Instant, log: impl FnOnce(u64)) {
+        if self.failed > 0 && self.throttle.due(now) {
+            // This line counts them all: the next failure is news.
+            self.throttle.unlogged = 0;
+            log(std::mem::take(&mut self.failed));
         }
     }
 }
@@ -207,18 +217,25 @@ mod tests {
     }
 
     #[test]
-    fn recovery_counts_the_failures_and_logs_the_next_trouble_at_once() {
+    fn recovery_is_said_once_the_failures_stop_with_all_of_them() {
         let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
         let mut failures = Failures::default();
-        assert_eq!(failures.recovered(), None, "nothing failed");
-        let mut lines = 0;
-        for ms in 0..300 {
-            failures.failed(start + Duration::from_millis(ms), |_| lines += 1);
+        let mut lines = Vec::new();
+        failures.accepted(at(0), |n| lines.push(("again", n)));
+        assert!(lines.is_empty(), "nothing failed");
+        // At the limit: each connection closed lets one in, then accepting
+        // fails again. That is said once a second, not twice per connection.
+        for ms in (100..2500).step_by(100) {
+            failures.failed(at(ms), |n| lines.push(("failed", n)));
+            failures.accepted(at(ms + 50), |n| lines.push(("again", n)));
         }
-        assert_eq!((lines, failures.recovered()), (1, Some(300)));
-        assert_eq!(failures.recovered(), None, "counted once");
-        failures.failed(start + Duration::from_millis(301), |_| lines += 1);
-        assert_eq!(lines, 2, "a new episode is logged at once");
+        assert_eq!(lines, [("failed", 0), ("failed", 9), ("failed", 9)]);
+        failures.accepted(at(5000), |n| lines.push(("again", n)));
+        failures.accepted(at(7000), |n| lines.push(("again", n)));
+        assert_eq!(lines[3..], [("again", 24)], "said once, with every failed accept");
+        failures.failed(at(7100), |n| lines.push(("failed", n)));
+        assert_eq!(lines[4..], [("failed", 0)], "new trouble is said at once, on its own");
     }
 
     #[test]
