@@ -10,3 +10,4 @@ pub mod objects;
 pub mod programs;
 pub mod sources;
 pub mod traffic;
+pub mod user;
