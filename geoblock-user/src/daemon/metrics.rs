@@ -235,8 +235,8 @@ async fn respond(stream: TcpStream, tx: mpsc::Sender<Scrape>, _slot: OwnedSemaph
         .max_buf_size(MAX_HEAD)
         .keep_alive(false)
         .serve_connection(TokioIo::new(stream), service);
-    // Whatever went wrong (timeouts, a client that hung up) ends this
-    // connection only, and the scraper sees it.
+    // A timeout, a malformed request or a client that hung up ends this
+    // connection and nothing else: there is nothing to report but the close.
     let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
 }
 
