@@ -252,6 +252,23 @@ impl Daemon {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Sets how many files the daemon may have open, as `prlimit
+    /// --nofile=N:N` does (a service manager's limit: systemd's is 1,024).
+    pub fn limit_open_files(&self, n: u64) {
+        let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+        // SAFETY: prlimit of our own child (not yet reaped), from a valid
+        // struct, without asking for the old one.
+        let done =
+            unsafe { libc::prlimit(self.pid() as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+        assert_eq!(done, 0, "prlimit of geoblock run: {}", std::io::Error::last_os_error());
+    }
+
+    /// How many files (sockets, maps...) the daemon has open.
+    pub fn open_files(&self) -> usize {
+        let dir = format!("/proc/{}/fd", self.pid());
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")).count()
+    }
+
     /// `geoblock stats --json` against this daemon, from the root namespace.
     pub fn stats(&self) -> Stats {
         stats(&self.state_dir)

@@ -11,3 +11,4 @@ pub mod programs;
 pub mod registry;
 pub mod sources;
 pub mod traffic;
+pub mod user;

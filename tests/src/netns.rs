@@ -121,6 +121,16 @@ impl Netns {
         })
     }
 
+    /// [`Netns::run`] as the user `uid`:`gid`, without supplementary groups
+    /// (and, root's uid gone, without capabilities): sockets `f` opens are
+    /// that user's, with only what that user may do.
+    pub fn run_as<T: Send>(&self, uid: u32, gid: u32, f: impl FnOnce() -> T + Send) -> T {
+        self.run(move || {
+            become_user(uid, gid).unwrap_or_else(|e| panic!("becoming uid {uid}: {e}"));
+            f()
+        })
+    }
+
     /// Makes `cmd` run in this network namespace, and only that: unlike
     /// `ip netns exec`, the mount namespace (and so /sys/fs/bpf) is shared.
     pub fn command(&self, cmd: &mut Command) {
@@ -154,6 +164,22 @@ fn enter(fd: RawFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes the calling thread, and only it, the user `uid`:`gid`. The raw
+/// syscalls change this thread's credentials; libc's wrappers would change
+/// those of the whole test process.
+fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain syscalls on this thread's own credentials.
+    let failed = unsafe {
+        libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+            || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+            || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+    };
+    match failed {
+        true => Err(io::Error::last_os_error()),
+        false => Ok(()),
+    }
 }
 
 /// Two namespaces joined by a veth pair, addressed in IPv4 and IPv6.
@@ -340,12 +366,15 @@ pub fn stale_names(dir: &Path, prefix: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let gone = |name: &String| {
-        let pid = name.strip_prefix(prefix).and_then(|rest| rest.split('-').next());
-        let pid = pid.and_then(|p| p.parse::<u32>().ok());
-        pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-    };
-    entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(gone).collect()
+    let names = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned());
+    names.filter(|name| is_stale(name, prefix)).collect()
+}
+
+/// Whether `name` is `<prefix><pid>-...` (see [`unique_tag`]) of a process
+/// that is gone.
+pub fn is_stale(name: &str, prefix: &str) -> bool {
+    let pid = name.strip_prefix(prefix).and_then(|rest| rest.split('-').next());
+    pid.and_then(|p| p.parse::<u32>().ok()).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Panics unless we are root: privileged tests fail loudly, never skip.

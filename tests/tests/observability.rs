@@ -1,16 +1,18 @@
 //! Observability, end to end: per-interface and per-family counters under
 //! real traffic on two veth pairs, the Prometheus endpoint scraped over
 //! HTTP inside the daemon's namespace and compared with `geoblock stats
-//! --json`, and `geoblock explain` for every reason, against the running
-//! daemon and offline. Needs root; fails (never skips) without it.
+//! --json`, `geoblock explain` for every reason, against the running
+//! daemon and offline, and both listeners through a connection flood.
+//! Needs root; fails (never skips) without it.
 //!
 //! Build the binary first: `cargo build -p geoblock-user --bin geoblock`.
 //! GEOBLOCK_TEST_LOG=1 echoes the daemons' logs.
 
 use std::{
     collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{IpAddr, TcpStream},
+    io::{ErrorKind, Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream},
+    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -23,6 +25,7 @@ use geoblock_tests::{
     geoblock::{self, Daemon},
     netns::{self, Netns, Pair},
     traffic::{Receiver, Sender},
+    user::User,
 };
 use serde_json::Value;
 
@@ -188,14 +191,20 @@ fn stats_cli(state_dir: &Path, args: &[&str]) -> String {
 /// `GET path` on the daemon's metrics port, from inside its namespace:
 /// the status code and body.
 fn http_get(ns: &Netns, path: &str) -> (u16, String) {
-    let mut stream = ns.run(|| TcpStream::connect(("127.0.0.1", METRICS_PORT)).expect("connecting to /metrics"));
+    try_http_get(ns, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// [`http_get`], or why there is no answer.
+fn try_http_get(ns: &Netns, path: &str) -> Result<(u16, String), String> {
+    let mut stream = ns.run(|| TcpStream::connect(("127.0.0.1", METRICS_PORT))).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut text = String::new();
-    stream.read_to_string(&mut text).expect("reading the HTTP response");
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
-    (code, body.to_string())
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .and_then(|()| stream.read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status code")?;
+    Ok((code, body.to_string()))
 }
 
 /// Samples of a metrics text: `name{labels}` → value.
@@ -313,6 +322,110 @@ fn metrics_scraped_over_http_equal_stats_json() {
     assert_eq!(scraped["geoblock_reload_duration_seconds_count"], 1.0);
     assert_eq!(scraped["geoblock_table_generation"], 2.0);
     assert_eq!(http_get(&pair.receiver, "/").0, 404);
+}
+
+/// The daemon's limit of open files in [`a_connection_flood_leaves_metrics_and_the_control_socket_answering`]:
+/// systemd's 1,024, smaller, so that a flood reaches it quickly.
+const FD_LIMIT: u64 = 256;
+/// Connections the daemon serves at once: scrapes, control commands.
+const METRICS_CONNECTIONS: usize = 64;
+const CONTROL_CONNECTIONS: usize = 32;
+/// Long enough for the daemon to drop idle connections (5 s without a
+/// request), and then answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Up to `n` idle connections to /metrics from `user`, until one does not
+/// connect within 3 s (the daemon's backlog is full): what a flood holds open.
+fn flood_metrics(ns: &Netns, user: &User, n: usize) -> Vec<TcpStream> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], METRICS_PORT));
+    let connect = || TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok();
+    ns.run_as(user.uid, user.gid, || std::iter::repeat_with(connect).take(n).map_while(|c| c).collect())
+}
+
+/// `n` idle connections to the control socket (only root can open them).
+fn flood_control(socket: &Path, n: usize) -> Vec<UnixStream> {
+    (0..n).map(|_| UnixStream::connect(socket).expect("connecting to the control socket")).collect()
+}
+
+/// What `f` gives, once it gives something: tried every 200 ms for at most `timeout`.
+fn within<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Some(found) => return Some(found),
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            None => return None,
+        }
+    }
+}
+
+/// Waits (bounded) until the daemon has logged `text`.
+fn wait_logged(daemon: &Daemon, text: &str) {
+    let logged = within(ANSWER_TIMEOUT, || daemon.log().contains(text).then_some(()));
+    assert!(logged.is_some(), "geoblock run did not log {text:?}:\n{}", daemon.log());
+}
+
+/// A scrape and `geoblock status` are answered, within [`ANSWER_TIMEOUT`].
+fn assert_answering(daemon: &Daemon, ns: &Netns, when: &str) {
+    let scrape = within(ANSWER_TIMEOUT, || try_http_get(ns, "/metrics").ok().filter(|(code, _)| *code == 200));
+    let (_, text) = scrape.unwrap_or_else(|| panic!("no scrape answered {when}:\n{}", daemon.log()));
+    assert!(text.contains("geoblock_table_generation 1"), "{text}");
+    let status = within(ANSWER_TIMEOUT, || Some(daemon.control(&["status"])).filter(|out| out.status.success()));
+    let status = status.unwrap_or_else(|| panic!("geoblock status did not answer {when}:\n{}", daemon.log()));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("metrics"), "{status:?}");
+}
+
+/// The flood of issue 13: idle connections held open, up to the file
+/// descriptor limit, from a local user to /metrics and from root's scripts
+/// to the control socket. The caps keep the daemon below its limit; when it
+/// reaches it anyway, accepting fails, is logged, and is survived.
+#[test]
+fn a_connection_flood_leaves_metrics_and_the_control_socket_answering() {
+    let pair = Pair::create();
+    let scratch = Scratch::new();
+    let data = scratch.file("base.csv", BASE);
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let args = geoblock::run_args(&pair, &["--block", "CN", "--data", &data, "--metrics", &metrics]);
+    let daemon = Daemon::start(&pair.receiver, &args);
+    daemon.limit_open_files(FD_LIMIT);
+    let idle = daemon.open_files();
+    let user = User::create();
+    let socket = daemon.control_socket.clone();
+
+    // Beyond the caps, connections are closed at once: the daemon's open
+    // files stay bounded, and once the held ones time out it answers again.
+    let scrapers = flood_metrics(&pair.receiver, &user, 400);
+    assert!(
+        scrapers.len() > 2 * METRICS_CONNECTIONS,
+        "{} connections: the ones beyond the cap are accepted (and closed)",
+        scrapers.len()
+    );
+    let denied = pair.receiver.run_as(user.uid, user.gid, || UnixStream::connect(&socket).map_err(|e| e.kind()));
+    assert_eq!(denied.err(), Some(ErrorKind::PermissionDenied), "a user reaches the control socket");
+    let commands = flood_control(&socket, 100);
+    let open = daemon.open_files();
+    let bound = idle + METRICS_CONNECTIONS + CONTROL_CONNECTIONS + 8;
+    assert!(open <= bound, "{open} files open under the flood, {idle} before: the caps allow {bound}");
+    assert_answering(&daemon, &pair.receiver, "while the flood is held");
+    wait_logged(&daemon, &format!("metrics: {METRICS_CONNECTIONS} connections open already, closing new ones"));
+    wait_logged(&daemon, &format!("control socket: {CONTROL_CONNECTIONS} connections open already"));
+    drop((scrapers, commands));
+
+    // Fewer files left than the caps would serve: accepting fails.
+    daemon.limit_open_files(daemon.open_files() as u64 + 16);
+    let scrapers = flood_metrics(&pair.receiver, &user, 400);
+    let commands = flood_control(&socket, 100);
+    wait_logged(&daemon, "metrics: accepting a connection failed: Too many open files");
+    wait_logged(&daemon, "control socket: accepting a connection failed: Too many open files");
+    drop((scrapers, commands));
+    // Each listener says it recovered at an accept a second after its last failure.
+    let recovered = |listener: &str| daemon.log().contains(&format!("{listener}: accepting connections again, after"));
+    let said = within(ANSWER_TIMEOUT, || {
+        assert_answering(&daemon, &pair.receiver, "after the flood");
+        (recovered("metrics") && recovered("control socket")).then_some(())
+    });
+    assert!(said.is_some(), "no listener said it recovered:\n{}", daemon.log());
+    assert!(!daemon.log().contains("is gone"), "out of files is not out of interfaces:\n{}", daemon.log());
 }
 
 /// Gives every country, on interface slots 1 to `slots`, one packet of

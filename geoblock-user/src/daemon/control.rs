@@ -3,6 +3,8 @@
 //! Connections are read on their own tasks; the requests are executed one
 //! at a time by the daemon's main loop, which owns the kernel state. An
 //! `events` client gets the answer, then the drop events until it hangs up.
+//! Connections are capped and timed out ([`listen`]), so that no client
+//! can keep the socket from answering the next one.
 
 use std::{
     os::unix::{fs::PermissionsExt as _, net::UnixStream as StdUnixStream},
@@ -12,18 +14,31 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _},
+    io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _},
     net::{unix::OwnedWriteHalf, UnixListener, UnixStream},
-    sync::{broadcast, mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
+    time::timeout,
 };
 
+use super::listen;
 use crate::{
     protocol::{Request, Response},
     Error,
 };
 
+/// Connections served at once. Only root can connect, and a command is
+/// answered in milliseconds; the cap keeps a runaway script from taking
+/// every file descriptor the daemon has (1,024 under systemd).
+const MAX_CONNECTIONS: usize = 32;
+/// `geoblock events` clients at once. They stay for as long as they like,
+/// so they have places of their own, apart from the commands'.
+const MAX_EVENT_CLIENTS: usize = 8;
 /// A client that has not sent its request by then is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that has not taken its answer by then is dropped. Answers are
+/// a few KiB, less than a socket buffer: only a large `explain` to a
+/// client that does not read waits at all.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests are a few words; anything longer is not one.
 const MAX_REQUEST: u64 = 64 * 1024;
 /// Events kept for a slow `geoblock events` client before it misses some:
@@ -83,7 +98,10 @@ impl ControlSocket {
         let listener = listener.map_err(Error::io(path))?;
         let (tx, requests) = mpsc::channel(16);
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
-        tokio::spawn(accept(listener, tx, events.clone()));
+        let route =
+            Route { requests: tx, events: events.clone(), watchers: Arc::new(Semaphore::new(MAX_EVENT_CLIENTS)) };
+        let serve = move |stream, slot| converse(stream, route.clone(), slot);
+        tokio::spawn(listen::accept_all(listener, "control socket", MAX_CONNECTIONS, serve));
         Ok(ControlSocket { path: path.into(), requests, events })
     }
 
@@ -104,48 +122,84 @@ impl Drop for ControlSocket {
     }
 }
 
-async fn accept(listener: UnixListener, tx: mpsc::Sender<Incoming>, events: EventLines) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(converse(stream, tx.clone(), events.clone()));
+/// Where a connection's request goes, shared by every connection.
+#[derive(Clone)]
+struct Route {
+    /// The daemon's main loop, which executes requests.
+    requests: mpsc::Sender<Incoming>,
+    events: EventLines,
+    /// Places left for `events` clients.
+    watchers: Arc<Semaphore>,
+}
+
+impl Route {
+    /// `request`, executed by the daemon: its answer.
+    async fn ask(&self, request: Request, peer: Peer) -> Response {
+        let (reply, answer) = oneshot::channel();
+        match self.requests.send(Incoming { request, peer, reply }).await {
+            Ok(()) => answer.await.unwrap_or_else(|_| Response::error("the daemon is stopping")),
+            Err(_) => Response::error("the daemon is stopping"),
+        }
     }
 }
 
 /// One connection: read a request, wait for the daemon's answer, write it.
-async fn converse(stream: UnixStream, tx: mpsc::Sender<Incoming>, events: EventLines) {
+/// `slot` is its place under [`MAX_CONNECTIONS`], given back when it ends
+/// (an `events` client trades it for one of its own). The daemon's time is
+/// not limited: a reload of large data takes what it takes, and cutting the
+/// client off would not stop it, only hide how it ended.
+async fn converse(stream: UnixStream, route: Route, slot: OwnedSemaphorePermit) {
     let cred = stream.peer_cred().ok();
     let peer = Peer { pid: cred.and_then(|c| c.pid()), uid: cred.map(|c| c.uid()) };
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
-    let response = match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+    let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
+    let response = match timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
         Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
-            Ok(Request::Events) => return stream_events(write, events.subscribe()).await,
-            Ok(request) => {
-                let (reply, answer) = oneshot::channel();
-                match tx.send(Incoming { request, peer, reply }).await {
-                    Ok(()) => answer.await.unwrap_or_else(|_| Response::error("the daemon is stopping")),
-                    Err(_) => Response::error("the daemon is stopping"),
+            Ok(Request::Events) => match route.watchers.clone().try_acquire_owned() {
+                Ok(watcher) => {
+                    drop(slot);
+                    return stream_events(reader, write, route.events.subscribe(), watcher).await;
                 }
-            }
+                Err(_) => {
+                    Response::error(format!("{MAX_EVENT_CLIENTS} `geoblock events` clients are connected already"))
+                }
+            },
+            Ok(request) => route.ask(request, peer).await,
             Err(e) => Response::error(format!("not a geoblock request: {e}")),
         },
         Ok(Err(e)) => Response::error(format!("reading the request: {e}")),
         Err(_) => return,
     };
-    let _ = write.write_all(answer_line(&response).as_bytes()).await;
+    let _ = timeout(WRITE_TIMEOUT, write.write_all(answer_line(&response).as_bytes())).await;
 }
 
 /// Answers an `events` request, then writes every event until the client
 /// hangs up. A client too slow to keep up misses events, never the daemon.
-async fn stream_events(mut write: OwnedWriteHalf, mut events: broadcast::Receiver<Arc<str>>) {
+/// Clients send nothing after their request, so the end of `from` is the
+/// hang-up, noticed even while no events come: `_watcher`, its place, is
+/// given back then.
+async fn stream_events(
+    mut from: impl AsyncRead + Unpin,
+    mut write: OwnedWriteHalf,
+    mut events: broadcast::Receiver<Arc<str>>,
+    _watcher: OwnedSemaphorePermit,
+) {
     if write.write_all(answer_line(&Response::ok("streaming drop events")).as_bytes()).await.is_err() {
         return;
     }
+    let mut ignored = [0; 64];
     loop {
-        let line = match events.recv().await {
-            Ok(line) => line,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
+        let line = tokio::select! {
+            event = events.recv() => match event {
+                Ok(line) => line,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            read = from.read(&mut ignored) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            },
         };
         if write.write_all(line.as_bytes()).await.is_err() {
             return;

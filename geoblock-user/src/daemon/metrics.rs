@@ -1,13 +1,21 @@
-//! `/metrics` for Prometheus: a small HTTP server on the daemon's runtime.
+//! `/metrics` for Prometheus: an HTTP server (hyper) on the daemon's runtime.
 //!
 //! A scrape asks the daemon's main loop (which owns the maps) for the text,
 //! built from one read of the counters into a registry made for that
 //! scrape: the packet path keeps nothing but its per-CPU counters, and
 //! nothing is kept up to date between scrapes but the reload history.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use geoblock_common::Total;
+use hyper::{
+    body::Incoming,
+    header::{self, HeaderValue},
+    server::conn::http1,
+    service::service_fn,
+    Method, Request, Response, StatusCode,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::{
     encoding::text::encode,
     metrics::{
@@ -19,21 +27,30 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::{TcpListener, TcpStream},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, OwnedSemaphorePermit},
 };
 
+use super::listen;
 use crate::{
     kernel::counters::{Stats, Traffic},
     Error,
 };
 
+/// Scrapes served at once. Prometheus scrapes one at a time per server,
+/// so this leaves room for several servers and people with curl; a flood
+/// of idle connections beyond it is closed at once instead of taking
+/// every file descriptor the daemon has (1,024 under systemd).
+const MAX_CONNECTIONS: usize = 64;
 /// A scraper that has not sent its request head by then is dropped.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Request heads are a few hundred bytes.
-const MAX_HEAD: u64 = 16 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole exchange, the response to a slow reader included: longer
+/// than Prometheus's default scrape timeout (10 s), which gives up first.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request heads are a few hundred bytes (hyper's smallest buffer is 8 KiB).
+const MAX_HEAD: usize = 16 * 1024;
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The daemon's state a scrape shows beside the counters.
 pub struct DaemonState<'a> {
@@ -194,7 +211,8 @@ impl MetricsServer {
         listener.set_nonblocking(true).map_err(Error::io(format!("metrics address {addr}")))?;
         let listener = TcpListener::from_std(listener).map_err(Error::io(format!("metrics address {addr}")))?;
         let (tx, scrapes) = mpsc::channel(16);
-        tokio::spawn(accept(listener, tx));
+        let serve = move |stream, slot| respond(stream, tx.clone(), slot);
+        tokio::spawn(listen::accept_all(listener, "metrics", MAX_CONNECTIONS, serve));
         Ok(MetricsServer { addr, scrapes })
     }
 
@@ -207,44 +225,35 @@ impl MetricsServer {
     }
 }
 
-async fn accept(listener: TcpListener, tx: mpsc::Sender<Scrape>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(respond(stream, tx.clone()));
-    }
+/// One connection: one request, one response, closed. `_slot` is its
+/// place under [`MAX_CONNECTIONS`], given back when it ends.
+async fn respond(stream: TcpStream, tx: mpsc::Sender<Scrape>, _slot: OwnedSemaphorePermit) {
+    let service = service_fn(move |request| answer(request, tx.clone()));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    // A timeout, a malformed request or a client that hung up ends this
+    // connection and nothing else: there is nothing to report but the close.
+    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
 }
 
-/// One connection: one request, one response, closed.
-async fn respond(stream: TcpStream, tx: mpsc::Sender<Scrape>) {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_HEAD));
-    let Ok(Some(request_line)) = tokio::time::timeout(READ_TIMEOUT, head(&mut reader)).await else {
-        return;
-    };
-    let response = match request_line.split_whitespace().collect::<Vec<_>>()[..] {
-        ["GET", "/metrics", _] => match scrape(&tx).await {
-            Some(Ok(text)) => http(200, "OK", CONTENT_TYPE, &text),
-            Some(Err(e)) => http(500, "Internal Server Error", "text/plain", &format!("{e}\n")),
-            None => http(503, "Service Unavailable", "text/plain", "the daemon is stopping\n"),
+async fn answer(request: Request<Incoming>, tx: mpsc::Sender<Scrape>) -> Result<Response<String>, Infallible> {
+    Ok(match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => match scrape(&tx).await {
+            Some(Ok(text)) => reply(StatusCode::OK, CONTENT_TYPE, text),
+            Some(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
+            None => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "the daemon is stopping\n".into()),
         },
-        ["GET", _, _] => http(404, "Not Found", "text/plain", "geoblock serves /metrics only\n"),
-        _ => http(405, "Method Not Allowed", "text/plain", "GET /metrics\n"),
-    };
-    let _ = write.write_all(response.as_bytes()).await;
-    let _ = write.shutdown().await;
-}
-
-/// Reads the request head; gives its first line.
-async fn head<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<String> {
-    let mut first = String::new();
-    reader.read_line(&mut first).await.ok()?;
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line).await.ok()? {
-            0 => return None,
-            _ if line.trim().is_empty() => return Some(first),
-            _ => continue,
+        (&Method::GET, _) => reply(StatusCode::NOT_FOUND, TEXT, "geoblock serves /metrics only\n".into()),
+        _ => {
+            let mut response = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "GET /metrics\n".into());
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+            response
         }
-    }
+    })
 }
 
 async fn scrape(tx: &mpsc::Sender<Scrape>) -> Option<Result<String, String>> {
@@ -253,18 +262,50 @@ async fn scrape(tx: &mpsc::Sender<Scrape>) -> Option<Result<String, String>> {
     text.await.ok()
 }
 
-fn http(code: u16, reason: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use geoblock_common::CountryCounters;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
+
+    /// `request` sent to `addr` as it is: the whole response.
+    async fn exchange(addr: SocketAddr, request: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await;
+        read.expect("answered and closed").unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn get_metrics_is_served_and_nothing_else() {
+        let mut server = Some(MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap());
+        let addr = server.as_ref().unwrap().addr;
+        tokio::spawn(async move {
+            while let Some(scrape) = MetricsServer::next(&mut server).await {
+                drop(scrape.send(Ok("geoblock_table_generation 1\n".into())));
+            }
+        });
+        let ok = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains(&format!("content-type: {CONTENT_TYPE}\r\n")), "{ok}");
+        assert!(ok.contains("connection: close\r\n") && ok.ends_with("\r\n\r\ngeoblock_table_generation 1\n"), "{ok}");
+        let elsewhere = exchange(addr, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+        assert!(elsewhere.starts_with("HTTP/1.1 404 Not Found\r\n"), "{elsewhere}");
+        let post = exchange(addr, "POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi").await;
+        assert!(post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n") && post.contains("allow: GET\r\n"), "{post}");
+        let garbage = exchange(addr, "\x16\x03\x01 not http\r\n\r\n").await;
+        assert!(garbage.starts_with("HTTP/1.1 400 Bad Request\r\n") || garbage.is_empty(), "{garbage}");
+    }
 
     #[test]
     fn text_has_every_metric() {

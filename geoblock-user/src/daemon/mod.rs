@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod events;
+mod listen;
 pub mod metrics;
 pub mod notify;
 mod reload;
@@ -295,7 +296,12 @@ impl Daemon {
 
     fn reattach(&mut self, state: &StateDir) {
         for (iface, attached_at) in &mut self.attached {
-            let now = ifindex(iface).unwrap_or(0);
+            let now = match ifindex(iface) {
+                Ok(index) => index,
+                Err(Error::UnknownInterface(_)) => 0,
+                // Not known this time (out of file descriptors): the next tick asks again.
+                Err(_) => continue,
+            };
             if now == *attached_at {
                 continue;
             }
@@ -347,12 +353,17 @@ async fn readable<T: std::os::fd::AsRawFd>(
     }
 }
 
-/// The index of `iface`, or [`Error::UnknownInterface`].
+/// The index of `iface`, or [`Error::UnknownInterface`]. Asking takes a
+/// socket: when none can be had (out of file descriptors), that is an
+/// error of its own, not a missing interface.
 fn ifindex(iface: &str) -> Result<u32, Error> {
     let name = std::ffi::CString::new(iface).map_err(|_| Error::UnknownInterface(iface.into()))?;
     // SAFETY: name is NUL-terminated.
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(Error::UnknownInterface(iface.into())),
+        0 => match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENODEV) => Err(Error::UnknownInterface(iface.into())),
+            e => Err(Error::Io { path: format!("interface {iface}").into(), source: e }),
+        },
         index => Ok(index),
     }
 }
