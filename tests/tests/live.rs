@@ -376,6 +376,7 @@ fn control_commands_change_verdicts_on_live_traffic() {
     assert_eq!(passing(), ["CN", "US"]);
     ctl(&daemon, &["except", "add", "77.88.8.0/24"]);
     assert_eq!(passing(), ["CN", "RU", "US"]);
+    assert!(ctl(&daemon, &["status"]).contains("exceptions  77.88.8.0/24\n"));
     ctl(&daemon, &["except", "del", "77.88.8.0/24"]);
     assert_eq!(passing(), ["CN", "US"]);
     ctl(&daemon, &["mode", "monitor"]);
@@ -390,6 +391,7 @@ fn control_commands_change_verdicts_on_live_traffic() {
     refused(&daemon, &["block", "XX"], "unknown country code 'XX'");
     refused(&daemon, &["except", "del", "10.0.0.0/8"], "10.0.0.0/8 is not an exception");
     refused(&daemon, &["except", "add", "10.0.0/99"], "is not a CIDR");
+    refused(&daemon, &["except", "add", "77.88.8.9/24"], "'77.88.8.9/24' has host bits set (the network is 77.88.8.0)");
     assert_eq!(passing(), ["CN", "RU", "DE"], "a refused command changed the policy");
 
     let status: serde_json::Value = serde_json::from_str(&ctl(&daemon, &["status", "--json"])).unwrap();
