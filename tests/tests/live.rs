@@ -10,7 +10,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, TcpListener, TcpStream},
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
@@ -458,6 +458,18 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
     geoblock::stop_and_detach(&pair, daemon);
 }
 
+/// `geoblock run ARGS` in the pair's receiver namespace, which the
+/// lock-out guard must refuse, leaving nothing behind: its stderr.
+fn refused_start(pair: &Pair, args: &[&str], setup: impl FnOnce(&mut std::process::Command)) -> String {
+    let state_dir = geoblock::state_dir();
+    let socket = geoblock::control_socket(&state_dir);
+    let out = geoblock::run_refused(&pair.receiver, args, &state_dir, &socket, setup);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!pair.receiver_has_xdp() && !state_dir.exists(), "a refused start left state behind");
+    stderr
+}
+
 #[test]
 fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() {
     let pair = Pair::create();
@@ -466,22 +478,17 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
         cmd.env("SSH_CONNECTION", "88.198.0.1 50000 10.0.0.1 22");
     };
     // Started from an SSH session whose client is in DE: --block DE is refused.
-    let state_dir = geoblock::state_dir();
-    let socket = geoblock::control_socket(&state_dir);
-    let run = ["--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg()];
-    let out = geoblock::run_refused(&pair.receiver, &run, &state_dir, &socket, de_ssh);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("refusing a policy that drops the SSH client 88.198.0.1/32 (it is in DE)"), "{stderr}");
-    assert!(!pair.receiver_has_xdp() && !state_dir.exists(), "a refused start left state behind");
+    let block_de = ["--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg()];
+    let stderr = refused_start(&pair, &block_de, de_ssh);
+    let expect = "refusing a policy that drops the SSH client 88.198.0.1 (SSH_CONNECTION): it is in DE, which the \
+                  deny-list blocks";
+    assert!(stderr.contains(expect), "{stderr}");
 
     // A management network: refused, then forced.
     let mut args = run_args(&pair, &data);
     args.extend(["--management", "1.0.1.0/24"]);
-    let refused_start = geoblock::run_refused(&pair.receiver, &args, &state_dir, &socket, |_| {});
-    assert!(
-        String::from_utf8_lossy(&refused_start.stderr).contains("drops management network 1.0.1.0/24 (it is in CN)")
-    );
+    let stderr = refused_start(&pair, &args, |_| {});
+    assert!(stderr.contains("drops management network 1.0.1.0/24 (--management): part of it is in CN"), "{stderr}");
     args.push("--force");
     let forced = Daemon::start(&pair.receiver, &args);
     let forced_state = forced.state_dir.clone();
@@ -496,7 +503,9 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     };
     let out = daemon.control_with(&["block", "US"], us_ssh);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("drops the SSH client 12.0.0.1/32 (it is in US)"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("drops the SSH client 12.0.0.1 (SSH_CONNECTION): it is in US")
+    );
     // ... unless forced; an exception for the client also makes it safe.
     let out = daemon.control_with(&["block", "US", "--force"], us_ssh);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -507,6 +516,50 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     assert_eq!(through, ["12.0.0.1"], "the excepted client was dropped");
 
     geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// A TCP connection from the pair's sender to port 22 of its receiver,
+/// where `listener` listens: both ends, kept open while held.
+fn ssh_connection(pair: &Pair, listener: &TcpListener, to: IpAddr) -> (TcpStream, TcpStream) {
+    let client = pair.sender.run(|| TcpStream::connect((to, 22)).expect("connecting to port 22"));
+    let (server, _) = listener.accept().expect("accepting on port 22");
+    (client, server)
+}
+
+#[test]
+fn lock_out_guard_sees_ssh_connections_that_ssh_connection_does_not_name() {
+    let pair = Pair::create();
+    // The sender's addresses, the SSH clients below, are in DE.
+    let sender_de = "10.251.0.0,10.251.255.255,DE\nfd00:6762::,fd00:6762:ffff:ffff:ffff:ffff:ffff:ffff,DE\n";
+    let data = DataFile::new(&format!("{DATA_A}{sender_de}"));
+    // As under systemd or sudo: no SSH_CONNECTION.
+    let no_env = [("SSH_CONNECTION", "")];
+    let daemon = Daemon::start_with_env(&pair.receiver, &run_args(&pair, &data), &no_env);
+    assert!(daemon.log().contains("lock-out guard: nothing to protect"), "{}", daemon.log());
+    let no_ssh = |cmd: &mut std::process::Command| {
+        cmd.env_remove("SSH_CONNECTION");
+    };
+
+    // An sshd stand-in on port 22 (dual-stack, as sshd listens).
+    let listener = pair.receiver.run(|| TcpListener::bind("[::]:22").expect("listening on port 22"));
+    let v6 = ssh_connection(&pair, &listener, pair.receiver_v6.into());
+    let out = daemon.control_with(&["block", "DE"], no_ssh);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expect = format!(
+        "refusing a policy that drops the SSH client {} (connected to port 22): it is in DE, which the deny-list blocks",
+        pair.sender_v6
+    );
+    assert!(stderr.contains(&expect), "{stderr}");
+    drop(v6);
+    geoblock::stop_and_detach(&pair, daemon);
+
+    // At start, an IPv4 client (which a dual-stack sshd sees as ::ffff:a.b.c.d).
+    let _v4 = ssh_connection(&pair, &listener, pair.receiver_v4.into());
+    let stderr = refused_start(&pair, &["--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg()], no_ssh);
+    let client = format!("the SSH client {} (connected to port 22)", pair.sender_v4);
+    assert!(stderr.contains(&format!("lock-out guard: keeping reachable {client}")), "{stderr}");
+    assert!(stderr.contains(&format!("drops {client}: it is in DE, which the deny-list blocks")), "{stderr}");
 }
 
 #[test]

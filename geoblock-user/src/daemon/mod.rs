@@ -126,6 +126,7 @@ impl Daemon {
         // First: a port in use fails the start before the kernel is touched.
         let metrics = opts.metrics.map(MetricsServer::bind).transpose()?;
         let loaded = opts.data.load()?;
+        report_guard(&opts.management);
         // Before anything changes in the kernel. Whatever table a previous
         // daemon left is not known here: only an empty one is refused.
         if !opts.force {
@@ -392,8 +393,28 @@ fn watch_fd<T: std::os::fd::AsRawFd>(fd: T) -> Result<AsyncFd<T>, Error> {
 /// session the daemon was started from, and the one a control command came
 /// from stay reachable.
 fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client: Option<IpAddr>) -> Result<(), Error> {
-    let protected = lockout::protected(management, lockout::ssh_client().into_iter().chain(ssh_client));
+    let protected = lockout::protected(management, &lockout::ssh_clients(ssh_client).clients);
     Ok(lockout::check(policy, table, &protected)?)
+}
+
+/// Says at start what the lock-out guard keeps reachable; warns when that
+/// is nothing, so that a guard which cannot see the way in does not pass
+/// for one that protects it.
+fn report_guard(management: &[IpNetwork]) {
+    let ssh = lockout::ssh_clients(None);
+    let protected = lockout::protected(management, &ssh.clients);
+    if protected.is_empty() {
+        let ports: Vec<String> = ssh.ports.iter().map(u16::to_string).collect();
+        warn!(
+            "lock-out guard: nothing to protect: no SSH client (SSH_CONNECTION is unset, and no connection to sshd \
+             port {} is established in this network namespace) and no management network: a policy change could \
+             cut off the way in (give --management, or management = [...] in the config)",
+            ports.join(",")
+        );
+    } else {
+        let protected: Vec<String> = protected.iter().map(ToString::to_string).collect();
+        info!("lock-out guard: keeping reachable {}", protected.join(", "));
+    }
 }
 
 /// The result of a background job; never, without one.
