@@ -1,9 +1,10 @@
 //! A one-file HTTP server inside a test namespace: what `geoblock run
 //! --data http://...` downloads from. It answers conditional GETs (ETag) as
-//! real servers do, and can be told to fail.
+//! real servers do, and can be told to fail. And the client that scrapes
+//! the daemon's `/metrics`.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -128,4 +129,17 @@ fn answer(stream: TcpStream, reply: &Reply) -> std::io::Result<()> {
 /// FNV-1a: enough to tell two versions of a test file apart.
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// `GET path` on 127.0.0.1:`port` of `ns` (the daemon's `/metrics`): the
+/// status code and body.
+pub fn get(ns: &Netns, port: u16, path: &str) -> (u16, String) {
+    let mut stream = ns.run(|| TcpStream::connect(("127.0.0.1", port)).expect("connecting to /metrics"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("reading the HTTP response");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
+    (code, body.to_string())
 }

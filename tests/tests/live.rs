@@ -13,14 +13,23 @@ use std::{
     net::{IpAddr, TcpListener, TcpStream},
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use aya::maps::{Array, Map, MapData, MapInfo};
+use ::geoblock::kernel::Geoblock;
+use aya::{
+    maps::{Array, Map, MapData, MapInfo},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
+};
+use geoblock_common::Backend;
 use geoblock_tests::{
     geoblock::{self, Daemon},
+    http,
     netns::{self, Pair},
-    objects,
+    objects, programs,
     traffic::{Receiver, Sender},
 };
 
@@ -288,6 +297,94 @@ fn an_interface_that_comes_back_is_attached_again() {
     assert!(pair.receiver_has_xdp(), "no XDP on the recreated gbr");
     let flowed = under_traffic(&pair, &all_sources(), || {});
     flowed.assert_enforced(&ips(&BLOCKED), &ips(&ALLOWED), &pair, &daemon.log());
+    geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// Where the tamper test's daemon serves `/metrics`, in its namespace.
+const METRICS_PORT: &str = "9717";
+
+/// `geoblock_attached{iface}` of the pair's receiver, scraped from `/metrics`.
+fn attached_metric(pair: &Pair) -> Option<u8> {
+    let (code, text) = http::get(&pair.receiver, METRICS_PORT.parse().unwrap(), "/metrics");
+    assert_eq!(code, 200, "{text}");
+    let series = format!("geoblock_attached{{iface=\"{}\"}} ", pair.receiver_if);
+    text.lines().find_map(|l| l.strip_prefix(&series)?.parse().ok())
+}
+
+/// Waits (bounded) for the daemon's error line about tampering with the
+/// receiver's enforcement, which must say `what` was found and how it was
+/// dealt with; the incident must have begun at most two ticks before.
+fn tamper_logged(daemon: &Daemon, since: Instant, what: &str) {
+    let line = daemon.wait_line("enforcement tampered with", Duration::from_secs(5));
+    assert!(since.elapsed() < Duration::from_secs(2), "noticed {:?} after tampering: {line}", since.elapsed());
+    assert!(line.contains("ERROR") && line.contains(&format!("gbr: enforcement tampered with: {what}")), "{line}");
+}
+
+/// The interface line of `geoblock status` and its JSON.
+fn interface_status(daemon: &Daemon) -> (String, serde_json::Value) {
+    let text = ctl(daemon, &["status"]);
+    let line = text.lines().find(|l| l.starts_with("interface")).unwrap_or_else(|| panic!("{text}"));
+    (line.to_string(), status(daemon)["interfaces"][0].clone())
+}
+
+#[test]
+fn tampering_with_enforcement_is_logged_shown_and_repaired_within_two_ticks() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let mut args = run_args(&pair, &data);
+    args.extend(["--metrics", METRICS_PORT]);
+    let daemon = Daemon::start(&pair.receiver, &args);
+    assert_eq!(attached_metric(&pair), Some(1));
+    let pin = daemon.state_dir.join(format!("link-{}", pair.receiver_if));
+
+    // The pin held the only reference to the link: removing it detached
+    // XDP; the daemon attaches and pins a new link.
+    let flowed = under_traffic(&pair, &all_sources(), || {
+        let removed = Instant::now();
+        std::fs::remove_file(&pin).unwrap();
+        tamper_logged(&daemon, removed, "link pin removed; re-attached");
+    });
+    let leaked: usize = ips(&BLOCKED).iter().map(|&s| flowed.delivered(s)).sum();
+    eprintln!("{leaked} blocked datagrams delivered before the link pin was replaced");
+    assert_eq!(passing(&pair, &daemon, &BLOCKED), Vec::<String>::new(), "blocked sources pass after the repair");
+    assert_eq!(passing(&pair, &daemon, &ALLOWED), ALLOWED, "allowed sources are dropped after the repair");
+    let (line, json) = interface_status(&daemon);
+    assert!(line.starts_with("interface   gbr (attached, xdp mode native); TAMPERED "), "{line}");
+    assert!(line.ends_with(": link pin removed, re-attached"), "{line}");
+    assert!(json["attached"] == true && json["tampered"]["repaired"] == true, "{json}");
+    assert_eq!(json["tampered"]["problem"], "link pin removed", "{json}");
+    assert_eq!(attached_metric(&pair), Some(1));
+    assert!(pin.exists() && pair.receiver_has_xdp());
+
+    // Another program switched in through the pinned link: switched back.
+    {
+        let mut other = Geoblock::load_object(programs::BENCH_SENDER, "bench_pass", Backend::Trie).unwrap();
+        let link = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(&pin).unwrap())).unwrap();
+        let replaced = Instant::now();
+        other.program().unwrap().attach_to_link(link).unwrap();
+        tamper_logged(&daemon, replaced, "program replaced (the link runs program id ");
+        assert!(daemon.log().contains("; program restored"), "{}", daemon.log());
+        assert_eq!(passing(&pair, &daemon, &BLOCKED), Vec::<String>::new(), "blocked sources pass after the repair");
+    }
+
+    // The pin removed while someone else holds the link: the interface is
+    // busy, nothing can be repaired until they let go, and it is said so
+    // once, not every tick.
+    let held = PinnedLink::from_pin(&pin).unwrap();
+    let removed = Instant::now();
+    std::fs::remove_file(&pin).unwrap();
+    tamper_logged(&daemon, removed, "link pin removed; NOT repaired (retrying every second)");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(daemon.log().matches("enforcement tampered with").count(), 3, "{}", daemon.log());
+    let (line, json) = interface_status(&daemon);
+    assert!(line.starts_with("interface   gbr (NOT ENFORCING, xdp mode native); TAMPERED "), "{line}");
+    assert!(line.contains("link pin removed, NOT repaired: interface gbr already has an XDP program"), "{line}");
+    assert!(json["attached"] == false && json["tampered"]["repaired"] == false, "{json}");
+    assert_eq!(attached_metric(&pair), Some(0));
+    drop(held);
+    daemon.wait_line("gbr: enforcement repaired (re-attached) after link pin removed", Duration::from_secs(5));
+    assert_eq!(attached_metric(&pair), Some(1));
+    assert_eq!(passing(&pair, &daemon, &BLOCKED), Vec::<String>::new(), "blocked sources pass after the repair");
     geoblock::stop_and_detach(&pair, daemon);
 }
 

@@ -9,8 +9,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{IpAddr, TcpStream},
+    net::IpAddr,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -21,6 +20,7 @@ use geoblock_common::{country_stats_index, CountryCounters, CountryId, COUNTRY_S
 
 use geoblock_tests::{
     geoblock::{self, Daemon},
+    http,
     netns::{self, Netns, Pair},
     traffic::{Receiver, Sender},
 };
@@ -188,14 +188,7 @@ fn stats_cli(state_dir: &Path, args: &[&str]) -> String {
 /// `GET path` on the daemon's metrics port, from inside its namespace:
 /// the status code and body.
 fn http_get(ns: &Netns, path: &str) -> (u16, String) {
-    let mut stream = ns.run(|| TcpStream::connect(("127.0.0.1", METRICS_PORT)).expect("connecting to /metrics"));
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("reading the HTTP response");
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
-    (code, body.to_string())
+    http::get(ns, METRICS_PORT, path)
 }
 
 /// Samples of a metrics text: `name{labels}` → value.

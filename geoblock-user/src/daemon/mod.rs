@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod control;
+mod enforcement;
 pub mod events;
 pub mod metrics;
 pub mod notify;
@@ -29,6 +30,7 @@ use tracing::{info, warn};
 use self::{
     config::{ConfigLayers, RunOptions},
     control::{ControlSocket, EventLines},
+    enforcement::Incidents,
     events::WallClock,
     metrics::{MetricsServer, Reloads},
     reload::DataWatch,
@@ -41,7 +43,8 @@ use crate::{
     Error,
 };
 
-/// How often interfaces are checked for having disappeared or come back.
+/// How often interfaces are checked for having disappeared or come back,
+/// and for running geoblock's program through its link.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs until SIGINT or SIGTERM. Everything is validated, filled and
@@ -99,6 +102,8 @@ struct Daemon {
     geoblock: Geoblock,
     /// Configured interfaces and the ifindex each is attached at (0: gone).
     attached: Vec<(String, u32)>,
+    /// Tampering found on them, checked every tick.
+    incidents: Incidents,
     /// Tables loaded so far.
     generation: u64,
     /// The data in force: its table, and what it was read from.
@@ -136,6 +141,7 @@ impl Daemon {
         let geoblock = load_kernel(&opts, &loaded, state)?;
         let mut daemon = Daemon {
             attached: Vec::new(),
+            incidents: Incidents::new(),
             geoblock,
             next_download: opts.refresh.map(|every| Instant::now() + every),
             opts,
@@ -283,7 +289,7 @@ impl Daemon {
 
     /// Attaches again to interfaces that came back under a new ifindex
     /// (deleted and recreated): the kernel released the old link with the
-    /// old device.
+    /// old device. Then checks that the others are still enforced.
     fn watch_interfaces(&mut self, state: &StateDir) {
         let before = self.attached.clone();
         self.reattach(state);
@@ -292,6 +298,7 @@ impl Daemon {
                 warn!("counting per interface after a change of interfaces: {e}");
             }
         }
+        self.verify_enforcement(state);
     }
 
     fn reattach(&mut self, state: &StateDir) {
