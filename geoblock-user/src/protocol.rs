@@ -134,9 +134,28 @@ pub struct Status {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InterfaceStatus {
     pub name: String,
-    /// False while the interface is gone (the daemon attaches again when it returns).
+    /// Whether it runs geoblock's program through geoblock's pinned link,
+    /// as checked every second. False while the interface is gone (the
+    /// daemon attaches again when it returns), or tampered with and not
+    /// repaired.
     pub attached: bool,
     pub xdp_mode: String,
+    /// The last time its enforcement was found tampered with, and what became of it.
+    #[serde(default)]
+    pub tampered: Option<Tampered>,
+}
+
+/// Enforcement found tampered with (a link pin removed, the program
+/// replaced, the link detached).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tampered {
+    /// What was found: `link pin removed`, `link detached`...
+    pub problem: String,
+    pub repaired: bool,
+    /// How it was repaired (`re-attached`, `program restored`), or why it
+    /// could not be (the daemon retries every second).
+    pub repair: String,
+    pub seconds_ago: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -177,8 +196,7 @@ impl Status {
     pub fn render(&self) -> String {
         let mut out = format!("state dir   {}\n", self.state_dir);
         for i in &self.interfaces {
-            let state = if i.attached { "attached" } else { "GONE (re-attached when it returns)" };
-            out += &format!("interface   {} ({state}, xdp mode {})\n", i.name, i.xdp_mode);
+            out += &i.render();
         }
         let p = &self.policy;
         out += &format!("policy      {}\n", p.list());
@@ -221,6 +239,25 @@ impl Status {
             );
         }
         out
+    }
+}
+
+impl InterfaceStatus {
+    /// Its `status` line: "interface   eth0 (attached, xdp mode auto)",
+    /// and what was last found tampered with.
+    fn render(&self) -> String {
+        let unrepaired = self.tampered.as_ref().is_some_and(|t| !t.repaired);
+        let state = match (self.attached, unrepaired) {
+            (true, _) => "attached",
+            (false, true) => "NOT ENFORCING",
+            (false, false) => "GONE (re-attached when it returns)",
+        };
+        let mut line = format!("interface   {} ({state}, xdp mode {})", self.name, self.xdp_mode);
+        if let Some(t) = &self.tampered {
+            let outcome = if t.repaired { t.repair.clone() } else { format!("NOT repaired: {}", t.repair) };
+            line += &format!("; TAMPERED {} s ago: {}, {outcome}", t.seconds_ago, t.problem);
+        }
+        line + "\n"
     }
 }
 

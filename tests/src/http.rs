@@ -1,9 +1,10 @@
 //! A one-file HTTP server inside a test namespace: what `geoblock run
 //! --data http://...` downloads from. It answers conditional GETs (ETag) as
-//! real servers do, and can be told to fail.
+//! real servers do, and can be told to fail. And the client that scrapes
+//! the daemon's `/metrics`.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -128,4 +129,23 @@ fn answer(stream: TcpStream, reply: &Reply) -> std::io::Result<()> {
 /// FNV-1a: enough to tell two versions of a test file apart.
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// `GET path` on 127.0.0.1:`port` of `ns` (the daemon's `/metrics`): the
+/// status code and body.
+pub fn get(ns: &Netns, port: u16, path: &str) -> (u16, String) {
+    try_get(ns, port, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// [`get`], or why there is no answer.
+pub fn try_get(ns: &Netns, port: u16, path: &str) -> Result<(u16, String), String> {
+    let mut stream = ns.run(|| TcpStream::connect(("127.0.0.1", port))).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut text = String::new();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .and_then(|()| stream.read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status code")?;
+    Ok((code, body.to_string()))
 }

@@ -4,18 +4,15 @@
 
 use std::{
     collections::BTreeMap,
-    ffi::CString,
-    os::{
-        fd::{AsFd, AsRawFd as _, OwnedFd, RawFd},
-        unix::ffi::OsStrExt as _,
-    },
+    os::fd::{AsFd, AsRawFd as _, OwnedFd},
     path::{Path, PathBuf},
 };
 
 use aya::maps::{ArrayOfMaps, Map, MapData};
+use geoblock::kernel::link;
 use geoblock_common::maps;
 
-use crate::{geoblock::Daemon, netns::owned_fd};
+use crate::geoblock::Daemon;
 
 /// Maps and programs by id (`map 12`, `prog 7`), with their kernel memory
 /// (`memlock`, bytes): those the daemon holds open, those pinned in its
@@ -72,19 +69,7 @@ fn own_fdinfo(fd: impl AsFd) -> PathBuf {
     format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()).into()
 }
 
-/// BPF_OBJ_GET: an fd of the object pinned at `path`, whatever its kind
-/// (map, program or link), where aya opens each kind its own way.
+/// An fd of the object pinned at `path`, whatever its kind.
 fn pinned(path: &Path) -> OwnedFd {
-    #[repr(C)]
-    struct ObjAttr {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-    }
-    const BPF_OBJ_GET: libc::c_long = 7;
-    let name = CString::new(path.as_os_str().as_bytes()).expect("pin path");
-    let attr = ObjAttr { pathname: name.as_ptr() as u64, bpf_fd: 0, file_flags: 0 };
-    // SAFETY: the attr points at `name`, alive for the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &attr as *const ObjAttr, size_of::<ObjAttr>()) };
-    owned_fd(fd as RawFd, &format!("BPF_OBJ_GET {}", path.display()))
+    link::open_pin(path).unwrap_or_else(|e| panic!("BPF_OBJ_GET {}: {e}", path.display()))
 }

@@ -225,7 +225,8 @@ fn exceptions_pass_before_the_country() {
     // An exception covering a passing source changes nothing: it counts as
     // its country's pass (exceptions only ever rescue drops).
     let [de4, de6] = sources::of("DE");
-    let except = format!("{cn4}/32,{cn6}/128,{de4}/24,{de6}/64");
+    let network = |ip: IpAddr, len: u8| ipnetwork::IpNetwork::new(ip, len).unwrap().network();
+    let except = format!("{cn4}/32,{cn6}/128,{}/24,{}/64", network(de4, 24), network(de6, 64));
     let mut f = vec![
         flow("CN", cn4, Fate::Exception),
         flow("CN", cn6, Fate::Exception),
@@ -467,6 +468,28 @@ fn unknown_country_code_is_refused() {
     run_fails(&pair.receiver, &["--iface", &pair.receiver_if, "--block", "CN,XX"], "unknown country code 'XX'", |_| {});
     run_fails(&pair.receiver, &["--iface", &pair.receiver_if, "--allow", "de,Q1"], "unknown country code 'Q1'", |_| {});
     assert_nothing_attached(&pair);
+}
+
+#[test]
+fn exceptions_and_management_networks_with_host_bits_are_refused_not_widened() {
+    let pair = Pair::create();
+    let host_bits = "'10.1.0.7/16' has host bits set (the network is 10.1.0.0)";
+    for flag in ["--except", "--management"] {
+        let args = ["--iface", &pair.receiver_if, "--block", "CN", flag, "203.0.113.0/24,10.1.0.7/16"];
+        run_fails(&pair.receiver, &args, host_bits, |_| {});
+    }
+    assert_nothing_attached(&pair);
+    // The config file, as `config check` and `run --config` read it.
+    let dir = std::env::temp_dir().join(format!("geoblock-e2e-{}", netns::unique_tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("geoblock.toml");
+    std::fs::write(&config, "interfaces = [\"eth0\"]\n[policy]\nblock = [\"CN\"]\nexcept = [\"10.1.0.7/16\"]\n")
+        .unwrap();
+    let out = geoblock::run_to_end(None, &["config", "check", config.to_str().unwrap()], |_| {});
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end(), format!("geoblock: policy.except: {host_bits}"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

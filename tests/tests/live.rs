@@ -10,17 +10,26 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, TcpListener, TcpStream},
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use aya::maps::{Array, Map, MapData, MapInfo};
+use ::geoblock::kernel::Geoblock;
+use aya::{
+    maps::{Array, Map, MapData, MapInfo},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
+};
+use geoblock_common::Backend;
 use geoblock_tests::{
     geoblock::{self, Daemon},
+    http,
     netns::{self, Pair},
-    objects,
+    objects, programs,
     traffic::{Receiver, Sender},
 };
 
@@ -310,6 +319,94 @@ fn an_interface_that_comes_back_is_attached_again() {
     geoblock::stop_and_detach(&pair, daemon);
 }
 
+/// Where the tamper test's daemon serves `/metrics`, in its namespace.
+const METRICS_PORT: &str = "9717";
+
+/// `geoblock_attached{iface}` of the pair's receiver, scraped from `/metrics`.
+fn attached_metric(pair: &Pair) -> Option<u8> {
+    let (code, text) = http::get(&pair.receiver, METRICS_PORT.parse().unwrap(), "/metrics");
+    assert_eq!(code, 200, "{text}");
+    let series = format!("geoblock_attached{{iface=\"{}\"}} ", pair.receiver_if);
+    text.lines().find_map(|l| l.strip_prefix(&series)?.parse().ok())
+}
+
+/// Waits (bounded) for the daemon's error line about tampering with the
+/// receiver's enforcement, which must say `what` was found and how it was
+/// dealt with; the incident must have begun at most two ticks before.
+fn tamper_logged(daemon: &Daemon, since: Instant, what: &str) {
+    let line = daemon.wait_line("enforcement tampered with", Duration::from_secs(5));
+    assert!(since.elapsed() < Duration::from_secs(2), "noticed {:?} after tampering: {line}", since.elapsed());
+    assert!(line.contains("ERROR") && line.contains(&format!("gbr: enforcement tampered with: {what}")), "{line}");
+}
+
+/// The interface line of `geoblock status` and its JSON.
+fn interface_status(daemon: &Daemon) -> (String, serde_json::Value) {
+    let text = ctl(daemon, &["status"]);
+    let line = text.lines().find(|l| l.starts_with("interface")).unwrap_or_else(|| panic!("{text}"));
+    (line.to_string(), status(daemon)["interfaces"][0].clone())
+}
+
+#[test]
+fn tampering_with_enforcement_is_logged_shown_and_repaired_within_two_ticks() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let mut args = run_args(&pair, &data);
+    args.extend(["--metrics", METRICS_PORT]);
+    let daemon = Daemon::start(&pair.receiver, &args);
+    assert_eq!(attached_metric(&pair), Some(1));
+    let pin = daemon.state_dir.join(format!("link-{}", pair.receiver_if));
+
+    // The pin held the only reference to the link: removing it detached
+    // XDP; the daemon attaches and pins a new link.
+    let flowed = under_traffic(&pair, &all_sources(), || {
+        let removed = Instant::now();
+        std::fs::remove_file(&pin).unwrap();
+        tamper_logged(&daemon, removed, "link pin removed; re-attached");
+    });
+    let leaked: usize = ips(&BLOCKED).iter().map(|&s| flowed.delivered(s)).sum();
+    eprintln!("{leaked} blocked datagrams delivered before the link pin was replaced");
+    assert_eq!(passing(&pair, &daemon, &BLOCKED), Vec::<String>::new(), "blocked sources pass after the repair");
+    assert_eq!(passing(&pair, &daemon, &ALLOWED), ALLOWED, "allowed sources are dropped after the repair");
+    let (line, json) = interface_status(&daemon);
+    assert!(line.starts_with("interface   gbr (attached, xdp mode native); TAMPERED "), "{line}");
+    assert!(line.ends_with(": link pin removed, re-attached"), "{line}");
+    assert!(json["attached"] == true && json["tampered"]["repaired"] == true, "{json}");
+    assert_eq!(json["tampered"]["problem"], "link pin removed", "{json}");
+    assert_eq!(attached_metric(&pair), Some(1));
+    assert!(pin.exists() && pair.receiver_has_xdp());
+
+    // Another program switched in through the pinned link: switched back.
+    {
+        let mut other = Geoblock::load_object(programs::BENCH_SENDER, "bench_pass", Backend::Trie).unwrap();
+        let link = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(&pin).unwrap())).unwrap();
+        let replaced = Instant::now();
+        other.program().unwrap().attach_to_link(link).unwrap();
+        tamper_logged(&daemon, replaced, "program replaced (the link runs program id ");
+        assert!(daemon.log().contains("; program restored"), "{}", daemon.log());
+        assert_eq!(passing(&pair, &daemon, &BLOCKED), Vec::<String>::new(), "blocked sources pass after the repair");
+    }
+
+    // The pin removed while someone else holds the link: the interface is
+    // busy, nothing can be repaired until they let go, and it is said so
+    // once, not every tick.
+    let held = PinnedLink::from_pin(&pin).unwrap();
+    let removed = Instant::now();
+    std::fs::remove_file(&pin).unwrap();
+    tamper_logged(&daemon, removed, "link pin removed; NOT repaired (retrying every second)");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(daemon.log().matches("enforcement tampered with").count(), 3, "{}", daemon.log());
+    let (line, json) = interface_status(&daemon);
+    assert!(line.starts_with("interface   gbr (NOT ENFORCING, xdp mode native); TAMPERED "), "{line}");
+    assert!(line.contains("link pin removed, NOT repaired: interface gbr already has an XDP program"), "{line}");
+    assert!(json["attached"] == false && json["tampered"]["repaired"] == false, "{json}");
+    assert_eq!(attached_metric(&pair), Some(0));
+    drop(held);
+    daemon.wait_line("gbr: enforcement repaired (re-attached) after link pin removed", Duration::from_secs(5));
+    assert_eq!(attached_metric(&pair), Some(1));
+    assert_eq!(passing(&pair, &daemon, &BLOCKED), Vec::<String>::new(), "blocked sources pass after the repair");
+    geoblock::stop_and_detach(&pair, daemon);
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -414,6 +511,7 @@ fn control_commands_change_verdicts_on_live_traffic() {
     assert_eq!(passing(), ["CN", "US"]);
     ctl(&daemon, &["except", "add", "77.88.8.0/24"]);
     assert_eq!(passing(), ["CN", "RU", "US"]);
+    assert!(ctl(&daemon, &["status"]).contains("exceptions  77.88.8.0/24\n"));
     ctl(&daemon, &["except", "del", "77.88.8.0/24"]);
     assert_eq!(passing(), ["CN", "US"]);
     ctl(&daemon, &["mode", "monitor"]);
@@ -428,6 +526,7 @@ fn control_commands_change_verdicts_on_live_traffic() {
     refused(&daemon, &["block", "XX"], "unknown country code 'XX'");
     refused(&daemon, &["except", "del", "10.0.0.0/8"], "10.0.0.0/8 is not an exception");
     refused(&daemon, &["except", "add", "10.0.0/99"], "is not a CIDR");
+    refused(&daemon, &["except", "add", "77.88.8.9/24"], "'77.88.8.9/24' has host bits set (the network is 77.88.8.0)");
     assert_eq!(passing(), ["CN", "RU", "DE"], "a refused command changed the policy");
 
     let status: serde_json::Value = serde_json::from_str(&ctl(&daemon, &["status", "--json"])).unwrap();
@@ -494,6 +593,18 @@ fn config_file_is_checked_reloaded_and_a_bad_one_refused() {
     geoblock::stop_and_detach(&pair, daemon);
 }
 
+/// `geoblock run ARGS` in the pair's receiver namespace, which the
+/// lock-out guard must refuse, leaving nothing behind: its stderr.
+fn refused_start(pair: &Pair, args: &[&str], setup: impl FnOnce(&mut std::process::Command)) -> String {
+    let state_dir = geoblock::state_dir();
+    let socket = geoblock::control_socket(&state_dir);
+    let out = geoblock::run_refused(&pair.receiver, args, &state_dir, &socket, setup);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!pair.receiver_has_xdp() && !state_dir.exists(), "a refused start left state behind");
+    stderr
+}
+
 #[test]
 fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() {
     let pair = Pair::create();
@@ -502,22 +613,17 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
         cmd.env("SSH_CONNECTION", "88.198.0.1 50000 10.0.0.1 22");
     };
     // Started from an SSH session whose client is in DE: --block DE is refused.
-    let state_dir = geoblock::state_dir();
-    let socket = geoblock::control_socket(&state_dir);
-    let run = ["--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg()];
-    let out = geoblock::run_refused(&pair.receiver, &run, &state_dir, &socket, de_ssh);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("refusing a policy that drops the SSH client 88.198.0.1/32 (it is in DE)"), "{stderr}");
-    assert!(!pair.receiver_has_xdp() && !state_dir.exists(), "a refused start left state behind");
+    let block_de = ["--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg()];
+    let stderr = refused_start(&pair, &block_de, de_ssh);
+    let expect = "refusing a policy that drops the SSH client 88.198.0.1 (SSH_CONNECTION): it is in DE, which the \
+                  deny-list blocks";
+    assert!(stderr.contains(expect), "{stderr}");
 
     // A management network: refused, then forced.
     let mut args = run_args(&pair, &data);
     args.extend(["--management", "1.0.1.0/24"]);
-    let refused_start = geoblock::run_refused(&pair.receiver, &args, &state_dir, &socket, |_| {});
-    assert!(
-        String::from_utf8_lossy(&refused_start.stderr).contains("drops management network 1.0.1.0/24 (it is in CN)")
-    );
+    let stderr = refused_start(&pair, &args, |_| {});
+    assert!(stderr.contains("drops management network 1.0.1.0/24 (--management): part of it is in CN"), "{stderr}");
     args.push("--force");
     let forced = Daemon::start(&pair.receiver, &args);
     let forced_state = forced.state_dir.clone();
@@ -532,7 +638,9 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     };
     let out = daemon.control_with(&["block", "US"], us_ssh);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("drops the SSH client 12.0.0.1/32 (it is in US)"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("drops the SSH client 12.0.0.1 (SSH_CONNECTION): it is in US")
+    );
     // ... unless forced; an exception for the client also makes it safe.
     let out = daemon.control_with(&["block", "US", "--force"], us_ssh);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -543,6 +651,50 @@ fn lock_out_guard_refuses_dropping_the_ssh_client_or_management_unless_forced() 
     assert_eq!(through, ["12.0.0.1"], "the excepted client was dropped");
 
     geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// A TCP connection from the pair's sender to port 22 of its receiver,
+/// where `listener` listens: both ends, kept open while held.
+fn ssh_connection(pair: &Pair, listener: &TcpListener, to: IpAddr) -> (TcpStream, TcpStream) {
+    let client = pair.sender.run(|| TcpStream::connect((to, 22)).expect("connecting to port 22"));
+    let (server, _) = listener.accept().expect("accepting on port 22");
+    (client, server)
+}
+
+#[test]
+fn lock_out_guard_sees_ssh_connections_that_ssh_connection_does_not_name() {
+    let pair = Pair::create();
+    // The sender's addresses, the SSH clients below, are in DE.
+    let sender_de = "10.251.0.0,10.251.255.255,DE\nfd00:6762::,fd00:6762:ffff:ffff:ffff:ffff:ffff:ffff,DE\n";
+    let data = DataFile::new(&format!("{DATA_A}{sender_de}"));
+    // As under systemd or sudo: no SSH_CONNECTION.
+    let no_env = [("SSH_CONNECTION", "")];
+    let daemon = Daemon::start_with_env(&pair.receiver, &run_args(&pair, &data), &no_env);
+    assert!(daemon.log().contains("lock-out guard: nothing to protect"), "{}", daemon.log());
+    let no_ssh = |cmd: &mut std::process::Command| {
+        cmd.env_remove("SSH_CONNECTION");
+    };
+
+    // An sshd stand-in on port 22 (dual-stack, as sshd listens).
+    let listener = pair.receiver.run(|| TcpListener::bind("[::]:22").expect("listening on port 22"));
+    let v6 = ssh_connection(&pair, &listener, pair.receiver_v6.into());
+    let out = daemon.control_with(&["block", "DE"], no_ssh);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expect = format!(
+        "refusing a policy that drops the SSH client {} (connected to port 22): it is in DE, which the deny-list blocks",
+        pair.sender_v6
+    );
+    assert!(stderr.contains(&expect), "{stderr}");
+    drop(v6);
+    geoblock::stop_and_detach(&pair, daemon);
+
+    // At start, an IPv4 client (which a dual-stack sshd sees as ::ffff:a.b.c.d).
+    let _v4 = ssh_connection(&pair, &listener, pair.receiver_v4.into());
+    let stderr = refused_start(&pair, &["--iface", &pair.receiver_if, "--block", "DE", "--data", data.arg()], no_ssh);
+    let client = format!("the SSH client {} (connected to port 22)", pair.sender_v4);
+    assert!(stderr.contains(&format!("lock-out guard: keeping reachable {client}")), "{stderr}");
+    assert!(stderr.contains(&format!("drops {client}: it is in DE, which the deny-list blocks")), "{stderr}");
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::{ErrorKind, Read as _, Write as _},
+    io::ErrorKind,
     net::{IpAddr, SocketAddr, TcpStream},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
@@ -23,6 +23,7 @@ use geoblock_common::{country_stats_index, CountryCounters, CountryId, COUNTRY_S
 
 use geoblock_tests::{
     geoblock::{self, Daemon},
+    http,
     netns::{self, Netns, Pair},
     traffic::{Receiver, Sender},
     user::User,
@@ -191,20 +192,7 @@ fn stats_cli(state_dir: &Path, args: &[&str]) -> String {
 /// `GET path` on the daemon's metrics port, from inside its namespace:
 /// the status code and body.
 fn http_get(ns: &Netns, path: &str) -> (u16, String) {
-    try_http_get(ns, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
-}
-
-/// [`http_get`], or why there is no answer.
-fn try_http_get(ns: &Netns, path: &str) -> Result<(u16, String), String> {
-    let mut stream = ns.run(|| TcpStream::connect(("127.0.0.1", METRICS_PORT))).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut text = String::new();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .and_then(|()| stream.read_to_string(&mut text))
-        .map_err(|e| e.to_string())?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status code")?;
-    Ok((code, body.to_string()))
+    http::get(ns, METRICS_PORT, path)
 }
 
 /// Samples of a metrics text: `name{labels}` → value.
@@ -367,7 +355,8 @@ fn wait_logged(daemon: &Daemon, text: &str) {
 
 /// A scrape and `geoblock status` are answered, within [`ANSWER_TIMEOUT`].
 fn assert_answering(daemon: &Daemon, ns: &Netns, when: &str) {
-    let scrape = within(ANSWER_TIMEOUT, || try_http_get(ns, "/metrics").ok().filter(|(code, _)| *code == 200));
+    let scrape =
+        within(ANSWER_TIMEOUT, || http::try_get(ns, METRICS_PORT, "/metrics").ok().filter(|(code, _)| *code == 200));
     let (_, text) = scrape.unwrap_or_else(|| panic!("no scrape answered {when}:\n{}", daemon.log()));
     assert!(text.contains("geoblock_table_generation 1"), "{text}");
     let status = within(ANSWER_TIMEOUT, || Some(daemon.control(&["status"])).filter(|out| out.status.success()));

@@ -7,7 +7,7 @@ use clap::Args;
 use geoblock::{
     country,
     daemon::config::{PolicyConfig, DEFAULT_CACHE_DIR, DEFAULT_CONTROL_SOCKET},
-    data::{self, CountryFields, DataSources, Format},
+    data::{self, parse_network, CountryFields, DataSources, Format},
 };
 use geoblock_common::CountryId;
 use ipnetwork::IpNetwork;
@@ -22,7 +22,7 @@ pub struct PolicyArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_country)]
     pub allow: Vec<CountryId>,
     /// CIDRs that always pass, checked before the country (e.g. a management network).
-    #[arg(long = "except", value_delimiter = ',')]
+    #[arg(long = "except", value_delimiter = ',', value_parser = parse_network)]
     pub exceptions: Vec<IpNetwork>,
     /// Count what would be dropped, drop nothing.
     #[arg(long)]

@@ -10,6 +10,7 @@ use geoblock::{
         self,
         config::{Config, ConfigLayers, Lookup, DEFAULT_CONFIG, DEFAULT_METRICS_ADDR},
     },
+    data::parse_network,
     kernel::XdpMode,
 };
 use ipnetwork::IpNetwork;
@@ -41,7 +42,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub detach_on_exit: bool,
     /// A management network the policy must never drop (repeat or comma-separate).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = parse_network)]
     pub management: Vec<IpNetwork>,
     /// Start even if the policy drops this SSH session's client or a management network.
     #[arg(long)]

@@ -39,7 +39,7 @@ use serde::Deserialize;
 
 use crate::{
     country,
-    data::{self, CountryFields, DataSources},
+    data::{self, parse_network, CidrError, CountryFields, DataSources},
     kernel::XdpMode,
     policy::{Mode, Policy},
 };
@@ -171,8 +171,8 @@ pub enum ConfigError {
     MaxShrink(f64),
     #[error("format: {0}")]
     Format(String),
-    #[error("'{0}' is not a CIDR (e.g. 203.0.113.0/24)")]
-    Cidr(String),
+    #[error("{setting}: {error}")]
+    Cidr { setting: &'static str, error: CidrError },
     #[error("metrics: {0}")]
     Metrics(String),
 }
@@ -248,7 +248,7 @@ impl Config {
             },
             detach_on_exit: self.detach_on_exit.unwrap_or(false),
             control_socket: self.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
-            management: cidrs(self.management)?,
+            management: cidrs("management", self.management)?,
             event_rate: self.event_rate.unwrap_or(DEFAULT_EVENT_RATE),
             force: self.force.unwrap_or(false),
             metrics: self.metrics.as_deref().map(parse_metrics_addr).transpose().map_err(ConfigError::Metrics)?,
@@ -270,7 +270,7 @@ impl PolicyConfig {
             countries,
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
-            exceptions: cidrs(self.except)?,
+            exceptions: cidrs("policy.except", self.except)?,
         })
     }
 }
@@ -287,8 +287,10 @@ fn refresh_interval(text: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| ConfigError::Refresh(text.into()))
 }
 
-fn cidrs(texts: Option<Vec<String>>) -> Result<Vec<IpNetwork>, ConfigError> {
-    texts.unwrap_or_default().iter().map(|c| c.parse::<IpNetwork>().map_err(|_| ConfigError::Cidr(c.clone()))).collect()
+/// The networks of `setting`, each checked as data CIDRs are.
+fn cidrs(setting: &'static str, texts: Option<Vec<String>>) -> Result<Vec<IpNetwork>, ConfigError> {
+    let parse = |text: &String| parse_network(text).map_err(|error| ConfigError::Cidr { setting, error });
+    texts.unwrap_or_default().iter().map(parse).collect()
 }
 
 #[cfg(test)]
@@ -348,6 +350,14 @@ mod tests {
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nallow = [\"DE\"]\n").contains("keep one"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"XX\"]\n").contains("'XX'"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nexcept = [\"10/99\"]\n").contains("10/99"));
+        assert_eq!(
+            bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nexcept = [\"10.1.0.7/16\"]\n"),
+            "policy.except: '10.1.0.7/16' has host bits set (the network is 10.1.0.0)"
+        );
+        assert_eq!(
+            bad("interfaces = [\"e\"]\nmanagement = [\"192.0.2.9/24\"]\n[policy]\nblock = [\"CN\"]\n"),
+            "management: '192.0.2.9/24' has host bits set (the network is 192.0.2.0)"
+        );
         assert!(bad("interfaces = [\"e\"]\nrefresh = \"soon\"\n[policy]\nblock = [\"CN\"]\n").contains("'soon'"));
         assert!(bad("interfaces = [\"e\"]\nrefresh = \"0s\"\n[policy]\nblock = [\"CN\"]\n").contains("'0s'"));
         let opts = parse("interfaces = [\"e\"]\nrefresh = \"6h\"\nmax_shrink = 25\n[policy]\nblock = [\"CN\"]\n");

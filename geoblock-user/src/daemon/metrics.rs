@@ -59,6 +59,9 @@ pub struct DaemonState<'a> {
     pub prefixes_v6: usize,
     /// Each data source and the age of its file (`None`: embedded data).
     pub sources: Vec<(String, Option<f64>)>,
+    /// Each configured interface, and whether it is enforced (see
+    /// [`crate::protocol::InterfaceStatus::attached`]).
+    pub interfaces: Vec<(String, bool)>,
     pub reloads: &'a Reloads,
 }
 
@@ -173,6 +176,16 @@ fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
         "Age of each data source's file (written or downloaded)",
         Unit::Seconds,
         age,
+    );
+    let attached = Family::<Labels<1>, Gauge>::default();
+    for (iface, enforced) in &daemon.interfaces {
+        attached.get_or_create(&[("iface", iface.clone())]).set(i64::from(*enforced));
+    }
+    registry.register(
+        "attached",
+        "1 while the interface runs geoblock's program through its pinned link (checked every second); \
+         0 while it is gone, or tampered with and not repaired",
+        attached,
     );
     let generation = Gauge::<i64>::default();
     generation.set(daemon.generation as i64);
@@ -321,6 +334,7 @@ mod tests {
             prefixes_v4: 10,
             prefixes_v6: 5,
             sources: vec![("/data/a.csv".into(), Some(60.0)), ("embedded".into(), None)],
+            interfaces: vec![("eth0".into(), true), ("eth1".into(), false)],
             reloads: &reloads,
         };
         let text = render(&stats, &state);
@@ -331,6 +345,8 @@ mod tests {
             "geoblock_prefixes{family=\"ipv4\"} 10",
             "geoblock_data_age_seconds{source=\"/data/a.csv\"} 60.0",
             "geoblock_table_generation 2",
+            "geoblock_attached{iface=\"eth0\"} 1",
+            "geoblock_attached{iface=\"eth1\"} 0",
             "geoblock_reloads_total{result=\"ok\"} 1",
             "geoblock_reload_duration_seconds_count 1",
             "geoblock_family_packets_total{family=\"ipv6\",action=\"pass\"} 0",

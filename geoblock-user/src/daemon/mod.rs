@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod control;
+mod enforcement;
 pub mod events;
 mod listen;
 pub mod metrics;
@@ -30,6 +31,7 @@ use tracing::{info, warn};
 use self::{
     config::{ConfigLayers, RunOptions},
     control::{ControlSocket, EventLines},
+    enforcement::Incidents,
     events::WallClock,
     metrics::{MetricsServer, Reloads},
     reload::DataWatch,
@@ -42,7 +44,8 @@ use crate::{
     Error,
 };
 
-/// How often interfaces are checked for having disappeared or come back.
+/// How often interfaces are checked for having disappeared or come back,
+/// and for running geoblock's program through its link.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs until SIGINT or SIGTERM. Everything is validated, filled and
@@ -100,6 +103,8 @@ struct Daemon {
     geoblock: Geoblock,
     /// Configured interfaces and the ifindex each is attached at (0: gone).
     attached: Vec<(String, u32)>,
+    /// Tampering found on them, checked every tick.
+    incidents: Incidents,
     /// Tables loaded so far.
     generation: u64,
     /// The data in force: its table, and what it was read from.
@@ -127,6 +132,7 @@ impl Daemon {
         // First: a port in use fails the start before the kernel is touched.
         let metrics = opts.metrics.map(MetricsServer::bind).transpose()?;
         let loaded = opts.data.load()?;
+        report_guard(&opts.management);
         // Before anything changes in the kernel. Whatever table a previous
         // daemon left is not known here: only an empty one is refused.
         if !opts.force {
@@ -136,6 +142,7 @@ impl Daemon {
         let geoblock = load_kernel(&opts, &loaded, state)?;
         let mut daemon = Daemon {
             attached: Vec::new(),
+            incidents: Incidents::new(),
             geoblock,
             next_download: opts.refresh.map(|every| Instant::now() + every),
             opts,
@@ -283,7 +290,7 @@ impl Daemon {
 
     /// Attaches again to interfaces that came back under a new ifindex
     /// (deleted and recreated): the kernel released the old link with the
-    /// old device.
+    /// old device. Then checks that the others are still enforced.
     fn watch_interfaces(&mut self, state: &StateDir) {
         let before = self.attached.clone();
         self.reattach(state);
@@ -292,6 +299,7 @@ impl Daemon {
                 warn!("counting per interface after a change of interfaces: {e}");
             }
         }
+        self.verify_enforcement(state);
     }
 
     fn reattach(&mut self, state: &StateDir) {
@@ -417,8 +425,28 @@ fn watch_fd<T: std::os::fd::AsRawFd>(fd: T) -> Result<AsyncFd<T>, Error> {
 /// session the daemon was started from, and the one a control command came
 /// from stay reachable.
 fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client: Option<IpAddr>) -> Result<(), Error> {
-    let protected = lockout::protected(management, lockout::ssh_client().into_iter().chain(ssh_client));
+    let protected = lockout::protected(management, &lockout::ssh_clients(ssh_client).clients);
     Ok(lockout::check(policy, table, &protected)?)
+}
+
+/// Says at start what the lock-out guard keeps reachable; warns when that
+/// is nothing, so that a guard which cannot see the way in does not pass
+/// for one that protects it.
+fn report_guard(management: &[IpNetwork]) {
+    let ssh = lockout::ssh_clients(None);
+    let protected = lockout::protected(management, &ssh.clients);
+    if protected.is_empty() {
+        let ports: Vec<String> = ssh.ports.iter().map(u16::to_string).collect();
+        warn!(
+            "lock-out guard: nothing to protect: no SSH client (SSH_CONNECTION is unset, and no connection to sshd \
+             port {} is established in this network namespace) and no management network: a policy change could \
+             cut off the way in (give --management, or management = [...] in the config)",
+            ports.join(",")
+        );
+    } else {
+        let protected: Vec<String> = protected.iter().map(ToString::to_string).collect();
+        info!("lock-out guard: keeping reachable {}", protected.join(", "));
+    }
 }
 
 /// The result of a background job; never, without one.

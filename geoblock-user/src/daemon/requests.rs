@@ -63,15 +63,7 @@ impl Daemon {
     fn status(&self, state: &StateDir) -> protocol::Status {
         protocol::Status {
             state_dir: state.path().display().to_string(),
-            interfaces: self
-                .attached
-                .iter()
-                .map(|(name, index)| protocol::InterfaceStatus {
-                    name: name.clone(),
-                    attached: *index != 0,
-                    xdp_mode: self.opts.xdp_mode.name().into(),
-                })
-                .collect(),
+            interfaces: self.interfaces(),
             policy: self.opts.policy.clone(),
             data: protocol::DataStatus {
                 sources: data_sources(&self.loaded.sources),
@@ -102,6 +94,7 @@ impl Daemon {
             prefixes_v4: self.loaded.table.v4.len(),
             prefixes_v6: self.loaded.table.v6.len(),
             sources: self.loaded.sources.iter().map(|s| (s.origin.clone(), age(s).map(|a| a.as_secs_f64()))).collect(),
+            interfaces: self.interfaces().into_iter().map(|i| (i.name, i.attached)).collect(),
             reloads: &self.reloads,
         };
         Ok(metrics::render(&stats, &state))

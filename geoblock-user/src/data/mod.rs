@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 pub use detect::Format;
 pub use mmdb::CountryFields;
 pub(crate) use rows::Rows;
-pub use rows::{CodeCounts, Field, Place, SourceError};
+pub use rows::{parse_network, CidrError, CodeCounts, Field, Place, SourceError};
 
 use table::{PerFamily, Table};
 

@@ -242,13 +242,29 @@ pub fn show(field: &[u8]) -> String {
     }
 }
 
-/// A CIDR network field. Host bits are refused: `1.0.1.7/24` is most likely a
-/// typo, and loading 1.0.1.0/24 would widen it silently.
+/// A CIDR network field (see [`parse_network`]).
 pub fn network(field: &[u8]) -> Result<IpNetwork, String> {
-    let bad = || format!("'{}' is not a CIDR network", show(field));
-    let net: IpNetwork = std::str::from_utf8(field).map_err(|_| bad())?.parse().map_err(|_| bad())?;
+    let text = std::str::from_utf8(field).map_err(|_| CidrError::NotCidr(show(field)).to_string())?;
+    parse_network(text).map_err(|e| e.to_string())
+}
+
+/// Why a text is not a network geoblock takes.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CidrError {
+    #[error("'{0}' is not a CIDR network")]
+    NotCidr(String),
+    #[error("'{0}' has host bits set (the network is {net})", net = .0.network())]
+    HostBits(IpNetwork),
+}
+
+/// A CIDR network: of the data, an exception or a management network.
+/// Host bits are refused: `1.0.1.7/24` is most likely a typo, and taking it
+/// as 1.0.1.0/24 would widen it silently (an exception, what is never
+/// dropped, most of all).
+pub fn parse_network(text: &str) -> Result<IpNetwork, CidrError> {
+    let net: IpNetwork = text.parse().map_err(|_| CidrError::NotCidr(show(text.as_bytes())))?;
     match net.ip() == net.network() {
         true => Ok(net),
-        false => Err(format!("'{net}' has host bits set (the network is {})", net.network())),
+        false => Err(CidrError::HostBits(net)),
     }
 }

@@ -1,9 +1,11 @@
 //! The kernel side, and the only code that uses aya: the XDP program loaded,
-//! attached and pinned ([`program`], [`state`]), its tables ([`trie`]), its
-//! counters ([`counters`]) and its drop events ring ([`events`]).
+//! attached and pinned ([`program`], [`state`]), its links checked
+//! ([`link`]), its tables ([`trie`]), its counters ([`counters`]) and its
+//! drop events ring ([`events`]).
 
 pub mod counters;
 pub mod events;
+pub mod link;
 pub mod objects;
 pub mod program;
 pub mod state;

@@ -28,6 +28,7 @@ use tracing::warn;
 use super::{
     counters::{self, CounterMaps, Stats},
     events::{self, EventCounts, EventRing},
+    link::{self, Tampering},
     state::{StateDir, ABI_PIN, PROGRAM_PIN},
     trie::Trie,
 };
@@ -327,6 +328,32 @@ impl Geoblock {
             Err(e) if errno(&e) == Some(libc::ENOLINK) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// What is wrong with the enforcement on `iface`, at `ifindex`: it must
+    /// run this program through the link pinned for it in `state`.
+    pub fn verify(&mut self, iface: &str, ifindex: u32, state: &StateDir) -> Result<Option<Tampering>, Error> {
+        let program = self.program()?.info()?.id();
+        Ok(link::pinned_link(&state.link(iface)).map_or_else(Some, |found| link::tampering(&found, program, ifindex)))
+    }
+
+    /// Undoes `tampering` on `iface`, and says how: a link that runs
+    /// another program is switched back to this one in place; otherwise a
+    /// new link is attached and pinned over whatever the pin holds.
+    pub fn repair(
+        &mut self,
+        iface: &str,
+        mode: XdpMode,
+        tampering: &Tampering,
+        state: &StateDir,
+    ) -> Result<&'static str, Error> {
+        if let (Tampering::ProgramReplaced { .. }, Ok(link)) = (tampering, PinnedLink::from_pin(state.link(iface))) {
+            if self.replace(link.into())?.is_some() {
+                return Ok("program restored");
+            }
+        }
+        self.attach_pinned(iface, mode, state)?;
+        Ok("re-attached")
     }
 
     /// Pins the program in `state`, in place of the one pinned there.

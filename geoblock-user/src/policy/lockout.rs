@@ -2,46 +2,84 @@
 //! session or a management network is refused (unless `--force`), because
 //! once it is in force nobody can log in to undo it.
 
-use std::net::IpAddr;
+pub mod ssh;
 
-use geoblock_common::{Action, NO_COUNTRY};
+use std::{fmt, net::IpAddr};
+
+use geoblock_common::{Action, CountryId, NO_COUNTRY};
 use ipnetwork::IpNetwork;
 
-use crate::{country, data::table::Table, policy::Policy};
+pub use self::ssh::{ssh_client, SshClient};
+use crate::{
+    country,
+    data::table::Table,
+    policy::{Mode, Policy},
+};
 
-/// Sources that must stay reachable, and why.
+/// Sources that must stay reachable, what they are and how the guard
+/// knows of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Protected {
     pub net: IpNetwork,
     pub what: &'static str,
+    /// `SSH_CONNECTION`, `connected to port 22`, `--management`.
+    pub found: String,
+}
+
+/// "the SSH client 192.0.2.7 (connected to port 22)"
+impl fmt::Display for Protected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match is_host(&self.net) {
+            true => write!(f, "{} {} ({})", self.what, self.net.ip(), self.found),
+            false => write!(f, "{} {} ({})", self.what, self.net, self.found),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "refusing a policy that drops {what} {net} ({reason}): add an exception for it, \
-     or use --force if that is really meant"
+    "refusing a policy that drops {protected}: {reason}; add an exception for it, or use --force if that is \
+     really meant"
 )]
 pub struct LockedOut {
-    pub what: &'static str,
-    pub net: IpNetwork,
+    pub protected: Protected,
     pub reason: String,
 }
 
-/// The client of the SSH session this process runs in, from
-/// `SSH_CONNECTION` ("client port server port").
-pub fn ssh_client() -> Option<IpAddr> {
-    parse_ssh_connection(&std::env::var("SSH_CONNECTION").ok()?)
+/// The SSH clients the guard keeps reachable, and the sshd ports it looked
+/// for connections to.
+pub struct SshClients {
+    pub clients: Vec<SshClient>,
+    pub ports: Vec<u16>,
 }
 
-fn parse_ssh_connection(value: &str) -> Option<IpAddr> {
-    value.split_whitespace().next()?.parse().ok()
+/// Every SSH client the guard keeps reachable, each once: the daemon's own
+/// `SSH_CONNECTION`, that of the control command (`command`), and the peers
+/// of the established connections to sshd. Loopback clients are left out:
+/// XDP never sees their packets.
+pub fn ssh_clients(command: Option<IpAddr>) -> SshClients {
+    let from_env =
+        ssh_client().into_iter().chain(command).map(|addr| SshClient { addr, found: ssh::Found::Environment });
+    let (connected, ports) = ssh::connected_clients();
+    let mut clients: Vec<SshClient> = Vec::new();
+    for client in from_env.chain(connected) {
+        if !client.addr.is_loopback() && !clients.iter().any(|c| c.addr == client.addr) {
+            clients.push(client);
+        }
+    }
+    SshClients { clients, ports }
 }
 
-/// The management networks, plus the clients of SSH sessions (the one the
-/// daemon was started from, the one a control command came from).
-pub fn protected(management: &[IpNetwork], ssh_clients: impl IntoIterator<Item = IpAddr>) -> Vec<Protected> {
-    let ssh = ssh_clients.into_iter().map(|ip| Protected { net: IpNetwork::from(ip), what: "the SSH client" });
-    management.iter().map(|&net| Protected { net, what: "management network" }).chain(ssh).collect()
+/// The management networks, plus the SSH clients.
+pub fn protected(management: &[IpNetwork], ssh_clients: &[SshClient]) -> Vec<Protected> {
+    let management =
+        management.iter().map(|&net| Protected { net, what: "management network", found: "--management".into() });
+    let ssh = ssh_clients.iter().map(|c| Protected {
+        net: IpNetwork::from(c.addr),
+        what: "the SSH client",
+        found: c.found.to_string(),
+    });
+    management.chain(ssh).collect()
 }
 
 /// Refuses `policy` if it drops any part of a protected network: any
@@ -53,21 +91,35 @@ pub fn check(policy: &Policy, table: &Table, protected: &[Protected]) -> Result<
         if policy.exceptions.iter().any(|e| covers(e, &p.net)) {
             continue;
         }
-        let refuse = |reason: String| Err(LockedOut { what: p.what, net: p.net, reason });
+        let refuse = |reason: String| Err(LockedOut { protected: p.clone(), reason });
         for country in countries_in(table, &p.net) {
             if policy.action(country) == Action::Drop {
-                return refuse(format!("it is in {}", country::code(country)));
+                return refuse(dropped_country(policy, &p.net, country));
             }
         }
         if table.lookup(p.net.network()).is_none() && policy.action(NO_COUNTRY) == Action::Drop {
-            return refuse("it has no country and unknown addresses are dropped".into());
+            return refuse("no country claims it, and --block-unknown drops such addresses".into());
         }
     }
     Ok(())
 }
 
+/// Why `net`, (partly) in `country`, is dropped: its country and the rule.
+fn dropped_country(policy: &Policy, net: &IpNetwork, country: CountryId) -> String {
+    let whose = if is_host(net) { "it is" } else { "part of it is" };
+    let rule = match policy.mode {
+        Mode::Deny => "which the deny-list blocks",
+        Mode::Allow => "which the allow-list does not allow",
+    };
+    format!("{whose} in {}, {rule}", country::code(country))
+}
+
+fn is_host(net: &IpNetwork) -> bool {
+    net.prefix() == if net.is_ipv4() { 32 } else { 128 }
+}
+
 /// Every country of a table prefix overlapping `net`.
-fn countries_in(table: &Table, net: &IpNetwork) -> Vec<u16> {
+fn countries_in(table: &Table, net: &IpNetwork) -> Vec<CountryId> {
     let overlap = |prefix: IpNetwork| covers(&prefix, net) || covers(net, &prefix);
     match net {
         IpNetwork::V4(_) => table.v4.iter().filter(|(p, _)| overlap(IpNetwork::V4(*p))).map(|&(_, c)| c).collect(),
@@ -87,7 +139,6 @@ mod tests {
     use geoblock_common::country_id;
 
     use super::*;
-    use crate::policy::Mode;
 
     fn cc(code: &[u8; 2]) -> u16 {
         country_id(*code).unwrap()
@@ -111,36 +162,41 @@ mod tests {
     }
 
     fn ssh(ip: &str) -> Vec<Protected> {
-        protected(&[], parse_ssh_connection(&format!("{ip} 51234 10.9.9.9 22")))
+        let client = SshClient { addr: ip.parse().unwrap(), found: ssh::Found::Connection { port: 22 } };
+        protected(&[], &[client])
     }
 
     #[test]
     fn the_ssh_client_may_not_be_dropped() {
         let deny_us = policy(Mode::Deny, &[b"US"]);
         let err = check(&deny_us, &table(), &ssh("10.0.3.4")).unwrap_err();
-        assert_eq!((err.what, err.reason.as_str()), ("the SSH client", "it is in US"));
+        assert_eq!(
+            err.to_string(),
+            "refusing a policy that drops the SSH client 10.0.3.4 (connected to port 22): it is in US, which the \
+             deny-list blocks; add an exception for it, or use --force if that is really meant"
+        );
         assert!(check(&deny_us, &table(), &ssh("10.1.3.4")).is_ok());
         let allow_de = policy(Mode::Allow, &[b"DE"]);
         assert!(check(&allow_de, &table(), &ssh("2001:db8::1")).is_ok());
-        assert!(check(&allow_de, &table(), &ssh("10.1.0.1")).is_err());
-        assert_eq!(parse_ssh_connection("garbage"), None);
-        assert!(protected(&[], None).is_empty());
+        let err = check(&allow_de, &table(), &ssh("10.1.0.1")).unwrap_err();
+        assert_eq!(err.reason, "it is in CN, which the allow-list does not allow");
+        assert!(protected(&[], &[]).is_empty());
     }
 
     #[test]
     fn any_part_of_a_management_network_counts() {
-        let mgmt = protected(&["10.0.0.0/15".parse().unwrap()], None);
+        let mgmt = protected(&["10.0.0.0/15".parse().unwrap()], &[]);
         let deny_cn = policy(Mode::Deny, &[b"CN"]);
         let err = check(&deny_cn, &table(), &mgmt).unwrap_err();
-        assert_eq!(err.what, "management network");
+        assert!(err.to_string().contains("drops management network 10.0.0.0/15 (--management): part of it is in CN"));
         // A narrower network inside a dropped prefix, too.
-        let inside = protected(&["10.1.2.0/24".parse().unwrap()], None);
+        let inside = protected(&["10.1.2.0/24".parse().unwrap()], &[]);
         assert!(check(&deny_cn, &table(), &inside).is_err());
     }
 
     #[test]
     fn exceptions_monitor_and_unknown_addresses() {
-        let mgmt = protected(&["10.1.2.0/24".parse().unwrap()], None);
+        let mgmt = protected(&["10.1.2.0/24".parse().unwrap()], &[]);
         let deny_cn = policy(Mode::Deny, &[b"CN"]);
         let excepted = Policy { exceptions: vec!["10.1.0.0/16".parse().unwrap()], ..deny_cn.clone() };
         assert!(check(&excepted, &table(), &mgmt).is_ok());
@@ -150,6 +206,6 @@ mod tests {
         let lan = ssh("192.168.1.5");
         assert!(check(&deny_cn, &table(), &lan).is_ok());
         let strict = Policy { block_unknown: true, ..deny_cn };
-        assert!(check(&strict, &table(), &lan).unwrap_err().reason.contains("no country"));
+        assert!(check(&strict, &table(), &lan).unwrap_err().reason.contains("--block-unknown"));
     }
 }

@@ -10,7 +10,10 @@ use geoblock_common::{Action, CountryId, COUNTRY_SLOTS, NO_COUNTRY};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
-use crate::{country, data::table::Table};
+use crate::{
+    country,
+    data::{parse_network, table::Table, CidrError},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -81,8 +84,8 @@ pub enum Enforcement {
 pub enum ChangeError {
     #[error(transparent)]
     Country(#[from] country::UnknownCountry),
-    #[error("'{0}' is not a CIDR (e.g. 203.0.113.0/24, 2001:db8::/32)")]
-    Cidr(String),
+    #[error(transparent)]
+    Cidr(#[from] CidrError),
     #[error("{0} is not an exception")]
     NoSuchException(IpNetwork),
     #[error("no country given")]
@@ -203,13 +206,13 @@ impl Policy {
             Change::Mode { mode: Enforcement::Deny } => (new.mode, new.monitor) = (Mode::Deny, false),
             Change::Mode { mode: Enforcement::Allow } => (new.mode, new.monitor) = (Mode::Allow, false),
             Change::ExceptAdd { cidr } => {
-                let net = parse_cidr(cidr)?;
+                let net = parse_network(cidr)?;
                 if !new.exceptions.contains(&net) {
                     new.exceptions.push(net);
                 }
             }
             Change::ExceptDel { cidr } => {
-                let net = parse_cidr(cidr)?;
+                let net = parse_network(cidr)?;
                 let before = new.exceptions.len();
                 new.exceptions.retain(|n| *n != net);
                 if new.exceptions.len() == before {
@@ -286,10 +289,6 @@ mod codes {
         let codes = Vec::<String>::deserialize(d)?;
         codes.iter().map(|code| country::parse(code).map_err(D::Error::custom)).collect()
     }
-}
-
-fn parse_cidr(text: &str) -> Result<IpNetwork, ChangeError> {
-    text.parse().map_err(|_| ChangeError::Cidr(text.into()))
 }
 
 #[cfg(test)]
@@ -413,6 +412,17 @@ mod tests {
         assert_eq!(with.changed(&del).unwrap(), p);
         assert!(matches!(p.changed(&del), Err(ChangeError::NoSuchException(_))));
         assert!(matches!(p.changed(&Change::ExceptAdd { cidr: "10.1/99".into() }), Err(ChangeError::Cidr(_))));
+    }
+
+    #[test]
+    fn exceptions_with_host_bits_are_refused_not_widened() {
+        let p = policy(Mode::Deny, &[b"CN"]);
+        for change in
+            [Change::ExceptAdd { cidr: "10.1.0.7/16".into() }, Change::ExceptDel { cidr: "10.1.0.7/16".into() }]
+        {
+            let err = p.changed(&change).unwrap_err();
+            assert_eq!(err.to_string(), "'10.1.0.7/16' has host bits set (the network is 10.1.0.0)");
+        }
     }
 
     #[test]

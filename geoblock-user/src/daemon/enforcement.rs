@@ -1,0 +1,96 @@
+//! Enforcement checked, not assumed: every tick, each attached interface
+//! must run this daemon's program through the link pinned for it. Anything
+//! else (the pin removed, which detaches; the program replaced; the link
+//! detached) is an incident: logged as an error once, repaired where
+//! possible (and retried every tick until it is), and shown by `status`
+//! and the `geoblock_attached` metric.
+
+use std::{collections::HashMap, time::Instant};
+
+use tracing::{error, info};
+
+use super::{ifindex, Daemon};
+use crate::{
+    kernel::{link::Tampering, state::StateDir},
+    protocol,
+};
+
+/// The last tampering found on each interface, by name.
+pub(super) type Incidents = HashMap<String, Incident>;
+
+/// Tampering found on an interface, and what became of it.
+pub(super) struct Incident {
+    problem: Tampering,
+    at: Instant,
+    /// How it was repaired, or why it could not be (retried every tick).
+    repair: Result<&'static str, String>,
+}
+
+impl Incident {
+    fn open(&self) -> bool {
+        self.repair.is_err()
+    }
+}
+
+impl Daemon {
+    /// Checks every attached interface, and repairs what was tampered with.
+    pub(super) fn verify_enforcement(&mut self, state: &StateDir) {
+        for (iface, attached_at) in self.attached.clone() {
+            // Gone, or back under another index: for `reattach`, next tick.
+            if attached_at == 0 || ifindex(&iface).ok() != Some(attached_at) {
+                continue;
+            }
+            match self.geoblock.verify(&iface, attached_at, state) {
+                Ok(None) => self.verified(&iface),
+                Ok(Some(problem)) => self.tampered(&iface, problem, state),
+                Err(e) => self.tampered(&iface, Tampering::Unreadable(e.to_string()), state),
+            }
+        }
+    }
+
+    /// `iface` is enforced: an open incident is over.
+    fn verified(&mut self, iface: &str) {
+        if let Some(incident) = self.incidents.get_mut(iface).filter(|i| i.open()) {
+            info!("{iface}: enforcement verified again after {}", incident.problem);
+            incident.repair = Ok("found restored");
+        }
+    }
+
+    /// Repairs `problem` on `iface`. A new incident is logged; an open one
+    /// is only retried, and logged once repaired.
+    fn tampered(&mut self, iface: &str, problem: Tampering, state: &StateDir) {
+        let repair = self.geoblock.repair(iface, self.opts.xdp_mode, &problem, state).map_err(|e| e.to_string());
+        if let Some(incident) = self.incidents.get_mut(iface).filter(|i| i.open()) {
+            if let Ok(how) = repair {
+                info!("{iface}: enforcement repaired ({how}) after {}", incident.problem);
+            }
+            incident.repair = repair;
+            return;
+        }
+        let outcome = match &repair {
+            Ok(how) => how.to_string(),
+            Err(e) => format!("NOT repaired (retrying every second): {e}"),
+        };
+        error!("{iface}: enforcement tampered with: {problem}; {outcome}");
+        self.incidents.insert(iface.into(), Incident { problem, at: Instant::now(), repair });
+    }
+
+    /// Each configured interface: enforced or not, and its last incident.
+    pub(super) fn interfaces(&self) -> Vec<protocol::InterfaceStatus> {
+        let status = |(name, index): &(String, u32)| {
+            let incident = self.incidents.get(name);
+            protocol::InterfaceStatus {
+                name: name.clone(),
+                attached: *index != 0 && !incident.is_some_and(Incident::open),
+                xdp_mode: self.opts.xdp_mode.name().into(),
+                tampered: incident.map(|i| protocol::Tampered {
+                    problem: i.problem.to_string(),
+                    repaired: !i.open(),
+                    repair: i.repair.as_ref().map_or_else(Clone::clone, |how| how.to_string()),
+                    seconds_ago: i.at.elapsed().as_secs(),
+                }),
+            }
+        };
+        self.attached.iter().map(status).collect()
+    }
+}
