@@ -340,12 +340,15 @@ pub fn stale_names(dir: &Path, prefix: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let gone = |name: &String| {
-        let pid = name.strip_prefix(prefix).and_then(|rest| rest.split('-').next());
-        let pid = pid.and_then(|p| p.parse::<u32>().ok());
-        pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-    };
-    entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(gone).collect()
+    let names = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned());
+    names.filter(|name| is_stale(name, prefix)).collect()
+}
+
+/// Whether `name` is `<prefix><pid>-...` (see [`unique_tag`]) of a process
+/// that is gone.
+pub fn is_stale(name: &str, prefix: &str) -> bool {
+    let pid = name.strip_prefix(prefix).and_then(|rest| rest.split('-').next());
+    pid.and_then(|p| p.parse::<u32>().ok()).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Panics unless we are root: privileged tests fail loudly, never skip.
