@@ -43,6 +43,8 @@ pub enum Error {
     NotOurState { path: PathBuf, why: crate::kernel::state::NotOurs },
     #[error("{0}: another geoblock run is listening there (give this one another --control-socket)")]
     ControlInUse(PathBuf),
+    #[error("{path} is {found}, not a socket: geoblock replaces only a socket there (give another --control-socket)")]
+    NotASocket { path: PathBuf, found: &'static str },
     #[error("no geoblock daemon answers at {0}: is `geoblock run` active with this --control-socket?")]
     NoDaemon(PathBuf),
     #[error(transparent)]

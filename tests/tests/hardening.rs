@@ -1,6 +1,7 @@
 //! Nobody but root weakens enforcement: what a real unprivileged user (made
 //! by the test, removed afterwards) or a careless flag could do to the state
-//! directory and its lock is refused, and what was there is left alone. Needs root; fails (never
+//! directory, its lock and the control socket path is refused, and what
+//! was there is left alone. Needs root; fails (never
 //! skips) without it.
 
 use std::{
@@ -165,4 +166,20 @@ fn detach_removes_nothing_but_a_geoblock_state() {
     fs::create_dir(bare.join("keep")).unwrap();
     assert_refused(&geoblock::detach(&bare), &[bare.arg(), "no ABI pin"]);
     assert_eq!(bare.names(), ["keep"]);
+}
+
+#[test]
+fn a_control_socket_path_that_is_not_a_socket_is_left_alone() {
+    let pair = Pair::create();
+    let scratch = Scratch::tmp("control");
+    fs::create_dir(&scratch).unwrap();
+    let file = scratch.join("control.sock");
+    fs::write(&file, "keep me").unwrap();
+    let state = Scratch::state();
+    let args = geoblock::run_args(&pair, &["--block", "CN"]);
+    let out = geoblock::run_refused(&pair.receiver, &args, &state, &file, |_| {});
+    assert_refused(&out, &[file.to_str().unwrap(), "is a regular file, not a socket"]);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "keep me");
+    assert!(!state.exists(), "a refused first start left {}", state.display());
+    assert!(!pair.receiver_has_xdp(), "a refused run attached to {}", pair.receiver_if);
 }
