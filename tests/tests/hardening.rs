@@ -1,7 +1,7 @@
 //! Nobody but root weakens enforcement: what a real unprivileged user (made
 //! by the test, removed afterwards) or a careless flag could do to the state
-//! directory, its lock and the control socket path is refused, and what
-//! was there is left alone. Needs root; fails (never
+//! directory, its lock, the control socket path and the download cache is
+//! refused, and what was there is left alone. Needs root; fails (never
 //! skips) without it.
 
 use std::{
@@ -12,9 +12,11 @@ use std::{
     process::Output,
 };
 
+use ::geoblock::data::fetch::{FetchConfig, Remote};
 use geoblock_tests::{
     geoblock::{self, Daemon},
-    netns::{unique_tag, Pair},
+    http::FileServer,
+    netns::{unique_tag, Netns, Pair, NETNS_PREFIX},
     user::User,
 };
 
@@ -182,4 +184,51 @@ fn a_control_socket_path_that_is_not_a_socket_is_left_alone() {
     assert_eq!(fs::read_to_string(&file).unwrap(), "keep me");
     assert!(!state.exists(), "a refused first start left {}", state.display());
     assert!(!pair.receiver_has_xdp(), "a refused run attached to {}", pair.receiver_if);
+}
+
+#[test]
+fn a_cache_dir_another_user_can_change_is_refused() {
+    let user = User::create();
+    // Nothing listens there: the refusal comes before any download.
+    let lookup = |cache: &Path| {
+        let url = "http://127.0.0.1:9/countries.csv";
+        geoblock::run_to_end(
+            None,
+            &["lookup", "--data", url, "--cache-dir", cache.to_str().unwrap(), "1.0.0.1"],
+            |_| {},
+        )
+    };
+    let theirs = Scratch::tmp("theirs");
+    assert!(user.run("mkdir", &[theirs.arg()]).status.success(), "the test user could not create {}", theirs.display());
+    assert_refused(&lookup(&theirs), &["refusing the cache directory", &format!("belongs to uid {}", user.uid)]);
+    let shared = Scratch::tmp("shared");
+    fs::create_dir(&shared).unwrap();
+    for mode in [0o775, 0o1777] {
+        set_mode(&shared, mode);
+        let expect = format!("writable by other users (mode {mode:04o})");
+        assert_refused(&lookup(&shared), &["refusing the cache directory", shared.arg(), &expect]);
+    }
+}
+
+/// Symlinks planted where a download writes its temporary file and its
+/// validators: root writes through neither, the targets stay as they were.
+#[test]
+fn a_download_writes_through_no_planted_symlink() {
+    let ns = Netns::create(&format!("{NETNS_PREFIX}{}-http", unique_tag()));
+    let body = "1.0.0.0,1.0.0.255,AU\n";
+    let server = FileServer::start(&ns, body);
+    let scratch = Scratch::tmp("cache");
+    let (precious, cache) = (scratch.join("precious"), scratch.join("cache"));
+    fs::create_dir_all(&cache).unwrap();
+    fs::write(&precious, "keep me").unwrap();
+    // This process downloads, so the temporary file has its pid.
+    for name in ["countries.csv.http".to_string(), format!("countries.csv.part-{}", std::process::id())] {
+        std::os::unix::fs::symlink(&precious, cache.join(name)).unwrap();
+    }
+    let url = server.url("countries.csv");
+    let got = ns.run(|| Remote::new(&url, &cache, FetchConfig::default())?.refresh());
+    assert_eq!(got.unwrap(), Some(cache.join("countries.csv")));
+    assert_eq!(fs::read_to_string(&precious).unwrap(), "keep me", "a download wrote through a planted symlink");
+    assert_eq!(fs::read_to_string(cache.join("countries.csv")).unwrap(), body);
+    assert!(fs::symlink_metadata(cache.join("countries.csv.http")).unwrap().is_file(), "validators in their own file");
 }
