@@ -39,8 +39,12 @@ pub enum Error {
     OtherAbi { dir: PathBuf, found: u32 },
     #[error("{0} is in use by another geoblock run (stop it, or give this one another --state-dir)")]
     StateInUse(PathBuf),
+    #[error("refusing {path} as a state directory, and leaving it as it is: {why}")]
+    NotOurState { path: PathBuf, why: crate::kernel::state::NotOurs },
     #[error("{0}: another geoblock run is listening there (give this one another --control-socket)")]
     ControlInUse(PathBuf),
+    #[error("{path} is {found}, not a socket: geoblock replaces only a socket there (give another --control-socket)")]
+    NotASocket { path: PathBuf, found: &'static str },
     #[error("no geoblock daemon answers at {0}: is `geoblock run` active with this --control-socket?")]
     NoDaemon(PathBuf),
     #[error(transparent)]

@@ -10,6 +10,7 @@
 //! | [`policy`] | who is dropped and why: the policy, its reasons, the lock-out guard, explain |
 //! | [`data`] | data sources → ranges → the exact minimal prefix [`data::table::Table`] |
 //! | [`country`] | ISO 3166-1 codes, over `geoblock_common` (shared with the XDP program) |
+//! | [`trust`] | directories no other user can change: for the state and the downloads |
 //!
 //! The `geoblock` binary (`src/cli`) sits on top: it parses arguments,
 //! calls one of these, and prints.
@@ -22,5 +23,6 @@ mod error;
 pub mod kernel;
 pub mod policy;
 pub mod protocol;
+pub mod trust;
 
 pub use error::{errno, Error};

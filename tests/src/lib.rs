@@ -1,5 +1,6 @@
 //! Helpers for geoblock's privileged tests, demo and benchmark: frames,
-//! network namespaces, traffic between them, and the real `geoblock` binary.
+//! network namespaces, traffic between them, the real `geoblock` binary,
+//! and real unprivileged users.
 
 pub mod bench;
 pub mod frames;

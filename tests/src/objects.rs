@@ -30,8 +30,10 @@ pub fn kernel_objects(daemon: &Daemon) -> BTreeMap<String, u64> {
     };
     let fds = std::fs::read_dir(format!("/proc/{}/fdinfo", daemon.pid())).expect("the daemon's fdinfo");
     fds.flatten().for_each(|fd| add(&fd.path()));
-    let pins = std::fs::read_dir(&daemon.state_dir).expect("the state directory");
-    pins.flatten().for_each(|pin| add(&own_fdinfo(pinned(&pin.path()))));
+    let entries = std::fs::read_dir(&daemon.state_dir).expect("the state directory");
+    // Every entry but the `lock` directory is a pin.
+    let pins = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()));
+    pins.for_each(|pin| add(&own_fdinfo(pinned(&pin.path()))));
     for table in tables(&daemon.state_dir) {
         add(&own_fdinfo(table.fd()));
     }

@@ -1,7 +1,11 @@
 //! A real unprivileged user, for tests of what another user on the machine
 //! can do: created with `useradd`, removed on drop (also on panic).
 
-use std::process::Command;
+use std::{
+    os::unix::process::CommandExt as _,
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+};
 
 use crate::netns::{assert_root, is_stale, unique_tag};
 
@@ -29,11 +33,52 @@ impl User {
         assert_ne!(user.uid, 0, "{} must not be root", user.name);
         user
     }
+
+    /// `program ARGS` as this user (no supplementary groups), set up to run.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        // std drops the supplementary groups when root sets a uid.
+        cmd.args(args).uid(self.uid).gid(self.gid).stdin(Stdio::null());
+        cmd
+    }
+
+    /// `program ARGS` as this user, to its end.
+    pub fn run(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+        let program = program.as_ref().to_owned();
+        self.command(&program, args).output().unwrap_or_else(|e| panic!("running {program:?} as the test user: {e}"))
+    }
+
+    /// Holds an exclusive `flock` on `path` as this user (`flock(1)`) until
+    /// the returned guard is dropped; panics if the lock cannot be taken.
+    pub fn hold_lock(&self, path: &Path) -> HeldLock {
+        let mut cmd =
+            self.command("flock", &["--nonblock", path.to_str().unwrap(), "sh", "-c", "echo locked; exec sleep 600"]);
+        // Its own process group, so that the guard ends flock and its sleep (which holds the lock) together.
+        cmd.process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting flock(1)");
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let _ = std::io::BufRead::read_line(&mut stdout, &mut line);
+        let held = HeldLock(child);
+        assert_eq!(line.trim(), "locked", "the test user could not flock {}", path.display());
+        held
+    }
 }
 
 impl Drop for User {
     fn drop(&mut self) {
         let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
+/// A `flock(1)` holding a lock; killed with its process group on drop.
+pub struct HeldLock(Child);
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // SAFETY: kill on the process group of our own child (not yet reaped).
+        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = self.0.wait();
     }
 }
 

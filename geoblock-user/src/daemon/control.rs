@@ -7,7 +7,10 @@
 //! can keep the socket from answering the next one.
 
 use std::{
-    os::unix::{fs::PermissionsExt as _, net::UnixStream as StdUnixStream},
+    os::unix::{
+        fs::{FileTypeExt as _, PermissionsExt as _},
+        net::UnixStream as StdUnixStream,
+    },
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -85,10 +88,7 @@ impl ControlSocket {
             std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(Error::io(dir))?;
         }
-        if StdUnixStream::connect(path).is_ok() {
-            return Err(Error::ControlInUse(path.into()));
-        }
-        let _ = std::fs::remove_file(path);
+        remove_dead_socket(path)?;
         // Created 0600 from the start: no window in which others could connect.
         // SAFETY: umask only swaps the process's file creation mask.
         let old = unsafe { libc::umask(0o177) };
@@ -120,6 +120,31 @@ impl Drop for ControlSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Removes what a dead daemon left at `path`: a socket nobody listens on.
+/// Anything else there is left alone and refused: a `--control-socket`
+/// naming a file by mistake must not delete it.
+fn remove_dead_socket(path: &Path) -> Result<(), Error> {
+    let file_type = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.file_type(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io { path: path.into(), source: e }),
+    };
+    let found = match file_type {
+        t if t.is_socket() => None,
+        t if t.is_file() => Some("a regular file"),
+        t if t.is_dir() => Some("a directory"),
+        t if t.is_symlink() => Some("a symbolic link"),
+        _ => Some("a device or a pipe"),
+    };
+    if let Some(found) = found {
+        return Err(Error::NotASocket { path: path.into(), found });
+    }
+    if StdUnixStream::connect(path).is_ok() {
+        return Err(Error::ControlInUse(path.into()));
+    }
+    std::fs::remove_file(path).map_err(Error::io(path))
 }
 
 /// Where a connection's request goes, shared by every connection.

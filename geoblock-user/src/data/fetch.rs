@@ -17,8 +17,9 @@
 //! (rustls-platform-verifier reads the OS trust store).
 
 use std::{
-    fs::File,
+    fs::{DirBuilder, File, OpenOptions},
     io::{self, Read, Write},
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -28,6 +29,8 @@ use ureq::{
     tls::{RootCerts, TlsConfig},
     Agent,
 };
+
+use crate::trust::Untrusted;
 
 /// Timeouts, retries and limits of a download.
 #[derive(Clone, Debug)]
@@ -72,6 +75,8 @@ pub enum FetchError {
     Refused { url: String, problem: String },
     #[error("{path}: {error}")]
     File { path: PathBuf, error: io::Error },
+    #[error("refusing the cache directory {dir}: {problem}; downloads there decide what is blocked, so no other user may change it")]
+    CacheDir { dir: PathBuf, problem: Untrusted },
     #[error("'{0}' is not an http:// or https:// URL with a file name")]
     Url(String),
 }
@@ -98,6 +103,15 @@ pub struct Remote {
 /// Whether `text` names a remote source.
 pub fn is_url(text: &str) -> bool {
     text.starts_with("https://") || text.starts_with("http://")
+}
+
+/// Creates `dir` if missing and checks that only this user can change it;
+/// returns it with symlinks resolved.
+fn private_cache(dir: &Path) -> Result<PathBuf, FetchError> {
+    // At most 0755 whatever the umask: a group-writable one would be refused.
+    let created = DirBuilder::new().recursive(true).mode(0o755).create(dir);
+    created.map_err(|error| FetchError::File { path: dir.to_path_buf(), error })?;
+    crate::trust::private_dir(dir).map_err(|problem| FetchError::CacheDir { dir: dir.into(), problem })
 }
 
 /// Where `url` is kept in `dir`: under the URL's file name (which tells its format).
@@ -128,10 +142,10 @@ pub fn local_path(source: &str, cache_dir: &Path, config: FetchConfig) -> Result
 
 impl Remote {
     /// Keeps `url` in `dir` (created if missing), under the URL's file name
-    /// (which tells its format).
+    /// (which tells its format). `dir` must be one no other user can change
+    /// (see [`crate::trust`]).
     pub fn new(url: &str, dir: &Path, config: FetchConfig) -> Result<Remote, FetchError> {
-        let path = cache_path(url, dir)?;
-        std::fs::create_dir_all(dir).map_err(|error| FetchError::File { path: dir.to_path_buf(), error })?;
+        let path = cache_path(url, &private_cache(dir)?)?;
         let tls = TlsConfig::builder().root_certs(RootCerts::PlatformVerifier).build();
         let agent = Agent::config_builder()
             .http_status_as_error(false)
@@ -212,7 +226,7 @@ impl Remote {
     /// The body into `temp`, complete and synced.
     fn save(&self, mut body: impl Read, temp: &Path, length: Option<u64>) -> Result<(), FetchError> {
         let file_err = |error| FetchError::File { path: temp.to_path_buf(), error };
-        let mut file = File::create(temp).map_err(file_err)?;
+        let mut file = create_new(temp).map_err(file_err)?;
         let got = io::copy(&mut body, &mut file)
             .map_err(|e| FetchError::Transfer { url: self.url.clone(), error: e.to_string() })?;
         if got > self.config.max_size {
@@ -254,7 +268,8 @@ struct Validators {
 
 impl Validators {
     fn read(path: &Path) -> Option<Validators> {
-        let text = std::fs::read_to_string(path).ok()?;
+        let mut text = String::new();
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).ok()?.read_to_string(&mut text).ok()?;
         let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::to_string);
         Some(Validators { etag: value("etag: "), last_modified: value("last-modified: ") })
     }
@@ -267,8 +282,21 @@ impl Validators {
         if let Some(modified) = &self.last_modified {
             text += &format!("last-modified: {modified}\n");
         }
-        File::create(path)?.write_all(text.as_bytes())
+        create_new(path)?.write_all(text.as_bytes())
     }
+}
+
+/// Creates `path` afresh: whatever is there, a symlink included, is
+/// removed (unlinking never follows a symlink) and the new file is created
+/// with O_EXCL and O_NOFOLLOW, so nothing planted there is ever written
+/// through. In a directory only this user can change (see [`Remote::new`])
+/// nothing comes between the two.
+fn create_new(path: &Path) -> io::Result<File> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
 #[cfg(test)]

@@ -113,7 +113,11 @@ impl Stats {
             Some(found) => return Err(Error::OtherAbi { dir: dir.into(), found }),
         }
         let open = |name: &str, map: fn(MapData) -> Map| {
-            MapData::from_pin(dir.join(name)).map(map).map_err(|_| Error::NoState(dir.to_path_buf()))
+            MapData::from_pin(dir.join(name)).map(map).map_err(|e| match crate::errno(&e) {
+                // The state is root's (see super::state): say so, not that there is none.
+                Some(libc::EACCES | libc::EPERM) => Error::Permission,
+                _ => Error::NoState(dir.to_path_buf()),
+            })
         };
         let [countries, totals, families, ifaces] = COUNTER_MAPS;
         Stats::read(&CounterMaps {

@@ -169,14 +169,13 @@ impl Geoblock {
             for name in PINNED_MAPS.iter().chain([&ABI_PIN]) {
                 state.unpin(&state.pin(name))?;
             }
+            // Before the maps: a directory with pins but no ABI pin is not
+            // taken for a geoblock state (see StateDir::open), not even
+            // after a first start that died half-way.
+            pin_abi(state)?;
         }
         let pins: Vec<_> = PINNED_MAPS.iter().map(|&name| (name, state.pin(name))).collect();
         let geoblock = Self::load_with(crate::kernel::objects::GEOBLOCK, PROGRAM, backend, &pins)?;
-        if pinned != PinnedMaps::Reused {
-            let mut abi: Array<MapData, u32> = Array::create(1, 0)?;
-            abi.set(0, ABI_VERSION, 0)?;
-            abi.pin(state.pin(ABI_PIN))?;
-        }
         Ok((geoblock, pinned))
     }
 
@@ -537,6 +536,13 @@ fn lpm_map<'a, const N: usize>(
 
 /// Maps EPERM anywhere in an aya error to [`Error::Permission`]. (EACCES is
 /// not it: that is how the verifier rejects a program.)
+/// Pins the `ABI` map: the layout of the maps pinned beside it.
+fn pin_abi(state: &StateDir) -> Result<(), Error> {
+    let mut abi: Array<MapData, u32> = Array::create(1, 0).map_err(permission_or(Error::Map))?;
+    abi.set(0, ABI_VERSION, 0)?;
+    Ok(abi.pin(state.pin(ABI_PIN))?)
+}
+
 fn permission_or<E: std::error::Error + 'static>(wrap: fn(E) -> Error) -> impl Fn(E) -> Error {
     move |e| match errno(&e) {
         Some(libc::EPERM) => Error::Permission,

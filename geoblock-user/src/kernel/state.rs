@@ -9,19 +9,28 @@
 //! | `program` | the XDP program the links run |
 //! | `link-IFACE` | the bpf_link attaching the program to IFACE (a `.` in IFACE written `:`); the attachment lasts as long as this pin |
 //! | `GEO_V4` ... `TOTALS` | the program's maps, by name: tables, policy, exceptions, counters |
+//! | `lock` | an empty directory, held under `flock` by the daemon or `geoblock detach` |
+//!
+//! The directory is root's and mode 0700: nobody else can remove a pin.
 
 use std::{
     ffi::CString,
-    fs::{self, File},
+    fs::{self, DirBuilder, File, Permissions},
     io,
     mem::MaybeUninit,
-    os::{fd::AsRawFd as _, unix::ffi::OsStrExt as _},
+    os::{
+        fd::AsRawFd as _,
+        unix::{
+            ffi::OsStrExt as _,
+            fs::{DirBuilderExt as _, PermissionsExt as _},
+        },
+    },
     path::{Path, PathBuf},
 };
 
 use aya::maps::{Array, Map, MapData};
 
-use crate::Error;
+use crate::{trust::Untrusted, Error};
 
 /// Where bpffs is mounted; [`ensure_bpffs_mounted`] mounts it there.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
@@ -31,13 +40,29 @@ pub const PROGRAM_PIN: &str = "program";
 const LINK_PREFIX: &str = "link-";
 /// A pin being replaced (see [`StateDir::replace`]); bpffs forbids dots.
 const STAGED_PREFIX: &str = "staged-";
+/// The empty directory the holder of the state directory locks (see [`StateDir::lock`]).
+const LOCK_DIR: &str = "lock";
 
 /// The state directory, held under an exclusive `flock` while this lives,
 /// so that two daemons (or a daemon and `geoblock detach`) never work on
 /// the same pins. The kernel drops the lock however the holder exits.
+///
+/// Only a directory root alone can change is taken (see [`crate::trust`]):
+/// whoever can write it can remove a link pin, and so detach the program.
 pub struct StateDir {
     path: PathBuf,
     _lock: File,
+}
+
+/// Why an existing directory is not taken as a state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum NotOurs {
+    #[error(transparent)]
+    Untrusted(#[from] Untrusted),
+    #[error("it is not on a bpf filesystem")]
+    NotBpffs,
+    #[error("it holds no {ABI_PIN} pin, so it is not a geoblock state directory")]
+    NoAbiPin,
 }
 
 impl StateDir {
@@ -55,32 +80,63 @@ impl StateDir {
                 source: io::Error::other("not on a bpf filesystem (mount -t bpf bpf DIR)"),
             });
         }
-        fs::create_dir_all(path).map_err(|e| match e.kind() {
+        // 0700 from the start: no moment in which others could look in.
+        DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| match e.kind() {
             io::ErrorKind::PermissionDenied => Error::Permission,
             _ => Error::Io { path: path.into(), source: e },
         })?;
-        Self::lock(path)
+        Self::take(path, true)
     }
 
     /// Opens an existing state directory (for `geoblock detach`).
     pub fn open_existing(path: &Path) -> Result<StateDir, Error> {
-        if !path.is_dir() {
-            return Err(Error::NoState(path.into()));
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NoState(path.into())),
+            Err(e) => Err(Error::Io { path: path.into(), source: e }),
+            Ok(_) => Self::take(path, false),
         }
-        Self::lock(path)
     }
 
-    fn lock(path: &Path) -> Result<StateDir, Error> {
-        let lock = File::open(path).map_err(Error::io(path))?;
+    /// Takes `path` as the state directory if it is one: only root can
+    /// change it, it is on bpffs, and it holds an `ABI` pin (or nothing, if
+    /// `may_be_empty`). Refused, it is left exactly as it was.
+    fn take(path: &Path, may_be_empty: bool) -> Result<StateDir, Error> {
+        let names = pin_names(path)?;
+        let refuse = |why: NotOurs| Error::NotOurState { path: path.into(), why };
+        let real = crate::trust::private_dir(path).map_err(|e| refuse(e.into()))?;
+        if !is_bpffs(&real) {
+            return Err(refuse(NotOurs::NotBpffs));
+        }
+        let geoblocks = names.iter().any(|name| name == ABI_PIN) || (may_be_empty && names.is_empty());
+        if !geoblocks {
+            return Err(refuse(NotOurs::NoAbiPin));
+        }
+        // An earlier geoblock left it 0755: nobody else need look in either.
+        fs::set_permissions(&real, Permissions::from_mode(0o700)).map_err(Error::io(&real))?;
+        let lock = Self::lock(&real)?;
+        Ok(StateDir { path: real, _lock: lock })
+    }
+
+    /// Locks the directory [`LOCK_DIR`] inside the state directory. Not the
+    /// state directory itself: any process that can open a directory can
+    /// flock it, and another user may hold one open from when an earlier
+    /// geoblock left it readable. Nobody but root ever reached `lock`.
+    fn lock(dir: &Path) -> Result<File, Error> {
+        let path = dir.join(LOCK_DIR);
+        match DirBuilder::new().mode(0o700).create(&path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(Error::Io { path, source: e }),
+            _ => {}
+        }
+        let lock = File::open(&path).map_err(Error::io(&path))?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = io::Error::last_os_error();
             return Err(match err.raw_os_error() {
-                Some(libc::EWOULDBLOCK) => Error::StateInUse(path.into()),
-                _ => Error::Io { path: path.into(), source: err },
+                Some(libc::EWOULDBLOCK) => Error::StateInUse(dir.into()),
+                _ => Error::Io { path, source: err },
             });
         }
-        Ok(StateDir { path: path.into(), _lock: lock })
+        Ok(lock)
     }
 
     pub fn path(&self) -> &Path {
@@ -105,7 +161,7 @@ impl StateDir {
 
     /// Whether nothing is pinned here (a first start).
     pub fn is_empty(&self) -> bool {
-        fs::read_dir(&self.path).map_or(true, |mut entries| entries.next().is_none())
+        pin_names(&self.path).map_or(true, |names| names.is_empty())
     }
 
     /// Interfaces with a pinned link, sorted.
@@ -144,11 +200,23 @@ impl StateDir {
     /// program from its interface (nobody else holds the link), and the
     /// kernel frees the program and maps once nothing refers to them.
     pub fn remove_all(self) -> Result<(), Error> {
-        for entry in fs::read_dir(&self.path).map_err(Error::io(&self.path))?.flatten() {
-            self.unpin(&entry.path())?;
+        for name in pin_names(&self.path)? {
+            self.unpin(&self.pin(&name))?;
         }
+        let lock = self.pin(LOCK_DIR);
+        fs::remove_dir(&lock).map_err(Error::io(&lock))?;
         fs::remove_dir(&self.path).map_err(Error::io(&self.path))
     }
+}
+
+/// What is pinned in `dir`: every name but [`LOCK_DIR`].
+fn pin_names(dir: &Path) -> Result<Vec<String>, Error> {
+    let entries = fs::read_dir(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => Error::Permission,
+        _ => Error::Io { path: dir.into(), source: e },
+    })?;
+    let names = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned());
+    Ok(names.filter(|name| name != LOCK_DIR).collect())
 }
 
 /// Mounts bpffs at [`BPFFS_ROOT`] unless it is there already.
@@ -178,8 +246,12 @@ pub fn has_fs_magic(path: &Path, magic: i64) -> bool {
 
 fn mount_bpffs(at: &Path) -> Result<(), Error> {
     let target = CString::new(at.as_os_str().as_bytes()).expect("path without NUL");
-    // SAFETY: all pointers are valid NUL-terminated strings; data is null.
-    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+    // The kernel's default mode is 1777, in which any user could create the
+    // state directory before the daemon does. The mode is mount data rather
+    // than a chmod after mounting, so there is no moment in which it is 1777.
+    let data = c"mode=0700";
+    // SAFETY: all pointers are valid NUL-terminated strings.
+    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, data.as_ptr().cast()) };
     if rc != 0 {
         let err = io::Error::last_os_error();
         return Err(match err.raw_os_error() {

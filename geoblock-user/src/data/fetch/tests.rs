@@ -70,7 +70,13 @@ fn dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("geoblock-fetch-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // Whatever the umask: a cache others can write is refused.
+    set_mode(&dir, 0o755);
     dir
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
 }
 
 /// Only the data file and its validators, never a leftover temporary file.
@@ -247,4 +253,37 @@ fn data_sources_download_what_changed_and_name_urls_as_given() {
     assert_eq!((loaded.sources[0].origin.as_str(), loaded.table.v4.len()), (url.as_str(), 1));
     assert_eq!(data.modified(), [loaded.sources[0].modified], "what a watcher compares");
     assert!(data.modified()[0].is_some());
+}
+
+/// Root downloading into a cache where someone planted symlinks (as
+/// another user could in a shared directory) writes through none of them.
+#[test]
+fn symlinks_planted_in_the_cache_are_never_written_through() {
+    let (url, _) = serve(|_, _| Reply { headers: vec![("ETag", "\"v1\"".into())], ..reply(200, GOOD) });
+    let dir = dir("symlinks");
+    let (precious, cache) = (dir.join("precious"), dir.join("cache"));
+    std::fs::write(&precious, "precious").unwrap();
+    let remote = Remote::new(&format!("{url}/x.csv"), &cache, quick()).unwrap();
+    for name in ["x.csv.http".to_string(), format!("x.csv.part-{}", std::process::id())] {
+        std::os::unix::fs::symlink(&precious, cache.join(name)).unwrap();
+    }
+    assert!(remote.refresh().unwrap().is_some());
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious");
+    assert_eq!(std::fs::read_to_string(remote.path()).unwrap(), GOOD);
+    let validators = std::fs::symlink_metadata(cache.join("x.csv.http")).unwrap();
+    assert!(validators.is_file(), "the validators go to a file of their own");
+    assert_clean(&cache);
+}
+
+#[test]
+fn a_cache_dir_others_can_write_is_refused() {
+    let dir = dir("shared");
+    // An earlier download there is not used either: anyone could have written it.
+    std::fs::write(dir.join("x.csv"), GOOD).unwrap();
+    for mode in [0o775, 0o757, 0o1777] {
+        set_mode(&dir, mode);
+        let err = local_path("http://127.0.0.1:9/x.csv", &dir, quick()).unwrap_err();
+        assert!(matches!(err, FetchError::CacheDir { .. }), "{err}");
+        assert!(err.to_string().contains(&format!("writable by other users (mode {mode:04o})")), "{err}");
+    }
 }
