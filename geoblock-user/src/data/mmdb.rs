@@ -50,12 +50,13 @@ pub(crate) fn parse_into(
 ) -> Result<Notes, SourceError> {
     let name = rows.origin_name(origin).to_string();
     let corrupt = |e: maxminddb::MaxMindDbError| SourceError::invalid(&name, format!("not a readable MMDB: {e}"));
-    let reader = Reader::from_source(bytes).map_err(corrupt)?;
+    let reader = Reader::from_source(bytes.as_slice()).map_err(corrupt)?;
     let date = super::date_of_epoch(reader.metadata().build_epoch);
     let paths: Vec<Vec<PathElement>> =
         fields.0.iter().map(|p| p.iter().map(|k| PathElement::Key(k)).collect()).collect();
     let mut answered = vec![0usize; paths.len()];
     let mut first_keys = None;
+    check_tree(reader.metadata(), &bytes).map_err(|problem| SourceError::invalid(&name, problem))?;
     for item in reader.networks(WithinOptions::default()).map_err(corrupt)? {
         let found = item.map_err(corrupt)?;
         let net = found.network().map_err(corrupt)?;
@@ -83,6 +84,50 @@ pub(crate) fn parse_into(
         return Err(no_country(&name, fields, first_keys.unwrap_or_default()));
     };
     Ok(Notes { date, country_field: Some(fields.0[most].join(".")) })
+}
+
+/// The search tree must be a tree: a node reached from two places makes
+/// every path below it count twice, and a small hostile file describes (and
+/// the reader walks) exponentially many networks. Only the IPv4 subtree of
+/// an IPv6 database may be reached from more than one place: MaxMind's own
+/// databases alias it at `::ffff:0:0/96`, `2001::/32` and `2002::/16`.
+fn check_tree(meta: &maxminddb::Metadata, bytes: &[u8]) -> Result<(), String> {
+    let nodes = meta.node_count as usize;
+    let node_bytes = usize::from(meta.record_size) / 4;
+    let tree = bytes.get(..nodes * node_bytes).ok_or("its search tree is cut short")?;
+    let records = |node: usize| records(&tree[node * node_bytes..(node + 1) * node_bytes], meta.record_size);
+    let mut seen = vec![0u8; nodes];
+    for node in 0..nodes {
+        for child in records(node)?.into_iter().filter(|&c| (c as usize) < nodes) {
+            seen[child as usize] = seen[child as usize].saturating_add(1);
+        }
+    }
+    let ipv4_start = (meta.ip_version == 6).then(|| {
+        let mut node = 0;
+        for _ in 0..96 {
+            match records(node) {
+                Ok([left, _]) if (left as usize) < nodes => node = left as usize,
+                _ => break,
+            }
+        }
+        node
+    });
+    match seen.iter().enumerate().find(|&(node, &refs)| refs > 1 && !(Some(node) == ipv4_start && refs <= 4)) {
+        Some((node, _)) => Err(format!("its search tree reaches node {node} from more than one place")),
+        None if seen.first().is_some_and(|&r| r > 0) => Err("its search tree leads back to its root".into()),
+        None => Ok(()),
+    }
+}
+
+/// A node's two records, for the record sizes the format has.
+fn records(node: &[u8], record_size: u16) -> Result<[u32; 2], String> {
+    let be = |b: &[u8]| b.iter().fold(0u32, |n, &byte| n << 8 | u32::from(byte));
+    match record_size {
+        24 => Ok([be(&node[..3]), be(&node[3..])]),
+        28 => Ok([u32::from(node[3] >> 4) << 24 | be(&node[..3]), u32::from(node[3] & 0x0f) << 24 | be(&node[4..])]),
+        32 => Ok([be(&node[..4]), be(&node[4..])]),
+        other => Err(format!("record size {other} is not one of the format's (24, 28, 32)")),
+    }
 }
 
 /// A database in which no path gives any network a country: most likely a

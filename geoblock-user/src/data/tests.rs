@@ -432,6 +432,31 @@ fn compressed_files_read_transparently() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An MMDB of a few hundred bytes whose nodes all point at the next one
+/// describes 2^40 networks: refused at once, not enumerated.
+#[test]
+fn an_mmdb_tree_that_reuses_nodes_is_refused() {
+    let cn = country::parse("CN").unwrap();
+    let table = Table { v4: vec![], v6: vec![("2001:db8::/40".parse().unwrap(), cn)] };
+    let mut bytes = mmdb::write(&table, &["country", "iso_code"], "Country", 0);
+    let nodes = maxminddb::Reader::from_source(bytes.clone()).unwrap().metadata().node_count;
+    // Each node's empty record (the value `nodes`) now points where its
+    // other one does: the next node, or the data at the end of the chain.
+    for node in bytes[..nodes as usize * 8].chunks_mut(8) {
+        let records = [0, 4].map(|at| u32::from_be_bytes(node[at..at + 4].try_into().unwrap()));
+        let target = records.into_iter().find(|&r| r != nodes).unwrap_or(nodes).to_be_bytes();
+        node[..4].copy_from_slice(&target);
+        node[4..].copy_from_slice(&target);
+    }
+    let dir = temp_dir("mmdb-cycle");
+    std::fs::write(dir.join("bomb.mmdb"), &bytes).unwrap();
+    let started = std::time::Instant::now();
+    let err = load_one(&dir.join("bomb.mmdb"), &Options::default()).unwrap_err().to_string();
+    assert!(err.contains("its search tree reaches node") && err.contains("from more than one place"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A FIFO would block the reader, a device never end: refused at once.
 #[test]
 fn only_regular_files_are_read() {
