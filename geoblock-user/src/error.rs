@@ -40,7 +40,7 @@ pub enum Error {
     #[error("{0} is in use by another geoblock run (stop it, or give this one another --state-dir)")]
     StateInUse(PathBuf),
     #[error("refusing {path} as a state directory, and leaving it as it is: {why}")]
-    NotOurState { path: PathBuf, why: crate::kernel::state::NotOurs },
+    NotOurState { path: PathBuf, why: NotOurs },
     #[error("{0}: another geoblock run is listening there (give this one another --control-socket)")]
     ControlInUse(PathBuf),
     #[error("{path} is {found}, not a socket: geoblock replaces only a socket there (give another --control-socket)")]
@@ -75,4 +75,15 @@ pub fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
         source = e.source();
     }
     None
+}
+
+/// Why an existing directory is not taken as a state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum NotOurs {
+    #[error(transparent)]
+    Untrusted(#[from] crate::trust::Untrusted),
+    #[error("it is not on a bpf filesystem")]
+    NotBpffs,
+    #[error("it holds no ABI pin, so it is not a geoblock state directory")]
+    NoAbiPin,
 }

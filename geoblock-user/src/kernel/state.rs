@@ -30,7 +30,7 @@ use std::{
 
 use aya::maps::{Array, Map, MapData};
 
-use crate::{trust::Untrusted, Error};
+use crate::{error::NotOurs, Error};
 
 /// Where bpffs is mounted; [`ensure_bpffs_mounted`] mounts it there.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
@@ -52,17 +52,6 @@ const LOCK_DIR: &str = "lock";
 pub struct StateDir {
     path: PathBuf,
     _lock: File,
-}
-
-/// Why an existing directory is not taken as a state directory.
-#[derive(Debug, thiserror::Error)]
-pub enum NotOurs {
-    #[error(transparent)]
-    Untrusted(#[from] Untrusted),
-    #[error("it is not on a bpf filesystem")]
-    NotBpffs,
-    #[error("it holds no {ABI_PIN} pin, so it is not a geoblock state directory")]
-    NoAbiPin,
 }
 
 impl StateDir {
