@@ -51,11 +51,6 @@ impl<'a, T: Serialize> Versioned<'a, T> {
         Versioned { schema: SCHEMA, body }
     }
 
-    /// One line of JSON.
-    pub fn line(&self) -> String {
-        serde_json::to_string(self).expect("geoblock's JSON types serialize")
-    }
-
     /// Indented JSON, for people and `jq` alike.
     pub fn pretty(&self) -> String {
         serde_json::to_string_pretty(self).expect("geoblock's JSON types serialize")
@@ -341,7 +336,7 @@ pub struct EventStatus {
 pub fn request(path: &Path, request: &Request) -> Result<Response, Error> {
     let io = Error::io(path);
     let mut stream = StdUnixStream::connect(path).map_err(|e| unreachable(path, e))?;
-    stream.write_all(request_line(request).as_bytes()).map_err(Error::io(path))?;
+    stream.write_all(line(request).as_bytes()).map_err(Error::io(path))?;
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer).map_err(io)?;
     parse_line(path, &answer)
@@ -358,7 +353,7 @@ pub struct Subscription {
 pub async fn subscribe(socket: &Path) -> Result<Subscription, Error> {
     let io = Error::io(socket);
     let mut stream = UnixStream::connect(socket).await.map_err(|e| unreachable(socket, e))?;
-    stream.write_all(request_line(&Request::Events).as_bytes()).await.map_err(Error::io(socket))?;
+    stream.write_all(line(&Request::Events).as_bytes()).await.map_err(Error::io(socket))?;
     let mut lines = AsyncBufReader::new(stream).lines();
     let answer = lines.next_line().await.map_err(io)?.unwrap_or_default();
     let response: Response = parse_line(socket, &answer)?;
@@ -378,8 +373,9 @@ impl Subscription {
     }
 }
 
-fn request_line(request: &Request) -> String {
-    let mut text = serde_json::to_string(request).expect("requests serialize");
+/// `message` as the socket carries it: one line of JSON, newline included.
+pub fn line(message: &impl Serialize) -> String {
+    let mut text = serde_json::to_string(message).expect("geoblock's JSON types serialize");
     text.push('\n');
     text
 }

@@ -25,7 +25,7 @@ use tokio::{
 
 use super::listen;
 use crate::{
-    protocol::{Request, Response},
+    protocol::{self, Request, Response},
     Error,
 };
 
@@ -196,7 +196,7 @@ async fn converse(stream: UnixStream, route: Route, slot: OwnedSemaphorePermit) 
         Ok(Err(e)) => Response::error(format!("reading the request: {e}")),
         Err(_) => return,
     };
-    let _ = timeout(WRITE_TIMEOUT, write.write_all(answer_line(&response).as_bytes())).await;
+    let _ = timeout(WRITE_TIMEOUT, write.write_all(protocol::line(&response).as_bytes())).await;
 }
 
 /// Answers an `events` request, then writes every event until the client
@@ -210,7 +210,7 @@ async fn stream_events(
     mut events: broadcast::Receiver<Arc<str>>,
     _watcher: OwnedSemaphorePermit,
 ) {
-    if write.write_all(answer_line(&Response::ok("streaming drop events")).as_bytes()).await.is_err() {
+    if write.write_all(protocol::line(&Response::ok("streaming drop events")).as_bytes()).await.is_err() {
         return;
     }
     let mut ignored = [0; 64];
@@ -230,10 +230,4 @@ async fn stream_events(
             return;
         }
     }
-}
-
-fn answer_line(response: &Response) -> String {
-    let mut text = serde_json::to_string(response).expect("responses serialize");
-    text.push('\n');
-    text
 }

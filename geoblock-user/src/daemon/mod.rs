@@ -40,7 +40,7 @@ use crate::{
     data::{fetch::FetchError, shrink::check_replacement, table::Table, CodeCounts, Loaded},
     kernel::{events::EventRing, state::StateDir, Geoblock, PinnedMaps},
     policy::{lockout, Policy},
-    protocol::Versioned,
+    protocol::{self, Versioned},
     Error,
 };
 
@@ -281,9 +281,7 @@ impl Daemon {
                 return;
             }
             if let Some(event) = events::decode(raw, &clock, &self.opts.policy) {
-                let mut line = Versioned::new(&event).line();
-                line.push('\n');
-                let _ = clients.send(line.into());
+                let _ = clients.send(protocol::line(&Versioned::new(&event)).into());
             }
         });
     }
