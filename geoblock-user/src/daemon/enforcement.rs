@@ -9,7 +9,7 @@ use std::{collections::HashMap, time::Instant};
 
 use tracing::{error, info};
 
-use super::{ifindex, Daemon};
+use super::Daemon;
 use crate::{
     kernel::{link::Tampering, state::StateDir},
     protocol,
@@ -33,17 +33,13 @@ impl Incident {
 }
 
 impl Daemon {
-    /// Checks every attached interface, and repairs what was tampered with.
-    pub(super) fn verify_enforcement(&mut self, state: &StateDir) {
-        for (iface, attached_at) in self.attached.clone() {
-            // Gone, or back under another index: for `reattach`, next tick.
-            if attached_at == 0 || ifindex(&iface).ok() != Some(attached_at) {
-                continue;
-            }
-            match self.geoblock.verify(&iface, attached_at, state) {
-                Ok(None) => self.verified(&iface),
-                Ok(Some(problem)) => self.tampered(&iface, problem, state),
-                Err(e) => self.tampered(&iface, Tampering::Unreadable(e.to_string()), state),
+    /// Checks the interfaces `present` (name, ifindex: attached there and
+    /// found there this tick), and repairs what was tampered with.
+    pub(super) fn verify_enforcement(&mut self, present: Vec<(String, u32)>, state: &StateDir) {
+        for (iface, ifindex) in present {
+            match self.geoblock.verify(&iface, ifindex, state) {
+                None => self.verified(&iface),
+                Some(problem) => self.tampered(&iface, problem, state),
             }
         }
     }

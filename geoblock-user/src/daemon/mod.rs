@@ -291,16 +291,19 @@ impl Daemon {
     /// old device. Then checks that the others are still enforced.
     fn watch_interfaces(&mut self, state: &StateDir) {
         let before = self.attached.clone();
-        self.reattach(state);
+        let present = self.reattach(state);
         if self.attached != before {
             if let Err(e) = self.geoblock.set_interfaces(&self.attached) {
                 warn!("counting per interface after a change of interfaces: {e}");
             }
         }
-        self.verify_enforcement(state);
+        self.verify_enforcement(present, state);
     }
 
-    fn reattach(&mut self, state: &StateDir) {
+    /// Follows each interface to its index now; gives those attached where
+    /// they are found, for [`Daemon::verify_enforcement`].
+    fn reattach(&mut self, state: &StateDir) -> Vec<(String, u32)> {
+        let mut present = Vec::new();
         for (iface, attached_at) in &mut self.attached {
             let now = match ifindex(iface) {
                 Ok(index) => index,
@@ -308,22 +311,28 @@ impl Daemon {
                 // Not known this time (out of file descriptors): the next tick asks again.
                 Err(_) => continue,
             };
-            if now == *attached_at {
-                continue;
-            }
             if now == 0 {
-                warn!("{iface} is gone; geoblock attaches again when it comes back");
-                *attached_at = 0;
+                if *attached_at != 0 {
+                    warn!("{iface} is gone; geoblock attaches again when it comes back");
+                    *attached_at = 0;
+                }
                 continue;
             }
-            match self.geoblock.attach_pinned(iface, self.opts.xdp_mode, state) {
-                Ok(()) => {
-                    info!("attached to {iface} again (ifindex {now})");
-                    *attached_at = now;
+            if now != *attached_at {
+                match self.geoblock.attach_pinned(iface, self.opts.xdp_mode, state) {
+                    Ok(()) => {
+                        info!("attached to {iface} again (ifindex {now})");
+                        *attached_at = now;
+                    }
+                    Err(e) => {
+                        warn!("{iface} is back but attaching failed (retrying): {e}");
+                        continue;
+                    }
                 }
-                Err(e) => warn!("{iface} is back but attaching failed (retrying): {e}"),
             }
+            present.push((iface.clone(), now));
         }
+        present
     }
 }
 

@@ -140,6 +140,8 @@ pub struct Geoblock {
     name: String,
     /// Keeps the log ring buffer open; drained by the daemon.
     logger: Option<KernelLog>,
+    /// The loaded program's kernel id: what the links it owns must run.
+    id: u32,
 }
 
 impl Geoblock {
@@ -200,8 +202,11 @@ impl Geoblock {
                 None
             }
         };
-        let mut geoblock = Geoblock { ebpf, backend, name: name.into(), logger };
-        geoblock.program()?.load().map_err(permission_or(Error::Program))?;
+        let mut geoblock = Geoblock { ebpf, backend, name: name.into(), logger, id: 0 };
+        let program = geoblock.program()?;
+        program.load().map_err(permission_or(Error::Program))?;
+        let id = program.info()?.id();
+        geoblock.id = id;
         Ok(geoblock)
     }
 
@@ -331,9 +336,8 @@ impl Geoblock {
 
     /// What is wrong with the enforcement on `iface`, at `ifindex`: it must
     /// run this program through the link pinned for it in `state`.
-    pub fn verify(&mut self, iface: &str, ifindex: u32, state: &StateDir) -> Result<Option<Tampering>, Error> {
-        let program = self.program()?.info()?.id();
-        Ok(link::pinned_link(&state.link(iface)).map_or_else(Some, |found| link::tampering(&found, program, ifindex)))
+    pub fn verify(&self, iface: &str, ifindex: u32, state: &StateDir) -> Option<Tampering> {
+        link::pinned_link(&state.link(iface)).map_or_else(Some, |found| link::tampering(&found, self.id, ifindex))
     }
 
     /// Undoes `tampering` on `iface`, and says how: a link that runs
