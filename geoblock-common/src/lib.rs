@@ -41,7 +41,7 @@ pub mod maps {
 /// Version of the map layout above and below. A daemon that starts and finds
 /// pinned maps of another version recreates them instead of reusing them:
 /// bump it whenever a map's key, value, size or meaning changes.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Capacity of the LPM tries. The world table (DB-IP Lite) is about 600k
 /// IPv4 and 780k IPv6 prefixes; leave room for growth and denser sources.
@@ -65,16 +65,20 @@ pub enum Backend {
 /// A slot below [`TRIE_CHILD`] is a country (0 = none); from [`TRIE_CHILD`]
 /// up it names a child node, `TRIE_ROOTS + (slot - TRIE_CHILD)`. The first
 /// [`TRIE_ROOTS`] nodes are the roots, one per first address byte, so the
-/// first lookup consumes 16 bits and every later one 8.
+/// first lookup consumes 16 bits and every later one 8. Nodes of equal
+/// content are stored once (a node may have several parents).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TrieNode(pub [u16; 256]);
 pub const TRIE_ROOTS: u32 = 256;
 pub const TRIE_CHILD: u16 = 1024;
-/// Nodes per family. The DB-IP world table needs about 40k (IPv4) and 37k
-/// (IPv6); 24 MiB each. Children are addressable up to 256 + 64512.
-pub const TRIE_NODES: u32 = 49_152;
-const _: () = assert!(TRIE_NODES <= TRIE_ROOTS + (u16::MAX - TRIE_CHILD) as u32 + 1);
+/// The most nodes a slot can name: the roots and 64,512 children. The
+/// world tables need 22k to 28k per family (DB-IP, GeoLite2); each trie map
+/// is created with as many nodes as its table needs, not this many.
+pub const TRIE_MAX_NODES: u32 = TRIE_ROOTS + (u16::MAX - TRIE_CHILD) as u32 + 1;
+/// `BPF_F_INNER_MAP`: trie maps of any size fit the same array of maps,
+/// so a table is never limited by a size fixed when the program was built.
+pub const BPF_F_INNER_MAP: u32 = 1 << 12;
 const _: () = assert!(COUNTRY_SLOTS <= TRIE_CHILD as u32);
 /// Exceptions are a handful of management networks, not a data set.
 pub const MAX_EXCEPTIONS: u32 = 1024;

@@ -15,8 +15,11 @@ pub enum Error {
     Map(#[from] MapError),
     #[error("pinning: {0}")]
     Pin(#[from] PinError),
-    #[error("the {family} table needs more than {} trie nodes", geoblock_common::TRIE_NODES)]
-    TableTooLarge { family: &'static str },
+    #[error(
+        "the {family} table needs {nodes} distinct trie nodes, more than the {} a trie can name",
+        geoblock_common::TRIE_MAX_NODES
+    )]
+    TableTooLarge { family: &'static str, nodes: usize },
     #[error("map {0} is missing from the XDP program")]
     MissingMap(&'static str),
     #[error("permission denied: geoblock needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")]

@@ -161,6 +161,12 @@ pub struct DataStatus {
     pub generation: u64,
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
+    /// Kernel memory of the table in force, per family (bytes, as the
+    /// kernel counts it): the maps are made as large as the data needs.
+    #[serde(default)]
+    pub table_bytes_v4: u64,
+    #[serde(default)]
+    pub table_bytes_v6: u64,
     /// How often URL sources are downloaded again (none: only on reload).
     #[serde(default)]
     pub refresh_seconds: Option<u64>,
@@ -218,8 +224,11 @@ impl Status {
             );
         }
         out += &format!(
-            "table       generation {}: {} IPv4 and {} IPv6 prefixes\n",
-            d.generation, d.prefixes_v4, d.prefixes_v6
+            "table       generation {}: {} IPv4 and {} IPv6 prefixes, {:.1} MB of kernel memory\n",
+            d.generation,
+            d.prefixes_v4,
+            d.prefixes_v6,
+            (d.table_bytes_v4 + d.table_bytes_v6) as f64 / 1e6
         );
         if let Some(r) = &self.last_reload {
             let result = if r.ok { "ok" } else { "FAILED" };

@@ -33,6 +33,7 @@ use tokio::{
 
 use super::listen;
 use crate::{
+    data::table::PerFamily,
     kernel::counters::{Stats, Traffic},
     Error,
 };
@@ -57,6 +58,8 @@ pub struct DaemonState<'a> {
     pub generation: u64,
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
+    /// Kernel memory of the table in force, bytes per family.
+    pub table_memory: PerFamily<u64>,
     /// Each data source and the age of its file (`None`: embedded data).
     pub sources: Vec<(String, Option<f64>)>,
     /// Each configured interface, and whether it is enforced (see
@@ -165,6 +168,15 @@ fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
     prefixes.get_or_create(&[("family", "ipv4".into())]).set(daemon.prefixes_v4 as i64);
     prefixes.get_or_create(&[("family", "ipv6".into())]).set(daemon.prefixes_v6 as i64);
     registry.register("prefixes", "Prefixes in the table in force", prefixes);
+    let memory = Family::<Labels<1>, Gauge>::default();
+    memory.get_or_create(&[("family", "ipv4".into())]).set(daemon.table_memory.v4 as i64);
+    memory.get_or_create(&[("family", "ipv6".into())]).set(daemon.table_memory.v6 as i64);
+    registry.register_with_unit(
+        "table_memory",
+        "Kernel memory of the table in force (its maps are as large as the data needs)",
+        Unit::Bytes,
+        memory,
+    );
     let age = Family::<Labels<1>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     for (source, seconds) in &daemon.sources {
         if let Some(seconds) = seconds {
@@ -333,6 +345,7 @@ mod tests {
             generation: 2,
             prefixes_v4: 10,
             prefixes_v6: 5,
+            table_memory: PerFamily { v4: 1_048_576, v6: 2_097_152 },
             sources: vec![("/data/a.csv".into(), Some(60.0)), ("embedded".into(), None)],
             interfaces: vec![("eth0".into(), true), ("eth1".into(), false)],
             reloads: &reloads,
@@ -343,6 +356,7 @@ mod tests {
             "geoblock_bytes_total{country=\"CN\",action=\"drop\",iface=\"eth0\"} 180",
             "geoblock_bypass_packets_total{reason=\"non-ip\",iface=\"eth0\"} 2",
             "geoblock_prefixes{family=\"ipv4\"} 10",
+            "geoblock_table_memory_bytes{family=\"ipv6\"} 2097152",
             "geoblock_data_age_seconds{source=\"/data/a.csv\"} 60.0",
             "geoblock_table_generation 2",
             "geoblock_attached{iface=\"eth0\"} 1",

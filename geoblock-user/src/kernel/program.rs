@@ -3,12 +3,14 @@
 //! This is the only code that writes kernel state; the daemon drives it.
 
 use std::{
-    os::fd::{AsRawFd, RawFd},
+    os::fd::{AsFd as _, AsRawFd, RawFd},
     path::PathBuf,
 };
 
 use aya::{
-    maps::{lpm_trie::Key, Array, ArrayOfMaps, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{
+        lpm_trie::Key, Array, ArrayOfMaps, IterableMap as _, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues, RingBuf,
+    },
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
@@ -19,8 +21,8 @@ use aya::{
 use aya_log::EbpfLogger;
 use geoblock_common::{
     country_stats_index, maps, total_index, Backend, Counter, CountryCounters, CountryId, EventBucket, IfaceSlot,
-    Total, TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
-    OTHER_IFACE, TRIE_NODES,
+    Total, TrieNode, ABI_VERSION, BPF_F_INNER_MAP, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES,
+    MAX_V6_PREFIXES, OTHER_IFACE,
 };
 use ipnetwork::IpNetwork;
 use tracing::warn;
@@ -32,7 +34,12 @@ use super::{
     state::{StateDir, ABI_PIN, PROGRAM_PIN},
     trie::Trie,
 };
-use crate::{data::table::Table, error::errno, policy::Policy, Error};
+use crate::{
+    data::table::{PerFamily, Table},
+    error::errno,
+    policy::Policy,
+    Error,
+};
 
 /// How the program is attached: the driver's native XDP, or the kernel's
 /// generic (skb) path.
@@ -142,6 +149,8 @@ pub struct Geoblock {
     logger: Option<KernelLog>,
     /// The loaded program's kernel id: what the links it owns must run.
     id: u32,
+    /// Kernel memory of the tables this process loaded, as the kernel counts it.
+    table_memory: PerFamily<u64>,
 }
 
 impl Geoblock {
@@ -202,7 +211,8 @@ impl Geoblock {
                 None
             }
         };
-        let mut geoblock = Geoblock { ebpf, backend, name: name.into(), logger, id: 0 };
+        let mut geoblock =
+            Geoblock { ebpf, backend, name: name.into(), logger, id: 0, table_memory: PerFamily::default() };
         let program = geoblock.program()?;
         program.load().map_err(permission_or(Error::Program))?;
         let id = program.info()?.id();
@@ -226,19 +236,28 @@ impl Geoblock {
     /// update per family; the old maps are freed by the kernel once no
     /// packet can still see them.
     pub fn load_table(&mut self, table: &Table) -> Result<(), Error> {
-        match self.backend {
+        self.table_memory = match self.backend {
             Backend::Trie => {
                 let (v4, v6) = (trie_map(&Trie::v4(table)?)?, trie_map(&Trie::v6(table)?)?);
                 self.swap(maps::GEO_V4, &v4)?;
-                self.swap(maps::GEO_V6, &v6)
+                self.swap(maps::GEO_V6, &v6)?;
+                PerFamily { v4: memlock(v4.map()), v6: memlock(v6.map()) }
             }
             Backend::Lpm => {
                 let v4 = lpm_map(MAX_V4_PREFIXES, table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)))?;
                 let v6 = lpm_map(MAX_V6_PREFIXES, table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)))?;
                 self.swap(maps::LPM_V4, &v4)?;
-                self.swap(maps::LPM_V6, &v6)
+                self.swap(maps::LPM_V6, &v6)?;
+                PerFamily { v4: memlock(v4.map()), v6: memlock(v6.map()) }
             }
-        }
+        };
+        Ok(())
+    }
+
+    /// Kernel memory of the table in force (bytes per family; 0 until
+    /// this process loaded one).
+    pub fn table_memory(&self) -> PerFamily<u64> {
+        self.table_memory
     }
 
     fn swap<V: aya::maps::InnerMap>(&mut self, outer: &'static str, inner: &V) -> Result<(), Error> {
@@ -517,13 +536,21 @@ fn fd_link(program: &mut Xdp, id: aya::programs::xdp::XdpLinkId) -> Result<FdLin
     FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)
 }
 
-/// A new trie map holding `trie`'s nodes.
+/// A new trie map holding `trie`'s nodes, and no more.
 fn trie_map(trie: &Trie) -> Result<Array<MapData, TrieNode>, Error> {
-    let mut map = Array::create(TRIE_NODES, 0)?;
+    let mut map = Array::create(trie.nodes().len() as u32, BPF_F_INNER_MAP)?;
     for (index, node) in trie.nodes().iter().enumerate() {
         map.set(index as u32, node, 0)?;
     }
     Ok(map)
+}
+
+/// A map's kernel memory (`memlock` in its fdinfo); 0 if unreadable,
+/// which only an exhausted fd table or a kernel without fdinfo would make.
+fn memlock(map: &MapData) -> u64 {
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", map.fd().as_fd().as_raw_fd()));
+    let field = |text: &str| text.lines().find_map(|l| l.strip_prefix("memlock:")).map(|v| v.trim().parse().ok());
+    fdinfo.ok().as_deref().and_then(field).flatten().unwrap_or(0)
 }
 
 /// A new LPM trie holding `prefixes`.

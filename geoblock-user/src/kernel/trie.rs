@@ -7,8 +7,15 @@
 //! expansion). Prefixes go in shortest first and a new child starts out
 //! with its parent slot's country, so a longer prefix always wins, as in a
 //! longest-prefix match: overlapping input is answered exactly too.
+//!
+//! Nodes of equal content are then stored once: most nodes below a /16 or
+//! a /24 split it in one of a few ways (half one country, the rest none...),
+//! so sharing them halves a world table. The kernel map is created with
+//! exactly the nodes that remain.
 
-use geoblock_common::{CountryId, TrieNode, NO_COUNTRY, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS};
+use std::collections::HashMap;
+
+use geoblock_common::{CountryId, TrieNode, NO_COUNTRY, TRIE_CHILD, TRIE_MAX_NODES, TRIE_ROOTS};
 
 use crate::{data::table::Table, Error};
 
@@ -32,18 +39,27 @@ impl Trie {
         prefixes: impl Iterator<Item = ([u8; N], u8, CountryId)>,
         family: &'static str,
     ) -> Result<Trie, Error> {
-        let mut trie = Trie { nodes: vec![TrieNode([NO_COUNTRY; 256]); TRIE_ROOTS as usize] };
+        let mut build = Build { nodes: vec![[u32::from(NO_COUNTRY); 256]; TRIE_ROOTS as usize] };
         let mut prefixes: Vec<_> = prefixes.collect();
         prefixes.sort_by_key(|&(_, len, _)| len);
         for (addr, len, country) in prefixes {
-            trie.insert(&addr, u32::from(len), country).ok_or(Error::TableTooLarge { family })?;
+            build.insert(&addr, u32::from(len), country);
         }
-        Ok(trie)
+        let nodes = build.shared();
+        if nodes.len() > TRIE_MAX_NODES as usize {
+            return Err(Error::TableTooLarge { family, nodes: nodes.len() });
+        }
+        Ok(Trie { nodes: nodes.iter().map(encode).collect() })
     }
 
     /// The nodes to load, roots first.
     pub fn nodes(&self) -> &[TrieNode] {
         &self.nodes
+    }
+
+    /// Bytes of kernel memory the nodes take.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.nodes.as_slice())
     }
 
     /// The same walk as the XDP program's `trie_country`, for tests.
@@ -54,19 +70,32 @@ impl Trie {
             if slot < TRIE_CHILD {
                 return slot;
             }
-            node = child_index(slot);
+            node = TRIE_ROOTS as usize + usize::from(slot - TRIE_CHILD);
         }
         NO_COUNTRY
     }
+}
 
-    /// Fills the slots `addr/len` covers; `None` when out of nodes.
-    fn insert(&mut self, addr: &[u8], len: u32, country: CountryId) -> Option<()> {
+/// A node while the trie is built. A slot is a country, or from
+/// [`BUILD_CHILD`] up the number of a child: numbers are not yet bound by
+/// the 16 bits of a kernel slot.
+type Node = [u32; 256];
+const BUILD_CHILD: u32 = 1 << 16;
+
+/// The trie being built: one node per place, before equal nodes are shared.
+struct Build {
+    nodes: Vec<Node>,
+}
+
+impl Build {
+    /// Fills the slots `addr/len` covers.
+    fn insert(&mut self, addr: &[u8], len: u32, country: CountryId) {
         if len < 8 {
             // Wider than one root node: fill whole roots.
             let roots = 1usize << (8 - len);
             let first = usize::from(addr[0]) & !(roots - 1);
-            self.nodes[first..first + roots].iter_mut().for_each(|n| n.0.fill(country));
-            return Some(());
+            self.nodes[first..first + roots].iter_mut().for_each(|n| n.fill(u32::from(country)));
+            return;
         }
         let mut node = usize::from(addr[0]);
         for (depth, &byte) in addr.iter().enumerate().skip(1) {
@@ -76,34 +105,69 @@ impl Trie {
             if len <= decided {
                 let run = 1usize << (decided - len);
                 let first = byte & !(run - 1);
-                self.nodes[node].0[first..first + run].fill(country);
-                return Some(());
+                self.nodes[node][first..first + run].fill(u32::from(country));
+                return;
             }
-            node = self.child(node, byte)?;
+            node = self.child(node, byte);
         }
         unreachable!("prefix length {len} longer than the address")
     }
 
     /// The child under `node[byte]`, created on first use.
-    fn child(&mut self, node: usize, byte: usize) -> Option<usize> {
-        let slot = self.nodes[node].0[byte];
-        if slot >= TRIE_CHILD {
-            return Some(child_index(slot));
-        }
-        let index = self.nodes.len();
-        if index >= TRIE_NODES as usize {
-            return None;
+    fn child(&mut self, node: usize, byte: usize) -> usize {
+        let slot = self.nodes[node][byte];
+        if slot >= BUILD_CHILD {
+            return (slot - BUILD_CHILD) as usize;
         }
         // The slot's country (from a shorter prefix) still holds for the
         // rest of the child's range.
-        self.nodes.push(TrieNode([slot; 256]));
-        self.nodes[node].0[byte] = TRIE_CHILD + (index - TRIE_ROOTS as usize) as u16;
-        Some(index)
+        self.nodes.push([slot; 256]);
+        let child = self.nodes.len() - 1;
+        self.nodes[node][byte] = BUILD_CHILD + child as u32;
+        child
+    }
+
+    /// The nodes with equal ones stored once, renumbered, roots first.
+    /// Children always come after their parent, so walking from the last
+    /// node back finds every node's children already shared: nodes whose
+    /// children became equal are then equal too.
+    fn shared(mut self) -> Vec<Node> {
+        let roots = TRIE_ROOTS as usize;
+        let mut first_of: HashMap<Node, usize> = HashMap::new();
+        let mut same_as: Vec<usize> = (0..self.nodes.len()).collect();
+        for index in (0..self.nodes.len()).rev() {
+            let node = &mut self.nodes[index];
+            redirect(node, |child| same_as[child]);
+            if index >= roots {
+                same_as[index] = *first_of.entry(*node).or_insert(index);
+            }
+        }
+        let kept: Vec<usize> = (0..self.nodes.len()).filter(|&i| same_as[i] == i).collect();
+        let mut renumbered = vec![0; self.nodes.len()];
+        kept.iter().enumerate().for_each(|(new, &old)| renumbered[old] = new);
+        kept.iter()
+            .map(|&old| {
+                let mut node = self.nodes[old];
+                redirect(&mut node, |child| renumbered[child]);
+                node
+            })
+            .collect()
     }
 }
 
-fn child_index(slot: u16) -> usize {
-    TRIE_ROOTS as usize + usize::from(slot - TRIE_CHILD)
+fn redirect(node: &mut Node, to: impl Fn(usize) -> usize) {
+    for slot in node.iter_mut().filter(|s| **s >= BUILD_CHILD) {
+        *slot = BUILD_CHILD + to((*slot - BUILD_CHILD) as usize) as u32;
+    }
+}
+
+/// A node as the kernel reads it; its children's numbers are below
+/// [`TRIE_MAX_NODES`] (checked by the caller).
+fn encode(node: &Node) -> TrieNode {
+    TrieNode(node.map(|slot| match slot {
+        country if slot < BUILD_CHILD => country as CountryId,
+        child => TRIE_CHILD + (child - BUILD_CHILD - TRIE_ROOTS) as u16,
+    }))
 }
 
 #[cfg(test)]
@@ -227,12 +291,38 @@ mod tests {
     }
 
     #[test]
-    fn runs_out_of_nodes_with_a_clear_error() {
-        // Each /32 in its own /16 costs two nodes.
-        let many: Vec<_> = (0..TRIE_NODES)
-            .map(|i| (ipnetwork::Ipv4Network::new(Ipv4Addr::from(i << 16 | 1), 32).unwrap(), 1))
+    fn equal_nodes_are_stored_once() {
+        // Eight /16s, each with the same /24 of DE and /32 of FR: their
+        // nodes below the /16 and below the /24 are shared.
+        let nets: Vec<_> = (0..8u32)
+            .flat_map(|i| {
+                let base = 0x0a00_0000 | (i << 16);
+                [
+                    (ipnetwork::Ipv4Network::new(Ipv4Addr::from(base | 0x0100), 24).unwrap(), id(b"DE")),
+                    (ipnetwork::Ipv4Network::new(Ipv4Addr::from(base | 0x0205), 32).unwrap(), id(b"FR")),
+                ]
+            })
+            .collect();
+        let t = Trie::v4(&Table { v4: nets, v6: vec![] }).unwrap();
+        assert_eq!(t.nodes().len(), TRIE_ROOTS as usize + 2);
+        assert_eq!(t.bytes(), (TRIE_ROOTS as usize + 2) * 512);
+        assert_eq!(v4(&t, "10.3.1.77"), id(b"DE"));
+        assert_eq!(v4(&t, "10.7.2.5"), id(b"FR"));
+        assert_eq!(v4(&t, "10.7.2.6"), NO_COUNTRY);
+        assert_eq!(v4(&t, "10.8.1.1"), NO_COUNTRY);
+    }
+
+    #[test]
+    fn runs_out_of_node_numbers_with_a_clear_error() {
+        // Each /32 in its own /16, at its own place or of its own country,
+        // costs two nodes no other shares.
+        let many: Vec<_> = (0..TRIE_MAX_NODES / 2)
+            .map(|i| {
+                let net = ipnetwork::Ipv4Network::new(Ipv4Addr::from((i << 16) | (i % 251)), 32).unwrap();
+                (net, 1 + (i % 600) as CountryId)
+            })
             .collect();
         let err = Trie::v4(&Table { v4: many, v6: vec![] }).unwrap_err();
-        assert!(matches!(err, Error::TableTooLarge { family: "IPv4" }), "{err}");
+        assert!(matches!(err, Error::TableTooLarge { family: "IPv4", .. }), "{err}");
     }
 }
