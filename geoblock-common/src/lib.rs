@@ -72,13 +72,14 @@ pub enum Backend {
 pub struct TrieNode(pub [u16; 256]);
 pub const TRIE_ROOTS: u32 = 256;
 pub const TRIE_CHILD: u16 = 1024;
-/// The most nodes a slot can name: the roots and 64,512 children. The
-/// world tables need 22k to 28k per family (DB-IP, GeoLite2); each trie map
-/// is created with as many nodes as its table needs, not this many.
-pub const TRIE_MAX_NODES: u32 = TRIE_ROOTS + (u16::MAX - TRIE_CHILD) as u32 + 1;
-/// `BPF_F_INNER_MAP`: trie maps of any size fit the same array of maps,
-/// so a table is never limited by a size fixed when the program was built.
-pub const BPF_F_INNER_MAP: u32 = 1 << 12;
+/// Nodes per family, 20 MiB each. With equal nodes shared, the world
+/// tables need 22k to 28k (DB-IP, GeoLite2): room for half as much again.
+/// Every trie map has this size, because the verifier inlines a lookup
+/// only in an inner map of the size it verified against; a trie map made
+/// to its table's size (`BPF_F_INNER_MAP`) halves the world table's memory
+/// but makes every level a helper call, which doubled the hot lookup.
+pub const TRIE_NODES: u32 = 40_960;
+const _: () = assert!(TRIE_NODES <= TRIE_ROOTS + (u16::MAX - TRIE_CHILD) as u32 + 1);
 const _: () = assert!(COUNTRY_SLOTS <= TRIE_CHILD as u32);
 /// Exceptions are a handful of management networks, not a data set.
 pub const MAX_EXCEPTIONS: u32 = 1024;

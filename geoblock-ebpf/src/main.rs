@@ -25,8 +25,8 @@ use geoblock_common::{
         MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
     },
     total_index, Action, Backend, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total, TrieNode,
-    BPF_F_INNER_MAP, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS,
-    MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
+    COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_V4_PREFIXES,
+    MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
 };
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
@@ -34,9 +34,8 @@ use geoblock_common::{
 static BACKEND: Global<u8> = Global::new(Backend::Trie as u8);
 
 // The tables sit in one-slot arrays of maps: the daemon builds a new table
-// beside the old and swaps it in with a single update. A trie map has as
-// many nodes as its table needs (the 1 here is only the template's size).
-type Trie = btf_maps::Array<TrieNode, 1, { BPF_F_INNER_MAP as usize }>;
+// beside the old and swaps it in with a single update.
+type Trie = btf_maps::Array<TrieNode, { TRIE_NODES as usize }>;
 type Lpm<const N: usize, const PREFIXES: usize> = ArrayOfMaps<btf_maps::LpmTrie<[u8; N], CountryId, PREFIXES>, 1>;
 #[btf_map]
 static GEO_V4: ArrayOfMaps<Trie, 1> = ArrayOfMaps::new();

@@ -21,8 +21,8 @@ use aya::{
 use aya_log::EbpfLogger;
 use geoblock_common::{
     country_stats_index, maps, total_index, Backend, Counter, CountryCounters, CountryId, EventBucket, IfaceSlot,
-    Total, TrieNode, ABI_VERSION, BPF_F_INNER_MAP, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES,
-    MAX_V6_PREFIXES, OTHER_IFACE,
+    Total, TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
+    OTHER_IFACE, TRIE_NODES,
 };
 use ipnetwork::IpNetwork;
 use tracing::warn;
@@ -536,9 +536,9 @@ fn fd_link(program: &mut Xdp, id: aya::programs::xdp::XdpLinkId) -> Result<FdLin
     FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)
 }
 
-/// A new trie map holding `trie`'s nodes, and no more.
+/// A new trie map holding `trie`'s nodes.
 fn trie_map(trie: &Trie) -> Result<Array<MapData, TrieNode>, Error> {
-    let mut map = Array::create(trie.nodes().len() as u32, BPF_F_INNER_MAP)?;
+    let mut map = Array::create(TRIE_NODES, 0)?;
     for (index, node) in trie.nodes().iter().enumerate() {
         map.set(index as u32, node, 0)?;
     }
