@@ -118,6 +118,9 @@ pub struct Status {
     pub policy: Policy,
     pub data: DataStatus,
     pub last_reload: Option<ReloadStatus>,
+    /// The reload reading its data in the background, if one is.
+    #[serde(default)]
+    pub reloading: Option<Reloading>,
     /// Where the Prometheus metrics are served (`--metrics`), if anywhere.
     #[serde(default)]
     pub metrics: Option<String>,
@@ -192,6 +195,15 @@ pub struct ReloadStatus {
     pub seconds_ago: u64,
 }
 
+/// A reload in progress: the table in force stays until its data is read
+/// and checked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reloading {
+    pub seconds_running: u64,
+    /// Another reload was asked for meanwhile: it runs once this one is done.
+    pub queued: bool,
+}
+
 impl Status {
     /// The human-readable form.
     pub fn render(&self) -> String {
@@ -233,6 +245,10 @@ impl Status {
         if let Some(r) = &self.last_reload {
             let result = if r.ok { "ok" } else { "FAILED" };
             out += &format!("last reload {result}, {} s ago: {}\n", r.seconds_ago, r.message);
+        }
+        if let Some(r) = &self.reloading {
+            let queued = if r.queued { "; another one queued" } else { "" };
+            out += &format!("reloading   for {} s, reading the data{queued}\n", r.seconds_running);
         }
         out += &format!("metrics     {}\n", self.metrics.as_deref().unwrap_or("off"));
         if let Some(e) = &self.events {
@@ -341,7 +357,10 @@ pub struct EventStatus {
 }
 
 /// The client's end: sends `request` to the daemon at `path`, returns its
-/// answer.
+/// answer. It waits as long as the daemon takes, without a timeout: a
+/// `reload` is answered once its data is loaded, which for a world table
+/// takes seconds (minutes, when URL sources are downloaded first); other
+/// requests are answered at once, during a reload too.
 pub fn request(path: &Path, request: &Request) -> Result<Response, Error> {
     let io = Error::io(path);
     let mut stream = StdUnixStream::connect(path).map_err(|e| unreachable(path, e))?;

@@ -10,7 +10,8 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, TcpListener, TcpStream},
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr, TcpListener, TcpStream},
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -809,4 +810,117 @@ fn url_data_is_refreshed_and_a_failed_download_keeps_the_table_in_force() {
     assert_eq!(s["data"]["last_download"]["ok"], false, "{s}");
     assert!(server.requests() >= 4, "{} requests", server.requests());
     geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// Rows the slow data sets add: enough that reading them takes seconds in a
+/// debug build (3 to 8 s per million here).
+const SLOW_ROWS: u32 = 1_000_000;
+/// A range none of the data sets names, DE, which the slow data sets cover
+/// with [`SLOW_ROWS`] rows too: data sets with and without them then cover
+/// the same addresses, and the shrink guard lets either replace the other.
+const COVER: &str = "100.64.0.0,100.127.255.255,DE\n";
+/// How long `status` may take while a reload reads data: generous, a busy
+/// machine included; a status waiting for the load would take all of it.
+const STATUS_BOUND: Duration = Duration::from_secs(3);
+
+/// `base`, [`COVER`] and [`SLOW_ROWS`] rows of one address each inside it:
+/// slow to read, one prefix more than `base` once merged, so the kernel's
+/// part stays quick.
+fn slow_data(base: &str) -> String {
+    let first = u32::from(Ipv4Addr::new(100, 64, 0, 0));
+    let mut text = String::with_capacity(base.len() + SLOW_ROWS as usize * 32);
+    text.push_str(base);
+    text.push_str(COVER);
+    for address in (first..first + SLOW_ROWS).map(Ipv4Addr::from) {
+        writeln!(text, "{address},{address},DE").unwrap();
+    }
+    text
+}
+
+/// Polls `status --json` until `until` holds for it (within 30 s): each
+/// must answer within [`STATUS_BOUND`].
+fn status_until(daemon: &Daemon, what: &str, until: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let asked = Instant::now();
+        let s = status(daemon);
+        let took = asked.elapsed();
+        assert!(took < STATUS_BOUND, "status took {took:?} during a reload\ndaemon log:\n{}", daemon.log());
+        if until(&s) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "status never showed {what}: {s}\ndaemon log:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `geoblock reload` against the daemon at `socket`: its answer.
+fn reload_client(socket: &str) -> String {
+    let out = geoblock::run_to_end(None, &["reload", "--control-socket", socket], |_| {});
+    assert!(out.status.success(), "geoblock reload: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A reload that reads a large file takes seconds: meanwhile `status`
+/// answers at once and shows it, a second `geoblock reload` is queued and
+/// then loads the files as they are by then, and each client is answered
+/// once its table is in force. A data file changed on disk loads in the
+/// background too, and a policy change made meanwhile stays.
+#[test]
+fn a_slow_reload_reads_in_the_background_and_a_second_one_waits_for_it() {
+    let (pair, data, daemon) = started();
+    assert_eq!(passing(&pair, &daemon, &[SWITCHING]), Vec::<String>::new(), "90.0.0.0/24 is CN in data set A");
+    // In data set B, 90.0.0.0/24 is DE.
+    data.write(&slow_data(DATA_B));
+    let socket = daemon.control_socket.to_str().unwrap();
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(|| reload_client(socket));
+        status_until(&daemon, "a reload in progress", |s| !s["reloading"].is_null());
+        // Written after the first reload read the file: the queued one reads this.
+        data.write(&format!("{DATA_B}{COVER}100.128.0.0,100.128.0.255,DE\n"));
+        let second = s.spawn(|| reload_client(socket));
+        status_until(&daemon, "a reload queued", |s| s["reloading"]["queued"] == true);
+        let text = ctl(&daemon, &["status"]);
+        assert!(text.contains("\nreloading   for ") && text.contains("; another one queued\n"), "{text}");
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    assert!(first.contains("reloaded: generation 2"), "{first}");
+    assert!(second.contains("reloaded: generation 3"), "{second}");
+    let s = status(&daemon);
+    assert!(s["reloading"].is_null() && s["last_reload"]["ok"] == true, "{s}");
+    // Data set B, COVER and the /24 after it: the second file.
+    assert_eq!((s["data"]["generation"].as_u64(), s["data"]["prefixes_v4"].as_u64()), (Some(3), Some(8)), "{s}");
+    assert_eq!(passing(&pair, &daemon, &[SWITCHING]), [SWITCHING], "data set B is not in force");
+
+    // Edited on disk: no signal. DE is blocked while the file is read.
+    data.write(&slow_data(DATA_A));
+    status_until(&daemon, "a reload of the changed file", |s| !s["reloading"].is_null());
+    ctl(&daemon, &["block", "DE"]);
+    daemon.wait_line("reloaded: generation 4", Duration::from_secs(60));
+    assert_eq!(status(&daemon)["policy"]["countries"], serde_json::json!(["CN", "DE", "RU"]));
+    let (cn, de, us) = (SWITCHING, ALLOWED[0], ALLOWED[1]);
+    assert_eq!(passing(&pair, &daemon, &[cn, de, us]), [us], "data set A, blocking CN, DE and RU, is not in force");
+    geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// SIGTERM during a reload that reads a large file stops the daemon at
+/// once, without the reload: the table in force stays.
+#[test]
+fn sigterm_during_a_slow_reload_exits_at_once_and_the_table_in_force_stays() {
+    let (pair, data, daemon) = started();
+    // In data set B, 90.0.0.0/24 is DE; in A, in force, CN.
+    data.write(&slow_data(DATA_B));
+    daemon.signal(libc::SIGHUP);
+    status_until(&daemon, "a reload in progress", |s| !s["reloading"].is_null());
+    let (state_dir, log) = (daemon.state_dir.clone(), daemon.log());
+    let stopping = Instant::now();
+    assert!(daemon.stop().success(), "geoblock run failed on SIGTERM:\n{log}");
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "SIGTERM during a reload took {took:?}:\n{log}");
+    // The pins still enforce data set A: the reload was not finished.
+    let mut blocked = ips(&BLOCKED);
+    blocked.push(SWITCHING.parse().unwrap());
+    let flowed = under_traffic(&pair, &[blocked.clone(), ips(&ALLOWED)].concat(), || {});
+    flowed.assert_enforced(&blocked, &ips(&ALLOWED), &pair, &log);
+    geoblock::detach_all(&pair, &state_dir);
 }

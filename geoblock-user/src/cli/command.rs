@@ -44,7 +44,7 @@ pub enum Command {
     /// Why addresses get their verdict: prefix, country, data source, and the policy's reason.
     /// Asks the running daemon, or, given --data or a policy, decides offline.
     Explain(ExplainArgs),
-    /// The running daemon: interfaces, policy, data (age, generation, prefixes), last reload.
+    /// The running daemon: interfaces, policy, data (age, generation, prefixes), last reload, a reload in progress.
     Status(ControlArgs),
     /// Drop these countries from now on (deny-list: added; allow-list: removed).
     Block(CountriesArgs),

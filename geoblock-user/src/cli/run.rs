@@ -105,5 +105,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let opts = layers.read()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(runtime.block_on(daemon::run(opts, layers))?)
+    let ran = runtime.block_on(daemon::run(opts, layers));
+    // A reload or a download still running on a blocking thread is
+    // abandoned, not waited for: a stop is prompt, and what was enforced
+    // stays in the pins. Dropping the runtime would wait for them.
+    runtime.shutdown_background();
+    Ok(ran?)
 }

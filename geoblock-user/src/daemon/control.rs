@@ -1,8 +1,10 @@
 //! The daemon's end of the control socket ([`crate::protocol`]).
 //!
 //! Connections are read on their own tasks; the requests are executed one
-//! at a time by the daemon's main loop, which owns the kernel state. An
-//! `events` client gets the answer, then the drop events until it hangs up.
+//! at a time by the daemon's main loop, which owns the kernel state. A
+//! `reload` is answered once its data, read in the background, is swapped
+//! in or refused; the other requests are answered meanwhile. An `events`
+//! client gets the answer, then the drop events until it hangs up.
 //! Connections are capped and timed out ([`listen`]), so that no client
 //! can keep the socket from answering the next one.
 
@@ -30,7 +32,7 @@ use crate::{
 };
 
 /// Connections served at once. Only root can connect, and a command is
-/// answered in milliseconds; the cap keeps a runaway script from taking
+/// answered in milliseconds (a reload when its data is loaded); the cap keeps a runaway script from taking
 /// every file descriptor the daemon has (1,024 under systemd).
 const MAX_CONNECTIONS: usize = 32;
 /// `geoblock events` clients at once. They stay for as long as they like,

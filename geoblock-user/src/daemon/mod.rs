@@ -1,6 +1,7 @@
 //! `geoblock run`: take over (or create) the pinned state, fill the tables,
 //! attach, then enforce until SIGINT/SIGTERM, reloading the data on SIGHUP
-//! and re-attaching to interfaces that come back.
+//! (read in the background: see `reload`) and re-attaching to interfaces
+//! that come back.
 //!
 //! Enforcement lives in the pins (see [`crate::kernel::state`]), not in this
 //! process: when the daemon exits or dies, the program stays attached with
@@ -18,6 +19,7 @@ mod requests;
 
 use std::{
     net::{IpAddr, SocketAddr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -34,7 +36,7 @@ use self::{
     enforcement::Incidents,
     events::WallClock,
     metrics::{MetricsServer, Reloads},
-    reload::DataWatch,
+    reload::{DataWatch, Loading},
 };
 use crate::{
     data::{fetch::FetchError, shrink::check_replacement, table::Table, CodeCounts, Loaded},
@@ -107,9 +109,12 @@ struct Daemon {
     incidents: Incidents,
     /// Tables loaded so far.
     generation: u64,
-    /// The data in force: its table, and what it was read from.
-    loaded: Loaded,
+    /// The data in force: its table, and what it was read from. Shared
+    /// with a background load, whose shrink guard compares against it.
+    loaded: Arc<Loaded>,
     last_reload: Option<Outcome>,
+    /// The reload reading data in the background, if one is.
+    loading: Loading,
     data_watch: DataWatch,
     /// When URL sources are next downloaded (with `--refresh`).
     next_download: Option<Instant>,
@@ -148,8 +153,9 @@ impl Daemon {
             opts,
             config,
             generation: 1,
-            loaded,
+            loaded: Arc::new(loaded),
             last_reload: None,
+            loading: Loading::default(),
             data_watch: DataWatch::default(),
             last_download: None,
             metrics_addr: metrics.as_ref().map(|m| m.addr),
@@ -229,7 +235,9 @@ impl Daemon {
 
     /// Waits for SIGINT/SIGTERM; meanwhile reloads on SIGHUP, answers the
     /// control socket, watches the interfaces and forwards kernel-side log
-    /// records.
+    /// records. A reload's data is read on a blocking thread and swapped in
+    /// here when it is done: the loop goes on serving meanwhile, and a stop
+    /// does not wait for it.
     async fn serve(&mut self, state: &StateDir, mut signals: Signals, mut control: ControlSocket) -> Result<(), Error> {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         let mut metrics = self.metrics.take();
@@ -242,12 +250,10 @@ impl Daemon {
                 _ = signals.term.recv() => return Ok(()),
                 _ = signals.hup.recv() => {
                     info!("SIGHUP: reloading the config and the data");
-                    drop(self.reload(false));
+                    self.reload(false, None);
                 }
-                Some(incoming) = control.next() => {
-                    let response = self.handle(incoming.request, incoming.peer, state);
-                    drop(incoming.reply.send(response));
-                }
+                Some(incoming) = control.next() => self.handle(incoming, state),
+                done = self.loading.done() => self.loaded_in_background(done),
                 _ = tick.tick() => {
                     self.watch_interfaces(state);
                     self.watch_data();

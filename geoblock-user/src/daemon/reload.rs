@@ -1,13 +1,34 @@
 //! Reloads: the config and data read again (SIGHUP, `geoblock reload`), data
 //! files that changed on disk, and background downloads of URL sources. An
 //! invalid config or data set changes nothing in the kernel.
+//!
+//! Reading, downloading and checking the data takes seconds for a world
+//! table, so it runs on a blocking thread; the main loop, the only writer of
+//! kernel state, swaps the result in. Meanwhile it answers control commands,
+//! metrics scrapes and signals from the table in force, and a stop does not
+//! wait for the load (enforcement is in the pins).
+//!
+//! One load runs at a time. A reload asked for while one runs is queued and
+//! starts once that one is done, so that it reads the config and the files
+//! as they are then, not as the running load found them. Requests that come
+//! meanwhile join the queued one: however many, they make one more reload,
+//! forced if any of them was, whose outcome answers each `geoblock reload`
+//! client. Data files are not watched while a load runs; a change is seen at
+//! the first tick after it.
 
-use std::time::{Instant, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
+use tokio::{sync::oneshot, task::JoinError};
 use tracing::{error, info, warn};
 
 use super::{config::RunOptions, guarded, Daemon, Download};
-use crate::data::{fetch::FetchError, shrink::check_replacement};
+use crate::{
+    data::{fetch::FetchError, shrink::check_replacement, table::Table, Loaded},
+    protocol::{self, Response},
+};
 
 /// Changes of the data files, seen by their modification times.
 #[derive(Default)]
@@ -19,15 +40,122 @@ pub(super) struct DataWatch {
     refused: Option<Vec<Option<SystemTime>>>,
 }
 
+/// The reload whose data is being read, and the one asked for meanwhile.
+#[derive(Default)]
+pub(super) struct Loading {
+    running: Option<Running>,
+    queued: Option<Asked>,
+}
+
+struct Running {
+    task: tokio::task::JoinHandle<Result<Checked, String>>,
+    since: Instant,
+    cause: Cause,
+}
+
+/// Why a reload runs.
+enum Cause {
+    /// SIGHUP or `geoblock reload`: the config is read again too.
+    Asked(Asked),
+    /// The data files changed on disk (edited, or downloaded), to these
+    /// modification times.
+    DataChanged(Vec<Option<SystemTime>>),
+}
+
+/// Reloads of the config and the data asked for, made one.
+#[derive(Default)]
+struct Asked {
+    /// Load data the shrink guard refuses.
+    force: bool,
+    /// `geoblock reload` clients waiting for the outcome.
+    clients: Vec<oneshot::Sender<Response>>,
+}
+
+/// The settings and the data a reload read, past the guards.
+type Checked = (RunOptions, Loaded);
+
+/// What became of a background load.
+type Done = Result<Result<Checked, String>, JoinError>;
+
+impl Loading {
+    /// The outcome of the running load; never, while none runs.
+    pub(super) async fn done(&mut self) -> Done {
+        match &mut self.running {
+            Some(running) => (&mut running.task).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// For `status`: the running reload, if any.
+    pub(super) fn status(&self) -> Option<protocol::Reloading> {
+        self.running.as_ref().map(|running| protocol::Reloading {
+            seconds_running: running.since.elapsed().as_secs(),
+            queued: self.queued.is_some(),
+        })
+    }
+}
+
 impl Daemon {
     /// Re-reads the config and the data, swaps the new table in and
-    /// applies the new policy. An invalid config or data set changes
-    /// nothing in the kernel: what is in force stays in force. `force`
+    /// applies the new policy, in the background: now, or queued behind
+    /// the reload running. `client` is answered with the outcome. `force`
     /// loads data the shrink guard would refuse.
-    pub(super) fn reload(&mut self, force: bool) -> Result<String, String> {
-        let started = Instant::now();
-        let outcome = self.config.read().map_err(|e| refused("config", &e)).and_then(|new| self.swap_in(new, force));
-        self.record(outcome, started)
+    pub(super) fn reload(&mut self, force: bool, client: Option<oneshot::Sender<Response>>) {
+        if self.loading.running.is_none() {
+            return self.start_load(Cause::Asked(Asked { force, clients: client.into_iter().collect() }));
+        }
+        let queued = self.loading.queued.get_or_insert_with(|| {
+            info!("a reload is running: this one starts when it is done");
+            Asked::default()
+        });
+        queued.force |= force;
+        queued.clients.extend(client);
+    }
+
+    /// Reads the config (for a reload asked for) and the data on a
+    /// blocking thread, and checks them against the table in force.
+    fn start_load(&mut self, cause: Cause) {
+        let (in_force, options) = (Arc::clone(&self.loaded), self.opts.clone());
+        let (reread, force) = match &cause {
+            Cause::Asked(asked) => (Some(self.config.clone()), asked.force),
+            Cause::DataChanged(_) => (None, false),
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let new = match reread {
+                Some(config) => config.read().map_err(|e| refused("config", &e))?,
+                None => options,
+            };
+            check(new, &in_force.table, force)
+        });
+        self.loading.running = Some(Running { task, since: Instant::now(), cause });
+    }
+
+    /// Swaps in what the background load read, if it passed; records the
+    /// outcome, answers the clients that asked, and starts the queued reload.
+    pub(super) fn loaded_in_background(&mut self, done: Done) {
+        let Some(Running { since, cause, .. }) = self.loading.running.take() else {
+            return;
+        };
+        let checked = done.unwrap_or_else(|e| Err(refused("data", &e)));
+        let outcome = match &cause {
+            Cause::Asked(_) => checked.and_then(|(new, loaded)| self.swap_in(new, loaded, since)),
+            Cause::DataChanged(_) => checked.and_then(|(new, loaded)| {
+                let new = self.keep_policy(new, &loaded.table)?;
+                self.swap_in(new, loaded, since)
+            }),
+        };
+        let outcome = self.record(outcome, since);
+        match cause {
+            Cause::Asked(asked) => {
+                for client in asked.clients {
+                    drop(client.send(outcome.clone().map_or_else(Response::error, Response::ok)));
+                }
+            }
+            Cause::DataChanged(modified) => self.data_watch.refused = outcome.is_err().then_some(modified),
+        }
+        if let Some(queued) = self.loading.queued.take() {
+            self.start_load(Cause::Asked(queued));
+        }
     }
 
     /// Logs a reload's outcome, and keeps it for `status` and the metrics.
@@ -41,17 +169,23 @@ impl Daemon {
         outcome
     }
 
-    /// Loads `new`'s data and policy into the kernel, if the guards let it.
-    fn swap_in(&mut self, new: RunOptions, force: bool) -> Result<String, String> {
-        let started = Instant::now();
-        let loaded = new.data.load().map_err(|e| refused("data", &e))?;
-        if !force {
-            check_replacement(&self.loaded.table, &loaded.table, new.max_shrink, &new.policy.countries)
-                .map_err(|e| refused("shrink guard", &e))?;
+    /// A data reload keeps the policy in force, which a control command may
+    /// have changed while the data loaded: then the lock-out guard checked
+    /// another policy, and is asked again for this one and the new table.
+    fn keep_policy(&self, mut new: RunOptions, table: &Table) -> Result<RunOptions, String> {
+        if new.policy != self.opts.policy {
+            if !self.opts.force {
+                guarded(&self.opts.management, &self.opts.policy, table, None)
+                    .map_err(|e| refused("lock-out guard", &e))?;
+            }
+            new.policy = self.opts.policy.clone();
         }
-        if !new.force {
-            guarded(&new.management, &new.policy, &loaded.table, None).map_err(|e| refused("lock-out guard", &e))?;
-        }
+        Ok(new)
+    }
+
+    /// Loads `loaded`'s table and `new`'s policy into the kernel: what was
+    /// read and checked in the background since `started`.
+    fn swap_in(&mut self, new: RunOptions, loaded: Loaded, started: Instant) -> Result<String, String> {
         self.warn_restart_only(&new);
         self.geoblock.load_table(&loaded.table).map_err(|e| refused("kernel", &e))?;
         self.generation += 1;
@@ -71,7 +205,7 @@ impl Daemon {
             started.elapsed().as_millis()
         );
         super::log_sources(&loaded);
-        self.loaded = loaded;
+        self.loaded = Arc::new(loaded);
         (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
         (self.opts.management, self.opts.force, self.opts.event_rate) = (new.management, new.force, new.event_rate);
         if new.refresh != self.opts.refresh {
@@ -84,7 +218,7 @@ impl Daemon {
     /// Reloads the data (config and policy as they are) once a data file
     /// changed and held still for a tick: an edited file, or a finished download.
     pub(super) fn watch_data(&mut self) {
-        if self.opts.data.sources.is_empty() {
+        if self.opts.data.sources.is_empty() || self.loading.running.is_some() {
             return;
         }
         let now = self.opts.data.modified();
@@ -100,10 +234,7 @@ impl Daemon {
         }
         watch.settling = None;
         info!("data changed on disk: reloading it");
-        let started = Instant::now();
-        let outcome = self.swap_in(self.opts.clone(), false);
-        self.data_watch.refused = outcome.is_err().then_some(now);
-        drop(self.record(outcome, started));
+        self.start_load(Cause::DataChanged(now));
     }
 
     /// With `--refresh`, starts downloading the URL sources when it is time.
@@ -152,4 +283,19 @@ impl Daemon {
 
 fn refused(what: &str, e: &dyn std::fmt::Display) -> String {
     format!("reload failed ({what}), the previous table and policy stay in force: {e}")
+}
+
+/// Reads `new`'s data and runs the guards on it: the shrink guard against
+/// `in_force` unless `force`, the lock-out guard unless the config's force.
+/// Off the main loop: this takes seconds for a world table.
+fn check(new: RunOptions, in_force: &Table, force: bool) -> Result<Checked, String> {
+    let loaded = new.data.load().map_err(|e| refused("data", &e))?;
+    if !force {
+        check_replacement(in_force, &loaded.table, new.max_shrink, &new.policy.countries)
+            .map_err(|e| refused("shrink guard", &e))?;
+    }
+    if !new.force {
+        guarded(&new.management, &new.policy, &loaded.table, None).map_err(|e| refused("lock-out guard", &e))?;
+    }
+    Ok((new, loaded))
 }

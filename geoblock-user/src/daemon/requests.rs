@@ -8,7 +8,7 @@ use std::{
 
 use tracing::{info, warn};
 
-use super::{control::Peer, guarded, metrics, Daemon, Outcome};
+use super::{control::Incoming, guarded, metrics, Daemon, Outcome};
 use crate::{
     data::SourceInfo,
     kernel::state::StateDir,
@@ -17,12 +17,14 @@ use crate::{
 };
 
 impl Daemon {
-    pub(super) fn handle(&mut self, request: Request, peer: Peer, state: &StateDir) -> Response {
-        match request {
+    /// Answers `incoming`; a reload, once its data is loaded (see [`super::reload`]).
+    pub(super) fn handle(&mut self, incoming: Incoming, state: &StateDir) {
+        let Incoming { request, peer, reply } = incoming;
+        let response = match request {
             Request::Status => Response { status: Some(self.status(state)), ..Response::ok("") },
             Request::Reload { force } => {
                 info!("reload requested by {peer} through the control socket{}", if force { ", forced" } else { "" });
-                self.reload(force).map_or_else(Response::error, Response::ok)
+                return self.reload(force, Some(reply));
             }
             Request::Explain { addresses } => {
                 let explained = addresses
@@ -43,7 +45,8 @@ impl Daemon {
             }
             // The control socket answers it itself, by streaming.
             Request::Events => Response::error("events are streamed by the control socket, not the daemon loop"),
-        }
+        };
+        drop(reply.send(response));
     }
 
     /// Applies `change` to the policy in force (the tables stay as they are).
@@ -76,6 +79,7 @@ impl Daemon {
                 last_download: self.last_download.as_ref().map(outcome_status),
             },
             last_reload: self.last_reload.as_ref().map(outcome_status),
+            reloading: self.loading.status(),
             metrics: self.metrics_url(),
             events: self.geoblock.event_counts().ok().map(|counts| EventStatus { rate: self.opts.event_rate, counts }),
         }
