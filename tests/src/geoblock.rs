@@ -450,9 +450,17 @@ pub fn stats_table(state_dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `geoblock lookup ADDRS...`: the country code of each (`None` for `-`).
+/// `geoblock lookup ADDRS...`: the country code of each (`None` for `-`)
+/// in the embedded data.
 pub fn lookup(addrs: &[IpAddr]) -> Vec<Option<String>> {
-    let args: Vec<String> = std::iter::once("lookup".to_string()).chain(addrs.iter().map(|a| a.to_string())).collect();
+    lookup_in(&[], addrs)
+}
+
+/// [`lookup`] in the `data` files (`--data`), as `geoblock run` loads them.
+pub fn lookup_in(data: &[&Path], addrs: &[IpAddr]) -> Vec<Option<String>> {
+    let data = data.iter().flat_map(|path| ["--data".to_string(), path.display().to_string()]);
+    let args: Vec<String> =
+        ["lookup".to_string()].into_iter().chain(data).chain(addrs.iter().map(|a| a.to_string())).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run_to_end(None, &args, |_| {});
     assert!(out.status.success(), "geoblock lookup failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod frames;
 pub mod geoblock;
 pub mod http;
+pub mod maxmind;
 pub mod netns;
 pub mod objects;
 pub mod programs;

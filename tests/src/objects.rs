@@ -40,19 +40,23 @@ pub fn kernel_objects(daemon: &Daemon) -> BTreeMap<String, u64> {
     objects
 }
 
-/// The ids of the tables in force: the maps in the arrays of maps
-/// `GEO_V4` and `GEO_V6` pinned in `state_dir`.
+/// The ids of the tables in force: the maps in the arrays of maps pinned
+/// in `state_dir`, `GEO_V4` and `GEO_V6` (trie) or `LPM_V4` and `LPM_V6`.
 pub fn table_ids(state_dir: &Path) -> Vec<u32> {
     tables(state_dir).iter().map(|t| t.info().expect("table info").id()).collect()
 }
 
 fn tables(state_dir: &Path) -> Vec<MapData> {
+    // The lookup backend not in use has none.
     let table = |outer: &str| {
         let pin = MapData::from_pin(state_dir.join(outer)).unwrap_or_else(|e| panic!("{outer} pin: {e}"));
         let outer: ArrayOfMaps<MapData, MapData> = Map::from_map_data(pin).unwrap().try_into().unwrap();
-        outer.get(&0, 0).expect("a table in force")
+        outer.get(&0, 0).ok()
     };
-    vec![table(maps::GEO_V4), table(maps::GEO_V6)]
+    let tables: Vec<MapData> =
+        [maps::GEO_V4, maps::GEO_V6, maps::LPM_V4, maps::LPM_V6].into_iter().filter_map(table).collect();
+    assert_eq!(tables.len(), 2, "tables in force in {}: one per family expected", state_dir.display());
+    tables
 }
 
 /// The object an fdinfo describes, as (`map 12`, memlock); `None` for a

