@@ -170,6 +170,12 @@ pub struct DataStatus {
     pub table_bytes_v4: u64,
     #[serde(default)]
     pub table_bytes_v6: u64,
+    /// Trie nodes the table uses per family, of the trie's
+    /// [`TRIE_NODES`](geoblock_common::TRIE_NODES) (0 with `--lookup lpm`).
+    #[serde(default)]
+    pub trie_nodes_v4: usize,
+    #[serde(default)]
+    pub trie_nodes_v6: usize,
     /// How often URL sources are downloaded again (none: only on reload).
     #[serde(default)]
     pub refresh_seconds: Option<u64>,
@@ -242,6 +248,14 @@ impl Status {
             d.prefixes_v6,
             (d.table_bytes_v4 + d.table_bytes_v6) as f64 / 1e6
         );
+        if d.trie_nodes_v4 + d.trie_nodes_v6 > 0 {
+            out += &format!(
+                "trie        {} IPv4 and {} IPv6 nodes used, of {} per family\n",
+                d.trie_nodes_v4,
+                d.trie_nodes_v6,
+                geoblock_common::TRIE_NODES
+            );
+        }
         if let Some(r) = &self.last_reload {
             let result = if r.ok { "ok" } else { "FAILED" };
             out += &format!("last reload {result}, {} s ago: {}\n", r.seconds_ago, r.message);

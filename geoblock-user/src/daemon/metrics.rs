@@ -60,6 +60,8 @@ pub struct DaemonState<'a> {
     pub prefixes_v6: usize,
     /// Kernel memory of the table in force, bytes per family.
     pub table_memory: PerFamily<u64>,
+    /// Trie nodes the table in force uses, per family (0 with the LPM trie).
+    pub trie_nodes: PerFamily<usize>,
     /// Each data source and the age of its file (`None`: embedded data).
     pub sources: Vec<(String, Option<f64>)>,
     /// Each configured interface, and whether it is enforced (see
@@ -177,6 +179,11 @@ fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
         Unit::Bytes,
         memory,
     );
+    let nodes = Family::<Labels<1>, Gauge>::default();
+    nodes.get_or_create(&[("family", "ipv4".into())]).set(daemon.trie_nodes.v4 as i64);
+    nodes.get_or_create(&[("family", "ipv6".into())]).set(daemon.trie_nodes.v6 as i64);
+    let help = format!("Trie nodes the table in force uses, of {} per family", geoblock_common::TRIE_NODES);
+    registry.register("trie_nodes", help, nodes);
     let age = Family::<Labels<1>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     for (source, seconds) in &daemon.sources {
         if let Some(seconds) = seconds {
@@ -346,6 +353,7 @@ mod tests {
             prefixes_v4: 10,
             prefixes_v6: 5,
             table_memory: PerFamily { v4: 1_048_576, v6: 2_097_152 },
+            trie_nodes: PerFamily { v4: 300, v6: 400 },
             sources: vec![("/data/a.csv".into(), Some(60.0)), ("embedded".into(), None)],
             interfaces: vec![("eth0".into(), true), ("eth1".into(), false)],
             reloads: &reloads,
@@ -357,6 +365,7 @@ mod tests {
             "geoblock_bypass_packets_total{reason=\"non-ip\",iface=\"eth0\"} 2",
             "geoblock_prefixes{family=\"ipv4\"} 10",
             "geoblock_table_memory_bytes{family=\"ipv6\"} 2097152",
+            "geoblock_trie_nodes{family=\"ipv4\"} 300",
             "geoblock_data_age_seconds{source=\"/data/a.csv\"} 60.0",
             "geoblock_table_generation 2",
             "geoblock_attached{iface=\"eth0\"} 1",

@@ -205,6 +205,7 @@ impl Daemon {
             started.elapsed().as_millis()
         );
         super::log_sources(&loaded);
+        super::log_trie_nodes(&self.geoblock);
         self.loaded = Arc::new(loaded);
         (self.opts.data, self.opts.policy, self.opts.detach_on_exit) = (new.data, new.policy, new.detach_on_exit);
         (self.opts.management, self.opts.force, self.opts.event_rate) = (new.management, new.force, new.event_rate);

@@ -151,6 +151,8 @@ pub struct Geoblock {
     id: u32,
     /// Kernel memory of the tables this process loaded, as the kernel counts it.
     table_memory: PerFamily<u64>,
+    /// Trie nodes the table uses per family, of `TRIE_NODES` (0 with the LPM trie).
+    trie_nodes: PerFamily<usize>,
 }
 
 impl Geoblock {
@@ -211,8 +213,15 @@ impl Geoblock {
                 None
             }
         };
-        let mut geoblock =
-            Geoblock { ebpf, backend, name: name.into(), logger, id: 0, table_memory: PerFamily::default() };
+        let mut geoblock = Geoblock {
+            ebpf,
+            backend,
+            name: name.into(),
+            logger,
+            id: 0,
+            table_memory: PerFamily::default(),
+            trie_nodes: PerFamily::default(),
+        };
         let program = geoblock.program()?;
         program.load().map_err(permission_or(Error::Program))?;
         let id = program.info()?.id();
@@ -238,9 +247,11 @@ impl Geoblock {
     pub fn load_table(&mut self, table: &Table) -> Result<(), Error> {
         self.table_memory = match self.backend {
             Backend::Trie => {
-                let (v4, v6) = (trie_map(&Trie::v4(table)?)?, trie_map(&Trie::v6(table)?)?);
+                let tries = PerFamily { v4: Trie::v4(table)?, v6: Trie::v6(table)? };
+                let (v4, v6) = (trie_map(&tries.v4)?, trie_map(&tries.v6)?);
                 self.swap(maps::GEO_V4, &v4)?;
                 self.swap(maps::GEO_V6, &v6)?;
+                self.trie_nodes = PerFamily { v4: tries.v4.nodes().len(), v6: tries.v6.nodes().len() };
                 PerFamily { v4: memlock(v4.map()), v6: memlock(v6.map()) }
             }
             Backend::Lpm => {
@@ -258,6 +269,13 @@ impl Geoblock {
     /// this process loaded one).
     pub fn table_memory(&self) -> PerFamily<u64> {
         self.table_memory
+    }
+
+    /// Trie nodes the table in force uses per family, of
+    /// [`TRIE_NODES`](geoblock_common::TRIE_NODES): how close real data is
+    /// to the trie's size (0 with the LPM trie).
+    pub fn trie_nodes(&self) -> PerFamily<usize> {
+        self.trie_nodes
     }
 
     fn swap<V: aya::maps::InnerMap>(&mut self, outer: &'static str, inner: &V) -> Result<(), Error> {
