@@ -1,10 +1,11 @@
 //! Helpers for geoblock's privileged tests, demo and benchmark: frames,
 //! network namespaces, traffic between them, the real `geoblock` binary,
-//! and real unprivileged users.
+//! real unprivileged users, and hostile data sources.
 
 pub mod bench;
 pub mod frames;
 pub mod geoblock;
+pub mod hostile;
 pub mod http;
 pub mod maxmind;
 pub mod netns;

@@ -15,7 +15,7 @@ use super::{rows::SourceError, Input};
 /// archive members and compression layers: a hostile or broken source must
 /// not exhaust memory. The largest real country files (IP2Location's IPv6
 /// CSV, GeoLite2's CSV zip) unpack to well under a tenth of it.
-pub(crate) const BUDGET: u64 = 512 << 20;
+pub const BUDGET: u64 = 512 << 20;
 
 /// What is left of a source's [`BUDGET`].
 pub(crate) struct Budget(u64);

@@ -5,17 +5,13 @@
 
 use std::path::Path;
 
-use super::{
-    rows::{country_of, network, show, Loc, Rows, SourceError},
-    text,
-};
+use super::rows::{country_of, network, show, Loc, Rows, SourceError};
 use crate::country;
 use geoblock_common::CountryId;
 
 pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize, path: &Path) -> Result<(), SourceError> {
-    let name = rows.origin_name(origin).to_string();
     let from_name = country_from_name(path);
-    text::each_line(text, &name, |line, bytes| {
+    rows.each_line(text, origin, |rows, line, bytes| {
         let mut fields = bytes.split(|b| b.is_ascii_whitespace() || *b == b',' || *b == b';').filter(|f| !f.is_empty());
         let net = network(fields.next().unwrap_or_default()).map_err(|p| ("network", p))?;
         let country = match (fields.next(), from_name) {
@@ -26,7 +22,7 @@ pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize, path: &Pat
         if let Some(extra) = fields.next() {
             return Err(("country", format!("followed by an extra field '{}' (a row is CIDR [CC])", show(extra))));
         }
-        rows.push_net(Loc { origin, line }, net, country);
+        rows.push_net(Loc::new(origin, line), net, country);
         Ok(())
     })
 }

@@ -52,16 +52,15 @@ const NAMES: [&str; 3] = ["start", "end", "country"];
 
 /// Parses one file's text into `rows`.
 pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize, integers: Integers) -> Result<(), SourceError> {
-    let name = rows.origin_name(origin).to_string();
     let mut first = true;
-    text::each_line(text, &name, |line, bytes| {
+    rows.each_line(text, origin, |rows, line, bytes| {
         let [start, end, country] = text::record(bytes, b',', NAMES, true)?;
         if std::mem::replace(&mut first, false) && is_header(start) {
             return Ok(());
         }
         let (start, end) = addresses(start, end, integers)?;
         let country = rows.tally(country_of(country).map_err(|p| ("country", p))?);
-        rows.push(Loc { origin, line }, start, end, country).map_err(|p| ("end", p))
+        rows.push(Loc::new(origin, line), start, end, country).map_err(|p| ("end", p))
     })
 }
 

@@ -93,7 +93,8 @@ fn by_content(bytes: &[u8]) -> Option<Format> {
         return Some(Format::Mmdb);
     }
     let (_, line) = text::lines(bytes).next()?;
-    let fields: Vec<&[u8]> = text::fields(line, b',').collect();
+    // Enough to tell 3 fields from 4 and more, however long the line.
+    let fields: Vec<&[u8]> = text::fields(line, b',').take(5).collect();
     let quoted = line.starts_with(b"\"") && line.ends_with(b"\"");
     if line.contains(&b'|') {
         Some(Format::Rir)

@@ -17,7 +17,7 @@ use geoblock_common::CountryId;
 
 use super::{
     csv::integer,
-    rows::{country_of, Loc, Rows, SourceError},
+    rows::{country_of, Loc, RowError, Rows, SourceError, MAX_ROWS},
     text,
 };
 
@@ -25,36 +25,32 @@ const NAMES: [&str; 4] = ["ip_from", "ip_to", "country_code", "country_name"];
 /// `::ffff:0:0/96`, the IPv4-mapped block, as integers.
 const MAPPED: (u128, u128) = (0xffff << 32, (0xffff << 32) | u32::MAX as u128);
 
-struct Row {
-    line: usize,
-    from: u128,
-    to: u128,
-    country: CountryId,
+pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize, name_says_v6: bool) -> Result<(), SourceError> {
+    // A look ahead rather than keeping the rows until the end: rows past
+    // the limit, or that do not parse, are refused below anyway.
+    let v6 = name_says_v6
+        || text::lines(text).take(MAX_ROWS).any(|(_, line)| bounds(line).is_ok_and(|(_, to, _)| to > u32::MAX as u128));
+    rows.each_line(text, origin, |rows, line, bytes| {
+        let (from, to, country) = bounds(bytes)?;
+        let country = rows.tally(country_of(country).map_err(|p| ("country_code", p))?);
+        let loc = Loc::new(origin, line);
+        match v6 {
+            true => push_v6(rows, loc, from, to, country),
+            false => push(rows.push_v4(loc, v4(from), v4(to), country)),
+        }
+        Ok(())
+    })
 }
 
-pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize, name_says_v6: bool) -> Result<(), SourceError> {
-    let name = rows.origin_name(origin).to_string();
-    let mut parsed = Vec::new();
-    text::each_line(text, &name, |line, bytes| {
-        let [from, to, country, _] = text::record(bytes, b',', NAMES, true)?;
-        let from = integer(from).map_err(|p| ("ip_from", p))?;
-        let to = integer(to).map_err(|p| ("ip_to", p))?;
-        if from > to {
-            return Err(("ip_to", format!("{to} comes before ip_from {from}")));
-        }
-        let country = rows.tally(country_of(country).map_err(|p| ("country_code", p))?);
-        parsed.push(Row { line, from, to, country });
-        Ok(())
-    })?;
-    let v6 = name_says_v6 || parsed.iter().any(|r| r.to > u32::MAX as u128);
-    for r in parsed {
-        let loc = Loc { origin, line: r.line };
-        match v6 {
-            true => push_v6(rows, loc, r.from, r.to, r.country),
-            false => push(rows.push_v4(loc, v4(r.from), v4(r.to), r.country)),
-        }
+/// A row's addresses, in order, and its country code.
+fn bounds(bytes: &[u8]) -> Result<(u128, u128, &[u8]), RowError> {
+    let [from, to, country, _] = text::record(bytes, b',', NAMES, true)?;
+    let from = integer(from).map_err(|p| ("ip_from", p))?;
+    let to = integer(to).map_err(|p| ("ip_to", p))?;
+    match from > to {
+        true => Err(("ip_to", format!("{to} comes before ip_from {from}"))),
+        false => Ok((from, to, country)),
     }
-    Ok(())
 }
 
 /// The IPv6 file's row, its IPv4-mapped part moved to IPv4.

@@ -41,7 +41,7 @@ pub(crate) fn parse_into(rows: &mut Rows, inputs: &[Input]) -> Result<(), Source
     let Some(locations) = with(Role::Locations).next() else {
         return Err(SourceError::invalid(origin, "MaxMind CSV without its Locations-en.csv"));
     };
-    let countries = locations_of(locations)?;
+    let countries = locations_of(rows, locations)?;
     if with(Role::Blocks).next().is_none() {
         return Err(SourceError::invalid(origin, "MaxMind CSV without Blocks-IPv4.csv or Blocks-IPv6.csv"));
     }
@@ -52,16 +52,18 @@ pub(crate) fn parse_into(rows: &mut Rows, inputs: &[Input]) -> Result<(), Source
     Ok(())
 }
 
-/// geoname id → country (unclaimed for continents).
-fn locations_of(input: &Input) -> Result<HashMap<u32, Coded>, SourceError> {
+/// geoname id → country (unclaimed for continents). Its lines count as
+/// records of the source: a map of millions of ids is no country list.
+fn locations_of(rows: &mut Rows, input: &Input) -> Result<HashMap<u32, Coded>, SourceError> {
     let mut columns: Option<[usize; 2]> = None;
     let mut out = HashMap::new();
-    text::each_line(&input.bytes, &input.origin, |_, line| {
-        let Some([id, iso]) = columns else {
+    let index = rows.origin(&input.origin);
+    rows.each_line(&input.bytes, index, |_, _, line| {
+        let Some(cols @ [id, iso]) = columns else {
             columns = Some(text::columns(line, b',', ["geoname_id", "country_iso_code"]).map_err(|p| ("header", p))?);
             return Ok(());
         };
-        let fields: Vec<&[u8]> = text::fields(line, b',').collect();
+        let fields = up_to(line, &cols);
         let id = geoname(field(&fields, id, "geoname_id")?, "geoname_id")?.ok_or(("geoname_id", "empty".into()))?;
         let iso = field(&fields, iso, "country_iso_code")?;
         let country = match iso {
@@ -83,12 +85,12 @@ fn blocks_into(
     const NAMES: [&str; 3] = ["network", "geoname_id", "registered_country_geoname_id"];
     let v4_file = input.name.to_ascii_lowercase().ends_with("-ipv4.csv");
     let mut columns: Option<[usize; 3]> = None;
-    text::each_line(&input.bytes, &input.origin, |line, bytes| {
+    rows.each_line(&input.bytes, index, |rows, line, bytes| {
         let Some(cols) = columns else {
             columns = Some(text::columns(bytes, b',', NAMES).map_err(|p| ("header", p))?);
             return Ok(());
         };
-        let fields: Vec<&[u8]> = text::fields(bytes, b',').collect();
+        let fields = up_to(bytes, &cols);
         let [net, own, registered] = [0, 1, 2].map(|i| field(&fields, cols[i], NAMES[i]));
         let net = network(net?).map_err(|p| ("network", p))?;
         if net.is_ipv4() != v4_file {
@@ -99,9 +101,16 @@ fn blocks_into(
             own => own,
         };
         let country = rows.tally(country);
-        rows.push_net(Loc { origin: index, line }, net, country);
+        rows.push_net(Loc::new(index, line), net, country);
         Ok(())
     })
+}
+
+/// The fields of a line up to the last of `columns`: the rest, however
+/// many, are never split.
+fn up_to<'a>(line: &'a [u8], columns: &[usize]) -> Vec<&'a [u8]> {
+    let last = columns.iter().max().map_or(0, |&c| c + 1);
+    text::fields(line, b',').take(last).collect()
 }
 
 fn field<'a>(fields: &[&'a [u8]], at: usize, name: &'static str) -> Result<&'a [u8], RowError> {

@@ -10,19 +10,20 @@
 //! [`write`] builds such a database from a table (the tests' fixtures and
 //! the benchmark's MMDB).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use geoblock_common::NO_COUNTRY;
-use maxminddb::{PathElement, Reader, WithinOptions};
+use maxminddb::{LookupResult, PathElement, Reader, WithinOptions};
 use serde::de::IgnoredAny;
 
 use super::{
     rows::{country_of, Loc, Place, Rows, SourceError},
     Notes,
 };
+use crate::country::Coded;
 
 mod write;
-pub use write::write;
+pub use write::{write, write_complete, write_distinct};
 
 /// Where in a record the country code is: paths tried in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,33 +58,66 @@ pub(crate) fn parse_into(
     let mut answered = vec![0usize; paths.len()];
     let mut first_keys = None;
     check_tree(reader.metadata(), &bytes).map_err(|problem| SourceError::invalid(&name, problem))?;
+    // Networks share a few hundred records (one per country): each is read
+    // once, however large a hostile one is.
+    let mut known: HashMap<usize, Option<Answer>> = HashMap::new();
+    let too_many =
+        || SourceError::invalid(&name, format!("more than {MAX_RECORDS} distinct records: not a country database"));
     for item in reader.networks(WithinOptions::default()).map_err(corrupt)? {
         let found = item.map_err(corrupt)?;
         let net = found.network().map_err(corrupt)?;
+        rows.record(origin, Place::Network(net))?;
         let at = |problem: String| SourceError::Field {
             origin: name.clone(),
             at: Place::Network(net),
             field: "country",
             problem,
         };
-        let mut country = NO_COUNTRY;
-        for (path, hits) in paths.iter().zip(&mut answered) {
-            let code: Option<&str> = found.decode_path(path).map_err(|e| at(e.to_string()))?;
-            if let Some(code) = code.filter(|c| !c.is_empty()) {
-                country = rows.tally(country_of(code.as_bytes()).map_err(at)?);
-                *hits += 1;
-                break;
+        let offset = found.offset();
+        let answer = match offset.and_then(|o| known.get(&o)) {
+            Some(&answer) => answer,
+            None if known.len() == MAX_RECORDS => return Err(too_many()),
+            None => {
+                let answer = country_in(&found, &paths).map_err(at)?;
+                known.extend(offset.map(|o| (o, answer)));
+                answer
             }
-        }
+        };
+        let country = answer.map_or(NO_COUNTRY, |(coded, path)| {
+            answered[path] += 1;
+            rows.tally(coded)
+        });
         if first_keys.is_none() {
             first_keys = found.decode::<BTreeMap<String, IgnoredAny>>().ok().flatten().map(|r| r.into_keys().collect());
         }
-        rows.push_net(Loc { origin, line: 0 }, net, country);
+        rows.push_net(Loc::new(origin, 0), net, country);
     }
     let Some(most) = (0..paths.len()).filter(|&i| answered[i] > 0).max_by_key(|&i| answered[i]) else {
         return Err(no_country(&name, fields, first_keys.unwrap_or_default()));
     };
     Ok(Notes { date, country_field: Some(fields.0[most].join(".")) })
+}
+
+/// Distinct data records a database may have. A country database has a
+/// few hundred (DB-IP's and GeoLite2's from npm: 250), one per country and
+/// traits; reading one may visit 65,536 values (the reader's limit), so a
+/// hostile database whose millions of networks each have a record of their
+/// own, each leading to one large map, would take hours. (A city database
+/// has hundreds of thousands: it is refused too.)
+const MAX_RECORDS: usize = 1 << 14;
+
+/// A record's country and the index of the path that held it.
+type Answer = (Coded, usize);
+
+/// The country of a network's record: the first path that holds a code.
+fn country_in(found: &LookupResult<&[u8]>, paths: &[Vec<PathElement>]) -> Result<Option<Answer>, String> {
+    for (index, path) in paths.iter().enumerate() {
+        let code: Option<&str> = found.decode_path(path).map_err(|e| e.to_string())?;
+        if let Some(code) = code.filter(|c| !c.is_empty()) {
+            return Ok(Some((country_of(code.as_bytes())?, index)));
+        }
+    }
+    Ok(None)
 }
 
 /// The search tree must be a tree: a node reached from two places makes

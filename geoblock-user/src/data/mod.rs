@@ -38,10 +38,11 @@ mod text;
 
 use std::path::{Path, PathBuf};
 
+pub use archive::BUDGET;
 pub use detect::Format;
 pub use mmdb::CountryFields;
 pub(crate) use rows::Rows;
-pub use rows::{parse_network, CidrError, CodeCounts, Field, Place, SourceError};
+pub use rows::{parse_network, CidrError, CodeCounts, Field, Place, SourceError, MAX_ROWS};
 
 use table::{PerFamily, Table};
 
@@ -187,21 +188,42 @@ fn embedded() -> Result<Loaded, DataError> {
     Ok(Loaded { table, sources: vec![info], layers: vec![] })
 }
 
+/// Prefixes per family that the tables of several sources may hold
+/// together (each source's table is kept, for `explain`): with the
+/// combined table and the next source's input, within 1 GiB.
+pub const MAX_HELD_PREFIXES: usize = 2 * table::MAX_PREFIXES;
+
 /// Reads the sources and combines them in order (a later one wins where it has a country).
 pub fn load<P: AsRef<Path>>(paths: &[P], options: &Options) -> Result<Loaded, SourceError> {
     let mut loaded = Loaded::default();
+    let mut held = PerFamily::<usize>::default();
     for path in paths {
         let (table, info) = load_one(path.as_ref(), options)?;
         if paths.len() > 1 {
+            hold(&mut held, &table, &info.origin)?;
             loaded.layers.push(table.clone());
         }
         loaded.table = match loaded.sources.is_empty() {
             true => table,
-            false => loaded.table.overlay(&table),
+            false => {
+                loaded.table.overlay(&table).map_err(|error| SourceError::Table { at: info.origin.clone(), error })?
+            }
         };
         loaded.sources.push(info);
     }
     Ok(loaded)
+}
+
+/// Adds a source's table to the prefixes `held`, within [`MAX_HELD_PREFIXES`].
+fn hold(held: &mut PerFamily<usize>, table: &Table, origin: &str) -> Result<(), SourceError> {
+    *held = PerFamily { v4: held.v4 + table.v4.len(), v6: held.v6 + table.v6.len() };
+    match [("IPv4", held.v4), ("IPv6", held.v6)].into_iter().find(|&(_, n)| n > MAX_HELD_PREFIXES) {
+        Some((family, _)) => Err(SourceError::invalid(
+            origin,
+            format!("with the sources before it, more than {MAX_HELD_PREFIXES} {family} prefixes"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// One source's table and what it held.
@@ -225,6 +247,8 @@ pub fn read(origin: String, inputs: Vec<Input>, options: &Options) -> Result<(Ta
     let maxmind = |i: &Input| maxmind_csv::role(&i.name).is_some();
     if options.format == Some(Format::MaxmindCsv) || (options.format.is_none() && inputs.iter().any(maxmind)) {
         maxmind_csv::parse_into(&mut rows, &inputs)?;
+        // The text is read: what the table is built from is the rows.
+        drop(inputs);
         formats.push(Format::MaxmindCsv);
     } else {
         for input in inputs {

@@ -26,10 +26,9 @@ const NAMES: [&str; 7] = ["registry", "cc", "type", "start", "value", "date", "s
 
 /// Parses one registry file; gives the data's date (the version line's end date).
 pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize) -> Result<Option<String>, SourceError> {
-    let name = rows.origin_name(origin).to_string();
     let mut date = None;
-    text::each_line(text, &name, |line, bytes| {
-        let fields: Vec<&[u8]> = text::fields(bytes, b'|').collect();
+    rows.each_line(text, origin, |rows, line, bytes| {
+        let fields: Vec<&[u8]> = text::fields(bytes, b'|').take(NAMES.len()).collect();
         if date.is_none() && is_version(&fields) {
             // The end date, 20251231, as 2025-12-31.
             date = fields.get(5).and_then(|d| super::detect::date_in_name(&show(d)));
@@ -38,7 +37,7 @@ pub(crate) fn parse_into(rows: &mut Rows, text: &[u8], origin: usize) -> Result<
         if fields.get(5) == Some(&&b"summary"[..]) || fields.get(1) == Some(&&b"*"[..]) {
             return Ok(());
         }
-        record(rows, Loc { origin, line }, bytes)
+        record(rows, Loc::new(origin, line), bytes)
     })?;
     Ok(date)
 }

@@ -14,10 +14,17 @@ use std::{
 use geoblock_common::{CountryId, NO_COUNTRY};
 use ipnetwork::IpNetwork;
 
+use super::text;
 use crate::{
     country::{self, Coded},
-    data::table::{Range, Ranges, Table, TableError},
+    data::table::{self, AsRange, Range, Table, TableError},
 };
+
+/// Records (content lines, MMDB networks) one source may have, with a
+/// country or without. The largest world files have 1.4M; a hostile file
+/// of tiny rows within the byte budget would have 76M, and every row kept
+/// costs memory (20 bytes an IPv4 row, 44 an IPv6 one) and time.
+pub const MAX_ROWS: usize = 1 << 22;
 
 /// The name of a field as the format's documentation calls it.
 pub type Field = &'static str;
@@ -36,6 +43,11 @@ pub enum SourceError {
     /// a missing file of a set, a corrupt database).
     #[error("{origin}: {problem}")]
     Invalid { origin: String, problem: String },
+    #[error(
+        "{origin}{at}: more than {MAX_ROWS} records in one source (the largest world files have 1.4M): refused \
+         as broken or hostile"
+    )]
+    TooManyRows { origin: String, at: Place },
 }
 
 impl SourceError {
@@ -66,20 +78,43 @@ impl fmt::Display for Place {
 pub type RowError = (Field, String);
 
 /// Where a row came from: index into the origins, 1-based line (0: no line).
+/// 32 bits each, since every row keeps one: a source has a handful of
+/// files, and its byte budget allows fewer than 2^32 lines.
 #[derive(Clone, Copy)]
 pub(crate) struct Loc {
-    pub origin: usize,
-    pub line: usize,
+    origin: u32,
+    line: u32,
+}
+
+impl Loc {
+    pub fn new(origin: usize, line: usize) -> Loc {
+        let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Loc { origin: narrow(origin), line: narrow(line) }
+    }
+}
+
+/// A kept row and where it is.
+#[derive(Clone, Copy)]
+struct Located<A> {
+    range: Range<A>,
+    loc: Loc,
+}
+
+impl<A: Copy> AsRange<A> for Located<A> {
+    fn range(&self) -> Range<A> {
+        self.range
+    }
 }
 
 /// Parsed ranges of one source, each with its location for error messages.
 #[derive(Default)]
 pub(crate) struct Rows {
-    ranges: Ranges,
-    v4_locs: Vec<Loc>,
-    v6_locs: Vec<Loc>,
+    v4: Vec<Located<Ipv4Addr>>,
+    v6: Vec<Located<Ipv6Addr>>,
     origins: Vec<String>,
     codes: CodeCounts,
+    /// Records read so far, see [`MAX_ROWS`].
+    records: usize,
 }
 
 /// Rows whose country code was not an assigned one: what loading says.
@@ -134,7 +169,36 @@ impl Rows {
 
     /// Rows kept so far (those with a country), per family.
     pub fn counts(&self) -> (usize, usize) {
-        (self.ranges.v4.len(), self.ranges.v6.len())
+        (self.v4.len(), self.v6.len())
+    }
+
+    /// Counts one record of the file `origin` against [`MAX_ROWS`].
+    pub fn record(&mut self, origin: usize, at: Place) -> Result<(), SourceError> {
+        self.records += 1;
+        match self.records > MAX_ROWS {
+            true => Err(SourceError::TooManyRows { origin: self.origins[origin].clone(), at }),
+            false => Ok(()),
+        }
+    }
+
+    /// Runs `row` on every content line of the file `origin` ([`text::lines`]),
+    /// each a record; its error gets the file and line.
+    pub fn each_line(
+        &mut self,
+        text: &[u8],
+        origin: usize,
+        mut row: impl FnMut(&mut Rows, usize, &[u8]) -> Result<(), RowError>,
+    ) -> Result<(), SourceError> {
+        for (n, line) in text::lines(text) {
+            self.record(origin, Place::Line(n))?;
+            row(self, n, line).map_err(|(field, problem)| SourceError::Field {
+                origin: self.origins[origin].clone(),
+                at: Place::Line(n),
+                field,
+                problem,
+            })?;
+        }
+        Ok(())
     }
 
     /// Adds a range; both bounds must be of one family and in order.
@@ -150,8 +214,7 @@ impl Rows {
     pub fn push_v4(&mut self, loc: Loc, start: Ipv4Addr, end: Ipv4Addr, country: CountryId) -> Result<(), String> {
         check_order(start, end)?;
         if country != NO_COUNTRY {
-            self.ranges.v4.push(Range { start, end, country });
-            self.v4_locs.push(loc);
+            self.v4.push(Located { range: Range { start, end, country }, loc });
         }
         Ok(())
     }
@@ -159,8 +222,7 @@ impl Rows {
     pub fn push_v6(&mut self, loc: Loc, start: Ipv6Addr, end: Ipv6Addr, country: CountryId) -> Result<(), String> {
         check_order(start, end)?;
         if country != NO_COUNTRY {
-            self.ranges.v6.push(Range { start, end, country });
-            self.v6_locs.push(loc);
+            self.v6.push(Located { range: Range { start, end, country }, loc });
         }
         Ok(())
     }
@@ -172,35 +234,32 @@ impl Rows {
 
     /// The table, or the conflict with the lines of both rows.
     pub fn into_table(self) -> Result<Table, SourceError> {
-        // A copy, so a conflict can still be traced to its lines.
-        Table::from_ranges(self.ranges.clone()).map_err(|error| {
-            let rows = match &error {
-                TableError::Reversed(r) => vec![*r],
-                TableError::Overlap(a, b) => vec![*a, *b],
-            };
-            // In file order, which is how a reader will look for them.
-            let mut locs: Vec<Loc> = rows.iter().filter_map(|r| self.locate(r)).collect();
-            locs.sort_by_key(|l| (l.origin, l.line));
-            let at: Vec<String> = locs.iter().map(|l| self.show(l)).collect();
-            let at = if at.is_empty() { self.origins.join(", ") } else { at.join(" and ") };
-            SourceError::Table { at, error }
+        let Rows { v4, v6, origins, .. } = self;
+        let v4 = table::prefixes(v4).map_err(|fault| refused(fault, &origins))?;
+        let v6 = table::prefixes(v6).map_err(|fault| refused(fault, &origins))?;
+        Ok(Table { v4, v6 })
+    }
+}
+
+/// Why the rows make no table, with the lines of the rows at fault.
+fn refused<A: Into<IpAddr>>(fault: table::Fault<Located<A>>, origins: &[String]) -> SourceError {
+    let mut locs = Vec::new();
+    let error = fault.error(|row| {
+        locs.push(row.loc);
+        let Range { start, end, country } = row.range;
+        Range { start: start.into(), end: end.into(), country }
+    });
+    // In file order, which is how a reader will look for them.
+    locs.sort_by_key(|l| (l.origin, l.line));
+    let at: Vec<String> = locs
+        .iter()
+        .map(|l| match (&origins[l.origin as usize], l.line) {
+            (origin, 0) => origin.clone(),
+            (origin, n) => format!("{origin}:{n}"),
         })
-    }
-
-    fn show(&self, loc: &Loc) -> String {
-        match loc.line {
-            0 => self.origins[loc.origin].clone(),
-            n => format!("{}:{n}", self.origins[loc.origin]),
-        }
-    }
-
-    /// Where the row equal to `r` is.
-    fn locate(&self, r: &Range<IpAddr>) -> Option<Loc> {
-        match r.start {
-            IpAddr::V4(_) => position(&self.ranges.v4, r).map(|i| self.v4_locs[i]),
-            IpAddr::V6(_) => position(&self.ranges.v6, r).map(|i| self.v6_locs[i]),
-        }
-    }
+        .collect();
+    let at = if at.is_empty() { origins.join(", ") } else { at.join(" and ") };
+    SourceError::Table { at, error }
 }
 
 fn check_order<A: PartialOrd + fmt::Display>(start: A, end: A) -> Result<(), String> {
@@ -208,10 +267,6 @@ fn check_order<A: PartialOrd + fmt::Display>(start: A, end: A) -> Result<(), Str
         true => Err(format!("'{end}' comes before start '{start}'")),
         false => Ok(()),
     }
-}
-
-fn position<A: Copy + Into<IpAddr>>(rows: &[Range<A>], r: &Range<IpAddr>) -> Option<usize> {
-    rows.iter().position(|x| x.start.into() == r.start && x.end.into() == r.end && x.country == r.country)
 }
 
 /// The last address of a network.

@@ -42,6 +42,13 @@ pub struct Ranges {
     pub v6: Vec<Range<Ipv6Addr>>,
 }
 
+/// Prefixes of one family a table may hold. No kernel table of geoblock
+/// takes more (the LPM tries hold 1M IPv4 and 2M IPv6 prefixes, the trie
+/// runs out of nodes at about 1.2 times the world's 0.6M and 0.8M), so more
+/// is broken or hostile data: a few rows can describe millions of prefixes,
+/// and building them would only cost memory and time.
+pub const MAX_PREFIXES: usize = 1 << 21;
+
 /// Why ranges do not make a table. The ranges are the source's own rows, so a
 /// parser can find and name their lines.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,6 +57,47 @@ pub enum TableError {
     Reversed(Range<IpAddr>),
     #[error("ranges {0} and {1} overlap but have different countries")]
     Overlap(Range<IpAddr>, Range<IpAddr>),
+    #[error(
+        "more than {MAX_PREFIXES} {0} prefixes, more than geoblock loads (the world has about 0.6M IPv4 and 0.8M IPv6)"
+    )]
+    TooMany(&'static str),
+}
+
+/// A row a table is built from: its range, and whatever its maker keeps
+/// beside it (a parser: where the row is, to name it in an error).
+pub(crate) trait AsRange<A>: Copy {
+    fn range(&self) -> Range<A>;
+}
+
+impl<A: Copy> AsRange<A> for Range<A> {
+    fn range(&self) -> Range<A> {
+        *self
+    }
+}
+
+/// Why rows make no table, with the rows at fault.
+#[derive(Debug)]
+pub(crate) enum Fault<R> {
+    Reversed(R),
+    Overlap(R, R),
+    TooMany(&'static str),
+}
+
+impl<A: Address> Fault<Range<A>> {
+    fn of_ranges(self) -> TableError {
+        self.error(|r| widen(&r))
+    }
+}
+
+impl<R> Fault<R> {
+    /// The fault as the error it is, its rows as `show` names them.
+    pub(crate) fn error(self, mut show: impl FnMut(R) -> Range<IpAddr>) -> TableError {
+        match self {
+            Fault::Reversed(r) => TableError::Reversed(show(r)),
+            Fault::Overlap(a, b) => TableError::Overlap(show(a), show(b)),
+            Fault::TooMany(family) => TableError::TooMany(family),
+        }
+    }
 }
 
 /// The prefixes to load: sorted, disjoint, fewest for the same answers.
@@ -71,7 +119,10 @@ impl Table {
     /// The exact, minimal table for `ranges`. Rows of [`NO_COUNTRY`] are not
     /// loaded; overlapping or adjacent rows of one country are merged.
     pub fn from_ranges(ranges: Ranges) -> Result<Table, TableError> {
-        Ok(Table { v4: prefixes(ranges.v4)?, v6: prefixes(ranges.v6)? })
+        Ok(Table {
+            v4: prefixes(ranges.v4).map_err(Fault::of_ranges)?,
+            v6: prefixes(ranges.v6).map_err(Fault::of_ranges)?,
+        })
     }
 
     /// The maximal ranges this table answers for: the inverse of [`Table::from_ranges`].
@@ -81,11 +132,13 @@ impl Table {
 
     /// This table with `top` laid over it: `top`'s country wherever `top`
     /// has one, this table's elsewhere. How later sources win ([`crate::data`]).
-    pub fn overlay(&self, top: &Table) -> Table {
-        Table {
-            v4: overlay_prefixes::<Ipv4Addr>(&self.v4, &top.v4),
-            v6: overlay_prefixes::<Ipv6Addr>(&self.v6, &top.v6),
-        }
+    /// Refused only if that takes more than [`MAX_PREFIXES`] (a small range
+    /// laid over a large one cuts it into up to 254 prefixes).
+    pub fn overlay(&self, top: &Table) -> Result<Table, TableError> {
+        Ok(Table {
+            v4: overlay_prefixes::<Ipv4Addr>(&self.v4, &top.v4)?,
+            v6: overlay_prefixes::<Ipv6Addr>(&self.v6, &top.v6)?,
+        })
     }
 
     /// The prefix containing `ip` and its country, if any.
@@ -114,9 +167,11 @@ impl Table {
 }
 
 /// What range arithmetic needs of an address family.
-trait Address: Copy + Ord + Into<IpAddr> {
+pub(crate) trait Address: Copy + Ord + Into<IpAddr> {
     type Net: Copy;
     const BITS: u32;
+    /// For errors: `IPv4`, `IPv6`.
+    const FAMILY: &'static str;
     fn to_int(self) -> u128;
     /// `bits` must fit the family (callers only pass values they got from it).
     fn from_int(bits: u128) -> Self;
@@ -129,6 +184,7 @@ trait Address: Copy + Ord + Into<IpAddr> {
 impl Address for Ipv4Addr {
     type Net = Ipv4Network;
     const BITS: u32 = 32;
+    const FAMILY: &'static str = "IPv4";
     fn to_int(self) -> u128 {
         u32::from(self).into()
     }
@@ -147,6 +203,7 @@ impl Address for Ipv4Addr {
 impl Address for Ipv6Addr {
     type Net = Ipv6Network;
     const BITS: u32 = 128;
+    const FAMILY: &'static str = "IPv6";
     fn to_int(self) -> u128 {
         self.into()
     }
@@ -175,16 +232,44 @@ struct Run {
     country: CountryId,
 }
 
-fn prefixes<A: Address>(mut ranges: Vec<Range<A>>) -> Result<Vec<(A::Net, CountryId)>, TableError> {
-    ranges.retain(|r| r.country != NO_COUNTRY);
-    if let Some(r) = ranges.iter().find(|r| r.start > r.end) {
-        return Err(TableError::Reversed(widen(r)));
+/// The table of one family's rows: sorted in place, merged into maximal
+/// runs of one country, each run cut into prefixes as soon as it is
+/// complete; so nothing but the rows and the prefixes is held.
+pub(crate) fn prefixes<A: Address, R: AsRange<A>>(mut rows: Vec<R>) -> Result<Vec<(A::Net, CountryId)>, Fault<R>> {
+    rows.retain(|r| r.range().country != NO_COUNTRY);
+    if let Some(r) = rows.iter().find(|r| r.range().start > r.range().end) {
+        return Err(Fault::Reversed(*r));
     }
-    ranges.sort_unstable_by_key(|r| (r.start, r.end));
-    let runs = merge(&ranges)?;
-    let mut out = Vec::with_capacity(runs.len() * 2);
-    for run in runs {
-        split::<A>(run, &mut out);
+    rows.sort_unstable_by_key(|r| (r.range().start, r.range().end));
+    let mut out = Vec::new();
+    let mut run: Option<Run> = None;
+    // The row reaching furthest so far. Every earlier row that overlaps the
+    // next one also overlaps this one, so checking it alone finds conflicts.
+    let mut reach: Option<R> = None;
+    for &row in &rows {
+        let r = row.range();
+        if let Some(prev) = reach.filter(|p| r.start <= p.range().end) {
+            if prev.range().country != r.country {
+                return Err(Fault::Overlap(prev, row));
+            }
+        }
+        if reach.is_none_or(|p| r.end > p.range().end) {
+            reach = Some(row);
+        }
+        let (start, end) = (r.start.to_int(), r.end.to_int());
+        match run.as_mut() {
+            Some(last) if last.country == r.country && start <= last.end.saturating_add(1) => {
+                last.end = last.end.max(end);
+            }
+            _ => {
+                if let Some(done) = run.replace(Run { start, end, country: r.country }) {
+                    split::<A, R>(done, &mut out)?;
+                }
+            }
+        }
+    }
+    if let Some(done) = run {
+        split::<A, R>(done, &mut out)?;
     }
     Ok(out)
 }
@@ -193,37 +278,14 @@ fn widen<A: Address>(r: &Range<A>) -> Range<IpAddr> {
     Range { start: r.start.into(), end: r.end.into(), country: r.country }
 }
 
-/// Sorted rows → maximal runs of one country, or the first conflicting pair.
-fn merge<A: Address>(sorted: &[Range<A>]) -> Result<Vec<Run>, TableError> {
-    let mut runs: Vec<Run> = Vec::with_capacity(sorted.len());
-    // The row reaching furthest so far. Every earlier row that overlaps the
-    // next one also overlaps this one, so checking it alone finds conflicts.
-    let mut reach: Option<&Range<A>> = None;
-    for r in sorted {
-        if let Some(prev) = reach.filter(|p| r.start <= p.end) {
-            if prev.country != r.country {
-                return Err(TableError::Overlap(widen(prev), widen(r)));
-            }
-        }
-        if reach.is_none_or(|p| r.end > p.end) {
-            reach = Some(r);
-        }
-        let (start, end) = (r.start.to_int(), r.end.to_int());
-        match runs.last_mut() {
-            Some(last) if last.country == r.country && start <= last.end.saturating_add(1) => {
-                last.end = last.end.max(end);
-            }
-            _ => runs.push(Run { start, end, country: r.country }),
-        }
-    }
-    Ok(runs)
-}
-
 /// Cuts a run into the fewest aligned blocks: from the left, always the
 /// largest block that is aligned at the cursor and does not pass the end.
-fn split<A: Address>(run: Run, out: &mut Vec<(A::Net, CountryId)>) {
+fn split<A: Address, R>(run: Run, out: &mut Vec<(A::Net, CountryId)>) -> Result<(), Fault<R>> {
     let mut start = run.start;
     loop {
+        if out.len() == MAX_PREFIXES {
+            return Err(Fault::TooMany(A::FAMILY));
+        }
         let align = start.trailing_zeros().min(A::BITS);
         let span = run.end - start;
         // floor(log2(span + 1)), without overflowing on the whole v6 space.
@@ -232,7 +294,7 @@ fn split<A: Address>(run: Run, out: &mut Vec<(A::Net, CountryId)>) {
         out.push((A::net(start, A::BITS - k), run.country));
         let last = start + low_mask(k);
         if last >= run.end {
-            return;
+            return Ok(());
         }
         start = last + 1;
     }
@@ -253,14 +315,15 @@ fn runs<A: Address>(prefixes: &[(A::Net, CountryId)]) -> Vec<Range<A>> {
     out
 }
 
-fn overlay_prefixes<A: Address>(base: &[(A::Net, CountryId)], top: &[(A::Net, CountryId)]) -> Vec<(A::Net, CountryId)> {
+fn overlay_prefixes<A: Address>(
+    base: &[(A::Net, CountryId)],
+    top: &[(A::Net, CountryId)],
+) -> Result<Vec<(A::Net, CountryId)>, TableError> {
     // The common case, an IPv4 source and an IPv6 one, needs no work.
     match (base.is_empty(), top.is_empty()) {
-        (_, true) => base.to_vec(),
-        (true, false) => top.to_vec(),
-        (false, false) => {
-            prefixes(overlay(&runs::<A>(base), &runs::<A>(top))).expect("overlaid ranges are disjoint by construction")
-        }
+        (_, true) => Ok(base.to_vec()),
+        (true, false) => Ok(top.to_vec()),
+        (false, false) => prefixes(overlay(&runs::<A>(base), &runs::<A>(top))).map_err(Fault::of_ranges),
     }
 }
 

@@ -457,6 +457,22 @@ fn an_mmdb_tree_that_reuses_nodes_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Every network with a record of its own, each leading to a large map:
+/// past the distinct records of a country database, refused before the
+/// reading takes hours.
+#[test]
+fn an_mmdb_of_more_distinct_records_than_a_country_database_is_refused() {
+    let dir = temp_dir("mmdb-records");
+    let error = |networks| {
+        let path = dir.join(format!("distinct-{networks}.mmdb"));
+        mmdb::write_distinct(std::fs::File::create(&path).unwrap(), networks, 4).unwrap();
+        load_one(&path, &Options::default()).unwrap_err().to_string()
+    };
+    assert!(error(16_384).contains("no network has a country"), "{}", error(16_384));
+    assert!(error(16_385).contains("more than 16384 distinct records"), "{}", error(16_385));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A FIFO would block the reader, a device never end: refused at once.
 #[test]
 fn only_regular_files_are_read() {
@@ -547,7 +563,7 @@ fn overlay_matches_a_plain_scan() {
                 Table::from_ranges(crate::data::table::Ranges { v4, v6: vec![] }).unwrap()
             })
             .collect();
-        let combined = tables[1..].iter().fold(tables[0].clone(), |acc, t| acc.overlay(t));
+        let combined = tables[1..].iter().fold(tables[0].clone(), |acc, t| acc.overlay(t).unwrap());
         for ip in 0u32..500 {
             let want = layers.iter().rev().find_map(|rows| rows.iter().find(|r| r.0 <= ip && ip <= r.1).map(|r| r.2));
             assert_eq!(combined.lookup(IpAddr::V4(ip.into())).map(|(_, c)| c), want, "{ip} {layers:?}");

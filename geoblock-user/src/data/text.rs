@@ -1,7 +1,7 @@
 //! Lines and fields of the text formats, shared so every parser treats
 //! byte order marks, CRLF, comments and quoting alike.
 
-use super::rows::{show, Field, Place, RowError, SourceError};
+use super::rows::{show, Field, RowError};
 
 /// Non-blank lines that are not `#` comments, trimmed, with their 1-based
 /// numbers. A UTF-8 byte order mark (spreadsheet exports) is dropped.
@@ -11,23 +11,6 @@ pub fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
         .enumerate()
         .map(|(i, line)| (i + 1, line.trim_ascii()))
         .filter(|(_, line)| !line.is_empty() && !line.starts_with(b"#"))
-}
-
-/// Runs `row` on every content line; its error gets the origin and line.
-pub fn each_line(
-    text: &[u8],
-    origin: &str,
-    mut row: impl FnMut(usize, &[u8]) -> Result<(), RowError>,
-) -> Result<(), SourceError> {
-    for (n, line) in lines(text) {
-        row(n, line).map_err(|(field, problem)| SourceError::Field {
-            origin: origin.to_string(),
-            at: Place::Line(n),
-            field,
-            problem,
-        })?;
-    }
-    Ok(())
 }
 
 /// The fields of a line split at `sep`, trimmed, without their surrounding
@@ -105,11 +88,10 @@ pub fn record<const N: usize>(line: &[u8], sep: u8, names: [Field; N], exact: bo
 
 /// Column positions found by name in a header line.
 pub fn columns<const N: usize>(header: &[u8], sep: u8, names: [&str; N]) -> Result<[usize; N], String> {
-    let titles: Vec<&[u8]> = fields(header, sep).collect();
     let mut out = [0; N];
     for (slot, name) in out.iter_mut().zip(names) {
-        *slot = titles
-            .iter()
+        // Split again for each name: a hostile header of millions of fields is never held.
+        *slot = fields(header, sep)
             .position(|t| t.eq_ignore_ascii_case(name.as_bytes()))
             .ok_or_else(|| format!("the header has no column '{name}'"))?;
     }

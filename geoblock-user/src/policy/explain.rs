@@ -138,7 +138,7 @@ mod tests {
     fn the_later_source_with_a_country_is_named() {
         let (base, top) = (table(&[("10.0.0.0/8", b"CN")]), table(&[("10.1.0.0/16", b"DE")]));
         let loaded = Loaded {
-            table: base.overlay(&top),
+            table: base.overlay(&top).unwrap(),
             sources: vec![info("base.txt"), info("top.txt")],
             layers: vec![base, top],
         };

@@ -5,7 +5,10 @@
 //! It exists so tests and benchmarks can make databases of known content; no
 //! maintained Rust crate writes MMDB (the Go and Perl writers are MaxMind's).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{self, Write},
+};
 
 use geoblock_common::CountryId;
 
@@ -30,7 +33,8 @@ pub fn write(table: &Table, path: &[&str], database_type: &str, build_epoch: u64
     for &(net, c) in &table.v4 {
         insert(&mut tree, u128::from(u32::from(net.network())), 96 + net.prefix(), c);
     }
-    let (data, offsets) = data_section(table, path);
+    let countries = table.v4.iter().map(|&(_, c)| c).chain(table.v6.iter().map(|&(_, c)| c)).collect();
+    let (data, offsets) = data_section(countries, path);
     let node_count = tree.len() as u32;
     let value = |r: Record| match r {
         Record::Empty => node_count,
@@ -38,15 +42,75 @@ pub fn write(table: &Table, path: &[&str], database_type: &str, build_epoch: u64
         Record::Data(c) => node_count + 16 + offsets[&c],
     };
     let mut out = Vec::with_capacity(tree.len() * 8 + data.len() + 512);
-    for node in &tree {
-        out.extend_from_slice(&value(node[0]).to_be_bytes());
-        out.extend_from_slice(&value(node[1]).to_be_bytes());
-    }
-    out.extend_from_slice(&[0; 16]);
-    out.extend_from_slice(&data);
-    out.extend_from_slice(METADATA_MARKER);
-    metadata(&mut out, node_count, database_type, build_epoch);
+    let records = tree.iter().map(|node| node.map(value));
+    assemble(&mut out, node_count, records, &data, database_type, build_epoch).expect("writing to memory");
     out
+}
+
+/// A database of `nodes` nodes in one complete binary tree (heap order),
+/// whose leaves take turns among `countries`: as many networks as a
+/// database of its size can describe, none reached twice. No vendor ships
+/// such a thing: it is a hostile input of the tests and benchmarks,
+/// written as it is made (it may be as large as a source may be).
+pub fn write_complete(out: impl Write, nodes: u32, path: &[&str], countries: &[CountryId]) -> io::Result<()> {
+    let (data, offsets) = data_section(countries.iter().copied().collect(), path);
+    let leaf = |i: u64| offsets[&countries[(i % countries.len() as u64) as usize]];
+    assemble(io::BufWriter::new(out), nodes, complete_tree(nodes, leaf), &data, "geoblock-Complete-Tree", 0)
+}
+
+/// A database of `networks` networks (one complete tree), each with a record
+/// of its own, `{"country": …}` pointing to one shared map of `entries` keys
+/// and no country code: reading each record visits that whole map. The
+/// other hostile database of the tests and benchmarks.
+pub fn write_distinct(out: impl Write, networks: u32, entries: u16) -> io::Result<()> {
+    let mut data = Vec::new();
+    map(&mut data, entries.into());
+    for i in 0..entries {
+        string(&mut data, &format!("k{i:05}"));
+        uint(&mut data, 5, i.into());
+    }
+    let shared = data.len() as u32;
+    // {"country": pointer to offset 0}: 11 bytes each.
+    const RECORD: [u8; 11] = [0xe1, 0x47, b'c', b'o', b'u', b'n', b't', b'r', b'y', 0x20, 0x00];
+    for _ in 0..networks {
+        data.extend_from_slice(&RECORD);
+    }
+    let leaf = |i: u64| shared + i as u32 * RECORD.len() as u32;
+    let nodes = networks - 1;
+    assemble(io::BufWriter::new(out), nodes, complete_tree(nodes, leaf), &data, "geoblock-Distinct-Records", 0)
+}
+
+/// The records of a complete tree of `nodes` nodes in heap order: node `n`'s
+/// children are `2n + 1` and `2n + 2`; past the last node, a child is the
+/// `i`th leaf, whose data is at `leaf(i)`.
+fn complete_tree(nodes: u32, leaf: impl Fn(u64) -> u32) -> impl Iterator<Item = [u32; 2]> {
+    let record = move |child: u64| match u32::try_from(child).ok().filter(|&c| c < nodes) {
+        Some(node) => node,
+        None => nodes + 16 + leaf(child - u64::from(nodes)),
+    };
+    (0..u64::from(nodes)).map(move |n| [record(2 * n + 1), record(2 * n + 2)])
+}
+
+/// Search tree (32-bit records), data section and metadata.
+fn assemble(
+    mut out: impl Write,
+    node_count: u32,
+    records: impl Iterator<Item = [u32; 2]>,
+    data: &[u8],
+    database_type: &str,
+    build_epoch: u64,
+) -> io::Result<()> {
+    for [left, right] in records {
+        out.write_all(&left.to_be_bytes())?;
+        out.write_all(&right.to_be_bytes())?;
+    }
+    out.write_all(&[0; 16])?;
+    out.write_all(data)?;
+    out.write_all(METADATA_MARKER)?;
+    let mut meta = Vec::new();
+    metadata(&mut meta, node_count, database_type, build_epoch);
+    out.write_all(&meta)?;
+    out.flush()
 }
 
 /// Sets the `len`-bit prefix of `bits` (as a 128-bit address) to `country`.
@@ -72,9 +136,7 @@ fn insert(tree: &mut Vec<[Record; 2]>, bits: u128, len: u8, country: CountryId) 
 }
 
 /// One record per country; the offset of each.
-fn data_section(table: &Table, path: &[&str]) -> (Vec<u8>, BTreeMap<CountryId, u32>) {
-    let countries: BTreeSet<CountryId> =
-        table.v4.iter().map(|&(_, c)| c).chain(table.v6.iter().map(|&(_, c)| c)).collect();
+fn data_section(countries: BTreeSet<CountryId>, path: &[&str]) -> (Vec<u8>, BTreeMap<CountryId, u32>) {
     let mut data = Vec::new();
     let mut offsets = BTreeMap::new();
     for c in countries {

@@ -91,6 +91,46 @@ fn reversed_and_conflicting_ranges_are_named() {
     );
 }
 
+/// `X::1` to `X:ffff:…:fffe` for X = 0, 1, …: 190 prefixes each.
+fn many_prefixes(rows: usize) -> Vec<Range<Ipv6Addr>> {
+    (0..rows as u128)
+        .map(|x| {
+            let base = x << 96;
+            let start = Ipv6Addr::from(base + 1);
+            Range { start, end: Ipv6Addr::from(base + low_mask(96) - 1), country: id(b"DE") }
+        })
+        .collect()
+}
+
+/// A few thousand rows can describe millions of prefixes: a table of more
+/// than geoblock loads is refused as it is built, not held first.
+#[test]
+fn more_prefixes_than_geoblock_loads_are_refused() {
+    let fits = MAX_PREFIXES / 190;
+    let table = Table::from_ranges(Ranges { v4: vec![], v6: many_prefixes(fits) }).unwrap();
+    assert_eq!(table.v6.len(), fits * 190);
+    let err = Table::from_ranges(Ranges { v4: vec![], v6: many_prefixes(fits + 1) }).unwrap_err();
+    assert_eq!(err, TableError::TooMany("IPv6"));
+    assert!(err.to_string().starts_with("more than 2097152 IPv6 prefixes"), "{err}");
+}
+
+/// Single addresses laid over one large range cut it into up to 254
+/// prefixes each: the combined table is held to the same limit.
+#[test]
+fn an_overlay_of_more_prefixes_than_geoblock_loads_is_refused() {
+    let base =
+        Table::from_ranges(Ranges { v4: vec![], v6: vec![v6("::", "7fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", b"JP")] })
+            .unwrap();
+    let holes = |n: u128| {
+        let v6 = (1..=n).map(|i| (Ipv6Network::new(Ipv6Addr::from(i << 100 | 1), 128).unwrap(), id(b"DE"))).collect();
+        Table { v4: vec![], v6 }
+    };
+    // Each address and the rest of its 2^100 block: about 100 prefixes.
+    let prefixes = |holes| base.overlay(&holes).map(|t| t.v6.len());
+    assert_eq!(prefixes(holes(1_000)), Ok(101_022));
+    assert_eq!(prefixes(holes(25_000)), Err(TableError::TooMany("IPv6")));
+}
+
 #[test]
 fn lookup_finds_the_covering_prefix() {
     let t = Table::from_ranges(Ranges {
