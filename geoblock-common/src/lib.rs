@@ -10,11 +10,15 @@ pub mod packet;
 
 /// Map names, as the daemon looks them up in the loaded object.
 pub mod maps {
-    /// Multibit tries ([`TrieNode`](super::TrieNode) arrays), one slot each
-    /// in an array of maps so a new table replaces the old in one update.
+    /// The table program in force: a program array of one slot, which the
+    /// program the links run tail-calls. A new table comes with a new table
+    /// program and replaces the old in one update.
+    pub const TABLES: &str = "TABLES";
+    /// A table program's multibit tries ([`TrieNode`](super::TrieNode)
+    /// arrays), each made with as many nodes as its table needs.
     pub const GEO_V4: &str = "GEO_V4";
     pub const GEO_V6: &str = "GEO_V6";
-    /// The kernel's LPM tries: the reference lookup backend.
+    /// A table program's LPM tries: the reference lookup backend.
     pub const LPM_V4: &str = "LPM_V4";
     pub const LPM_V6: &str = "LPM_V6";
     pub const EXCEPT_V4: &str = "EXCEPT_V4";
@@ -72,14 +76,12 @@ pub enum Backend {
 pub struct TrieNode(pub [u16; 256]);
 pub const TRIE_ROOTS: u32 = 256;
 pub const TRIE_CHILD: u16 = 1024;
-/// Nodes per family, 20 MiB each. With equal nodes shared, the world
-/// tables need 22k to 28k (DB-IP, GeoLite2): room for half as much again.
-/// Every trie map has this size, because the verifier inlines a lookup
-/// only in an inner map of the size it verified against; a trie map made
-/// to its table's size (`BPF_F_INNER_MAP`) halves the world table's memory
-/// but makes every level a helper call, which doubled the hot lookup.
-pub const TRIE_NODES: u32 = 40_960;
-const _: () = assert!(TRIE_NODES <= TRIE_ROOTS + (u16::MAX - TRIE_CHILD) as u32 + 1);
+/// The most nodes a slot can name: the roots and 64,512 children. With
+/// equal nodes shared the world tables need 22k to 28k per family (DB-IP,
+/// GeoLite2); each trie map is made with as many nodes as its table needs.
+pub const TRIE_MAX_NODES: u32 = TRIE_ROOTS + (u16::MAX - TRIE_CHILD) as u32 + 1;
+/// The kernel's LPM tries are created with no preallocation (they must be).
+pub const BPF_F_NO_PREALLOC: u32 = 1;
 const _: () = assert!(COUNTRY_SLOTS <= TRIE_CHILD as u32);
 /// Exceptions are a handful of management networks, not a data set.
 pub const MAX_EXCEPTIONS: u32 = 1024;

@@ -4,6 +4,13 @@
 //! Everything a verdict depends on lives in maps the daemon fills: the prefix
 //! tries (address → country), the policy (country → action), and the
 //! exceptions (addresses never dropped). Changing who is blocked never touches the tries.
+//!
+//! Two programs: `geoblock`, which the links run, only tail-calls the table
+//! program in force; `geoblock_table` does the work. The daemon loads a
+//! table program for each table, its tries made exactly as large as the
+//! table needs (plain arrays, whose lookups the verifier inlines), fills
+//! them and swaps the program into `TABLES` in one update. Every other map
+//! is shared by all of them.
 #![no_std]
 #![no_main]
 
@@ -11,9 +18,8 @@ mod events;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
-    btf_maps::{self, ArrayOfMaps},
-    macros::{btf_map, map, xdp},
-    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
+    macros::{map, xdp},
+    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, ProgramArray},
     programs::XdpContext,
     Global,
 };
@@ -25,26 +31,27 @@ use geoblock_common::{
         MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
     },
     total_index, Action, Backend, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total, TrieNode,
-    COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_V4_PREFIXES,
-    MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS, TRIE_CHILD, TRIE_NODES, TRIE_ROOTS,
+    BPF_F_NO_PREALLOC, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS,
+    MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
 };
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
 #[unsafe(no_mangle)]
 static BACKEND: Global<u8> = Global::new(Backend::Trie as u8);
 
-// The tables sit in one-slot arrays of maps: the daemon builds a new table
-// beside the old and swaps it in with a single update.
-type Trie = btf_maps::Array<TrieNode, { TRIE_NODES as usize }>;
-type Lpm<const N: usize, const PREFIXES: usize> = ArrayOfMaps<btf_maps::LpmTrie<[u8; N], CountryId, PREFIXES>, 1>;
-#[btf_map]
-static GEO_V4: ArrayOfMaps<Trie, 1> = ArrayOfMaps::new();
-#[btf_map]
-static GEO_V6: ArrayOfMaps<Trie, 1> = ArrayOfMaps::new();
-#[btf_map]
-static LPM_V4: Lpm<4, { MAX_V4_PREFIXES as usize }> = ArrayOfMaps::new();
-#[btf_map]
-static LPM_V6: Lpm<16, { MAX_V6_PREFIXES as usize }> = ArrayOfMaps::new();
+/// The table program in force, slot 0 (see the top of this file).
+#[map]
+static TABLES: ProgramArray = ProgramArray::with_max_entries(1, 0);
+// The table program's own tables. The loader sizes the tries to the table
+// (the 1 is a placeholder); the LPM tries allocate as they fill.
+#[map]
+static GEO_V4: Array<TrieNode> = Array::with_max_entries(1, 0);
+#[map]
+static GEO_V6: Array<TrieNode> = Array::with_max_entries(1, 0);
+#[map]
+static LPM_V4: LpmTrie<[u8; 4], CountryId> = LpmTrie::with_max_entries(MAX_V4_PREFIXES, BPF_F_NO_PREALLOC);
+#[map]
+static LPM_V6: LpmTrie<[u8; 16], CountryId> = LpmTrie::with_max_entries(MAX_V6_PREFIXES, BPF_F_NO_PREALLOC);
 #[map]
 static EXCEPT_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIONS, 0);
 #[map]
@@ -70,8 +77,19 @@ static IFACES: Array<IfaceSlot> = Array::with_max_entries(IFACE_SLOTS, 0);
 
 const LPM: u8 = Backend::Lpm as u8;
 
+/// What the links run: the table program in force, whose verdict is final
+/// (a tail call does not return).
 #[xdp]
 pub fn geoblock(ctx: XdpContext) -> u32 {
+    // SAFETY: the context is this program's own, handed on unchanged.
+    unsafe { TABLES.tail_call(&ctx, 0) };
+    // No table program yet: the daemon installs one before it attaches, so
+    // only a state emptied by hand gets here. Nothing to judge by: pass.
+    XDP_PASS
+}
+
+#[xdp]
+pub fn geoblock_table(ctx: XdpContext) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let iface = IFINDEX_SLOTS.get(ctx.ingress_ifindex() as u32).map_or(OTHER_IFACE, |s| *s);
     let count = Count { iface, bytes };
@@ -163,24 +181,19 @@ fn ip_sender(
 
 /// An address family's maps: with them one path serves IPv4 (N = 4) and
 /// IPv6 (N = 16).
-struct Tables<const N: usize, const PREFIXES: usize> {
+struct Tables<const N: usize> {
     family: Family,
-    trie: &'static ArrayOfMaps<Trie, 1>,
-    lpm: &'static Lpm<N, PREFIXES>,
+    trie: &'static Array<TrieNode>,
+    lpm: &'static LpmTrie<[u8; N], CountryId>,
     exceptions: &'static LpmTrie<[u8; N], u8>,
 }
 
 /// The sender's country, from the backend the loader chose, and its verdict.
 #[inline(always)]
-fn ip_verdict<const N: usize, const PREFIXES: usize>(
-    ctx: &XdpContext,
-    addr: [u8; N],
-    tables: Tables<N, PREFIXES>,
-    count: Count,
-) -> u32 {
+fn ip_verdict<const N: usize>(ctx: &XdpContext, addr: [u8; N], tables: Tables<N>, count: Count) -> u32 {
     let key = Key::new(8 * N as u32, addr);
     let country = match BACKEND.load() {
-        LPM => tables.lpm.get(0).and_then(|t| t.get(&key)).copied(),
+        LPM => tables.lpm.get(&key).copied(),
         _ => trie_country(tables.trie, &addr),
     };
     let excepted = || tables.exceptions.get(&key).is_some();
@@ -191,8 +204,7 @@ fn ip_verdict<const N: usize, const PREFIXES: usize>(
 /// each later byte a slot in the child named by the previous one, until a
 /// slot holds a country. IPv4 takes at most 3 reads, IPv6 at most 15.
 #[inline(always)]
-fn trie_country<const N: usize>(table: &ArrayOfMaps<Trie, 1>, addr: &[u8; N]) -> Option<CountryId> {
-    let trie = table.get(0)?;
+fn trie_country<const N: usize>(trie: &Array<TrieNode>, addr: &[u8; N]) -> Option<CountryId> {
     let mut node = u32::from(addr[0]);
     for byte in &addr[1..] {
         let slot = trie.get(node)?.0[usize::from(*byte)];

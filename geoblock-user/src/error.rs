@@ -16,8 +16,8 @@ pub enum Error {
     #[error("pinning: {0}")]
     Pin(#[from] PinError),
     #[error(
-        "the {family} table needs {nodes} distinct trie nodes, more than the trie's {} (--lookup lpm has room)",
-        geoblock_common::TRIE_NODES
+        "the {family} table needs {nodes} distinct trie nodes, more than the {} a trie can name (--lookup lpm holds any table)",
+        geoblock_common::TRIE_MAX_NODES
     )]
     TableTooLarge { family: &'static str, nodes: usize },
     #[error("map {0} is missing from the XDP program")]

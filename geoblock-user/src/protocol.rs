@@ -171,7 +171,7 @@ pub struct DataStatus {
     #[serde(default)]
     pub table_bytes_v6: u64,
     /// Trie nodes the table uses per family, of the trie's
-    /// [`TRIE_NODES`](geoblock_common::TRIE_NODES) (0 with `--lookup lpm`).
+    /// [`TRIE_MAX_NODES`](geoblock_common::TRIE_MAX_NODES) it can name (0 with `--lookup lpm`).
     #[serde(default)]
     pub trie_nodes_v4: usize,
     #[serde(default)]
@@ -250,10 +250,10 @@ impl Status {
         );
         if d.trie_nodes_v4 + d.trie_nodes_v6 > 0 {
             out += &format!(
-                "trie        {} IPv4 and {} IPv6 nodes used, of {} per family\n",
+                "trie        {} IPv4 and {} IPv6 nodes, of the {} a trie can name\n",
                 d.trie_nodes_v4,
                 d.trie_nodes_v6,
-                geoblock_common::TRIE_NODES
+                geoblock_common::TRIE_MAX_NODES
             );
         }
         if let Some(r) = &self.last_reload {

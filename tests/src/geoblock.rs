@@ -328,7 +328,7 @@ pub fn stop_and_detach(pair: &Pair, daemon: Daemon) {
     assert!(status.success(), "geoblock run exited with {status} on SIGTERM:\n{log}");
     assert!(pair.receiver_has_xdp(), "SIGTERM detached {}: enforcement must outlive the daemon", pair.receiver_if);
     let link = format!("link-{}", pair.receiver_if);
-    for pin in ["program", "ABI", "COUNTRY_STATS", "POLICY", "GEO_V4", link.as_str()] {
+    for pin in ["program", "ABI", "COUNTRY_STATS", "POLICY", "TABLES", link.as_str()] {
         assert!(state_dir.join(pin).exists(), "{pin} not pinned in {} after SIGTERM", state_dir.display());
     }
     detach_all(pair, &state_dir);

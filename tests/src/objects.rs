@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{ArrayOfMaps, Map, MapData};
+use aya::maps::MapInfo;
 use geoblock::kernel::link;
 use geoblock_common::maps;
 
@@ -35,27 +35,32 @@ pub fn kernel_objects(daemon: &Daemon) -> BTreeMap<String, u64> {
     let pins = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()));
     pins.for_each(|pin| add(&own_fdinfo(pinned(&pin.path()))));
     for table in tables(&daemon.state_dir) {
-        add(&own_fdinfo(table.fd()));
+        add(&own_fdinfo(table.fd().expect("table fd")));
     }
     objects
 }
 
-/// The ids of the tables in force: the maps in the arrays of maps pinned
-/// in `state_dir`, `GEO_V4` and `GEO_V6` (trie) or `LPM_V4` and `LPM_V6`.
+/// The ids of the tables in force: the maps of the table program in the
+/// `TABLES` pinned in `state_dir`, `GEO_V4` and `GEO_V6` and `LPM_V4` and
+/// `LPM_V6` (the lookup backend not in use has them too, nearly empty).
 pub fn table_ids(state_dir: &Path) -> Vec<u32> {
-    tables(state_dir).iter().map(|t| t.info().expect("table info").id()).collect()
+    tables(state_dir).iter().map(MapInfo::id).collect()
 }
 
-fn tables(state_dir: &Path) -> Vec<MapData> {
-    // The lookup backend not in use has none.
-    let table = |outer: &str| {
-        let pin = MapData::from_pin(state_dir.join(outer)).unwrap_or_else(|e| panic!("{outer} pin: {e}"));
-        let outer: ArrayOfMaps<MapData, MapData> = Map::from_map_data(pin).unwrap().try_into().unwrap();
-        outer.get(&0, 0).ok()
-    };
-    let tables: Vec<MapData> =
-        [maps::GEO_V4, maps::GEO_V6, maps::LPM_V4, maps::LPM_V6].into_iter().filter_map(table).collect();
-    assert_eq!(tables.len(), 2, "tables in force in {}: one per family expected", state_dir.display());
+fn tables(state_dir: &Path) -> Vec<MapInfo> {
+    let slot = pinned(&state_dir.join(maps::TABLES));
+    let id = crate::bench::kernel::slot_zero(slot.as_raw_fd())
+        .unwrap_or_else(|| panic!("no table program in {}", state_dir.display()));
+    let program = aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == id)
+        .unwrap_or_else(|| panic!("table program {id} of {}", state_dir.display()));
+    let names = [maps::GEO_V4, maps::GEO_V6, maps::LPM_V4, maps::LPM_V6];
+    let tables: Vec<MapInfo> = (program.map_ids().expect("map ids").unwrap_or_default().into_iter())
+        .map(|id| MapInfo::from_id(id).expect("map info"))
+        .filter(|info| info.name_as_str().is_some_and(|n| names.contains(&n)))
+        .collect();
+    assert_eq!(tables.len(), 4, "tables of the table program in {}", state_dir.display());
     tables
 }
 

@@ -266,8 +266,12 @@ fn killed_daemon_keeps_enforcing_and_maps_of_another_abi_are_replaced() {
         let abi = MapData::from_pin(state_dir.join("ABI")).expect("ABI pin");
         let mut abi: Array<MapData, u32> = Map::Array(abi).try_into().unwrap();
         abi.set(0, 999, 0).unwrap();
+        // And a map of a name that layout had and this one has not.
+        let retired: Array<MapData, u32> = Array::create(1, 0).unwrap();
+        retired.pin(state_dir.join("GEO_V4")).unwrap();
     };
     let (_, _, state_dir) = handover(&pair, &data, kill, &["ABI version 999", "gbr: pinned link taken over"]);
+    assert!(!state_dir.join("GEO_V4").exists(), "a map pin of the replaced layout was left behind");
     geoblock::detach_all(&pair, &state_dir);
 }
 

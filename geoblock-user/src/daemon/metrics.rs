@@ -182,7 +182,8 @@ fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
     let nodes = Family::<Labels<1>, Gauge>::default();
     nodes.get_or_create(&[("family", "ipv4".into())]).set(daemon.trie_nodes.v4 as i64);
     nodes.get_or_create(&[("family", "ipv6".into())]).set(daemon.trie_nodes.v6 as i64);
-    let help = format!("Trie nodes the table in force uses, of {} per family", geoblock_common::TRIE_NODES);
+    let help =
+        format!("Trie nodes the table in force uses, of the {} a trie can name", geoblock_common::TRIE_MAX_NODES);
     registry.register("trie_nodes", help, nodes);
     let age = Family::<Labels<1>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     for (source, seconds) in &daemon.sources {

@@ -415,15 +415,17 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
     Ok(geoblock)
 }
 
-/// How full the trie is: real data sets use 22k to 28k of its nodes.
+/// The trie's size: real data sets take 22k to 28k nodes per family, of
+/// the 64,768 a trie can name.
 fn log_trie_nodes(geoblock: &Geoblock) {
-    let nodes = geoblock.trie_nodes();
+    let (nodes, memory) = (geoblock.trie_nodes(), geoblock.table_memory());
     if nodes.v4 + nodes.v6 > 0 {
         info!(
-            "trie: {} IPv4 and {} IPv6 nodes used, of {} per family",
+            "trie: {} IPv4 and {} IPv6 nodes (of {}), {:.1} MB of kernel memory",
             nodes.v4,
             nodes.v6,
-            geoblock_common::TRIE_NODES
+            geoblock_common::TRIE_MAX_NODES,
+            (memory.v4 + memory.v6) as f64 / 1e6
         );
     }
 }

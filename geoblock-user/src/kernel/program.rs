@@ -3,13 +3,16 @@
 //! This is the only code that writes kernel state; the daemon drives it.
 
 use std::{
-    os::fd::{AsFd as _, AsRawFd, RawFd},
+    os::{
+        fd::{AsFd as _, AsRawFd, RawFd},
+        unix::fs::DirBuilderExt as _,
+    },
     path::PathBuf,
 };
 
 use aya::{
     maps::{
-        lpm_trie::Key, Array, ArrayOfMaps, IterableMap as _, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues, RingBuf,
+        lpm_trie::Key, Array, IterableMap as _, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues, ProgramArray, RingBuf,
     },
     programs::{
         links::{FdLink, PinnedLink},
@@ -21,8 +24,7 @@ use aya::{
 use aya_log::EbpfLogger;
 use geoblock_common::{
     country_stats_index, maps, total_index, Backend, Counter, CountryCounters, CountryId, EventBucket, IfaceSlot,
-    Total, TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
-    OTHER_IFACE, TRIE_NODES,
+    Total, TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, OTHER_IFACE,
 };
 use ipnetwork::IpNetwork;
 use tracing::warn;
@@ -104,11 +106,12 @@ impl AsRawFd for KernelLog {
 /// counters live in, so a new daemon takes over tables, policy and counts.
 /// The events ring buffer too: what was sampled while no daemon ran is
 /// read by the next one.
-const PINNED_MAPS: [&str; 15] = [
-    maps::GEO_V4,
-    maps::GEO_V6,
-    maps::LPM_V4,
-    maps::LPM_V6,
+/// Each table program shares them with the program the links run; its
+/// tables are its own.
+const PINNED_MAPS: [&str; 13] = [
+    maps::TABLES,
+    // The kernel-side log records of every table program, for one reader.
+    "AYA_LOGS",
     maps::EXCEPT_V4,
     maps::EXCEPT_V6,
     maps::POLICY,
@@ -137,11 +140,13 @@ pub enum PinnedMaps {
 /// Name of the XDP function in the object.
 const PROGRAM: &str = "geoblock";
 
-/// The kernel's LPM tries are created with no preallocation (they must be).
-const BPF_F_NO_PREALLOC: u32 = 1;
+/// Name of the table program's XDP function, which [`PROGRAM`] tail-calls.
+const TABLE_PROGRAM: &str = "geoblock_table";
 
 pub struct Geoblock {
     ebpf: Ebpf,
+    /// What `ebpf` was loaded from: each table loads its table program from it.
+    object: &'static [u8],
     backend: Backend,
     /// The XDP function in the object: [`PROGRAM`], or a benchmark's.
     name: String,
@@ -149,10 +154,25 @@ pub struct Geoblock {
     logger: Option<KernelLog>,
     /// The loaded program's kernel id: what the links it owns must run.
     id: u32,
+    /// Where the maps the table programs share with this one are pinned.
+    pins: Vec<(&'static str, PathBuf)>,
+    /// Those pins' own directory, removed on drop, when no state directory was given.
+    private: Option<PathBuf>,
+    /// The table program in force, with its tables (the last one this process loaded).
+    table: Option<Ebpf>,
     /// Kernel memory of the tables this process loaded, as the kernel counts it.
     table_memory: PerFamily<u64>,
-    /// Trie nodes the table uses per family, of `TRIE_NODES` (0 with the LPM trie).
+    /// Trie nodes the table uses per family (0 with the LPM trie).
     trie_nodes: PerFamily<usize>,
+}
+
+impl Drop for Geoblock {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.private {
+            // The maps live on while open; only the names go.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl Geoblock {
@@ -164,9 +184,18 @@ impl Geoblock {
     }
 
     /// Loads `object` and its XDP function `name`; also used for the
-    /// benchmark's baseline program.
-    pub fn load_object(object: &[u8], name: &str, backend: Backend) -> Result<Self, Error> {
-        Self::load_with(object, name, backend, &[])
+    /// benchmark's baseline program. Its maps are pinned in a directory of
+    /// its own (the table programs reuse them from there), removed on drop.
+    pub fn load_object(object: &'static [u8], name: &str, backend: Backend) -> Result<Self, Error> {
+        let dir = private_pin_dir()?;
+        let pins = PINNED_MAPS.iter().map(|&map| (map, dir.join(map))).collect();
+        let mut geoblock = Self::load_with(object, name, backend, pins);
+        if let Ok(geoblock) = &mut geoblock {
+            geoblock.private = Some(dir);
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        geoblock
     }
 
     /// Loads the program with its maps pinned in `state`: maps of this ABI
@@ -179,8 +208,14 @@ impl Geoblock {
             other => PinnedMaps::Replaced { found: other.unwrap_or(0) },
         };
         if pinned != PinnedMaps::Reused {
-            for name in PINNED_MAPS.iter().chain([&ABI_PIN]) {
-                state.unpin(&state.pin(name))?;
+            // The program on the links tail-calls through it until they
+            // switch to this one: kept until then (see `pin_program`).
+            state.retire(maps::TABLES)?;
+            // All the others, `ABI` included: a layout's maps may have names
+            // this one no longer has (the tables before `TABLES`), which
+            // would otherwise keep their memory for as long as the pins.
+            for name in state.map_pins()? {
+                state.unpin(&state.pin(&name))?;
             }
             // Before the maps: a directory with pins but no ABI pin is not
             // taken for a geoblock state (see StateDir::open), not even
@@ -188,24 +223,19 @@ impl Geoblock {
             pin_abi(state)?;
         }
         let pins: Vec<_> = PINNED_MAPS.iter().map(|&name| (name, state.pin(name))).collect();
-        let geoblock = Self::load_with(crate::kernel::objects::GEOBLOCK, PROGRAM, backend, &pins)?;
+        let geoblock = Self::load_with(crate::kernel::objects::GEOBLOCK, PROGRAM, backend, pins)?;
         Ok((geoblock, pinned))
     }
 
     /// Loads `object`; the maps named in `pins` are opened from (or created
     /// and pinned at) their paths.
-    fn load_with(object: &[u8], name: &str, backend: Backend, pins: &[(&str, PathBuf)]) -> Result<Self, Error> {
-        let level = log::max_level() as u8;
-        let backend_id = backend as u8;
-        let mut loader = EbpfLoader::new();
-        for (map, path) in pins {
-            loader.map_pin_path(map, path.as_path());
-        }
-        let mut ebpf = loader
-            .override_global(aya_log::LEVEL, &level, false)
-            .override_global("BACKEND", &backend_id, false)
-            .load(object)
-            .map_err(permission_or(Error::Load))?;
+    fn load_with(
+        object: &'static [u8],
+        name: &str,
+        backend: Backend,
+        pins: Vec<(&'static str, PathBuf)>,
+    ) -> Result<Self, Error> {
+        let mut ebpf = load_instance(object, backend, &pins, &[])?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(KernelLog(logger)),
             Err(e) => {
@@ -215,10 +245,14 @@ impl Geoblock {
         };
         let mut geoblock = Geoblock {
             ebpf,
+            object,
             backend,
             name: name.into(),
             logger,
             id: 0,
+            pins,
+            private: None,
+            table: None,
             table_memory: PerFamily::default(),
             trie_nodes: PerFamily::default(),
         };
@@ -240,28 +274,43 @@ impl Geoblock {
         self.logger.take()
     }
 
-    /// Makes `table` the one the program answers from. The new table is
-    /// built in fresh maps beside the one in use and swapped in with one
-    /// update per family; the old maps are freed by the kernel once no
-    /// packet can still see them.
+    /// Makes `table` the one the program answers from. A table program is
+    /// loaded with tables of its own, made as large as `table` needs and
+    /// filled, then swapped into `TABLES` in one update: no packet sees
+    /// half a table. The old table program and its maps are freed by the
+    /// kernel once no packet can still be in it.
     pub fn load_table(&mut self, table: &Table) -> Result<(), Error> {
-        self.table_memory = match self.backend {
+        let (mut instance, memory, nodes) = match self.backend {
             Backend::Trie => {
                 let tries = PerFamily { v4: Trie::v4(table)?, v6: Trie::v6(table)? };
-                let (v4, v6) = (trie_map(&tries.v4)?, trie_map(&tries.v6)?);
-                self.swap(maps::GEO_V4, &v4)?;
-                self.swap(maps::GEO_V6, &v6)?;
-                self.trie_nodes = PerFamily { v4: tries.v4.nodes().len(), v6: tries.v6.nodes().len() };
-                PerFamily { v4: memlock(v4.map()), v6: memlock(v6.map()) }
+                let nodes = PerFamily { v4: tries.v4.nodes().len(), v6: tries.v6.nodes().len() };
+                let sizes = [(maps::GEO_V4, nodes.v4 as u32), (maps::GEO_V6, nodes.v6 as u32)];
+                let mut instance = load_instance(self.object, self.backend, &self.pins, &sizes)?;
+                let v4 = fill_trie(&mut instance, maps::GEO_V4, &tries.v4)?;
+                let v6 = fill_trie(&mut instance, maps::GEO_V6, &tries.v6)?;
+                (instance, PerFamily { v4, v6 }, nodes)
             }
             Backend::Lpm => {
-                let v4 = lpm_map(MAX_V4_PREFIXES, table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)))?;
-                let v6 = lpm_map(MAX_V6_PREFIXES, table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)))?;
-                self.swap(maps::LPM_V4, &v4)?;
-                self.swap(maps::LPM_V6, &v6)?;
-                PerFamily { v4: memlock(v4.map()), v6: memlock(v6.map()) }
+                let mut instance = load_instance(self.object, self.backend, &self.pins, &[])?;
+                let v4 = fill_lpm(
+                    &mut instance,
+                    maps::LPM_V4,
+                    table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)),
+                )?;
+                let v6 = fill_lpm(
+                    &mut instance,
+                    maps::LPM_V6,
+                    table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), c)),
+                )?;
+                (instance, PerFamily { v4, v6 }, PerFamily::default())
             }
         };
+        let program = instance.program_mut(TABLE_PROGRAM).ok_or(Error::Program(ProgramError::NotLoaded))?;
+        let program: &mut Xdp = program.try_into()?;
+        program.load().map_err(permission_or(Error::Program))?;
+        let mut tables: ProgramArray<&mut MapData> = self.map_mut(maps::TABLES)?;
+        tables.set(0, program.fd()?, 0)?;
+        (self.table, self.table_memory, self.trie_nodes) = (Some(instance), memory, nodes);
         Ok(())
     }
 
@@ -271,16 +320,17 @@ impl Geoblock {
         self.table_memory
     }
 
-    /// Trie nodes the table in force uses per family, of
-    /// [`TRIE_NODES`](geoblock_common::TRIE_NODES): how close real data is
-    /// to the trie's size (0 with the LPM trie).
+    /// Trie nodes the table in force uses per family, of the
+    /// [`TRIE_MAX_NODES`](geoblock_common::TRIE_MAX_NODES) a trie can
+    /// name (0 with the LPM trie).
     pub fn trie_nodes(&self) -> PerFamily<usize> {
         self.trie_nodes
     }
 
-    fn swap<V: aya::maps::InnerMap>(&mut self, outer: &'static str, inner: &V) -> Result<(), Error> {
-        let mut slot: ArrayOfMaps<&mut MapData, V> = self.map_mut(outer)?;
-        Ok(slot.set(0, inner, 0)?)
+    /// The table program in force that this process loaded (for the
+    /// benchmark, which counts its maps).
+    pub fn table_program(&self) -> Option<&Xdp> {
+        self.table.as_ref()?.program(TABLE_PROGRAM)?.try_into().ok()
     }
 
     /// Writes the policy: per-country actions, and the exception tries
@@ -396,10 +446,12 @@ impl Geoblock {
         Ok("re-attached")
     }
 
-    /// Pins the program in `state`, in place of the one pinned there.
+    /// Pins the program in `state`, in place of the one pinned there, once
+    /// the links run it: what a replaced layout's program needed goes.
     pub fn pin_program(&mut self, state: &StateDir) -> Result<(), Error> {
         let program = self.program()?;
-        state.replace(PROGRAM_PIN, |path| program.pin(path))
+        state.replace(PROGRAM_PIN, |path| program.pin(path))?;
+        state.remove_retired()
     }
 
     /// The counters, summed over CPUs.
@@ -554,13 +606,52 @@ fn fd_link(program: &mut Xdp, id: aya::programs::xdp::XdpLinkId) -> Result<FdLin
     FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)
 }
 
-/// A new trie map holding `trie`'s nodes.
-fn trie_map(trie: &Trie) -> Result<Array<MapData, TrieNode>, Error> {
-    let mut map = Array::create(TRIE_NODES, 0)?;
+/// Loads `object`'s maps (the programs are loaded one by one): those named
+/// in `pins` opened from (or created and pinned at) their paths, those in
+/// `sizes` made that large. Kernel-side log statements above the daemon's
+/// log level are disabled, so they cost a branch, not a ring buffer write.
+fn load_instance(
+    object: &[u8],
+    backend: Backend,
+    pins: &[(&'static str, PathBuf)],
+    sizes: &[(&'static str, u32)],
+) -> Result<Ebpf, Error> {
+    let (level, backend) = (log::max_level() as u8, backend as u8);
+    let mut loader = EbpfLoader::new();
+    for (map, path) in pins {
+        loader.map_pin_path(map, path.as_path());
+    }
+    for &(map, size) in sizes {
+        loader.map_max_entries(map, size);
+    }
+    loader
+        .override_global(aya_log::LEVEL, &level, false)
+        .override_global("BACKEND", &backend, false)
+        .load(object)
+        .map_err(permission_or(Error::Load))
+}
+
+/// A directory of its own on bpffs for the pins of a program loaded
+/// without a state directory (tests, the benchmark).
+fn private_pin_dir() -> Result<PathBuf, Error> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    super::state::ensure_bpffs_mounted()?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = PathBuf::from(super::state::BPFFS_ROOT).join(format!("geoblock-private-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(Error::io(&dir))?;
+    Ok(dir)
+}
+
+/// Fills the trie map `name` of a table program with `trie`'s nodes; its
+/// kernel memory.
+fn fill_trie(instance: &mut Ebpf, name: &'static str, trie: &Trie) -> Result<u64, Error> {
+    let map = instance.map_mut(name).ok_or(Error::MissingMap(name))?;
+    let mut map: Array<&mut MapData, TrieNode> = map.try_into()?;
     for (index, node) in trie.nodes().iter().enumerate() {
         map.set(index as u32, node, 0)?;
     }
-    Ok(map)
+    Ok(memlock(map.map()))
 }
 
 /// A map's kernel memory (`memlock` in its fdinfo); 0 if unreadable,
@@ -571,16 +662,19 @@ fn memlock(map: &MapData) -> u64 {
     fdinfo.ok().as_deref().and_then(field).flatten().unwrap_or(0)
 }
 
-/// A new LPM trie holding `prefixes`.
-fn lpm_map<'a, const N: usize>(
-    capacity: u32,
+/// Fills the LPM trie `name` of a table program with `prefixes`; its
+/// kernel memory.
+fn fill_lpm<'a, const N: usize>(
+    instance: &mut Ebpf,
+    name: &'static str,
     prefixes: impl Iterator<Item = ([u8; N], u8, &'a CountryId)>,
-) -> Result<LpmTrie<MapData, [u8; N], CountryId>, Error> {
-    let mut map = LpmTrie::create(capacity, BPF_F_NO_PREALLOC)?;
+) -> Result<u64, Error> {
+    let map = instance.map_mut(name).ok_or(Error::MissingMap(name))?;
+    let mut map: LpmTrie<&mut MapData, [u8; N], CountryId> = map.try_into()?;
     for (addr, len, country) in prefixes {
         map.insert(&Key::new(u32::from(len), addr), country, 0)?;
     }
-    Ok(map)
+    Ok(memlock(map.map()))
 }
 
 /// Maps EPERM anywhere in an aya error to [`Error::Permission`]. (EACCES is

@@ -6,9 +6,9 @@
 //! | pin | what |
 //! | --- | --- |
 //! | `ABI` | one-element array map: the [`ABI_VERSION`](geoblock_common::ABI_VERSION) of the maps here |
-//! | `program` | the XDP program the links run |
+//! | `program` | the XDP program the links run, which tail-calls the table program in `TABLES` |
 //! | `link-IFACE` | the bpf_link attaching the program to IFACE (a `.` in IFACE written `:`); the attachment lasts as long as this pin |
-//! | `GEO_V4` ... `TOTALS` | the program's maps, by name: tables, policy, exceptions, counters |
+//! | `TABLES` ... `TOTALS` | the maps shared by the program and the table programs, by name: the table program in force (which holds the tables), policy, exceptions, counters, kernel log records |
 //! | `lock` | an empty directory, held under `flock` by the daemon or `geoblock detach` |
 //!
 //! The directory is root's and mode 0700: nobody else can remove a pin.
@@ -40,6 +40,9 @@ pub const PROGRAM_PIN: &str = "program";
 const LINK_PREFIX: &str = "link-";
 /// A pin being replaced (see [`StateDir::replace`]); bpffs forbids dots.
 const STAGED_PREFIX: &str = "staged-";
+/// A map of a replaced layout that the program on the links still needs
+/// (see [`StateDir::retire`]).
+const RETIRED_PREFIX: &str = "retired-";
 /// The empty directory the holder of the state directory locks (see [`StateDir::lock`]).
 const LOCK_DIR: &str = "lock";
 
@@ -183,6 +186,34 @@ impl StateDir {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io { path: path.into(), source: e }),
             _ => Ok(()),
         }
+    }
+
+    /// The pins of maps: every pin but the program's, the links' and the
+    /// retired ones, of whatever layout (older ones had other maps).
+    pub fn map_pins(&self) -> Result<Vec<String>, Error> {
+        let maps = pin_names(&self.path)?.into_iter();
+        let kept = |name: &String| [LINK_PREFIX, RETIRED_PREFIX].iter().any(|p| name.starts_with(p));
+        Ok(maps.filter(|name| name != PROGRAM_PIN && !kept(name)).collect())
+    }
+
+    /// Keeps the map pinned as `name` under another name until
+    /// [`StateDir::remove_retired`]: the kernel empties a program array
+    /// nobody holds or pins, and the program still on the links would then
+    /// pass every packet. A missing pin is fine.
+    pub fn retire(&self, name: &str) -> Result<(), Error> {
+        let (path, retired) = (self.pin(name), self.pin(&format!("{RETIRED_PREFIX}{name}")));
+        match fs::rename(&path, &retired) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io { path, source: e }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the retired pins, once the links run the program of this layout.
+    pub fn remove_retired(&self) -> Result<(), Error> {
+        for name in pin_names(&self.path)?.iter().filter(|name| name.starts_with(RETIRED_PREFIX)) {
+            self.unpin(&self.pin(name))?;
+        }
+        Ok(())
     }
 
     /// Removes every pin and the directory: unpinning a link detaches the

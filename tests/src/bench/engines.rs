@@ -168,9 +168,9 @@ impl<'a> Receiver<'a> {
         }
     }
 
-    /// The geoblock program's kernel memory, per map (geoblock engines only).
+    /// The geoblock table program's kernel memory, per map (geoblock engines only).
     pub fn map_memory(&mut self) -> Vec<super::kernel::MapMemory> {
-        super::kernel::map_memory(self.xdp.program().expect("the loaded program"))
+        super::kernel::map_memory(self.xdp.table_program().expect("the table program"))
     }
 }
 
@@ -195,7 +195,7 @@ impl Drop for Receiver<'_> {
     }
 }
 
-fn load(object: &[u8], name: &str, backend: Backend) -> Geoblock {
+fn load(object: &'static [u8], name: &str, backend: Backend) -> Geoblock {
     Geoblock::load_object(object, name, backend).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 

@@ -7,7 +7,7 @@ use std::{
 };
 
 use aya::{
-    maps::{MapFd, MapInfo, MapType},
+    maps::{MapFd, MapInfo},
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 
@@ -69,13 +69,7 @@ pub fn map_memory(program: &Xdp) -> Vec<MapMemory> {
         let info = MapInfo::from_id(id).expect("map info");
         let name = info.name_as_str().unwrap_or("?").to_string();
         let fd = info.fd().expect("map fd");
-        maps.push(MapMemory { name: name.clone(), bytes: memlock(fd.as_fd().as_raw_fd()) });
-        if matches!(info.map_type(), Ok(MapType::ArrayOfMaps)) {
-            if let Some(inner) = inner_map_id(fd.as_fd().as_raw_fd()) {
-                let fd = MapInfo::from_id(inner).expect("inner map info").fd().expect("inner map fd");
-                maps.push(MapMemory { name: format!("{name}[0]"), bytes: memlock(fd.as_fd().as_raw_fd()) });
-            }
-        }
+        maps.push(MapMemory { name, bytes: memlock(fd.as_fd().as_raw_fd()) });
     }
     maps
 }
@@ -89,8 +83,9 @@ fn memlock(fd: i32) -> u64 {
         .unwrap_or_else(|| panic!("no memlock in {path}"))
 }
 
-/// The id of the map in slot 0 of the array of maps `fd` (None when empty).
-fn inner_map_id(fd: i32) -> Option<u32> {
+/// The id of what slot 0 of the array `fd` holds: the map of an array of
+/// maps, the program of a program array (None when empty).
+pub(crate) fn slot_zero(fd: i32) -> Option<u32> {
     const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
     let (key, mut value) = (0u32, 0u32);
     // SAFETY: key and value point at live u32s, the sizes of the array's.
@@ -98,15 +93,14 @@ fn inner_map_id(fd: i32) -> Option<u32> {
     (rc == 0).then_some(value)
 }
 
-/// The maps in slot 0 of the arrays of maps named `outer` that `program`
-/// uses, opened by id: held, they outlive their replacement in the slot.
-pub fn inner_maps(program: &Xdp, outer: &[&str]) -> Vec<MapFd> {
+/// The maps named `names` that `program` uses, opened by id: held, they
+/// outlive the program's replacement.
+pub fn maps_named(program: &Xdp, names: &[&str]) -> Vec<MapFd> {
     let ids = program.info().expect("program info").map_ids().expect("map ids").unwrap_or_default();
     ids.into_iter()
         .map(|id| MapInfo::from_id(id).expect("map info"))
-        .filter(|info| info.name_as_str().is_some_and(|n| outer.contains(&n)))
-        .filter_map(|info| inner_map_id(info.fd().expect("map fd").as_fd().as_raw_fd()))
-        .map(|id| MapInfo::from_id(id).expect("inner map info").fd().expect("inner map fd"))
+        .filter(|info| info.name_as_str().is_some_and(|n| names.contains(&n)))
+        .map(|info| info.fd().expect("map fd"))
         .collect()
 }
 

@@ -78,8 +78,13 @@ pub fn test_runs(world: &Table, settings: Settings, report: &mut Report) {
     }
     for (engine, gb) in &mut programs {
         if engine.is_geoblock() {
-            let memory = kernel::map_memory(gb.program().unwrap());
-            let table: u64 = memory.iter().filter(|m| m.name.ends_with("[0]")).map(|m| m.bytes).sum();
+            let memory = kernel::map_memory(gb.table_program().expect("the table program"));
+            let tables = if *engine == Engine::Trie {
+                [geoblock_common::maps::GEO_V4, geoblock_common::maps::GEO_V6]
+            } else {
+                [geoblock_common::maps::LPM_V4, geoblock_common::maps::LPM_V6]
+            };
+            let table: u64 = memory.iter().filter(|m| tables.contains(&m.name.as_str())).map(|m| m.bytes).sum();
             report.loads.iter_mut().filter(|l| l.engine == engine.name()).for_each(|l| l.bytes = Some(table));
             if *engine == Engine::Trie {
                 report.memory = memory;

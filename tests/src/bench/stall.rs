@@ -152,8 +152,9 @@ fn swap_under_load(
         s.spawn(|| {
             pin_to_cpu(0, at.swap_cpu);
             std::thread::sleep(QUIET);
-            let held = (release == Release::Drained)
-                .then(|| kernel::inner_maps(gb.program().expect("the program"), &[maps::LPM_V4, maps::LPM_V6]));
+            let held = (release == Release::Drained).then(|| {
+                kernel::maps_named(gb.table_program().expect("the table program"), &[maps::LPM_V4, maps::LPM_V6])
+            });
             let fill = monotonic_ns();
             gb.load_table(world).expect("swapping the world table in");
             let swap = monotonic_ns();
