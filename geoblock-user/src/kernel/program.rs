@@ -154,25 +154,15 @@ pub struct Geoblock {
     logger: Option<KernelLog>,
     /// The loaded program's kernel id: what the links it owns must run.
     id: u32,
-    /// Where the maps the table programs share with this one are pinned.
-    pins: Vec<(&'static str, PathBuf)>,
-    /// Those pins' own directory, removed on drop, when no state directory was given.
-    private: Option<PathBuf>,
+    /// Where the maps the table programs share with this one are pinned
+    /// (`None`: not pinned; see [`Geoblock::load_table`]).
+    pins: Option<Vec<(&'static str, PathBuf)>>,
     /// The table program in force, with its tables (the last one this process loaded).
     table: Option<Ebpf>,
     /// Kernel memory of the tables this process loaded, as the kernel counts it.
     table_memory: PerFamily<u64>,
     /// Trie nodes the table uses per family (0 with the LPM trie).
     trie_nodes: PerFamily<usize>,
-}
-
-impl Drop for Geoblock {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.private {
-            // The maps live on while open; only the names go.
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
 }
 
 impl Geoblock {
@@ -183,19 +173,10 @@ impl Geoblock {
         Self::load_object(crate::kernel::objects::GEOBLOCK, PROGRAM, backend)
     }
 
-    /// Loads `object` and its XDP function `name`; also used for the
-    /// benchmark's baseline program. Its maps are pinned in a directory of
-    /// its own (the table programs reuse them from there), removed on drop.
+    /// Loads `object` and its XDP function `name`, its maps pinned nowhere;
+    /// also used for the benchmark's baseline program.
     pub fn load_object(object: &'static [u8], name: &str, backend: Backend) -> Result<Self, Error> {
-        let dir = private_pin_dir()?;
-        let pins = PINNED_MAPS.iter().map(|&map| (map, dir.join(map))).collect();
-        let mut geoblock = Self::load_with(object, name, backend, pins);
-        if let Ok(geoblock) = &mut geoblock {
-            geoblock.private = Some(dir);
-        } else {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        geoblock
+        Self::load_with(object, name, backend, None)
     }
 
     /// Loads the program with its maps pinned in `state`: maps of this ABI
@@ -223,7 +204,7 @@ impl Geoblock {
             pin_abi(state)?;
         }
         let pins: Vec<_> = PINNED_MAPS.iter().map(|&name| (name, state.pin(name))).collect();
-        let geoblock = Self::load_with(crate::kernel::objects::GEOBLOCK, PROGRAM, backend, pins)?;
+        let geoblock = Self::load_with(crate::kernel::objects::GEOBLOCK, PROGRAM, backend, Some(pins))?;
         Ok((geoblock, pinned))
     }
 
@@ -233,9 +214,9 @@ impl Geoblock {
         object: &'static [u8],
         name: &str,
         backend: Backend,
-        pins: Vec<(&'static str, PathBuf)>,
+        pins: Option<Vec<(&'static str, PathBuf)>>,
     ) -> Result<Self, Error> {
-        let mut ebpf = load_instance(object, backend, &pins, &[])?;
+        let mut ebpf = load_instance(object, backend, pins.as_deref().unwrap_or_default(), &[])?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(KernelLog(logger)),
             Err(e) => {
@@ -251,7 +232,6 @@ impl Geoblock {
             logger,
             id: 0,
             pins,
-            private: None,
             table: None,
             table_memory: PerFamily::default(),
             trie_nodes: PerFamily::default(),
@@ -285,13 +265,13 @@ impl Geoblock {
                 let tries = PerFamily { v4: Trie::v4(table)?, v6: Trie::v6(table)? };
                 let nodes = PerFamily { v4: tries.v4.nodes().len(), v6: tries.v6.nodes().len() };
                 let sizes = [(maps::GEO_V4, nodes.v4 as u32), (maps::GEO_V6, nodes.v6 as u32)];
-                let mut instance = load_instance(self.object, self.backend, &self.pins, &sizes)?;
+                let mut instance = self.load_table_maps(&sizes)?;
                 let v4 = fill_trie(&mut instance, maps::GEO_V4, &tries.v4)?;
                 let v6 = fill_trie(&mut instance, maps::GEO_V6, &tries.v6)?;
                 (instance, PerFamily { v4, v6 }, nodes)
             }
             Backend::Lpm => {
-                let mut instance = load_instance(self.object, self.backend, &self.pins, &[])?;
+                let mut instance = self.load_table_maps(&[])?;
                 let v4 = fill_lpm(
                     &mut instance,
                     maps::LPM_V4,
@@ -312,6 +292,24 @@ impl Geoblock {
         tables.set(0, program.fd()?, 0)?;
         (self.table, self.table_memory, self.trie_nodes) = (Some(instance), memory, nodes);
         Ok(())
+    }
+
+    /// A table program's maps, sharing this program's from their pins. A
+    /// program pinned nowhere (tests, the benchmark) pins them in a
+    /// directory of its own for the load alone: nothing it made outlives it.
+    fn load_table_maps(&self, sizes: &[(&'static str, u32)]) -> Result<Ebpf, Error> {
+        if let Some(pins) = &self.pins {
+            return load_instance(self.object, self.backend, pins, sizes);
+        }
+        let dir = private_pin_dir()?;
+        let pinned: Result<Vec<_>, Error> = PINNED_MAPS
+            .iter()
+            .filter_map(|&name| Some((name, self.ebpf.map(name)?)))
+            .map(|(name, map)| map.pin(dir.join(name)).map(|()| (name, dir.join(name))).map_err(Error::from))
+            .collect();
+        let loaded = pinned.and_then(|pins| load_instance(self.object, self.backend, &pins, sizes));
+        let _ = std::fs::remove_dir_all(&dir);
+        loaded
     }
 
     /// Kernel memory of the table in force (bytes per family; 0 until
@@ -544,9 +542,14 @@ impl Geoblock {
     }
 
     /// The events ring buffer, for the daemon to drain (it is its only reader).
+    /// A handle of its own: the map stays among the program's, which the
+    /// table programs loaded later share.
     pub fn take_events(&mut self) -> Result<EventRing, Error> {
-        let map = self.ebpf.take_map(maps::EVENTS).ok_or(Error::MissingMap(maps::EVENTS))?;
-        Ok(EventRing(RingBuf::try_from(map)?))
+        let Map::RingBuf(events) = self.map(maps::EVENTS)? else {
+            return Err(Error::MissingMap(maps::EVENTS));
+        };
+        let reader = MapData::from_id(events.info()?.id())?;
+        Ok(EventRing(RingBuf::try_from(Map::RingBuf(reader))?))
     }
 
     fn map(&self, name: &'static str) -> Result<&Map, Error> {
@@ -631,8 +634,7 @@ fn load_instance(
         .map_err(permission_or(Error::Load))
 }
 
-/// A directory of its own on bpffs for the pins of a program loaded
-/// without a state directory (tests, the benchmark).
+/// A directory of its own on bpffs, for [`Geoblock::load_table_maps`].
 fn private_pin_dir() -> Result<PathBuf, Error> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     super::state::ensure_bpffs_mounted()?;
