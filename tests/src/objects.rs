@@ -67,13 +67,13 @@ fn tables(state_dir: &Path) -> Vec<MapInfo> {
 /// The object an fdinfo describes, as (`map 12`, memlock); `None` for a
 /// file descriptor of something else.
 fn object(fdinfo: &str) -> Option<(String, u64)> {
-    let field = |key: &str| fdinfo.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
-    let id = match (field("map_id:"), field("prog_id:")) {
+    let field = |key: &str| link::fdinfo_field(fdinfo, key);
+    let id = match (field("map_id"), field("prog_id")) {
         (Some(map), _) => format!("map {map}"),
         (None, Some(prog)) => format!("prog {prog}"),
         (None, None) => return None,
     };
-    Some((id, field("memlock:").and_then(|m| m.parse().ok()).unwrap_or(0)))
+    Some((id, field("memlock").and_then(|m| m.parse().ok()).unwrap_or(0)))
 }
 
 fn own_fdinfo(fd: impl AsFd) -> PathBuf {

@@ -10,7 +10,7 @@ use std::{
     ffi::CString,
     fmt, fs, io,
     os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
         unix::ffi::OsStrExt as _,
     },
     path::Path,
@@ -63,9 +63,18 @@ pub fn pinned_link(path: &Path) -> Result<LinkInfo, Tampering> {
         io::ErrorKind::NotFound => Tampering::PinRemoved,
         _ => Tampering::Unreadable(e.to_string()),
     })?;
-    let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
-        .map_err(|e| Tampering::Unreadable(format!("its fdinfo: {e}")))?;
+    let fdinfo = fdinfo(fd.as_fd()).map_err(|e| Tampering::Unreadable(format!("its fdinfo: {e}")))?;
     Ok(parse_fdinfo(&fdinfo))
+}
+
+/// What the kernel says of a BPF object's fd (its kind, ids, `memlock`...).
+pub fn fdinfo(fd: BorrowedFd<'_>) -> io::Result<String> {
+    fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+}
+
+/// The value of `key` in an fdinfo text.
+pub fn fdinfo_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(str::trim)
 }
 
 /// What is wrong with `link`, pinned for an interface at `ifindex` that
@@ -84,9 +93,9 @@ pub fn tampering(link: &LinkInfo, program: u32, ifindex: u32) -> Option<Tamperin
 
 /// `link_type:`, `prog_id:` and (XDP links) `ifindex:` of an fdinfo text.
 fn parse_fdinfo(text: &str) -> LinkInfo {
-    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(str::trim);
-    let number = |key: &str| field(key).and_then(|v| v.parse().ok()).unwrap_or(0);
-    LinkInfo { kind: field("link_type").map(String::from), program: number("prog_id"), ifindex: number("ifindex") }
+    let number = |key: &str| fdinfo_field(text, key).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let kind = fdinfo_field(text, "link_type").map(String::from);
+    LinkInfo { kind, program: number("prog_id"), ifindex: number("ifindex") }
 }
 
 /// BPF_OBJ_GET: an fd of the object pinned at `path`, whatever its kind

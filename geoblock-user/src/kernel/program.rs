@@ -659,9 +659,8 @@ fn fill_trie(instance: &mut Ebpf, name: &'static str, trie: &Trie) -> Result<u64
 /// A map's kernel memory (`memlock` in its fdinfo); 0 if unreadable,
 /// which only an exhausted fd table or a kernel without fdinfo would make.
 fn memlock(map: &MapData) -> u64 {
-    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", map.fd().as_fd().as_raw_fd()));
-    let field = |text: &str| text.lines().find_map(|l| l.strip_prefix("memlock:")).map(|v| v.trim().parse().ok());
-    fdinfo.ok().as_deref().and_then(field).flatten().unwrap_or(0)
+    let fdinfo = link::fdinfo(map.fd().as_fd()).unwrap_or_default();
+    link::fdinfo_field(&fdinfo, "memlock").and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// Fills the LPM trie `name` of a table program with `prefixes`; its

@@ -77,9 +77,8 @@ pub fn map_memory(program: &Xdp) -> Vec<MapMemory> {
 fn memlock(fd: i32) -> u64 {
     let path = format!("/proc/self/fdinfo/{fd}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .find_map(|l| l.strip_prefix("memlock:"))
-        .and_then(|v| v.trim().parse().ok())
+    geoblock::kernel::link::fdinfo_field(&text, "memlock")
+        .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no memlock in {path}"))
 }
 
