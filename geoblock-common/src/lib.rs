@@ -38,14 +38,28 @@ pub mod maps {
     /// Counter slot → [`IfaceSlot`](super::IfaceSlot), so that another
     /// process (in another namespace) can name the counters.
     pub const IFACES: &str = "IFACES";
-    /// Country verdicts per address family ([`Family`](super::Family)).
-    pub const FAMILY_STATS: &str = "FAMILY_STATS";
+    /// Verdicts per rule position and address family ([`rule_stats_index`](super::rule_stats_index)).
+    pub const RULE_STATS: &str = "RULE_STATS";
+    /// IP protocol → rule ([`RuleSlots`](super::RuleSlots), see [`proto_rules_index`](super::proto_rules_index)).
+    pub const PROTO_RULES: &str = "PROTO_RULES";
+    /// Destination port → rule ([`RuleSlots`](super::RuleSlots), see [`port_rules_index`](super::port_rules_index)).
+    pub const PORT_RULES: &str = "PORT_RULES";
+    /// Settings the program reads on the drop path ([`Settings`](super::Settings), one slot).
+    pub const SETTINGS: &str = "SETTINGS";
+    /// Rule position → its name, NUL-padded (`[u8; RULE_NAME_LEN]`), so
+    /// that `geoblock stats` can name the rule counters.
+    pub const RULE_NAMES: &str = "RULE_NAMES";
+    /// Which remote addresses may have a flow (see [`FLOW_FILTER_FLAGS`](super::FLOW_FILTER_FLAGS)).
+    pub const FLOW_FILTER: &str = "FLOW_FILTER";
+    /// Connections this host opened ([`FlowKey`](super::FlowKey) → last
+    /// outbound packet, ns), an LRU hash the egress program writes.
+    pub const FLOWS: &str = "FLOWS";
 }
 
 /// Version of the map layout above and below. A daemon that starts and finds
 /// pinned maps of another version recreates them instead of reusing them:
 /// bump it whenever a map's key, value, size or meaning changes.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Capacity of the LPM tries. The world table (DB-IP Lite) is about 600k
 /// IPv4 and 780k IPv6 prefixes; leave room for growth and denser sources.
@@ -144,6 +158,137 @@ impl Action {
     }
 }
 
+/// Rules: the policy is an ordered list of at most [`MAX_RULES`] rules,
+/// each matching a protocol and destination ports and carrying its own
+/// country policy. The kernel names a rule by its id: its position plus
+/// [`RULE_BANK`] times its bank. Two banks let a new rule set be written
+/// beside the one in force and switched to in one step per protocol (the
+/// `PROTO_RULES` entries), so that every packet sees one whole rule set.
+pub const MAX_RULES: u32 = 16;
+pub const RULE_BANK: u8 = MAX_RULES as u8;
+pub const RULE_BANKS: u32 = 2;
+/// A rule's name is at most this long less one (NUL-padded in `RULE_NAMES`).
+pub const RULE_NAME_LEN: usize = 32;
+/// No rule matches: the packet passes.
+pub const RULE_NONE: u8 = 0xff;
+/// In `PROTO_RULES`: the destination port decides, in `PORT_RULES` of
+/// bank `value - RULE_BY_PORT`.
+pub const RULE_BY_PORT: u8 = 0x80;
+
+/// Eight rule ids in one map value: array map values take 8 bytes each
+/// however small, so the rule maps pack eight entries per slot.
+pub type RuleSlots = [u8; 8];
+
+/// Index in `POLICY` of a rule's action for a country.
+pub const fn policy_index(rule: u8, country: CountryId) -> u32 {
+    rule as u32 * COUNTRY_SLOTS + country as u32
+}
+pub const POLICY_SLOTS: u32 = RULE_BANKS * MAX_RULES * COUNTRY_SLOTS;
+
+/// `PROTO_RULES` holds one entry per IP protocol for packets whose ports
+/// are read (or that have none), and one per protocol for fragments after
+/// the first, which carry no ports: those match only rules without ports.
+/// Returns (slot, byte in the slot).
+pub const fn proto_rules_index(protocol: u8, later_fragment: bool) -> (u32, usize) {
+    let entry = later_fragment as u32 * 256 + protocol as u32;
+    (entry / 8, (entry % 8) as usize)
+}
+pub const PROTO_RULES_SLOTS: u32 = 2 * 256 / 8;
+
+/// The protocols whose destination port a rule can match, and their place
+/// in `PORT_RULES`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortProtocol {
+    Tcp = 0,
+    Udp = 1,
+    Sctp = 2,
+}
+pub const PORT_PROTOCOLS: u32 = 3;
+
+/// Index in `PORT_RULES` of a bank's entry for a protocol's destination
+/// port: (slot, byte in the slot).
+pub const fn port_rules_index(bank: u8, protocol: PortProtocol, port: u16) -> (u32, usize) {
+    let entry = (bank as u32 * PORT_PROTOCOLS + protocol as u32) * 65536 + port as u32;
+    (entry / 8, (entry % 8) as usize)
+}
+pub const PORT_RULES_SLOTS: u32 = RULE_BANKS * PORT_PROTOCOLS * 65536 / 8;
+
+/// Index in `RULE_STATS` of a rule position's counters for a family;
+/// [`RULE_NONE`] (packets no rule matched) counts after the rules.
+pub const fn rule_stats_index(rule: u8, family: Family) -> u32 {
+    let position = if rule == RULE_NONE { MAX_RULES } else { (rule % RULE_BANK) as u32 };
+    position * FAMILY_SLOTS + family as u32
+}
+pub const RULE_STATS_SLOTS: u32 = (MAX_RULES + 1) * FAMILY_SLOTS;
+
+/// What the program reads only when it is about to drop (`SETTINGS`, one slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Replies to connections this host opened pass (1) whatever their source.
+    pub replies: u8,
+    /// The half of `FLOW_FILTER` the XDP program reads (0 or 1).
+    pub filter: u8,
+    pub _reserved: [u8; 6],
+    /// How long after the host's last packet of a flow its replies still
+    /// pass, per protocol (see [`FLOW_TIMEOUT_TCP_NS`] for the defaults).
+    pub tcp_timeout_ns: u64,
+    pub udp_timeout_ns: u64,
+    pub icmp_timeout_ns: u64,
+}
+
+/// A connection this host opened, as the egress program records it and
+/// the XDP program looks up the reversed packet: the remote address (IPv4
+/// as `::ffff:a.b.c.d`), the remote and local ports (for ICMP echo: 0 and
+/// the identifier) and the protocol. Padding is explicit and zero: the
+/// kernel hashes every byte of a key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowKey {
+    pub remote: [u8; 16],
+    pub remote_port: u16,
+    pub local_port: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+
+/// The flow filter (`FLOW_FILTER`, two halves of [`FLOW_FILTER_FLAGS`]
+/// byte flags, eight per slot): a flag per hash of a remote address, set
+/// by the egress program in both halves whenever it records a flow. The
+/// XDP program reads the flag before the flow table: a packet from an
+/// address the host never talked to (nearly all of a flood) costs one read
+/// of a small array instead of a hash table lookup. A set flag of an
+/// address long gone costs only that lookup; the daemon clears the half
+/// the XDP program does not read, then switches to it once every live flow
+/// must have set its flag there again (see [`Settings::filter`]).
+pub const FLOW_FILTER_FLAGS: u32 = 1 << 16;
+pub const FLOW_FILTER_SLOTS: u32 = 2 * FLOW_FILTER_FLAGS / 8;
+
+/// The flag of `remote` in the filter's half `half`: (slot, byte in the slot).
+pub fn flow_filter_index(remote: &[u8; 16], half: u8) -> (u32, usize) {
+    let word = |i: usize| u32::from_ne_bytes([remote[i], remote[i + 1], remote[i + 2], remote[i + 3]]);
+    // Multiplicative hashing (Knuth): the top bits of the product mix all
+    // of the address.
+    let mixed = (word(0) ^ word(4).rotate_left(7) ^ word(8).rotate_left(14) ^ word(12).rotate_left(21))
+        .wrapping_mul(0x9e37_79b1);
+    let flag = (mixed >> (32 - FLOW_FILTER_FLAGS.trailing_zeros())) + half as u32 * FLOW_FILTER_FLAGS;
+    (flag / 8, (flag % 8) as usize)
+}
+
+/// Flows the `FLOWS` LRU hash holds by default: a busy server's outbound
+/// connections. When full, the least recently used entry makes room.
+pub const DEFAULT_FLOWS: u32 = 256 * 1024;
+/// Default flow timeouts. TCP: RFC 5382's established idle timeout (2 h 4
+/// min); UDP: RFC 4787's recommended 5 minutes; ICMP echo: RFC 5508's 60 s.
+/// Other protocols with ports (SCTP) take TCP's.
+pub const FLOW_TIMEOUT_TCP_NS: u64 = 7440 * 1_000_000_000;
+pub const FLOW_TIMEOUT_UDP_NS: u64 = 300 * 1_000_000_000;
+pub const FLOW_TIMEOUT_ICMP_NS: u64 = 60 * 1_000_000_000;
+/// The egress program rewrites a flow's time at most this often: a busy
+/// connection does not write the shared entry on every packet.
+pub const FLOW_REFRESH_NS: u64 = 1_000_000_000;
+
 /// Interfaces the counters tell apart: the daemon gives each attached
 /// interface a slot of its own; packets of any other ifindex are counted in
 /// slot [`OTHER_IFACE`]. Every slot costs `COUNTRY_SLOTS` counters per CPU.
@@ -176,7 +321,7 @@ pub const fn total_index(iface: u32, total: Total) -> u32 {
 }
 pub const TOTALS_SLOTS: u32 = IFACE_SLOTS * TOTAL_SLOTS;
 
-/// Address family: the index in `FAMILY_STATS`.
+/// Address family (see [`rule_stats_index`]).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -186,7 +331,7 @@ pub enum Family {
 pub const FAMILY_SLOTS: u32 = 2;
 
 /// Verdict counters (`COUNTRY_STATS`, per CPU, indexed by
-/// [`country_stats_index`]; `FAMILY_STATS`, indexed by [`Family`]). Its JSON
+/// [`country_stats_index`]; `RULE_STATS`, indexed by [`rule_stats_index`]). Its JSON
 /// form is part of `geoblock stats --json`: fields are added, never renamed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -253,11 +398,14 @@ pub enum Total {
     /// Would have been dropped (or would-dropped), but the source is inside
     /// an exception CIDR: passed, and not counted against its country.
     Exception = 2,
+    /// Would have been dropped, but answers a connection this host opened
+    /// (see [`FlowKey`]): passed, and not counted against its country.
+    Reply = 3,
 }
-pub const TOTAL_SLOTS: u32 = 3;
+pub const TOTAL_SLOTS: u32 = 4;
 
 impl Total {
-    pub const ALL: [Total; 3] = [Total::NonIp, Total::Unparsed, Total::Exception];
+    pub const ALL: [Total; 4] = [Total::NonIp, Total::Unparsed, Total::Exception, Total::Reply];
 
     /// The one spelling of the total in text and metrics.
     pub const fn name(self) -> &'static str {
@@ -265,6 +413,7 @@ impl Total {
             Total::NonIp => "non-ip",
             Total::Unparsed => "unparsed",
             Total::Exception => "exception",
+            Total::Reply => "reply",
         }
     }
 }
@@ -294,7 +443,9 @@ pub struct DropEvent {
     pub action: u8,
     /// How many bytes of `frame` hold the frame's start.
     pub captured: u8,
-    pub _reserved: u32,
+    /// The position of the rule that decided.
+    pub rule: u8,
+    pub _reserved: [u8; 3],
     pub frame: [u8; EVENT_SNAPLEN],
 }
 
@@ -348,9 +499,16 @@ mod pod {
     unsafe impl aya::Pod for super::IfaceSlot {}
     // SAFETY: #[repr(C)] array of u16.
     unsafe impl aya::Pod for super::TrieNode {}
+    // SAFETY: #[repr(C)], 8 bytes then u64s: no padding.
+    unsafe impl aya::Pod for super::Settings {}
+    // SAFETY: #[repr(C)], 16 + 2 + 2 + 1 + 3 bytes, padding explicit.
+    unsafe impl aya::Pod for super::FlowKey {}
 }
 
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 24 + EVENT_SNAPLEN);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 24);
+const _: () =
+    assert!(RULE_BY_PORT as u32 + RULE_BANKS <= RULE_NONE as u32 && RULE_BANKS * MAX_RULES <= RULE_BY_PORT as u32);
 const _: () = assert!(EVENT_SNAPLEN <= u8::MAX as usize);
 
 #[cfg(test)]

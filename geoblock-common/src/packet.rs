@@ -55,3 +55,49 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_SCTP: u8 = 132;
+
+/// IPv4: more-fragments flag and fragment offset (8-byte units) in the
+/// flags/offset field; the IHL in 4-byte words is the first byte's low nibble.
+pub const IPV4_MF: u16 = 0x2000;
+pub const IPV4_OFFSET_MASK: u16 = 0x1fff;
+
+/// IPv6 extension headers geoblock walks to reach the L4 header. Each
+/// starts with its next header; its length follows, in 8-byte units not
+/// counting the first 8 (the fragment header is always 8 bytes).
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+pub const IPV6_EXT_LEN: usize = 1;
+pub const IPV6_FRAG_HLEN: usize = 8;
+/// In the fragment header: offset (8-byte units) in the top 13 bits of this field.
+pub const IPV6_FRAG_OFF: usize = 2;
+pub const IPV6_OFFSET_MASK: u16 = 0xfff8;
+/// Extension headers walked before giving up: no real packet has more,
+/// and a longer chain is dropped (RFC 9098: such chains exist to hide the
+/// L4 header).
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+/// TCP: the flags byte and the flags a reply test reads.
+pub const TCP_FLAGS: usize = 13;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_HLEN: usize = 20;
+
+/// ICMP and ICMPv6: type, code, checksum, then 4 bytes (the echo identifier
+/// and sequence, or for errors unused/MTU/pointer), then for errors the
+/// offending packet's headers.
+pub const ICMP_HLEN: usize = 8;
+pub const ICMP_ECHO_ID: usize = 4;
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_ECHO: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
+pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
+pub const ICMPV6_PARAMETER_PROBLEM: u8 = 4;
+pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub const ICMPV6_ECHO_REPLY: u8 = 129;

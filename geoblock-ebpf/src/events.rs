@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
-use geoblock_common::{CountryId, DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN};
+use geoblock_common::{CountryId, DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN, RULE_BANK};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
@@ -22,9 +22,9 @@ static EVENT_CONFIG: Array<EventConfig> = Array::with_max_entries(1, 0);
 #[map]
 static EVENT_BUCKET: PerCpuArray<EventBucket> = PerCpuArray::with_max_entries(1, 0);
 
-/// Samples the packet in `ctx`, which `action` dropped (or would have).
+/// Samples the packet in `ctx`, which `rule`'s `action` dropped (or would have).
 #[inline(always)]
-pub fn sample(ctx: &XdpContext, country: CountryId, action: u8) {
+pub fn sample(ctx: &XdpContext, country: CountryId, action: u8, rule: u8) {
     let Some(bucket) = take_token() else {
         return;
     };
@@ -41,7 +41,8 @@ pub fn sample(ctx: &XdpContext, country: CountryId, action: u8) {
         (*event).ifindex = ctx.ingress_ifindex() as u32;
         (*event).country = country;
         (*event).action = action;
-        (*event)._reserved = 0;
+        (*event).rule = rule % RULE_BANK;
+        (*event)._reserved = [0; 3];
         (*event).captured = capture(ctx, &mut (*event).frame, len);
     }
     entry.submit(0);

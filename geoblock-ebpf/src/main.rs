@@ -1,20 +1,25 @@
-//! geoblock's XDP program: read the sender's address, find its country, apply
-//! the policy, count.
+//! geoblock's XDP program: read the sender's address, find its country,
+//! find the rule the packet's protocol and port fall under, apply that
+//! rule's policy for the country, count.
 //!
 //! Everything a verdict depends on lives in maps the daemon fills: the prefix
-//! tries (address → country), the policy (country → action), and the
-//! exceptions (addresses never dropped). Changing who is blocked never touches the tries.
+//! tries (address → country), the rules (protocol and port → rule), the
+//! policy ((rule, country) → action), the exceptions (addresses never
+//! dropped) and the flows the host opened (their replies are never
+//! dropped). Changing who is blocked never touches the tries.
 //!
 //! Two programs: `geoblock`, which the links run, only tail-calls the table
 //! program in force; `geoblock_table` does the work. The daemon loads a
 //! table program for each table, its tries made exactly as large as the
 //! table needs (plain arrays, whose lookups the verifier inlines), fills
 //! them and swaps the program into `TABLES` in one update. Every other map
-//! is shared by all of them.
+//! is shared by all of them, and by the egress program (`flows`).
 #![no_std]
 #![no_main]
 
 mod events;
+mod flows;
+mod frame;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
@@ -26,14 +31,15 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use geoblock_common::{
     country_stats_index,
-    packet::{
-        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV4_SRC, IPV6_HLEN, IPV6_SRC,
-        MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
-    },
-    total_index, Action, Backend, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total, TrieNode,
-    BPF_F_NO_PREALLOC, COUNTRY_SLOTS, COUNTRY_STATS_SLOTS, FAMILY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS,
-    MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
+    packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_SRC, IPV6_SRC, L4_DST_PORT},
+    policy_index, port_rules_index, proto_rules_index, rule_stats_index, total_index, Action, Backend, Counter,
+    CountryCounters, CountryId, Family, IfaceSlot, PortProtocol, RuleSlots, Total, TrieNode, BPF_F_NO_PREALLOC,
+    COUNTRY_STATS_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_RULES, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
+    NO_COUNTRY, OTHER_IFACE, POLICY_SLOTS, PORT_RULES_SLOTS, PROTO_RULES_SLOTS, RULE_BY_PORT, RULE_NAME_LEN, RULE_NONE,
+    RULE_STATS_SLOTS, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
 };
+
+use crate::frame::{parse, read, read_be16, Ip, Packet, L4};
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
 #[unsafe(no_mangle)]
@@ -56,16 +62,25 @@ static LPM_V6: LpmTrie<[u8; 16], CountryId> = LpmTrie::with_max_entries(MAX_V6_P
 static EXCEPT_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIONS, 0);
 #[map]
 static EXCEPT_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIONS, 0);
-/// Country → [`Action`] as u8.
+/// (rule, country) → [`Action`] as u8 (see `policy_index`).
 #[map]
-static POLICY: Array<u8> = Array::with_max_entries(COUNTRY_SLOTS, 0);
+static POLICY: Array<u8> = Array::with_max_entries(POLICY_SLOTS, 0);
+/// IP protocol → rule, or "the port decides" (see `proto_rules_index`).
+#[map]
+static PROTO_RULES: Array<RuleSlots> = Array::with_max_entries(PROTO_RULES_SLOTS, 0);
+/// Destination port → rule, per protocol and bank (see `port_rules_index`).
+#[map]
+static PORT_RULES: Array<RuleSlots> = Array::with_max_entries(PORT_RULES_SLOTS, 0);
+/// Rule position → name: only `geoblock stats` reads it (see `IFACES`).
+#[map]
+static RULE_NAMES: Array<[u8; RULE_NAME_LEN]> = Array::with_max_entries(MAX_RULES, 0);
 /// Counters per interface slot and country (see `country_stats_index`).
 #[map]
 static COUNTRY_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entries(COUNTRY_STATS_SLOTS, 0);
 #[map]
 static TOTALS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(TOTALS_SLOTS, 0);
 #[map]
-static FAMILY_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entries(FAMILY_SLOTS, 0);
+static RULE_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entries(RULE_STATS_SLOTS, 0);
 /// ifindex → counter slot, written by the daemon for the interfaces it
 /// attaches to: one inlined array lookup per packet.
 #[map]
@@ -93,19 +108,26 @@ pub fn geoblock_table(ctx: XdpContext) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let iface = IFINDEX_SLOTS.get(ctx.ingress_ifindex() as u32).map_or(OTHER_IFACE, |s| *s);
     let count = Count { iface, bytes };
-    match sender(&ctx) {
-        Sender::V4(addr) => {
-            let v4 = Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, exceptions: &EXCEPT_V4 };
-            ip_verdict(&ctx, addr, v4, count)
-        }
-        Sender::V6(addr) => {
-            let v6 = Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, exceptions: &EXCEPT_V6 };
-            ip_verdict(&ctx, addr, v6, count)
-        }
-        Sender::NotIp => count_total(Total::NonIp, count),
-        Sender::Unparsed => {
-            debug!(&ctx, "geoblock: unparsed frame of {} bytes passed", bytes);
-            count_total(Total::Unparsed, count)
+    match parse(&ctx) {
+        Packet::V4(ip) => match read::<[u8; 4]>(&ctx, ip.l3 + IPV4_SRC) {
+            Some(addr) => {
+                let v4 = Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, exceptions: &EXCEPT_V4 };
+                ip_verdict(&ctx, ip, addr, flows::mapped(addr), v4, count)
+            }
+            None => unparsed(&ctx, count),
+        },
+        Packet::V6(ip) => match read::<[u8; 16]>(&ctx, ip.l3 + IPV6_SRC) {
+            Some(addr) => {
+                let v6 = Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, exceptions: &EXCEPT_V6 };
+                ip_verdict(&ctx, ip, addr, addr, v6, count)
+            }
+            None => unparsed(&ctx, count),
+        },
+        Packet::NotIp => count_total(Total::NonIp, count),
+        Packet::Unparsed => unparsed(&ctx, count),
+        Packet::Hidden => {
+            count_total(Total::Unparsed, count);
+            XDP_DROP
         }
     }
 }
@@ -117,66 +139,10 @@ struct Count {
     bytes: u64,
 }
 
-/// Who sent a frame: its IP source address, or why there is none.
-enum Sender {
-    V4([u8; 4]),
-    V6([u8; 16]),
-    NotIp,
-    Unparsed,
-}
-
-/// Walks Ethernet and up to two VLAN tags to the L3 header. A frame counts as
-/// parsed when the fixed part of its L3 header is in the buffer and names the
-/// right IP version: the sender's address is then known, whatever follows
-/// (IPv4 options included). Anything less is for the kernel to reject.
 #[inline(always)]
-fn sender(ctx: &XdpContext) -> Sender {
-    let Some(mut proto) = read_be16(ctx, ETH_PROTO) else {
-        return Sender::Unparsed;
-    };
-    let mut l3 = ETH_HLEN;
-    for _ in 0..MAX_VLAN_TAGS {
-        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
-            break;
-        }
-        let Some(inner) = read_be16(ctx, l3 + VLAN_PROTO) else {
-            return Sender::Unparsed;
-        };
-        proto = inner;
-        l3 += VLAN_HLEN;
-    }
-    match proto {
-        ETH_P_IP => ip_sender(ctx, l3, IPV4_HLEN, 4, |ctx| read(ctx, l3 + IPV4_SRC).map(Sender::V4)),
-        ETH_P_IPV6 => ip_sender(ctx, l3, IPV6_HLEN, 6, |ctx| read(ctx, l3 + IPV6_SRC).map(Sender::V6)),
-        // A third tag: we do not look deeper, the kernel will.
-        ETH_P_8021Q | ETH_P_8021AD => Sender::Unparsed,
-        _ => Sender::NotIp,
-    }
-}
-
-/// Checks the header's length and version, then reads the sender's address. The one
-/// length check up front covers every read after it, which is also what
-/// lets the verifier prove them safe.
-#[inline(always)]
-fn ip_sender(
-    ctx: &XdpContext,
-    l3: usize,
-    hlen: usize,
-    version: u8,
-    read_addr: impl FnOnce(&XdpContext) -> Option<Sender>,
-) -> Sender {
-    if !fits(ctx, l3 + hlen) {
-        return Sender::Unparsed;
-    }
-    let Some(first) = read::<u8>(ctx, l3) else {
-        return Sender::Unparsed;
-    };
-    // IPv4's IHL counts 4-byte words and cannot be below 5.
-    let valid = first >> 4 == version && (version != 4 || usize::from(first & 0x0f) * 4 >= IPV4_HLEN);
-    match valid {
-        true => read_addr(ctx).unwrap_or(Sender::Unparsed),
-        false => Sender::Unparsed,
-    }
+fn unparsed(ctx: &XdpContext, count: Count) -> u32 {
+    debug!(ctx, "geoblock: unparsed frame of {} bytes passed", count.bytes);
+    count_total(Total::Unparsed, count)
 }
 
 /// An address family's maps: with them one path serves IPv4 (N = 4) and
@@ -188,53 +154,118 @@ struct Tables<const N: usize> {
     exceptions: &'static LpmTrie<[u8; N], u8>,
 }
 
-/// The sender's country, from the backend the loader chose, and its verdict.
+/// The sender's country, from the backend the loader chose, the rule the
+/// packet falls under, and their verdict. `remote` is the sender as flows
+/// name it.
 #[inline(always)]
-fn ip_verdict<const N: usize>(ctx: &XdpContext, addr: [u8; N], tables: Tables<N>, count: Count) -> u32 {
+fn ip_verdict<const N: usize>(
+    ctx: &XdpContext,
+    ip: Ip,
+    addr: [u8; N],
+    remote: [u8; 16],
+    tables: Tables<N>,
+    count: Count,
+) -> u32 {
     let key = Key::new(8 * N as u32, addr);
+    // A plain value, not an Option: LLVM would spill the payload of a None
+    // uninitialised, which the verifier refuses.
     let country = match BACKEND.load() {
-        LPM => tables.lpm.get(&key).copied(),
+        LPM => tables.lpm.get(&key).copied().unwrap_or(NO_COUNTRY),
         _ => trie_country(tables.trie, &addr),
     };
-    let excepted = || tables.exceptions.get(&key).is_some();
-    verdict(ctx, country.unwrap_or(NO_COUNTRY), excepted, tables.family, count)
+    let rescued = || {
+        if tables.exceptions.get(&key).is_some() {
+            Some(Total::Exception)
+        } else if flows::is_reply(ctx, ip, remote, N == 4) {
+            Some(Total::Reply)
+        } else {
+            None
+        }
+    };
+    let rule = rule(ctx, ip.l4);
+    verdict(ctx, country, rule, rescued, tables.family, count)
+}
+
+/// The rule a packet falls under: its protocol's, or, when the rules tell
+/// that protocol's ports apart, its destination port's. A packet whose
+/// ports cannot be read (a fragment after the first, a truncated header)
+/// falls under the rules that name no ports.
+#[inline(always)]
+fn rule(ctx: &XdpContext, l4: L4) -> u8 {
+    let by_protocol = protocol_rule(l4.protocol, l4.later_fragment);
+    let bank = by_protocol.wrapping_sub(RULE_BY_PORT);
+    if bank > 1 {
+        return by_protocol;
+    }
+    let protocol = match l4.protocol {
+        IPPROTO_TCP => PortProtocol::Tcp,
+        IPPROTO_UDP => PortProtocol::Udp,
+        IPPROTO_SCTP => PortProtocol::Sctp,
+        _ => return RULE_NONE,
+    };
+    let Some(port) = read_be16(ctx, l4.offset + L4_DST_PORT) else {
+        return protocol_rule(l4.protocol, true);
+    };
+    let (slot, byte) = port_rules_index(bank, protocol, port);
+    PORT_RULES.get(slot).map_or(RULE_NONE, |s| s[byte])
+}
+
+#[inline(always)]
+fn protocol_rule(protocol: u8, later_fragment: bool) -> u8 {
+    let (slot, byte) = proto_rules_index(protocol, later_fragment);
+    PROTO_RULES.get(slot).map_or(RULE_NONE, |s| s[byte])
 }
 
 /// Walks the multibit trie: the first two address bytes pick a root slot,
 /// each later byte a slot in the child named by the previous one, until a
 /// slot holds a country. IPv4 takes at most 3 reads, IPv6 at most 15.
 #[inline(always)]
-fn trie_country<const N: usize>(trie: &Array<TrieNode>, addr: &[u8; N]) -> Option<CountryId> {
+fn trie_country<const N: usize>(trie: &Array<TrieNode>, addr: &[u8; N]) -> CountryId {
     let mut node = u32::from(addr[0]);
     for byte in &addr[1..] {
-        let slot = trie.get(node)?.0[usize::from(*byte)];
+        let Some(n) = trie.get(node) else {
+            return NO_COUNTRY;
+        };
+        let slot = n.0[usize::from(*byte)];
         if slot < TRIE_CHILD {
-            return Some(slot);
+            return slot;
         }
         node = TRIE_ROOTS + u32::from(slot - TRIE_CHILD);
     }
-    None
+    NO_COUNTRY
 }
 
-/// The country's action, unless an exception rescues a packet that would be
-/// dropped. Exceptions are only consulted on that path: they cannot change a
-/// pass, so passing traffic never pays for the lookup. Drops and would-drops
-/// are sampled as events.
+/// The rule's action for the country, unless an exception or a reply
+/// rescues a packet that would be dropped. Both are only consulted on that
+/// path: they cannot change a pass, so passing traffic never pays for the
+/// lookups. Drops and would-drops are sampled as events.
 #[inline(always)]
-fn verdict(ctx: &XdpContext, country: CountryId, excepted: impl FnOnce() -> bool, family: Family, count: Count) -> u32 {
-    let action = POLICY.get(u32::from(country)).map_or(Action::Pass, |a| Action::from_u8(*a));
-    if action != Action::Pass && excepted() {
-        return count_total(Total::Exception, count);
+fn verdict(
+    ctx: &XdpContext,
+    country: CountryId,
+    rule: u8,
+    rescued: impl FnOnce() -> Option<Total>,
+    family: Family,
+    count: Count,
+) -> u32 {
+    let action = match rule {
+        RULE_NONE => Action::Pass,
+        _ => POLICY.get(policy_index(rule, country)).map_or(Action::Pass, |a| Action::from_u8(*a)),
+    };
+    if action != Action::Pass {
+        if let Some(total) = rescued() {
+            return count_total(total, count);
+        }
     }
     count_action(&COUNTRY_STATS, country_stats_index(count.iface, country), action, count.bytes);
-    count_action(&FAMILY_STATS, family as u32, action, count.bytes);
+    count_action(&RULE_STATS, rule_stats_index(rule, family), action, count.bytes);
     match action {
         Action::Drop => {
-            events::sample(ctx, country, Action::Drop as u8);
+            events::sample(ctx, country, Action::Drop as u8, rule);
             XDP_DROP
         }
         Action::WouldDrop => {
-            events::sample(ctx, country, Action::WouldDrop as u8);
+            events::sample(ctx, country, Action::WouldDrop as u8, rule);
             XDP_PASS
         }
         Action::Pass => XDP_PASS,
@@ -266,27 +297,6 @@ fn count_total(total: Total, count: Count) -> u32 {
         c.bytes += count.bytes;
     }
     XDP_PASS
-}
-
-#[inline(always)]
-fn fits(ctx: &XdpContext, len: usize) -> bool {
-    ctx.data() + len <= ctx.data_end()
-}
-
-/// Bounds-checked read at `offset`: the only way this program touches the frame.
-#[inline(always)]
-fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
-    let start = ctx.data() + offset;
-    if start + core::mem::size_of::<T>() > ctx.data_end() {
-        return None;
-    }
-    // SAFETY: [start, start + size) lies inside the frame, checked above.
-    Some(unsafe { core::ptr::read_unaligned(start as *const T) })
-}
-
-#[inline(always)]
-fn read_be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    read::<[u8; 2]>(ctx, offset).map(u16::from_be_bytes)
 }
 
 geoblock_ebpf::object_boilerplate!();

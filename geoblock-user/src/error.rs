@@ -54,6 +54,8 @@ pub enum Error {
     LockedOut(#[from] crate::policy::lockout::LockedOut),
     #[error("the kernel cannot pin XDP attachments (bpf_link needs Linux 5.9 or newer)")]
     NoBpfLink,
+    #[error("interface {0}: the kernel has no tcx links (Linux 6.6 or newer) for the program that recognises replies")]
+    NoTcx(String),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error("refusing the data: {0}")]

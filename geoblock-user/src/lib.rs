@@ -7,7 +7,7 @@
 //! | [`daemon`] | the run loop: config, control socket server, metrics, reloads |
 //! | [`protocol`] | the control socket's requests and answers, and every JSON schema |
 //! | [`kernel`] | the only user of aya: load, attach, pin (and check the links), tables, counters, events ring |
-//! | [`policy`] | who is dropped and why: the policy, its reasons, the lock-out guard, explain |
+//! | [`policy`] | who is dropped and why: the rules, their reasons and the kernel's rule maps, the lock-out guard, explain |
 //! | [`data`] | data sources → ranges → the exact minimal prefix [`data::table::Table`] |
 //! | [`country`] | ISO 3166-1 codes, over `geoblock_common` (shared with the XDP program) |
 //! | [`trust`] | directories no other user can change: for the state and the downloads |

@@ -17,10 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use geoblock_common::{
-    packet::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP},
-    Action,
-};
+use geoblock_common::Action;
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader as AsyncBufReader, Lines},
@@ -29,7 +26,11 @@ use tokio::{
 
 use crate::{
     kernel::events::EventCounts,
-    policy::{explain::Explanation, Change, Policy, Reason},
+    policy::{
+        explain::{Explanation, Packet},
+        rules::protocol_name,
+        Change, Policy, Reason,
+    },
     Error,
 };
 
@@ -77,9 +78,12 @@ pub enum Request {
     },
     /// Stream drop events (JSON lines) after the answer.
     Events,
-    /// Prefix, country, source and verdict of each address (`geoblock explain`).
+    /// Prefix, country, source and verdict of each address (`geoblock
+    /// explain`), for `packet` (none: what each rule does).
     Explain {
         addresses: Vec<std::net::IpAddr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        packet: Option<Packet>,
     },
 }
 
@@ -127,6 +131,22 @@ pub struct Status {
     /// Sampled drop events: the rate limit and what became of the samples.
     #[serde(default)]
     pub events: Option<EventStatus>,
+    /// Replies to this host's own connections, and the flow table that
+    /// recognises them.
+    #[serde(default)]
+    pub flows: Option<FlowStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlowStatus {
+    /// Replies pass whatever their source (off: judged like any packet).
+    pub replies: bool,
+    /// Flows the table holds at most, and its kernel memory.
+    pub size: u32,
+    pub bytes: u64,
+    /// TCP, UDP and ICMP: how long after the host's last packet of a flow
+    /// its replies pass.
+    pub timeouts_seconds: [u64; 3],
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -217,12 +237,7 @@ impl Status {
         for i in &self.interfaces {
             out += &i.render();
         }
-        let p = &self.policy;
-        out += &format!("policy      {}\n", p.list());
-        out += &format!("mode        {}\n", if p.monitor { "monitor (nothing dropped)" } else { "enforcing" });
-        out += &format!("unknown     {}\n", if p.block_unknown { "dropped" } else { "passed" });
-        let exceptions: Vec<String> = p.exceptions.iter().map(|n| n.to_string()).collect();
-        out += &format!("exceptions  {}\n", if exceptions.is_empty() { "none".into() } else { exceptions.join(",") });
+        out += &self.policy.render();
         let d = &self.data;
         for s in &d.sources {
             let age = s.age_seconds.map(|a| format!("modified {a} s ago"));
@@ -263,6 +278,15 @@ impl Status {
         if let Some(r) = &self.reloading {
             let queued = if r.queued { "; another one queued" } else { "" };
             out += &format!("reloading   for {} s, reading the data{queued}\n", r.seconds_running);
+        }
+        // Whether replies pass is the policy's line; this is the table behind it.
+        if let Some(f) = &self.flows {
+            let [tcp, udp, icmp] = f.timeouts_seconds;
+            out += &format!(
+                "flows       table of {} flows, {:.1} MB; timeouts tcp {tcp} s, udp {udp} s, icmp {icmp} s\n",
+                f.size,
+                f.bytes as f64 / 1e6
+            );
         }
         out += &format!("metrics     {}\n", self.metrics.as_deref().unwrap_or("off"));
         if let Some(e) = &self.events {
@@ -308,13 +332,17 @@ pub struct Event {
     pub action: Action,
     /// Why the policy drops its sender.
     pub reason: Reason,
+    /// The rule that decided (none: the policy changed since and has no
+    /// rule at its position).
+    #[serde(default)]
+    pub rule: Option<String>,
     /// ISO code of the sender's (`src`) country; none for an address no country claims.
     pub country: Option<String>,
     pub src: IpAddr,
     pub dst: IpAddr,
-    /// IP protocol number (IPv6: the fixed header's next header).
+    /// IP protocol number (IPv6: the one after the extension headers).
     pub protocol: u8,
-    /// TCP, UDP and SCTP ports; none for other protocols and IPv4 fragments after the first.
+    /// TCP, UDP and SCTP ports; none for other protocols and fragments after the first.
     pub src_port: Option<u16>,
     pub dst_port: Option<u16>,
     /// The frame's length on the wire.
@@ -324,16 +352,18 @@ pub struct Event {
 }
 
 impl Event {
-    /// One line: time, interface, reason, country, source → destination, protocol.
+    /// One line: time, interface, rule, reason, country, source →
+    /// destination, protocol.
     pub fn render(&self) -> String {
         let endpoint = |ip: IpAddr, port: Option<u16>| match port {
             Some(port) => SocketAddr::new(ip, port).to_string(),
             None => ip.to_string(),
         };
         format!(
-            "{} {} {} {} {} -> {} {} {} bytes",
+            "{} {} {} {} {} {} -> {} {} {} bytes",
             self.time,
             self.iface,
+            self.rule.as_deref().unwrap_or("-"),
             self.reason.name(),
             self.country.as_deref().unwrap_or("--"),
             endpoint(self.src, self.src_port),
@@ -347,17 +377,6 @@ impl Event {
     pub fn frame_bytes(&self) -> Vec<u8> {
         let hex = self.frame.as_bytes();
         hex.chunks(2).filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect()
-    }
-}
-
-fn protocol_name(protocol: u8) -> String {
-    match protocol {
-        IPPROTO_ICMP => "icmp".into(),
-        IPPROTO_TCP => "tcp".into(),
-        IPPROTO_UDP => "udp".into(),
-        IPPROTO_ICMPV6 => "icmpv6".into(),
-        IPPROTO_SCTP => "sctp".into(),
-        other => format!("proto-{other}"),
     }
 }
 

@@ -11,7 +11,7 @@ use std::{
 };
 
 use geoblock::kernel::state::{self, BPFFS_ROOT};
-use geoblock_common::{Counter, CountryCounters};
+use geoblock_common::{maps, Counter, CountryCounters, FlowKey};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -314,6 +314,29 @@ impl Drop for Daemon {
     }
 }
 
+/// A config file for `geoblock run --config`, removed on drop.
+pub struct ConfigFile {
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(text: &str) -> ConfigFile {
+        let path = std::env::temp_dir().join(format!("geoblock-test-{}.toml", unique_tag()));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        ConfigFile { path }
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// `geoblock detach --state-dir DIR`, from the root namespace.
 pub fn detach(state_dir: &Path) -> Output {
     run_to_end(None, &["detach", "--state-dir", state_dir.to_str().unwrap()], |_| {})
@@ -441,6 +464,30 @@ pub fn stats(state_dir: &Path) -> Stats {
         panic!("geoblock stats --json is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
     });
     Stats(json)
+}
+
+/// The flow table a daemon pinned in its state directory.
+#[derive(Debug)]
+pub struct PinnedFlows {
+    /// The map's id: the same map across daemons, or a new one.
+    pub id: u32,
+    pub max_entries: u32,
+    /// Flow → when the host last sent on it (CLOCK_MONOTONIC_COARSE, ns).
+    pub entries: Vec<(FlowKey, u64)>,
+}
+
+/// Reads the `FLOWS` map pinned in `state_dir`. Read it while nothing
+/// records flows: the kernel restarts a walk whose last key was evicted
+/// meanwhile, which would list some flows twice.
+pub fn pinned_flows(state_dir: &Path) -> PinnedFlows {
+    use aya::maps::{HashMap, Map, MapData};
+    let path = state_dir.join(maps::FLOWS);
+    let data = MapData::from_pin(&path).unwrap_or_else(|e| panic!("opening the pinned {}: {e}", path.display()));
+    let info = data.info().expect("the flow table's info");
+    let map = Map::LruHashMap(data);
+    let flows: HashMap<_, FlowKey, u64> = HashMap::try_from(&map).expect("the flow table is an LRU hash of flows");
+    let entries = flows.iter().collect::<Result<_, _>>().expect("walking the flow table");
+    PinnedFlows { id: info.id(), max_entries: info.max_entries(), entries }
 }
 
 /// `geoblock stats` (the table), for the demo.

@@ -263,6 +263,42 @@ impl Pair {
     pub fn receiver_has_xdp(&self) -> bool {
         has_xdp(&self.receiver, &self.receiver_if)
     }
+
+    /// Routes `remote` (a host address) from the receiver through the
+    /// sender's end of the first link, as through a router: the receiver
+    /// resolves only the sender's own (countryless) address on the link.
+    /// The sender, which does not forward, drops what it gets for `remote`.
+    pub fn route_through_sender(&self, remote: IpAddr) {
+        let (gateway, host): (IpAddr, _) = match remote {
+            IpAddr::V4(_) => (self.sender_v4.into(), format!("{remote}/32")),
+            IpAddr::V6(_) => (self.sender_v6.into(), format!("{remote}/128")),
+        };
+        self.receiver.ip(&["route", "add", &host, "via", &gateway.to_string(), "dev", &self.receiver_if]);
+    }
+
+    /// Makes `remote` an address of the sender's namespace, on its loopback,
+    /// routed to as by [`Pair::route_through_sender`]: a host beyond a
+    /// router, whose sockets the sender's namespace holds. (On the veth end
+    /// it would also source the sender's neighbour solicitations.)
+    pub fn host_on_sender(&self, remote: IpAddr) {
+        match remote {
+            IpAddr::V4(_) => self.sender.ip(&["addr", "add", &format!("{remote}/32"), "dev", "lo"]),
+            IpAddr::V6(_) => self.sender.ip(&["addr", "add", &format!("{remote}/128"), "dev", "lo", "nodad"]),
+        };
+        self.route_through_sender(remote);
+    }
+
+    /// The programs tcx runs on the receiver's veth end at egress, in
+    /// order: (id, name).
+    pub fn receiver_tcx_egress(&self) -> Vec<(u32, String)> {
+        use aya::programs::{tc::TcAttachType, SchedClassifier};
+        let dev = self.receiver_if.clone();
+        let (_, programs) = self
+            .receiver
+            .run(move || SchedClassifier::query_tcx(&dev, TcAttachType::Egress))
+            .unwrap_or_else(|e| panic!("querying tcx egress programs of {}: {e}", self.receiver_if));
+        programs.iter().map(|p| (p.id(), p.name_as_str().unwrap_or("?").to_string())).collect()
+    }
 }
 
 /// One veth pair between the namespaces of a [`Pair`].

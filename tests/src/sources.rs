@@ -56,3 +56,16 @@ pub fn of(cc: &str) -> [IpAddr; 2] {
     let v6 = it.next().unwrap_or_else(|| panic!("no IPv6 test source for {cc}"));
     [v4, v6]
 }
+
+/// The IPv4 and IPv6 addresses `n` after those of [`of`]`(cc)`, checked to
+/// be `cc`'s too: more addresses of a country, none of them [`of`]'s.
+pub fn after(cc: &str, n: u8) -> [IpAddr; 2] {
+    let [v4, v6] = of(cc).map(|ip| match ip {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) + u32::from(n)).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) + u128::from(n)).into()),
+    });
+    let found = geoblock::lookup(&[v4, v6]);
+    let want = Some(cc.to_string());
+    assert!(found == [want.clone(), want], "{v4} and {v6}, {n} after the {cc} sources, must be {cc} too: {found:?}");
+    [v4, v6]
+}

@@ -1,6 +1,7 @@
 //! Real traffic between the two ends of a [`Pair`]: Ethernet frames with
 //! spoofed sources written on the sender's veth through an AF_PACKET socket,
-//! and UDP sockets on the receiver counting what arrived per source.
+//! UDP sockets on the receiver counting what arrived per source, and a tap
+//! on the receiver's veth listing every frame the XDP program let through.
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +13,7 @@ use std::{
 };
 
 use crate::{
-    frames::Udp,
+    frames::{self, Udp},
     netns::{owned_fd, Link, Pair},
 };
 
@@ -60,12 +61,17 @@ impl Sender {
         }
     }
 
-    /// The frame a datagram from `src` to the receiver's UDP port is.
-    pub fn frame(&self, src: IpAddr) -> Vec<u8> {
-        let dst = match src {
+    /// The receiver's address in the family of `src`.
+    fn receiver(&self, src: IpAddr) -> IpAddr {
+        match src {
             IpAddr::V4(_) => self.receiver_v4,
             IpAddr::V6(_) => self.receiver_v6,
-        };
+        }
+    }
+
+    /// The frame a datagram from `src` to the receiver's UDP port is.
+    pub fn frame(&self, src: IpAddr) -> Vec<u8> {
+        let dst = self.receiver(src);
         Udp {
             src_mac: self.src_mac,
             dst_mac: self.dst_mac,
@@ -76,6 +82,14 @@ impl Sender {
             ..Udp::default()
         }
         .build()
+    }
+
+    /// The frame of an IP packet of `protocol` from `src` to the receiver
+    /// (its address in `src`'s family), carrying what `l4` makes for that
+    /// destination (see [`frames::tcp_segment`] and the like).
+    pub fn ip_frame(&self, src: IpAddr, protocol: u8, l4: impl FnOnce(IpAddr) -> Vec<u8>) -> Vec<u8> {
+        let dst = self.receiver(src);
+        frames::ip_frame(self.src_mac, self.dst_mac, src, dst, protocol, &l4(dst))
     }
 
     /// Sends `count` datagrams from `src`; returns the frame length, which
@@ -224,4 +238,73 @@ fn set_int_option(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int, valu
     // SAFETY: `ptr` is the int the option takes, alive for the call.
     let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, len) };
     assert!(rc == 0, "{what}: {}", io::Error::last_os_error());
+}
+
+/// What reached the receiver's network stack on its veth end: an AF_PACKET
+/// socket there sees a frame only after the XDP program passed it, so what
+/// it lists is exactly what geoblock let through (and counted), frame by
+/// frame: GRO, which would merge frames the program saw one by one, is
+/// turned off on the veth end.
+pub struct Tap {
+    fd: OwnedFd,
+}
+
+impl Tap {
+    pub fn new(pair: &Pair) -> Tap {
+        let dev = pair.receiver_if.clone();
+        pair.receiver.exec("ethtool", &["-K", &dev, "gro", "off"], None);
+        let ifindex = pair.receiver.ifindex(&dev);
+        let fd = pair.receiver.run(move || {
+            let all = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain syscalls with valid arguments.
+            let fd = owned_fd(
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, all.into()) },
+                "AF_PACKET socket",
+            );
+            // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+            let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = all;
+            sll.sll_ifindex = ifindex as i32;
+            bind(&fd, &sll, &format!("AF_PACKET tap on {dev}"));
+            fd
+        });
+        set_int_option(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING");
+        set_int_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20, "SO_RCVBUFFORCE");
+        Tap { fd }
+    }
+
+    /// The frames received since the last call (or since the tap was made),
+    /// in order, waiting until none came for `quiet`.
+    pub fn frames(&self, quiet: Duration) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, quiet.as_millis() as libc::c_int) };
+            if n == 0 {
+                return frames;
+            }
+            // SAFETY: buf is a valid buffer of buf.len() bytes.
+            let len = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                )
+            };
+            match len {
+                0.. => {
+                    assert!((len as usize) <= buf.len(), "a {len}-byte frame on the tap: is GRO still on?");
+                    frames.push(buf[..len as usize].to_vec());
+                }
+                _ => {
+                    let err = io::Error::last_os_error();
+                    assert!(matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted), "tap: {err}");
+                }
+            }
+        }
+    }
 }

@@ -30,15 +30,22 @@ use geoblock::{
         events::{EventCounts, EventRing},
         Geoblock,
     },
-    policy::{Mode, Policy, Reason, Verdict},
+    policy::{Mode, Policy, PortRange, Protocol, Reason, Rule, Verdict, DEFAULT_RULE},
 };
 use geoblock_common::{
     country_id,
-    packet::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, IPV4_HLEN, IPV6_HLEN, MAX_VLAN_TAGS},
-    Action, Backend, Counter, CountryCounters, CountryId, DropEvent, EVENT_SNAPLEN, NO_COUNTRY,
+    packet::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_HOPOPTS, IPPROTO_ICMP,
+        IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_FRAG_OFF, IPV4_HLEN, IPV6_HLEN,
+        L4_DST_PORT, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
+    },
+    Action, Backend, Counter, CountryCounters, CountryId, DropEvent, FlowKey, EVENT_SNAPLEN, NO_COUNTRY,
 };
 use geoblock_tests::{
-    frames::{arp_request_tagged, l3_offset, Udp},
+    frames::{
+        self, arp_request_tagged, ethernet, ext, fragment, icmp_echo, icmp_message, icmp_protocol, ip_packet,
+        ipv6_extended, l3_offset, tcp_segment, udp_segment, Udp, TCP_ACK, TCP_RST, TCP_SYN,
+    },
     registry,
 };
 use ipnetwork::IpNetwork;
@@ -112,6 +119,8 @@ enum Effect {
     Passed(CountryId),
     WouldDrop(CountryId),
     Exception,
+    /// Rescued from a drop as a reply to a flow the host opened.
+    Reply,
     NonIp,
     Unparsed,
 }
@@ -123,6 +132,7 @@ impl Effect {
             Verdict::Country(c, Action::Drop) => Effect::Dropped(c),
             Verdict::Country(c, Action::Pass) => Effect::Passed(c),
             Verdict::Country(c, Action::WouldDrop) => Effect::WouldDrop(c),
+            Verdict::NoRule => panic!("these policies have one rule, for every packet"),
         }
     }
 
@@ -150,6 +160,7 @@ impl Effect {
         let t = &mut stats.totals;
         let (total, country) = match self {
             Effect::Exception => return bump(&mut t.exception, bytes),
+            Effect::Reply => return bump(&mut t.reply, bytes),
             Effect::NonIp => return bump(&mut t.non_ip, bytes),
             Effect::Unparsed => return bump(&mut t.unparsed, bytes),
             Effect::Dropped(c) => (&mut t.dropped, c),
@@ -183,6 +194,7 @@ impl std::fmt::Debug for Effect {
             Effect::Passed(c) => write!(f, "Passed({})", code(c)),
             Effect::WouldDrop(c) => write!(f, "WouldDrop({})", code(c)),
             Effect::Exception => f.write_str("Exception"),
+            Effect::Reply => f.write_str("Reply"),
             Effect::NonIp => f.write_str("NonIp"),
             Effect::Unparsed => f.write_str("Unparsed"),
         }
@@ -350,10 +362,8 @@ fn crafted_table() -> Table {
 /// country's space.
 fn crafted_policy(monitor: bool) -> Policy {
     Policy {
-        mode: Mode::Deny,
-        countries: [cc(b"CN"), cc(b"RU")].into(),
-        monitor,
-        block_unknown: false,
+        rules: vec![Rule { monitor, ..Rule::new(DEFAULT_RULE, Mode::Deny, [cc(b"CN"), cc(b"RU")].into()) }],
+        replies: true,
         exceptions: ["1.2.3.0/24", "2.2.0.0/16", "10.9.0.0/16", "2001:db8:e::/48", "2001:db9:e::/48", "fd00::/8"]
             .iter()
             .map(|net| net.parse().unwrap())
@@ -529,7 +539,8 @@ fn world_exceptions(table: &Table) -> Vec<IpNetwork> {
 }
 
 fn differential_policy(mode: Mode, codes: &[&[u8; 2]], monitor: bool, block_unknown: bool) -> Policy {
-    Policy { mode, countries: codes.iter().map(|c| cc(c)).collect(), monitor, block_unknown, exceptions: vec![] }
+    let rule = Rule::new(DEFAULT_RULE, mode, codes.iter().map(|c| cc(c)).collect());
+    Policy::from(Rule { monitor, block_unknown, ..rule })
 }
 
 /// An address family as a range of integers, for sampling.
@@ -644,8 +655,9 @@ fn differential(world: World, mut policy: Policy, per_family: usize, backend: Ba
     for (family, nets) in [(Family::V4, &v4_nets), (Family::V6, &v6_nets)] {
         let (prefixes, exceptions) = (family.ranges(nets.iter()), family.ranges(policy.exceptions.iter()));
         for src in sample(&mut rng, family, &prefixes, &exceptions, per_family) {
-            let frame = Udp { src, dst: family.dst(), ..Udp::default() }.build();
-            let verdict = policy.verdict(table, src);
+            let udp = Udp { src, dst: family.dst(), ..Udp::default() };
+            let verdict = policy.verdict(table, src, IPPROTO_UDP, Some(udp.dst_port));
+            let frame = udp.build();
             let effect = Effect::of(verdict);
             let action = run(g, &frame);
             kernel_drops += u64::from(action == XDP_DROP);
@@ -691,16 +703,7 @@ fn differential(world: World, mut policy: Policy, per_family: usize, backend: Ba
 }
 
 fn describe(policy: &Policy) -> String {
-    let codes: Vec<&str> = policy.countries.iter().map(|c| country::code(*c)).collect();
-    let exceptions: Vec<String> = policy.exceptions.iter().map(|n| n.to_string()).collect();
-    format!(
-        "policy {:?} [{}], monitor {}, block unknown {}, exceptions [{}]",
-        policy.mode,
-        codes.join(" "),
-        policy.monitor,
-        policy.block_unknown,
-        exceptions.join(" ")
-    )
+    format!("policy: {policy}")
 }
 
 const DENIED: [&[u8; 2]; 4] = [b"CN", b"RU", b"IR", b"US"];
@@ -791,17 +794,12 @@ fn overlapping_prefixes_answer_as_longest_prefix_match() {
     for backend in [Backend::Trie, Backend::Lpm] {
         for round in 0..4 {
             let blocked: Vec<CountryId> = (1..100).filter(|_| rng.random_bool(0.5)).collect();
-            let policy = Policy {
-                mode: Mode::Deny,
-                countries: blocked.iter().copied().collect(),
-                monitor: false,
-                block_unknown: round % 2 == 1,
-                exceptions: vec![],
-            };
+            let rule = Rule::new(DEFAULT_RULE, Mode::Deny, blocked.iter().copied().collect());
+            let policy = Policy::from(Rule { block_unknown: round % 2 == 1, ..rule });
             let mut g = load(&table, &policy, backend);
             for &src in &sources {
                 let dst = if src.is_ipv4() { Family::V4.dst() } else { Family::V6.dst() };
-                let want = match policy.action(lpm(src)) {
+                let want = match policy.rules[0].action(lpm(src)) {
                     Action::Drop => XDP_DROP,
                     _ => XDP_PASS,
                 };
@@ -895,4 +893,524 @@ fn the_token_bucket_limits_events_and_counts_the_rest() {
     assert!(!events.is_empty() && events.len() as u64 <= bound, "{} events, at most {bound} allowed", events.len());
     assert!(events.iter().all(|e| e.country == cc(b"RU")));
     assert_eq!(counts, EventCounts { emitted: events.len() as u64, suppressed: floods - events.len() as u64, lost: 0 });
+}
+
+// ---------------------------------------------------------------------------
+// Rules: the protocol and destination port pick the rule
+// ---------------------------------------------------------------------------
+
+fn rule(name: &str, protocol: Protocol, ports: &[(u16, u16)], mode: Mode, codes: &[&[u8; 2]]) -> Rule {
+    Rule {
+        name: name.into(),
+        protocol,
+        ports: ports.iter().map(|&(first, last)| PortRange { first, last }).collect(),
+        mode,
+        countries: codes.iter().map(|c| cc(c)).collect(),
+        monitor: false,
+        block_unknown: false,
+    }
+}
+
+/// ssh: tcp/22 only from DE; dns: udp/53 closed to CN; web: tcp/80,443
+/// closed to RU; ping: ICMP closed to CN; with `catch_all`, then everything
+/// else closed to CN.
+fn rules_policy(catch_all: bool) -> Policy {
+    let mut rules = vec![
+        rule("ssh", Protocol::Tcp, &[(22, 22)], Mode::Allow, &[b"DE"]),
+        rule("dns", Protocol::Udp, &[(53, 53)], Mode::Deny, &[b"CN"]),
+        rule("web", Protocol::Tcp, &[(80, 80), (443, 443)], Mode::Deny, &[b"RU"]),
+        rule("ping", Protocol::Icmp, &[], Mode::Deny, &[b"CN"]),
+    ];
+    if catch_all {
+        rules.push(rule("rest", Protocol::Any, &[], Mode::Deny, &[b"CN"]));
+    }
+    Policy { rules, exceptions: vec![], replies: true }
+}
+
+/// A frame for the rules, and what the program needs of it.
+struct RuleCase {
+    name: String,
+    frame: Vec<u8>,
+    /// Bytes the walk to the L4 header reads: fewer, the frame is unparsed.
+    walk: usize,
+    /// Where the destination port ends, if the rule may depend on it
+    /// (a TCP, UDP or SCTP packet that is not a later fragment).
+    ports_end: Option<usize>,
+    /// The IP protocol, for the rule of a packet whose ports are cut.
+    protocol: u8,
+    country: CountryId,
+}
+
+const L3: usize = ETH_HLEN;
+
+impl RuleCase {
+    /// The effect of the frame cut to `len` bytes under `policy`.
+    fn effect(&self, policy: &Policy, len: usize) -> Result<Effect, i32> {
+        if len < ETH_HLEN {
+            return Err(libc::EINVAL);
+        }
+        if len < self.walk {
+            return Ok(Effect::Unparsed);
+        }
+        let port = match self.ports_end {
+            Some(end) if len >= end => Some(u16::from_be_bytes([self.frame[end - 2], self.frame[end - 1]])),
+            _ => None,
+        };
+        let action =
+            policy.rule_for(self.protocol, port).map_or(Action::Pass, |r| policy.rules[r].action(self.country));
+        Ok(match action {
+            Action::Drop => Effect::Dropped(self.country),
+            _ => Effect::Passed(self.country),
+        })
+    }
+}
+
+/// `l4` of `protocol` from `src` to the host, in IPv6 with the extension
+/// headers `exts` before it, in an Ethernet frame.
+fn ipv6_with(src: IpAddr, exts: &[(u8, Vec<u8>)], protocol: u8, l4: &[u8]) -> Vec<u8> {
+    let packet = ipv6_extended(src, host(src), exts, protocol, l4);
+    ethernet([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], &[], ETH_P_IPV6, &packet)
+}
+
+fn host(src: IpAddr) -> IpAddr {
+    match src {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xd, 0, 0, 0, 0, 2)),
+    }
+}
+
+fn rule_cases() -> Vec<RuleCase> {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let (cn, de, ru) = (cc(b"CN"), cc(b"DE"), cc(b"RU"));
+    let syn = |src: IpAddr, port| tcp_segment(src, host(src), (40000, port), TCP_SYN, (1, 0), b"");
+    let udp = |src: IpAddr, port| udp_segment(src, host(src), 40000, port, b"geoblock");
+    let sctp = |port: u16| [&40000u16.to_be_bytes()[..], &port.to_be_bytes(), &[0; 8]].concat();
+    let v4 = |src: IpAddr, options: usize, protocol, l4: &[u8]| {
+        let (kind, packet) = ip_packet(src, host(src), options, protocol, l4);
+        ethernet([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], &[], kind, &packet)
+    };
+    let mut cases = Vec::new();
+    let mut add = |name: &str, frame: Vec<u8>, walk: usize, l4: Option<usize>, protocol, country| {
+        let ports_end = l4.map(|at| at + L4_DST_PORT + 2);
+        cases.push(RuleCase { name: name.into(), frame, walk, ports_end, protocol, country });
+    };
+    for (family, cn_src, de_src) in
+        [("IPv4", ip("1.1.1.1"), ip("2.2.2.2")), ("IPv6", ip("2001:db8::1"), ip("2001:db9::1"))]
+    {
+        let (walk, l4) = match family {
+            "IPv4" => (L3 + IPV4_HLEN, L3 + IPV4_HLEN),
+            _ => (L3 + IPV6_HLEN, L3 + IPV6_HLEN),
+        };
+        let frame = |src: IpAddr, protocol, l4: &[u8]| match src {
+            IpAddr::V4(_) => v4(src, 0, protocol, l4),
+            IpAddr::V6(_) => ipv6_with(src, &[], protocol, l4),
+        };
+        add(
+            &format!("{family} CN to tcp/22 (ssh: DE only)"),
+            frame(cn_src, IPPROTO_TCP, &syn(cn_src, 22)),
+            walk,
+            Some(l4),
+            IPPROTO_TCP,
+            cn,
+        );
+        add(
+            &format!("{family} DE to tcp/22"),
+            frame(de_src, IPPROTO_TCP, &syn(de_src, 22)),
+            walk,
+            Some(l4),
+            IPPROTO_TCP,
+            de,
+        );
+        add(
+            &format!("{family} CN to tcp/80 (web: RU closed)"),
+            frame(cn_src, IPPROTO_TCP, &syn(cn_src, 80)),
+            walk,
+            Some(l4),
+            IPPROTO_TCP,
+            cn,
+        );
+        add(
+            &format!("{family} CN to udp/53 (dns: CN closed)"),
+            frame(cn_src, IPPROTO_UDP, &udp(cn_src, 53)),
+            walk,
+            Some(l4),
+            IPPROTO_UDP,
+            cn,
+        );
+        add(
+            &format!("{family} CN to udp/54 (no rule)"),
+            frame(cn_src, IPPROTO_UDP, &udp(cn_src, 54)),
+            walk,
+            Some(l4),
+            IPPROTO_UDP,
+            cn,
+        );
+        add(
+            &format!("{family} CN to sctp/22 (ssh is tcp)"),
+            frame(cn_src, IPPROTO_SCTP, &sctp(22)),
+            walk,
+            Some(l4),
+            IPPROTO_SCTP,
+            cn,
+        );
+        let echo = icmp_echo(cn_src, host(cn_src), false, 7, 1, b"ping");
+        let icmp = if family == "IPv4" { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
+        add(&format!("{family} CN echo request (ping: CN closed)"), frame(cn_src, icmp, &echo), walk, None, icmp, cn);
+    }
+    let ru4 = ip("5.6.7.8");
+    let frame = v4(ru4, 0, IPPROTO_TCP, &syn(ru4, 443));
+    add("IPv4 RU to tcp/443", frame, L3 + IPV4_HLEN, Some(L3 + IPV4_HLEN), IPPROTO_TCP, ru);
+    let cn4 = ip("1.1.1.1");
+    for options in [4, 40] {
+        let frame = v4(cn4, options, IPPROTO_TCP, &syn(cn4, 22));
+        let l4 = L3 + IPV4_HLEN + options;
+        add(
+            &format!("IPv4 with {options} bytes of options, CN to tcp/22"),
+            frame,
+            L3 + IPV4_HLEN,
+            Some(l4),
+            IPPROTO_TCP,
+            cn,
+        );
+    }
+    let mut first = v4(cn4, 0, IPPROTO_TCP, &syn(cn4, 22));
+    first[L3 + IPV4_FRAG_OFF] = 0x20; // more fragments, offset 0
+    add("IPv4 first fragment, CN to tcp/22", first, L3 + IPV4_HLEN, Some(L3 + IPV4_HLEN), IPPROTO_TCP, cn);
+    let mut later = v4(cn4, 0, IPPROTO_TCP, &syn(cn4, 22));
+    later[L3 + IPV4_FRAG_OFF..L3 + IPV4_FRAG_OFF + 2].copy_from_slice(&185u16.to_be_bytes());
+    add("IPv4 later fragment of CN tcp", later, L3 + IPV4_HLEN, None, IPPROTO_TCP, cn);
+    let cn6 = ip("2001:db8::1");
+    let chain = [ext(IPPROTO_HOPOPTS), ext(IPPROTO_DSTOPTS), ext(IPPROTO_ROUTING), ext(IPPROTO_DSTOPTS)];
+    let l4 = L3 + IPV6_HLEN + 32;
+    let frame = ipv6_with(cn6, &chain, IPPROTO_TCP, &syn(cn6, 22));
+    add("IPv6 hop-by-hop, dst opts, routing, dst opts, CN to tcp/22", frame, l4 - 8 + 3, Some(l4), IPPROTO_TCP, cn);
+    let frame = ipv6_with(cn6, &[ext(IPPROTO_HOPOPTS), fragment(0)], IPPROTO_TCP, &syn(cn6, 22));
+    let l4 = L3 + IPV6_HLEN + 16;
+    add("IPv6 first fragment, CN to tcp/22", frame, l4 - 8 + 4, Some(l4), IPPROTO_TCP, cn);
+    let frame = ipv6_with(cn6, &[fragment(185)], IPPROTO_TCP, &syn(cn6, 22));
+    add("IPv6 later fragment of CN tcp", frame, L3 + IPV6_HLEN + 4, None, IPPROTO_TCP, cn);
+    let eight = vec![ext(IPPROTO_DSTOPTS); MAX_IPV6_EXT_HEADERS];
+    let l4 = L3 + IPV6_HLEN + 8 * MAX_IPV6_EXT_HEADERS;
+    let frame = ipv6_with(cn6, &eight, IPPROTO_TCP, &syn(cn6, 22));
+    add("IPv6 with 8 extension headers, CN to tcp/22", frame, l4 - 8 + 3, Some(l4), IPPROTO_TCP, cn);
+    cases
+}
+
+#[test]
+fn the_protocol_and_port_pick_the_rule_on_crafted_frames_and_every_truncation() {
+    for catch_all in [false, true] {
+        let policy = rules_policy(catch_all);
+        let mut checker = Checker::new(load(&crafted_table(), &policy, Backend::Trie));
+        let mut by_rule: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for case in rule_cases() {
+            let effect = case.effect(&policy, case.frame.len()).unwrap();
+            checker.check(&format!("{} (catch-all {catch_all})", case.name), &case.frame, Ok(effect));
+            let port = case.ports_end.map(|end| u16::from_be_bytes([case.frame[end - 2], case.frame[end - 1]]));
+            let name = policy.rule_for(case.protocol, port).map_or("(none)", |r| &policy.rules[r].name);
+            let slot = by_rule.entry(name.to_string()).or_default();
+            match effect {
+                Effect::Dropped(_) => slot.0 += 1,
+                _ => slot.1 += 1,
+            }
+        }
+        let stats = checker.g.stats().expect("the counters");
+        for counts in
+            stats.rules.iter().map(|r| (&r.name, r.families)).chain([(&"(none)".to_string(), stats.unmatched)])
+        {
+            let (name, f) = counts;
+            let got = (f.ipv4.dropped_packets + f.ipv6.dropped_packets, f.ipv4.passed_packets + f.ipv6.passed_packets);
+            assert_eq!(got, by_rule.get(name.as_str()).copied().unwrap_or_default(), "rule {name}: (dropped, passed)");
+        }
+        for case in rule_cases() {
+            for len in 0..case.frame.len() {
+                let what = format!("{}, cut to {len} of {} bytes (catch-all {catch_all})", case.name, case.frame.len());
+                checker.check(&what, &case.frame[..len], case.effect(&policy, len));
+            }
+        }
+    }
+}
+
+#[test]
+fn an_ipv6_header_chain_too_long_to_judge_is_dropped() {
+    let mut checker = Checker::new(load(&crafted_table(), &rules_policy(false), Backend::Trie));
+    let src: IpAddr = "2001:db9::1".parse().unwrap();
+    let nine = vec![ext(IPPROTO_DSTOPTS); MAX_IPV6_EXT_HEADERS + 1];
+    let l4 = tcp_segment(src, host(src), (40000, 22), TCP_SYN, (1, 0), b"");
+    let frame = ipv6_with(src, &nine, IPPROTO_TCP, &l4);
+    assert_eq!(run(&mut checker.g, &frame), XDP_DROP, "9 extension headers: dropped, even from an allowed country");
+    assert_eq!(stats(&checker.g).totals.unparsed.packets, 1, "counted as unparsed");
+}
+
+// ---------------------------------------------------------------------------
+// Replies: frames that answer flows the host opened
+// ---------------------------------------------------------------------------
+
+/// Ports of the flows [`record_flows`] writes.
+const TCP_LOCAL: u16 = 40000;
+const UDP_LOCAL: u16 = 40001;
+const EXPIRED_LOCAL: u16 = 40002;
+const SCTP_LOCAL: u16 = 40003;
+const ECHO_ID: u16 = 77;
+
+/// A reply case: a frame from a remote end (or a router) to this host,
+/// its effect with the flows of [`record_flows`] under [`crafted_policy`],
+/// and how much of it the flow lookup reads.
+struct ReplyCase {
+    name: String,
+    frame: Vec<u8>,
+    effect: Effect,
+    /// The frame's length up to the end of the last field the lookup
+    /// reads: shorter, the packet cannot be told a reply (and is dropped).
+    /// A one-byte field counts with the byte after it, as the program
+    /// reads it (see `read` in geoblock-ebpf's frame.rs).
+    needs: usize,
+}
+
+impl ReplyCase {
+    /// The parsing contract for the frame cut to `len` bytes: what cannot
+    /// hold the whole flow key is no reply, and is dropped as its country's.
+    fn effect_truncated(&self, len: usize) -> Result<Effect, i32> {
+        if len < ETH_HLEN {
+            return Err(libc::EINVAL);
+        }
+        let fixed = match self.frame[ETH_HLEN] >> 4 {
+            4 => IPV4_HLEN,
+            _ => IPV6_HLEN,
+        };
+        match self.effect {
+            _ if len < ETH_HLEN + fixed => Ok(Effect::Unparsed),
+            Effect::Reply if len < self.needs => Ok(Effect::Dropped(cc(b"CN"))),
+            effect => Ok(effect),
+        }
+    }
+}
+
+/// The flows the host opened, for `remote` (CN) in each family: a TCP
+/// connection from port 40000 to 443, a UDP flow from 40001 to 53, an
+/// SCTP association from 40003 to 5000, a ping
+/// with identifier 77, and a UDP flow from 40002 to 123 whose last packet
+/// is older than the UDP timeout. Also a TCP flow to an exception's
+/// address and to a DE address, whose frames never reach the lookup.
+fn record_flows(g: &mut Geoblock) {
+    let now = coarse_now();
+    let udp_timeout = geoblock_common::FLOW_TIMEOUT_UDP_NS;
+    assert!(now > udp_timeout + 1_000_000_000, "the machine is up for less than the UDP timeout: cannot age a flow");
+    let mut add = |remote: &str, (remote_port, local_port), protocol, seen| {
+        let key = FlowKey { remote: flow_address(remote), remote_port, local_port, protocol, _pad: [0; 3] };
+        g.record_flow(&key, seen).expect("recording a flow");
+    };
+    for (remote, icmp) in [("1.1.1.1", IPPROTO_ICMP), ("2001:db8::1", IPPROTO_ICMPV6)] {
+        add(remote, (443, TCP_LOCAL), IPPROTO_TCP, now);
+        add(remote, (53, UDP_LOCAL), IPPROTO_UDP, now);
+        add(remote, (5000, SCTP_LOCAL), IPPROTO_SCTP, now);
+        add(remote, (0, ECHO_ID), icmp, now);
+        add(remote, (123, EXPIRED_LOCAL), IPPROTO_UDP, now - udp_timeout - 1_000_000_000);
+    }
+    for remote in ["1.2.3.4", "2.2.2.2", "2001:db8:e::5", "2001:db9::1"] {
+        add(remote, (443, TCP_LOCAL), IPPROTO_TCP, now);
+    }
+}
+
+/// An address as flows name it (IPv4 mapped into IPv6).
+fn flow_address(addr: &str) -> [u8; 16] {
+    match addr.parse::<IpAddr>().unwrap() {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+/// CLOCK_MONOTONIC_COARSE, the flows' clock, in ns.
+fn coarse_now() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to fill.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) }, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn reply_cases() -> Vec<ReplyCase> {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let (cn, de) = (cc(b"CN"), cc(b"DE"));
+    let mut cases = vec![];
+    for (remote, stranger, router, exception, allowed) in [
+        ("1.1.1.1", "1.1.1.2", "1.9.9.9", "1.2.3.4", "2.2.2.2"),
+        ("2001:db8::1", "2001:db8::2", "2001:db8:9::9", "2001:db8:e::5", "2001:db9::1"),
+    ] {
+        let (remote, stranger, router) = (ip(remote), ip(stranger), ip(router));
+        // This host's address.
+        let me = host(remote);
+        let v4 = remote.is_ipv4();
+        let l4 = ETH_HLEN + if v4 { IPV4_HLEN } else { IPV6_HLEN };
+        let frame = |src: IpAddr, protocol, segment: Vec<u8>| {
+            frames::ip_frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], src, host(src), protocol, &segment)
+        };
+        let tcp = |src, ports, flags| frame(src, IPPROTO_TCP, tcp_segment(src, me, ports, flags, (1, 1), b"data"));
+        let udp = |src, (sport, dport)| frame(src, IPPROTO_UDP, udp_segment(src, me, sport, dport, b"data"));
+        let echo = |src, reply, id| frame(src, icmp_protocol(src), icmp_echo(src, me, reply, id, 1, b"data"));
+        // What the host sent, quoted by an error: an IPv4 header of
+        // `options` bytes of options (IPv6: none).
+        let quoted = |protocol, options, segment: Vec<u8>| frames::ip_packet(me, remote, options, protocol, &segment).1;
+        let quoted_udp = |dport, options| quoted(IPPROTO_UDP, options, udp_segment(me, remote, UDP_LOCAL, dport, b"q"));
+        let quoted_tcp = quoted(IPPROTO_TCP, 0, tcp_segment(me, remote, (TCP_LOCAL, 443), TCP_ACK, (1, 1), b"q"));
+        let quoted_echo = quoted(icmp_protocol(remote), 0, icmp_echo(me, remote, false, ECHO_ID, 1, b"q"));
+        let error = |kind, quoted: &[u8]| {
+            frame(router, icmp_protocol(router), icmp_message(router, me, kind, [0, 0, 5, 20], quoted))
+        };
+        // Where the L4 header of an error's quote starts.
+        let quoted_l4 = l4 + 8 + if v4 { IPV4_HLEN } else { IPV6_HLEN };
+        let (reply, dropped) = (Effect::Reply, Effect::Dropped(cn));
+        let family = if v4 { "IPv4" } else { "IPv6" };
+        let mut add = |what: &str, frame: Vec<u8>, effect, needs| {
+            cases.push(ReplyCase { name: format!("{family}: {what}"), frame, effect, needs });
+        };
+        let (flow_tcp, flow_udp) = ((443, TCP_LOCAL), (53, UDP_LOCAL));
+        add("TCP SYN-ACK of the host's connection", tcp(remote, flow_tcp, TCP_SYN | TCP_ACK), reply, l4 + 15);
+        add("TCP ACK with data on it", tcp(remote, flow_tcp, TCP_ACK), reply, l4 + 15);
+        add("TCP RST on it", tcp(remote, flow_tcp, TCP_RST), reply, l4 + 15);
+        add("TCP bare SYN on its very ports", tcp(remote, flow_tcp, TCP_SYN), dropped, 0);
+        add("TCP ACK from another remote port", tcp(remote, (444, TCP_LOCAL), TCP_ACK), dropped, 0);
+        add("TCP ACK to another local port", tcp(remote, (443, 40009), TCP_ACK), dropped, 0);
+        add("TCP ACK from another address of the country", tcp(stranger, flow_tcp, TCP_ACK), dropped, 0);
+        add("UDP reply", udp(remote, flow_udp), reply, l4 + 4);
+        add("UDP from another remote port", udp(remote, (54, UDP_LOCAL)), dropped, 0);
+        add("UDP on the TCP connection's ports", udp(remote, flow_tcp), dropped, 0);
+        add("UDP reply to an expired flow", udp(remote, (123, EXPIRED_LOCAL)), dropped, 0);
+        // SCTP's common header: ports, verification tag, checksum (which
+        // the program does not read).
+        let sctp = |(sport, dport): (u16, u16)| {
+            let header = [sport.to_be_bytes(), dport.to_be_bytes(), [0; 2], [0; 2], [0; 2], [0; 2]].concat();
+            frame(remote, IPPROTO_SCTP, header)
+        };
+        add("SCTP reply", sctp((5000, SCTP_LOCAL)), reply, l4 + 4);
+        add("SCTP from another remote port", sctp((5001, SCTP_LOCAL)), dropped, 0);
+        add("echo reply with the ping's identifier", echo(remote, true, ECHO_ID), reply, l4 + 6);
+        add("echo reply with another identifier", echo(remote, true, ECHO_ID + 1), dropped, 0);
+        add("echo request with the ping's identifier", echo(remote, false, ECHO_ID), dropped, 0);
+        add("TCP ACK from an exception, with a flow", tcp(ip(exception), flow_tcp, TCP_ACK), Effect::Exception, 0);
+        add("TCP ACK from an allowed country, with a flow", tcp(ip(allowed), flow_tcp, TCP_ACK), Effect::Passed(de), 0);
+        let (too_big, unreachable, time_exceeded, parameter, redirect) = match v4 {
+            true => ((3, 4), (3, 3), (11, 0), (12, 0), (5, 1)),
+            false => ((2, 0), (1, 4), (3, 0), (4, 0), (137, 0)),
+        };
+        add("too big, quoting the UDP flow", error(too_big, &quoted_udp(53, 0)), reply, quoted_l4 + 4);
+        add("unreachable, quoting the TCP connection", error(unreachable, &quoted_tcp), reply, quoted_l4 + 4);
+        add("time exceeded, quoting the ping", error(time_exceeded, &quoted_echo), reply, quoted_l4 + 6);
+        add("parameter problem, quoting the UDP flow", error(parameter, &quoted_udp(53, 0)), reply, quoted_l4 + 4);
+        add("too big, quoting a flow the host never opened", error(too_big, &quoted_udp(54, 0)), dropped, 0);
+        add(
+            "too big, quoting the expired flow",
+            error(too_big, &quoted(IPPROTO_UDP, 0, udp_segment(me, remote, EXPIRED_LOCAL, 123, b"q"))),
+            dropped,
+            0,
+        );
+        add("a redirect quoting the UDP flow", error(redirect, &quoted_udp(53, 0)), dropped, 0);
+        add(
+            "too big, quoting the UDP flow, from the remote end itself",
+            {
+                frame(
+                    remote,
+                    icmp_protocol(remote),
+                    icmp_message(remote, me, too_big, [0, 0, 5, 20], &quoted_udp(53, 0)),
+                )
+            },
+            reply,
+            quoted_l4 + 4,
+        );
+        if v4 {
+            let options = 8;
+            add(
+                "too big, quoting the UDP flow with IP options",
+                error(too_big, &quoted_udp(53, options)),
+                reply,
+                quoted_l4 + options + 4,
+            );
+            let mut mangled = quoted_udp(53, 0);
+            mangled[0] = 0x44;
+            add("too big, quoting an IPv4 header of IHL 4", error(too_big, &mangled), dropped, 0);
+            let mut v6 = quoted_udp(53, 0);
+            v6[0] = 0x65;
+            add("too big, quoting a header of version 6", error(too_big, &v6), dropped, 0);
+        } else {
+            add("a neighbour solicitation", error((135, 0), &[0; 16]), dropped, 0);
+        }
+    }
+    cases
+}
+
+/// Frames that answer flows the host opened pass under a policy that drops
+/// their country, counted as replies; frames that do not (another port,
+/// address, protocol, identifier, an expired flow, a bare SYN, an echo
+/// request, an ICMP message that is no error about a flow) are dropped;
+/// an exception and an allowed country decide before any lookup. Monitor
+/// mode counts replies the same; with replies off, they are dropped.
+#[test]
+fn replies_pass_only_when_the_flow_table_holds_their_flow() {
+    let mut g = load(&crafted_table(), &crafted_policy(false), Backend::Trie);
+    record_flows(&mut g);
+    let mut checker = Checker::new(g);
+    let cases = reply_cases();
+    for case in &cases {
+        checker.check(&case.name, &case.frame, Ok(case.effect));
+    }
+    checker.g.apply_policy(&crafted_policy(true)).expect("switching to monitor mode");
+    for case in &cases {
+        checker.check(&format!("monitor mode: {}", case.name), &case.frame, Ok(case.effect.monitored()));
+    }
+    let off = Policy { replies: false, ..crafted_policy(false) };
+    checker.g.apply_policy(&off).expect("turning replies off");
+    for case in &cases {
+        let effect = match case.effect {
+            Effect::Reply => Effect::Dropped(cc(b"CN")),
+            other => other,
+        };
+        checker.check(&format!("replies off: {}", case.name), &case.frame, Ok(effect));
+    }
+}
+
+/// Every truncation of every reply case: a frame cut before the end of its
+/// flow key is no reply (dropped as its country's); one cut after passes
+/// as the whole frame does; a frame that is no reply stays dropped.
+#[test]
+fn every_truncation_of_every_reply_case() {
+    let mut g = load(&crafted_table(), &crafted_policy(false), Backend::Trie);
+    record_flows(&mut g);
+    let mut checker = Checker::new(g);
+    let mut runs = 0;
+    for case in reply_cases() {
+        assert!(case.needs <= case.frame.len(), "{}: needs {} of {} bytes", case.name, case.needs, case.frame.len());
+        for len in 0..=case.frame.len() {
+            let what = format!("{}, cut to {len} of {} bytes", case.name, case.frame.len());
+            checker.check(&what, &case.frame[..len], case.effect_truncated(len));
+            runs += 1;
+        }
+    }
+    println!("{runs} truncated reply frames checked");
+}
+
+/// The flow filter in front of the flow table: a rotation keeps the flags
+/// of the flows recorded before it (both halves hold them); a second one
+/// forgets the flows the host did not send on since, though the table
+/// still holds them (within their timeout): their replies are dropped
+/// until the host sends again.
+#[test]
+fn the_flow_filter_gates_the_flow_table_and_rotations_forget_idle_flows() {
+    let mut checker = Checker::new(load(&crafted_table(), &crafted_policy(false), Backend::Trie));
+    let remote: IpAddr = "1.1.1.1".parse().unwrap();
+    let reply = Udp { src: remote, dst: host(remote), src_port: 53, dst_port: UDP_LOCAL, ..Udp::default() }.build();
+    let key = FlowKey {
+        remote: flow_address("1.1.1.1"),
+        remote_port: 53,
+        local_port: UDP_LOCAL,
+        protocol: IPPROTO_UDP,
+        _pad: [0; 3],
+    };
+    let dropped = Ok(Effect::Dropped(cc(b"CN")));
+    checker.check("a reply before the host sent anything", &reply, dropped);
+    checker.g.record_flow(&key, coarse_now()).expect("recording the flow");
+    checker.check("a reply to a recorded flow", &reply, Ok(Effect::Reply));
+    checker.g.rotate_flow_filter().expect("rotating the flow filter");
+    checker.check("a reply to a flow recorded before a rotation", &reply, Ok(Effect::Reply));
+    checker.g.rotate_flow_filter().expect("rotating the flow filter again");
+    checker.check("a reply to a flow the host did not send on for two rotations", &reply, dropped);
+    checker.g.record_flow(&key, coarse_now()).expect("recording the flow again");
+    checker.check("a reply once the host sent again", &reply, Ok(Effect::Reply));
 }

@@ -994,3 +994,76 @@ fn sigterm_during_a_slow_reload_exits_at_once_and_the_table_in_force_stays() {
     flowed.assert_enforced(&blocked, &ips(&ALLOWED), &pair, &log);
     geoblock::detach_all(&pair, &state_dir);
 }
+
+/// Rules whose positions shift between two configs: the UDP datagrams of
+/// the traffic (to port 5555) fall under `app` in both, which blocks CN and
+/// RU, while `rest` blocks RU alone.
+const RULES_A: &str = "\
+[[rule]]
+name = \"app\"
+protocol = \"udp\"
+ports = [5555]
+block = [\"CN\", \"RU\"]
+
+[[rule]]
+name = \"rest\"
+block = [\"RU\"]
+";
+const RULES_B: &str = "\
+[[rule]]
+name = \"ssh\"
+protocol = \"tcp\"
+ports = [22]
+allow = [\"DE\"]
+
+[[rule]]
+name = \"web\"
+protocol = \"tcp\"
+ports = [\"80\", \"443\", \"8000-8999\"]
+block = [\"RU\"]
+
+[[rule]]
+name = \"app\"
+protocol = \"udp\"
+ports = [\"5000-5999\"]
+block = [\"CN\", \"RU\"]
+
+[[rule]]
+name = \"rest\"
+block = [\"RU\"]
+";
+
+#[test]
+fn rules_changed_under_traffic_drop_and_leak_nothing() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    let config = data.dir.join("geoblock.toml");
+    std::fs::write(&config, RULES_A).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let daemon =
+        Daemon::start(&pair.receiver, &geoblock::run_args(&pair, &["--config", config_arg, "--data", data.arg()]));
+    let us = "12.0.0.1";
+    let steady: Vec<IpAddr> = all_sources().into_iter().filter(|s| s.to_string() != us).collect();
+    let flowed = under_traffic(&pair, &steady, || {
+        // The rules move to other positions and other ports, in both
+        // directions, and one rule's list changes on the control socket.
+        std::fs::write(&config, RULES_B).unwrap();
+        assert!(ctl(&daemon, &["reload"]).contains("generation 2"));
+        ctl(&daemon, &["block", "US", "--rule", "app"]);
+        ctl(&daemon, &["unblock", "US", "--rule", "app"]);
+        std::fs::write(&config, RULES_A).unwrap();
+        assert!(ctl(&daemon, &["reload"]).contains("generation 3"));
+    });
+    let allowed: Vec<IpAddr> = ips(&ALLOWED).into_iter().filter(|s| s.to_string() != us).collect();
+    flowed.assert_enforced(&ips(&BLOCKED), &allowed, &pair, &daemon.log());
+    // A change of one rule's list takes effect for the next packet.
+    assert!(passing(&pair, &daemon, &[us]) == [us]);
+    ctl(&daemon, &["block", "US", "--rule", "app"]);
+    assert!(passing(&pair, &daemon, &[us]).is_empty(), "US still passes after `block US --rule app`");
+    refused(&daemon, &["block", "US"], "app");
+    refused(&daemon, &["block", "US", "--rule", "nope"], "nope");
+    let stats = daemon.stats();
+    let app = stats.0["rules"].as_array().unwrap().iter().find(|r| r["name"] == "app").cloned().unwrap();
+    assert!(app["ipv4"]["dropped_packets"].as_u64().unwrap() > 0, "{app}");
+    geoblock::stop_and_detach(&pair, daemon);
+}

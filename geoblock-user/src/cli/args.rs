@@ -8,6 +8,7 @@ use geoblock::{
     country,
     daemon::config::{PolicyConfig, DEFAULT_CACHE_DIR, DEFAULT_CONTROL_SOCKET},
     data::{self, parse_network, CountryFields, DataSources, Format},
+    policy::{rules::parse_scope, ScopeError},
 };
 use geoblock_common::CountryId;
 use ipnetwork::IpNetwork;
@@ -30,6 +31,13 @@ pub struct PolicyArgs {
     /// Also drop addresses no country claims (private, unassigned...).
     #[arg(long)]
     pub block_unknown: bool,
+    /// What the policy applies to: tcp:22,443, udp:53, icmp, tcp (every TCP port), or ports alone
+    /// (8000-8999: TCP, UDP and SCTP); other packets pass [default: every packet].
+    #[arg(long, value_name = "SPEC", value_parser = parse_ports)]
+    pub ports: Option<String>,
+    /// Judge replies to this host's own connections like any packet (by default they pass).
+    #[arg(long)]
+    pub no_replies: bool,
 }
 
 impl PolicyArgs {
@@ -45,6 +53,8 @@ impl PolicyArgs {
             block_unknown: self.block_unknown.then_some(true),
             except: (!exceptions.is_empty()).then_some(exceptions),
             monitor: self.monitor.then_some(true),
+            replies: self.no_replies.then_some(false),
+            ports: self.ports,
         }
     }
 
@@ -112,6 +122,11 @@ pub struct DataArgs {
 
 pub fn parse_format(name: &str) -> Result<Format, String> {
     name.parse()
+}
+
+/// `--ports`: checked here, kept as written (a config layer).
+pub fn parse_ports(spec: &str) -> Result<String, ScopeError> {
+    parse_scope(spec).map(|_| spec.to_string())
 }
 
 pub fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {

@@ -7,7 +7,7 @@ use geoblock::{policy::Change, protocol::Request};
 use crate::{
     args::ControlArgs,
     config::{self, ConfigCommand},
-    control::{self, CountriesArgs},
+    control::{self, CountriesArgs, RuleArg},
     data::{self, DataCommand},
     detach::{self, DetachArgs},
     events::{self, EventsArgs},
@@ -46,16 +46,19 @@ pub enum Command {
     Explain(ExplainArgs),
     /// The running daemon: interfaces, policy, data (age, generation, prefixes), last reload, a reload in progress.
     Status(ControlArgs),
-    /// Drop these countries from now on (deny-list: added; allow-list: removed).
+    /// Drop these countries from now on (deny-list: added; allow-list: removed), in one rule (--rule).
     Block(CountriesArgs),
-    /// Pass these countries from now on (deny-list: removed; allow-list: added).
+    /// Pass these countries from now on (deny-list: removed; allow-list: added), in one rule (--rule).
     Unblock(CountriesArgs),
-    /// Switch to an allow-list of exactly these countries.
+    /// Switch a rule (--rule) to an allow-list of exactly these countries.
     Allow(CountriesArgs),
-    /// deny / allow: enforce, reading the country list that way; monitor: drop nothing, count would-drops.
+    /// deny / allow: enforce, reading a rule's (--rule) country list that way; monitor: drop nothing, count
+    /// would-drops.
     Mode {
         #[arg(value_enum)]
         mode: control::EnforcementArg,
+        #[command(flatten)]
+        rule: RuleArg,
         #[command(flatten)]
         control: ControlArgs,
     },
@@ -88,10 +91,16 @@ impl Command {
             Command::Stats(args) => stats::stats(args),
             Command::Explain(args) => explain::explain(args),
             Command::Status(control) => control::ask(&control, Request::Status),
-            Command::Block(args) => control::change(&args.control, Change::Block { countries: args.countries }),
-            Command::Unblock(args) => control::change(&args.control, Change::Unblock { countries: args.countries }),
-            Command::Allow(args) => control::change(&args.control, Change::Allow { countries: args.countries }),
-            Command::Mode { mode, control } => control::mode(&control, mode),
+            Command::Block(a) => {
+                control::change(&a.control, Change::Block { countries: a.countries, rule: a.rule.name })
+            }
+            Command::Unblock(a) => {
+                control::change(&a.control, Change::Unblock { countries: a.countries, rule: a.rule.name })
+            }
+            Command::Allow(a) => {
+                control::change(&a.control, Change::Allow { countries: a.countries, rule: a.rule.name })
+            }
+            Command::Mode { mode, rule, control } => control::mode(&control, mode, rule),
             Command::Except { op, cidr, control } => control::except(&control, op, cidr),
             Command::Reload(control) => control::ask(&control, Request::Reload { force: control.force }),
             Command::Events(args) => events::events(args),

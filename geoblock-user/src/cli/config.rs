@@ -22,13 +22,18 @@ pub fn config(command: ConfigCommand) -> Result<()> {
 fn check(file: &std::path::Path) -> Result<()> {
     let opts = Config::load(file, true)?.resolve()?;
     let table = opts.data.load()?.table;
+    // One rule for everything reads as the policy always did; more, as a count.
+    let policy = match opts.policy.rules.as_slice() {
+        [rule] if rule.matches_everything() => opts.policy.to_string(),
+        rules => format!("{} rules", rules.len()),
+    };
     println!(
-        "{}: ok; {} on {}, {} IPv4 and {} IPv6 prefixes",
+        "{}: ok; {policy} on {}, {} IPv4 and {} IPv6 prefixes",
         file.display(),
-        opts.policy,
         opts.interfaces.join(", "),
         table.v4.len(),
         table.v6.len()
     );
+    print!("{}", opts.policy.render());
     Ok(())
 }

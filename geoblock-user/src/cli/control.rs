@@ -16,7 +16,16 @@ pub struct CountriesArgs {
     #[arg(required = true, value_delimiter = ',')]
     pub countries: Vec<String>,
     #[command(flatten)]
+    pub rule: RuleArg,
+    #[command(flatten)]
     pub control: ControlArgs,
+}
+
+#[derive(Args)]
+pub struct RuleArg {
+    /// The rule to change (`geoblock status` lists them); needed when the policy has several.
+    #[arg(long = "rule", value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -37,13 +46,13 @@ pub fn change(control: &ControlArgs, change: Change) -> Result<()> {
     ask(control, Request::Change { change, ssh_client: lockout::ssh_client(), force: control.force })
 }
 
-pub fn mode(control: &ControlArgs, mode: EnforcementArg) -> Result<()> {
+pub fn mode(control: &ControlArgs, mode: EnforcementArg, rule: RuleArg) -> Result<()> {
     let mode = match mode {
         EnforcementArg::Deny => Enforcement::Deny,
         EnforcementArg::Allow => Enforcement::Allow,
         EnforcementArg::Monitor => Enforcement::Monitor,
     };
-    change(control, Change::Mode { mode })
+    change(control, Change::Mode { mode, rule: rule.name })
 }
 
 pub fn except(control: &ControlArgs, op: ExceptOp, cidr: String) -> Result<()> {

@@ -6,9 +6,13 @@ use anyhow::{ensure, Result};
 use clap::Args;
 use geoblock::{
     daemon::config::DEFAULT_CONTROL_SOCKET,
-    policy::explain::{self, Explanation},
+    policy::{
+        explain::{self, Explanation, Packet},
+        rules::parse_protocol_number,
+    },
     protocol::{self, Request, Versioned},
 };
+use geoblock_common::packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::args::{DataArgs, PolicyArgs};
 
@@ -16,6 +20,13 @@ use crate::args::{DataArgs, PolicyArgs};
 pub struct ExplainArgs {
     #[arg(required = true)]
     addresses: Vec<IpAddr>,
+    /// Explain a packet of this IP protocol (tcp, udp, sctp, icmp, icmpv6 or a number): which rule
+    /// takes it [default: what every rule does].
+    #[arg(long, value_parser = parse_protocol_number)]
+    protocol: Option<u8>,
+    /// The packet's destination port (with --protocol tcp, udp or sctp).
+    #[arg(long, requires = "protocol")]
+    port: Option<u16>,
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
@@ -29,13 +40,18 @@ pub struct ExplainArgs {
 
 /// Offline when given data or a policy, else by the running daemon.
 pub fn explain(args: ExplainArgs) -> Result<()> {
+    let packet = args.protocol.map(|protocol| Packet { protocol, port: args.port });
+    if let Some(p) = packet {
+        let ported = [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP].contains(&p.protocol);
+        ensure!(ported == p.port.is_some(), "--port needs --protocol tcp, udp or sctp, and those need --port");
+    }
     let explained: Vec<Explanation> = if args.policy.given() || !args.data.data.is_empty() {
         ensure!(args.policy.given(), "explaining offline needs the policy: --block or --allow");
-        let policy = args.policy.overrides().resolve()?;
+        let policy = args.policy.overrides().resolve(vec![])?;
         let loaded = args.data.read.sources(args.data.data).load()?;
-        args.addresses.iter().map(|&ip| explain::explain(&loaded, &policy, ip, None)).collect()
+        args.addresses.iter().map(|&ip| explain::explain(&loaded, &policy, ip, packet, None)).collect()
     } else {
-        let request = Request::Explain { addresses: args.addresses };
+        let request = Request::Explain { addresses: args.addresses, packet };
         let response = protocol::request(&args.control_socket, &request)?;
         ensure!(response.ok, "{}", response.message);
         response.explain.unwrap_or_default()

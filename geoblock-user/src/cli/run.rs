@@ -8,7 +8,7 @@ use clap::Args;
 use geoblock::{
     daemon::{
         self,
-        config::{Config, ConfigLayers, Lookup, DEFAULT_CONFIG, DEFAULT_METRICS_ADDR},
+        config::{Config, ConfigLayers, FlowsConfig, Lookup, DEFAULT_CONFIG, DEFAULT_METRICS_ADDR},
     },
     data::parse_network,
     kernel::XdpMode,
@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// anyway) [default: 10].
     #[arg(long)]
     pub max_shrink: Option<f64>,
+    /// Connections this host opens that the flow table records, whose
+    /// replies pass (default 262144; timeouts: [flows] in the config).
+    #[arg(long, value_name = "N")]
+    pub flows: Option<u32>,
 }
 
 impl RunArgs {
@@ -93,6 +97,8 @@ impl RunArgs {
             event_rate: self.event_rate,
             metrics: self.metrics,
             policy: self.policy.overrides(),
+            rule: vec![],
+            flows: FlowsConfig { size: self.flows, ..FlowsConfig::default() },
         }
     }
 }

@@ -7,7 +7,8 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use geoblock::{
     daemon::config::DEFAULT_STATE_DIR,
-    kernel::counters::{Stats, Traffic},
+    kernel::counters::{Families, Stats, Traffic},
+    policy::UNMATCHED_RULE,
     protocol::Versioned,
 };
 use geoblock_common::{Action, CountryCounters};
@@ -106,6 +107,10 @@ impl View {
                 human(p.bytes as f64, "B")
             );
         }
+        // Rules count every interface together: no section for one interface.
+        if self.iface.is_none() && !stats.rules.is_empty() {
+            out += &rules_table(stats);
+        }
         out
     }
 
@@ -129,20 +134,42 @@ impl View {
         if self.top > 0 {
             rows.truncate(self.top);
         }
-        let mut out = format!("{:<8}", "country");
-        for (action, unit) in COLUMNS {
-            out += &format!("{:>16}", format!("{}{unit}{per}", action.name()));
-        }
-        out.push('\n');
+        let mut out = header("country", 8, per);
         for (cc, v) in rows {
-            out += &format!("{cc:<8}");
-            for (i, value) in v.iter().enumerate() {
-                out += &format!("{:>16}", human(*value, if i % 2 == 1 { "B" } else { "" }));
-            }
-            out.push('\n');
+            out += &row(&cc, 8, &v);
         }
         out
     }
+}
+
+/// The column heads after `first`, `width` wide, with units `per`.
+fn header(first: &str, width: usize, per: &str) -> String {
+    let mut out = format!("{first:<width$}");
+    for (action, unit) in COLUMNS {
+        out += &format!("{:>16}", format!("{}{unit}{per}", action.name()));
+    }
+    out + "\n"
+}
+
+/// A row: its name, `width` wide, and the six numbers.
+fn row(name: &str, width: usize, values: &[f64; 6]) -> String {
+    let mut out = format!("{name:<width$}");
+    for (i, value) in values.iter().enumerate() {
+        out += &format!("{:>16}", human(*value, if i % 2 == 1 { "B" } else { "" }));
+    }
+    out + "\n"
+}
+
+/// The verdicts of each rule, in rule order, both families together; then
+/// the packets no rule matched, as `(none)` (no rule name has parentheses).
+fn rules_table(stats: &Stats) -> String {
+    let width = stats.rules.iter().map(|r| r.name.len() + 2).chain([8]).max().unwrap_or(8);
+    let mut out = format!("\n{}", header("rule", width, ""));
+    let both = |f: &Families| values(&(f.ipv4 + f.ipv6));
+    for rule in &stats.rules {
+        out += &row(&rule.name, width, &both(&rule.families));
+    }
+    out + &row(UNMATCHED_RULE, width, &both(&stats.unmatched))
 }
 
 fn values(c: &CountryCounters) -> [f64; 6] {
@@ -192,7 +219,7 @@ pub fn human(n: f64, unit: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use geoblock::country;
+    use geoblock::{country, kernel::counters::RuleCounts};
 
     use super::*;
 
@@ -243,6 +270,33 @@ mod tests {
         assert!(only.contains("\nDE") && !only.contains("\nRU"));
         let none = View { iface: Some("eth9".into()), ..View::default() }.render(&stats);
         assert!(none.contains("no counters for interface eth9"));
+    }
+
+    #[test]
+    fn rules_are_listed_in_order_with_what_no_rule_matched() {
+        let dropped = |packets| CountryCounters { dropped_packets: packets, ..CountryCounters::default() };
+        let rule = |name: &str, v4, v6| RuleCounts {
+            name: name.into(),
+            families: Families { ipv4: dropped(v4), ipv6: dropped(v6) },
+        };
+        let stats = Stats {
+            rules: vec![rule("ssh", 3, 4), rule("a-long-rule-name", 0, 1)],
+            unmatched: Families {
+                ipv4: CountryCounters { passed_packets: 9, ..CountryCounters::default() },
+                ..Families::default()
+            },
+            ..Stats::default()
+        };
+        let text = View::default().render(&stats);
+        let rules: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("rule ")).collect();
+        assert_eq!(rules.len(), 4, "{text}");
+        assert!(rules[1].starts_with("ssh   ") && rules[1].split_whitespace().nth(1) == Some("7"), "{text}");
+        assert!(rules[2].starts_with("a-long-rule-name  "), "{text}");
+        let unmatched: Vec<&str> = rules[3].split_whitespace().collect();
+        assert_eq!((unmatched[0], unmatched[4]), ("(none)", "9"), "passed packets no rule matched: {text}");
+        let one_iface = View { iface: Some("(other)".into()), ..View::default() };
+        let stats = Stats { interfaces: [("(other)".to_string(), Traffic::default())].into(), ..stats };
+        assert!(!one_iface.render(&stats).contains("ssh"), "rules count every interface together");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The configuration: a TOML file (default `/etc/geoblock/geoblock.toml`)
 //! overlaid with command-line flags, which win setting by setting. Every
-//! setting has a flag; every default is written down here and in README.
+//! setting but the `[[rule]]` tables and the flow timeouts has a flag;
+//! every default is written down here and in README.
 //!
 //! ```toml
 //! interfaces = ["eth0"]
@@ -19,12 +20,31 @@
 //! event_rate = 100                        # sampled drop events per second at most; 0: off
 //! metrics = "127.0.0.1:9717"              # serve /metrics there; absent: off
 //!
+//! [flows]                                 # connections this host opens: their replies pass
+//! size = 262144                           # flows recorded at most (restart to change)
+//! tcp_timeout = "2h 4m"                   # replies pass this long after the host's last packet
+//! udp_timeout = "5m"
+//! icmp_timeout = "60s"
+//!
 //! [policy]
-//! block = ["CN", "RU"]                    # or allow = [...], not both
+//! block = ["CN", "RU"]                    # or allow = [...], not both: the rule `default`
 //! block_unknown = false
-//! except = ["203.0.113.0/24"]
+//! except = ["203.0.113.0/24"]             # for every rule
+//! monitor = false
+//! replies = true                          # replies to this host's own connections pass
+//!
+//! [[rule]]                                # tried in order, before `default`
+//! name = "ssh"
+//! protocol = "tcp"                        # any (default) | tcp | udp | sctp | icmp
+//! ports = [22, "8000-8999"]               # or "22,8000-8999"; absent: every port
+//! allow = ["DE"]                          # or block = [...]
+//! block_unknown = false
 //! monitor = false
 //! ```
+//!
+//! `[policy]`'s list makes the rule `default`, which matches every packet
+//! (or what `--ports` says) and comes after the `[[rule]]` tables: the
+//! catch-all. Without it, a packet no rule matches passes.
 
 use std::{
     collections::BTreeSet,
@@ -33,15 +53,18 @@ use std::{
     time::Duration,
 };
 
-use geoblock_common::Backend;
+use geoblock_common::{Backend, CountryId};
 use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
 use crate::{
     country,
     data::{self, parse_network, CidrError, CountryFields, DataSources},
-    kernel::XdpMode,
-    policy::{Mode, Policy},
+    kernel::{flows::FlowTable, XdpMode},
+    policy::{
+        rules::{merged, parse_ports, parse_scope},
+        Mode, Policy, PolicyError, PortRange, Protocol, Rule, ScopeError, DEFAULT_RULE,
+    },
 };
 
 pub const DEFAULT_CONFIG: &str = "/etc/geoblock/geoblock.toml";
@@ -82,6 +105,8 @@ pub struct RunOptions {
     pub event_rate: u32,
     /// Where `/metrics` is served; `None`: nowhere.
     pub metrics: Option<SocketAddr>,
+    /// The flow table of the connections this host opens.
+    pub flows: FlowTable,
 }
 
 /// Settings as written (file) or given (flags): all optional, so that one
@@ -114,8 +139,27 @@ pub struct Config {
     pub force: Option<bool>,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// `[[rule]]` tables, in order (file only).
+    #[serde(default)]
+    pub rule: Vec<RuleConfig>,
+    /// The flow table of the connections this host opens (config file only).
+    #[serde(default)]
+    pub flows: FlowsConfig,
 }
 
+/// `[flows]`: how many flows are recorded, and how long each lasts after
+/// the host's last packet on it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    pub size: Option<u32>,
+    pub tcp_timeout: Option<String>,
+    pub udp_timeout: Option<String>,
+    pub icmp_timeout: Option<String>,
+}
+
+/// `[policy]`: the rule `default` (its list, `block_unknown`, `monitor`),
+/// and what holds for every rule (`except`, `replies`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
@@ -124,6 +168,40 @@ pub struct PolicyConfig {
     pub block_unknown: Option<bool>,
     pub except: Option<Vec<String>>,
     pub monitor: Option<bool>,
+    /// Replies to this host's own connections pass (default: on).
+    pub replies: Option<bool>,
+    /// Flag only (`--ports tcp:22`): what the rule `default` matches.
+    #[serde(skip)]
+    pub ports: Option<String>,
+}
+
+/// A `[[rule]]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub ports: Option<PortsConfig>,
+    pub block: Option<Vec<String>>,
+    pub allow: Option<Vec<String>>,
+    pub block_unknown: Option<bool>,
+    pub monitor: Option<bool>,
+}
+
+/// `ports = [22, "8000-8999"]`, or `ports = "22,8000-8999"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PortsConfig {
+    Text(String),
+    List(Vec<PortItem>),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PortItem {
+    Port(i64),
+    Range(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -159,10 +237,21 @@ pub enum ConfigError {
     Syntax { path: PathBuf, message: String },
     #[error("no interface to attach to (--iface, or interfaces = [...] in the config)")]
     NoInterfaces,
-    #[error("no policy: give --block or --allow (policy.block or policy.allow in the config)")]
-    NoPolicy,
     #[error("both a block list and an allow list are given; keep one")]
     BlockAndAllow,
+    #[error("{rule}: {error}")]
+    Rule { rule: String, error: Box<ConfigError> },
+    #[error("no list: give block = [...] or allow = [...]")]
+    NoList,
+    #[error("ports: {0}")]
+    Ports(#[from] ScopeError),
+    #[error(
+        "{0} is given without a block or allow list (policy.block, policy.allow, --block, --allow): it belongs to \
+         the rule such a list makes; with [[rule]] tables alone, set it in each rule"
+    )]
+    NoDefaultRule(&'static str),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error(transparent)]
     Country(#[from] country::UnknownCountry),
     #[error("refresh: '{0}' is not a duration (e.g. 30m, 6h, 1d)")]
@@ -175,6 +264,8 @@ pub enum ConfigError {
     Cidr { setting: &'static str, error: CidrError },
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("flows.{setting}: {message}")]
+    Flows { setting: &'static str, message: String },
 }
 
 impl Config {
@@ -211,13 +302,17 @@ impl Config {
             event_rate: flags.event_rate.or(self.event_rate),
             metrics: flags.metrics.clone().or(self.metrics),
             force: flags.force,
+            flows: FlowsConfig { size: flags.flows.size.or(self.flows.size), ..self.flows },
             policy: PolicyConfig {
                 block: if list_given { p.block.clone() } else { self.policy.block },
                 allow: if list_given { p.allow.clone() } else { self.policy.allow },
                 block_unknown: p.block_unknown.or(self.policy.block_unknown),
                 except: p.except.clone().or(self.policy.except),
                 monitor: p.monitor.or(self.policy.monitor),
+                replies: p.replies.or(self.policy.replies),
+                ports: p.ports.clone().or(self.policy.ports),
             },
+            rule: self.rule,
         }
     }
 
@@ -227,7 +322,7 @@ impl Config {
         Ok(RunOptions {
             interfaces,
             xdp_mode: self.xdp_mode.unwrap_or(XdpMode::Auto),
-            policy: self.policy.resolve()?,
+            policy: self.policy.resolve(self.rule)?,
             state_dir: self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             backend: match self.lookup.unwrap_or(Lookup::Trie) {
                 Lookup::Trie => Backend::Trie,
@@ -252,27 +347,121 @@ impl Config {
             event_rate: self.event_rate.unwrap_or(DEFAULT_EVENT_RATE),
             force: self.force.unwrap_or(false),
             metrics: self.metrics.as_deref().map(parse_metrics_addr).transpose().map_err(ConfigError::Metrics)?,
+            flows: self.flows.resolve()?,
+        })
+    }
+}
+
+impl FlowsConfig {
+    fn resolve(self) -> Result<FlowTable, ConfigError> {
+        let default = FlowTable::default();
+        let timeout = |setting: &'static str, text: Option<String>, default: Duration| match text {
+            None => Ok(default),
+            Some(text) => humantime::parse_duration(&text).ok().filter(|d| !d.is_zero()).ok_or(ConfigError::Flows {
+                setting,
+                message: format!("'{text}' is not a duration (e.g. 30s, 5m, 2h)"),
+            }),
+        };
+        let size = match self.size.unwrap_or(default.size) {
+            0 => return Err(ConfigError::Flows { setting: "size", message: "must be at least 1".into() }),
+            size => size,
+        };
+        Ok(FlowTable {
+            size,
+            tcp_timeout: timeout("tcp_timeout", self.tcp_timeout, default.tcp_timeout)?,
+            udp_timeout: timeout("udp_timeout", self.udp_timeout, default.udp_timeout)?,
+            icmp_timeout: timeout("icmp_timeout", self.icmp_timeout, default.icmp_timeout)?,
         })
     }
 }
 
 impl PolicyConfig {
-    pub fn resolve(self) -> Result<Policy, ConfigError> {
-        let (mode, codes) = match (self.block, self.allow) {
-            (Some(_), Some(_)) => return Err(ConfigError::BlockAndAllow),
-            (Some(block), None) => (Mode::Deny, block),
-            (None, Some(allow)) => (Mode::Allow, allow),
-            (None, None) => return Err(ConfigError::NoPolicy),
-        };
-        let countries = codes.iter().map(|c| country::parse(c)).collect::<Result<BTreeSet<_>, _>>()?;
-        Ok(Policy {
-            mode,
-            countries,
+    /// The policy: the `[[rule]]` tables in order, then the rule `default`
+    /// this list makes (if it gives one).
+    pub fn resolve(self, tables: Vec<RuleConfig>) -> Result<Policy, ConfigError> {
+        let mut rules = tables.into_iter().map(RuleConfig::resolve).collect::<Result<Vec<_>, _>>()?;
+        if let Some(rule) = self.default_rule(!rules.is_empty())? {
+            rules.push(rule);
+        }
+        let exceptions = cidrs("policy.except", self.except)?;
+        Ok(Policy::new(rules, exceptions, self.replies.unwrap_or(true))?)
+    }
+
+    /// The rule `default`, from the list here; none when `[[rule]]` tables
+    /// (`tables`) give the policy and this gives no list.
+    fn default_rule(&self, tables: bool) -> Result<Option<Rule>, ConfigError> {
+        let list = list(self.block.as_ref(), self.allow.as_ref());
+        if tables && matches!(list, Err(ConfigError::NoList)) {
+            let stray = [
+                ("policy.block_unknown (--block-unknown)", self.block_unknown.is_some()),
+                ("policy.monitor (--monitor)", self.monitor.is_some()),
+                ("--ports", self.ports.is_some()),
+            ];
+            return match stray.into_iter().find(|(_, given)| *given) {
+                Some((setting, _)) => Err(ConfigError::NoDefaultRule(setting)),
+                None => Ok(None),
+            };
+        }
+        let (mode, countries) = list.map_err(|e| match e {
+            ConfigError::NoList => PolicyError::NoRules.into(),
+            e => e,
+        })?;
+        let (protocol, ports) = self.ports.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
+        Ok(Some(Rule {
+            protocol,
+            ports,
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
-            exceptions: cidrs("policy.except", self.except)?,
+            ..Rule::new(DEFAULT_RULE, mode, countries)
+        }))
+    }
+}
+
+impl RuleConfig {
+    /// The rule; errors name it.
+    fn resolve(self) -> Result<Rule, ConfigError> {
+        let in_rule =
+            |error: ConfigError| ConfigError::Rule { rule: format!("rule '{}'", self.name), error: error.into() };
+        let (mode, countries) = list(self.block.as_ref(), self.allow.as_ref()).map_err(in_rule)?;
+        let ports = match &self.ports {
+            None => vec![],
+            Some(ports) => ports.ranges().map_err(|e| in_rule(e.into()))?,
+        };
+        Ok(Rule {
+            protocol: self.protocol,
+            ports,
+            monitor: self.monitor.unwrap_or(false),
+            block_unknown: self.block_unknown.unwrap_or(false),
+            ..Rule::new(&self.name, mode, countries)
         })
     }
+}
+
+impl PortsConfig {
+    fn ranges(&self) -> Result<Vec<PortRange>, ScopeError> {
+        match self {
+            PortsConfig::Text(text) => parse_ports(text),
+            PortsConfig::List(items) => {
+                let range = |item: &PortItem| match item {
+                    PortItem::Port(port) => port.to_string().parse(),
+                    PortItem::Range(text) => text.parse(),
+                };
+                Ok(merged(items.iter().map(range).collect::<Result<_, _>>()?))
+            }
+        }
+    }
+}
+
+/// A block or allow list: its mode and countries.
+fn list(block: Option<&Vec<String>>, allow: Option<&Vec<String>>) -> Result<(Mode, BTreeSet<CountryId>), ConfigError> {
+    let (mode, codes) = match (block, allow) {
+        (Some(_), Some(_)) => return Err(ConfigError::BlockAndAllow),
+        (Some(block), None) => (Mode::Deny, block),
+        (None, Some(allow)) => (Mode::Allow, allow),
+        (None, None) => return Err(ConfigError::NoList),
+    };
+    let countries = codes.iter().map(|c| country::parse(c)).collect::<Result<BTreeSet<_>, _>>()?;
+    Ok((mode, countries))
 }
 
 /// `--metrics ADDR`: `IP:PORT`, or a port alone (on loopback).
@@ -309,9 +498,11 @@ mod tests {
         assert_eq!(opts.backend, Backend::Trie);
         assert_eq!(opts.state_dir, Path::new(DEFAULT_STATE_DIR));
         assert_eq!(opts.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
-        assert_eq!(opts.policy.mode, Mode::Deny);
-        assert_eq!(opts.policy.countries.len(), 1);
-        assert!(opts.data.sources.is_empty() && !opts.detach_on_exit && !opts.policy.monitor);
+        let rule = &opts.policy.rules[0];
+        assert_eq!((opts.policy.rules.len(), rule.name.as_str(), rule.mode), (1, DEFAULT_RULE, Mode::Deny));
+        assert!(rule.matches_everything() && opts.policy.replies);
+        assert_eq!(rule.countries.len(), 1);
+        assert!(opts.data.sources.is_empty() && !opts.detach_on_exit && !rule.monitor);
         assert_eq!((opts.refresh, opts.max_shrink), (None, 0.10));
         assert_eq!(opts.event_rate, DEFAULT_EVENT_RATE);
         assert_eq!(opts.metrics, None, "no metrics unless asked for");
@@ -338,7 +529,7 @@ mod tests {
         let opts = file.overlaid(&flags).resolve().unwrap();
         assert_eq!(opts.interfaces, ["eth0"]);
         assert_eq!(opts.xdp_mode, XdpMode::Native);
-        assert_eq!(opts.policy.mode, Mode::Allow, "an --allow flag replaces the file's block list");
+        assert_eq!(opts.policy.rules[0].mode, Mode::Allow, "an --allow flag replaces the file's block list");
         assert_eq!(opts.policy.exceptions.len(), 1);
     }
 
@@ -346,7 +537,7 @@ mod tests {
     fn invalid_settings_are_refused() {
         let bad = |text: &str| parse(text).resolve().unwrap_err().to_string();
         assert!(bad("[policy]\nblock = [\"CN\"]\n").contains("no interface"));
-        assert!(bad("interfaces = [\"eth0\"]\n").contains("no policy"));
+        assert!(bad("interfaces = [\"eth0\"]\n").contains("no rule"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nallow = [\"DE\"]\n").contains("keep one"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"XX\"]\n").contains("'XX'"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nexcept = [\"10/99\"]\n").contains("10/99"));
@@ -366,6 +557,110 @@ mod tests {
         assert!(bad("interfaces = [\"e\"]\nmax_shrink = 150.0\n[policy]\nblock = [\"CN\"]\n").contains("150"));
         assert!(toml::from_str::<Config>("interface = [\"eth0\"]\n").is_err(), "unknown keys are errors");
         assert!(toml::from_str::<Config>("xdp_mode = \"fast\"\n").is_err());
+    }
+
+    const RULES: &str = r#"
+interfaces = ["eth0"]
+
+[policy]
+except = ["192.0.2.0/24"]
+replies = false
+
+[[rule]]
+name = "ssh"
+protocol = "tcp"
+ports = [22]
+allow = ["DE"]
+
+[[rule]]
+name = "api"
+ports = "443,8000-8999"
+block = ["CN", "RU"]
+block_unknown = true
+monitor = true
+
+[[rule]]
+name = "ping"
+protocol = "icmp"
+block = ["KP"]
+"#;
+
+    #[test]
+    fn rule_tables_are_tried_in_order() {
+        let policy = parse(RULES).resolve().unwrap().policy;
+        let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["ssh", "api", "ping"]);
+        let [ssh, api, ping] = &policy.rules[..] else { panic!() };
+        assert_eq!((ssh.protocol, ssh.scope(), ssh.mode), (Protocol::Tcp, "tcp port 22".to_string(), Mode::Allow));
+        assert_eq!(api.scope(), "tcp, udp and sctp ports 443,8000-8999");
+        assert!(api.block_unknown && api.monitor && !ssh.monitor);
+        assert_eq!((ping.protocol, ping.ports.len()), (Protocol::Icmp, 0));
+        assert_eq!((policy.exceptions.len(), policy.replies), (1, false));
+        assert_eq!((policy.rule_for(6, Some(22)), policy.rule_for(17, Some(8080))), (Some(0), Some(1)));
+        assert_eq!(policy.rule_for(6, Some(80)), None, "no catch-all: other packets pass");
+    }
+
+    #[test]
+    fn the_policy_list_is_the_catch_all_after_the_rules() {
+        let text = RULES.replace("replies = false", "block = [\"CN\"]\nmonitor = true");
+        let policy = parse(&text).resolve().unwrap().policy;
+        let last = policy.rules.last().unwrap();
+        assert_eq!((policy.rules.len(), last.name.as_str()), (4, DEFAULT_RULE));
+        assert!(last.matches_everything() && last.monitor && policy.replies);
+        assert_eq!(policy.rule_for(6, Some(80)), Some(3));
+        let flags = Config {
+            policy: PolicyConfig { ports: Some("udp:53".into()), ..PolicyConfig::default() },
+            ..Config::default()
+        };
+        let scoped = parse(&text).overlaid(&flags).resolve().unwrap().policy;
+        assert_eq!(scoped.rules[3].scope(), "udp port 53", "--ports scopes the rule the list makes");
+    }
+
+    #[test]
+    fn rule_tables_are_checked_and_errors_name_the_rule() {
+        let bad = |rules: &str| parse(&format!("interfaces = [\"e\"]\n{rules}")).resolve().unwrap_err().to_string();
+        assert_eq!(
+            bad("[[rule]]\nname = \"ssh\"\nallow = [\"DE\"]\nblock = [\"CN\"]\n"),
+            "rule 'ssh': both a block list and an allow list are given; keep one"
+        );
+        assert_eq!(bad("[[rule]]\nname = \"ssh\"\n"), "rule 'ssh': no list: give block = [...] or allow = [...]");
+        assert_eq!(
+            bad("[[rule]]\nname = \"ssh\"\nblock = [\"XX\"]\n"),
+            "rule 'ssh': unknown country code 'XX' (expected an ISO 3166-1 alpha-2 code such as US, DE, CN)"
+        );
+        assert_eq!(
+            bad("[[rule]]\nname = \"ssh\"\nports = [70000]\nblock = [\"CN\"]\n"),
+            "rule 'ssh': ports: '70000' is not a port or a range of ports (0 to 65535, e.g. 22 or 8000-8999)"
+        );
+        assert_eq!(
+            bad("[[rule]]\nname = \"ssh\"\nports = [\"30-20\"]\nblock = [\"CN\"]\n"),
+            "rule 'ssh': ports: '30-20': the range ends before it starts"
+        );
+        assert_eq!(
+            bad("[[rule]]\nname = \"ping\"\nprotocol = \"icmp\"\nports = \"8\"\nblock = [\"CN\"]\n"),
+            "rule 'ping': icmp has no ports"
+        );
+        let twice = "[[rule]]\nname = \"a\"\nblock = [\"CN\"]\n".repeat(2);
+        assert_eq!(bad(&twice), "two rules are named 'a'");
+        let default_twice = "[policy]\nblock = [\"CN\"]\n[[rule]]\nname = \"default\"\nblock = [\"CN\"]\n";
+        assert_eq!(bad(default_twice), "two rules are named 'default'");
+        let many: String = (0..17).map(|i| format!("[[rule]]\nname = \"r{i}\"\nblock = [\"CN\"]\n")).collect();
+        assert_eq!(bad(&many), "17 rules: at most 16");
+        assert!(bad(&format!("[[rule]]\nname = \"{}\"\nblock = [\"CN\"]\n", "x".repeat(32))).starts_with("rule name"));
+        assert_eq!(
+            bad("[policy]\nmonitor = true\n[[rule]]\nname = \"a\"\nblock = [\"CN\"]\n"),
+            "policy.monitor (--monitor) is given without a block or allow list (policy.block, policy.allow, --block, \
+             --allow): it belongs to the rule such a list makes; with [[rule]] tables alone, set it in each rule"
+        );
+        let flags = Config {
+            policy: PolicyConfig { ports: Some("tcp:22".into()), ..PolicyConfig::default() },
+            ..Config::default()
+        };
+        let tables = parse("interfaces = [\"e\"]\n[[rule]]\nname = \"a\"\nblock = [\"CN\"]\n");
+        let err = tables.overlaid(&flags).resolve().unwrap_err().to_string();
+        assert!(err.starts_with("--ports is given without a block or allow list"), "{err}");
+        assert!(toml::from_str::<Config>("[[rule]]\nname = \"a\"\nport = 22\n").is_err(), "unknown keys");
+        assert!(toml::from_str::<Config>("[[rule]]\nname = \"a\"\nprotocol = \"gre\"\n").is_err());
     }
 
     #[test]

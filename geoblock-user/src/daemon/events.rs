@@ -6,32 +6,41 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use geoblock_common::{
     packet::{
-        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
-        IPV4_DST, IPV4_FRAG_OFF, IPV4_HLEN, IPV4_PROTOCOL, IPV4_SRC, IPV6_DST, IPV6_HLEN, IPV6_NEXT_HEADER, IPV6_SRC,
-        L4_DST_PORT, L4_SRC_PORT, MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
+        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
+        IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_DST, IPV4_FRAG_OFF, IPV4_HLEN,
+        IPV4_PROTOCOL, IPV4_SRC, IPV6_DST, IPV6_EXT_LEN, IPV6_FRAG_HLEN, IPV6_FRAG_OFF, IPV6_HLEN, IPV6_NEXT_HEADER,
+        IPV6_OFFSET_MASK, IPV6_SRC, L4_DST_PORT, L4_SRC_PORT, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, VLAN_HLEN,
+        VLAN_PROTO,
     },
     Action, DropEvent, NO_COUNTRY,
 };
 
-use crate::{country, policy::Policy, protocol::Event};
+use crate::{
+    country,
+    policy::{Policy, Reason},
+    protocol::Event,
+};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Decodes a kernel record; `None` if its frame does not hold an IP header
-/// (the program only samples frames it parsed, so: never). The reason is the
-/// policy's for the sender's country.
+/// (the program only samples frames it parsed, so: never). The rule is the
+/// policy's at its position, and the reason that rule's for the sender's
+/// country (none such: the policy changed since, and no rule is named).
 pub fn decode(raw: &DropEvent, clock: &WallClock, policy: &Policy) -> Option<Event> {
     let captured = &raw.frame[..usize::from(raw.captured).min(raw.frame.len())];
     let packet = Packet::parse(captured)?;
     let timestamp_ns = clock.unix_ns(raw.timestamp_ns);
     let action = Action::from_u8(raw.action);
+    let rule = policy.rules.get(usize::from(raw.rule));
     Some(Event {
         time: rfc3339(timestamp_ns),
         timestamp_ns,
         iface: iface_name(raw.ifindex),
         ifindex: raw.ifindex,
         action,
-        reason: policy.reason(raw.country),
+        reason: rule.map_or(Reason::NoRule, |r| r.reason(raw.country)),
+        rule: rule.map(|r| r.name.clone()),
         country: (raw.country != NO_COUNTRY).then(|| country::code(raw.country).to_string()),
         src: packet.src,
         dst: packet.dst,
@@ -88,9 +97,32 @@ impl Packet {
         let header = ip.get(..IPV6_HLEN)?;
         let src = Ipv6Addr::from(field::<16>(header, IPV6_SRC)?);
         let dst = Ipv6Addr::from(field::<16>(header, IPV6_DST)?);
-        let protocol = header[IPV6_NEXT_HEADER];
-        Some(Packet { src: src.into(), dst: dst.into(), protocol, ports: ports(protocol, ip.get(IPV6_HLEN..)) })
+        let (protocol, l4) = skip_extensions(header[IPV6_NEXT_HEADER], ip.get(IPV6_HLEN..));
+        Some(Packet { src: src.into(), dst: dst.into(), protocol, ports: ports(protocol, l4) })
     }
+}
+
+/// Walks IPv6 extension headers as the XDP program does, so that an event
+/// shows the protocol and ports its rule was chosen by: the last next
+/// header reached and what follows it (none for a fragment after the
+/// first, which has no L4 header, or when the capture ends first).
+fn skip_extensions(mut next: u8, mut rest: Option<&[u8]>) -> (u8, Option<&[u8]>) {
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let Some(header) = rest else { break };
+        let len = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                header.get(IPV6_EXT_LEN).map(|&units| (usize::from(units) + 1) * 8)
+            }
+            IPPROTO_FRAGMENT => match field(header, IPV6_FRAG_OFF).map(u16::from_be_bytes) {
+                Some(offset) if offset & IPV6_OFFSET_MASK == 0 => Some(IPV6_FRAG_HLEN),
+                _ => None,
+            },
+            _ => return (next, rest),
+        };
+        let Some(&following) = header.first() else { break };
+        (next, rest) = (following, len.and_then(|len| header.get(len..)));
+    }
+    (next, None)
 }
 
 /// Source and destination port of a TCP, UDP or SCTP header.
@@ -155,7 +187,7 @@ mod tests {
     use geoblock_common::{country_id, CountryId, EVENT_SNAPLEN};
 
     use super::*;
-    use crate::policy::{Mode, Reason};
+    use crate::policy::{Mode, Protocol, Rule, DEFAULT_RULE};
 
     /// Ethernet + one VLAN tag + IPv4 + UDP 40000 → 53, 74 bytes.
     fn udp_v4_frame() -> Vec<u8> {
@@ -179,7 +211,8 @@ mod tests {
             country,
             action: action as u8,
             captured: n as u8,
-            _reserved: 0,
+            rule: 0,
+            _reserved: [0; 3],
             frame: bytes,
         }
     }
@@ -188,7 +221,7 @@ mod tests {
     fn an_event_decodes_to_addresses_ports_country_and_reason() {
         let cn = country_id(*b"CN").unwrap();
         let clock = WallClock { offset_ns: 1_700_000_000 * i128::from(NS_PER_SEC) };
-        let deny_cn = policy(Mode::Deny, cn);
+        let deny_cn = Policy::from(rule(Mode::Deny, cn));
         let event = decode(&raw(&udp_v4_frame(), cn, Action::Drop), &clock, &deny_cn).unwrap();
         assert_eq!(event.src, "1.0.1.1".parse::<IpAddr>().unwrap());
         assert_eq!(event.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
@@ -202,14 +235,14 @@ mod tests {
         assert_eq!(event.frame_bytes(), udp_v4_frame());
         assert_eq!(
             event.render(),
-            format!("{} lo blocked-country CN 1.0.1.1:40000 -> 10.0.0.2:53 udp 74 bytes", event.time)
+            format!("{} lo default blocked-country CN 1.0.1.1:40000 -> 10.0.0.2:53 udp 74 bytes", event.time)
         );
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
     }
 
-    fn policy(mode: Mode, country: CountryId) -> Policy {
-        Policy { mode, countries: [country].into(), monitor: false, block_unknown: false, exceptions: vec![] }
+    fn rule(mode: Mode, country: CountryId) -> Rule {
+        Rule::new(DEFAULT_RULE, mode, [country].into())
     }
 
     #[test]
@@ -219,11 +252,29 @@ mod tests {
         let reason = |policy: &Policy, country| {
             decode(&raw(&udp_v4_frame(), country, Action::Drop), &clock, policy).unwrap().reason
         };
-        assert_eq!(reason(&policy(Mode::Allow, de), country_id(*b"CN").unwrap()), Reason::NotAllowed);
-        let strict = Policy { block_unknown: true, ..policy(Mode::Allow, de) };
-        assert_eq!(reason(&strict, NO_COUNTRY), Reason::NoCountryBlocked);
-        let monitored = Policy { monitor: true, ..policy(Mode::Deny, de) };
-        assert_eq!(reason(&monitored, de), Reason::BlockedCountry, "monitor mode shows in the action, not the reason");
+        assert_eq!(reason(&rule(Mode::Allow, de).into(), country_id(*b"CN").unwrap()), Reason::NotAllowed);
+        let strict = Rule { block_unknown: true, ..rule(Mode::Allow, de) };
+        assert_eq!(reason(&strict.into(), NO_COUNTRY), Reason::NoCountryBlocked);
+        let monitored = Rule { monitor: true, ..rule(Mode::Deny, de) };
+        assert_eq!(
+            reason(&monitored.into(), de),
+            Reason::BlockedCountry,
+            "monitor mode shows in the action, not the reason"
+        );
+    }
+
+    #[test]
+    fn the_rule_that_decided_is_named() {
+        let (cn, de) = (country_id(*b"CN").unwrap(), country_id(*b"DE").unwrap());
+        let ssh = Rule { name: "ssh".into(), protocol: Protocol::Tcp, ..rule(Mode::Allow, de) };
+        let dns = Rule { name: "dns".into(), protocol: Protocol::Udp, ..rule(Mode::Deny, cn) };
+        let policy = Policy::new(vec![ssh, dns], vec![], true).unwrap();
+        let clock = WallClock { offset_ns: 0 };
+        let event = decode(&DropEvent { rule: 1, ..raw(&udp_v4_frame(), cn, Action::Drop) }, &clock, &policy).unwrap();
+        assert_eq!((event.rule.as_deref(), event.reason), (Some("dns"), Reason::BlockedCountry));
+        assert!(event.render().contains(" dns blocked-country CN "), "{}", event.render());
+        let gone = decode(&DropEvent { rule: 5, ..raw(&udp_v4_frame(), cn, Action::Drop) }, &clock, &policy).unwrap();
+        assert_eq!((gone.rule, gone.reason), (None, Reason::NoRule));
     }
 
     #[test]
@@ -238,6 +289,37 @@ mod tests {
         assert_eq!(p.src, "2001:da8::1".parse::<IpAddr>().unwrap());
         assert_eq!(Packet::parse(&f[..f.len() - 2]).unwrap().ports, None, "ports cut off");
         assert_eq!(Packet::parse(&f[..40]), None, "IPv6 header cut off");
+    }
+
+    /// IPv6 to TCP 443 behind `extensions`: (next header, header bytes) each.
+    fn v6_behind(extensions: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let first = extensions.first().map_or(6, |(next, _)| *next);
+        let mut f = vec![0; 12];
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, first, 64]);
+        f.extend_from_slice(&[0x20, 1, 0x0d, 0xa8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        for (i, (_, header)) in extensions.iter().enumerate() {
+            let mut header = header.clone();
+            header[0] = extensions.get(i + 1).map_or(6, |(next, _)| *next);
+            f.extend_from_slice(&header);
+        }
+        f.extend_from_slice(&[0x30, 0x39, 0x01, 0xbb]);
+        f
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_to_the_ports() {
+        let hop = (IPPROTO_HOPOPTS, vec![0; 8]);
+        let routing = (IPPROTO_ROUTING, vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let first_fragment = (IPPROTO_FRAGMENT, vec![0, 0, 0, 1, 0, 0, 0, 7]);
+        let p = Packet::parse(&v6_behind(&[hop.clone(), routing, first_fragment])).unwrap();
+        assert_eq!((p.protocol, p.ports), (6, Some((12345, 443))));
+        let later_fragment = (IPPROTO_FRAGMENT, vec![0, 0, 0x05, 0x18, 0, 0, 0, 7]);
+        let p = Packet::parse(&v6_behind(&[hop.clone(), later_fragment])).unwrap();
+        assert_eq!((p.protocol, p.ports), (6, None), "a later fragment has no ports");
+        let endless = vec![hop; MAX_IPV6_EXT_HEADERS + 1];
+        let p = Packet::parse(&v6_behind(&endless)).unwrap();
+        assert_eq!((p.protocol, p.ports), (IPPROTO_HOPOPTS, None), "the walk is bounded as the kernel's");
     }
 
     #[test]

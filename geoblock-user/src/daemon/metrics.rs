@@ -35,6 +35,7 @@ use super::listen;
 use crate::{
     data::table::PerFamily,
     kernel::counters::{Stats, Traffic},
+    policy::UNMATCHED_RULE,
     Error,
 };
 
@@ -62,6 +63,8 @@ pub struct DaemonState<'a> {
     pub table_memory: PerFamily<u64>,
     /// Trie nodes the table in force uses, per family (0 with the LPM trie).
     pub trie_nodes: PerFamily<usize>,
+    /// The flow table's kernel memory (bytes) and the flows it holds at most.
+    pub flow_table: (u64, u32),
     /// Each data source and the age of its file (`None`: embedded data).
     pub sources: Vec<(String, Option<f64>)>,
     /// Each configured interface, and whether it is enforced (see
@@ -112,6 +115,7 @@ pub fn render(stats: &Stats, daemon: &DaemonState) -> String {
         verdicts(iface, counts, &packets, &bytes);
         for (total, c) in [
             (Total::Exception, counts.totals.exception),
+            (Total::Reply, counts.totals.reply),
             (Total::NonIp, counts.totals.non_ip),
             (Total::Unparsed, counts.totals.unparsed),
         ] {
@@ -126,9 +130,10 @@ pub fn render(stats: &Stats, daemon: &DaemonState) -> String {
         packets,
     );
     registry.register("bytes", "Bytes of the packets of geoblock_packets_total", bytes);
-    registry.register("bypass_packets", "Packets passed without a country verdict: exception (an --except address that would have been dropped), non-ip, unparsed", bypass_packets);
+    registry.register("bypass_packets", "Packets passed without a country verdict: exception (an --except address that would have been dropped), reply (a reply to a connection this host opened that would have been dropped), non-ip, unparsed", bypass_packets);
     registry.register("bypass_bytes", "Bytes of the packets of geoblock_bypass_packets_total", bypass_bytes);
     families(&mut registry, stats);
+    rules(&mut registry, stats);
     daemon_state(&mut registry, daemon);
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
@@ -165,6 +170,26 @@ fn families(registry: &mut Registry, stats: &Stats) {
     registry.register("family_bytes", "Bytes of the packets of geoblock_family_packets_total", bytes);
 }
 
+/// Verdicts per rule and address family, every interface together; the
+/// packets no rule matched as rule [`UNMATCHED_RULE`].
+fn rules(registry: &mut Registry, stats: &Stats) {
+    let packets = Family::<Labels<3>, Counter>::default();
+    let bytes = Family::<Labels<3>, Counter>::default();
+    let rules = stats.rules.iter().map(|r| (r.name.as_str(), &r.families));
+    for (rule, families) in rules.chain([(UNMATCHED_RULE, &stats.unmatched)]) {
+        for (family, c) in [("ipv4", families.ipv4), ("ipv6", families.ipv6)] {
+            for (action, pair) in c.by_action() {
+                let labels = [("rule", rule.to_string()), ("family", family.into()), ("action", action.name().into())];
+                packets.get_or_create(&labels).inc_by(pair.packets);
+                bytes.get_or_create(&labels).inc_by(pair.bytes);
+            }
+        }
+    }
+    let help = format!("Packets per rule (\"{UNMATCHED_RULE}\": no rule matched) and address family, by action");
+    registry.register("rule_packets", help, packets);
+    registry.register("rule_bytes", "Bytes of the packets of geoblock_rule_packets_total", bytes);
+}
+
 fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
     let prefixes = Family::<Labels<1>, Gauge>::default();
     prefixes.get_or_create(&[("family", "ipv4".into())]).set(daemon.prefixes_v4 as i64);
@@ -185,6 +210,14 @@ fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
     let help =
         format!("Trie nodes the table in force uses, of the {} a trie can name", geoblock_common::TRIE_MAX_NODES);
     registry.register("trie_nodes", help, nodes);
+    let (bytes, size) = daemon.flow_table;
+    let flow_memory = Gauge::<i64>::default();
+    flow_memory.set(bytes as i64);
+    let help = "Kernel memory of the table of the connections this host opened (their replies pass)";
+    registry.register_with_unit("flow_table_memory", help, Unit::Bytes, flow_memory);
+    let flow_size = Gauge::<i64>::default();
+    flow_size.set(i64::from(size));
+    registry.register("flow_table_size", "Flows the flow table holds at most (the least recent make room)", flow_size);
     let age = Family::<Labels<1>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     for (source, seconds) in &daemon.sources {
         if let Some(seconds) = seconds {
@@ -308,6 +341,7 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
+    use crate::kernel::counters::{Families, RuleCounts};
 
     /// `request` sent to `addr` as it is: the whole response.
     async fn exchange(addr: SocketAddr, request: &str) -> String {
@@ -346,7 +380,9 @@ mod tests {
         let cn = CountryCounters { dropped_packets: 3, dropped_bytes: 180, ..CountryCounters::default() };
         counts.countries.insert("CN".into(), cn);
         counts.totals.non_ip.packets = 2;
-        let stats = Stats { interfaces: [("eth0".to_string(), counts)].into(), ..Stats::default() };
+        counts.totals.reply.packets = 4;
+        let ssh = RuleCounts { name: "ssh".into(), families: Families { ipv4: cn, ..Families::default() } };
+        let stats = Stats { interfaces: [("eth0".to_string(), counts)].into(), rules: vec![ssh], ..Stats::default() };
         let reloads = Reloads::default();
         reloads.record(true, Duration::from_millis(30));
         let state = DaemonState {
@@ -355,6 +391,7 @@ mod tests {
             prefixes_v6: 5,
             table_memory: PerFamily { v4: 1_048_576, v6: 2_097_152 },
             trie_nodes: PerFamily { v4: 300, v6: 400 },
+            flow_table: (21_000_000, 262_144),
             sources: vec![("/data/a.csv".into(), Some(60.0)), ("embedded".into(), None)],
             interfaces: vec![("eth0".into(), true), ("eth1".into(), false)],
             reloads: &reloads,
@@ -364,6 +401,11 @@ mod tests {
             "geoblock_packets_total{country=\"CN\",action=\"drop\",iface=\"eth0\"} 3",
             "geoblock_bytes_total{country=\"CN\",action=\"drop\",iface=\"eth0\"} 180",
             "geoblock_bypass_packets_total{reason=\"non-ip\",iface=\"eth0\"} 2",
+            "geoblock_bypass_packets_total{reason=\"reply\",iface=\"eth0\"} 4",
+            "geoblock_rule_packets_total{rule=\"ssh\",family=\"ipv4\",action=\"drop\"} 3",
+            "geoblock_rule_bytes_total{rule=\"ssh\",family=\"ipv4\",action=\"drop\"} 180",
+            "geoblock_rule_packets_total{rule=\"ssh\",family=\"ipv6\",action=\"drop\"} 0",
+            "geoblock_rule_packets_total{rule=\"(none)\",family=\"ipv4\",action=\"pass\"} 0",
             "geoblock_prefixes{family=\"ipv4\"} 10",
             "geoblock_table_memory_bytes{family=\"ipv6\"} 2097152",
             "geoblock_trie_nodes{family=\"ipv4\"} 300",

@@ -118,6 +118,9 @@ struct Daemon {
     data_watch: DataWatch,
     /// When URL sources are next downloaded (with `--refresh`).
     next_download: Option<Instant>,
+    /// When the flow filter is next rotated (see `Geoblock::rotate_flow_filter`):
+    /// never sooner than its period after the last rotation, whoever made it.
+    next_filter_rotation: Instant,
     last_download: Option<Outcome>,
     /// Taken by [`Daemon::serve`].
     metrics: Option<MetricsServer>,
@@ -141,7 +144,7 @@ impl Daemon {
         // Before anything changes in the kernel. Whatever table a previous
         // daemon left is not known here: only an empty one is refused.
         if !opts.force {
-            check_replacement(&Table::default(), &loaded.table, opts.max_shrink, &opts.policy.countries)?;
+            check_replacement(&Table::default(), &loaded.table, opts.max_shrink, &opts.policy.countries())?;
             guarded(&opts.management, &opts.policy, &loaded.table, None)?;
         }
         let geoblock = load_kernel(&opts, &loaded, state)?;
@@ -150,6 +153,7 @@ impl Daemon {
             incidents: Incidents::new(),
             geoblock,
             next_download: opts.refresh.map(|every| Instant::now() + every),
+            next_filter_rotation: Instant::now() + opts.flows.filter_period(),
             opts,
             config,
             generation: 1,
@@ -188,13 +192,12 @@ impl Daemon {
         let mut fresh = Vec::new();
         let mut how = Vec::new();
         for iface in &self.opts.interfaces {
-            match self.geoblock.take_over(iface, self.opts.xdp_mode, state)? {
-                None => how.push(format!("{iface}: pinned link taken over")),
-                Some(link) => {
-                    fresh.push(link);
-                    how.push(format!("{iface}: new link"));
-                }
-            }
+            let link = self.geoblock.take_over(iface, self.opts.xdp_mode, state)?;
+            how.push(match link.attached() {
+                false => format!("{iface}: pinned link taken over"),
+                true => format!("{iface}: new link"),
+            });
+            fresh.push(link);
             self.attached.push((iface.clone(), ifindex(iface)?));
         }
         for link in fresh {
@@ -221,12 +224,24 @@ impl Daemon {
         Ok(())
     }
 
+    /// Rotates the flow filter once its period is over.
+    fn rotate_flow_filter(&mut self) {
+        if Instant::now() < self.next_filter_rotation {
+            return;
+        }
+        if let Err(e) = self.geoblock.rotate_flow_filter() {
+            warn!("rotating the flow filter: {e}; retrying in a second");
+            return;
+        }
+        self.next_filter_rotation = Instant::now() + self.opts.flows.filter_period();
+    }
+
     /// Detaches interfaces a previous daemon attached that are no longer
     /// configured.
     fn release_unconfigured(&self, state: &StateDir) -> Result<(), Error> {
         for iface in state.linked_interfaces() {
             if !self.opts.interfaces.contains(&iface) {
-                state.unpin(&state.link(&iface))?;
+                state.unlink(&iface)?;
                 info!("detached from {iface}: no longer configured");
             }
         }
@@ -257,6 +272,7 @@ impl Daemon {
                 _ = tick.tick() => {
                     self.watch_interfaces(state);
                     self.watch_data();
+                    self.rotate_flow_filter();
                     if download.is_none() {
                         download = self.start_download();
                     }
@@ -395,7 +411,7 @@ fn ifindex(iface: &str) -> Result<u32, Error> {
 /// verdicts to the new ones in one step.
 fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<Geoblock, Error> {
     let started = Instant::now();
-    let (mut geoblock, maps) = Geoblock::load_pinned(opts.backend, state)?;
+    let (mut geoblock, maps) = Geoblock::load_pinned(opts.backend, state, &opts.flows)?;
     match maps {
         PinnedMaps::Created => {}
         PinnedMaps::Reused => info!("adopting the pinned state in {}", state.path().display()),

@@ -25,6 +25,7 @@ use tokio::{sync::oneshot, task::JoinError};
 use tracing::{error, info, warn};
 
 use super::{config::RunOptions, guarded, Daemon, Download};
+use crate::kernel::flows::FlowTable;
 use crate::{
     data::{fetch::FetchError, shrink::check_replacement, table::Table, Loaded},
     protocol::{self, Response},
@@ -197,6 +198,12 @@ impl Daemon {
             self.geoblock.set_event_rate(new.event_rate).map_err(|e| refused("kernel", &e))?;
             info!("drop events: at most {} per second", new.event_rate);
         }
+        if new.flows != self.opts.flows {
+            self.geoblock.set_flow_timeouts(&new.flows).map_err(|e| refused("kernel", &e))?;
+            self.opts.flows = FlowTable { size: self.opts.flows.size, ..new.flows };
+            // Longer timeouts: the half to switch to must collect that long.
+            self.next_filter_rotation = Instant::now() + self.opts.flows.filter_period();
+        }
         let text = format!(
             "reloaded: generation {}, {} IPv4 and {} IPv6 prefixes in {} ms",
             self.generation,
@@ -275,6 +282,7 @@ impl Daemon {
             ("state_dir", old.state_dir != new.state_dir),
             ("control_socket", old.control_socket != new.control_socket),
             ("metrics", old.metrics != new.metrics),
+            ("flows.size", old.flows.size != new.flows.size),
         ];
         for (setting, _) in changed.iter().filter(|(_, changed)| *changed) {
             warn!("{setting} changed in the config: it takes effect when the daemon restarts");
@@ -292,7 +300,7 @@ fn refused(what: &str, e: &dyn std::fmt::Display) -> String {
 fn check(new: RunOptions, in_force: &Table, force: bool) -> Result<Checked, String> {
     let loaded = new.data.load().map_err(|e| refused("data", &e))?;
     if !force {
-        check_replacement(in_force, &loaded.table, new.max_shrink, &new.policy.countries)
+        check_replacement(in_force, &loaded.table, new.max_shrink, &new.policy.countries())
             .map_err(|e| refused("shrink guard", &e))?;
     }
     if !new.force {

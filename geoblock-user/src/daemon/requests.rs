@@ -26,10 +26,11 @@ impl Daemon {
                 info!("reload requested by {peer} through the control socket{}", if force { ", forced" } else { "" });
                 return self.reload(force, Some(reply));
             }
-            Request::Explain { addresses } => {
+            Request::Explain { addresses, packet } => {
+                let policy = &self.opts.policy;
                 let explained = addresses
                     .into_iter()
-                    .map(|ip| explain::explain(&self.loaded, &self.opts.policy, ip, Some(self.generation)))
+                    .map(|ip| explain::explain(&self.loaded, policy, ip, packet, Some(self.generation)))
                     .collect();
                 Response { explain: Some(explained), ..Response::ok("") }
             }
@@ -84,6 +85,17 @@ impl Daemon {
             reloading: self.loading.status(),
             metrics: self.metrics_url(),
             events: self.geoblock.event_counts().ok().map(|counts| EventStatus { rate: self.opts.event_rate, counts }),
+            flows: self.geoblock.flow_table().ok().map(|(bytes, size)| protocol::FlowStatus {
+                replies: self.opts.policy.replies,
+                size,
+                bytes,
+                timeouts_seconds: [
+                    self.opts.flows.tcp_timeout,
+                    self.opts.flows.udp_timeout,
+                    self.opts.flows.icmp_timeout,
+                ]
+                .map(|t| t.as_secs()),
+            }),
         }
     }
 
@@ -103,6 +115,7 @@ impl Daemon {
             prefixes_v6: self.loaded.table.v6.len(),
             table_memory: self.geoblock.table_memory(),
             trie_nodes: self.geoblock.trie_nodes(),
+            flow_table: self.geoblock.flow_table().unwrap_or_default(),
             sources: self.loaded.sources.iter().map(|s| (s.origin.clone(), age(s).map(|a| a.as_secs_f64()))).collect(),
             interfaces: self.interfaces().into_iter().map(|i| (i.name, i.attached)).collect(),
             reloads: &self.reloads,

@@ -8,8 +8,9 @@ use std::{collections::BTreeMap, path::Path};
 
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{
-    country_stats_index, maps, total_index, Action, Counter, CountryCounters, CountryId, Family, IfaceSlot, Total,
-    ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, NO_COUNTRY, OTHER_IFACE,
+    country_stats_index, maps, rule_stats_index, total_index, Action, Counter, CountryCounters, CountryId, Family,
+    IfaceSlot, Total, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_RULES, NO_COUNTRY, OTHER_IFACE, RULE_NAME_LEN,
+    RULE_NONE,
 };
 use serde::Serialize;
 
@@ -25,6 +26,18 @@ pub struct Stats {
     /// a counter slot of their own.
     pub interfaces: BTreeMap<String, Traffic>,
     /// Country verdicts per address family.
+    pub families: Families,
+    /// Country verdicts per rule, in rule order.
+    pub rules: Vec<RuleCounts>,
+    /// Packets no rule matched (passed).
+    pub unmatched: Families,
+}
+
+/// A rule's verdicts per family.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RuleCounts {
+    pub name: String,
+    #[serde(flatten)]
     pub families: Families,
 }
 
@@ -49,12 +62,21 @@ pub struct Totals {
     pub non_ip: Counter,
     /// Too short or malformed to read a source: passed to the kernel.
     pub unparsed: Counter,
+    /// Would have been dropped, but answers a connection this host opened.
+    pub reply: Counter,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Families {
     pub ipv4: CountryCounters,
     pub ipv6: CountryCounters,
+}
+
+impl core::ops::Add for Families {
+    type Output = Families;
+    fn add(self, f: Families) -> Families {
+        Families { ipv4: self.ipv4 + f.ipv4, ipv6: self.ipv6 + f.ipv6 }
+    }
 }
 
 /// How the counters of interfaces without a slot (more interfaces than
@@ -66,27 +88,24 @@ pub const OTHER_IFACE_NAME: &str = "(other)";
 pub struct CounterMaps<'a> {
     pub countries: &'a Map,
     pub totals: &'a Map,
-    pub families: &'a Map,
+    pub rules: &'a Map,
     pub ifaces: &'a Map,
+    pub rule_names: &'a Map,
 }
 
 /// The counters `geoblock stats` reads, in the order of [`CounterMaps`].
-pub const COUNTER_MAPS: [&str; 4] = [maps::COUNTRY_STATS, maps::TOTALS, maps::FAMILY_STATS, maps::IFACES];
+pub const COUNTER_MAPS: [&str; 5] =
+    [maps::COUNTRY_STATS, maps::TOTALS, maps::RULE_STATS, maps::IFACES, maps::RULE_NAMES];
 
 impl Stats {
     /// Reads every counter once.
     pub fn read(maps: &CounterMaps) -> Result<Stats, Error> {
         let countries: PerCpuArray<&MapData, CountryCounters> = maps.countries.try_into()?;
         let totals: PerCpuArray<&MapData, Counter> = maps.totals.try_into()?;
-        let families: PerCpuArray<&MapData, CountryCounters> = maps.families.try_into()?;
         let names = iface_names(maps.ifaces)?;
-        let mut stats = Stats {
-            families: Families {
-                ipv4: sum(families.get(&(Family::V4 as u32), 0)?),
-                ipv6: sum(families.get(&(Family::V6 as u32), 0)?),
-            },
-            ..Stats::default()
-        };
+        let (rules, unmatched) = rule_counts(maps)?;
+        let families = rules.iter().fold(unmatched, |sum, rule| sum + rule.families);
+        let mut stats = Stats { families, rules, unmatched, ..Stats::default() };
         for (slot, name) in names.into_iter().enumerate() {
             let slot = slot as u32;
             let mut counts = Traffic::default();
@@ -119,12 +138,13 @@ impl Stats {
                 _ => Error::NoState(dir.to_path_buf()),
             })
         };
-        let [countries, totals, families, ifaces] = COUNTER_MAPS;
+        let [countries, totals, rules, ifaces, rule_names] = COUNTER_MAPS;
         Stats::read(&CounterMaps {
             countries: &open(countries, Map::PerCpuArray)?,
             totals: &open(totals, Map::PerCpuArray)?,
-            families: &open(families, Map::PerCpuArray)?,
+            rules: &open(rules, Map::PerCpuArray)?,
             ifaces: &open(ifaces, Map::Array)?,
+            rule_names: &open(rule_names, Map::Array)?,
         })
     }
 
@@ -135,6 +155,25 @@ impl Stats {
             Some(name) => self.interfaces.get(name),
         }
     }
+}
+
+/// Each named rule position's counters, and those of packets no rule matched.
+fn rule_counts(maps: &CounterMaps) -> Result<(Vec<RuleCounts>, Families), Error> {
+    let counters: PerCpuArray<&MapData, CountryCounters> = maps.rules.try_into()?;
+    let names: Array<&MapData, [u8; RULE_NAME_LEN]> = maps.rule_names.try_into()?;
+    let families = |rule: u8| -> Result<Families, Error> {
+        Ok(Families {
+            ipv4: sum(counters.get(&rule_stats_index(rule, Family::V4), 0)?),
+            ipv6: sum(counters.get(&rule_stats_index(rule, Family::V6), 0)?),
+        })
+    };
+    let mut rules = Vec::new();
+    for position in 0..MAX_RULES {
+        if let Some(name) = super::rules::decode(&names.get(&position, 0)?) {
+            rules.push(RuleCounts { name, families: families(position as u8)? });
+        }
+    }
+    Ok((rules, families(RULE_NONE)?))
 }
 
 /// Slot → interface name; slot [`OTHER_IFACE`] is [`OTHER_IFACE_NAME`],
@@ -184,7 +223,15 @@ impl Traffic {
         }
         self.unknown = self.unknown + other.unknown;
         let t = &mut self.totals;
-        let mine = [&mut t.dropped, &mut t.passed, &mut t.would_drop, &mut t.exception, &mut t.non_ip, &mut t.unparsed];
+        let mine = [
+            &mut t.dropped,
+            &mut t.passed,
+            &mut t.would_drop,
+            &mut t.exception,
+            &mut t.reply,
+            &mut t.non_ip,
+            &mut t.unparsed,
+        ];
         for (total, (_, theirs)) in mine.into_iter().zip(other.totals.named()) {
             *total = *total + theirs;
         }
@@ -206,16 +253,18 @@ impl Totals {
             Total::NonIp => &mut self.non_ip,
             Total::Unparsed => &mut self.unparsed,
             Total::Exception => &mut self.exception,
+            Total::Reply => &mut self.reply,
         }
     }
 
     /// Every total with its name in the table, in field order.
-    pub fn named(&self) -> [(&'static str, Counter); 6] {
+    pub fn named(&self) -> [(&'static str, Counter); 7] {
         [
             (Action::Drop.name(), self.dropped),
             (Action::Pass.name(), self.passed),
             (Action::WouldDrop.name(), self.would_drop),
             (Total::Exception.name(), self.exception),
+            (Total::Reply.name(), self.reply),
             (Total::NonIp.name(), self.non_ip),
             (Total::Unparsed.name(), self.unparsed),
         ]

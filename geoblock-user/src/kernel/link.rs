@@ -1,5 +1,6 @@
-//! The link pinned for an interface, as the kernel describes it: whether it
-//! is still an XDP link, which program it runs, and on which interface.
+//! The links pinned for an interface, as the kernel describes them: whether
+//! each is still the kind of link it was (XDP, tcx), which program it runs,
+//! and on which interface.
 //! The daemon checks this every second, so that enforcement is verified
 //! rather than assumed (a removed pin detaches: the daemon keeps no fd).
 //!
@@ -32,7 +33,7 @@ pub struct LinkInfo {
 pub enum Tampering {
     /// The link pin is gone, and with it the attachment.
     PinRemoved,
-    /// The pin holds something else than an XDP link.
+    /// The pin holds another kind of link (or no link).
     NotXdpLink,
     /// The link runs another program than geoblock's.
     ProgramReplaced { program: u32 },
@@ -40,19 +41,23 @@ pub enum Tampering {
     Detached { ifindex: u32 },
     /// The pin could not be read.
     Unreadable(String),
+    /// The egress program's link (which records the host's own
+    /// connections, whose replies pass) is tampered with.
+    Egress(Box<Tampering>),
 }
 
 impl fmt::Display for Tampering {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Tampering::PinRemoved => f.write_str("link pin removed"),
-            Tampering::NotXdpLink => f.write_str("link pin replaced by something that is not an XDP link"),
+            Tampering::NotXdpLink => f.write_str("link pin replaced by something that is not geoblock's kind of link"),
             Tampering::ProgramReplaced { program } => {
                 write!(f, "program replaced (the link runs program id {program})")
             }
             Tampering::Detached { ifindex: 0 } => f.write_str("link detached"),
             Tampering::Detached { ifindex } => write!(f, "link moved to interface index {ifindex}"),
             Tampering::Unreadable(e) => write!(f, "link pin unreadable: {e}"),
+            Tampering::Egress(inner) => write!(f, "egress {inner}"),
         }
     }
 }
@@ -78,9 +83,9 @@ pub fn fdinfo_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// What is wrong with `link`, pinned for an interface at `ifindex` that
-/// must run `program`; `None`: nothing.
-pub fn tampering(link: &LinkInfo, program: u32, ifindex: u32) -> Option<Tampering> {
-    if link.kind.as_deref() != Some("xdp") {
+/// must run `program` through a link of `kind` (`xdp`, `tcx`); `None`: nothing.
+pub fn tampering(link: &LinkInfo, kind: &str, program: u32, ifindex: u32) -> Option<Tampering> {
+    if link.kind.as_deref() != Some(kind) {
         Some(Tampering::NotXdpLink)
     } else if link.ifindex != ifindex {
         Some(Tampering::Detached { ifindex: link.ifindex })
@@ -142,13 +147,15 @@ mod tests {
 
     #[test]
     fn every_kind_of_tampering_is_told_apart() {
-        assert_eq!(tampering(&xdp(27, 5), 27, 5), None);
-        assert_eq!(tampering(&xdp(99, 5), 27, 5), Some(Tampering::ProgramReplaced { program: 99 }));
-        assert_eq!(tampering(&xdp(27, 0), 27, 5), Some(Tampering::Detached { ifindex: 0 }));
-        assert_eq!(tampering(&xdp(27, 7), 27, 5), Some(Tampering::Detached { ifindex: 7 }));
-        let other = LinkInfo { kind: Some("tcx".into()), ..xdp(27, 5) };
-        assert_eq!(tampering(&other, 27, 5), Some(Tampering::NotXdpLink));
+        assert_eq!(tampering(&xdp(27, 5), "xdp", 27, 5), None);
+        assert_eq!(tampering(&xdp(99, 5), "xdp", 27, 5), Some(Tampering::ProgramReplaced { program: 99 }));
+        assert_eq!(tampering(&xdp(27, 0), "xdp", 27, 5), Some(Tampering::Detached { ifindex: 0 }));
+        assert_eq!(tampering(&xdp(27, 7), "xdp", 27, 5), Some(Tampering::Detached { ifindex: 7 }));
+        let tcx = LinkInfo { kind: Some("tcx".into()), ..xdp(27, 5) };
+        assert_eq!(tampering(&tcx, "xdp", 27, 5), Some(Tampering::NotXdpLink));
+        assert_eq!(tampering(&tcx, "tcx", 27, 5), None);
         assert_eq!(Tampering::Detached { ifindex: 0 }.to_string(), "link detached");
+        assert_eq!(Tampering::Egress(Box::new(Tampering::PinRemoved)).to_string(), "egress link pin removed");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 
 pub mod counters;
 pub mod events;
+pub mod flows;
 pub mod link;
 pub mod objects;
 pub mod program;
+pub mod rules;
 pub mod state;
 pub mod trie;
 

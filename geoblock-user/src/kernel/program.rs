@@ -32,7 +32,9 @@ use tracing::warn;
 use super::{
     counters::{self, CounterMaps, Stats},
     events::{self, EventCounts, EventRing},
+    flows::FlowTable,
     link::{self, Tampering},
+    rules::Banks,
     state::{StateDir, ABI_PIN, PROGRAM_PIN},
     trie::Trie,
 };
@@ -75,13 +77,26 @@ impl XdpMode {
 /// A new attachment, not pinned yet: dropping it detaches.
 pub struct NewLink {
     iface: String,
-    link: FdLink,
+    link: Option<FdLink>,
+    /// The egress program's, when it is new too.
+    egress: Option<FdLink>,
 }
 
 impl NewLink {
-    /// Pins the link in `state`, in place of the one pinned for its interface.
+    /// Pins the links in `state`, in place of those pinned for its interface.
     pub fn pin(self, state: &StateDir) -> Result<(), Error> {
-        state.replace(&StateDir::link_name(&self.iface), |path| self.link.pin(path).map(drop))
+        if let Some(egress) = self.egress {
+            state.replace(&StateDir::egress_link_name(&self.iface), |path| egress.pin(path).map(drop))?;
+        }
+        match self.link {
+            Some(link) => state.replace(&StateDir::link_name(&self.iface), |path| link.pin(path).map(drop)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the XDP link is new (not an adopted one).
+    pub fn attached(&self) -> bool {
+        self.link.is_some()
     }
 }
 
@@ -108,7 +123,7 @@ impl AsRawFd for KernelLog {
 /// read by the next one.
 /// Each table program shares them with the program the links run; its
 /// tables are its own.
-const PINNED_MAPS: [&str; 13] = [
+pub(super) const PINNED_MAPS: [&str; 19] = [
     maps::TABLES,
     // The kernel-side log records of every table program, for one reader.
     "AYA_LOGS",
@@ -120,9 +135,16 @@ const PINNED_MAPS: [&str; 13] = [
     maps::EVENTS,
     maps::EVENT_CONFIG,
     maps::EVENT_BUCKET,
-    maps::FAMILY_STATS,
+    maps::RULE_STATS,
     maps::IFINDEX_SLOTS,
     maps::IFACES,
+    maps::PROTO_RULES,
+    maps::PORT_RULES,
+    maps::RULE_NAMES,
+    maps::SETTINGS,
+    // The egress program's: shared with it, and kept across restarts.
+    maps::FLOWS,
+    maps::FLOW_FILTER,
 ];
 
 /// What [`Geoblock::load_pinned`] found in the state directory.
@@ -144,7 +166,7 @@ const PROGRAM: &str = "geoblock";
 const TABLE_PROGRAM: &str = "geoblock_table";
 
 pub struct Geoblock {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
     /// What `ebpf` was loaded from: each table loads its table program from it.
     object: &'static [u8],
     backend: Backend,
@@ -154,6 +176,8 @@ pub struct Geoblock {
     logger: Option<KernelLog>,
     /// The loaded program's kernel id: what the links it owns must run.
     id: u32,
+    /// The egress program's, once a link runs it (none on kernels without tcx).
+    pub(super) egress_id: Option<u32>,
     /// Where the maps the table programs share with this one are pinned
     /// (`None`: not pinned; see [`Geoblock::load_table`]).
     pins: Option<Vec<(&'static str, PathBuf)>>,
@@ -163,6 +187,11 @@ pub struct Geoblock {
     table_memory: PerFamily<u64>,
     /// Trie nodes the table uses per family (0 with the LPM trie).
     trie_nodes: PerFamily<usize>,
+    /// What the rule maps hold.
+    pub(super) banks: Banks,
+    /// The flow table's settings, and whether replies pass (the policy's).
+    flows: FlowTable,
+    replies: bool,
 }
 
 impl Geoblock {
@@ -176,12 +205,12 @@ impl Geoblock {
     /// Loads `object` and its XDP function `name`, its maps pinned nowhere;
     /// also used for the benchmark's baseline program.
     pub fn load_object(object: &'static [u8], name: &str, backend: Backend) -> Result<Self, Error> {
-        Self::load_with(object, name, backend, None)
+        Self::load_with(object, name, backend, None, FlowTable::default())
     }
 
     /// Loads the program with its maps pinned in `state`: maps of this ABI
     /// already pinned there are reused, others are (re)created and pinned.
-    pub fn load_pinned(backend: Backend, state: &StateDir) -> Result<(Self, PinnedMaps), Error> {
+    pub fn load_pinned(backend: Backend, state: &StateDir, flows: &FlowTable) -> Result<(Self, PinnedMaps), Error> {
         let found = super::state::pinned_abi(state.path());
         let pinned = match found {
             Some(ABI_VERSION) => PinnedMaps::Reused,
@@ -203,8 +232,9 @@ impl Geoblock {
             // after a first start that died half-way.
             pin_abi(state)?;
         }
+        resize_flows(state, flows.size)?;
         let pins: Vec<_> = PINNED_MAPS.iter().map(|&name| (name, state.pin(name))).collect();
-        let geoblock = Self::load_with(crate::kernel::objects::GEOBLOCK, PROGRAM, backend, Some(pins))?;
+        let geoblock = Self::load_with(crate::kernel::objects::GEOBLOCK, PROGRAM, backend, Some(pins), *flows)?;
         Ok((geoblock, pinned))
     }
 
@@ -215,8 +245,10 @@ impl Geoblock {
         name: &str,
         backend: Backend,
         pins: Option<Vec<(&'static str, PathBuf)>>,
+        flows: FlowTable,
     ) -> Result<Self, Error> {
-        let mut ebpf = load_instance(object, backend, pins.as_deref().unwrap_or_default(), &[])?;
+        let sizes = [(maps::FLOWS, flows.size)];
+        let mut ebpf = load_instance(object, backend, pins.as_deref().unwrap_or_default(), &sizes)?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(KernelLog(logger)),
             Err(e) => {
@@ -231,15 +263,22 @@ impl Geoblock {
             name: name.into(),
             logger,
             id: 0,
+            egress_id: None,
             pins,
             table: None,
             table_memory: PerFamily::default(),
             trie_nodes: PerFamily::default(),
+            banks: Banks::default(),
+            flows,
+            replies: true,
         };
         let program = geoblock.program()?;
         program.load().map_err(permission_or(Error::Program))?;
         let id = program.info()?.id();
         geoblock.id = id;
+        if let Some(egress) = geoblock.egress() {
+            egress.load().map_err(permission_or(Error::Program))?;
+        }
         Ok(geoblock)
     }
 
@@ -331,13 +370,20 @@ impl Geoblock {
         self.table.as_ref()?.program(TABLE_PROGRAM)?.try_into().ok()
     }
 
-    /// Writes the policy: per-country actions, and the exception tries
-    /// made to hold exactly `policy.exceptions`.
+    /// Sets how long flows last (their number is fixed at load).
+    pub fn set_flow_timeouts(&mut self, flows: &FlowTable) -> Result<(), Error> {
+        self.flows = FlowTable { size: self.flows.size, ..*flows };
+        self.write_settings(self.replies, flows)
+    }
+
+    /// Writes the policy: the rules (switched to as a whole, see
+    /// [`super::rules`]) and the exception tries made to hold exactly
+    /// `policy.exceptions`.
     pub fn apply_policy(&mut self, policy: &Policy) -> Result<(), Error> {
-        let mut actions: Array<_, u8> = self.map_mut(maps::POLICY)?;
-        for (slot, action) in policy.actions() {
-            actions.set(slot, action as u8, 0)?;
-        }
+        let names: Vec<&str> = policy.rule_names().collect();
+        self.write_rules(|bank| policy.rule_maps(bank), &names)?;
+        self.replies = policy.replies;
+        self.write_settings(self.replies, &self.flows.clone())?;
         let (mut v4, mut v6) = (vec![], vec![]);
         for net in &policy.exceptions {
             match net {
@@ -368,25 +414,31 @@ impl Geoblock {
         Ok(())
     }
 
-    /// Moves `iface` to this program: a live link pinned for it in `state`
-    /// is updated in place (`None`); an interface without one gets a new
-    /// link, for the caller to pin once every interface succeeded.
-    pub fn take_over(&mut self, iface: &str, mode: XdpMode, state: &StateDir) -> Result<Option<NewLink>, Error> {
+    /// Moves `iface` to this program and its egress program: live links
+    /// pinned for it in `state` are updated in place; what has none gets a
+    /// new link, for the caller to pin once every interface succeeded. The
+    /// egress program comes first, so that no reply is judged before the
+    /// flows it answers can have been recorded.
+    pub fn take_over(&mut self, iface: &str, mode: XdpMode, state: &StateDir) -> Result<NewLink, Error> {
+        let egress = without_tcx(self.take_over_egress(iface, state))?;
         let adopted = match PinnedLink::from_pin(state.link(iface)) {
             Ok(link) => self.replace(link.into())?,
             Err(_) => None,
         };
-        match adopted {
-            Some(_) => Ok(None),
-            None => Ok(Some(NewLink { iface: iface.into(), link: self.attach(iface, mode)? })),
-        }
+        let link = match adopted {
+            Some(_) => None,
+            None => Some(self.attach(iface, mode)?),
+        };
+        Ok(NewLink { iface: iface.into(), link, egress })
     }
 
-    /// Attaches to `iface` with a new bpf_link and pins it in `state` (an
-    /// interface that came back).
+    /// Attaches to `iface` with a new XDP link and pins it in `state` (an
+    /// interface that came back, a link pin removed); its egress link is
+    /// taken over if it still lives, attached afresh if not.
     pub fn attach_pinned(&mut self, iface: &str, mode: XdpMode, state: &StateDir) -> Result<(), Error> {
-        let link = self.attach(iface, mode)?;
-        NewLink { iface: iface.into(), link }.pin(state)
+        let egress = without_tcx(self.take_over_egress(iface, state))?;
+        let link = Some(self.attach(iface, mode)?);
+        NewLink { iface: iface.into(), link, egress }.pin(state)
     }
 
     /// Attaches to `iface` with a new bpf_link, which the caller owns (and
@@ -422,7 +474,12 @@ impl Geoblock {
     /// What is wrong with the enforcement on `iface`, at `ifindex`: it must
     /// run this program through the link pinned for it in `state`.
     pub fn verify(&self, iface: &str, ifindex: u32, state: &StateDir) -> Option<Tampering> {
-        link::pinned_link(&state.link(iface)).map_or_else(Some, |found| link::tampering(&found, self.id, ifindex))
+        let check = |path: PathBuf, kind: &str, id: u32| {
+            link::pinned_link(&path).map_or_else(Some, |found| link::tampering(&found, kind, id, ifindex))
+        };
+        let xdp = check(state.link(iface), "xdp", self.id);
+        let egress = self.egress_id.and_then(|id| check(state.egress_link(iface), "tcx", id));
+        xdp.or(egress.map(|t| Tampering::Egress(Box::new(t))))
     }
 
     /// Undoes `tampering` on `iface`, and says how: a link that runs
@@ -435,6 +492,11 @@ impl Geoblock {
         tampering: &Tampering,
         state: &StateDir,
     ) -> Result<&'static str, Error> {
+        if let Tampering::Egress(_) = tampering {
+            let link = self.attach_egress(iface)?;
+            NewLink { iface: iface.into(), link: None, egress: link }.pin(state)?;
+            return Ok("egress re-attached");
+        }
         if let (Tampering::ProgramReplaced { .. }, Ok(link)) = (tampering, PinnedLink::from_pin(state.link(iface))) {
             if self.replace(link.into())?.is_some() {
                 return Ok("program restored");
@@ -454,8 +516,14 @@ impl Geoblock {
 
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats, Error> {
-        let [countries, totals, families, ifaces] = counters::COUNTER_MAPS.map(|name| self.map(name));
-        Stats::read(&CounterMaps { countries: countries?, totals: totals?, families: families?, ifaces: ifaces? })
+        let [countries, totals, rules, ifaces, rule_names] = counters::COUNTER_MAPS.map(|name| self.map(name));
+        Stats::read(&CounterMaps {
+            countries: countries?,
+            totals: totals?,
+            rules: rules?,
+            ifaces: ifaces?,
+            rule_names: rule_names?,
+        })
     }
 
     /// Gives each interface of `attached` (name, ifindex; 0 while it is
@@ -552,16 +620,28 @@ impl Geoblock {
         Ok(EventRing(RingBuf::try_from(Map::RingBuf(reader))?))
     }
 
-    fn map(&self, name: &'static str) -> Result<&Map, Error> {
+    pub(super) fn map(&self, name: &'static str) -> Result<&Map, Error> {
         self.ebpf.map(name).ok_or(Error::MissingMap(name))
     }
 
-    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, Error>
+    pub(super) fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, Error>
     where
         M: TryFrom<&'a mut Map, Error = aya::maps::MapError>,
     {
         let map = self.ebpf.map_mut(name).ok_or(Error::MissingMap(name))?;
         Ok(M::try_from(map)?)
+    }
+}
+
+/// A kernel without tcx (before 6.6) cannot run the egress program:
+/// enforcement goes on, but replies are judged like any packet.
+fn without_tcx(egress: Result<Option<FdLink>, Error>) -> Result<Option<FdLink>, Error> {
+    match egress {
+        Err(e @ Error::NoTcx(_)) => {
+            warn!("{e}: replies to this host's connections are judged like any other packet");
+            Ok(None)
+        }
+        other => other,
     }
 }
 
@@ -590,7 +670,7 @@ fn assign_slots(held: &[Option<String>], wanted: &[&str]) -> Vec<Option<u32>> {
 }
 
 /// A zero for every possible CPU.
-fn zeroes<T: aya::Pod + Default>() -> Result<PerCpuValues<T>, Error> {
+pub(super) fn zeroes<T: aya::Pod + Default>() -> Result<PerCpuValues<T>, Error> {
     let cpus = aya::util::nr_cpus().map_err(|(path, source)| Error::Io { path: path.into(), source })?;
     PerCpuValues::try_from(vec![T::default(); cpus]).map_err(Error::io("per-CPU values"))
 }
@@ -658,7 +738,7 @@ fn fill_trie(instance: &mut Ebpf, name: &'static str, trie: &Trie) -> Result<u64
 
 /// A map's kernel memory (`memlock` in its fdinfo); 0 if unreadable,
 /// which only an exhausted fd table or a kernel without fdinfo would make.
-fn memlock(map: &MapData) -> u64 {
+pub(super) fn memlock(map: &MapData) -> u64 {
     let fdinfo = link::fdinfo(map.fd().as_fd()).unwrap_or_default();
     link::fdinfo_field(&fdinfo, "memlock").and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -680,6 +760,20 @@ fn fill_lpm<'a, const N: usize>(
 
 /// Maps EPERM anywhere in an aya error to [`Error::Permission`]. (EACCES is
 /// not it: that is how the verifier rejects a program.)
+/// Unpins a flow table of another size than `size`: the kernel cannot
+/// resize a map, so a new one is made (the flows recorded so far go).
+fn resize_flows(state: &StateDir, size: u32) -> Result<(), Error> {
+    let path = state.pin(maps::FLOWS);
+    let pinned = MapData::from_pin(&path).ok().and_then(|map| map.info().ok()).map(|info| info.max_entries());
+    match pinned {
+        Some(held) if held != size => {
+            warn!("the flow table holds {held} flows, {size} are configured: recording flows afresh");
+            state.unpin(&path)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Pins the `ABI` map: the layout of the maps pinned beside it.
 fn pin_abi(state: &StateDir) -> Result<(), Error> {
     let mut abi: Array<MapData, u32> = Array::create(1, 0).map_err(permission_or(Error::Map))?;

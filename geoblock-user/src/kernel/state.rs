@@ -8,7 +8,8 @@
 //! | `ABI` | one-element array map: the [`ABI_VERSION`](geoblock_common::ABI_VERSION) of the maps here |
 //! | `program` | the XDP program the links run, which tail-calls the table program in `TABLES` |
 //! | `link-IFACE` | the bpf_link attaching the program to IFACE (a `.` in IFACE written `:`); the attachment lasts as long as this pin |
-//! | `TABLES` ... `TOTALS` | the maps shared by the program and the table programs, by name: the table program in force (which holds the tables), policy, exceptions, counters, kernel log records |
+//! | `egress-IFACE` | the tcx link attaching the egress program (which records the host's own connections) to IFACE |
+//! | `TABLES` ... `FLOWS` | the maps shared by the programs, by name: the table program in force (which holds the tables), rules, policy, exceptions, counters, flows, kernel log records |
 //! | `lock` | an empty directory, held under `flock` by the daemon or `geoblock detach` |
 //!
 //! The directory is root's and mode 0700: nobody else can remove a pin.
@@ -38,6 +39,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const ABI_PIN: &str = "ABI";
 pub const PROGRAM_PIN: &str = "program";
 const LINK_PREFIX: &str = "link-";
+const EGRESS_PREFIX: &str = "egress-";
 /// A pin being replaced (see [`StateDir::replace`]); bpffs forbids dots.
 const STAGED_PREFIX: &str = "staged-";
 /// A map of a replaced layout that the program on the links still needs
@@ -151,6 +153,22 @@ impl StateDir {
         self.pin(&Self::link_name(iface))
     }
 
+    /// The name of the egress program's link pin of `iface` (escaped as
+    /// [`StateDir::link_name`]).
+    pub fn egress_link_name(iface: &str) -> String {
+        format!("{EGRESS_PREFIX}{}", iface.replace('.', ":"))
+    }
+
+    pub fn egress_link(&self, iface: &str) -> PathBuf {
+        self.pin(&Self::egress_link_name(iface))
+    }
+
+    /// Removes both link pins of `iface`, which detaches it.
+    pub fn unlink(&self, iface: &str) -> Result<(), Error> {
+        self.unpin(&self.link(iface))?;
+        self.unpin(&self.egress_link(iface))
+    }
+
     /// Whether nothing is pinned here (a first start).
     pub fn is_empty(&self) -> bool {
         pin_names(&self.path).map_or(true, |names| names.is_empty())
@@ -192,7 +210,7 @@ impl StateDir {
     /// retired ones, of whatever layout (older ones had other maps).
     pub fn map_pins(&self) -> Result<Vec<String>, Error> {
         let maps = pin_names(&self.path)?.into_iter();
-        let kept = |name: &String| [LINK_PREFIX, RETIRED_PREFIX].iter().any(|p| name.starts_with(p));
+        let kept = |name: &String| [LINK_PREFIX, EGRESS_PREFIX, RETIRED_PREFIX].iter().any(|p| name.starts_with(p));
         Ok(maps.filter(|name| name != PROGRAM_PIN && !kept(name)).collect())
     }
 

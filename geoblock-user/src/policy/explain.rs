@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     country,
     data::{Loaded, SourceInfo},
-    policy::{Policy, Reason},
+    policy::{replies_text, rules::protocol_name, Decision, Policy, Reason},
 };
 
 /// One address explained. A stable schema (`--json`): fields are added,
@@ -27,7 +27,42 @@ pub struct Explanation {
     pub source: Option<Provenance>,
     /// The daemon's table generation (none offline).
     pub generation: Option<u64>,
-    /// `drop`, `pass` or `would-drop` (monitor mode: counted, delivered).
+    /// `drop`, `pass` or `would-drop` (monitor mode: counted, delivered):
+    /// for the packet asked about, else the strictest any rule gives.
+    pub action: Action,
+    pub reason: Reason,
+    pub monitor: bool,
+    /// The rule that gives `action`; none when no rule matches the packet.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// The packet asked about (`--protocol`, `--port`); none: every packet.
+    #[serde(default)]
+    pub packet: Option<Packet>,
+    /// Every rule's verdict on the address, in rule order.
+    #[serde(default)]
+    pub rules: Vec<RuleVerdict>,
+    /// Some packets match no rule (they pass).
+    #[serde(default)]
+    pub unmatched: bool,
+    /// Replies to this host's own connections pass, whatever the verdict.
+    #[serde(default)]
+    pub replies: bool,
+}
+
+/// A packet to explain: its IP protocol number and destination port (for
+/// TCP, UDP and SCTP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packet {
+    pub protocol: u8,
+    pub port: Option<u16>,
+}
+
+/// What one rule does with the address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleVerdict {
+    pub rule: String,
+    /// What it matches: "tcp ports 22,443".
+    pub scope: String,
     pub action: Action,
     pub reason: Reason,
     pub monitor: bool,
@@ -52,21 +87,60 @@ fn source_of(data: &Loaded, ip: IpAddr) -> Option<&SourceInfo> {
     data.sources.get(index?)
 }
 
-/// Explains `ip` against `data` and `policy`; `generation` is the daemon's.
-pub fn explain(data: &Loaded, policy: &Policy, ip: IpAddr, generation: Option<u64>) -> Explanation {
+/// Explains `ip` against `data` and `policy`, for `packet` or for every
+/// packet; `generation` is the daemon's.
+pub fn explain(
+    data: &Loaded,
+    policy: &Policy,
+    ip: IpAddr,
+    packet: Option<Packet>,
+    generation: Option<u64>,
+) -> Explanation {
     let found = data.table.lookup(ip);
-    let decision = policy.decide(found.map_or(NO_COUNTRY, |(_, c)| c), ip);
+    let country = found.map_or(NO_COUNTRY, |(_, c)| c);
+    let rules: Vec<RuleVerdict> = policy
+        .rules
+        .iter()
+        .map(|rule| {
+            let Decision { action, reason } = rule.decide(country, ip, &policy.exceptions);
+            RuleVerdict { rule: rule.name.clone(), scope: rule.scope(), action, reason, monitor: rule.monitor }
+        })
+        .collect();
+    let deciding = match packet {
+        Some(p) => policy.rule_for(p.protocol, p.port),
+        None => strictest(&rules),
+    };
     let source = source_of(data, ip);
+    let (action, reason, monitor) = match deciding.map(|i| &rules[i]) {
+        Some(v) => (v.action, v.reason, v.monitor),
+        None => (Action::Pass, Reason::NoRule, false),
+    };
     Explanation {
         address: ip,
         prefix: found.map(|(net, _)| net.to_string()),
         country: found.map(|(_, c)| country::code(c).to_string()),
         source: source.map(|s| Provenance { origin: s.origin.clone(), date: s.date.clone() }),
         generation,
-        action: decision.action,
-        reason: decision.reason,
-        monitor: policy.monitor,
+        action,
+        reason,
+        monitor,
+        rule: deciding.map(|i| rules[i].rule.clone()),
+        packet,
+        unmatched: !policy.covers_everything(),
+        rules,
+        replies: policy.replies,
     }
+}
+
+/// The first rule with the strictest action: what the address risks.
+fn strictest(rules: &[RuleVerdict]) -> Option<usize> {
+    let severity = |a: Action| match a {
+        Action::Drop => 2,
+        Action::WouldDrop => 1,
+        Action::Pass => 0,
+    };
+    let worst = rules.iter().map(|v| severity(v.action)).max()?;
+    rules.iter().position(|v| severity(v.action) == worst)
 }
 
 impl Explanation {
@@ -82,13 +156,42 @@ impl Explanation {
             let generation = self.generation.map_or(String::new(), |g| format!(", table generation {g}"));
             out += &format!("  source      {}{date}{generation}\n", source.origin);
         }
-        out += &format!("  verdict     {}: {}\n", self.action.name(), self.why());
+        out += &self.render_rules();
+        let by = match (&self.rule, self.packet.is_some() || self.rules.len() == 1) {
+            (Some(rule), false) => format!(" (rule {rule})"),
+            _ => String::new(),
+        };
+        out += &format!("  verdict     {}{by}: {}\n", self.action.name(), self.why(self.action, self.reason));
+        out + &format!("  replies     {}\n", replies_text(self.replies))
+    }
+
+    /// The rule lines: which rule takes the packet asked about, or what
+    /// each rule does (nothing for one rule that matches everything).
+    fn render_rules(&self) -> String {
+        if let Some(packet) = &self.packet {
+            let what = packet.describe();
+            return match (&self.rule, self.rules.iter().find(|v| Some(&v.rule) == self.rule.as_ref())) {
+                (Some(name), Some(v)) => format!("  rule        {name} ({}) takes {what}\n", v.scope),
+                _ => format!("  rule        none matches {what}\n"),
+            };
+        }
+        if self.rules.len() == 1 && !self.unmatched {
+            return String::new();
+        }
+        let mut out = String::new();
+        for v in &self.rules {
+            let why = self.why(v.action, v.reason);
+            out += &format!("  rule        {} ({}): {}, {why}\n", v.rule, v.scope, v.action.name());
+        }
+        if self.unmatched {
+            out += "  no rule     pass: a packet no rule matches passes\n";
+        }
         out
     }
 
-    fn why(&self) -> String {
+    fn why(&self, action: Action, reason: Reason) -> String {
         let country = self.country.as_deref().unwrap_or("--");
-        let why = match self.reason {
+        let why = match reason {
             Reason::BlockedCountry => format!("{country} is on the block list"),
             Reason::NotBlocked => format!("{country} is not on the block list"),
             Reason::Allowed => format!("{country} is on the allow list"),
@@ -96,10 +199,22 @@ impl Explanation {
             Reason::NoCountryBlocked => "no country, and addresses without one are blocked (--block-unknown)".into(),
             Reason::NoCountry => "no country; such addresses pass unless --block-unknown".into(),
             Reason::Exception => "inside an exception (--except), which overrides the drop".into(),
+            Reason::NoRule => "no rule matches the packet".into(),
         };
-        match self.action {
+        match action {
             Action::WouldDrop => format!("{why}; monitor mode: counted as a would-drop, delivered"),
             _ => why,
+        }
+    }
+}
+
+impl Packet {
+    /// "tcp port 22", "icmp", "protocol 47".
+    pub fn describe(&self) -> String {
+        let name = protocol_name(self.protocol);
+        match self.port {
+            Some(port) => format!("{name} port {port}"),
+            None => name,
         }
     }
 }
@@ -113,7 +228,7 @@ mod tests {
     use super::*;
     use crate::{
         data::{table::Table, Format},
-        policy::Mode,
+        policy::{rules::parse_ports, Mode, Protocol, Rule, DEFAULT_RULE},
     };
 
     fn table(rows: &[(&str, &[u8; 2])]) -> Table {
@@ -142,14 +257,8 @@ mod tests {
             sources: vec![info("base.txt"), info("top.txt")],
             layers: vec![base, top],
         };
-        let policy = Policy {
-            mode: Mode::Deny,
-            countries: BTreeSet::from([country_id(*b"CN").unwrap()]),
-            monitor: false,
-            block_unknown: false,
-            exceptions: vec![],
-        };
-        let explain = |ip: &str| explain(&loaded, &policy, ip.parse().unwrap(), Some(3));
+        let policy = Policy::from(rule(DEFAULT_RULE, Protocol::Any, "", Mode::Deny, b"CN"));
+        let explain = |ip: &str| explain(&loaded, &policy, ip.parse().unwrap(), None, Some(3));
         let de = explain("10.1.2.3");
         assert_eq!((de.prefix.as_deref(), de.country.as_deref()), (Some("10.1.0.0/16"), Some("DE")));
         assert_eq!(de.source.unwrap().origin, "top.txt");
@@ -160,5 +269,84 @@ mod tests {
         assert!(cn.render().contains("CN is on the block list"), "{}", cn.render());
         let none = explain("192.168.1.1");
         assert_eq!((none.prefix, none.source, none.reason), (None, None, Reason::NoCountry));
+    }
+
+    fn rule(name: &str, protocol: Protocol, ports: &str, mode: Mode, code: &[u8; 2]) -> Rule {
+        let ports = if ports.is_empty() { vec![] } else { parse_ports(ports).unwrap() };
+        let countries = BTreeSet::from([country_id(*code).unwrap()]);
+        Rule { protocol, ports, ..Rule::new(name, mode, countries) }
+    }
+
+    fn cn_data() -> Loaded {
+        Loaded { table: table(&[("1.0.1.0/24", b"CN")]), sources: vec![info("cn.txt")], layers: vec![] }
+    }
+
+    /// "SSH only from DE", "the API closed to CN", everything else untouched.
+    fn two_rules() -> Policy {
+        let ssh = rule("ssh", Protocol::Tcp, "22", Mode::Allow, b"DE");
+        let api = rule("api", Protocol::Tcp, "443", Mode::Deny, b"RU");
+        Policy::new(vec![ssh, api], vec![], true).unwrap()
+    }
+
+    #[test]
+    fn one_rule_for_everything_reads_as_before() {
+        let policy = Policy::from(rule(DEFAULT_RULE, Protocol::Any, "", Mode::Deny, b"CN"));
+        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), None, None);
+        assert_eq!(cn.rule.as_deref(), Some(DEFAULT_RULE));
+        assert_eq!(
+            cn.render(),
+            "1.0.1.1\n  prefix      1.0.1.0/24 (CN)\n  source      cn.txt, dated 2026-11-01\n  verdict     drop: CN is on \
+             the block list\n  replies     replies to this host's own connections pass (replies on)\n"
+        );
+    }
+
+    #[test]
+    fn the_rule_that_takes_the_packet_decides() {
+        let policy = two_rules();
+        let ask = |protocol, port| {
+            explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), Some(Packet { protocol, port }), None)
+        };
+        let ssh = ask(6, Some(22));
+        assert_eq!((ssh.rule.as_deref(), ssh.action, ssh.reason), (Some("ssh"), Action::Drop, Reason::NotAllowed));
+        assert!(ssh.render().contains("  rule        ssh (tcp port 22) takes tcp port 22\n"), "{}", ssh.render());
+        assert!(ssh.render().contains("  verdict     drop: CN is not on the allow list\n"), "{}", ssh.render());
+        let api = ask(6, Some(443));
+        assert_eq!((api.rule.as_deref(), api.action, api.reason), (Some("api"), Action::Pass, Reason::NotBlocked));
+        let web = ask(6, Some(80));
+        assert_eq!((web.rule.as_deref(), web.action, web.reason), (None, Action::Pass, Reason::NoRule));
+        assert!(web.render().contains("  rule        none matches tcp port 80\n"), "{}", web.render());
+        assert!(web.render().contains("  verdict     pass: no rule matches the packet\n"), "{}", web.render());
+        let ping = ask(1, None);
+        assert!(ping.render().contains("none matches icmp\n"), "{}", ping.render());
+    }
+
+    #[test]
+    fn without_a_packet_every_rule_is_shown() {
+        let mut policy = two_rules();
+        policy.replies = false;
+        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), None, None);
+        assert_eq!((cn.rule.as_deref(), cn.action), (Some("ssh"), Action::Drop), "the strictest rule");
+        assert_eq!(cn.rules.len(), 2);
+        assert_eq!(
+            cn.render(),
+            "1.0.1.1\n  prefix      1.0.1.0/24 (CN)\n  source      cn.txt, dated 2026-11-01\n  \
+             rule        ssh (tcp port 22): drop, CN is not on the allow list\n  \
+             rule        api (tcp port 443): pass, CN is not on the block list\n  \
+             no rule     pass: a packet no rule matches passes\n  \
+             verdict     drop (rule ssh): CN is not on the allow list\n  \
+             replies     replies are judged like any packet (replies off)\n"
+        );
+        let json = serde_json::to_value(&cn).unwrap();
+        assert_eq!((json["rule"].as_str(), json["unmatched"].as_bool()), (Some("ssh"), Some(true)));
+        assert_eq!(json["rules"][1]["reason"], "not-blocked");
+        assert_eq!(serde_json::from_value::<Explanation>(json).unwrap(), cn);
+    }
+
+    #[test]
+    fn an_exception_shows_in_every_rule() {
+        let mut policy = two_rules();
+        policy.exceptions = vec!["1.0.1.0/24".parse().unwrap()];
+        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), None, None);
+        assert_eq!((cn.action, cn.reason, cn.rule.as_deref()), (Action::Pass, Reason::Exception, Some("ssh")));
     }
 }

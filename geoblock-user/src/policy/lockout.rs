@@ -13,7 +13,7 @@ pub use self::ssh::{ssh_client, SshClient};
 use crate::{
     country,
     data::table::Table,
-    policy::{Mode, Policy},
+    policy::{Mode, Policy, Rule},
 };
 
 /// Sources that must stay reachable, what they are and how the guard
@@ -82,36 +82,55 @@ pub fn protected(management: &[IpNetwork], ssh_clients: &[SshClient]) -> Vec<Pro
     management.chain(ssh).collect()
 }
 
-/// Refuses `policy` if it drops any part of a protected network: any
-/// country the data gives part of it, or (with `block_unknown`) its first
-/// address when no country claims it. An exception covering the whole
-/// network makes it safe. Monitor mode drops nothing, so it always passes.
+/// Refuses `policy` if any of its rules drops any part of a protected
+/// network: any country the data gives part of it, or (with
+/// `block_unknown`) its first address when no country claims it. Every
+/// rule counts, whatever its ports: the way in may use any of them. An
+/// exception covering the whole network makes it safe. Monitor mode drops
+/// nothing, so it always passes.
 pub fn check(policy: &Policy, table: &Table, protected: &[Protected]) -> Result<(), LockedOut> {
     for p in protected {
         if policy.exceptions.iter().any(|e| covers(e, &p.net)) {
             continue;
         }
-        let refuse = |reason: String| Err(LockedOut { protected: p.clone(), reason });
-        for country in countries_in(table, &p.net) {
-            if policy.action(country) == Action::Drop {
-                return refuse(dropped_country(policy, &p.net, country));
-            }
-        }
-        if table.lookup(p.net.network()).is_none() && policy.action(NO_COUNTRY) == Action::Drop {
-            return refuse("no country claims it, and --block-unknown drops such addresses".into());
+        for rule in &policy.rules {
+            check_rule(policy, rule, table, p)?;
         }
     }
     Ok(())
 }
 
+fn check_rule(policy: &Policy, rule: &Rule, table: &Table, p: &Protected) -> Result<(), LockedOut> {
+    let refuse = |reason: String| Err(LockedOut { protected: p.clone(), reason });
+    let which = which_rule(policy, rule);
+    for country in countries_in(table, &p.net) {
+        if rule.action(country) == Action::Drop {
+            return refuse(dropped_country(rule, &which, &p.net, country));
+        }
+    }
+    if table.lookup(p.net.network()).is_none() && rule.action(NO_COUNTRY) == Action::Drop {
+        return refuse(format!("no country claims it, and --block-unknown{which} drops such addresses"));
+    }
+    Ok(())
+}
+
+/// " of rule ssh (tcp port 22)"; nothing for a policy of one rule that
+/// matches everything, which reads as before rules.
+fn which_rule(policy: &Policy, rule: &Rule) -> String {
+    match policy.rules.as_slice() {
+        [only] if only.matches_everything() => String::new(),
+        _ => format!(" of rule {} ({})", rule.name, rule.scope()),
+    }
+}
+
 /// Why `net`, (partly) in `country`, is dropped: its country and the rule.
-fn dropped_country(policy: &Policy, net: &IpNetwork, country: CountryId) -> String {
+fn dropped_country(rule: &Rule, which: &str, net: &IpNetwork, country: CountryId) -> String {
     let whose = if is_host(net) { "it is" } else { "part of it is" };
-    let rule = match policy.mode {
-        Mode::Deny => "which the deny-list blocks",
-        Mode::Allow => "which the allow-list does not allow",
+    let list = match rule.mode {
+        Mode::Deny => format!("which the deny-list{which} blocks"),
+        Mode::Allow => format!("which the allow-list{which} does not allow"),
     };
-    format!("{whose} in {}, {rule}", country::code(country))
+    format!("{whose} in {}, {list}", country::code(country))
 }
 
 fn is_host(net: &IpNetwork) -> bool {
@@ -139,6 +158,7 @@ mod tests {
     use geoblock_common::country_id;
 
     use super::*;
+    use crate::policy::{Protocol, DEFAULT_RULE};
 
     fn cc(code: &[u8; 2]) -> u16 {
         country_id(*code).unwrap()
@@ -151,14 +171,12 @@ mod tests {
         }
     }
 
+    fn rule(mode: Mode, codes: &[&[u8; 2]]) -> Rule {
+        Rule::new(DEFAULT_RULE, mode, codes.iter().map(|c| cc(c)).collect::<BTreeSet<_>>())
+    }
+
     fn policy(mode: Mode, codes: &[&[u8; 2]]) -> Policy {
-        Policy {
-            mode,
-            countries: codes.iter().map(|c| cc(c)).collect::<BTreeSet<_>>(),
-            monitor: false,
-            block_unknown: false,
-            exceptions: vec![],
-        }
+        Policy::from(rule(mode, codes))
     }
 
     fn ssh(ip: &str) -> Vec<Protected> {
@@ -202,10 +220,37 @@ mod tests {
         assert!(check(&excepted, &table(), &mgmt).is_ok());
         let partly = Policy { exceptions: vec!["10.1.2.0/25".parse().unwrap()], ..deny_cn.clone() };
         assert!(check(&partly, &table(), &mgmt).is_err(), "half an exception is not enough");
-        assert!(check(&Policy { monitor: true, ..deny_cn.clone() }, &table(), &mgmt).is_ok());
+        assert!(check(&Policy::from(Rule { monitor: true, ..rule(Mode::Deny, &[b"CN"]) }), &table(), &mgmt).is_ok());
         let lan = ssh("192.168.1.5");
         assert!(check(&deny_cn, &table(), &lan).is_ok());
-        let strict = Policy { block_unknown: true, ..deny_cn };
+        let strict = Policy::from(Rule { block_unknown: true, ..rule(Mode::Deny, &[b"CN"]) });
         assert!(check(&strict, &table(), &lan).unwrap_err().reason.contains("--block-unknown"));
+    }
+
+    #[test]
+    fn every_rule_counts_whatever_its_ports() {
+        let web = Rule {
+            name: "web".into(),
+            protocol: Protocol::Tcp,
+            ports: vec!["443".parse().unwrap()],
+            ..rule(Mode::Deny, &[b"CN"])
+        };
+        let login = Rule { name: "ssh".into(), ports: vec!["22".parse().unwrap()], ..rule(Mode::Allow, &[b"CN"]) };
+        let p = Policy::new(vec![login, web], vec![], true).unwrap();
+        let err = check(&p, &table(), &ssh("10.1.3.4")).unwrap_err();
+        assert_eq!(err.reason, "it is in CN, which the deny-list of rule web (tcp port 443) blocks");
+        let err = check(&p, &table(), &ssh("10.0.3.4")).unwrap_err();
+        assert_eq!(
+            err.reason,
+            "it is in US, which the allow-list of rule ssh (tcp, udp and sctp port 22) does not allow"
+        );
+        let monitored = Policy::new(vec![Rule { monitor: true, ..p.rules[1].clone() }], vec![], true).unwrap();
+        assert!(check(&monitored, &table(), &ssh("10.1.3.4")).is_ok());
+        let strict = Policy::from(Rule { block_unknown: true, ..p.rules[1].clone() });
+        let err = check(&strict, &table(), &ssh("192.168.1.5")).unwrap_err();
+        assert_eq!(
+            err.reason,
+            "no country claims it, and --block-unknown of rule web (tcp port 443) drops such addresses"
+        );
     }
 }

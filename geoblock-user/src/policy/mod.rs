@@ -1,19 +1,28 @@
-//! Who is blocked: the operator's policy, and the per-country actions the
-//! kernel's `POLICY` map holds.
+//! Who is blocked: the operator's policy, an ordered list of rules each
+//! scoped by protocol and destination port with its own country list, and
+//! the actions and rule maps the kernel holds.
 
 pub mod explain;
 pub mod lockout;
+pub mod rules;
 
 use std::{collections::BTreeSet, fmt, net::IpAddr};
 
-use geoblock_common::{Action, CountryId, COUNTRY_SLOTS, NO_COUNTRY};
+use geoblock_common::{Action, CountryId, MAX_RULES, NO_COUNTRY, RULE_NAME_LEN};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
+pub use self::rules::{PortRange, Protocol, RuleMaps, ScopeError};
 use crate::{
     country,
     data::{parse_network, table::Table, CidrError},
 };
+
+/// The rule today's flags and `[policy]` make: every protocol and port.
+pub const DEFAULT_RULE: &str = "default";
+/// How counters name the packets no rule matched: parentheses, which no
+/// rule name has.
+pub const UNMATCHED_RULE: &str = "(none)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -24,10 +33,18 @@ pub enum Mode {
     Allow,
 }
 
-/// The JSON form (in `geoblock status`) names countries by their codes and
-/// exceptions as CIDRs.
+/// One rule: the packets it matches (a protocol, destination ports) and
+/// the country policy they get. The JSON form (in `geoblock status`) names
+/// countries by their codes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Policy {
+pub struct Rule {
+    /// `[a-z0-9_-]`, 1 to 31 bytes, unique in the policy.
+    pub name: String,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Destination ports, sorted and merged; empty: every port.
+    #[serde(default)]
+    pub ports: Vec<PortRange>,
     pub mode: Mode,
     /// Blocked countries (deny-list) or allowed ones (allow-list).
     #[serde(with = "codes")]
@@ -37,32 +54,67 @@ pub struct Policy {
     /// Drop addresses with no country (private, unassigned...). Off by
     /// default so an allow-list cannot cut off the LAN or loopback.
     pub block_unknown: bool,
+}
+
+/// The policy: the first rule that matches a packet decides, and a packet
+/// no rule matches passes. Exceptions and replies hold for every rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "json::PolicyJson", into = "json::PolicyJson")]
+pub struct Policy {
+    /// 1 to [`MAX_RULES`], in the order they are tried.
+    pub rules: Vec<Rule>,
     /// Sources never dropped, whatever their country (a management network).
     pub exceptions: Vec<IpNetwork>,
+    /// Replies to connections this host opened pass, whatever their source.
+    pub replies: bool,
+}
+
+/// Why a set of rules was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("no rule: give --block or --allow (policy.block or policy.allow, or [[rule]] tables, in the config)")]
+    NoRules,
+    #[error("{0} rules: at most {MAX_RULES}")]
+    TooManyRules(usize),
+    #[error("rule name '{0}': 1 to {max} characters of a-z, 0-9, _ and -", max = RULE_NAME_LEN - 1)]
+    Name(String),
+    #[error("two rules are named '{0}'")]
+    DuplicateName(String),
+    #[error("rule '{0}': icmp has no ports")]
+    IcmpPorts(String),
 }
 
 /// A change to the running policy (`geoblock block CN`, ...), applied
 /// without touching the tables. Countries and CIDRs travel as text and are
-/// validated here, so every client gets the same errors.
+/// validated here, so every client gets the same errors. `rule` names the
+/// rule to change; it may be left out when the policy has one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "change")]
 pub enum Change {
     /// Drop these countries: added to a deny-list, removed from an allow-list.
     Block {
         countries: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
     },
     /// Pass these countries: removed from a deny-list, added to an allow-list.
     Unblock {
         countries: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
     },
     /// Allow-list of exactly these countries (as `run --allow`).
     Allow {
         countries: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
     },
     /// `deny` / `allow`: enforce, reading the country list that way;
     /// `monitor`: keep the list, count would-drops, drop nothing.
     Mode {
         mode: Enforcement,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
     },
     ExceptAdd {
         cidr: String,
@@ -90,12 +142,18 @@ pub enum ChangeError {
     NoSuchException(IpNetwork),
     #[error("no country given")]
     NoCountries,
+    #[error("no rule is named '{name}' (the rules: {rules})")]
+    NoSuchRule { name: String, rules: String },
+    #[error("which rule? The policy has several ({0}): name one with --rule")]
+    WhichRule(String),
 }
 
 /// Why a packet got its verdict: the userspace twin of the XDP program's
-/// decision, used by `lookup` and by the tests as the reference.
+/// decision, used by the tests as the reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// No rule matches the packet: it passes.
+    NoRule,
     Exception,
     Country(CountryId, Action),
 }
@@ -119,6 +177,8 @@ pub enum Reason {
     NoCountry,
     /// Inside an exception: passed, though its country's action drops.
     Exception,
+    /// No rule matches the packet: passed.
+    NoRule,
 }
 
 impl Reason {
@@ -132,6 +192,7 @@ impl Reason {
             Reason::NoCountryBlocked => "no-country-blocked",
             Reason::NoCountry => "no-country",
             Reason::Exception => "exception",
+            Reason::NoRule => "no-rule",
         }
     }
 
@@ -149,7 +210,21 @@ pub struct Decision {
     pub reason: Reason,
 }
 
-impl Policy {
+impl Rule {
+    /// A rule for every protocol and port, enforcing, passing addresses
+    /// without a country.
+    pub fn new(name: &str, mode: Mode, countries: BTreeSet<CountryId>) -> Rule {
+        Rule {
+            name: name.into(),
+            protocol: Protocol::Any,
+            ports: vec![],
+            mode,
+            countries,
+            monitor: false,
+            block_unknown: false,
+        }
+    }
+
     /// The list and how it reads: "deny-list, blocking CN,RU".
     pub fn list(&self) -> String {
         let codes: Vec<&str> = self.countries.iter().map(|&c| country::code(c)).collect();
@@ -180,47 +255,28 @@ impl Policy {
         }
     }
 
-    /// What the XDP program decides for a packet from `ip` of `country`,
-    /// and why: an exception only shows when it overrides a drop (it cannot
-    /// change a pass).
-    pub fn decide(&self, country: CountryId, ip: IpAddr) -> Decision {
+    /// What the XDP program decides for a packet from `ip` of `country`
+    /// that this rule matches, and why: an exception only shows when it
+    /// overrides a drop (it cannot change a pass).
+    pub fn decide(&self, country: CountryId, ip: IpAddr, exceptions: &[IpNetwork]) -> Decision {
         let action = self.action(country);
-        if action != Action::Pass && self.exceptions.iter().any(|net| net.contains(ip)) {
+        if action != Action::Pass && exceptions.iter().any(|net| net.contains(ip)) {
             return Decision { action: Action::Pass, reason: Reason::Exception };
         }
         Decision { action, reason: self.reason(country) }
     }
 
-    /// This policy with `change` made.
-    pub fn changed(&self, change: &Change) -> Result<Policy, ChangeError> {
-        let mut new = self.clone();
-        match change {
-            Change::Block { countries } => new.edit_list(countries, self.mode == Mode::Deny)?,
-            Change::Unblock { countries } => new.edit_list(countries, self.mode == Mode::Allow)?,
-            Change::Allow { countries } => {
-                new.countries.clear();
-                new.edit_list(countries, true)?;
-                (new.mode, new.monitor) = (Mode::Allow, false);
-            }
-            Change::Mode { mode: Enforcement::Monitor } => new.monitor = true,
-            Change::Mode { mode: Enforcement::Deny } => (new.mode, new.monitor) = (Mode::Deny, false),
-            Change::Mode { mode: Enforcement::Allow } => (new.mode, new.monitor) = (Mode::Allow, false),
-            Change::ExceptAdd { cidr } => {
-                let net = parse_network(cidr)?;
-                if !new.exceptions.contains(&net) {
-                    new.exceptions.push(net);
-                }
-            }
-            Change::ExceptDel { cidr } => {
-                let net = parse_network(cidr)?;
-                let before = new.exceptions.len();
-                new.exceptions.retain(|n| *n != net);
-                if new.exceptions.len() == before {
-                    return Err(ChangeError::NoSuchException(net));
-                }
-            }
+    /// The list, and what else the rule does: "deny-list, blocking CN;
+    /// MONITOR mode: ...".
+    pub fn summary(&self) -> String {
+        let mut out = self.list();
+        if self.block_unknown {
+            out += "; addresses without a country are dropped";
         }
-        Ok(new)
+        if self.monitor {
+            out += "; MONITOR mode: nothing is dropped, would-drops are counted";
+        }
+        out
     }
 
     /// Adds `codes` to the country list (`add`) or removes them.
@@ -238,37 +294,267 @@ impl Policy {
         Ok(())
     }
 
-    /// The `POLICY` map contents: one action per country slot.
-    pub fn actions(&self) -> impl Iterator<Item = (u32, Action)> + '_ {
-        (0..COUNTRY_SLOTS).map(|slot| (slot, self.action(slot as CountryId)))
+    /// Makes `change`, a country or mode change, to this rule.
+    fn change(&mut self, change: &Change) -> Result<(), ChangeError> {
+        match change {
+            Change::Block { countries, .. } => self.edit_list(countries, self.mode == Mode::Deny)?,
+            Change::Unblock { countries, .. } => self.edit_list(countries, self.mode == Mode::Allow)?,
+            Change::Allow { countries, .. } => {
+                self.countries.clear();
+                self.edit_list(countries, true)?;
+                (self.mode, self.monitor) = (Mode::Allow, false);
+            }
+            Change::Mode { mode: Enforcement::Monitor, .. } => self.monitor = true,
+            Change::Mode { mode: Enforcement::Deny, .. } => (self.mode, self.monitor) = (Mode::Deny, false),
+            Change::Mode { mode: Enforcement::Allow, .. } => (self.mode, self.monitor) = (Mode::Allow, false),
+            // Exceptions are the policy's, not a rule's: Policy::changed makes them.
+            Change::ExceptAdd { .. } | Change::ExceptDel { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// "ssh (tcp port 22): allow-list, allowing only DE".
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.name, self.scope(), self.summary())
+    }
+}
+
+impl Change {
+    /// The rule a country or mode change names, if it names one.
+    fn rule(&self) -> Option<&str> {
+        match self {
+            Change::Block { rule, .. }
+            | Change::Unblock { rule, .. }
+            | Change::Allow { rule, .. }
+            | Change::Mode { rule, .. } => rule.as_deref(),
+            Change::ExceptAdd { .. } | Change::ExceptDel { .. } => None,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks `rules`: 1 to [`MAX_RULES`], valid unique names, no ports
+    /// for icmp.
+    pub fn new(rules: Vec<Rule>, exceptions: Vec<IpNetwork>, replies: bool) -> Result<Policy, PolicyError> {
+        match rules.len() {
+            0 => return Err(PolicyError::NoRules),
+            n if n > MAX_RULES as usize => return Err(PolicyError::TooManyRules(n)),
+            _ => {}
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            if !valid_name(&rule.name) {
+                return Err(PolicyError::Name(rule.name.clone()));
+            }
+            if rules[..i].iter().any(|r| r.name == rule.name) {
+                return Err(PolicyError::DuplicateName(rule.name.clone()));
+            }
+            if !rule.protocol.has_ports() && !rule.ports.is_empty() {
+                return Err(PolicyError::IcmpPorts(rule.name.clone()));
+            }
+        }
+        Ok(Policy { rules, exceptions, replies })
     }
 
-    /// What the XDP program decides for a packet from `ip`: an exception
-    /// only shows when it overrides a drop (it cannot change a pass).
-    pub fn verdict(&self, table: &Table, ip: IpAddr) -> Verdict {
+    /// The rules' names, in order: "ssh, api".
+    pub fn names(&self) -> String {
+        self.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Whether every packet meets a rule (one matches everything).
+    pub fn covers_everything(&self) -> bool {
+        self.rules.iter().any(Rule::matches_everything)
+    }
+
+    /// Every country a rule names (the shrink guard watches them).
+    pub fn countries(&self) -> BTreeSet<CountryId> {
+        self.rules.iter().flat_map(|r| r.countries.iter().copied()).collect()
+    }
+
+    /// This policy with `change` made.
+    pub fn changed(&self, change: &Change) -> Result<Policy, ChangeError> {
+        let mut new = self.clone();
+        match change {
+            Change::ExceptAdd { cidr } => {
+                let net = parse_network(cidr)?;
+                if !new.exceptions.contains(&net) {
+                    new.exceptions.push(net);
+                }
+            }
+            Change::ExceptDel { cidr } => {
+                let net = parse_network(cidr)?;
+                let before = new.exceptions.len();
+                new.exceptions.retain(|n| *n != net);
+                if new.exceptions.len() == before {
+                    return Err(ChangeError::NoSuchException(net));
+                }
+            }
+            _ => new.rule_named(change.rule())?.change(change)?,
+        }
+        Ok(new)
+    }
+
+    /// The rule called `name`; without a name, the only rule.
+    fn rule_named(&mut self, name: Option<&str>) -> Result<&mut Rule, ChangeError> {
+        let names = self.names();
+        match name {
+            Some(name) => self
+                .rules
+                .iter_mut()
+                .find(|r| r.name == name)
+                .ok_or_else(|| ChangeError::NoSuchRule { name: name.into(), rules: names }),
+            None if self.rules.len() == 1 => Ok(&mut self.rules[0]),
+            None => Err(ChangeError::WhichRule(names)),
+        }
+    }
+
+    /// The policy's lines in `status` and `config check`: each rule in
+    /// order (what it matches, its list, monitor, addresses without a
+    /// country), what no rule matches, exceptions, replies.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for rule in &self.rules {
+            let mode = if rule.monitor { "MONITOR (nothing dropped)" } else { "enforcing" };
+            let unknown = if rule.block_unknown { "dropped" } else { "passed" };
+            out += &format!(
+                "rule        {} ({}): {}; {mode}; addresses without a country {unknown}\n",
+                rule.name,
+                rule.scope(),
+                rule.list()
+            );
+        }
+        if !self.covers_everything() {
+            out += "no rule     pass: packets no rule matches\n";
+        }
+        let exceptions: Vec<String> = self.exceptions.iter().map(|n| n.to_string()).collect();
+        out += &format!("exceptions  {}\n", if exceptions.is_empty() { "none".into() } else { exceptions.join(",") });
+        out + &format!("replies     {}\n", replies_text(self.replies))
+    }
+
+    /// What the XDP program decides for a packet from `ip` of IP protocol
+    /// `protocol` to `port` (see [`Policy::rule_for`]).
+    pub fn verdict(&self, table: &Table, ip: IpAddr, protocol: u8, port: Option<u16>) -> Verdict {
+        let Some(rule) = self.rule_for(protocol, port) else {
+            return Verdict::NoRule;
+        };
         let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);
-        match self.decide(country, ip) {
+        match self.rules[rule].decide(country, ip, &self.exceptions) {
             Decision { reason: Reason::Exception, .. } => Verdict::Exception,
             Decision { action, .. } => Verdict::Country(country, action),
         }
     }
 }
 
+/// How output says whether replies pass.
+pub fn replies_text(on: bool) -> &'static str {
+    match on {
+        true => "replies to this host's own connections pass (replies on)",
+        false => "replies are judged like any packet (replies off)",
+    }
+}
+
+/// A policy of this one rule, without exceptions, replies passing.
+impl From<Rule> for Policy {
+    fn from(rule: Rule) -> Policy {
+        Policy { rules: vec![rule], exceptions: vec![], replies: true }
+    }
+}
+
+/// `[a-z0-9_-]`, 1 to 31 bytes: it fits `RULE_NAMES` and a metrics label.
+fn valid_name(name: &str) -> bool {
+    (1..RULE_NAME_LEN).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// The policy in one line, for logs, `config check` and control answers.
+/// A policy of one rule that matches everything reads as that rule's list.
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.list())?;
-        if self.block_unknown {
-            f.write_str("; addresses without a country are dropped")?;
+        match self.rules.as_slice() {
+            [rule] if rule.matches_everything() => f.write_str(&rule.summary())?,
+            rules => {
+                let rules: Vec<String> = rules.iter().map(|r| format!("rule {r}")).collect();
+                f.write_str(&rules.join("; "))?;
+                if !self.covers_everything() {
+                    f.write_str("; other traffic passes")?;
+                }
+            }
         }
         if !self.exceptions.is_empty() {
             let nets: Vec<String> = self.exceptions.iter().map(|n| n.to_string()).collect();
             write!(f, "; exceptions {}", nets.join(","))?;
         }
-        if self.monitor {
-            f.write_str("; MONITOR mode: nothing is dropped, would-drops are counted")?;
+        if !self.replies {
+            write!(f, "; {}", replies_text(false))?;
         }
         Ok(())
+    }
+}
+
+/// How a policy travels in JSON (`geoblock status`): its rules, and for a
+/// policy of one rule that matches everything also that rule's list as
+/// schema 2 wrote the whole policy (`mode`, `countries`, `monitor`,
+/// `block_unknown`), so that scripts reading those keep working.
+mod json {
+    use std::collections::BTreeSet;
+
+    use geoblock_common::CountryId;
+    use ipnetwork::IpNetwork;
+    use serde::{Deserialize, Serialize};
+
+    use super::{Mode, Policy, Rule, DEFAULT_RULE};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct PolicyJson {
+        #[serde(default)]
+        rules: Vec<Rule>,
+        exceptions: Vec<IpNetwork>,
+        #[serde(default = "on")]
+        replies: bool,
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        whole: Option<WholeList>,
+    }
+
+    /// Schema 2's policy: one list for every packet.
+    #[derive(Serialize, Deserialize)]
+    struct WholeList {
+        mode: Mode,
+        #[serde(with = "super::codes")]
+        countries: BTreeSet<CountryId>,
+        monitor: bool,
+        block_unknown: bool,
+    }
+
+    fn on() -> bool {
+        true
+    }
+
+    impl From<Policy> for PolicyJson {
+        fn from(p: Policy) -> PolicyJson {
+            let whole = match p.rules.as_slice() {
+                [r] if r.matches_everything() => Some(WholeList {
+                    mode: r.mode,
+                    countries: r.countries.clone(),
+                    monitor: r.monitor,
+                    block_unknown: r.block_unknown,
+                }),
+                _ => None,
+            };
+            PolicyJson { rules: p.rules, exceptions: p.exceptions, replies: p.replies, whole }
+        }
+    }
+
+    /// A daemon of schema 2 without rules sends only the whole list.
+    impl From<PolicyJson> for Policy {
+        fn from(j: PolicyJson) -> Policy {
+            let mut rules = j.rules;
+            if let (true, Some(w)) = (rules.is_empty(), j.whole) {
+                let rule = Rule::new(DEFAULT_RULE, w.mode, w.countries);
+                rules.push(Rule { monitor: w.monitor, block_unknown: w.block_unknown, ..rule });
+            }
+            Policy { rules, exceptions: j.exceptions, replies: j.replies }
+        }
     }
 }
 
@@ -292,154 +578,4 @@ mod codes {
 }
 
 #[cfg(test)]
-mod tests {
-    use geoblock_common::country_id;
-
-    use super::*;
-
-    fn policy(mode: Mode, codes: &[&[u8; 2]]) -> Policy {
-        Policy {
-            mode,
-            countries: codes.iter().map(|c| country_id(**c).unwrap()).collect(),
-            monitor: false,
-            block_unknown: false,
-            exceptions: vec![],
-        }
-    }
-
-    fn id(code: &[u8; 2]) -> CountryId {
-        country_id(*code).unwrap()
-    }
-
-    #[test]
-    fn deny_list_drops_only_listed() {
-        let p = policy(Mode::Deny, &[b"RU", b"KP"]);
-        assert_eq!(p.action(id(b"RU")), Action::Drop);
-        assert_eq!(p.action(id(b"KP")), Action::Drop);
-        assert_eq!(p.action(id(b"DE")), Action::Pass);
-        assert_eq!(p.action(NO_COUNTRY), Action::Pass);
-    }
-
-    #[test]
-    fn allow_list_drops_the_rest_but_not_unknown() {
-        let p = policy(Mode::Allow, &[b"DE"]);
-        assert_eq!(p.action(id(b"DE")), Action::Pass);
-        assert_eq!(p.action(id(b"US")), Action::Drop);
-        assert_eq!(p.action(NO_COUNTRY), Action::Pass);
-        let strict = Policy { block_unknown: true, ..p };
-        assert_eq!(strict.action(NO_COUNTRY), Action::Drop);
-    }
-
-    #[test]
-    fn monitor_turns_drops_into_would_drops() {
-        let p = Policy { monitor: true, ..policy(Mode::Deny, &[b"CN"]) };
-        assert_eq!(p.action(id(b"CN")), Action::WouldDrop);
-        assert_eq!(p.action(id(b"FR")), Action::Pass);
-    }
-
-    #[test]
-    fn exceptions_override_drops_only() {
-        let table = Table { v4: vec![("10.0.0.0/8".parse().unwrap(), id(b"CN"))], v6: vec![] };
-        let p = Policy { exceptions: vec!["10.1.0.0/16".parse().unwrap()], ..policy(Mode::Deny, &[b"CN"]) };
-        assert_eq!(p.verdict(&table, "10.1.2.3".parse().unwrap()), Verdict::Exception);
-        assert_eq!(p.verdict(&table, "10.2.0.1".parse().unwrap()), Verdict::Country(id(b"CN"), Action::Drop));
-        assert_eq!(p.verdict(&table, "11.0.0.1".parse().unwrap()), Verdict::Country(NO_COUNTRY, Action::Pass));
-        let allow_cn = Policy { mode: Mode::Allow, ..p };
-        assert_eq!(allow_cn.verdict(&table, "10.1.2.3".parse().unwrap()), Verdict::Country(id(b"CN"), Action::Pass));
-    }
-
-    #[test]
-    fn every_reason_and_its_action() {
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let decide = |p: &Policy, c| p.decide(c, ip);
-        let deny = policy(Mode::Deny, &[b"CN"]);
-        assert_eq!(decide(&deny, id(b"CN")), Decision { action: Action::Drop, reason: Reason::BlockedCountry });
-        assert_eq!(decide(&deny, id(b"DE")), Decision { action: Action::Pass, reason: Reason::NotBlocked });
-        assert_eq!(decide(&deny, NO_COUNTRY), Decision { action: Action::Pass, reason: Reason::NoCountry });
-        let allow = policy(Mode::Allow, &[b"DE"]);
-        assert_eq!(decide(&allow, id(b"DE")), Decision { action: Action::Pass, reason: Reason::Allowed });
-        assert_eq!(decide(&allow, id(b"CN")), Decision { action: Action::Drop, reason: Reason::NotAllowed });
-        let strict = Policy { block_unknown: true, ..allow.clone() };
-        assert_eq!(decide(&strict, NO_COUNTRY), Decision { action: Action::Drop, reason: Reason::NoCountryBlocked });
-        let monitor = Policy { monitor: true, ..deny.clone() };
-        assert_eq!(decide(&monitor, id(b"CN")), Decision { action: Action::WouldDrop, reason: Reason::BlockedCountry });
-        let excepted = Policy { exceptions: vec!["192.0.2.0/24".parse().unwrap()], ..deny };
-        assert_eq!(decide(&excepted, id(b"CN")), Decision { action: Action::Pass, reason: Reason::Exception });
-        assert_eq!(decide(&excepted, id(b"DE")), Decision { action: Action::Pass, reason: Reason::NotBlocked });
-    }
-
-    fn codes(list: &[&str]) -> Vec<String> {
-        list.iter().map(|c| c.to_string()).collect()
-    }
-
-    #[test]
-    fn block_and_unblock_follow_the_list_mode() {
-        let deny = policy(Mode::Deny, &[b"CN"]);
-        let blocked = deny.changed(&Change::Block { countries: codes(&["ru"]) }).unwrap();
-        assert_eq!(blocked.action(id(b"RU")), Action::Drop);
-        let unblocked = blocked.changed(&Change::Unblock { countries: codes(&["CN"]) }).unwrap();
-        assert_eq!(unblocked.action(id(b"CN")), Action::Pass);
-        let allow = policy(Mode::Allow, &[b"DE", b"FR"]);
-        let blocked = allow.changed(&Change::Block { countries: codes(&["FR"]) }).unwrap();
-        assert_eq!(blocked.action(id(b"FR")), Action::Drop);
-        let unblocked = allow.changed(&Change::Unblock { countries: codes(&["US"]) }).unwrap();
-        assert_eq!(unblocked.action(id(b"US")), Action::Pass);
-        assert_eq!(
-            deny.changed(&Change::Block { countries: codes(&["XX"]) }),
-            Err(ChangeError::Country(country::UnknownCountry("XX".into())))
-        );
-        assert_eq!(deny.changed(&Change::Block { countries: vec![] }), Err(ChangeError::NoCountries));
-    }
-
-    #[test]
-    fn allow_and_mode_switch_the_list() {
-        let deny = policy(Mode::Deny, &[b"CN"]);
-        let allow = deny.changed(&Change::Allow { countries: codes(&["DE"]) }).unwrap();
-        assert_eq!(allow, policy(Mode::Allow, &[b"DE"]));
-        let monitor = allow.changed(&Change::Mode { mode: Enforcement::Monitor }).unwrap();
-        assert_eq!(monitor.action(id(b"US")), Action::WouldDrop);
-        let deny_de = monitor.changed(&Change::Mode { mode: Enforcement::Deny }).unwrap();
-        assert_eq!(deny_de, policy(Mode::Deny, &[b"DE"]));
-    }
-
-    #[test]
-    fn exceptions_are_added_once_and_removed() {
-        let p = policy(Mode::Deny, &[b"CN"]);
-        let add = Change::ExceptAdd { cidr: "10.1.0.0/16".into() };
-        let with = p.changed(&add).unwrap().changed(&add).unwrap();
-        assert_eq!(with.exceptions, vec!["10.1.0.0/16".parse::<IpNetwork>().unwrap()]);
-        let del = Change::ExceptDel { cidr: "10.1.0.0/16".into() };
-        assert_eq!(with.changed(&del).unwrap(), p);
-        assert!(matches!(p.changed(&del), Err(ChangeError::NoSuchException(_))));
-        assert!(matches!(p.changed(&Change::ExceptAdd { cidr: "10.1/99".into() }), Err(ChangeError::Cidr(_))));
-    }
-
-    #[test]
-    fn exceptions_with_host_bits_are_refused_not_widened() {
-        let p = policy(Mode::Deny, &[b"CN"]);
-        for change in
-            [Change::ExceptAdd { cidr: "10.1.0.7/16".into() }, Change::ExceptDel { cidr: "10.1.0.7/16".into() }]
-        {
-            let err = p.changed(&change).unwrap_err();
-            assert_eq!(err.to_string(), "'10.1.0.7/16' has host bits set (the network is 10.1.0.0)");
-        }
-    }
-
-    #[test]
-    fn json_names_countries_by_code_and_exceptions_as_cidrs() {
-        let p = Policy { exceptions: vec!["10.1.0.0/16".parse().unwrap()], ..policy(Mode::Deny, &[b"RU", b"CN"]) };
-        let json = serde_json::to_value(&p).unwrap();
-        assert_eq!(json["countries"], serde_json::json!(["CN", "RU"]));
-        assert_eq!(json["exceptions"], serde_json::json!(["10.1.0.0/16"]));
-        assert_eq!(serde_json::from_value::<Policy>(json).unwrap(), p);
-        assert_eq!(p.to_string(), "deny-list, blocking CN,RU; exceptions 10.1.0.0/16");
-    }
-
-    #[test]
-    fn actions_cover_every_slot() {
-        let p = policy(Mode::Allow, &[b"DE"]);
-        let actions: Vec<_> = p.actions().collect();
-        assert_eq!(actions.len(), COUNTRY_SLOTS as usize);
-        assert_eq!(actions[id(b"DE") as usize], (u32::from(id(b"DE")), Action::Pass));
-    }
-}
+mod tests;

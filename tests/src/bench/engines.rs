@@ -7,7 +7,7 @@ use aya::programs::{links::FdLink, Xdp};
 use geoblock::{
     data::table::Table,
     kernel::{Geoblock, XdpMode},
-    policy::{Mode, Policy},
+    policy::{Mode, Policy, Rule, DEFAULT_RULE},
 };
 use geoblock_common::{Backend, CountryId};
 
@@ -86,6 +86,17 @@ impl<'a> Receiver<'a> {
     /// Installs `engine` with `table` and a deny-list of `blocked` (the
     /// netfilter engines get only the blocked countries' prefixes).
     pub fn install(engine: Engine, pair: &'a Pair, table: &Table, blocked: &BTreeSet<CountryId>) -> Receiver<'a> {
+        Self::install_with(engine, pair, table, blocked, &deny(blocked))
+    }
+
+    /// As [`Receiver::install`], geoblock enforcing `policy`.
+    pub fn install_with(
+        engine: Engine,
+        pair: &'a Pair,
+        table: &Table,
+        blocked: &BTreeSet<CountryId>,
+        policy: &Policy,
+    ) -> Receiver<'a> {
         let ns = &pair.receiver;
         let dev = pair.receiver_if.as_str();
         let mut load_ms = 0.0;
@@ -97,7 +108,7 @@ impl<'a> Receiver<'a> {
                 let backend = if engine == Engine::Trie { Backend::Trie } else { Backend::Lpm };
                 let mut gb = load(geoblock::kernel::objects::GEOBLOCK, "geoblock", backend);
                 load_ms = timed(|| gb.load_table(table).expect("loading the table"));
-                gb.apply_policy(&deny(blocked)).expect("applying the policy");
+                gb.apply_policy(policy).expect("applying the policy");
                 gb
             }
             Engine::Pass | Engine::Nft | Engine::Ipset => load(BENCH_SENDER, "bench_pass", Backend::Trie),
@@ -200,7 +211,7 @@ fn load(object: &'static [u8], name: &str, backend: Backend) -> Geoblock {
 }
 
 pub fn deny(blocked: &BTreeSet<CountryId>) -> Policy {
-    Policy { mode: Mode::Deny, countries: blocked.clone(), monitor: false, block_unknown: false, exceptions: vec![] }
+    Policy::from(Rule::new(DEFAULT_RULE, Mode::Deny, blocked.clone()))
 }
 
 /// Runs `f`, returns its wall time in ms.

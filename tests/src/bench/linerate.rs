@@ -73,6 +73,16 @@ impl Sender {
         }
     }
 
+    /// The frame sent for `family`, whose source each packet rewrites.
+    pub fn frame(&self, family: Family) -> &[u8] {
+        &self.frames[family as usize]
+    }
+
+    /// Sends `frame` for `family` from now on.
+    pub fn set_frame(&mut self, family: Family, frame: Vec<u8>) {
+        self.frames[family as usize] = frame;
+    }
+
     /// Fills the source array with `sources`, repeated to fill every slot.
     pub fn set_sources(&mut self, sources: &[IpAddr]) {
         let mut array: Array<_, [u8; 16]> =
@@ -181,11 +191,16 @@ fn napi_thread(dev: &str) -> i32 {
 
 /// Packets the receiving veth's NAPI handled (`ethtool -S`: rx_queue_0_xdp_packets).
 pub fn rx_packets(ns: &Netns, dev: &str) -> u64 {
+    veth_stat(ns, dev, "rx_queue_0_xdp_packets")
+}
+
+/// One of veth's own counters (`ethtool -S`): `rx_queue_0_xdp_drops`...
+pub fn veth_stat(ns: &Netns, dev: &str, name: &str) -> u64 {
     let out = ns.exec("ethtool", &["-S", dev], None);
     out.lines()
-        .find_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_packets:"))
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no rx_queue_0_xdp_packets in `ethtool -S {dev}`:\n{out}"))
+        .unwrap_or_else(|| panic!("no {name} in `ethtool -S {dev}`:\n{out}"))
 }
 
 /// The receiver's IPv4/IPv6 header, UDP checksum and no-port counters

@@ -9,6 +9,7 @@ pub mod kernel;
 pub mod linerate;
 pub mod live;
 pub mod report;
+pub mod rules;
 pub mod stall;
 pub mod tracefs;
 pub mod workload;
@@ -200,7 +201,14 @@ fn snapshot(pair: &Pair, rx: &mut Receiver, napi: &Napi) -> Snapshot {
 }
 
 /// Sends for `time` and returns what the receiver spent (labels unset).
-fn measure(pair: &Pair, sender: &Sender, rx: &mut Receiver, napi: &Napi, family: Family, time: Duration) -> LineRate {
+pub fn measure(
+    pair: &Pair,
+    sender: &Sender,
+    rx: &mut Receiver,
+    napi: &Napi,
+    family: Family,
+    time: Duration,
+) -> LineRate {
     let before = snapshot(pair, rx, napi);
     let start = std::time::Instant::now();
     sender.send(&pair.sender, family, time);

@@ -69,6 +69,8 @@ pub struct Report {
     pub events: Option<super::events::EventsCost>,
     /// Reload, policy change and packet-path stalls of live operations.
     pub live: Option<super::live::Live>,
+    /// Rules, replies and the egress program.
+    pub rules: Option<super::rules::RulesCost>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

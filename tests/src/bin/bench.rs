@@ -5,7 +5,7 @@
 //! (default 3), --json PATH (default target/bench.json), --svg PATH
 //! (default benchmarks/lookup.svg), --skip-line-rate, --full (every
 //! traffic at every table scope; by default only the world gets them all),
-//! --only test-run|line-rate|live (one part alone), --scopes cn,eu27,world
+//! --only test-run|line-rate|rules|live (one part alone), --scopes cn,eu27,world
 //! and --engines xdp-drop,geoblock-trie,... (line rate: only these).
 
 use std::{path::PathBuf, time::Duration};
@@ -43,6 +43,9 @@ fn main() {
         bench::line_rate(&world, settings, &mut report);
         bench::report::write(&svg, &bench::report::svg(&report.line_rate));
     }
+    if part("rules") {
+        report.rules = Some(bench::rules::measure_all(&world, settings));
+    }
     if part("live") {
         report.live = Some(bench::live::measure(&world, settings.rounds));
     }
@@ -50,6 +53,9 @@ fn main() {
     report.events.iter().for_each(|e| e.print());
     if !report.line_rate.is_empty() {
         report.print_snmp();
+    }
+    if let Some(rules) = &report.rules {
+        rules.print();
     }
     if let Some(live) = &report.live {
         live.print();
