@@ -35,8 +35,8 @@ use geoblock_common::{
     policy_index, port_rules_index, proto_rules_index, rule_stats_index, total_index, Action, Backend, Counter,
     CountryCounters, CountryId, Family, IfaceSlot, PortProtocol, RuleSlots, Total, TrieNode, BPF_F_NO_PREALLOC,
     COUNTRY_STATS_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_RULES, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
-    NO_COUNTRY, OTHER_IFACE, POLICY_SLOTS, PORT_RULES_SLOTS, PROTO_RULES_SLOTS, RULE_BY_PORT, RULE_NAME_LEN, RULE_NONE,
-    RULE_STATS_SLOTS, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
+    NO_COUNTRY, OTHER_IFACE, POLICY_SLOTS, PORT_RULES_SLOTS, PROTO_RULES_SLOTS, RULE_BANKS, RULE_BY_PORT,
+    RULE_NAME_LEN, RULE_NONE, RULE_STATS_SLOTS, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
 };
 
 use crate::frame::{parse, read, read_be16, Ip, Packet, L4};
@@ -194,7 +194,7 @@ fn ip_verdict<const N: usize>(
 fn rule(ctx: &XdpContext, l4: L4) -> u8 {
     let by_protocol = protocol_rule(l4.protocol, l4.later_fragment);
     let bank = by_protocol.wrapping_sub(RULE_BY_PORT);
-    if bank > 1 {
+    if u32::from(bank) >= RULE_BANKS {
         return by_protocol;
     }
     let protocol = match l4.protocol {

@@ -34,7 +34,7 @@ pub enum Tampering {
     /// The link pin is gone, and with it the attachment.
     PinRemoved,
     /// The pin holds another kind of link (or no link).
-    NotXdpLink,
+    WrongKind,
     /// The link runs another program than geoblock's.
     ProgramReplaced { program: u32 },
     /// The link attaches to no interface (0), or to another one.
@@ -50,7 +50,7 @@ impl fmt::Display for Tampering {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Tampering::PinRemoved => f.write_str("link pin removed"),
-            Tampering::NotXdpLink => f.write_str("link pin replaced by something that is not geoblock's kind of link"),
+            Tampering::WrongKind => f.write_str("link pin replaced by another kind of link, or something else"),
             Tampering::ProgramReplaced { program } => {
                 write!(f, "program replaced (the link runs program id {program})")
             }
@@ -86,7 +86,7 @@ pub fn fdinfo_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// must run `program` through a link of `kind` (`xdp`, `tcx`); `None`: nothing.
 pub fn tampering(link: &LinkInfo, kind: &str, program: u32, ifindex: u32) -> Option<Tampering> {
     if link.kind.as_deref() != Some(kind) {
-        Some(Tampering::NotXdpLink)
+        Some(Tampering::WrongKind)
     } else if link.ifindex != ifindex {
         Some(Tampering::Detached { ifindex: link.ifindex })
     } else if link.program != program {
@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(tampering(&xdp(27, 0), "xdp", 27, 5), Some(Tampering::Detached { ifindex: 0 }));
         assert_eq!(tampering(&xdp(27, 7), "xdp", 27, 5), Some(Tampering::Detached { ifindex: 7 }));
         let tcx = LinkInfo { kind: Some("tcx".into()), ..xdp(27, 5) };
-        assert_eq!(tampering(&tcx, "xdp", 27, 5), Some(Tampering::NotXdpLink));
+        assert_eq!(tampering(&tcx, "xdp", 27, 5), Some(Tampering::WrongKind));
         assert_eq!(tampering(&tcx, "tcx", 27, 5), None);
         assert_eq!(Tampering::Detached { ifindex: 0 }.to_string(), "link detached");
         assert_eq!(Tampering::Egress(Box::new(Tampering::PinRemoved)).to_string(), "egress link pin removed");
