@@ -230,7 +230,12 @@ pub struct Settings {
     pub replies: u8,
     /// The half of `FLOW_FILTER` the XDP program reads (0 or 1).
     pub filter: u8,
-    pub _reserved: [u8; 6],
+    /// The lowest ephemeral port (`ip_local_port_range`): a UDP or SCTP
+    /// datagram opens a flow only when the host sends it from a port at
+    /// or above it, as clients do. A service's answers, sent from its own
+    /// port, open none, so a policy change cuts its clients off at once.
+    pub ephemeral_low: u16,
+    pub _reserved: [u8; 4],
     /// How long after the host's last packet of a flow its replies still
     /// pass, per protocol (see [`FLOW_TIMEOUT_TCP_NS`] for the defaults).
     pub tcp_timeout_ns: u64,
@@ -393,7 +398,9 @@ pub enum Total {
     /// ARP, LLDP and other non-IP frames: passed.
     NonIp = 0,
     /// Too short or malformed to read a source address: passed to the kernel,
-    /// which validates (and usually drops) them itself.
+    /// which validates (and usually drops) them itself. Also, dropped: IPv6
+    /// header chains too long to judge, and packets whose ports the rules
+    /// need but whose header ends before them.
     Unparsed = 1,
     /// Would have been dropped (or would-dropped), but the source is inside
     /// an exception CIDR: passed, and not counted against its country.

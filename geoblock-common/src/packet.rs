@@ -77,6 +77,10 @@ pub const IPV6_OFFSET_MASK: u16 = 0xfff8;
 /// and a longer chain is dropped (RFC 9098: such chains exist to hide the
 /// L4 header).
 pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+/// The furthest into a frame an IPv6 header chain may push the L4 header:
+/// real chains (a router alert, a segment routing header) take a few
+/// hundred bytes; a longer one is dropped like a chain of too many headers.
+pub const MAX_L4_OFFSET: usize = 1024;
 
 /// TCP: the flags byte and the flags a reply test reads.
 pub const TCP_FLAGS: usize = 13;

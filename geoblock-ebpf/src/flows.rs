@@ -2,7 +2,7 @@
 //! XDP program lets their replies through whatever the sender's country.
 //!
 //! The egress program writes a flow for every outbound TCP SYN, UDP or SCTP
-//! datagram and ICMP echo request, keyed by the remote address and port,
+//! datagram from an ephemeral port and ICMP echo request, keyed by the remote address and port,
 //! the local port and the protocol, and refreshes it (at most once a
 //! second) on every later packet. The XDP program looks the reversed key
 //! up only on its drop path, like the exceptions: passed traffic never pays
@@ -61,7 +61,8 @@ pub fn geoblock_egress(ctx: TcContext) -> i32 {
 
 /// The flow an outbound packet to `remote` belongs to, and whether it opens
 /// one: a TCP SYN without ACK (a connection this host opens, not one it
-/// accepts), any UDP or SCTP datagram, an ICMP echo request.
+/// accepts), a UDP or SCTP datagram from an ephemeral port (a client's,
+/// not a service's answer), an ICMP echo request.
 #[inline(always)]
 fn outbound(ctx: &TcContext, ip: Ip, remote: Option<[u8; 16]>) -> (Option<FlowKey>, bool) {
     let (Some(remote), l4) = (remote, ip.l4) else {
@@ -77,8 +78,12 @@ fn outbound(ctx: &TcContext, ip: Ip, remote: Option<[u8; 16]>) -> (Option<FlowKe
             else {
                 return (None, false);
             };
-            let opens = l4.protocol != IPPROTO_TCP
-                || read::<u8>(ctx, l4.offset + TCP_FLAGS).is_some_and(|f| f & (TCP_SYN | TCP_ACK) == TCP_SYN);
+            let opens = match l4.protocol {
+                IPPROTO_TCP => {
+                    read::<u8>(ctx, l4.offset + TCP_FLAGS).is_some_and(|f| f & (TCP_SYN | TCP_ACK) == TCP_SYN)
+                }
+                _ => SETTINGS.get(0).is_none_or(|s| local >= s.ephemeral_low),
+            };
             (Some(flow(remote, port, local, l4.protocol)), opens)
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {

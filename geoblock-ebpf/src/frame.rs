@@ -5,8 +5,8 @@ use aya_ebpf::programs::{TcContext, XdpContext};
 use geoblock_common::packet::{
     ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
     IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPV4_FRAG_OFF, IPV4_HLEN, IPV4_OFFSET_MASK, IPV4_PROTOCOL, IPV6_EXT_LEN,
-    IPV6_FRAG_HLEN, IPV6_FRAG_OFF, IPV6_HLEN, IPV6_NEXT_HEADER, IPV6_OFFSET_MASK, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
-    VLAN_HLEN, VLAN_PROTO,
+    IPV6_FRAG_HLEN, IPV6_FRAG_OFF, IPV6_HLEN, IPV6_NEXT_HEADER, IPV6_OFFSET_MASK, MAX_IPV6_EXT_HEADERS, MAX_L4_OFFSET,
+    MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
 };
 
 /// A packet buffer: XDP's frame, read in place, or TC's socket buffer,
@@ -84,8 +84,8 @@ pub enum Packet {
     /// Too short or malformed to read its addresses: for the kernel to reject.
     Unparsed,
     /// An IPv6 header chain longer than geoblock walks
-    /// ([`MAX_IPV6_EXT_HEADERS`]): the kernel would deliver it, and its
-    /// ports cannot be judged, so it is dropped.
+    /// ([`MAX_IPV6_EXT_HEADERS`], [`MAX_L4_OFFSET`]): the kernel would
+    /// deliver it, and its ports cannot be judged, so it is dropped.
     Hidden,
 }
 
@@ -190,6 +190,9 @@ fn ipv6(frame: &impl Frame, l3: usize) -> Packet {
         };
         next = following;
         offset += len;
+        if offset > MAX_L4_OFFSET {
+            return Packet::Hidden;
+        }
     }
     match next {
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT => Packet::Hidden,

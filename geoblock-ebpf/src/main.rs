@@ -91,6 +91,9 @@ static IFINDEX_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_LIMIT, 0);
 static IFACES: Array<IfaceSlot> = Array::with_max_entries(IFACE_SLOTS, 0);
 
 const LPM: u8 = Backend::Lpm as u8;
+/// No rule id: the rules tell the packet's ports apart, and its header ends
+/// before them. Dropped, counted as unparsed.
+const PORT_HIDDEN: u8 = RULE_NONE - 1;
 
 /// What the links run: the table program in force, whose verdict is final
 /// (a tail call does not return).
@@ -125,10 +128,7 @@ pub fn geoblock_table(ctx: XdpContext) -> u32 {
         },
         Packet::NotIp => count_total(Total::NonIp, count),
         Packet::Unparsed => unparsed(&ctx, count),
-        Packet::Hidden => {
-            count_total(Total::Unparsed, count);
-            XDP_DROP
-        }
+        Packet::Hidden => hidden(count),
     }
 }
 
@@ -137,6 +137,14 @@ pub fn geoblock_table(ctx: XdpContext) -> u32 {
 struct Count {
     iface: u32,
     bytes: u64,
+}
+
+/// A packet whose ports the rules need cannot be judged: dropped, counted
+/// as unparsed.
+#[inline(always)]
+fn hidden(count: Count) -> u32 {
+    count_total(Total::Unparsed, count);
+    XDP_DROP
 }
 
 #[inline(always)]
@@ -182,14 +190,16 @@ fn ip_verdict<const N: usize>(
             None
         }
     };
-    let rule = rule(ctx, ip.l4);
-    verdict(ctx, country, rule, rescued, tables.family, count)
+    match rule(ctx, ip.l4) {
+        PORT_HIDDEN => hidden(count),
+        rule => verdict(ctx, country, rule, rescued, tables.family, count),
+    }
 }
 
 /// The rule a packet falls under: its protocol's, or, when the rules tell
-/// that protocol's ports apart, its destination port's. A packet whose
-/// ports cannot be read (a fragment after the first, a truncated header)
-/// falls under the rules that name no ports.
+/// that protocol's ports apart, its destination port's. A fragment after
+/// the first has no ports: it falls under the rules that name none. A
+/// packet whose ports the rules need but cannot be read is [`PORT_HIDDEN`].
 #[inline(always)]
 fn rule(ctx: &XdpContext, l4: L4) -> u8 {
     let by_protocol = protocol_rule(l4.protocol, l4.later_fragment);
@@ -203,8 +213,10 @@ fn rule(ctx: &XdpContext, l4: L4) -> u8 {
         IPPROTO_SCTP => PortProtocol::Sctp,
         _ => return RULE_NONE,
     };
+    // Not a later fragment, yet no port: a truncated header, which the
+    // kernel rejects anyway, so nothing legitimate is lost by dropping it.
     let Some(port) = read_be16(ctx, l4.offset + L4_DST_PORT) else {
-        return protocol_rule(l4.protocol, true);
+        return PORT_HIDDEN;
     };
     let (slot, byte) = port_rules_index(bank, protocol, port);
     PORT_RULES.get(slot).map_or(RULE_NONE, |s| s[byte])

@@ -123,6 +123,9 @@ enum Effect {
     Reply,
     NonIp,
     Unparsed,
+    /// Not judged, and dropped: a header chain too long, or ports the rules
+    /// need cut off. Counted as unparsed.
+    Hidden,
 }
 
 impl Effect {
@@ -146,7 +149,7 @@ impl Effect {
 
     fn action(self) -> u32 {
         match self {
-            Effect::Dropped(_) => XDP_DROP,
+            Effect::Dropped(_) | Effect::Hidden => XDP_DROP,
             _ => XDP_PASS,
         }
     }
@@ -162,7 +165,7 @@ impl Effect {
             Effect::Exception => return bump(&mut t.exception, bytes),
             Effect::Reply => return bump(&mut t.reply, bytes),
             Effect::NonIp => return bump(&mut t.non_ip, bytes),
-            Effect::Unparsed => return bump(&mut t.unparsed, bytes),
+            Effect::Unparsed | Effect::Hidden => return bump(&mut t.unparsed, bytes),
             Effect::Dropped(c) => (&mut t.dropped, c),
             Effect::Passed(c) => (&mut t.passed, c),
             Effect::WouldDrop(c) => (&mut t.would_drop, c),
@@ -197,6 +200,7 @@ impl std::fmt::Debug for Effect {
             Effect::Reply => f.write_str("Reply"),
             Effect::NonIp => f.write_str("NonIp"),
             Effect::Unparsed => f.write_str("Unparsed"),
+            Effect::Hidden => f.write_str("Hidden (dropped, counted as unparsed)"),
         }
     }
 }
@@ -954,6 +958,9 @@ impl RuleCase {
         }
         let port = match self.ports_end {
             Some(end) if len >= end => Some(u16::from_be_bytes([self.frame[end - 2], self.frame[end - 1]])),
+            // The rules tell this protocol's ports apart: without them the
+            // packet cannot be judged (the kernel rejects a cut header).
+            Some(_) if tells_ports_apart(policy, self.protocol) => return Ok(Effect::Hidden),
             _ => None,
         };
         let action =
@@ -963,6 +970,12 @@ impl RuleCase {
             _ => Effect::Passed(self.country),
         })
     }
+}
+
+/// Whether `protocol`'s ports fall under more than one rule.
+fn tells_ports_apart(policy: &Policy, protocol: u8) -> bool {
+    let first = policy.rule_for(protocol, Some(0));
+    (1..=u16::MAX).any(|port| policy.rule_for(protocol, Some(port)) != first)
 }
 
 /// `l4` of `protocol` from `src` to the host, in IPv6 with the extension
@@ -1130,6 +1143,13 @@ fn the_protocol_and_port_pick_the_rule_on_crafted_frames_and_every_truncation() 
     }
 }
 
+/// An options header of `bytes` (a multiple of 8, at most 2048) of `kind`.
+fn long_ext(kind: u8, bytes: usize) -> (u8, Vec<u8>) {
+    let mut h = vec![0; bytes];
+    h[1] = (bytes / 8 - 1) as u8;
+    (kind, h)
+}
+
 #[test]
 fn an_ipv6_header_chain_too_long_to_judge_is_dropped() {
     let mut checker = Checker::new(load(&crafted_table(), &rules_policy(false), Backend::Trie));
@@ -1139,6 +1159,14 @@ fn an_ipv6_header_chain_too_long_to_judge_is_dropped() {
     let frame = ipv6_with(src, &nine, IPPROTO_TCP, &l4);
     assert_eq!(run(&mut checker.g, &frame), XDP_DROP, "9 extension headers: dropped, even from an allowed country");
     assert_eq!(stats(&checker.g).totals.unparsed.packets, 1, "counted as unparsed");
+    // Two long headers push TCP past what the program judges (byte 1024).
+    let long = [long_ext(IPPROTO_HOPOPTS, 512), long_ext(IPPROTO_ROUTING, 2048), ext(IPPROTO_DSTOPTS)];
+    let frame = ipv6_with(src, &long, IPPROTO_TCP, &l4);
+    assert_eq!(run(&mut checker.g, &frame), XDP_DROP, "TCP at byte {}: dropped", 14 + 40 + 512 + 2048 + 8);
+    let fits = [long_ext(IPPROTO_HOPOPTS, 512), long_ext(IPPROTO_ROUTING, 448)];
+    let frame = ipv6_with(src, &fits, IPPROTO_TCP, &l4);
+    assert_eq!(run(&mut checker.g, &frame), XDP_PASS, "TCP at byte 1014 from DE to tcp/22: judged, and passed");
+    assert_eq!(stats(&checker.g).totals.unparsed.packets, 2, "counted as unparsed");
 }
 
 // ---------------------------------------------------------------------------

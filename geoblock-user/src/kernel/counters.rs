@@ -60,7 +60,8 @@ pub struct Totals {
     pub exception: Counter,
     /// ARP, LLDP and other non-IP frames: passed.
     pub non_ip: Counter,
-    /// Too short or malformed to read a source: passed to the kernel.
+    /// Too short or malformed to read a source: passed to the kernel. Also
+    /// what cannot be judged and is dropped (see [`Total::Unparsed`]).
     pub unparsed: Counter,
     /// Would have been dropped, but answers a connection this host opened.
     pub reply: Counter,

@@ -67,6 +67,7 @@ impl Geoblock {
             replies: u8::from(replies),
             // The half in force stays: see `rotate_flow_filter`.
             filter: map.get(&0, 0)?.filter,
+            ephemeral_low: ephemeral_low(),
             tcp_timeout_ns: nanos(flows.tcp_timeout),
             udp_timeout_ns: nanos(flows.udp_timeout),
             icmp_timeout_ns: nanos(flows.icmp_timeout),
@@ -80,16 +81,26 @@ impl Geoblock {
     /// the flows the host sends on. Sound when the half switched to has
     /// collected for at least the longest flow timeout: every live flow
     /// has set its flag there since (the daemon rotates no more often).
+    /// A clear that failed is retried alone: switching again would go back
+    /// to the half that was being cleared.
     pub fn rotate_flow_filter(&mut self) -> Result<(), Error> {
-        let mut map: Array<&mut MapData, Settings> = self.map_mut(maps::SETTINGS)?;
-        let settings = map.get(&0, 0)?;
-        let left = settings.filter & 1;
-        map.set(0, Settings { filter: left ^ 1, ..settings }, 0)?;
+        let left = match self.uncleared_filter {
+            Some(half) => half,
+            None => {
+                let mut map: Array<&mut MapData, Settings> = self.map_mut(maps::SETTINGS)?;
+                let settings = map.get(&0, 0)?;
+                let left = settings.filter & 1;
+                map.set(0, Settings { filter: left ^ 1, ..settings }, 0)?;
+                left
+            }
+        };
+        self.uncleared_filter = Some(left);
         let mut filter: Array<&mut MapData, RuleSlots> = self.map_mut(maps::FLOW_FILTER)?;
         let first = u32::from(left) * FLOW_FILTER_SLOTS / 2;
         for slot in first..first + FLOW_FILTER_SLOTS / 2 {
             filter.set(slot, [0; 8], 0)?;
         }
+        self.uncleared_filter = None;
         Ok(())
     }
 
@@ -165,6 +176,15 @@ impl Geoblock {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The lowest port the kernel gives sockets that bind none, in this
+/// network namespace (where the daemon attaches); Linux's default if the
+/// setting cannot be read.
+fn ephemeral_low() -> u16 {
+    const DEFAULT: u16 = 32768;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    range.split_whitespace().next().and_then(|low| low.parse().ok()).unwrap_or(DEFAULT)
 }
 
 fn take(program: &mut SchedClassifier, id: aya::programs::tc::SchedClassifierLinkId) -> Result<FdLink, Error> {

@@ -189,6 +189,8 @@ pub struct Geoblock {
     trie_nodes: PerFamily<usize>,
     /// What the rule maps hold.
     pub(super) banks: Banks,
+    /// A half of the flow filter switched away from and not yet cleared.
+    pub(super) uncleared_filter: Option<u8>,
     /// The flow table's settings, and whether replies pass (the policy's).
     flows: FlowTable,
     replies: bool,
@@ -269,6 +271,7 @@ impl Geoblock {
             table_memory: PerFamily::default(),
             trie_nodes: PerFamily::default(),
             banks: Banks::default(),
+            uncleared_filter: None,
             flows,
             replies: true,
         };

@@ -32,11 +32,17 @@ impl Geoblock {
     /// changed. The first time, both banks are written whole (tens of
     /// milliseconds): later changes then write only what they change.
     pub(super) fn write_rules(&mut self, rules: impl Fn(u8) -> RuleMaps, names: &[&str]) -> Result<(), Error> {
-        self.switch_rules(&rules, names)?;
-        if self.banks.written.iter().any(Option::is_none) {
-            self.switch_rules(&rules, names)?;
+        let written =
+            self.switch_rules(&rules, names).and_then(|()| match self.banks.written.iter().any(Option::is_none) {
+                true => self.switch_rules(&rules, names),
+                false => Ok(()),
+            });
+        if written.is_err() {
+            // Which bank each protocol reads is no longer known: the next
+            // policy finds out again, and writes both banks whole.
+            self.banks = Banks::default();
         }
-        Ok(())
+        written
     }
 
     fn switch_rules(&mut self, rules: &impl Fn(u8) -> RuleMaps, names: &[&str]) -> Result<(), Error> {

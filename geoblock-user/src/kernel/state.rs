@@ -174,15 +174,21 @@ impl StateDir {
         pin_names(&self.path).map_or(true, |names| names.is_empty())
     }
 
-    /// Interfaces with a pinned link, sorted.
+    /// Interfaces with a pinned link (XDP or egress), sorted.
     pub fn linked_interfaces(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(&self.path)
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| Some(e.file_name().to_str()?.strip_prefix(LINK_PREFIX)?.replace(':', ".")))
+            .filter_map(|e| {
+                let name = e.file_name();
+                let name = name.to_str()?;
+                let iface = name.strip_prefix(LINK_PREFIX).or_else(|| name.strip_prefix(EGRESS_PREFIX))?;
+                Some(iface.replace(':', "."))
+            })
             .collect();
         names.sort();
+        names.dedup();
         names
     }
 
