@@ -304,11 +304,7 @@ const THREE_TAGS: &[(u16, u16)] = &[(ETH_P_8021AD, 100), (ETH_P_8021Q, 200), (ET
 impl Case {
     fn frame(&self) -> Vec<u8> {
         let udp = |src: IpAddr, options| {
-            let dst = match src {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xd, 0, 0, 0, 0, 2)),
-            };
-            Udp { vlans: self.vlans, src, dst, ipv4_options: options, ..Udp::default() }.build()
+            Udp { vlans: self.vlans, src, dst: host(src), ipv4_options: options, ..Udp::default() }.build()
         };
         match self.l3 {
             L3::Ip { src, options } => udp(src, options),
@@ -985,10 +981,11 @@ fn ipv6_with(src: IpAddr, exts: &[(u8, Vec<u8>)], protocol: u8, l4: &[u8]) -> Ve
     ethernet([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], &[], ETH_P_IPV6, &packet)
 }
 
+/// The receiving host, in `src`'s family.
 fn host(src: IpAddr) -> IpAddr {
     match src {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xd, 0, 0, 0, 0, 2)),
+        IpAddr::V4(_) => Family::V4.dst(),
+        IpAddr::V6(_) => Family::V6.dst(),
     }
 }
 

@@ -148,9 +148,7 @@ impl Geoblock {
         match program.attach_to_link(link) {
             // The pin holds the link; its fd here may close.
             Ok(id) => {
-                let (link, running) = (take(program, id)?, program.info()?.id());
-                drop(link);
-                self.egress_id = Some(running);
+                self.egress_id = Some(take(program, id)?.1);
                 Ok(None)
             }
             Err(e) if errno(&e) == Some(libc::ENOLINK) => self.attach_egress(iface),
@@ -167,7 +165,7 @@ impl Geoblock {
         let order = TcAttachOptions::TcxOrder(LinkOrder::default());
         match program.attach_with_options(iface, TcAttachType::Egress, order) {
             Ok(id) => {
-                let (link, running) = (take(program, id)?, program.info()?.id());
+                let (link, running) = take(program, id)?;
                 self.egress_id = Some(running);
                 Ok(Some(link))
             }
@@ -187,6 +185,9 @@ fn ephemeral_low() -> u16 {
     range.split_whitespace().next().and_then(|low| low.parse().ok()).unwrap_or(DEFAULT)
 }
 
-fn take(program: &mut SchedClassifier, id: aya::programs::tc::SchedClassifierLinkId) -> Result<FdLink, Error> {
-    FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)
+/// Takes the link `id` out of `program` (which would detach it on drop),
+/// with the id of the program it runs: what `verify` checks links against.
+fn take(program: &mut SchedClassifier, id: aya::programs::tc::SchedClassifierLinkId) -> Result<(FdLink, u32), Error> {
+    let link = FdLink::try_from(program.take_link(id)?).map_err(|_| Error::NoBpfLink)?;
+    Ok((link, program.info()?.id()))
 }
