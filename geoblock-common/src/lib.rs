@@ -59,7 +59,7 @@ pub mod maps {
 /// Version of the map layout above and below. A daemon that starts and finds
 /// pinned maps of another version recreates them instead of reusing them:
 /// bump it whenever a map's key, value, size or meaning changes.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Capacity of the LPM tries. The world table (DB-IP Lite) is about 600k
 /// IPv4 and 780k IPv6 prefixes; leave room for growth and denser sources.
@@ -137,6 +137,9 @@ pub enum Action {
     Drop = 1,
     /// Monitor mode: counted as a drop, delivered anyway.
     WouldDrop = 2,
+    /// Dropped, and the sender told so (a TCP reset or an ICMP
+    /// administratively prohibited); counted as a drop.
+    Reject = 3,
 }
 
 impl Action {
@@ -144,6 +147,7 @@ impl Action {
         match v {
             1 => Action::Drop,
             2 => Action::WouldDrop,
+            3 => Action::Reject,
             _ => Action::Pass,
         }
     }
@@ -154,6 +158,36 @@ impl Action {
             Action::Pass => "pass",
             Action::Drop => "drop",
             Action::WouldDrop => "would-drop",
+            Action::Reject => "reject",
+        }
+    }
+
+    /// Whether the packet is kept from its destination.
+    pub const fn blocks(self) -> bool {
+        matches!(self, Action::Drop | Action::Reject)
+    }
+}
+
+/// Which way a packet goes, and so which address a rule judges: an
+/// inbound packet's source, an outbound packet's destination.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum Direction {
+    #[default]
+    Inbound = 0,
+    Outbound = 1,
+}
+pub const DIRECTIONS: u32 = 2;
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+
+    /// The one spelling of the direction in config, text, JSON and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
         }
     }
 }
@@ -452,7 +486,9 @@ pub struct DropEvent {
     pub captured: u8,
     /// The position of the rule that decided.
     pub rule: u8,
-    pub _reserved: [u8; 3],
+    /// The [`Direction`] the packet went.
+    pub direction: u8,
+    pub _reserved: [u8; 2],
     pub frame: [u8; EVENT_SNAPLEN],
 }
 

@@ -13,7 +13,9 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
-use geoblock_common::{CountryId, DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN, RULE_BANK};
+use geoblock_common::{
+    CountryId, Direction, DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN, RULE_BANK,
+};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
@@ -42,7 +44,8 @@ pub fn sample(ctx: &XdpContext, country: CountryId, action: u8, rule: u8) {
         (*event).country = country;
         (*event).action = action;
         (*event).rule = rule % RULE_BANK;
-        (*event)._reserved = [0; 3];
+        (*event).direction = Direction::Inbound as u8;
+        (*event)._reserved = [0; 2];
         (*event).captured = capture(ctx, &mut (*event).frame, len);
     }
     entry.submit(0);

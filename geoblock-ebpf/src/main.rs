@@ -272,7 +272,8 @@ fn verdict(
     count_action(&COUNTRY_STATS, country_stats_index(count.iface, country), action, count.bytes);
     count_action(&RULE_STATS, rule_stats_index(rule, family), action, count.bytes);
     match action {
-        Action::Drop => {
+        // Rejecting is dropping until the program answers the sender.
+        Action::Drop | Action::Reject => {
             events::sample(ctx, country, Action::Drop as u8, rule);
             XDP_DROP
         }
@@ -292,7 +293,7 @@ fn count_action(map: &PerCpuArray<CountryCounters>, index: u32, action: Action, 
     // SAFETY: a per-CPU slot; XDP runs with preemption off, so no other writer.
     let stats = unsafe { &mut *stats };
     let (packets, sum) = match action {
-        Action::Drop => (&mut stats.dropped_packets, &mut stats.dropped_bytes),
+        Action::Drop | Action::Reject => (&mut stats.dropped_packets, &mut stats.dropped_bytes),
         Action::WouldDrop => (&mut stats.would_drop_packets, &mut stats.would_drop_bytes),
         Action::Pass => (&mut stats.passed_packets, &mut stats.passed_bytes),
     };

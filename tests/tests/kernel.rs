@@ -30,7 +30,7 @@ use geoblock::{
         events::{EventCounts, EventRing},
         Geoblock,
     },
-    policy::{Mode, Policy, PortRange, Protocol, Reason, Rule, Verdict, DEFAULT_RULE},
+    policy::{Direction, Mode, Policy, PortRange, Protocol, Reason, Rule, Verdict, DEFAULT_RULE},
 };
 use geoblock_common::{
     country_id,
@@ -132,7 +132,7 @@ impl Effect {
     fn of(verdict: Verdict) -> Effect {
         match verdict {
             Verdict::Exception => Effect::Exception,
-            Verdict::Country(c, Action::Drop) => Effect::Dropped(c),
+            Verdict::Country(c, Action::Drop | Action::Reject) => Effect::Dropped(c),
             Verdict::Country(c, Action::Pass) => Effect::Passed(c),
             Verdict::Country(c, Action::WouldDrop) => Effect::WouldDrop(c),
             Verdict::NoRule => panic!("these policies have one rule, for every packet"),
@@ -901,13 +901,9 @@ fn the_token_bucket_limits_events_and_counts_the_rest() {
 
 fn rule(name: &str, protocol: Protocol, ports: &[(u16, u16)], mode: Mode, codes: &[&[u8; 2]]) -> Rule {
     Rule {
-        name: name.into(),
         protocol,
         ports: ports.iter().map(|&(first, last)| PortRange { first, last }).collect(),
-        mode,
-        countries: codes.iter().map(|c| cc(c)).collect(),
-        monitor: false,
-        block_unknown: false,
+        ..Rule::new(name, mode, codes.iter().map(|c| cc(c)).collect())
     }
 }
 
@@ -959,8 +955,9 @@ impl RuleCase {
             Some(_) if tells_ports_apart(policy, self.protocol) => return Ok(Effect::Hidden),
             _ => None,
         };
-        let action =
-            policy.rule_for(self.protocol, port).map_or(Action::Pass, |r| policy.rules[r].action(self.country));
+        let action = policy
+            .rule_for(Direction::Inbound, self.protocol, port)
+            .map_or(Action::Pass, |r| policy.rules[r].action(self.country));
         Ok(match action {
             Action::Drop => Effect::Dropped(self.country),
             _ => Effect::Passed(self.country),
@@ -970,8 +967,8 @@ impl RuleCase {
 
 /// Whether `protocol`'s ports fall under more than one rule.
 fn tells_ports_apart(policy: &Policy, protocol: u8) -> bool {
-    let first = policy.rule_for(protocol, Some(0));
-    (1..=u16::MAX).any(|port| policy.rule_for(protocol, Some(port)) != first)
+    let first = policy.rule_for(Direction::Inbound, protocol, Some(0));
+    (1..=u16::MAX).any(|port| policy.rule_for(Direction::Inbound, protocol, Some(port)) != first)
 }
 
 /// `l4` of `protocol` from `src` to the host, in IPv6 with the extension
@@ -1116,7 +1113,8 @@ fn the_protocol_and_port_pick_the_rule_on_crafted_frames_and_every_truncation() 
             let effect = case.effect(&policy, case.frame.len()).unwrap();
             checker.check(&format!("{} (catch-all {catch_all})", case.name), &case.frame, Ok(effect));
             let port = case.ports_end.map(|end| u16::from_be_bytes([case.frame[end - 2], case.frame[end - 1]]));
-            let name = policy.rule_for(case.protocol, port).map_or("(none)", |r| &policy.rules[r].name);
+            let name =
+                policy.rule_for(Direction::Inbound, case.protocol, port).map_or("(none)", |r| &policy.rules[r].name);
             let slot = by_rule.entry(name.to_string()).or_default();
             match effect {
                 Effect::Dropped(_) => slot.0 += 1,

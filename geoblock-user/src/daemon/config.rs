@@ -63,7 +63,7 @@ use crate::{
     kernel::{flows::FlowTable, XdpMode},
     policy::{
         rules::{merged, parse_ports, parse_scope},
-        Mode, Policy, PolicyError, PortRange, Protocol, Rule, ScopeError, DEFAULT_RULE,
+        Direction, Mode, Policy, PolicyError, PortRange, Protocol, Rule, RuleAction, ScopeError, DEFAULT_RULE,
     },
 };
 
@@ -181,12 +181,16 @@ pub struct PolicyConfig {
 pub struct RuleConfig {
     pub name: String,
     #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
     pub protocol: Protocol,
     pub ports: Option<PortsConfig>,
     pub block: Option<Vec<String>>,
     pub allow: Option<Vec<String>>,
     pub block_unknown: Option<bool>,
     pub monitor: Option<bool>,
+    #[serde(default)]
+    pub action: RuleAction,
 }
 
 /// `ports = [22, "8000-8999"]`, or `ports = "22,8000-8999"`.
@@ -428,7 +432,9 @@ impl RuleConfig {
             Some(ports) => ports.ranges().map_err(|e| in_rule(e.into()))?,
         };
         Ok(Rule {
+            direction: self.direction,
             protocol: self.protocol,
+            action: self.action,
             ports,
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
@@ -596,8 +602,11 @@ block = ["KP"]
         assert!(api.block_unknown && api.monitor && !ssh.monitor);
         assert_eq!((ping.protocol, ping.ports.len()), (Protocol::Icmp, 0));
         assert_eq!((policy.exceptions.len(), policy.replies), (1, false));
-        assert_eq!((policy.rule_for(6, Some(22)), policy.rule_for(17, Some(8080))), (Some(0), Some(1)));
-        assert_eq!(policy.rule_for(6, Some(80)), None, "no catch-all: other packets pass");
+        assert_eq!(
+            (policy.rule_for(Direction::Inbound, 6, Some(22)), policy.rule_for(Direction::Inbound, 17, Some(8080))),
+            (Some(0), Some(1))
+        );
+        assert_eq!(policy.rule_for(Direction::Inbound, 6, Some(80)), None, "no catch-all: other packets pass");
     }
 
     #[test]
@@ -607,7 +616,7 @@ block = ["KP"]
         let last = policy.rules.last().unwrap();
         assert_eq!((policy.rules.len(), last.name.as_str()), (4, DEFAULT_RULE));
         assert!(last.matches_everything() && last.monitor && policy.replies);
-        assert_eq!(policy.rule_for(6, Some(80)), Some(3));
+        assert_eq!(policy.rule_for(Direction::Inbound, 6, Some(80)), Some(3));
         let flags = Config {
             policy: PolicyConfig { ports: Some("udp:53".into()), ..PolicyConfig::default() },
             ..Config::default()

@@ -212,7 +212,8 @@ mod tests {
             action: action as u8,
             captured: n as u8,
             rule: 0,
-            _reserved: [0; 3],
+            direction: 0,
+            _reserved: [0; 2],
             frame: bytes,
         }
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     country,
     data::{Loaded, SourceInfo},
-    policy::{replies_text, rules::protocol_name, Decision, Policy, Reason},
+    policy::{replies_text, rules::protocol_name, Decision, Direction, Policy, Reason},
 };
 
 /// One address explained. A stable schema (`--json`): fields are added,
@@ -107,7 +107,7 @@ pub fn explain(
         })
         .collect();
     let deciding = match packet {
-        Some(p) => policy.rule_for(p.protocol, p.port),
+        Some(p) => policy.rule_for(Direction::Inbound, p.protocol, p.port),
         None => strictest(&rules),
     };
     let source = source_of(data, ip);
@@ -135,7 +135,7 @@ pub fn explain(
 /// The first rule with the strictest action: what the address risks.
 fn strictest(rules: &[RuleVerdict]) -> Option<usize> {
     let severity = |a: Action| match a {
-        Action::Drop => 2,
+        Action::Drop | Action::Reject => 2,
         Action::WouldDrop => 1,
         Action::Pass => 0,
     };

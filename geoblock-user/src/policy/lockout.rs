@@ -6,7 +6,7 @@ pub mod ssh;
 
 use std::{fmt, net::IpAddr};
 
-use geoblock_common::{Action, CountryId, NO_COUNTRY};
+use geoblock_common::{CountryId, NO_COUNTRY};
 use ipnetwork::IpNetwork;
 
 pub use self::ssh::{ssh_client, SshClient};
@@ -104,11 +104,11 @@ fn check_rule(policy: &Policy, rule: &Rule, table: &Table, p: &Protected) -> Res
     let refuse = |reason: String| Err(LockedOut { protected: p.clone(), reason });
     let which = which_rule(policy, rule);
     for country in countries_in(table, &p.net) {
-        if rule.action(country) == Action::Drop {
+        if rule.action(country).blocks() {
             return refuse(dropped_country(rule, &which, &p.net, country));
         }
     }
-    if table.lookup(p.net.network()).is_none() && rule.action(NO_COUNTRY) == Action::Drop {
+    if table.lookup(p.net.network()).is_none() && rule.action(NO_COUNTRY).blocks() {
         return refuse(format!("no country claims it, and --block-unknown{which} drops such addresses"));
     }
     Ok(())

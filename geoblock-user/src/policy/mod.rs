@@ -12,6 +12,8 @@ use geoblock_common::{Action, CountryId, MAX_RULES, NO_COUNTRY, RULE_NAME_LEN};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
+pub use geoblock_common::Direction;
+
 pub use self::rules::{PortRange, Protocol, RuleMaps, ScopeError};
 use crate::{
     country,
@@ -33,13 +35,29 @@ pub enum Mode {
     Allow,
 }
 
-/// One rule: the packets it matches (a protocol, destination ports) and
-/// the country policy they get. The JSON form (in `geoblock status`) names
+/// How a rule keeps out what it blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleAction {
+    /// Silently.
+    #[default]
+    Drop,
+    /// Telling the sender: a TCP reset or an ICMP administratively
+    /// prohibited inbound, an error from the kernel to a local sender
+    /// outbound.
+    Reject,
+}
+
+/// One rule: the packets it matches (a direction, a protocol, destination
+/// ports) and the country policy they get. The JSON form (in `geoblock status`) names
 /// countries by their codes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     /// `[a-z0-9_-]`, 1 to 31 bytes, unique in the policy.
     pub name: String,
+    /// Inbound rules judge a packet's source, outbound ones its destination.
+    #[serde(default)]
+    pub direction: Direction,
     #[serde(default)]
     pub protocol: Protocol,
     /// Destination ports, sorted and merged; empty: every port.
@@ -54,6 +72,9 @@ pub struct Rule {
     /// Drop addresses with no country (private, unassigned...). Off by
     /// default so an allow-list cannot cut off the LAN or loopback.
     pub block_unknown: bool,
+    /// Drop or reject what the rule blocks.
+    #[serde(default)]
+    pub action: RuleAction,
 }
 
 /// The policy: the first rule that matches a packet decides, and a packet
@@ -216,12 +237,14 @@ impl Rule {
     pub fn new(name: &str, mode: Mode, countries: BTreeSet<CountryId>) -> Rule {
         Rule {
             name: name.into(),
+            direction: Direction::Inbound,
             protocol: Protocol::Any,
             ports: vec![],
             mode,
             countries,
             monitor: false,
             block_unknown: false,
+            action: RuleAction::Drop,
         }
     }
 
@@ -237,7 +260,10 @@ impl Rule {
     pub fn action(&self, country: CountryId) -> Action {
         match (self.reason(country).drops(), self.monitor) {
             (false, _) => Action::Pass,
-            (true, false) => Action::Drop,
+            (true, false) => match self.action {
+                RuleAction::Drop => Action::Drop,
+                RuleAction::Reject => Action::Reject,
+            },
             (true, true) => Action::WouldDrop,
         }
     }
@@ -435,7 +461,7 @@ impl Policy {
     /// What the XDP program decides for a packet from `ip` of IP protocol
     /// `protocol` to `port` (see [`Policy::rule_for`]).
     pub fn verdict(&self, table: &Table, ip: IpAddr, protocol: u8, port: Option<u16>) -> Verdict {
-        let Some(rule) = self.rule_for(protocol, port) else {
+        let Some(rule) = self.rule_for(Direction::Inbound, protocol, port) else {
             return Verdict::NoRule;
         };
         let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);

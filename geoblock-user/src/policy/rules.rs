@@ -17,7 +17,7 @@ use geoblock_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Policy, Rule};
+use super::{Direction, Policy, Rule};
 
 /// The protocol a rule matches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,10 +224,12 @@ pub fn scope(protocol: Protocol, ports: &[PortRange]) -> String {
 }
 
 impl Rule {
-    /// Whether a packet of IP protocol `protocol` to destination `port`
-    /// (none: no ports, or a fragment after the first) is this rule's.
-    pub fn matches(&self, protocol: u8, port: Option<u16>) -> bool {
-        self.protocol.matches(protocol)
+    /// Whether a packet going `direction` of IP protocol `protocol` to
+    /// destination `port` (none: no ports, or a fragment after the first)
+    /// is this rule's.
+    pub fn matches(&self, direction: Direction, protocol: u8, port: Option<u16>) -> bool {
+        self.direction == direction
+            && self.protocol.matches(protocol)
             && (self.ports.is_empty() || port.is_some_and(|p| self.ports.iter().any(|r| r.contains(p))))
     }
 
@@ -260,12 +262,13 @@ pub struct RuleMaps {
 }
 
 impl Policy {
-    /// The rule that decides for a packet of IP protocol `protocol` to
-    /// destination `port` (none: a protocol without ports, or a fragment
-    /// after the first): the first that matches; `None`: no rule does, and
-    /// the packet passes. The userspace twin of the kernel's rule maps.
-    pub fn rule_for(&self, protocol: u8, port: Option<u16>) -> Option<usize> {
-        self.rules.iter().position(|rule| rule.matches(protocol, port))
+    /// The rule that decides for a packet going `direction` of IP protocol
+    /// `protocol` to destination `port` (none: a protocol without ports,
+    /// or a fragment after the first): the first that matches; `None`: no
+    /// rule does, and the packet passes. The userspace twin of the
+    /// kernel's rule maps.
+    pub fn rule_for(&self, direction: Direction, protocol: u8, port: Option<u16>) -> Option<usize> {
+        self.rules.iter().position(|rule| rule.matches(direction, protocol, port))
     }
 
     /// The kernel's rule maps for this policy, its rules written in `bank`
@@ -282,10 +285,11 @@ impl Policy {
         for number in 0..=u8::MAX {
             let first = match PORT_PROTOCOL_NUMBERS.iter().position(|&(_, n)| n == number) {
                 Some(i) => uniform(&by_port[i]).unwrap_or(RULE_BY_PORT + bank),
-                None => rule_id(bank, self.rule_for(number, None)),
+                None => rule_id(bank, self.rule_for(Direction::Inbound, number, None)),
             };
             protocols.set(proto_rules_index(number, false), first);
-            protocols.set(proto_rules_index(number, true), rule_id(bank, self.rule_for(number, None)));
+            protocols
+                .set(proto_rules_index(number, true), rule_id(bank, self.rule_for(Direction::Inbound, number, None)));
         }
         RuleMaps { actions: self.actions(bank), ports: ports.into_entries(), protocols: protocols.into_entries() }
     }

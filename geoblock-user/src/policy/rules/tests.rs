@@ -2,7 +2,7 @@ use geoblock_common::{country_id, PORT_RULES_SLOTS, RULE_BANKS};
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::{Mode, DEFAULT_RULE};
+use crate::policy::{Direction, Mode, DEFAULT_RULE};
 
 fn rule(name: &str, protocol: Protocol, ports: &str) -> Rule {
     let cn = BTreeSet::from([country_id(*b"CN").unwrap()]);
@@ -50,7 +50,7 @@ impl Kernel {
 
     /// `rule_for`'s answer as an id.
     fn expected(&self, policy: &Policy, protocol: u8, port: Option<u16>) -> u8 {
-        rule_id(self.bank, policy.rule_for(protocol, port))
+        rule_id(self.bank, policy.rule_for(Direction::Inbound, protocol, port))
     }
 }
 
@@ -135,8 +135,8 @@ fn the_first_rule_that_matches_decides() {
     assert_eq!(k.rule(6, Some(2000), false), id(2));
     assert_eq!(k.proto(1, false), id(2), "icmp: the first rule without ports");
     assert_eq!(k.proto(47, false), id(2), "gre too");
-    assert_eq!(p.rule_for(6, Some(22)), Some(0));
-    assert_eq!(p.rule_for(1, None), Some(2));
+    assert_eq!(p.rule_for(Direction::Inbound, 6, Some(22)), Some(0));
+    assert_eq!(p.rule_for(Direction::Inbound, 1, None), Some(2));
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn later_fragments_match_only_rules_without_ports() {
     let k = Kernel::new(&with_rest, 0);
     assert_eq!(k.proto(6, true), 1, "fragments go to the first rule without ports");
     assert_eq!(k.proto(6, false), RULE_BY_PORT);
-    assert_eq!(with_rest.rule_for(6, None), Some(1));
+    assert_eq!(with_rest.rule_for(Direction::Inbound, 6, None), Some(1));
 }
 
 #[test]
