@@ -29,7 +29,7 @@ use crate::{
     policy::{
         explain::{Explanation, Packet},
         rules::protocol_name,
-        Change, Policy, Reason,
+        Change, Direction, Policy, Reason,
     },
     Error,
 };
@@ -79,11 +79,14 @@ pub enum Request {
     /// Stream drop events (JSON lines) after the answer.
     Events,
     /// Prefix, country, source and verdict of each address (`geoblock
-    /// explain`), for `packet` (none: what each rule does).
+    /// explain`), for `packet` (none: what each rule does), as a source
+    /// (`inbound`) or a destination (`outbound`).
     Explain {
         addresses: Vec<std::net::IpAddr>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         packet: Option<Packet>,
+        #[serde(default)]
+        direction: Direction,
     },
 }
 
@@ -328,15 +331,21 @@ pub struct Event {
     pub timestamp_ns: u64,
     pub iface: String,
     pub ifindex: u32,
-    /// `drop`, or `would-drop` (monitor mode: delivered).
+    /// `inbound`: the host received it, and its source was judged;
+    /// `outbound`: the host sent (or forwarded) it, and its destination was.
+    #[serde(default)]
+    pub direction: Direction,
+    /// `drop`, `reject`, or `would-drop` (monitor mode: delivered).
     pub action: Action,
-    /// Why the policy drops its sender.
+    /// Why the policy blocks the address it judged: `src` inbound, `dst`
+    /// outbound.
     pub reason: Reason,
     /// The rule that decided (none: the policy changed since and has no
     /// rule at its position).
     #[serde(default)]
     pub rule: Option<String>,
-    /// ISO code of the sender's (`src`) country; none for an address no country claims.
+    /// ISO code of the judged address's country (`src` inbound, `dst`
+    /// outbound); none for an address no country claims.
     pub country: Option<String>,
     pub src: IpAddr,
     pub dst: IpAddr,
@@ -352,17 +361,18 @@ pub struct Event {
 }
 
 impl Event {
-    /// One line: time, interface, rule, reason, country, source →
-    /// destination, protocol.
+    /// One line: time, interface, direction, rule, reason, the judged
+    /// address's country, source → destination, protocol.
     pub fn render(&self) -> String {
         let endpoint = |ip: IpAddr, port: Option<u16>| match port {
             Some(port) => SocketAddr::new(ip, port).to_string(),
             None => ip.to_string(),
         };
         format!(
-            "{} {} {} {} {} {} -> {} {} {} bytes",
+            "{} {} {} {} {} {} {} -> {} {} {} bytes",
             self.time,
             self.iface,
+            self.direction.name(),
             self.rule.as_deref().unwrap_or("-"),
             self.reason.name(),
             self.country.as_deref().unwrap_or("--"),

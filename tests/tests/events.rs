@@ -108,12 +108,14 @@ fn a_flood_yields_rate_limited_events_that_describe_it_and_a_readable_pcap() {
             "{e}"
         );
         assert_eq!((&e["action"], &e["schema"]), (&"drop".into(), &2.into()), "{e}");
+        assert_eq!(e["direction"], "inbound", "the source was judged: {e}");
     }
     let ru_events = events.iter().filter(|e| e["country"] == "RU").count();
     assert_eq!(ru_events, 2, "both RU packets sampled (the bucket was full)");
     let ru_lines: Vec<&str> = ru_text.lines().collect();
     assert_eq!(ru_lines.len(), ru_events, "--country RU shows only RU: {ru_text}");
-    assert!(ru_lines.iter().all(|l| l.contains(" RU ") && l.contains(&pair.receiver_if)), "{ru_text}");
+    let inbound = format!(" {} inbound ", pair.receiver_if);
+    assert!(ru_lines.iter().all(|l| l.contains(" RU ") && l.contains(&inbound)), "{ru_text}");
 
     check_pcap(&pcap, &events, cn, &receiver_ip(cn));
     let _ = std::fs::remove_file(&pcap);

@@ -741,7 +741,7 @@ fn lock_out_guard_sees_ssh_connections_that_ssh_connection_does_not_name() {
     // As under systemd or sudo: no SSH_CONNECTION.
     let no_env = [("SSH_CONNECTION", "")];
     let daemon = Daemon::start_with_env(&pair.receiver, &run_args(&pair, &data), &no_env);
-    assert!(daemon.log().contains("lock-out guard: nothing to protect"), "{}", daemon.log());
+    assert!(daemon.log().contains("lock-out guard: no way in to protect"), "{}", daemon.log());
     let no_ssh = |cmd: &mut std::process::Command| {
         cmd.env_remove("SSH_CONNECTION");
     };
@@ -766,6 +766,59 @@ fn lock_out_guard_sees_ssh_connections_that_ssh_connection_does_not_name() {
     let client = format!("the SSH client {} (connected to port 22)", pair.sender_v4);
     assert!(stderr.contains(&format!("lock-out guard: keeping reachable {client}")), "{stderr}");
     assert!(stderr.contains(&format!("drops {client}: it is in DE, which the deny-list blocks")), "{stderr}");
+}
+
+/// Default routes from the receiver through addresses beyond its veth end:
+/// `v4` and `v6`, in countries of DATA_A.
+fn default_routes_via(pair: &Pair, v4: &str, v6: &str) {
+    for (family, via) in [("-4", v4), ("-6", v6)] {
+        pair.receiver.ip(&[family, "route", "add", "default", "via", via, "dev", &pair.receiver_if, "onlink"]);
+    }
+}
+
+#[test]
+fn lock_out_guard_refuses_cutting_the_host_off_its_default_gateways_unless_forced() {
+    let pair = Pair::create();
+    let data = DataFile::new(DATA_A);
+    default_routes_via(&pair, "1.0.1.1", "2a01:4f8::1");
+    let gateway = format!("the default gateway 1.0.1.1 (default route via {})", pair.receiver_if);
+
+    // Starting with an outbound policy that blocks the gateway's country.
+    let out_cn = ["--iface", &pair.receiver_if, "--outbound", "--block", "CN", "--data", data.arg()];
+    let stderr = refused_start(&pair, &out_cn, |_| {});
+    let kept = stderr.lines().find(|l| l.contains("lock-out guard: keeping reachable ")).unwrap_or_default();
+    assert!(kept.contains(&gateway), "the start log names the gateway: {stderr}");
+    let expect = format!(
+        "refusing a policy that drops {gateway}: it is in CN, which the deny-list of rule default (outbound, every \
+         protocol and port) blocks"
+    );
+    assert!(stderr.contains(&expect), "{stderr}");
+
+    // Inbound, the same country is no threat to it: its answers are replies.
+    let config = geoblock::ConfigFile::new(
+        "[policy]\nblock = [\"CN\"]\n[[rule]]\nname = \"out\"\ndirection = \"outbound\"\nblock = [\"RU\"]\n",
+    );
+    let args = ["--config", config.arg(), "--iface", &pair.receiver_if, "--data", data.arg()];
+    let daemon = Daemon::start(&pair.receiver, &args);
+    refused(&daemon, &["block", "--rule", "out", "CN"], &format!("drops {gateway}: it is in CN"));
+    let v6 = format!("drops the default gateway 2a01:4f8::1 (default route via {}): it is in DE", pair.receiver_if);
+    refused(&daemon, &["block", "--rule", "out", "DE"], &v6);
+    let rules = &status(&daemon)["policy"]["rules"];
+    assert_eq!(rules[0]["countries"], serde_json::json!(["RU"]), "a refused change changed the policy: {rules}");
+
+    ctl(&daemon, &["block", "--rule", "out", "CN", "--force"]);
+    let rules = &status(&daemon)["policy"]["rules"];
+    assert_eq!(
+        (&rules[0]["direction"], &rules[0]["countries"]),
+        (&"outbound".into(), &serde_json::json!(["CN", "RU"]))
+    );
+    assert!(ctl(&daemon, &["status"])
+        .contains("rule        out (outbound, every protocol and port): deny-list, blocking CN,RU"));
+    // The gateway as a destination: the outbound rule drops it now.
+    let explained = ctl(&daemon, &["explain", "--outbound", "1.0.1.1"]);
+    assert!(explained.contains("direction   outbound: the address as a destination"), "{explained}");
+    assert!(explained.contains("verdict     drop: CN is on the block list"), "{explained}");
+    geoblock::stop_and_detach(&pair, daemon);
 }
 
 #[test]

@@ -535,6 +535,14 @@ fn explain_gives_every_reason_from_the_daemon_and_offline() {
     let private = &live[PRIVATE];
     assert_eq!(verdict(private), ("pass", "no-country"));
     assert!(private["prefix"].is_null() && private["source"].is_null(), "{private:#}");
+    assert_eq!(cn["direction"], "inbound", "{cn:#}");
+
+    // As destinations: no outbound rule judges them, offline one does.
+    let outbound = ask(&["--outbound"]);
+    assert_eq!((verdict(&outbound[CN4]), &outbound[CN4]["direction"]), (("pass", "no-rule"), &"outbound".into()));
+    let offline = explain(&["--data", &base, "--outbound", "--block", "CN", CN4, DE4]);
+    assert_eq!((verdict(&offline[CN4]), &offline[CN4]["direction"]), (("drop", "blocked-country"), &"outbound".into()));
+    assert_eq!(verdict(&offline[DE4]), ("pass", "not-blocked"));
 
     // Offline, with the same data and policy: the same answers (no generation).
     let mut offline_args = vec!["--data", base.as_str(), "--data", top.as_str()];

@@ -8,7 +8,7 @@ use geoblock::{
     country,
     daemon::config::{PolicyConfig, DEFAULT_CACHE_DIR, DEFAULT_CONTROL_SOCKET},
     data::{self, parse_network, CountryFields, DataSources, Format},
-    policy::{rules::parse_scope, ScopeError},
+    policy::{rules::parse_scope, Direction, ScopeError},
 };
 use geoblock_common::CountryId;
 use ipnetwork::IpNetwork;
@@ -38,6 +38,10 @@ pub struct PolicyArgs {
     /// Judge replies to this host's own connections like any packet (by default they pass).
     #[arg(long)]
     pub no_replies: bool,
+    /// Outbound: the packets this host sends, judged by their destination, instead of those it
+    /// receives, by their source (explain: the addresses as destinations).
+    #[arg(long)]
+    pub outbound: bool,
 }
 
 impl PolicyArgs {
@@ -54,6 +58,7 @@ impl PolicyArgs {
             except: (!exceptions.is_empty()).then_some(exceptions),
             monitor: self.monitor.then_some(true),
             replies: self.no_replies.then_some(false),
+            direction: self.outbound.then_some(Direction::Outbound),
             ports: self.ports,
         }
     }

@@ -23,9 +23,9 @@ fn check(file: &std::path::Path) -> Result<()> {
     let opts = Config::load(file, true)?.resolve()?;
     let table = opts.data.load()?.table;
     // One rule for everything reads as the policy always did; more, as a count.
-    let policy = match opts.policy.rules.as_slice() {
-        [rule] if rule.matches_everything() => opts.policy.to_string(),
-        rules => format!("{} rules", rules.len()),
+    let policy = match opts.policy.whole_list() {
+        Some(_) => opts.policy.to_string(),
+        None => format!("{} rules", opts.policy.rules.len()),
     };
     println!(
         "{}: ok; {policy} on {}, {} IPv4 and {} IPv6 prefixes",

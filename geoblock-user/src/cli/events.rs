@@ -16,7 +16,8 @@ pub struct EventsArgs {
     /// One JSON object per line (schema in README) instead of text.
     #[arg(long)]
     json: bool,
-    /// Only events from this country.
+    /// Only events whose judged address is in this country: the source's, or the destination's
+    /// for an outbound packet.
     #[arg(long, value_parser = parse_country)]
     country: Option<CountryId>,
     /// Also write the events' frames (their first 128 bytes) to this pcap file.

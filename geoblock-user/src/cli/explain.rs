@@ -9,6 +9,7 @@ use geoblock::{
     policy::{
         explain::{self, Explanation, Packet},
         rules::parse_protocol_number,
+        Direction,
     },
     protocol::{self, Request, Versioned},
 };
@@ -24,7 +25,8 @@ pub struct ExplainArgs {
     /// takes it [default: what every rule does].
     #[arg(long, value_parser = parse_protocol_number)]
     protocol: Option<u8>,
-    /// The packet's destination port (with --protocol tcp, udp or sctp).
+    /// The packet's destination port (with --protocol tcp, udp or sctp): with --outbound, the
+    /// port of the address explained.
     #[arg(long, requires = "protocol")]
     port: Option<u16>,
     #[command(flatten)]
@@ -38,9 +40,12 @@ pub struct ExplainArgs {
     json: bool,
 }
 
-/// Offline when given data or a policy, else by the running daemon.
+/// Offline when given data or a policy, else by the running daemon. With
+/// `--outbound` the addresses are destinations, and the outbound rules
+/// decide (offline, `--outbound` also makes the rule of the flags one).
 pub fn explain(args: ExplainArgs) -> Result<()> {
     let packet = args.protocol.map(|protocol| Packet { protocol, port: args.port });
+    let direction = if args.policy.outbound { Direction::Outbound } else { Direction::Inbound };
     if let Some(p) = packet {
         let ported = [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP].contains(&p.protocol);
         ensure!(ported == p.port.is_some(), "--port needs --protocol tcp, udp or sctp, and those need --port");
@@ -49,12 +54,18 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         ensure!(args.policy.given(), "explaining offline needs the policy: --block or --allow");
         let policy = args.policy.overrides().resolve(vec![])?;
         let loaded = args.data.read.sources(args.data.data).load()?;
-        args.addresses.iter().map(|&ip| explain::explain(&loaded, &policy, ip, packet, None)).collect()
+        args.addresses.iter().map(|&ip| explain::explain(&loaded, &policy, ip, direction, packet, None)).collect()
     } else {
-        let request = Request::Explain { addresses: args.addresses, packet };
+        let request = Request::Explain { addresses: args.addresses, packet, direction };
         let response = protocol::request(&args.control_socket, &request)?;
         ensure!(response.ok, "{}", response.message);
-        response.explain.unwrap_or_default()
+        let explained = response.explain.unwrap_or_default();
+        // A daemon older than directions explains every address as a source.
+        ensure!(
+            explained.iter().all(|e| e.direction == direction),
+            "the running daemon explains addresses only as sources: restart it with this geoblock for --outbound"
+        );
+        explained
     };
     match args.json {
         true => {

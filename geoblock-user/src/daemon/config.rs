@@ -31,10 +31,12 @@
 //! block_unknown = false
 //! except = ["203.0.113.0/24"]             # for every rule
 //! monitor = false
+//! direction = "inbound"                   # or "outbound": the rule `default` judges destinations
 //! replies = true                          # replies to this host's own connections pass
 //!
 //! [[rule]]                                # tried in order, before `default`
 //! name = "ssh"
+//! direction = "inbound"                   # inbound (default): by source | outbound: by destination
 //! protocol = "tcp"                        # any (default) | tcp | udp | sctp | icmp
 //! ports = [22, "8000-8999"]               # or "22,8000-8999"; absent: every port
 //! allow = ["DE"]                          # or block = [...]
@@ -170,6 +172,9 @@ pub struct PolicyConfig {
     pub monitor: Option<bool>,
     /// Replies to this host's own connections pass (default: on).
     pub replies: Option<bool>,
+    /// Which packets the rule `default` judges: inbound ones by their
+    /// source (default), or outbound ones by their destination.
+    pub direction: Option<Direction>,
     /// Flag only (`--ports tcp:22`): what the rule `default` matches.
     #[serde(skip)]
     pub ports: Option<String>,
@@ -314,6 +319,7 @@ impl Config {
                 except: p.except.clone().or(self.policy.except),
                 monitor: p.monitor.or(self.policy.monitor),
                 replies: p.replies.or(self.policy.replies),
+                direction: p.direction.or(self.policy.direction),
                 ports: p.ports.clone().or(self.policy.ports),
             },
             rule: self.rule,
@@ -399,6 +405,7 @@ impl PolicyConfig {
             let stray = [
                 ("policy.block_unknown (--block-unknown)", self.block_unknown.is_some()),
                 ("policy.monitor (--monitor)", self.monitor.is_some()),
+                ("policy.direction (--outbound)", self.direction.is_some()),
                 ("--ports", self.ports.is_some()),
             ];
             return match stray.into_iter().find(|(_, given)| *given) {
@@ -412,6 +419,7 @@ impl PolicyConfig {
         })?;
         let (protocol, ports) = self.ports.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
         Ok(Some(Rule {
+            direction: self.direction.unwrap_or_default(),
             protocol,
             ports,
             monitor: self.monitor.unwrap_or(false),
@@ -677,5 +685,27 @@ block = ["KP"]
         assert_eq!(parse_metrics_addr("9100").unwrap(), "127.0.0.1:9100".parse().unwrap());
         assert_eq!(parse_metrics_addr("[::]:9100").unwrap(), "[::]:9100".parse().unwrap());
         assert!(parse_metrics_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn the_default_rule_may_judge_destinations() {
+        let text = "interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\ndirection = \"outbound\"\n";
+        let rule = parse(text).resolve().unwrap().policy.rules[0].clone();
+        assert_eq!((rule.name.as_str(), rule.direction), (DEFAULT_RULE, Direction::Outbound));
+        let flags = Config {
+            policy: PolicyConfig { direction: Some(Direction::Outbound), ..PolicyConfig::default() },
+            ..Config::default()
+        };
+        let file = parse("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n");
+        assert_eq!(file.overlaid(&flags).resolve().unwrap().policy.rules[0].direction, Direction::Outbound);
+        let tables = parse(
+            "interfaces = [\"e\"]\n[policy]\ndirection = \"outbound\"\n[[rule]]\nname = \"a\"\nblock = [\"CN\"]\n",
+        );
+        let err = tables.resolve().unwrap_err().to_string();
+        assert!(err.starts_with("policy.direction (--outbound) is given without a block or allow list"), "{err}");
+        let rules =
+            parse("interfaces = [\"e\"]\n[[rule]]\nname = \"out\"\ndirection = \"outbound\"\nblock = [\"CN\"]\n");
+        assert_eq!(rules.resolve().unwrap().policy.rules[0].direction, Direction::Outbound);
+        assert!(toml::from_str::<Config>("[policy]\ndirection = \"out\"\n").is_err());
     }
 }

@@ -17,19 +17,22 @@ use geoblock_common::{
 
 use crate::{
     country,
-    policy::{Policy, Reason},
+    policy::{Direction, Policy, Reason},
     protocol::Event,
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Decodes a kernel record; `None` if its frame does not hold an IP header
-/// (the program only samples frames it parsed, so: never). The rule is the
-/// policy's at its position, and the reason that rule's for the sender's
-/// country (none such: the policy changed since, and no rule is named).
+/// (the programs only sample frames they parsed, so: never). The rule is
+/// the policy's at its position, and the reason that rule's for the judged
+/// address's country (none such: the policy changed since, and no rule is
+/// named). The judged address is the source of an inbound packet, the
+/// destination of an outbound one.
 pub fn decode(raw: &DropEvent, clock: &WallClock, policy: &Policy) -> Option<Event> {
     let captured = &raw.frame[..usize::from(raw.captured).min(raw.frame.len())];
     let packet = Packet::parse(captured)?;
+    let direction = direction(raw.direction);
     let timestamp_ns = clock.unix_ns(raw.timestamp_ns);
     let action = Action::from_u8(raw.action);
     let rule = policy.rules.get(usize::from(raw.rule));
@@ -38,6 +41,7 @@ pub fn decode(raw: &DropEvent, clock: &WallClock, policy: &Policy) -> Option<Eve
         timestamp_ns,
         iface: iface_name(raw.ifindex),
         ifindex: raw.ifindex,
+        direction,
         action,
         reason: rule.map_or(Reason::NoRule, |r| r.reason(raw.country)),
         rule: rule.map(|r| r.name.clone()),
@@ -50,6 +54,14 @@ pub fn decode(raw: &DropEvent, clock: &WallClock, policy: &Policy) -> Option<Eve
         frame_len: raw.frame_len,
         frame: captured.iter().map(|b| format!("{b:02x}")).collect(),
     })
+}
+
+/// The kernel's direction byte; the programs write only the two values.
+fn direction(raw: u8) -> Direction {
+    match raw {
+        raw if raw == Direction::Outbound as u8 => Direction::Outbound,
+        _ => Direction::Inbound,
+    }
 }
 
 /// What the start of a frame says about its packet.
@@ -236,10 +248,35 @@ mod tests {
         assert_eq!(event.frame_bytes(), udp_v4_frame());
         assert_eq!(
             event.render(),
-            format!("{} lo default blocked-country CN 1.0.1.1:40000 -> 10.0.0.2:53 udp 74 bytes", event.time)
+            format!("{} lo inbound default blocked-country CN 1.0.1.1:40000 -> 10.0.0.2:53 udp 74 bytes", event.time)
         );
+        assert_eq!(event.direction, Direction::Inbound);
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
+    }
+
+    #[test]
+    fn an_outbound_event_judges_its_destination() {
+        let de = country_id(*b"DE").unwrap();
+        let out =
+            Policy::from(Rule { direction: Direction::Outbound, ..rule(Mode::Allow, country_id(*b"CN").unwrap()) });
+        let raw = DropEvent { direction: Direction::Outbound as u8, ..raw(&udp_v4_frame(), de, Action::Drop) };
+        let event = decode(&raw, &WallClock { offset_ns: 0 }, &out).unwrap();
+        assert_eq!((event.direction, event.reason), (Direction::Outbound, Reason::NotAllowed));
+        assert_eq!(event.country.as_deref(), Some("DE"), "the destination's country");
+        assert!(
+            event.render().ends_with(" lo outbound default not-allowed DE 1.0.1.1:40000 -> 10.0.0.2:53 udp 74 bytes"),
+            "{}",
+            event.render()
+        );
+        let mut json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["direction"], "outbound");
+        // A daemon older than directions sends none: its events are inbound.
+        json.as_object_mut().unwrap().remove("direction");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap().direction, Direction::Inbound);
+        // A byte the programs never write reads as inbound, not as garbage.
+        let odd = decode(&DropEvent { direction: 7, ..raw }, &WallClock { offset_ns: 0 }, &out).unwrap();
+        assert_eq!(odd.direction, Direction::Inbound);
     }
 
     fn rule(mode: Mode, country: CountryId) -> Rule {

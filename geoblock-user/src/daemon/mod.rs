@@ -467,30 +467,46 @@ fn watch_fd<T: std::os::fd::AsRawFd>(fd: T) -> Result<AsyncFd<T>, Error> {
 }
 
 /// Runs the lock-out guard on `policy`: the management networks, the SSH
-/// session the daemon was started from, and the one a control command came
-/// from stay reachable.
+/// session the daemon was started from, the one a control command came
+/// from, and the host's resolvers and default gateways stay reachable.
 fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client: Option<IpAddr>) -> Result<(), Error> {
-    let protected = lockout::protected(management, &lockout::ssh_clients(ssh_client).clients);
+    let upstreams = read_upstreams();
+    let protected = lockout::protected(management, &lockout::ssh_clients(ssh_client).clients, &upstreams);
     Ok(lockout::check(policy, table, &protected)?)
 }
 
-/// Says at start what the lock-out guard keeps reachable; warns when that
-/// is nothing, so that a guard which cannot see the way in does not pass
-/// for one that protects it.
+/// The host's resolvers and default gateways; a file that cannot be read
+/// is warned of, and guards nothing: it refuses no policy.
+fn read_upstreams() -> Vec<lockout::Upstream> {
+    let read = lockout::upstreams();
+    for problem in &read.problems {
+        warn!("lock-out guard: {problem}: the resolvers or gateways it names are not protected");
+    }
+    read.upstreams
+}
+
+/// Says at start what the lock-out guard keeps reachable; warns when no
+/// way in is among it, so that a guard which cannot see the way in does
+/// not pass for one that protects it.
 fn report_guard(management: &[IpNetwork]) {
     let ssh = lockout::ssh_clients(None);
-    let protected = lockout::protected(management, &ssh.clients);
-    if protected.is_empty() {
+    let upstreams = read_upstreams();
+    if management.is_empty() && ssh.clients.is_empty() {
         let ports: Vec<String> = ssh.ports.iter().map(u16::to_string).collect();
         warn!(
-            "lock-out guard: nothing to protect: no SSH client (SSH_CONNECTION is unset, and no connection to sshd \
+            "lock-out guard: no way in to protect: no SSH client (SSH_CONNECTION is unset, and no connection to sshd \
              port {} is established in this network namespace) and no management network: a policy change could \
              cut off the way in (give --management, or management = [...] in the config)",
             ports.join(",")
         );
-    } else {
+    }
+    let protected = lockout::protected(management, &ssh.clients, &upstreams);
+    if !protected.is_empty() {
         let protected: Vec<String> = protected.iter().map(ToString::to_string).collect();
         info!("lock-out guard: keeping reachable {}", protected.join(", "));
+    }
+    for upstream in lockout::on_loopback(&upstreams) {
+        info!("lock-out guard: {upstream} is on loopback, which no rule blocks");
     }
 }
 

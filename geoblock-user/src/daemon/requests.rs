@@ -26,11 +26,11 @@ impl Daemon {
                 info!("reload requested by {peer} through the control socket{}", if force { ", forced" } else { "" });
                 return self.reload(force, Some(reply));
             }
-            Request::Explain { addresses, packet } => {
+            Request::Explain { addresses, packet, direction } => {
                 let policy = &self.opts.policy;
                 let explained = addresses
                     .into_iter()
-                    .map(|ip| explain::explain(&self.loaded, policy, ip, packet, Some(self.generation)))
+                    .map(|ip| explain::explain(&self.loaded, policy, ip, direction, packet, Some(self.generation)))
                     .collect();
                 Response { explain: Some(explained), ..Response::ok("") }
             }

@@ -1,7 +1,8 @@
 //! `geoblock explain IP...`: why an address gets its verdict. The prefix and
 //! country of the table, the data source that gave them, and the policy's
 //! verdict with its reason, from the same functions the daemon fills the
-//! kernel's maps with.
+//! kernel's maps with. An address is explained as a source (the inbound
+//! rules decide) or as a destination (`--outbound`: the outbound rules).
 
 use std::net::IpAddr;
 
@@ -19,6 +20,10 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     pub address: IpAddr,
+    /// `inbound`: the address as a packet's source, judged by the inbound
+    /// rules; `outbound`: as its destination, by the outbound rules.
+    #[serde(default)]
+    pub direction: Direction,
     /// The prefix of the table in force that holds it; none when no
     /// country claims it.
     pub prefix: Option<String>,
@@ -38,10 +43,11 @@ pub struct Explanation {
     /// The packet asked about (`--protocol`, `--port`); none: every packet.
     #[serde(default)]
     pub packet: Option<Packet>,
-    /// Every rule's verdict on the address, in rule order.
+    /// Every rule's verdict on the address, in rule order: the rules of
+    /// `direction` only.
     #[serde(default)]
     pub rules: Vec<RuleVerdict>,
-    /// Some packets match no rule (they pass).
+    /// Some packets going `direction` match no rule (they pass).
     #[serde(default)]
     pub unmatched: bool,
     /// Replies to this host's own connections pass, whatever the verdict.
@@ -87,12 +93,14 @@ fn source_of(data: &Loaded, ip: IpAddr) -> Option<&SourceInfo> {
     data.sources.get(index?)
 }
 
-/// Explains `ip` against `data` and `policy`, for `packet` or for every
-/// packet; `generation` is the daemon's.
+/// Explains `ip` against `data` and `policy` as the source (inbound) or
+/// destination (outbound) of `packet`, or of every packet going
+/// `direction`; `generation` is the daemon's.
 pub fn explain(
     data: &Loaded,
     policy: &Policy,
     ip: IpAddr,
+    direction: Direction,
     packet: Option<Packet>,
     generation: Option<u64>,
 ) -> Explanation {
@@ -101,13 +109,18 @@ pub fn explain(
     let rules: Vec<RuleVerdict> = policy
         .rules
         .iter()
+        .filter(|rule| rule.direction == direction)
         .map(|rule| {
             let Decision { action, reason } = rule.decide(country, ip, &policy.exceptions);
             RuleVerdict { rule: rule.name.clone(), scope: rule.scope(), action, reason, monitor: rule.monitor }
         })
         .collect();
+    // A position among `rules`, the rules of `direction`.
     let deciding = match packet {
-        Some(p) => policy.rule_for(Direction::Inbound, p.protocol, p.port),
+        Some(p) => {
+            let rule = policy.rule_for(direction, p.protocol, p.port).map(|i| &policy.rules[i].name);
+            rule.and_then(|name| rules.iter().position(|v| &v.rule == name))
+        }
         None => strictest(&rules),
     };
     let source = source_of(data, ip);
@@ -117,6 +130,7 @@ pub fn explain(
     };
     Explanation {
         address: ip,
+        direction,
         prefix: found.map(|(net, _)| net.to_string()),
         country: found.map(|(_, c)| country::code(c).to_string()),
         source: source.map(|s| Provenance { origin: s.origin.clone(), date: s.date.clone() }),
@@ -126,7 +140,7 @@ pub fn explain(
         monitor,
         rule: deciding.map(|i| rules[i].rule.clone()),
         packet,
-        unmatched: !policy.covers_everything(),
+        unmatched: !policy.covers(direction),
         rules,
         replies: policy.replies,
     }
@@ -147,6 +161,10 @@ impl Explanation {
     /// The human-readable form: the address line, then indented details.
     pub fn render(&self) -> String {
         let mut out = format!("{}\n", self.address);
+        out += match self.direction {
+            Direction::Inbound => "  direction   inbound: the address as a source\n",
+            Direction::Outbound => "  direction   outbound: the address as a destination\n",
+        };
         match (&self.prefix, &self.country) {
             (Some(prefix), Some(country)) => out += &format!("  prefix      {prefix} ({country})\n"),
             _ => out += "  prefix      none: no country claims this address\n",
@@ -162,7 +180,11 @@ impl Explanation {
             _ => String::new(),
         };
         out += &format!("  verdict     {}{by}: {}\n", self.action.name(), self.why(self.action, self.reason));
-        out + &format!("  replies     {}\n", replies_text(self.replies))
+        // Replies are inbound packets: what becomes of them is no outbound verdict's.
+        match self.direction {
+            Direction::Inbound => out + &format!("  replies     {}\n", replies_text(self.replies)),
+            Direction::Outbound => out,
+        }
     }
 
     /// The rule lines: which rule takes the packet asked about, or what
@@ -258,7 +280,7 @@ mod tests {
             layers: vec![base, top],
         };
         let policy = Policy::from(rule(DEFAULT_RULE, Protocol::Any, "", Mode::Deny, b"CN"));
-        let explain = |ip: &str| explain(&loaded, &policy, ip.parse().unwrap(), None, Some(3));
+        let explain = |ip: &str| explain(&loaded, &policy, ip.parse().unwrap(), Direction::Inbound, None, Some(3));
         let de = explain("10.1.2.3");
         assert_eq!((de.prefix.as_deref(), de.country.as_deref()), (Some("10.1.0.0/16"), Some("DE")));
         assert_eq!(de.source.unwrap().origin, "top.txt");
@@ -291,12 +313,13 @@ mod tests {
     #[test]
     fn one_rule_for_everything_reads_as_before() {
         let policy = Policy::from(rule(DEFAULT_RULE, Protocol::Any, "", Mode::Deny, b"CN"));
-        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), None, None);
+        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), Direction::Inbound, None, None);
         assert_eq!(cn.rule.as_deref(), Some(DEFAULT_RULE));
         assert_eq!(
             cn.render(),
-            "1.0.1.1\n  prefix      1.0.1.0/24 (CN)\n  source      cn.txt, dated 2026-11-01\n  verdict     drop: CN is on \
-             the block list\n  replies     replies to this host's own connections pass (replies on)\n"
+            "1.0.1.1\n  direction   inbound: the address as a source\n  prefix      1.0.1.0/24 (CN)\n  source      \
+             cn.txt, dated 2026-11-01\n  verdict     drop: CN is on the block list\n  replies     replies to this \
+             host's own connections pass (replies on)\n"
         );
     }
 
@@ -304,7 +327,14 @@ mod tests {
     fn the_rule_that_takes_the_packet_decides() {
         let policy = two_rules();
         let ask = |protocol, port| {
-            explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), Some(Packet { protocol, port }), None)
+            explain(
+                &cn_data(),
+                &policy,
+                "1.0.1.1".parse().unwrap(),
+                Direction::Inbound,
+                Some(Packet { protocol, port }),
+                None,
+            )
         };
         let ssh = ask(6, Some(22));
         assert_eq!((ssh.rule.as_deref(), ssh.action, ssh.reason), (Some("ssh"), Action::Drop, Reason::NotAllowed));
@@ -324,13 +354,13 @@ mod tests {
     fn without_a_packet_every_rule_is_shown() {
         let mut policy = two_rules();
         policy.replies = false;
-        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), None, None);
+        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), Direction::Inbound, None, None);
         assert_eq!((cn.rule.as_deref(), cn.action), (Some("ssh"), Action::Drop), "the strictest rule");
         assert_eq!(cn.rules.len(), 2);
         assert_eq!(
             cn.render(),
-            "1.0.1.1\n  prefix      1.0.1.0/24 (CN)\n  source      cn.txt, dated 2026-11-01\n  \
-             rule        ssh (tcp port 22): drop, CN is not on the allow list\n  \
+            "1.0.1.1\n  direction   inbound: the address as a source\n  prefix      1.0.1.0/24 (CN)\n  \
+             source      cn.txt, dated 2026-11-01\n  rule        ssh (tcp port 22): drop, CN is not on the allow list\n  \
              rule        api (tcp port 443): pass, CN is not on the block list\n  \
              no rule     pass: a packet no rule matches passes\n  \
              verdict     drop (rule ssh): CN is not on the allow list\n  \
@@ -346,7 +376,62 @@ mod tests {
     fn an_exception_shows_in_every_rule() {
         let mut policy = two_rules();
         policy.exceptions = vec!["1.0.1.0/24".parse().unwrap()];
-        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), None, None);
+        let cn = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), Direction::Inbound, None, None);
         assert_eq!((cn.action, cn.reason, cn.rule.as_deref()), (Action::Pass, Reason::Exception, Some("ssh")));
+    }
+
+    /// `two_rules`, and outbound: nothing to CN on port 443, DE only otherwise.
+    fn both_ways() -> Policy {
+        let outbound = |r: Rule| Rule { direction: Direction::Outbound, ..r };
+        let https = outbound(rule("https", Protocol::Tcp, "443", Mode::Deny, b"CN"));
+        let out = outbound(rule("out", Protocol::Any, "", Mode::Allow, b"DE"));
+        let mut rules = two_rules().rules;
+        rules.extend([https, out]);
+        Policy::new(rules, vec![], true).unwrap()
+    }
+
+    #[test]
+    fn as_a_destination_the_outbound_rules_decide() {
+        let policy = both_ways();
+        let cn: IpAddr = "1.0.1.1".parse().unwrap();
+        let ask = |direction, packet| explain(&cn_data(), &policy, cn, direction, packet, None);
+        let out = ask(Direction::Outbound, None);
+        assert_eq!(out.rules.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>(), ["https", "out"]);
+        assert_eq!((out.action, out.rule.as_deref(), out.unmatched), (Action::Drop, Some("https"), false));
+        assert!(out.render().starts_with("1.0.1.1\n  direction   outbound: the address as a destination\n"));
+        assert!(!out.render().contains("replies"), "replies are inbound: {}", out.render());
+        assert!(out
+            .render()
+            .contains("  rule        out (every protocol and port): drop, CN is not on the allow list\n"));
+        let web = ask(Direction::Outbound, Some(Packet { protocol: 6, port: Some(80) }));
+        assert_eq!(
+            (web.rule.as_deref(), web.reason),
+            (Some("out"), Reason::NotAllowed),
+            "the port is the destination's"
+        );
+        let https = ask(Direction::Outbound, Some(Packet { protocol: 6, port: Some(443) }));
+        assert_eq!((https.rule.as_deref(), https.reason), (Some("https"), Reason::BlockedCountry));
+        let json = serde_json::to_value(&https).unwrap();
+        assert_eq!(json["direction"], "outbound");
+        assert_eq!(serde_json::from_value::<Explanation>(json).unwrap(), https);
+        // As a source, the outbound rules are none of its business.
+        let inbound = ask(Direction::Inbound, None);
+        assert_eq!(inbound.rules.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>(), ["ssh", "api"]);
+        assert_eq!((inbound.direction, inbound.unmatched), (Direction::Inbound, true));
+    }
+
+    #[test]
+    fn without_a_rule_of_its_direction_an_address_passes() {
+        let policy = two_rules();
+        let out = explain(&cn_data(), &policy, "1.0.1.1".parse().unwrap(), Direction::Outbound, None, None);
+        assert_eq!(
+            (out.action, out.reason, out.rule.as_deref(), out.rules.len()),
+            (Action::Pass, Reason::NoRule, None, 0)
+        );
+        assert!(out.render().contains("  no rule     pass: a packet no rule matches passes\n"), "{}", out.render());
+        let mut old = serde_json::to_value(&out).unwrap();
+        old.as_object_mut().unwrap().remove("direction");
+        let old: Explanation = serde_json::from_value(old).unwrap();
+        assert_eq!(old.direction, Direction::Inbound, "a daemon older than directions explains sources");
     }
 }

@@ -1,29 +1,50 @@
 //! The lock-out guard: a policy that would drop the operator's own SSH
 //! session or a management network is refused (unless `--force`), because
-//! once it is in force nobody can log in to undo it.
+//! once it is in force nobody can log in to undo it; and so is one whose
+//! outbound rules would cut the host off from its DNS resolvers or its
+//! default gateways, without which it reaches nothing by name, or nothing
+//! beyond its link.
 
 pub mod ssh;
+pub mod upstream;
 
 use std::{fmt, net::IpAddr};
 
 use geoblock_common::{CountryId, NO_COUNTRY};
 use ipnetwork::IpNetwork;
 
-pub use self::ssh::{ssh_client, SshClient};
+pub use self::{
+    ssh::{ssh_client, SshClient},
+    upstream::{upstreams, Upstream, Upstreams},
+};
 use crate::{
     country,
     data::table::Table,
-    policy::{Mode, Policy, Rule},
+    policy::{Direction, Mode, Policy, Rule},
 };
 
-/// Sources that must stay reachable, what they are and how the guard
+/// Addresses that must stay reachable, what they are and how the guard
 /// knows of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Protected {
     pub net: IpNetwork,
     pub what: &'static str,
-    /// `SSH_CONNECTION`, `connected to port 22`, `--management`.
+    /// `SSH_CONNECTION`, `connected to port 22`, `--management`,
+    /// `/etc/resolv.conf`, `default route via eth0`.
     pub found: String,
+    pub role: Role,
+}
+
+/// How the host talks with a protected address, and so which rules can
+/// cut it off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Both ways, either side opening (an SSH client, a management
+    /// network): every rule can.
+    Peer,
+    /// The host asks, it answers (a resolver, a gateway): outbound rules
+    /// can, and inbound ones when replies are judged like any packet.
+    Upstream,
 }
 
 /// "the SSH client 192.0.2.7 (connected to port 22)"
@@ -70,34 +91,64 @@ pub fn ssh_clients(command: Option<IpAddr>) -> SshClients {
     SshClients { clients, ports }
 }
 
-/// The management networks, plus the SSH clients.
-pub fn protected(management: &[IpNetwork], ssh_clients: &[SshClient]) -> Vec<Protected> {
-    let management =
-        management.iter().map(|&net| Protected { net, what: "management network", found: "--management".into() });
+/// The management networks, the SSH clients and the upstreams. Upstreams
+/// on loopback are left out: no program judges loopback traffic (see
+/// [`on_loopback`]).
+pub fn protected(management: &[IpNetwork], ssh_clients: &[SshClient], upstreams: &[Upstream]) -> Vec<Protected> {
+    let management = management.iter().map(|&net| Protected {
+        net,
+        what: "management network",
+        found: "--management".into(),
+        role: Role::Peer,
+    });
     let ssh = ssh_clients.iter().map(|c| Protected {
         net: IpNetwork::from(c.addr),
         what: "the SSH client",
         found: c.found.to_string(),
+        role: Role::Peer,
     });
-    management.chain(ssh).collect()
+    let upstreams = upstreams.iter().filter(|u| !u.addr().is_loopback()).map(|u| Protected {
+        net: IpNetwork::from(u.addr()),
+        what: u.what(),
+        found: u.found(),
+        role: Role::Upstream,
+    });
+    management.chain(ssh).chain(upstreams).collect()
 }
 
-/// Refuses `policy` if any of its rules drops any part of a protected
-/// network: any country the data gives part of it, or (with
-/// `block_unknown`) its first address when no country claims it. Every
-/// rule counts, whatever its ports: the way in may use any of them. An
-/// exception covering the whole network makes it safe. Monitor mode drops
-/// nothing, so it always passes.
+/// The upstreams on loopback (systemd-resolved's 127.0.0.53, `::1`): safe
+/// from every rule, since neither XDP nor the egress programs see loopback
+/// traffic, and the socket hooks let it pass.
+pub fn on_loopback(upstreams: &[Upstream]) -> impl Iterator<Item = &Upstream> {
+    upstreams.iter().filter(|u| u.addr().is_loopback())
+}
+
+/// Refuses `policy` if any of its rules that can cut off a protected
+/// network (see [`Role`]) blocks any part of it: any country the data
+/// gives part of it, or (with `block_unknown`) its first address when no
+/// country claims it. Every such rule counts, whatever its ports: the way
+/// in (or out) may use any of them. An exception covering the whole
+/// network makes it safe. Monitor mode drops nothing, so it always passes.
 pub fn check(policy: &Policy, table: &Table, protected: &[Protected]) -> Result<(), LockedOut> {
     for p in protected {
         if policy.exceptions.iter().any(|e| covers(e, &p.net)) {
             continue;
         }
-        for rule in &policy.rules {
+        for rule in policy.rules.iter().filter(|rule| cuts_off(policy, rule, p.role)) {
             check_rule(policy, rule, table, p)?;
         }
     }
     Ok(())
+}
+
+/// Whether `rule` can keep the host from an address of `role`: an
+/// upstream's answers are replies, which pass inbound rules unless
+/// `--no-replies`.
+fn cuts_off(policy: &Policy, rule: &Rule, role: Role) -> bool {
+    match role {
+        Role::Peer => true,
+        Role::Upstream => rule.direction == Direction::Outbound || !policy.replies,
+    }
 }
 
 fn check_rule(policy: &Policy, rule: &Rule, table: &Table, p: &Protected) -> Result<(), LockedOut> {
@@ -114,12 +165,12 @@ fn check_rule(policy: &Policy, rule: &Rule, table: &Table, p: &Protected) -> Res
     Ok(())
 }
 
-/// " of rule ssh (tcp port 22)"; nothing for a policy of one rule that
-/// matches everything, which reads as before rules.
+/// " of rule ssh (inbound, tcp port 22)"; nothing for a policy of one
+/// inbound rule that matches everything, which reads as before rules.
 fn which_rule(policy: &Policy, rule: &Rule) -> String {
-    match policy.rules.as_slice() {
-        [only] if only.matches_everything() => String::new(),
-        _ => format!(" of rule {} ({})", rule.name, rule.scope()),
+    match policy.whole_list() {
+        Some(_) => String::new(),
+        None => format!(" of rule {} ({})", rule.name, rule.traffic()),
     }
 }
 
@@ -158,7 +209,7 @@ mod tests {
     use geoblock_common::country_id;
 
     use super::*;
-    use crate::policy::{Protocol, DEFAULT_RULE};
+    use crate::policy::{Protocol, RuleAction, DEFAULT_RULE};
 
     fn cc(code: &[u8; 2]) -> u16 {
         country_id(*code).unwrap()
@@ -181,7 +232,7 @@ mod tests {
 
     fn ssh(ip: &str) -> Vec<Protected> {
         let client = SshClient { addr: ip.parse().unwrap(), found: ssh::Found::Connection { port: 22 } };
-        protected(&[], &[client])
+        protected(&[], &[client], &[])
     }
 
     #[test]
@@ -198,23 +249,23 @@ mod tests {
         assert!(check(&allow_de, &table(), &ssh("2001:db8::1")).is_ok());
         let err = check(&allow_de, &table(), &ssh("10.1.0.1")).unwrap_err();
         assert_eq!(err.reason, "it is in CN, which the allow-list does not allow");
-        assert!(protected(&[], &[]).is_empty());
+        assert!(protected(&[], &[], &[]).is_empty());
     }
 
     #[test]
     fn any_part_of_a_management_network_counts() {
-        let mgmt = protected(&["10.0.0.0/15".parse().unwrap()], &[]);
+        let mgmt = protected(&["10.0.0.0/15".parse().unwrap()], &[], &[]);
         let deny_cn = policy(Mode::Deny, &[b"CN"]);
         let err = check(&deny_cn, &table(), &mgmt).unwrap_err();
         assert!(err.to_string().contains("drops management network 10.0.0.0/15 (--management): part of it is in CN"));
         // A narrower network inside a dropped prefix, too.
-        let inside = protected(&["10.1.2.0/24".parse().unwrap()], &[]);
+        let inside = protected(&["10.1.2.0/24".parse().unwrap()], &[], &[]);
         assert!(check(&deny_cn, &table(), &inside).is_err());
     }
 
     #[test]
     fn exceptions_monitor_and_unknown_addresses() {
-        let mgmt = protected(&["10.1.2.0/24".parse().unwrap()], &[]);
+        let mgmt = protected(&["10.1.2.0/24".parse().unwrap()], &[], &[]);
         let deny_cn = policy(Mode::Deny, &[b"CN"]);
         let excepted = Policy { exceptions: vec!["10.1.0.0/16".parse().unwrap()], ..deny_cn.clone() };
         assert!(check(&excepted, &table(), &mgmt).is_ok());
@@ -238,11 +289,11 @@ mod tests {
         let login = Rule { name: "ssh".into(), ports: vec!["22".parse().unwrap()], ..rule(Mode::Allow, &[b"CN"]) };
         let p = Policy::new(vec![login, web], vec![], true).unwrap();
         let err = check(&p, &table(), &ssh("10.1.3.4")).unwrap_err();
-        assert_eq!(err.reason, "it is in CN, which the deny-list of rule web (tcp port 443) blocks");
+        assert_eq!(err.reason, "it is in CN, which the deny-list of rule web (inbound, tcp port 443) blocks");
         let err = check(&p, &table(), &ssh("10.0.3.4")).unwrap_err();
         assert_eq!(
             err.reason,
-            "it is in US, which the allow-list of rule ssh (tcp, udp and sctp port 22) does not allow"
+            "it is in US, which the allow-list of rule ssh (inbound, tcp, udp and sctp port 22) does not allow"
         );
         let monitored = Policy::new(vec![Rule { monitor: true, ..p.rules[1].clone() }], vec![], true).unwrap();
         assert!(check(&monitored, &table(), &ssh("10.1.3.4")).is_ok());
@@ -250,7 +301,85 @@ mod tests {
         let err = check(&strict, &table(), &ssh("192.168.1.5")).unwrap_err();
         assert_eq!(
             err.reason,
-            "no country claims it, and --block-unknown of rule web (tcp port 443) drops such addresses"
+            "no country claims it, and --block-unknown of rule web (inbound, tcp port 443) drops such addresses"
         );
+    }
+
+    fn outbound(r: Rule) -> Rule {
+        Rule { name: "out".into(), direction: Direction::Outbound, ..r }
+    }
+
+    fn upstreams(resolver: &str, gateway: &str) -> Vec<Protected> {
+        let resolver = Upstream::Resolver { addr: resolver.parse().unwrap(), file: upstream::RESOLVER_FILES[0] };
+        let gateway = Upstream::Gateway { addr: gateway.parse().unwrap(), iface: "eth0".into() };
+        protected(&[], &[], &[resolver, gateway])
+    }
+
+    #[test]
+    fn outbound_rules_may_not_cut_off_the_resolvers_or_the_gateway() {
+        let host = upstreams("2001:db8::53", "10.1.0.1");
+        let deny_cn = Policy::from(outbound(rule(Mode::Deny, &[b"CN"])));
+        assert_eq!(
+            check(&deny_cn, &table(), &host).unwrap_err().to_string(),
+            "refusing a policy that drops the default gateway 10.1.0.1 (default route via eth0): it is in CN, which \
+             the deny-list of rule out (outbound, every protocol and port) blocks; add an exception for it, or use \
+             --force if that is really meant"
+        );
+        let rejecting = Policy::from(Rule { action: RuleAction::Reject, ..deny_cn.rules[0].clone() });
+        assert!(check(&rejecting, &table(), &host).is_err(), "a reject blocks as a drop does");
+        let allow_us = Policy::from(outbound(rule(Mode::Allow, &[b"US", b"CN"])));
+        let err = check(&allow_us, &table(), &host).unwrap_err();
+        assert_eq!(err.protected.to_string(), "the DNS resolver 2001:db8::53 (/etc/resolv.conf)");
+        assert_eq!(
+            err.reason,
+            "it is in DE, which the allow-list of rule out (outbound, every protocol and port) does not allow"
+        );
+        let monitored = Policy::from(Rule { monitor: true, ..deny_cn.rules[0].clone() });
+        assert!(check(&monitored, &table(), &host).is_ok(), "monitor mode blocks nothing");
+        let excepted = Policy { exceptions: vec!["10.1.0.0/24".parse().unwrap()], ..deny_cn };
+        assert!(check(&excepted, &table(), &host).is_ok());
+    }
+
+    #[test]
+    fn inbound_rules_cut_off_upstreams_only_when_replies_are_judged() {
+        let host = upstreams("192.168.1.53", "10.1.0.1");
+        let deny_cn = policy(Mode::Deny, &[b"CN"]);
+        assert!(check(&deny_cn, &table(), &host).is_ok(), "the answers of a server the host asks are replies");
+        let strict = Policy { replies: false, ..deny_cn };
+        assert_eq!(check(&strict, &table(), &host).unwrap_err().protected.what, "the default gateway");
+        // A resolver no country claims: only --block-unknown cuts it off.
+        let unknown = Policy::from(outbound(Rule { block_unknown: true, ..rule(Mode::Deny, &[b"RU"]) }));
+        let err = check(&unknown, &table(), &host).unwrap_err();
+        assert_eq!(err.protected.to_string(), "the DNS resolver 192.168.1.53 (/etc/resolv.conf)");
+        assert!(
+            err.reason.starts_with("no country claims it, and --block-unknown of rule out (outbound"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn loopback_resolvers_are_safe_and_not_protected() {
+        let stub = Upstream::Resolver { addr: "127.0.0.53".parse().unwrap(), file: upstream::RESOLVER_FILES[0] };
+        let local = Upstream::Resolver { addr: "::1".parse().unwrap(), file: upstream::RESOLVER_FILES[0] };
+        let host = [stub.clone(), local.clone()];
+        assert!(protected(&[], &[], &host).is_empty());
+        assert_eq!(on_loopback(&host).collect::<Vec<_>>(), [&stub, &local]);
+        let everything = Policy::from(outbound(Rule { block_unknown: true, ..rule(Mode::Allow, &[b"DE"]) }));
+        assert!(check(&everything, &table(), &protected(&[], &[], &host)).is_ok());
+    }
+
+    #[test]
+    fn outbound_rules_may_not_cut_off_the_way_in_either() {
+        // The host's answers to its SSH client and management network go out.
+        let deny_us = Policy::from(outbound(rule(Mode::Deny, &[b"US"])));
+        let err = check(&deny_us, &table(), &ssh("10.0.3.4")).unwrap_err();
+        assert_eq!(
+            err.reason,
+            "it is in US, which the deny-list of rule out (outbound, every protocol and port) blocks"
+        );
+        let mgmt = protected(&["10.1.2.0/24".parse().unwrap()], &[], &[]);
+        let deny_cn = Policy::from(outbound(rule(Mode::Deny, &[b"CN"])));
+        assert_eq!(check(&deny_cn, &table(), &mgmt).unwrap_err().protected.what, "management network");
     }
 }

@@ -296,6 +296,9 @@ impl Rule {
     /// MONITOR mode: ...".
     pub fn summary(&self) -> String {
         let mut out = self.list();
+        if self.action == RuleAction::Reject {
+            out += "; what it blocks is rejected";
+        }
         if self.block_unknown {
             out += "; addresses without a country are dropped";
         }
@@ -340,10 +343,20 @@ impl Rule {
     }
 }
 
-/// "ssh (tcp port 22): allow-list, allowing only DE".
+/// "ssh (inbound, tcp port 22): allow-list, allowing only DE".
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.name, self.scope(), self.summary())
+        write!(f, "{} ({}): {}", self.name, self.traffic(), self.summary())
+    }
+}
+
+impl RuleAction {
+    /// The one spelling in config, text and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleAction::Drop => "drop",
+            RuleAction::Reject => "reject",
+        }
     }
 }
 
@@ -388,9 +401,24 @@ impl Policy {
         self.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
     }
 
-    /// Whether every packet meets a rule (one matches everything).
-    pub fn covers_everything(&self) -> bool {
-        self.rules.iter().any(Rule::matches_everything)
+    /// Whether every packet going `direction` meets a rule (one of that
+    /// direction matches everything).
+    pub fn covers(&self, direction: Direction) -> bool {
+        self.rules.iter().any(|r| r.direction == direction && r.matches_everything())
+    }
+
+    /// Whether rules judge packets going `direction` at all.
+    pub fn judges(&self, direction: Direction) -> bool {
+        self.rules.iter().any(|r| r.direction == direction)
+    }
+
+    /// The policy's one rule when it reads as a policy did before rules
+    /// had scopes: inbound, every protocol and port.
+    pub fn whole_list(&self) -> Option<&Rule> {
+        match self.rules.as_slice() {
+            [rule] if rule.direction == Direction::Inbound && rule.matches_everything() => Some(rule),
+            _ => None,
+        }
     }
 
     /// Every country a rule names (the shrink guard watches them).
@@ -441,17 +469,20 @@ impl Policy {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for rule in &self.rules {
-            let mode = if rule.monitor { "MONITOR (nothing dropped)" } else { "enforcing" };
-            let unknown = if rule.block_unknown { "dropped" } else { "passed" };
+            let mode = match rule.monitor {
+                true => "MONITOR (nothing dropped)".to_string(),
+                false => format!("enforcing: {}", rule.action.name()),
+            };
+            let unknown = if rule.block_unknown { "blocked" } else { "passed" };
             out += &format!(
                 "rule        {} ({}): {}; {mode}; addresses without a country {unknown}\n",
                 rule.name,
-                rule.scope(),
+                rule.traffic(),
                 rule.list()
             );
         }
-        if !self.covers_everything() {
-            out += "no rule     pass: packets no rule matches\n";
+        for direction in Direction::ALL.into_iter().filter(|&d| self.judges(d) && !self.covers(d)) {
+            out += &format!("no rule     pass: {} packets no rule matches\n", direction.name());
         }
         let exceptions: Vec<String> = self.exceptions.iter().map(|n| n.to_string()).collect();
         out += &format!("exceptions  {}\n", if exceptions.is_empty() { "none".into() } else { exceptions.join(",") });
@@ -494,15 +525,16 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// The policy in one line, for logs, `config check` and control answers.
-/// A policy of one rule that matches everything reads as that rule's list.
+/// A policy of one inbound rule that matches everything reads as that
+/// rule's list.
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.rules.as_slice() {
-            [rule] if rule.matches_everything() => f.write_str(&rule.summary())?,
-            rules => {
-                let rules: Vec<String> = rules.iter().map(|r| format!("rule {r}")).collect();
+        match self.whole_list() {
+            Some(rule) => f.write_str(&rule.summary())?,
+            None => {
+                let rules: Vec<String> = self.rules.iter().map(|r| format!("rule {r}")).collect();
                 f.write_str(&rules.join("; "))?;
-                if !self.covers_everything() {
+                if Direction::ALL.into_iter().any(|d| self.judges(d) && !self.covers(d)) {
                     f.write_str("; other traffic passes")?;
                 }
             }
@@ -558,15 +590,14 @@ mod json {
 
     impl From<Policy> for PolicyJson {
         fn from(p: Policy) -> PolicyJson {
-            let whole = match p.rules.as_slice() {
-                [r] if r.matches_everything() => Some(WholeList {
-                    mode: r.mode,
-                    countries: r.countries.clone(),
-                    monitor: r.monitor,
-                    block_unknown: r.block_unknown,
-                }),
-                _ => None,
-            };
+            // Schema 2's readers know of no direction: an outbound rule is
+            // not theirs to read as the whole policy.
+            let whole = p.whole_list().map(|r| WholeList {
+                mode: r.mode,
+                countries: r.countries.clone(),
+                monitor: r.monitor,
+                block_unknown: r.block_unknown,
+            });
             PolicyJson { rules: p.rules, exceptions: p.exceptions, replies: p.replies, whole }
         }
     }

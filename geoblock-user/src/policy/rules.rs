@@ -242,6 +242,11 @@ impl Rule {
     pub fn scope(&self) -> String {
         scope(self.protocol, &self.ports)
     }
+
+    /// Its direction and scope: "inbound, tcp ports 22,443".
+    pub fn traffic(&self) -> String {
+        format!("{}, {}", self.direction.name(), self.scope())
+    }
 }
 
 /// What the kernel's rule maps hold for a policy, its rules written in one

@@ -230,8 +230,8 @@ fn several_rules_read_in_order() {
     let mut p = two_rules();
     assert_eq!(
         p.to_string(),
-        "rule ssh (tcp port 22): allow-list, allowing only DE; rule api (tcp, udp and sctp port 443): deny-list, \
-         blocking CN; other traffic passes"
+        "rule ssh (inbound, tcp port 22): allow-list, allowing only DE; rule api (inbound, tcp, udp and sctp port \
+         443): deny-list, blocking CN; other traffic passes"
     );
     p.replies = false;
     p.rules[1].monitor = true;
@@ -258,4 +258,57 @@ fn rule_sets_are_checked() {
     assert_eq!(new(many).unwrap_err(), "17 rules: at most 16");
     let icmp = Rule { protocol: Protocol::Icmp, ports: vec!["7".parse().unwrap()], ..named("ping") };
     assert_eq!(new(vec![icmp]).unwrap_err(), "rule 'ping': icmp has no ports");
+}
+
+/// "Nothing to CN from this host, rejected", beside the inbound rule.
+fn both_ways() -> Policy {
+    let out = Rule {
+        name: "out".into(),
+        direction: Direction::Outbound,
+        action: RuleAction::Reject,
+        ..rule(Mode::Deny, &[b"CN"])
+    };
+    Policy::new(vec![out, rule(Mode::Deny, &[b"RU"])], vec![], true).unwrap()
+}
+
+#[test]
+fn the_direction_and_the_action_are_shown() {
+    let p = both_ways();
+    assert_eq!(
+        p.to_string(),
+        "rule out (outbound, every protocol and port): deny-list, blocking CN; what it blocks is rejected; rule \
+         default (inbound, every protocol and port): deny-list, blocking RU"
+    );
+    assert_eq!(
+        p.render(),
+        "rule        out (outbound, every protocol and port): deny-list, blocking CN; enforcing: reject; addresses \
+         without a country passed\n\
+         rule        default (inbound, every protocol and port): deny-list, blocking RU; enforcing: drop; addresses \
+         without a country passed\n\
+         exceptions  none\n\
+         replies     replies to this host's own connections pass (replies on)\n"
+    );
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!((&json["rules"][0]["direction"], &json["rules"][0]["action"]), (&"outbound".into(), &"reject".into()));
+    assert_eq!(serde_json::from_value::<Policy>(json).unwrap(), p);
+}
+
+#[test]
+fn an_outbound_policy_never_reads_as_the_inbound_list_of_old() {
+    let out = Policy::from(Rule { direction: Direction::Outbound, ..rule(Mode::Deny, &[b"CN"]) });
+    assert_eq!(out.whole_list(), None);
+    assert_eq!(
+        out.to_string(),
+        "rule default (outbound, every protocol and port): deny-list, blocking CN",
+        "an outbound rule says so, and inbound traffic, which no rule judges, is not mentioned"
+    );
+    let json = serde_json::to_value(&out).unwrap();
+    assert!(json.get("mode").is_none(), "schema 2 readers would take it for an inbound list: {json}");
+    assert_eq!(serde_json::from_value::<Policy>(json).unwrap(), out);
+    // An inbound rule for some ports beside it: the outbound packets it leaves pass.
+    let ssh = Rule { ports: vec!["22".parse().unwrap()], name: "ssh".into(), ..rule(Mode::Allow, &[b"DE"]) };
+    let p = Policy::new(vec![ssh, out.rules[0].clone()], vec![], true).unwrap();
+    assert!(p.covers(Direction::Outbound) && !p.covers(Direction::Inbound));
+    assert!(p.render().contains("\nno rule     pass: inbound packets no rule matches\n"), "{}", p.render());
+    assert!(!p.render().contains("outbound packets no rule"));
 }
