@@ -8,7 +8,7 @@ use geoblock::{
     country,
     daemon::config::{PolicyConfig, DEFAULT_CACHE_DIR, DEFAULT_CONTROL_SOCKET},
     data::{self, parse_network, CountryFields, DataSources, Format},
-    policy::{rules::parse_scope, ScopeError},
+    policy::{rules::parse_scope, RuleAction, ScopeError},
 };
 use geoblock_common::CountryId;
 use ipnetwork::IpNetwork;
@@ -28,6 +28,10 @@ pub struct PolicyArgs {
     /// Count what would be dropped, drop nothing.
     #[arg(long)]
     pub monitor: bool,
+    /// Answer what is blocked: a TCP reset, or an ICMP administratively prohibited (at most
+    /// --reject-rate per second; beyond it, and for what must not be answered, a silent drop).
+    #[arg(long)]
+    pub reject: bool,
     /// Also drop addresses no country claims (private, unassigned...).
     #[arg(long)]
     pub block_unknown: bool,
@@ -54,6 +58,7 @@ impl PolicyArgs {
             except: (!exceptions.is_empty()).then_some(exceptions),
             monitor: self.monitor.then_some(true),
             replies: self.no_replies.then_some(false),
+            action: self.reject.then_some(RuleAction::Reject),
             ports: self.ports,
         }
     }

@@ -301,6 +301,8 @@ impl Rule {
         }
         if self.monitor {
             out += "; MONITOR mode: nothing is dropped, would-drops are counted";
+        } else if self.action == RuleAction::Reject {
+            out += "; blocked packets are rejected (a TCP reset or an ICMP error to the sender)";
         }
         out
     }
