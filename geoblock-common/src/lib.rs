@@ -32,6 +32,11 @@ pub mod maps {
     pub const EVENT_CONFIG: &str = "EVENT_CONFIG";
     /// Each CPU's token bucket and event counters ([`EventBucket`](super::EventBucket), per CPU, one slot).
     pub const EVENT_BUCKET: &str = "EVENT_BUCKET";
+    /// The token bucket bounding the answers to rejected packets
+    /// ([`EventConfig`](super::EventConfig), one slot).
+    pub const REJECT_CONFIG: &str = "REJECT_CONFIG";
+    /// Each CPU's bucket and answer counters ([`RejectBucket`](super::RejectBucket), per CPU, one slot).
+    pub const REJECT_BUCKET: &str = "REJECT_BUCKET";
     /// ifindex → counter slot of each attached interface (0, the default:
     /// [`OTHER_IFACE`](super::OTHER_IFACE)).
     pub const IFINDEX_SLOTS: &str = "IFINDEX_SLOTS";
@@ -480,7 +485,7 @@ pub struct DropEvent {
     pub frame_len: u32,
     pub ifindex: u32,
     pub country: CountryId,
-    /// The [`Action`] taken: `Drop` or `WouldDrop`.
+    /// The [`Action`] taken: `Drop`, `Reject` or `WouldDrop`.
     pub action: u8,
     /// How many bytes of `frame` hold the frame's start.
     pub captured: u8,
@@ -492,15 +497,15 @@ pub struct DropEvent {
     pub frame: [u8; EVENT_SNAPLEN],
 }
 
-/// The per-CPU token bucket that rate-limits events (`EVENT_CONFIG`, one
-/// slot). Tokens are counted in units, `cost` per event; every nanosecond
+/// A per-CPU token bucket's settings: the events' (`EVENT_CONFIG`, one
+/// slot) and the answers to rejected packets' (`REJECT_CONFIG`). Tokens are counted in units, `cost` per event; every nanosecond
 /// adds `rate` units to each CPU's bucket, up to `burst` units. With `cost =
 /// 1e9 × CPUs`, the CPUs together emit at most `rate` events per second
 /// (plus the burst); userspace computes the numbers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventConfig {
-    /// Events per second over all CPUs; 0 turns events off.
+    /// Events (answers) per second over all CPUs; 0 turns them off.
     pub rate: u64,
     pub cost: u64,
     pub burst: u64,
@@ -526,6 +531,20 @@ pub struct EventBucket {
     pub lost: u64,
 }
 
+/// One CPU's token bucket for answers to rejected packets, and what
+/// became of them (`REJECT_BUCKET`, per CPU, one slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RejectBucket {
+    pub tokens: u64,
+    /// When the bucket was last refilled (CLOCK_MONOTONIC_COARSE, ns).
+    pub last_ns: u64,
+    /// A TCP reset or an ICMP error sent.
+    pub sent: u64,
+    /// Dropped without an answer: the bucket was empty.
+    pub suppressed: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain #[repr(C)] structs of u64, no padding (so are the next three).
@@ -536,6 +555,8 @@ mod pod {
     unsafe impl aya::Pod for super::EventConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::EventBucket {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RejectBucket {}
     // SAFETY: #[repr(C)], fields laid out without padding (24 + 128 bytes).
     unsafe impl aya::Pod for super::DropEvent {}
     // SAFETY: #[repr(C)] bytes then a u32: 20 bytes, no padding.

@@ -82,8 +82,15 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 /// hundred bytes; a longer one is dropped like a chain of too many headers.
 pub const MAX_L4_OFFSET: usize = 1024;
 
-/// TCP: the flags byte and the flags a reply test reads.
+/// TCP: sequence and acknowledgment numbers, the data offset (header
+/// length in 4-byte words, high nibble), the flags byte and its flags.
+pub const TCP_SEQ: usize = 4;
+pub const TCP_ACK_SEQ: usize = 8;
+pub const TCP_DATA_OFF: usize = 12;
 pub const TCP_FLAGS: usize = 13;
+pub const TCP_WINDOW: usize = 14;
+pub const TCP_CHECKSUM: usize = 16;
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
@@ -105,3 +112,17 @@ pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
 pub const ICMPV6_PARAMETER_PROBLEM: u8 = 4;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
 pub const ICMPV6_ECHO_REPLY: u8 = 129;
+pub const ICMP_CHECKSUM: usize = 2;
+/// Destination unreachable, communication administratively prohibited:
+/// ICMP type 3 code 13 (RFC 1812), ICMPv6 type 1 code 1 (RFC 4443).
+pub const ICMP_ADMIN_PROHIBITED: u8 = 13;
+pub const ICMPV6_ADMIN_PROHIBITED: u8 = 1;
+/// The longest ICMP error a rejected packet draws, IP header included:
+/// RFC 1812's 576 bytes for IPv4, RFC 4443's 1280 for IPv6. The rest of
+/// the offending packet is cut from the quote.
+pub const ICMP_ERROR_MAX_V4: usize = 576;
+pub const ICMP_ERROR_MAX_V6: usize = 1280;
+/// The hop limit (IPv4 TTL) of geoblock's answers.
+pub const REPLY_HOP_LIMIT: u8 = 64;
+/// IPv4 flags: don't fragment.
+pub const IPV4_DF: u16 = 0x4000;

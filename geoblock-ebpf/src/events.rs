@@ -7,8 +7,9 @@
 //! more (about 15 ns, see BENCHMARKS.md), and userspace sees at most the
 //! configured rate.
 
+use crate::bucket;
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
+    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
     programs::XdpContext,
@@ -84,18 +85,9 @@ fn take_token() -> Option<&'static mut EventBucket> {
     }
     // SAFETY: a per-CPU slot; XDP runs with preemption off, so no other writer.
     let bucket = unsafe { &mut *bucket };
-    // The coarse clock (a jiffy's resolution, plenty for a rate of events
-    // per second) is a memory read; the precise one costs a clock read on
-    // every packet of a flood.
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let elapsed = now.saturating_sub(bucket.last_ns).min(config.fill_ns);
-    bucket.last_ns = now;
-    bucket.tokens = (bucket.tokens + elapsed * config.rate).min(config.burst);
-    if bucket.tokens < config.cost {
+    if !bucket::take(config, &mut bucket.tokens, &mut bucket.last_ns) {
         bucket.suppressed += 1;
         return None;
     }
-    bucket.tokens -= config.cost;
     Some(bucket)
 }

@@ -17,9 +17,11 @@
 #![no_std]
 #![no_main]
 
+mod bucket;
 mod events;
 mod flows;
 mod frame;
+mod reject;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
@@ -272,10 +274,14 @@ fn verdict(
     count_action(&COUNTRY_STATS, country_stats_index(count.iface, country), action, count.bytes);
     count_action(&RULE_STATS, rule_stats_index(rule, family), action, count.bytes);
     match action {
-        // Rejecting is dropping until the program answers the sender.
-        Action::Drop | Action::Reject => {
+        Action::Drop => {
             events::sample(ctx, country, Action::Drop as u8, rule);
             XDP_DROP
+        }
+        // Sampled before the answer takes the frame's place.
+        Action::Reject => {
+            events::sample(ctx, country, Action::Reject as u8, rule);
+            reject::answer(ctx)
         }
         Action::WouldDrop => {
             events::sample(ctx, country, Action::WouldDrop as u8, rule);

@@ -150,6 +150,23 @@ pub fn tcp_segment(
     (seq, ack): (u32, u32),
     payload: &[u8],
 ) -> Vec<u8> {
+    tcp_header(src, dst, ports, flags, (seq, ack), 65535, payload)
+}
+
+/// A TCP reset as RFC 9293 §3.10.7.1 makes it: no options, no data, window 0.
+pub fn tcp_reset(src: IpAddr, dst: IpAddr, ports: (u16, u16), flags: u8, (seq, ack): (u32, u32)) -> Vec<u8> {
+    tcp_header(src, dst, ports, flags, (seq, ack), 0, &[])
+}
+
+fn tcp_header(
+    src: IpAddr,
+    dst: IpAddr,
+    ports: (u16, u16),
+    flags: u8,
+    (seq, ack): (u32, u32),
+    window: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut seg = vec![0u8; TCP_HLEN];
     put(&mut seg, L4_SRC_PORT, &ports.0.to_be_bytes());
     put(&mut seg, L4_DST_PORT, &ports.1.to_be_bytes());
@@ -157,7 +174,7 @@ pub fn tcp_segment(
     put(&mut seg, 8, &ack.to_be_bytes());
     seg[12] = ((TCP_HLEN / 4) as u8) << 4;
     seg[TCP_FLAGS] = flags;
-    put(&mut seg, 14, &65535u16.to_be_bytes()); // window
+    put(&mut seg, 14, &window.to_be_bytes());
     seg.extend_from_slice(payload);
     let sum = checksum(&seg, pseudo_header_sum(src, dst, IPPROTO_TCP, seg.len()));
     put(&mut seg, TCP_CHECKSUM, &sum.to_be_bytes());

@@ -8,7 +8,7 @@ use geoblock::{
     country,
     daemon::config::{PolicyConfig, DEFAULT_CACHE_DIR, DEFAULT_CONTROL_SOCKET},
     data::{self, parse_network, CountryFields, DataSources, Format},
-    policy::{rules::parse_scope, Direction, ScopeError},
+    policy::{rules::parse_scope, Direction, RuleAction, ScopeError},
 };
 use geoblock_common::CountryId;
 use ipnetwork::IpNetwork;
@@ -28,6 +28,10 @@ pub struct PolicyArgs {
     /// Count what would be dropped, drop nothing.
     #[arg(long)]
     pub monitor: bool,
+    /// Answer what is blocked: a TCP reset, or an ICMP administratively prohibited (at most
+    /// --reject-rate per second; beyond it, and for what must not be answered, a silent drop).
+    #[arg(long)]
+    pub reject: bool,
     /// Also drop addresses no country claims (private, unassigned...).
     #[arg(long)]
     pub block_unknown: bool,
@@ -59,6 +63,7 @@ impl PolicyArgs {
             monitor: self.monitor.then_some(true),
             replies: self.no_replies.then_some(false),
             direction: self.outbound.then_some(Direction::Outbound),
+            action: self.reject.then_some(RuleAction::Reject),
             ports: self.ports,
         }
     }

@@ -8,7 +8,7 @@ use clap::Args;
 use geoblock::{
     daemon::{
         self,
-        config::{Config, ConfigLayers, FlowsConfig, Lookup, DEFAULT_CONFIG, DEFAULT_METRICS_ADDR},
+        config::{Config, ConfigLayers, FlowsConfig, Lookup, RejectConfig, DEFAULT_CONFIG, DEFAULT_METRICS_ADDR},
     },
     data::parse_network,
     kernel::XdpMode,
@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// Sampled drop events per second at most, over all CPUs; 0 turns them off [default: 100].
     #[arg(long)]
     pub event_rate: Option<u32>,
+    /// TCP resets and ICMP errors per second at most, over all CPUs, that rejected packets draw;
+    /// 0: none (reject drops silently) [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub reject_rate: Option<u32>,
     /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, or a port on loopback)
     /// [default: off; without ADDR: 127.0.0.1:9717].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_METRICS_ADDR)]
@@ -99,6 +103,7 @@ impl RunArgs {
             policy: self.policy.overrides(),
             rule: vec![],
             flows: FlowsConfig { size: self.flows, ..FlowsConfig::default() },
+            reject: RejectConfig { rate: self.reject_rate },
         }
     }
 }

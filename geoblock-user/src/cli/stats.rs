@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use geoblock::{
     daemon::config::DEFAULT_STATE_DIR,
-    kernel::counters::{Families, Stats, Traffic},
+    kernel::counters::{Families, Rejects, Stats, Traffic},
     policy::UNMATCHED_RULE,
     protocol::Versioned,
 };
@@ -107,7 +107,11 @@ impl View {
                 human(p.bytes as f64, "B")
             );
         }
-        // Rules count every interface together: no section for one interface.
+        // Rules and answers count every interface together: no section for one interface.
+        if self.iface.is_none() && stats.rejects != Rejects::default() {
+            let r = stats.rejects;
+            out += &format!("rejects: {} answers sent, {} suppressed by the rate limit\n", r.sent, r.suppressed);
+        }
         if self.iface.is_none() && !stats.rules.is_empty() {
             out += &rules_table(stats);
         }

@@ -20,6 +20,9 @@
 //! event_rate = 100                        # sampled drop events per second at most; 0: off
 //! metrics = "127.0.0.1:9717"              # serve /metrics there; absent: off
 //!
+//! [reject]                                # answers to packets a rule rejects
+//! rate = 1000                             # TCP resets and ICMP errors per second at most; 0: none
+//!
 //! [flows]                                 # connections this host opens: their replies pass
 //! size = 262144                           # flows recorded at most (restart to change)
 //! tcp_timeout = "2h 4m"                   # replies pass this long after the host's last packet
@@ -32,6 +35,7 @@
 //! except = ["203.0.113.0/24"]             # for every rule
 //! monitor = false
 //! direction = "inbound"                   # or "outbound": the rule `default` judges destinations
+//! action = "drop"                         # drop | reject: a TCP reset or an ICMP error to the sender
 //! replies = true                          # replies to this host's own connections pass
 //!
 //! [[rule]]                                # tried in order, before `default`
@@ -42,6 +46,7 @@
 //! allow = ["DE"]                          # or block = [...]
 //! block_unknown = false
 //! monitor = false
+//! action = "drop"                         # drop | reject
 //! ```
 //!
 //! `[policy]`'s list makes the rule `default`, which matches every packet
@@ -79,6 +84,8 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/cache/geoblock";
 pub const DEFAULT_MAX_SHRINK: f64 = 0.10;
 /// Sampled drop events per second, over all CPUs.
 pub const DEFAULT_EVENT_RATE: u32 = 100;
+/// Answers to rejected packets per second, over all CPUs.
+pub const DEFAULT_REJECT_RATE: u32 = 1000;
 /// Where `--metrics` listens when given no address: loopback only.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9717";
 
@@ -105,6 +112,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Sampled drop events per second at most, over all CPUs (0: off).
     pub event_rate: u32,
+    /// Answers to rejected packets per second at most, over all CPUs (0: none).
+    pub reject_rate: u32,
     /// Where `/metrics` is served; `None`: nowhere.
     pub metrics: Option<SocketAddr>,
     /// The flow table of the connections this host opens.
@@ -147,6 +156,16 @@ pub struct Config {
     /// The flow table of the connections this host opens (config file only).
     #[serde(default)]
     pub flows: FlowsConfig,
+    #[serde(default)]
+    pub reject: RejectConfig,
+}
+
+/// `[reject]`: how many answers rejected packets draw.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectConfig {
+    /// TCP resets and ICMP errors per second, over all CPUs (0: none).
+    pub rate: Option<u32>,
 }
 
 /// `[flows]`: how many flows are recorded, and how long each lasts after
@@ -175,6 +194,8 @@ pub struct PolicyConfig {
     /// Which packets the rule `default` judges: inbound ones by their
     /// source (default), or outbound ones by their destination.
     pub direction: Option<Direction>,
+    /// What the rule `default` does to what it blocks (default: drop).
+    pub action: Option<RuleAction>,
     /// Flag only (`--ports tcp:22`): what the rule `default` matches.
     #[serde(skip)]
     pub ports: Option<String>,
@@ -312,6 +333,7 @@ impl Config {
             metrics: flags.metrics.clone().or(self.metrics),
             force: flags.force,
             flows: FlowsConfig { size: flags.flows.size.or(self.flows.size), ..self.flows },
+            reject: RejectConfig { rate: flags.reject.rate.or(self.reject.rate) },
             policy: PolicyConfig {
                 block: if list_given { p.block.clone() } else { self.policy.block },
                 allow: if list_given { p.allow.clone() } else { self.policy.allow },
@@ -320,6 +342,7 @@ impl Config {
                 monitor: p.monitor.or(self.policy.monitor),
                 replies: p.replies.or(self.policy.replies),
                 direction: p.direction.or(self.policy.direction),
+                action: p.action.or(self.policy.action),
                 ports: p.ports.clone().or(self.policy.ports),
             },
             rule: self.rule,
@@ -355,6 +378,7 @@ impl Config {
             control_socket: self.control_socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
             management: cidrs("management", self.management)?,
             event_rate: self.event_rate.unwrap_or(DEFAULT_EVENT_RATE),
+            reject_rate: self.reject.rate.unwrap_or(DEFAULT_REJECT_RATE),
             force: self.force.unwrap_or(false),
             metrics: self.metrics.as_deref().map(parse_metrics_addr).transpose().map_err(ConfigError::Metrics)?,
             flows: self.flows.resolve()?,
@@ -406,6 +430,7 @@ impl PolicyConfig {
                 ("policy.block_unknown (--block-unknown)", self.block_unknown.is_some()),
                 ("policy.monitor (--monitor)", self.monitor.is_some()),
                 ("policy.direction (--outbound)", self.direction.is_some()),
+                ("policy.action (--reject)", self.action.is_some()),
                 ("--ports", self.ports.is_some()),
             ];
             return match stray.into_iter().find(|(_, given)| *given) {
@@ -424,6 +449,7 @@ impl PolicyConfig {
             ports,
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
+            action: self.action.unwrap_or_default(),
             ..Rule::new(DEFAULT_RULE, mode, countries)
         }))
     }
@@ -520,6 +546,23 @@ mod tests {
         assert_eq!((opts.refresh, opts.max_shrink), (None, 0.10));
         assert_eq!(opts.event_rate, DEFAULT_EVENT_RATE);
         assert_eq!(opts.metrics, None, "no metrics unless asked for");
+    }
+
+    #[test]
+    fn reject_is_a_rule_action_and_its_rate_a_setting() {
+        let file = "interfaces = [\"e\"]\n[reject]\nrate = 50\n[policy]\nblock = [\"CN\"]\naction = \"reject\"\n\
+                    [[rule]]\nname = \"ssh\"\nports = [22]\nallow = [\"DE\"]\n";
+        let opts = parse(file).resolve().unwrap();
+        let actions: Vec<RuleAction> = opts.policy.rules.iter().map(|r| r.action).collect();
+        assert_eq!(actions, [RuleAction::Drop, RuleAction::Reject], "ssh drops, default rejects");
+        assert_eq!(opts.reject_rate, 50);
+        let flags = Config { reject: RejectConfig { rate: Some(0) }, ..Config::default() };
+        assert_eq!(parse(file).overlaid(&flags).resolve().unwrap().reject_rate, 0, "the flag wins");
+        let plain = parse("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n").resolve().unwrap();
+        assert_eq!((plain.reject_rate, plain.policy.rules[0].action), (DEFAULT_REJECT_RATE, RuleAction::Drop));
+        let stray =
+            parse("interfaces = [\"e\"]\n[policy]\naction = \"reject\"\n[[rule]]\nname = \"a\"\nblock = [\"CN\"]\n");
+        assert!(stray.resolve().unwrap_err().to_string().contains("--reject"));
     }
 
     #[test]

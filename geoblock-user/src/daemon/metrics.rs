@@ -134,6 +134,7 @@ pub fn render(stats: &Stats, daemon: &DaemonState) -> String {
     registry.register("bypass_bytes", "Bytes of the packets of geoblock_bypass_packets_total", bypass_bytes);
     families(&mut registry, stats);
     rules(&mut registry, stats);
+    rejects(&mut registry, stats);
     daemon_state(&mut registry, daemon);
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
@@ -188,6 +189,16 @@ fn rules(registry: &mut Registry, stats: &Stats) {
     let help = format!("Packets per rule (\"{UNMATCHED_RULE}\": no rule matched) and address family, by action");
     registry.register("rule_packets", help, packets);
     registry.register("rule_bytes", "Bytes of the packets of geoblock_rule_packets_total", bytes);
+}
+
+/// Answers to rejected packets, every interface together.
+fn rejects(registry: &mut Registry, stats: &Stats) {
+    let answers = Family::<Labels<1>, Counter>::default();
+    for (result, n) in [("sent", stats.rejects.sent), ("suppressed", stats.rejects.suppressed)] {
+        answers.get_or_create(&[("result", result.into())]).inc_by(n);
+    }
+    let help = "Answers (TCP resets, ICMP errors) to packets a rule rejects: sent, or suppressed by the rate limit";
+    registry.register("rejects", help, answers);
 }
 
 fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
@@ -341,7 +352,7 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
-    use crate::kernel::counters::{Families, RuleCounts};
+    use crate::kernel::counters::{Families, Rejects, RuleCounts};
 
     /// `request` sent to `addr` as it is: the whole response.
     async fn exchange(addr: SocketAddr, request: &str) -> String {
@@ -382,7 +393,12 @@ mod tests {
         counts.totals.non_ip.packets = 2;
         counts.totals.reply.packets = 4;
         let ssh = RuleCounts { name: "ssh".into(), families: Families { ipv4: cn, ..Families::default() } };
-        let stats = Stats { interfaces: [("eth0".to_string(), counts)].into(), rules: vec![ssh], ..Stats::default() };
+        let stats = Stats {
+            interfaces: [("eth0".to_string(), counts)].into(),
+            rules: vec![ssh],
+            rejects: Rejects { sent: 5, suppressed: 1 },
+            ..Stats::default()
+        };
         let reloads = Reloads::default();
         reloads.record(true, Duration::from_millis(30));
         let state = DaemonState {
@@ -414,6 +430,8 @@ mod tests {
             "geoblock_attached{iface=\"eth0\"} 1",
             "geoblock_attached{iface=\"eth1\"} 0",
             "geoblock_reloads_total{result=\"ok\"} 1",
+            "geoblock_rejects_total{result=\"sent\"} 5",
+            "geoblock_rejects_total{result=\"suppressed\"} 1",
             "geoblock_reload_duration_seconds_count 1",
             "geoblock_family_packets_total{family=\"ipv6\",action=\"pass\"} 0",
         ] {

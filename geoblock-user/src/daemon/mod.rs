@@ -424,6 +424,7 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
     geoblock.load_table(&loaded.table)?;
     geoblock.apply_policy(&opts.policy)?;
     geoblock.set_event_rate(opts.event_rate)?;
+    geoblock.set_reject_rate(opts.reject_rate)?;
     let (v4, v6) = (loaded.table.v4.len(), loaded.table.v6.len());
     info!("loaded {v4} IPv4 and {v6} IPv6 prefixes in {} ms", started.elapsed().as_millis());
     log_trie_nodes(&geoblock);

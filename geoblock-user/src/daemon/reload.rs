@@ -198,6 +198,11 @@ impl Daemon {
             self.geoblock.set_event_rate(new.event_rate).map_err(|e| refused("kernel", &e))?;
             info!("drop events: at most {} per second", new.event_rate);
         }
+        if new.reject_rate != self.opts.reject_rate {
+            self.geoblock.set_reject_rate(new.reject_rate).map_err(|e| refused("kernel", &e))?;
+            info!("answers to rejected packets: at most {} per second", new.reject_rate);
+            self.opts.reject_rate = new.reject_rate;
+        }
         if new.flows != self.opts.flows {
             self.geoblock.set_flow_timeouts(&new.flows).map_err(|e| refused("kernel", &e))?;
             self.opts.flows = FlowTable { size: self.opts.flows.size, ..new.flows };

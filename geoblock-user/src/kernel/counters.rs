@@ -9,8 +9,8 @@ use std::{collections::BTreeMap, path::Path};
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{
     country_stats_index, maps, rule_stats_index, total_index, Action, Counter, CountryCounters, CountryId, Family,
-    IfaceSlot, Total, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_RULES, NO_COUNTRY, OTHER_IFACE, RULE_NAME_LEN,
-    RULE_NONE,
+    IfaceSlot, RejectBucket, Total, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_RULES, NO_COUNTRY, OTHER_IFACE,
+    RULE_NAME_LEN, RULE_NONE,
 };
 use serde::Serialize;
 
@@ -31,6 +31,17 @@ pub struct Stats {
     pub rules: Vec<RuleCounts>,
     /// Packets no rule matched (passed).
     pub unmatched: Families,
+    /// What became of the answers rejected packets may draw.
+    pub rejects: Rejects,
+}
+
+/// Answers to rejected packets (TCP resets, ICMP errors), summed over CPUs.
+/// Rejected packets are counted as dropped besides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rejects {
+    pub sent: u64,
+    /// Dropped without an answer: the rate limit was reached.
+    pub suppressed: u64,
 }
 
 /// A rule's verdicts per family.
@@ -92,11 +103,12 @@ pub struct CounterMaps<'a> {
     pub rules: &'a Map,
     pub ifaces: &'a Map,
     pub rule_names: &'a Map,
+    pub rejects: &'a Map,
 }
 
 /// The counters `geoblock stats` reads, in the order of [`CounterMaps`].
-pub const COUNTER_MAPS: [&str; 5] =
-    [maps::COUNTRY_STATS, maps::TOTALS, maps::RULE_STATS, maps::IFACES, maps::RULE_NAMES];
+pub const COUNTER_MAPS: [&str; 6] =
+    [maps::COUNTRY_STATS, maps::TOTALS, maps::RULE_STATS, maps::IFACES, maps::RULE_NAMES, maps::REJECT_BUCKET];
 
 impl Stats {
     /// Reads every counter once.
@@ -106,7 +118,12 @@ impl Stats {
         let names = iface_names(maps.ifaces)?;
         let (rules, unmatched) = rule_counts(maps)?;
         let families = rules.iter().fold(unmatched, |sum, rule| sum + rule.families);
-        let mut stats = Stats { families, rules, unmatched, ..Stats::default() };
+        let buckets: PerCpuArray<&MapData, RejectBucket> = maps.rejects.try_into()?;
+        let rejects = buckets.get(&0, 0)?.iter().fold(Rejects::default(), |sum, b| Rejects {
+            sent: sum.sent + b.sent,
+            suppressed: sum.suppressed + b.suppressed,
+        });
+        let mut stats = Stats { families, rules, unmatched, rejects, ..Stats::default() };
         for (slot, name) in names.into_iter().enumerate() {
             let slot = slot as u32;
             let mut counts = Traffic::default();
@@ -139,13 +156,14 @@ impl Stats {
                 _ => Error::NoState(dir.to_path_buf()),
             })
         };
-        let [countries, totals, rules, ifaces, rule_names] = COUNTER_MAPS;
+        let [countries, totals, rules, ifaces, rule_names, rejects] = COUNTER_MAPS;
         Stats::read(&CounterMaps {
             countries: &open(countries, Map::PerCpuArray)?,
             totals: &open(totals, Map::PerCpuArray)?,
             rules: &open(rules, Map::PerCpuArray)?,
             ifaces: &open(ifaces, Map::Array)?,
             rule_names: &open(rule_names, Map::Array)?,
+            rejects: &open(rejects, Map::PerCpuArray)?,
         })
     }
 

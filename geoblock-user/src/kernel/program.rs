@@ -123,7 +123,7 @@ impl AsRawFd for KernelLog {
 /// read by the next one.
 /// Each table program shares them with the program the links run; its
 /// tables are its own.
-pub(super) const PINNED_MAPS: [&str; 19] = [
+pub(super) const PINNED_MAPS: [&str; 21] = [
     maps::TABLES,
     // The kernel-side log records of every table program, for one reader.
     "AYA_LOGS",
@@ -135,6 +135,8 @@ pub(super) const PINNED_MAPS: [&str; 19] = [
     maps::EVENTS,
     maps::EVENT_CONFIG,
     maps::EVENT_BUCKET,
+    maps::REJECT_CONFIG,
+    maps::REJECT_BUCKET,
     maps::RULE_STATS,
     maps::IFINDEX_SLOTS,
     maps::IFACES,
@@ -519,13 +521,14 @@ impl Geoblock {
 
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats, Error> {
-        let [countries, totals, rules, ifaces, rule_names] = counters::COUNTER_MAPS.map(|name| self.map(name));
+        let [countries, totals, rules, ifaces, rule_names, rejects] = counters::COUNTER_MAPS.map(|name| self.map(name));
         Stats::read(&CounterMaps {
             countries: countries?,
             totals: totals?,
             rules: rules?,
             ifaces: ifaces?,
             rule_names: rule_names?,
+            rejects: rejects?,
         })
     }
 
@@ -597,8 +600,18 @@ impl Geoblock {
 
     /// Samples at most `rate` drop events per second (0: none).
     pub fn set_event_rate(&mut self, rate: u32) -> Result<(), Error> {
+        self.set_bucket(maps::EVENT_CONFIG, rate)
+    }
+
+    /// Answers at most `rate` rejected packets per second (0: none, rejecting drops).
+    pub fn set_reject_rate(&mut self, rate: u32) -> Result<(), Error> {
+        self.set_bucket(maps::REJECT_CONFIG, rate)
+    }
+
+    /// Sets the token bucket `name` to `rate` per second over all CPUs.
+    fn set_bucket(&mut self, name: &'static str, rate: u32) -> Result<(), Error> {
         let cpus = aya::util::nr_cpus().map_err(|(path, e)| Error::Io { path: path.into(), source: e })?;
-        let mut config: Array<_, geoblock_common::EventConfig> = self.map_mut(maps::EVENT_CONFIG)?;
+        let mut config: Array<_, geoblock_common::EventConfig> = self.map_mut(name)?;
         Ok(config.set(0, events::bucket(rate, cpus as u32), 0)?)
     }
 

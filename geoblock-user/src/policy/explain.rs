@@ -225,6 +225,7 @@ impl Explanation {
         };
         match action {
             Action::WouldDrop => format!("{why}; monitor mode: counted as a would-drop, delivered"),
+            Action::Reject => format!("{why}; the sender is answered (a TCP reset or an ICMP error, within the rate)"),
             _ => why,
         }
     }
@@ -250,7 +251,7 @@ mod tests {
     use super::*;
     use crate::{
         data::{table::Table, Format},
-        policy::{rules::parse_ports, Mode, Protocol, Rule, DEFAULT_RULE},
+        policy::{rules::parse_ports, Mode, Protocol, Rule, RuleAction, DEFAULT_RULE},
     };
 
     fn table(rows: &[(&str, &[u8; 2])]) -> Table {
@@ -291,6 +292,13 @@ mod tests {
         assert!(cn.render().contains("CN is on the block list"), "{}", cn.render());
         let none = explain("192.168.1.1");
         assert_eq!((none.prefix, none.source, none.reason), (None, None, Reason::NoCountry));
+        let rejecting = Policy::from(Rule {
+            action: RuleAction::Reject,
+            ..rule(DEFAULT_RULE, Protocol::Any, "", Mode::Deny, b"CN")
+        });
+        let cn = super::explain(&loaded, &rejecting, "10.2.0.1".parse().unwrap(), Direction::Inbound, None, Some(3));
+        assert_eq!(cn.action, Action::Reject);
+        assert!(cn.render().contains("reject") && cn.render().contains("TCP reset"), "{}", cn.render());
     }
 
     fn rule(name: &str, protocol: Protocol, ports: &str, mode: Mode, code: &[u8; 2]) -> Rule {

@@ -296,14 +296,16 @@ impl Rule {
     /// MONITOR mode: ...".
     pub fn summary(&self) -> String {
         let mut out = self.list();
-        if self.action == RuleAction::Reject {
-            out += "; what it blocks is rejected";
-        }
         if self.block_unknown {
             out += "; addresses without a country are dropped";
         }
         if self.monitor {
             out += "; MONITOR mode: nothing is dropped, would-drops are counted";
+        } else if self.action == RuleAction::Reject {
+            out += match self.direction {
+                Direction::Inbound => "; blocked packets are rejected (a TCP reset or an ICMP error to the sender)",
+                Direction::Outbound => "; blocked packets are rejected (local senders get an error at once)",
+            };
         }
         out
     }

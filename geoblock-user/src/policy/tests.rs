@@ -276,8 +276,8 @@ fn the_direction_and_the_action_are_shown() {
     let p = both_ways();
     assert_eq!(
         p.to_string(),
-        "rule out (outbound, every protocol and port): deny-list, blocking CN; what it blocks is rejected; rule \
-         default (inbound, every protocol and port): deny-list, blocking RU"
+        "rule out (outbound, every protocol and port): deny-list, blocking CN; blocked packets are rejected \
+         (local senders get an error at once); rule default (inbound, every protocol and port): deny-list, blocking RU"
     );
     assert_eq!(
         p.render(),

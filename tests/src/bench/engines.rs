@@ -151,6 +151,11 @@ impl<'a> Receiver<'a> {
         super::linerate::rx_packets(self.ns, &self.dev)
     }
 
+    /// The loaded program, to configure beyond its policy.
+    pub fn geoblock(&mut self) -> &mut Geoblock {
+        &mut self.xdp
+    }
+
     /// The attached XDP program.
     pub fn program(&mut self) -> &Xdp {
         self.xdp.program().expect("the loaded program")

@@ -71,6 +71,8 @@ pub struct Report {
     pub live: Option<super::live::Live>,
     /// Rules, replies and the egress program.
     pub rules: Option<super::rules::RulesCost>,
+    /// Rejecting against dropping under a SYN flood.
+    pub reject: Option<super::reject::RejectCost>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

@@ -147,7 +147,7 @@ fn policy(config: &str, blocked: &std::collections::BTreeSet<CountryId>) -> Poli
 /// A TCP SYN from the sender's address of `family` to the receiver's port
 /// 9, for the sender to rewrite the source of. Its checksum goes stale
 /// with each rewrite: nothing reads it, XDP drops the packets first.
-fn syn(pair: &Pair, family: Family) -> Vec<u8> {
+pub(super) fn syn(pair: &Pair, family: Family) -> Vec<u8> {
     let src: IpAddr = match family {
         Family::V4 => pair.sender_v4.into(),
         Family::V6 => pair.sender_v6.into(),
