@@ -14,7 +14,7 @@ use std::{
 
 use crate::{
     frames::{self, Udp},
-    netns::{owned_fd, Link, Pair},
+    netns::{owned_fd, Link, Netns, Pair},
 };
 
 /// The UDP port the receiver listens on.
@@ -251,10 +251,15 @@ pub struct Tap {
 
 impl Tap {
     pub fn new(pair: &Pair) -> Tap {
-        let dev = pair.receiver_if.clone();
-        pair.receiver.exec("ethtool", &["-K", &dev, "gro", "off"], None);
-        let ifindex = pair.receiver.ifindex(&dev);
-        let fd = pair.receiver.run(move || {
+        Tap::at(&pair.receiver, &pair.receiver_if)
+    }
+
+    /// A tap on `dev` in `ns`: on the sender's end, what reached the peer.
+    pub fn at(ns: &Netns, dev: &str) -> Tap {
+        let dev = dev.to_string();
+        ns.exec("ethtool", &["-K", &dev, "gro", "off"], None);
+        let ifindex = ns.ifindex(&dev);
+        let fd = ns.run(move || {
             let all = (libc::ETH_P_ALL as u16).to_be();
             // SAFETY: plain syscalls with valid arguments.
             let fd = owned_fd(

@@ -71,6 +71,8 @@ pub struct Report {
     pub live: Option<super::live::Live>,
     /// Rules, replies and the egress program.
     pub rules: Option<super::rules::RulesCost>,
+    /// Outbound rules on the egress program.
+    pub outbound: Option<Vec<super::outbound::OutboundRow>>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
