@@ -14,6 +14,16 @@ pub mod maps {
     /// program the links run tail-calls. A new table comes with a new table
     /// program and replaces the old in one update.
     pub const TABLES: &str = "TABLES";
+    /// The egress side of the table program in force (one slot), which the
+    /// egress program tail-calls when the policy has outbound rules.
+    pub const EGRESS_TABLES: &str = "EGRESS_TABLES";
+    /// The table program's socket hooks, one program array per attach type
+    /// (the kernel refuses tail calls between attach types): `connect()`
+    /// and `sendmsg()` of IPv4 and IPv6 sockets.
+    pub const CONNECT4_TABLES: &str = "CONNECT4_TABLES";
+    pub const CONNECT6_TABLES: &str = "CONNECT6_TABLES";
+    pub const SENDMSG4_TABLES: &str = "SENDMSG4_TABLES";
+    pub const SENDMSG6_TABLES: &str = "SENDMSG6_TABLES";
     /// A table program's multibit tries ([`TrieNode`](super::TrieNode)
     /// arrays), each made with as many nodes as its table needs.
     pub const GEO_V4: &str = "GEO_V4";
@@ -224,15 +234,15 @@ pub const fn policy_index(rule: u8, country: CountryId) -> u32 {
 }
 pub const POLICY_SLOTS: u32 = RULE_BANKS * MAX_RULES * COUNTRY_SLOTS;
 
-/// `PROTO_RULES` holds one entry per IP protocol for packets whose ports
-/// are read (or that have none), and one per protocol for fragments after
-/// the first, which carry no ports: those match only rules without ports.
-/// Returns (slot, byte in the slot).
-pub const fn proto_rules_index(protocol: u8, later_fragment: bool) -> (u32, usize) {
-    let entry = later_fragment as u32 * 256 + protocol as u32;
+/// `PROTO_RULES` holds, per direction, one entry per IP protocol for
+/// packets whose ports are read (or that have none), and one per protocol
+/// for fragments after the first, which carry no ports: those match only
+/// rules without ports. Returns (slot, byte in the slot).
+pub const fn proto_rules_index(direction: Direction, protocol: u8, later_fragment: bool) -> (u32, usize) {
+    let entry = (direction as u32 * 2 + later_fragment as u32) * 256 + protocol as u32;
     (entry / 8, (entry % 8) as usize)
 }
-pub const PROTO_RULES_SLOTS: u32 = 2 * 256 / 8;
+pub const PROTO_RULES_SLOTS: u32 = DIRECTIONS * 2 * 256 / 8;
 
 /// The protocols whose destination port a rule can match, and their place
 /// in `PORT_RULES`.
@@ -246,20 +256,24 @@ pub enum PortProtocol {
 pub const PORT_PROTOCOLS: u32 = 3;
 
 /// Index in `PORT_RULES` of a bank's entry for a protocol's destination
-/// port: (slot, byte in the slot).
-pub const fn port_rules_index(bank: u8, protocol: PortProtocol, port: u16) -> (u32, usize) {
-    let entry = (bank as u32 * PORT_PROTOCOLS + protocol as u32) * 65536 + port as u32;
+/// port in a direction: (slot, byte in the slot). A bank's entries, both
+/// directions, are one stretch of the map.
+pub const fn port_rules_index(bank: u8, direction: Direction, protocol: PortProtocol, port: u16) -> (u32, usize) {
+    let entry =
+        ((bank as u32 * DIRECTIONS + direction as u32) * PORT_PROTOCOLS + protocol as u32) * 65536 + port as u32;
     (entry / 8, (entry % 8) as usize)
 }
-pub const PORT_RULES_SLOTS: u32 = RULE_BANKS * PORT_PROTOCOLS * 65536 / 8;
+pub const PORT_RULES_SLOTS: u32 = RULE_BANKS * DIRECTIONS * PORT_PROTOCOLS * 65536 / 8;
 
-/// Index in `RULE_STATS` of a rule position's counters for a family;
-/// [`RULE_NONE`] (packets no rule matched) counts after the rules.
-pub const fn rule_stats_index(rule: u8, family: Family) -> u32 {
+/// Index in `RULE_STATS` of a rule position's counters for a direction
+/// and family; [`RULE_NONE`] (packets no rule matched) counts after the
+/// rules. (A rule counts in its own direction only: its slots of the
+/// other stay zero.)
+pub const fn rule_stats_index(rule: u8, direction: Direction, family: Family) -> u32 {
     let position = if rule == RULE_NONE { MAX_RULES } else { (rule % RULE_BANK) as u32 };
-    position * FAMILY_SLOTS + family as u32
+    ((direction as u32 * (MAX_RULES + 1)) + position) * FAMILY_SLOTS + family as u32
 }
-pub const RULE_STATS_SLOTS: u32 = (MAX_RULES + 1) * FAMILY_SLOTS;
+pub const RULE_STATS_SLOTS: u32 = DIRECTIONS * (MAX_RULES + 1) * FAMILY_SLOTS;
 
 /// What the program reads only when it is about to drop (`SETTINGS`, one slot).
 #[repr(C)]
@@ -274,7 +288,11 @@ pub struct Settings {
     /// or above it, as clients do. A service's answers, sent from its own
     /// port, open none, so a policy change cuts its clients off at once.
     pub ephemeral_low: u16,
-    pub _reserved: [u8; 4],
+    /// The policy has outbound rules (1): only then do the egress program
+    /// and the socket hooks judge anything, so that without them they
+    /// cost this one read.
+    pub outbound: u8,
+    pub _reserved: [u8; 3],
     /// How long after the host's last packet of a flow its replies still
     /// pass, per protocol (see [`FLOW_TIMEOUT_TCP_NS`] for the defaults).
     pub tcp_timeout_ns: u64,
@@ -353,17 +371,18 @@ pub struct IfaceSlot {
     pub ifindex: u32,
 }
 
-/// Index in `COUNTRY_STATS` of a country's counters on an interface slot.
-pub const fn country_stats_index(iface: u32, country: CountryId) -> u32 {
-    iface * COUNTRY_SLOTS + country as u32
+/// Index in `COUNTRY_STATS` of a country's counters on an interface slot
+/// in a direction.
+pub const fn country_stats_index(direction: Direction, iface: u32, country: CountryId) -> u32 {
+    (direction as u32 * IFACE_SLOTS + iface) * COUNTRY_SLOTS + country as u32
 }
-pub const COUNTRY_STATS_SLOTS: u32 = IFACE_SLOTS * COUNTRY_SLOTS;
+pub const COUNTRY_STATS_SLOTS: u32 = DIRECTIONS * IFACE_SLOTS * COUNTRY_SLOTS;
 
-/// Index in `TOTALS` of a total on an interface slot.
-pub const fn total_index(iface: u32, total: Total) -> u32 {
-    iface * TOTAL_SLOTS + total as u32
+/// Index in `TOTALS` of a total on an interface slot in a direction.
+pub const fn total_index(direction: Direction, iface: u32, total: Total) -> u32 {
+    (direction as u32 * IFACE_SLOTS + iface) * TOTAL_SLOTS + total as u32
 }
-pub const TOTALS_SLOTS: u32 = IFACE_SLOTS * TOTAL_SLOTS;
+pub const TOTALS_SLOTS: u32 = DIRECTIONS * IFACE_SLOTS * TOTAL_SLOTS;
 
 /// Address family (see [`rule_stats_index`]).
 #[repr(u32)]

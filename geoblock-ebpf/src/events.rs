@@ -7,16 +7,14 @@
 //! more (about 15 ns, see BENCHMARKS.md), and userspace sees at most the
 //! configured rate.
 
-use crate::bucket;
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
+    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
-    programs::XdpContext,
 };
-use geoblock_common::{
-    CountryId, Direction, DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN, RULE_BANK,
-};
+use geoblock_common::{CountryId, DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN, RULE_BANK};
+
+use crate::{bucket, frame::Frame};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
@@ -25,9 +23,10 @@ static EVENT_CONFIG: Array<EventConfig> = Array::with_max_entries(1, 0);
 #[map]
 static EVENT_BUCKET: PerCpuArray<EventBucket> = PerCpuArray::with_max_entries(1, 0);
 
-/// Samples the packet in `ctx`, which `rule`'s `action` dropped (or would have).
+/// Samples the packet in `frame`, going `direction`, which `rule`'s
+/// `action` dropped (or would have).
 #[inline(always)]
-pub fn sample(ctx: &XdpContext, country: CountryId, action: u8, rule: u8) {
+pub fn sample(frame: &impl Frame, country: CountryId, action: u8, rule: u8, direction: u8) {
     let Some(bucket) = take_token() else {
         return;
     };
@@ -36,18 +35,18 @@ pub fn sample(ctx: &XdpContext, country: CountryId, action: u8, rule: u8) {
         return;
     };
     let event = entry.as_mut_ptr();
-    let len = ctx.data_end() - ctx.data();
+    let len = frame.len() as usize;
     // SAFETY: `event` points to a reserved record of DropEvent's size.
     unsafe {
         (*event).timestamp_ns = bpf_ktime_get_ns();
         (*event).frame_len = len as u32;
-        (*event).ifindex = ctx.ingress_ifindex() as u32;
+        (*event).ifindex = frame.ifindex();
         (*event).country = country;
         (*event).action = action;
         (*event).rule = rule % RULE_BANK;
-        (*event).direction = Direction::Inbound as u8;
+        (*event).direction = direction;
         (*event)._reserved = [0; 2];
-        (*event).captured = capture(ctx, &mut (*event).frame, len);
+        (*event).captured = capture(frame, &mut (*event).frame, len);
     }
     entry.submit(0);
     bucket.emitted += 1;
@@ -59,16 +58,14 @@ pub fn sample(ctx: &XdpContext, country: CountryId, action: u8, rule: u8) {
 /// the lower bound in the compiled code, the mask keeps both. (A sampled
 /// frame was parsed, so it is never empty.)
 #[inline(always)]
-fn capture(ctx: &XdpContext, frame: &mut [u8; EVENT_SNAPLEN], len: usize) -> u8 {
+fn capture(frame: &impl Frame, into: &mut [u8; EVENT_SNAPLEN], len: usize) -> u8 {
     const MASK: u32 = EVENT_SNAPLEN as u32 - 1;
     const _: () = assert!(EVENT_SNAPLEN.is_power_of_two());
     let n = ((len.min(EVENT_SNAPLEN) as u32).wrapping_sub(1) & MASK) + 1;
-    // SAFETY: `frame` holds EVENT_SNAPLEN >= n bytes.
-    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, frame.as_mut_ptr().cast(), n) };
-    if rc < 0 {
-        0
-    } else {
+    if frame.copy(into, n) {
         n as u8
+    } else {
+        0
     }
 }
 

@@ -39,12 +39,19 @@ use crate::frame::{parse, read, read_be16, Frame, Ip, Packet};
 static FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 #[map]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Whether the policy has outbound rules (see `outbound`).
+#[inline(always)]
+pub fn outbound_rules() -> bool {
+    SETTINGS.get(0).is_some_and(|s| s.outbound != 0)
+}
 /// Remote address hash → "may have a flow", in two halves (see
 /// `FLOW_FILTER_FLAGS`).
 #[map]
 static FLOW_FILTER: Array<RuleSlots> = Array::with_max_entries(FLOW_FILTER_SLOTS, 0);
 
-/// Records the connections this host opens; never changes a packet's fate.
+/// Records the connections this host opens, then hands the packet to the
+/// outbound rules (`outbound`), if there are any.
 #[classifier]
 pub fn geoblock_egress(ctx: TcContext) -> i32 {
     let (flow, opens) = match parse(&ctx) {
@@ -55,6 +62,7 @@ pub fn geoblock_egress(ctx: TcContext) -> i32 {
     if let Some(flow) = flow {
         record(&flow, opens);
     }
+    crate::outbound::enforce(&ctx);
     // Next in line decides (tcx's "next", clsact's "continue").
     TC_ACT_UNSPEC
 }

@@ -1,23 +1,36 @@
 //! Reading frames: bounds-checked reads, and the walk from Ethernet to the
 //! L4 header that the XDP program (ingress) and the egress program share.
 
-use aya_ebpf::programs::{TcContext, XdpContext};
-use geoblock_common::packet::{
-    ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
-    IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPV4_FRAG_OFF, IPV4_HLEN, IPV4_OFFSET_MASK, IPV4_PROTOCOL, IPV6_EXT_LEN,
-    IPV6_FRAG_HLEN, IPV6_FRAG_OFF, IPV6_HLEN, IPV6_NEXT_HEADER, IPV6_OFFSET_MASK, MAX_IPV6_EXT_HEADERS, MAX_L4_OFFSET,
-    MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
+use aya_ebpf::{
+    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    programs::{TcContext, XdpContext},
+};
+use geoblock_common::{
+    packet::{
+        ETH_HLEN, ETH_PROTO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
+        IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPV4_FRAG_OFF, IPV4_HLEN, IPV4_OFFSET_MASK, IPV4_PROTOCOL, IPV6_EXT_LEN,
+        IPV6_FRAG_HLEN, IPV6_FRAG_OFF, IPV6_HLEN, IPV6_NEXT_HEADER, IPV6_OFFSET_MASK, MAX_IPV6_EXT_HEADERS,
+        MAX_L4_OFFSET, MAX_VLAN_TAGS, VLAN_HLEN, VLAN_PROTO,
+    },
+    EVENT_SNAPLEN,
 };
 
 /// A packet buffer: XDP's frame, read in place, or TC's socket buffer,
 /// read through `bpf_skb_load_bytes` (which also reaches headers outside
 /// the linear part of the buffer, and which the verifier needs no bounds
 /// proof for: the egress program's offsets come from a header walk).
-pub trait Frame {
+pub trait Frame: aya_ebpf::EbpfContext {
     /// The `T` at `offset`, if the frame holds it.
     fn read<T: Copy>(&self, offset: usize) -> Option<T>;
     /// Whether the frame is at least `len` bytes long.
     fn fits(&self, len: usize) -> bool;
+    /// The frame's length on the wire: what the counters count.
+    fn len(&self) -> u64;
+    /// The interface the frame came in on (XDP) or goes out of (egress).
+    fn ifindex(&self) -> u32;
+    /// Copies the frame's first `n` bytes (1 to [`EVENT_SNAPLEN`]) into
+    /// `into`; whether it could.
+    fn copy(&self, into: &mut [u8; EVENT_SNAPLEN], n: u32) -> bool;
 }
 
 /// The furthest into a frame the programs read: past Ethernet, two tags,
@@ -47,6 +60,22 @@ impl Frame for XdpContext {
     fn fits(&self, len: usize) -> bool {
         self.data() + len <= self.data_end()
     }
+
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        (self.data_end() - self.data()) as u64
+    }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        self.ingress_ifindex() as u32
+    }
+
+    #[inline(always)]
+    fn copy(&self, into: &mut [u8; EVENT_SNAPLEN], n: u32) -> bool {
+        // SAFETY: `into` holds EVENT_SNAPLEN >= n bytes.
+        unsafe { bpf_xdp_load_bytes(self.ctx, 0, into.as_mut_ptr().cast(), n) >= 0 }
+    }
 }
 
 impl Frame for TcContext {
@@ -57,7 +86,24 @@ impl Frame for TcContext {
 
     #[inline(always)]
     fn fits(&self, len: usize) -> bool {
-        len <= self.len() as usize
+        len <= self.skb.len() as usize
+    }
+
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        u64::from(self.skb.len())
+    }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        // SAFETY: the program's own context, a field the verifier allows reading.
+        unsafe { (*self.skb.skb).ifindex }
+    }
+
+    #[inline(always)]
+    fn copy(&self, into: &mut [u8; EVENT_SNAPLEN], n: u32) -> bool {
+        // SAFETY: `into` holds EVENT_SNAPLEN >= n bytes.
+        unsafe { bpf_skb_load_bytes(self.skb.skb as *const _, 0, into.as_mut_ptr().cast(), n) >= 0 }
     }
 }
 

@@ -14,6 +14,9 @@
 //! table needs (plain arrays, whose lookups the verifier inlines), fills
 //! them and swaps the program into `TABLES` in one update. Every other map
 //! is shared by all of them, and by the egress program (`flows`).
+//!
+//! Outbound rules judge a packet's destination with the same decision,
+//! run by the egress and socket programs of `outbound`.
 #![no_std]
 #![no_main]
 
@@ -21,6 +24,7 @@ mod bucket;
 mod events;
 mod flows;
 mod frame;
+mod outbound;
 mod reject;
 
 use aya_ebpf::{
@@ -33,15 +37,15 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use geoblock_common::{
     country_stats_index,
-    packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_SRC, IPV6_SRC, L4_DST_PORT},
+    packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_DST, IPV4_SRC, IPV6_DST, IPV6_SRC, L4_DST_PORT},
     policy_index, port_rules_index, proto_rules_index, rule_stats_index, total_index, Action, Backend, Counter,
-    CountryCounters, CountryId, Family, IfaceSlot, PortProtocol, RuleSlots, Total, TrieNode, BPF_F_NO_PREALLOC,
-    COUNTRY_STATS_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_RULES, MAX_V4_PREFIXES, MAX_V6_PREFIXES,
-    NO_COUNTRY, OTHER_IFACE, POLICY_SLOTS, PORT_RULES_SLOTS, PROTO_RULES_SLOTS, RULE_BANKS, RULE_BY_PORT,
-    RULE_NAME_LEN, RULE_NONE, RULE_STATS_SLOTS, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
+    CountryCounters, CountryId, Direction, Family, IfaceSlot, PortProtocol, RuleSlots, Total, TrieNode,
+    BPF_F_NO_PREALLOC, COUNTRY_STATS_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_RULES, MAX_V4_PREFIXES,
+    MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, POLICY_SLOTS, PORT_RULES_SLOTS, PROTO_RULES_SLOTS, RULE_BANKS,
+    RULE_BY_PORT, RULE_NAME_LEN, RULE_NONE, RULE_STATS_SLOTS, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
 };
 
-use crate::frame::{parse, read, read_be16, Ip, Packet, L4};
+use crate::frame::{parse, read, read_be16, Frame, Ip, Packet, L4};
 
 /// Set by the loader; read-only, so the verifier drops the unused backend.
 #[unsafe(no_mangle)]
@@ -110,27 +114,49 @@ pub fn geoblock(ctx: XdpContext) -> u32 {
 
 #[xdp]
 pub fn geoblock_table(ctx: XdpContext) -> u32 {
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let iface = IFINDEX_SLOTS.get(ctx.ingress_ifindex() as u32).map_or(OTHER_IFACE, |s| *s);
-    let count = Count { iface, bytes };
-    match parse(&ctx) {
-        Packet::V4(ip) => match read::<[u8; 4]>(&ctx, ip.l3 + IPV4_SRC) {
-            Some(addr) => {
-                let v4 = Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, exceptions: &EXCEPT_V4 };
-                ip_verdict(&ctx, ip, addr, flows::mapped(addr), v4, count)
-            }
-            None => unparsed(&ctx, count),
+    match judge::<_, INBOUND>(&ctx) {
+        Action::Drop => XDP_DROP,
+        // The event was sampled before the answer takes the frame's place.
+        Action::Reject => reject::answer(&ctx),
+        Action::WouldDrop | Action::Pass => XDP_PASS,
+    }
+}
+
+/// The directions as [`judge`] takes them: a constant, so that each
+/// program is compiled for its own and pays nothing for the other's.
+const INBOUND: bool = false;
+const OUTBOUND: bool = true;
+
+/// What becomes of the frame going inbound (judged by its source) or
+/// outbound (by its destination), counted and sampled: its rule's action
+/// for the country; `Pass` for what reaches no country verdict (not IP,
+/// an exception, a reply), `Drop` for what the rules cannot judge.
+#[inline(always)]
+fn judge<F: Frame, const OUT: bool>(frame: &F) -> Action {
+    let iface = IFINDEX_SLOTS.get(frame.ifindex()).map_or(OTHER_IFACE, |s| *s);
+    let count = Count { iface, bytes: frame.len(), direction: direction(OUT) };
+    let (v4, v6) = if OUT { (IPV4_DST, IPV6_DST) } else { (IPV4_SRC, IPV6_SRC) };
+    match parse(frame) {
+        Packet::V4(ip) => match read::<[u8; 4]>(frame, ip.l3 + v4) {
+            Some(addr) => ip_verdict::<_, 4, OUT>(frame, ip, addr, flows::mapped(addr), V4, count),
+            None => unparsed(frame, count),
         },
-        Packet::V6(ip) => match read::<[u8; 16]>(&ctx, ip.l3 + IPV6_SRC) {
-            Some(addr) => {
-                let v6 = Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, exceptions: &EXCEPT_V6 };
-                ip_verdict(&ctx, ip, addr, addr, v6, count)
-            }
-            None => unparsed(&ctx, count),
+        Packet::V6(ip) => match read::<[u8; 16]>(frame, ip.l3 + v6) {
+            Some(addr) => ip_verdict::<_, 16, OUT>(frame, ip, addr, addr, V6, count),
+            None => unparsed(frame, count),
         },
         Packet::NotIp => count_total(Total::NonIp, count),
-        Packet::Unparsed => unparsed(&ctx, count),
+        Packet::Unparsed => unparsed(frame, count),
         Packet::Hidden => hidden(count),
+    }
+}
+
+#[inline(always)]
+const fn direction(out: bool) -> Direction {
+    if out {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
     }
 }
 
@@ -139,19 +165,20 @@ pub fn geoblock_table(ctx: XdpContext) -> u32 {
 struct Count {
     iface: u32,
     bytes: u64,
+    direction: Direction,
 }
 
 /// A packet whose ports the rules need cannot be judged: dropped, counted
 /// as unparsed.
 #[inline(always)]
-fn hidden(count: Count) -> u32 {
+fn hidden(count: Count) -> Action {
     count_total(Total::Unparsed, count);
-    XDP_DROP
+    Action::Drop
 }
 
 #[inline(always)]
-fn unparsed(ctx: &XdpContext, count: Count) -> u32 {
-    debug!(ctx, "geoblock: unparsed frame of {} bytes passed", count.bytes);
+fn unparsed(frame: &impl Frame, count: Count) -> Action {
+    debug!(frame, "geoblock: unparsed frame of {} bytes passed", count.bytes);
     count_total(Total::Unparsed, count)
 }
 
@@ -164,37 +191,47 @@ struct Tables<const N: usize> {
     exceptions: &'static LpmTrie<[u8; N], u8>,
 }
 
-/// The sender's country, from the backend the loader chose, the rule the
-/// packet falls under, and their verdict. `remote` is the sender as flows
-/// name it.
+const V4: Tables<4> = Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, exceptions: &EXCEPT_V4 };
+const V6: Tables<16> = Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, exceptions: &EXCEPT_V6 };
+
+/// The judged address's country, the rule the packet falls under, and
+/// their verdict. `remote` is the address as flows name it: an inbound
+/// packet answering a flow the host opened passes.
 #[inline(always)]
-fn ip_verdict<const N: usize>(
-    ctx: &XdpContext,
+fn ip_verdict<F: Frame, const N: usize, const OUT: bool>(
+    frame: &F,
     ip: Ip,
     addr: [u8; N],
     remote: [u8; 16],
     tables: Tables<N>,
     count: Count,
-) -> u32 {
+) -> Action {
     let key = Key::new(8 * N as u32, addr);
-    // A plain value, not an Option: LLVM would spill the payload of a None
-    // uninitialised, which the verifier refuses.
-    let country = match BACKEND.load() {
-        LPM => tables.lpm.get(&key).copied().unwrap_or(NO_COUNTRY),
-        _ => trie_country(tables.trie, &addr),
-    };
+    let country = country(&tables, &key, &addr);
     let rescued = || {
         if tables.exceptions.get(&key).is_some() {
             Some(Total::Exception)
-        } else if flows::is_reply(ctx, ip, remote, N == 4) {
+        } else if !OUT && flows::is_reply(frame, ip, remote, N == 4) {
             Some(Total::Reply)
         } else {
             None
         }
     };
-    match rule(ctx, ip.l4) {
+    match rule(frame, count.direction, ip.l4) {
         PORT_HIDDEN => hidden(count),
-        rule => verdict(ctx, country, rule, rescued, tables.family, count),
+        rule => verdict(frame, country, rule, rescued, tables.family, count),
+    }
+}
+
+/// The country of `addr` (`key` for the LPM trie), from the backend the
+/// loader chose.
+#[inline(always)]
+fn country<const N: usize>(tables: &Tables<N>, key: &Key<[u8; N]>, addr: &[u8; N]) -> CountryId {
+    // A plain value, not an Option: LLVM would spill the payload of a None
+    // uninitialised, which the verifier refuses.
+    match BACKEND.load() {
+        LPM => tables.lpm.get(key).copied().unwrap_or(NO_COUNTRY),
+        _ => trie_country(tables.trie, addr),
     }
 }
 
@@ -203,31 +240,37 @@ fn ip_verdict<const N: usize>(
 /// the first has no ports: it falls under the rules that name none. A
 /// packet whose ports the rules need but cannot be read is [`PORT_HIDDEN`].
 #[inline(always)]
-fn rule(ctx: &XdpContext, l4: L4) -> u8 {
-    let by_protocol = protocol_rule(l4.protocol, l4.later_fragment);
+fn rule(frame: &impl Frame, direction: Direction, l4: L4) -> u8 {
+    let by_protocol = protocol_rule(direction, l4.protocol, l4.later_fragment);
     let bank = by_protocol.wrapping_sub(RULE_BY_PORT);
     if u32::from(bank) >= RULE_BANKS {
         return by_protocol;
     }
-    let protocol = match l4.protocol {
+    // Not a later fragment, yet no port: a truncated header, which the
+    // kernel rejects anyway, so nothing legitimate is lost by dropping it.
+    match read_be16(frame, l4.offset + L4_DST_PORT) {
+        Some(port) => port_rule(direction, bank, l4.protocol, port),
+        None => PORT_HIDDEN,
+    }
+}
+
+#[inline(always)]
+fn protocol_rule(direction: Direction, protocol: u8, later_fragment: bool) -> u8 {
+    let (slot, byte) = proto_rules_index(direction, protocol, later_fragment);
+    PROTO_RULES.get(slot).map_or(RULE_NONE, |s| s[byte])
+}
+
+/// The rule of a destination `port` of `protocol` in `bank`.
+#[inline(always)]
+fn port_rule(direction: Direction, bank: u8, protocol: u8, port: u16) -> u8 {
+    let protocol = match protocol {
         IPPROTO_TCP => PortProtocol::Tcp,
         IPPROTO_UDP => PortProtocol::Udp,
         IPPROTO_SCTP => PortProtocol::Sctp,
         _ => return RULE_NONE,
     };
-    // Not a later fragment, yet no port: a truncated header, which the
-    // kernel rejects anyway, so nothing legitimate is lost by dropping it.
-    let Some(port) = read_be16(ctx, l4.offset + L4_DST_PORT) else {
-        return PORT_HIDDEN;
-    };
-    let (slot, byte) = port_rules_index(bank, protocol, port);
+    let (slot, byte) = port_rules_index(bank, direction, protocol, port);
     PORT_RULES.get(slot).map_or(RULE_NONE, |s| s[byte])
-}
-
-#[inline(always)]
-fn protocol_rule(protocol: u8, later_fragment: bool) -> u8 {
-    let (slot, byte) = proto_rules_index(protocol, later_fragment);
-    PROTO_RULES.get(slot).map_or(RULE_NONE, |s| s[byte])
 }
 
 /// Walks the multibit trie: the first two address bytes pick a root slot,
@@ -255,40 +298,41 @@ fn trie_country<const N: usize>(trie: &Array<TrieNode>, addr: &[u8; N]) -> Count
 /// lookups. Drops and would-drops are sampled as events.
 #[inline(always)]
 fn verdict(
-    ctx: &XdpContext,
+    frame: &impl Frame,
     country: CountryId,
     rule: u8,
     rescued: impl FnOnce() -> Option<Total>,
     family: Family,
     count: Count,
-) -> u32 {
-    let action = match rule {
-        RULE_NONE => Action::Pass,
-        _ => POLICY.get(policy_index(rule, country)).map_or(Action::Pass, |a| Action::from_u8(*a)),
-    };
+) -> Action {
+    let action = policy(rule, country);
     if action != Action::Pass {
         if let Some(total) = rescued() {
             return count_total(total, count);
         }
     }
-    count_action(&COUNTRY_STATS, country_stats_index(count.iface, country), action, count.bytes);
-    count_action(&RULE_STATS, rule_stats_index(rule, family), action, count.bytes);
-    match action {
-        Action::Drop => {
-            events::sample(ctx, country, Action::Drop as u8, rule);
-            XDP_DROP
-        }
-        // Sampled before the answer takes the frame's place.
-        Action::Reject => {
-            events::sample(ctx, country, Action::Reject as u8, rule);
-            reject::answer(ctx)
-        }
-        Action::WouldDrop => {
-            events::sample(ctx, country, Action::WouldDrop as u8, rule);
-            XDP_PASS
-        }
-        Action::Pass => XDP_PASS,
+    count_verdict(country, rule, family, action, count);
+    if action != Action::Pass {
+        events::sample(frame, country, action as u8, rule, count.direction as u8);
     }
+    action
+}
+
+/// The rule's action for the country (no rule: pass).
+#[inline(always)]
+fn policy(rule: u8, country: CountryId) -> Action {
+    match rule {
+        RULE_NONE => Action::Pass,
+        _ => POLICY.get(policy_index(rule, country)).map_or(Action::Pass, |a| Action::from_u8(*a)),
+    }
+}
+
+/// Counts `action` against the country (on the interface) and the rule.
+#[inline(always)]
+fn count_verdict(country: CountryId, rule: u8, family: Family, action: Action, count: Count) {
+    let at = country_stats_index(count.direction, count.iface, country);
+    count_action(&COUNTRY_STATS, at, action, count.bytes);
+    count_action(&RULE_STATS, rule_stats_index(rule, count.direction, family), action, count.bytes);
 }
 
 #[inline(always)]
@@ -296,7 +340,8 @@ fn count_action(map: &PerCpuArray<CountryCounters>, index: u32, action: Action, 
     let Some(stats) = map.get_ptr_mut(index) else {
         return;
     };
-    // SAFETY: a per-CPU slot; XDP runs with preemption off, so no other writer.
+    // SAFETY: a per-CPU slot; BPF programs run with migration off, and
+    // the few that share a CPU's slot only count (a lost increment at worst).
     let stats = unsafe { &mut *stats };
     let (packets, sum) = match action {
         Action::Drop | Action::Reject => (&mut stats.dropped_packets, &mut stats.dropped_bytes),
@@ -307,15 +352,16 @@ fn count_action(map: &PerCpuArray<CountryCounters>, index: u32, action: Action, 
     *sum += bytes;
 }
 
+/// Counts a packet that reaches no country verdict; it passes.
 #[inline(always)]
-fn count_total(total: Total, count: Count) -> u32 {
-    if let Some(c) = TOTALS.get_ptr_mut(total_index(count.iface, total)) {
+fn count_total(total: Total, count: Count) -> Action {
+    if let Some(c) = TOTALS.get_ptr_mut(total_index(count.direction, count.iface, total)) {
         // SAFETY: per-CPU slot, see `count_action`.
         let c = unsafe { &mut *c };
         c.packets += 1;
         c.bytes += count.bytes;
     }
-    XDP_PASS
+    Action::Pass
 }
 
 geoblock_ebpf::object_boilerplate!();

@@ -56,6 +56,11 @@ pub enum Error {
     NoBpfLink,
     #[error("interface {0}: the kernel has no tcx links (Linux 6.6 or newer) for the program that recognises replies")]
     NoTcx(String),
+    #[error(
+        "no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo): mount one, or give --cgroup the cgroup \
+         whose processes the outbound rules refuse to connect"
+    )]
+    NoCgroup2,
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error("refusing the data: {0}")]

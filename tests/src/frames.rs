@@ -262,6 +262,17 @@ pub fn ip_summary(frame: &[u8]) -> Option<(IpAddr, u8)> {
     }
 }
 
+/// The destination address of an IP frame.
+pub fn ip_destination(frame: &[u8]) -> Option<IpAddr> {
+    let ethertype = u16::from_be_bytes(frame.get(ETH_HLEN - 2..ETH_HLEN)?.try_into().ok()?);
+    let l3 = &frame[ETH_HLEN..];
+    match ethertype {
+        ETH_P_IP => Some(<[u8; 4]>::try_from(l3.get(IPV4_DST..IPV4_DST + 4)?).ok()?.into()),
+        ETH_P_IPV6 => Some(<[u8; 16]>::try_from(l3.get(IPV6_DST..IPV6_DST + 16)?).ok()?.into()),
+        _ => None,
+    }
+}
+
 /// Writes `field` into `header` at `offset`.
 fn put(header: &mut [u8], offset: usize, field: &[u8]) {
     header[offset..offset + field.len()].copy_from_slice(field);

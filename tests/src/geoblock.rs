@@ -12,10 +12,13 @@ use std::{
 
 use geoblock::kernel::state::{self, BPFFS_ROOT};
 use geoblock_common::{maps, Counter, CountryCounters, FlowKey};
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Deserialize as _};
 use serde_json::Value;
 
-use crate::netns::{stale_names, unique_tag, Netns, Pair};
+use crate::{
+    cgroup::Cgroup,
+    netns::{stale_names, unique_tag, Netns, Pair},
+};
 
 /// Prefix of the per-test state directories: `geoblock-test-<pid>-<n>`.
 const STATE_PREFIX: &str = "geoblock-test-";
@@ -80,6 +83,9 @@ fn sweep_stale_state() {
 /// directory: with the daemon gone, removing the pins detaches the program.
 pub struct Daemon {
     child: Option<Child>,
+    /// The cgroup its socket hooks attach to: one of the test's own (see
+    /// [`crate::cgroup`]), unless the test gave `--cgroup`.
+    pub cgroup: Option<Cgroup>,
     pub state_dir: PathBuf,
     pub control_socket: PathBuf,
     /// Set by [`Daemon::stop`] and [`Daemon::crash`]: the state outlives
@@ -123,9 +129,12 @@ impl Daemon {
         let control_socket = control_socket(&state_dir);
         // No --config: not the machine's /etc/geoblock/geoblock.toml either.
         let config = if args.contains(&"--config") { &[][..] } else { &["--config", "/dev/null"][..] };
+        // Never the machine's root cgroup: one of the test's own.
+        let cgroup = (!args.contains(&"--cgroup")).then(Cgroup::new);
         cmd.arg("run")
             .args(config)
             .args(args)
+            .args(cgroup.iter().flat_map(|c| ["--cgroup", c.arg()]))
             .arg("--state-dir")
             .arg(&state_dir)
             .arg("--control-socket")
@@ -165,7 +174,7 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        Daemon { child: Some(child), state_dir, control_socket, keep_state: false, log, lines }
+        Daemon { child: Some(child), cgroup, state_dir, control_socket, keep_state: false, log, lines }
     }
 
     /// Waits (bounded) for the next log line containing `text` and returns
@@ -416,7 +425,10 @@ pub fn run_refused(
     setup: impl FnOnce(&mut Command),
 ) -> Output {
     let (dir, socket) = (state_dir.to_str().unwrap(), socket.to_str().unwrap());
-    let all = [&["run", "--config", "/dev/null"][..], args, &["--state-dir", dir, "--control-socket", socket]].concat();
+    // Never the machine's root cgroup, should the run get that far.
+    let cgroup = Cgroup::new();
+    let own = ["--state-dir", dir, "--control-socket", socket, "--cgroup", cgroup.arg()];
+    let all = [&["run", "--config", "/dev/null"][..], args, &own].concat();
     run_to_end(Some(ns), &all, setup)
 }
 
@@ -425,6 +437,21 @@ pub fn run_refused(
 pub struct Stats(pub Value);
 
 impl Stats {
+    /// The outbound counters (the top level counts inbound packets).
+    pub fn outbound(&self) -> Stats {
+        Stats(self.0["outbound"].clone())
+    }
+
+    /// A rule's counters, both families together (all zero when absent).
+    pub fn rule(&self, name: &str) -> CountryCounters {
+        let rules = self.0["rules"].as_array().cloned().unwrap_or_default();
+        let Some(rule) = rules.iter().find(|r| r["name"] == name) else {
+            return CountryCounters::default();
+        };
+        let family = |f: &str| CountryCounters::deserialize(&rule[f]).expect("rule counters");
+        family("ipv4") + family("ipv6")
+    }
+
     /// A country's counters (all zero when it is absent).
     pub fn country(&self, cc: &str) -> CountryCounters {
         self.field(&["countries", cc])

@@ -3,6 +3,7 @@
 //! real unprivileged users, and hostile data sources.
 
 pub mod bench;
+pub mod cgroup;
 pub mod exchange;
 pub mod frames;
 pub mod geoblock;

@@ -104,7 +104,7 @@ fn action_name(action: u32) -> String {
 /// Every interface's counters together: BPF_PROG_TEST_RUN frames arrive
 /// on no interface the daemon counts by name.
 fn stats(g: &Geoblock) -> Traffic {
-    g.stats().expect("reading the counters").all
+    g.stats().expect("reading the counters").inbound.all
 }
 
 // ---------------------------------------------------------------------------
@@ -1121,7 +1121,7 @@ fn the_protocol_and_port_pick_the_rule_on_crafted_frames_and_every_truncation() 
                 _ => slot.1 += 1,
             }
         }
-        let stats = checker.g.stats().expect("the counters");
+        let stats = checker.g.stats().expect("the counters").inbound;
         for counts in
             stats.rules.iter().map(|r| (&r.name, r.families)).chain([(&"(none)".to_string(), stats.unmatched)])
         {
@@ -1394,11 +1394,13 @@ fn replies_pass_only_when_the_flow_table_holds_their_flow() {
 /// as the whole frame does; a frame that is no reply stays dropped.
 #[test]
 fn every_truncation_of_every_reply_case() {
-    let mut g = load(&crafted_table(), &crafted_policy(false), Backend::Trie);
-    record_flows(&mut g);
+    let g = load(&crafted_table(), &crafted_policy(false), Backend::Trie);
     let mut checker = Checker::new(g);
     let mut runs = 0;
     for case in reply_cases() {
+        // Recorded afresh for each case: a slow run (a loaded machine)
+        // must not outlive the ICMP flows' minute.
+        record_flows(&mut checker.g);
         assert!(case.needs <= case.frame.len(), "{}: needs {} of {} bytes", case.name, case.needs, case.frame.len());
         for len in 0..=case.frame.len() {
             let what = format!("{}, cut to {len} of {} bytes", case.name, case.frame.len());
@@ -1436,4 +1438,105 @@ fn the_flow_filter_gates_the_flow_table_and_rotations_forget_idle_flows() {
     checker.check("a reply to a flow the host did not send on for two rotations", &reply, dropped);
     checker.g.record_flow(&key, coarse_now()).expect("recording the flow again");
     checker.check("a reply once the host sent again", &reply, Ok(Effect::Reply));
+}
+
+// ---------------------------------------------------------------------------
+// Outbound rules: the egress program
+// ---------------------------------------------------------------------------
+
+/// tcx verdicts: "next in line decides" and "drop".
+const TC_ACT_UNSPEC: i32 = -1;
+const TC_ACT_SHOT: i32 = 2;
+
+/// One BPF_PROG_TEST_RUN of `frame` through the egress program (which
+/// hands it to the table's egress side when there are outbound rules).
+fn run_egress(g: &mut Geoblock, frame: &[u8]) -> i32 {
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    let program = g.egress().expect("the egress program");
+    program.test_run(opts).expect("BPF_PROG_TEST_RUN of the egress program").return_value as i32
+}
+
+/// Outbound rules judge an outgoing frame by its destination, its protocol
+/// and destination port: tcp/443 to CN is dropped (IPv4 and IPv6), other
+/// ports of CN pass (no rule), RU is would-dropped (monitor), destinations
+/// inside an exception pass as exceptions, and neither the source's country
+/// nor the inbound rule (which denies DE) counts. Each verdict is counted
+/// exactly, outbound only. Without outbound rules the egress side is not
+/// even called: everything goes on, and nothing more is counted.
+#[test]
+fn outbound_rules_judge_the_destination_on_egress() {
+    let out = Direction::Outbound;
+    let web = Rule {
+        direction: out,
+        protocol: Protocol::Tcp,
+        ports: vec![PortRange { first: 443, last: 443 }],
+        ..Rule::new("web-out", Mode::Deny, [cc(b"CN")].into())
+    };
+    let watch = Rule { direction: out, monitor: true, ..Rule::new("watch-out", Mode::Deny, [cc(b"RU")].into()) };
+    let inbound = Rule::new(DEFAULT_RULE, Mode::Deny, [cc(b"DE")].into());
+    let exceptions = ["1.2.3.0/24", "2001:db8:e::/48"].iter().map(|n| n.parse().unwrap()).collect();
+    let policy = Policy { rules: vec![web, watch, inbound], replies: true, exceptions };
+    let mut g = load(&crafted_table(), &policy, Backend::Trie);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let from = |dst: IpAddr| if dst.is_ipv4() { ip("192.0.2.2") } else { ip("fd00::2") };
+    let tcp = |src: IpAddr, dst: IpAddr, port| {
+        let l4 = tcp_segment(src, dst, (40000, port), TCP_SYN, (1, 0), b"");
+        let (kind, packet) = ip_packet(src, dst, 0, IPPROTO_TCP, &l4);
+        ethernet([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], &[], kind, &packet)
+    };
+    let (cn, de, ru) = (cc(b"CN"), cc(b"DE"), cc(b"RU"));
+    let mut want = Traffic::default();
+    let mut count = |country, action: Action, len: usize| {
+        let pair = |a| if a == action { (1, len as u64) } else { (0, 0) };
+        let (d, p, w) = (pair(Action::Drop), pair(Action::Pass), pair(Action::WouldDrop));
+        let c = CountryCounters {
+            dropped_packets: d.0,
+            dropped_bytes: d.1,
+            passed_packets: p.0,
+            passed_bytes: p.1,
+            would_drop_packets: w.0,
+            would_drop_bytes: w.1,
+        };
+        want.add_country(country, c);
+    };
+    let mut exception = Counter::default();
+    for (what, dst, port, verdict, counted) in [
+        ("IPv4 to CN tcp/443", ip("1.1.1.1"), 443, TC_ACT_SHOT, Some((cn, Action::Drop))),
+        ("IPv6 to CN tcp/443", ip("2001:db8::1"), 443, TC_ACT_SHOT, Some((cn, Action::Drop))),
+        ("IPv4 to CN tcp/80: no rule", ip("1.1.1.1"), 80, TC_ACT_UNSPEC, Some((cn, Action::Pass))),
+        ("IPv4 to RU: monitored", ip("5.6.7.8"), 22, TC_ACT_UNSPEC, Some((ru, Action::WouldDrop))),
+        (
+            "IPv4 to DE tcp/443: the inbound rule does not judge",
+            ip("2.2.2.2"),
+            443,
+            TC_ACT_UNSPEC,
+            Some((de, Action::Pass)),
+        ),
+        ("IPv4 to an exception in CN", ip("1.2.3.4"), 443, TC_ACT_UNSPEC, None),
+        ("IPv6 to an exception in CN", ip("2001:db8:e::1"), 443, TC_ACT_UNSPEC, None),
+    ] {
+        let frame = tcp(from(dst), dst, port);
+        assert_eq!(run_egress(&mut g, &frame), verdict, "{what}");
+        match counted {
+            Some((country, action)) => count(country, action, frame.len()),
+            None => exception = exception + Counter { packets: 1, bytes: frame.len() as u64 },
+        }
+    }
+    // From CN to an address of no country: the source is not judged.
+    let reply = tcp(ip("1.1.1.1"), ip("10.9.9.9"), 443);
+    assert_eq!(run_egress(&mut g, &reply), TC_ACT_UNSPEC, "from CN to no country");
+    count(NO_COUNTRY, Action::Pass, reply.len());
+    let stats = g.stats().expect("the counters");
+    let got = &stats.outbound.all;
+    assert_eq!((&got.countries, got.unknown), (&want.countries, want.unknown), "outbound counters");
+    assert_eq!(got.totals.exception, exception, "outbound exceptions");
+    assert_eq!(stats.inbound.all, Traffic::default(), "nothing counts inbound");
+    let rule = |name: &str| stats.outbound.rules.iter().find(|r| r.name == name).unwrap().families;
+    assert_eq!(rule("web-out").ipv4.dropped_packets + rule("web-out").ipv6.dropped_packets, 2);
+    assert_eq!(rule("watch-out").ipv4.would_drop_packets, 1);
+
+    g.apply_policy(&crafted_policy(false)).expect("a policy without outbound rules");
+    assert_eq!(run_egress(&mut g, &tcp(from(ip("1.1.1.1")), ip("1.1.1.1"), 443)), TC_ACT_UNSPEC);
+    assert_eq!(g.stats().expect("the counters").outbound.all, stats.outbound.all, "no outbound rules: not judged");
 }

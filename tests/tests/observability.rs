@@ -440,7 +440,7 @@ fn fill_counters(state_dir: &Path, slots: u32) -> usize {
     for slot in 1..=slots {
         for &country in &countries {
             let values = PerCpuValues::try_from(vec![one; cpus]).unwrap();
-            counters.set(country_stats_index(slot, country), values, 0).unwrap();
+            counters.set(country_stats_index(geoblock_common::Direction::Inbound, slot, country), values, 0).unwrap();
         }
     }
     cpus

@@ -225,7 +225,7 @@ fn tcp_segments_draw_resets_with_the_sequence_numbers_rfc_9293_asks_for() {
     answered += 2;
     let stats = g.stats().unwrap();
     assert_eq!(stats.rejects, Rejects { sent: answered, suppressed: 0 });
-    assert_eq!(stats.all.countries["CN"].dropped_packets, answered, "rejected packets count as dropped");
+    assert_eq!(stats.inbound.all.countries["CN"].dropped_packets, answered, "rejected packets count as dropped");
 }
 
 #[test]
@@ -360,7 +360,11 @@ fn the_token_bucket_bounds_the_answers_and_counts_the_rest() {
     let bound = u64::from(rate).max(cpus) + (started.elapsed().as_secs_f64() * f64::from(rate)).ceil() as u64;
     assert!(answered >= 1 && answered <= bound, "{answered} answers, at most {bound} allowed");
     assert_eq!(g.stats().unwrap().rejects, Rejects { sent: answered, suppressed: floods - answered });
-    assert_eq!(g.stats().unwrap().all.countries["CN"].dropped_packets, floods + 100, "every one counted as dropped");
+    assert_eq!(
+        g.stats().unwrap().inbound.all.countries["CN"].dropped_packets,
+        floods + 100,
+        "every one counted as dropped"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// [default: /sys/fs/bpf/geoblock].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// cgroup (v2) whose processes the outbound rules refuse to connect and send, at the call
+    /// [default: the root of the cgroup v2 hierarchy].
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
     /// On SIGINT/SIGTERM, detach and remove the pins instead of leaving enforcement in place.
     #[arg(long)]
     pub detach_on_exit: bool,
@@ -94,6 +98,7 @@ impl RunArgs {
             max_shrink: self.max_shrink,
             data: some(self.data.data),
             state_dir: self.state_dir,
+            cgroup: self.cgroup,
             control_socket: self.control_socket,
             detach_on_exit: self.detach_on_exit.then_some(true),
             management: some(self.management.iter().map(|n| n.to_string()).collect()),

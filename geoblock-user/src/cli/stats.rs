@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use geoblock::{
     daemon::config::DEFAULT_STATE_DIR,
-    kernel::counters::{Families, Rejects, Stats, Traffic},
+    kernel::counters::{Counts, Families, Rejects, Stats, Traffic},
     policy::UNMATCHED_RULE,
     protocol::Versioned,
 };
@@ -92,9 +92,27 @@ const COLUMNS: [(Action, &str); 6] = [
     (Action::WouldDrop, " B"),
 ];
 
+/// What heads the outbound counters, shown once there are any.
+const OUTBOUND_HEAD: &str = "\noutbound (by destination; refused connects and sends: drops of 0 bytes on (other))\n";
+
 impl View {
-    /// The counters as a table.
+    /// The counters as tables: inbound, then outbound if it counted anything.
     pub fn render(&self, stats: &Stats) -> String {
+        let mut out = self.render_direction(&stats.inbound);
+        // Answers count every interface together: no line for one interface.
+        if self.iface.is_none() && stats.rejects != Rejects::default() {
+            let r = stats.rejects;
+            out += &format!("rejects: {} answers sent, {} suppressed by the rate limit\n", r.sent, r.suppressed);
+        }
+        if stats.outbound.all != Traffic::default() {
+            out += OUTBOUND_HEAD;
+            out += &self.render_direction(&stats.outbound);
+        }
+        out
+    }
+
+    /// One direction's counters as a table.
+    fn render_direction(&self, stats: &Counts) -> String {
         let Some(counts) = stats.counts(self.iface.as_deref()) else {
             return self.no_such_iface(stats);
         };
@@ -107,26 +125,32 @@ impl View {
                 human(p.bytes as f64, "B")
             );
         }
-        // Rules and answers count every interface together: no section for one interface.
-        if self.iface.is_none() && stats.rejects != Rejects::default() {
-            let r = stats.rejects;
-            out += &format!("rejects: {} answers sent, {} suppressed by the rate limit\n", r.sent, r.suppressed);
-        }
+        // Rules count every interface together: no section for one interface.
         if self.iface.is_none() && !stats.rules.is_empty() {
             out += &rules_table(stats);
         }
         out
     }
 
-    /// Per-second rates between two reads `elapsed` apart, as a table.
+    /// Per-second rates between two reads `elapsed` apart, as tables:
+    /// inbound, then outbound if it counted anything.
     pub fn render_rates(&self, before: &Stats, now: &Stats, elapsed: Duration) -> String {
+        let mut out = self.direction_rates(&before.inbound, &now.inbound, elapsed);
+        if now.outbound.all != Traffic::default() {
+            out += OUTBOUND_HEAD;
+            out += &self.direction_rates(&before.outbound, &now.outbound, elapsed);
+        }
+        out
+    }
+
+    fn direction_rates(&self, before: &Counts, now: &Counts, elapsed: Duration) -> String {
         let (Some(b), Some(n)) = (before.counts(self.iface.as_deref()), now.counts(self.iface.as_deref())) else {
             return self.no_such_iface(now);
         };
         self.table(rates(b, n, elapsed), "/s")
     }
 
-    fn no_such_iface(&self, stats: &Stats) -> String {
+    fn no_such_iface(&self, stats: &Counts) -> String {
         let known: Vec<&str> = stats.interfaces.keys().map(String::as_str).collect();
         format!("no counters for interface {} (known: {})\n", self.iface.as_deref().unwrap_or(""), known.join(", "))
     }
@@ -166,7 +190,7 @@ fn row(name: &str, width: usize, values: &[f64; 6]) -> String {
 
 /// The verdicts of each rule, in rule order, both families together; then
 /// the packets no rule matched, as `(none)` (no rule name has parentheses).
-fn rules_table(stats: &Stats) -> String {
+fn rules_table(stats: &Counts) -> String {
     let width = stats.rules.iter().map(|r| r.name.len() + 2).chain([8]).max().unwrap_or(8);
     let mut out = format!("\n{}", header("rule", width, ""));
     let both = |f: &Families| values(&(f.ipv4 + f.ipv6));
@@ -263,8 +287,9 @@ mod tests {
 
     #[test]
     fn table_is_sorted_by_drops_filtered_and_cut() {
-        let stats =
-            Stats { all: counts(&[("CN", 5, 0), ("RU", 9, 0), ("DE", 0, 7), ("KP", 1, 0)]), ..Stats::default() };
+        let inbound =
+            Counts { all: counts(&[("CN", 5, 0), ("RU", 9, 0), ("DE", 0, 7), ("KP", 1, 0)]), ..Counts::default() };
+        let stats = Stats { inbound, ..Stats::default() };
         let view = View { top: 2, ..View::default() };
         let text = view.render(&stats);
         let rows: Vec<&str> = text.lines().skip(1).take(2).map(|l| &l[..2]).collect();
@@ -274,6 +299,21 @@ mod tests {
         assert!(only.contains("\nDE") && !only.contains("\nRU"));
         let none = View { iface: Some("eth9".into()), ..View::default() }.render(&stats);
         assert!(none.contains("no counters for interface eth9"));
+        assert!(!text.contains("outbound"), "no outbound section without outbound traffic");
+    }
+
+    #[test]
+    fn outbound_counts_follow_inbound_ones() {
+        let outbound = Counts { all: counts(&[("CN", 2, 0)]), ..Counts::default() };
+        let stats = Stats {
+            inbound: Counts { all: counts(&[("RU", 9, 0)]), ..Counts::default() },
+            outbound,
+            ..Stats::default()
+        };
+        let text = View::default().render(&stats);
+        let (inbound, outbound) = text.split_once("\noutbound (by destination").expect(&text);
+        assert!(inbound.contains("\nRU") && !inbound.contains("\nCN"), "{text}");
+        assert!(outbound.contains("\nCN") && !outbound.contains("\nRU"), "{text}");
     }
 
     #[test]
@@ -283,14 +323,15 @@ mod tests {
             name: name.into(),
             families: Families { ipv4: dropped(v4), ipv6: dropped(v6) },
         };
-        let stats = Stats {
+        let inbound = Counts {
             rules: vec![rule("ssh", 3, 4), rule("a-long-rule-name", 0, 1)],
             unmatched: Families {
                 ipv4: CountryCounters { passed_packets: 9, ..CountryCounters::default() },
                 ..Families::default()
             },
-            ..Stats::default()
+            ..Counts::default()
         };
+        let stats = Stats { inbound, ..Stats::default() };
         let text = View::default().render(&stats);
         let rules: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("rule ")).collect();
         assert_eq!(rules.len(), 4, "{text}");
@@ -299,7 +340,8 @@ mod tests {
         let unmatched: Vec<&str> = rules[3].split_whitespace().collect();
         assert_eq!((unmatched[0], unmatched[4]), ("(none)", "9"), "passed packets no rule matched: {text}");
         let one_iface = View { iface: Some("(other)".into()), ..View::default() };
-        let stats = Stats { interfaces: [("(other)".to_string(), Traffic::default())].into(), ..stats };
+        let inbound = Counts { interfaces: [("(other)".to_string(), Traffic::default())].into(), ..stats.inbound };
+        let stats = Stats { inbound, ..Stats::default() };
         assert!(!one_iface.render(&stats).contains("ssh"), "rules count every interface together");
     }
 

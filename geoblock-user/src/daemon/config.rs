@@ -14,6 +14,7 @@
 //! refresh = "6h"                          # download URLs again this often; default: never
 //! max_shrink = 10                         # % a new data set may shrink by before it is refused
 //! state_dir = "/sys/fs/bpf/geoblock"
+//! cgroup = "/sys/fs/cgroup"               # whose sockets outbound rules refuse; default: the cgroup v2 root
 //! control_socket = "/run/geoblock/control.sock"
 //! detach_on_exit = false
 //! management = ["192.0.2.0/24"]           # never dropped: refused unless --force
@@ -96,6 +97,9 @@ pub struct RunOptions {
     pub xdp_mode: XdpMode,
     pub policy: Policy,
     pub state_dir: PathBuf,
+    /// The cgroup whose processes' connects and sends the outbound rules
+    /// refuse (`None`: the root of the cgroup v2 hierarchy, found at start).
+    pub cgroup: Option<PathBuf>,
     pub backend: Backend,
     pub data: DataSources,
     /// Download URL sources again this often.
@@ -137,6 +141,7 @@ pub struct Config {
     /// Percent of covered addresses (per family, and per country the policy names).
     pub max_shrink: Option<f64>,
     pub state_dir: Option<PathBuf>,
+    pub cgroup: Option<PathBuf>,
     pub control_socket: Option<PathBuf>,
     pub detach_on_exit: Option<bool>,
     /// Networks a policy may not drop (the lock-out guard).
@@ -326,6 +331,7 @@ impl Config {
             refresh: flags.refresh.clone().or(self.refresh),
             max_shrink: flags.max_shrink.or(self.max_shrink),
             state_dir: flags.state_dir.clone().or(self.state_dir),
+            cgroup: flags.cgroup.clone().or(self.cgroup),
             control_socket: flags.control_socket.clone().or(self.control_socket),
             detach_on_exit: flags.detach_on_exit.or(self.detach_on_exit),
             management: flags.management.clone().or(self.management),
@@ -357,6 +363,7 @@ impl Config {
             xdp_mode: self.xdp_mode.unwrap_or(XdpMode::Auto),
             policy: self.policy.resolve(self.rule)?,
             state_dir: self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            cgroup: self.cgroup,
             backend: match self.lookup.unwrap_or(Lookup::Trie) {
                 Lookup::Trie => Backend::Trie,
                 Lookup::Lpm => Backend::Lpm,

@@ -11,7 +11,7 @@ use tracing::{error, info};
 
 use super::Daemon;
 use crate::{
-    kernel::{link::Tampering, state::StateDir},
+    kernel::{link::Tampering, sockets, state::StateDir},
     protocol,
 };
 
@@ -44,6 +44,26 @@ impl Daemon {
         }
     }
 
+    /// Checks the socket hooks' links, and repairs what was tampered with
+    /// (incidents named after their pins: `cgroup-connect4`...). A cgroup
+    /// gone is retried every tick, like an interface.
+    pub(super) fn verify_hooks(&mut self, state: &StateDir) {
+        let Ok(id) = sockets::cgroup_id(&self.cgroup) else {
+            return;
+        };
+        let found = self.geoblock.verify_hooks(id, state);
+        for hook in sockets::HOOKS {
+            let name = hook.pin_name();
+            match found.iter().find(|(h, _)| h.name == hook.name) {
+                None => self.verified(&name),
+                Some((_, problem)) => {
+                    let repair = self.geoblock.repair_hook(&hook, &self.cgroup, state).map_err(|e| e.to_string());
+                    self.incident(&name, problem.clone(), repair);
+                }
+            }
+        }
+    }
+
     /// `iface` is enforced: an open incident is over.
     fn verified(&mut self, iface: &str) {
         if let Some(incident) = self.incidents.get_mut(iface).filter(|i| i.open()) {
@@ -56,6 +76,12 @@ impl Daemon {
     /// is only retried, and logged once repaired.
     fn tampered(&mut self, iface: &str, problem: Tampering, state: &StateDir) {
         let repair = self.geoblock.repair(iface, self.opts.xdp_mode, &problem, state).map_err(|e| e.to_string());
+        self.incident(iface, problem, repair);
+    }
+
+    /// Logs what became of `problem` on `iface` (an interface, or a hook's
+    /// pin): a new incident is logged; an open one only once repaired.
+    fn incident(&mut self, iface: &str, problem: Tampering, repair: Result<&'static str, String>) {
         if let Some(incident) = self.incidents.get_mut(iface).filter(|i| i.open()) {
             if let Ok(how) = repair {
                 info!("{iface}: enforcement repaired ({how}) after {}", incident.problem);

@@ -7,7 +7,7 @@
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
-use geoblock_common::Total;
+use geoblock_common::{Direction, Total};
 use hyper::{
     body::Incoming,
     header::{self, HeaderValue},
@@ -107,26 +107,31 @@ type Labels<const N: usize> = [(&'static str, String); N];
 /// The metrics text of `stats` and `daemon` (OpenMetrics, which Prometheus reads).
 pub fn render(stats: &Stats, daemon: &DaemonState) -> String {
     let mut registry = Registry::with_prefix("geoblock");
-    let packets = Family::<Labels<3>, Counter>::default();
-    let bytes = Family::<Labels<3>, Counter>::default();
-    let bypass_packets = Family::<Labels<2>, Counter>::default();
-    let bypass_bytes = Family::<Labels<2>, Counter>::default();
-    for (iface, counts) in &stats.interfaces {
-        verdicts(iface, counts, &packets, &bytes);
-        for (total, c) in [
-            (Total::Exception, counts.totals.exception),
-            (Total::Reply, counts.totals.reply),
-            (Total::NonIp, counts.totals.non_ip),
-            (Total::Unparsed, counts.totals.unparsed),
-        ] {
-            let labels = [("reason", total.name().to_string()), ("iface", iface.clone())];
-            bypass_packets.get_or_create(&labels).inc_by(c.packets);
-            bypass_bytes.get_or_create(&labels).inc_by(c.bytes);
+    let packets = Family::<Labels<4>, Counter>::default();
+    let bytes = Family::<Labels<4>, Counter>::default();
+    let bypass_packets = Family::<Labels<3>, Counter>::default();
+    let bypass_bytes = Family::<Labels<3>, Counter>::default();
+    for direction in Direction::ALL {
+        for (iface, counts) in &stats.direction(direction).interfaces {
+            verdicts((direction, iface), counts, &packets, &bytes);
+            for (total, c) in [
+                (Total::Exception, counts.totals.exception),
+                (Total::Reply, counts.totals.reply),
+                (Total::NonIp, counts.totals.non_ip),
+                (Total::Unparsed, counts.totals.unparsed),
+            ] {
+                let labels =
+                    [("reason", total.name().to_string()), ("iface", iface.clone()), direction_label(direction)];
+                bypass_packets.get_or_create(&labels).inc_by(c.packets);
+                bypass_bytes.get_or_create(&labels).inc_by(c.bytes);
+            }
         }
     }
     registry.register(
         "packets",
-        "Packets with a country verdict (country \"unknown\": no country), by action: drop, pass, would-drop",
+        "Packets with a country verdict (country \"unknown\": no country), by action: drop, pass, would-drop; \
+         direction inbound (by source) or outbound (by destination; a connect or send the socket hooks refused \
+         counts as an outbound drop of 0 bytes on iface \"(other)\")",
         packets,
     );
     registry.register("bytes", "Bytes of the packets of geoblock_packets_total", bytes);
@@ -141,15 +146,30 @@ pub fn render(stats: &Stats, daemon: &DaemonState) -> String {
     text
 }
 
-/// Packets and bytes by country and action of one interface.
-fn verdicts(iface: &str, counts: &Traffic, packets: &Family<Labels<3>, Counter>, bytes: &Family<Labels<3>, Counter>) {
+/// The `direction` label.
+fn direction_label(direction: Direction) -> (&'static str, String) {
+    ("direction", direction.name().into())
+}
+
+/// Packets and bytes by country and action of one interface in one direction.
+fn verdicts(
+    (direction, iface): (Direction, &str),
+    counts: &Traffic,
+    packets: &Family<Labels<4>, Counter>,
+    bytes: &Family<Labels<4>, Counter>,
+) {
     let rows = counts.countries.iter().map(|(cc, c)| (cc.as_str(), c));
     for (country, c) in rows.chain([("unknown", &counts.unknown)]) {
         for (action, pair) in c.by_action() {
             if pair.packets == 0 {
                 continue;
             }
-            let labels = [("country", country.to_string()), ("action", action.name().into()), ("iface", iface.into())];
+            let labels = [
+                ("country", country.to_string()),
+                ("action", action.name().into()),
+                ("iface", iface.into()),
+                direction_label(direction),
+            ];
             packets.get_or_create(&labels).inc_by(pair.packets);
             bytes.get_or_create(&labels).inc_by(pair.bytes);
         }
@@ -158,13 +178,17 @@ fn verdicts(iface: &str, counts: &Traffic, packets: &Family<Labels<3>, Counter>,
 
 /// Verdicts per address family, every interface together.
 fn families(registry: &mut Registry, stats: &Stats) {
-    let packets = Family::<Labels<2>, Counter>::default();
-    let bytes = Family::<Labels<2>, Counter>::default();
-    for (family, c) in [("ipv4", stats.families.ipv4), ("ipv6", stats.families.ipv6)] {
-        for (action, pair) in c.by_action() {
-            let labels = [("family", family.to_string()), ("action", action.name().into())];
-            packets.get_or_create(&labels).inc_by(pair.packets);
-            bytes.get_or_create(&labels).inc_by(pair.bytes);
+    let packets = Family::<Labels<3>, Counter>::default();
+    let bytes = Family::<Labels<3>, Counter>::default();
+    for direction in Direction::ALL {
+        let families = stats.direction(direction).families;
+        for (family, c) in [("ipv4", families.ipv4), ("ipv6", families.ipv6)] {
+            for (action, pair) in c.by_action() {
+                let labels =
+                    [("family", family.to_string()), ("action", action.name().into()), direction_label(direction)];
+                packets.get_or_create(&labels).inc_by(pair.packets);
+                bytes.get_or_create(&labels).inc_by(pair.bytes);
+            }
         }
     }
     registry.register("family_packets", "Packets with a country verdict per address family, by action", packets);
@@ -174,15 +198,23 @@ fn families(registry: &mut Registry, stats: &Stats) {
 /// Verdicts per rule and address family, every interface together; the
 /// packets no rule matched as rule [`UNMATCHED_RULE`].
 fn rules(registry: &mut Registry, stats: &Stats) {
-    let packets = Family::<Labels<3>, Counter>::default();
-    let bytes = Family::<Labels<3>, Counter>::default();
-    let rules = stats.rules.iter().map(|r| (r.name.as_str(), &r.families));
-    for (rule, families) in rules.chain([(UNMATCHED_RULE, &stats.unmatched)]) {
-        for (family, c) in [("ipv4", families.ipv4), ("ipv6", families.ipv6)] {
-            for (action, pair) in c.by_action() {
-                let labels = [("rule", rule.to_string()), ("family", family.into()), ("action", action.name().into())];
-                packets.get_or_create(&labels).inc_by(pair.packets);
-                bytes.get_or_create(&labels).inc_by(pair.bytes);
+    let packets = Family::<Labels<4>, Counter>::default();
+    let bytes = Family::<Labels<4>, Counter>::default();
+    for direction in Direction::ALL {
+        let counts = stats.direction(direction);
+        let rules = counts.rules.iter().map(|r| (r.name.as_str(), &r.families));
+        for (rule, families) in rules.chain([(UNMATCHED_RULE, &counts.unmatched)]) {
+            for (family, c) in [("ipv4", families.ipv4), ("ipv6", families.ipv6)] {
+                for (action, pair) in c.by_action() {
+                    let labels = [
+                        ("rule", rule.to_string()),
+                        ("family", family.into()),
+                        ("action", action.name().into()),
+                        direction_label(direction),
+                    ];
+                    packets.get_or_create(&labels).inc_by(pair.packets);
+                    bytes.get_or_create(&labels).inc_by(pair.bytes);
+                }
             }
         }
     }
@@ -352,7 +384,7 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
-    use crate::kernel::counters::{Families, Rejects, RuleCounts};
+    use crate::kernel::counters::{Counts, Families, Rejects, RuleCounts};
 
     /// `request` sent to `addr` as it is: the whole response.
     async fn exchange(addr: SocketAddr, request: &str) -> String {
@@ -393,12 +425,9 @@ mod tests {
         counts.totals.non_ip.packets = 2;
         counts.totals.reply.packets = 4;
         let ssh = RuleCounts { name: "ssh".into(), families: Families { ipv4: cn, ..Families::default() } };
-        let stats = Stats {
-            interfaces: [("eth0".to_string(), counts)].into(),
-            rules: vec![ssh],
-            rejects: Rejects { sent: 5, suppressed: 1 },
-            ..Stats::default()
-        };
+        let inbound =
+            Counts { interfaces: [("eth0".to_string(), counts)].into(), rules: vec![ssh], ..Counts::default() };
+        let stats = Stats { inbound, rejects: Rejects { sent: 5, suppressed: 1 }, ..Stats::default() };
         let reloads = Reloads::default();
         reloads.record(true, Duration::from_millis(30));
         let state = DaemonState {
@@ -414,14 +443,14 @@ mod tests {
         };
         let text = render(&stats, &state);
         for line in [
-            "geoblock_packets_total{country=\"CN\",action=\"drop\",iface=\"eth0\"} 3",
-            "geoblock_bytes_total{country=\"CN\",action=\"drop\",iface=\"eth0\"} 180",
-            "geoblock_bypass_packets_total{reason=\"non-ip\",iface=\"eth0\"} 2",
-            "geoblock_bypass_packets_total{reason=\"reply\",iface=\"eth0\"} 4",
-            "geoblock_rule_packets_total{rule=\"ssh\",family=\"ipv4\",action=\"drop\"} 3",
-            "geoblock_rule_bytes_total{rule=\"ssh\",family=\"ipv4\",action=\"drop\"} 180",
-            "geoblock_rule_packets_total{rule=\"ssh\",family=\"ipv6\",action=\"drop\"} 0",
-            "geoblock_rule_packets_total{rule=\"(none)\",family=\"ipv4\",action=\"pass\"} 0",
+            "geoblock_packets_total{country=\"CN\",action=\"drop\",iface=\"eth0\",direction=\"inbound\"} 3",
+            "geoblock_bytes_total{country=\"CN\",action=\"drop\",iface=\"eth0\",direction=\"inbound\"} 180",
+            "geoblock_bypass_packets_total{reason=\"non-ip\",iface=\"eth0\",direction=\"inbound\"} 2",
+            "geoblock_bypass_packets_total{reason=\"reply\",iface=\"eth0\",direction=\"inbound\"} 4",
+            "geoblock_rule_packets_total{rule=\"ssh\",family=\"ipv4\",action=\"drop\",direction=\"inbound\"} 3",
+            "geoblock_rule_bytes_total{rule=\"ssh\",family=\"ipv4\",action=\"drop\",direction=\"inbound\"} 180",
+            "geoblock_rule_packets_total{rule=\"ssh\",family=\"ipv6\",action=\"drop\",direction=\"inbound\"} 0",
+            "geoblock_rule_packets_total{rule=\"(none)\",family=\"ipv4\",action=\"pass\",direction=\"outbound\"} 0",
             "geoblock_prefixes{family=\"ipv4\"} 10",
             "geoblock_table_memory_bytes{family=\"ipv6\"} 2097152",
             "geoblock_trie_nodes{family=\"ipv4\"} 300",
@@ -433,7 +462,7 @@ mod tests {
             "geoblock_rejects_total{result=\"sent\"} 5",
             "geoblock_rejects_total{result=\"suppressed\"} 1",
             "geoblock_reload_duration_seconds_count 1",
-            "geoblock_family_packets_total{family=\"ipv6\",action=\"pass\"} 0",
+            "geoblock_family_packets_total{family=\"ipv6\",action=\"pass\",direction=\"inbound\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
         }

@@ -19,6 +19,7 @@ mod requests;
 
 use std::{
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -40,7 +41,7 @@ use self::{
 };
 use crate::{
     data::{fetch::FetchError, shrink::check_replacement, table::Table, CodeCounts, Loaded},
-    kernel::{events::EventRing, state::StateDir, Geoblock, PinnedMaps},
+    kernel::{events::EventRing, sockets, state::StateDir, Geoblock, PinnedMaps},
     policy::{lockout, Policy},
     protocol::{self, Versioned},
     Error,
@@ -105,6 +106,8 @@ struct Daemon {
     geoblock: Geoblock,
     /// Configured interfaces and the ifindex each is attached at (0: gone).
     attached: Vec<(String, u32)>,
+    /// The cgroup the socket hooks attach to.
+    cgroup: PathBuf,
     /// Tampering found on them, checked every tick.
     incidents: Incidents,
     /// Tables loaded so far.
@@ -147,9 +150,14 @@ impl Daemon {
             check_replacement(&Table::default(), &loaded.table, opts.max_shrink, &opts.policy.countries())?;
             guarded(&opts.management, &opts.policy, &loaded.table, None)?;
         }
+        let cgroup = match &opts.cgroup {
+            Some(path) => path.clone(),
+            None => sockets::cgroup_root()?,
+        };
         let geoblock = load_kernel(&opts, &loaded, state)?;
         let mut daemon = Daemon {
             attached: Vec::new(),
+            cgroup,
             incidents: Incidents::new(),
             geoblock,
             next_download: opts.refresh.map(|every| Instant::now() + every),
@@ -168,6 +176,7 @@ impl Daemon {
         };
         daemon.count_interfaces()?;
         let how = daemon.attach_all(state)?;
+        daemon.geoblock.attach_hooks(&daemon.cgroup, state)?;
         daemon.geoblock.pin_program(state)?;
         daemon.release_unconfigured(state)?;
         info!("policy: {}", daemon.opts.policy);
@@ -175,10 +184,11 @@ impl Daemon {
             info!("metrics on {url}");
         }
         info!(
-            "attached to {} (xdp mode {}; {}); state pinned in {}",
+            "attached to {} (xdp mode {}; {}), socket hooks to cgroup {}; state pinned in {}",
             daemon.opts.interfaces.join(", "),
             daemon.opts.xdp_mode.name(),
             how.join(", "),
+            daemon.cgroup.display(),
             state.path().display()
         );
         Ok(daemon)
@@ -320,6 +330,7 @@ impl Daemon {
             }
         }
         self.verify_enforcement(present, state);
+        self.verify_hooks(state);
     }
 
     /// Follows each interface to its index now; gives those attached where

@@ -285,6 +285,7 @@ impl Daemon {
             ("xdp_mode", old.xdp_mode != new.xdp_mode),
             ("lookup", old.backend != new.backend),
             ("state_dir", old.state_dir != new.state_dir),
+            ("cgroup", old.cgroup != new.cgroup),
             ("control_socket", old.control_socket != new.control_socket),
             ("metrics", old.metrics != new.metrics),
             ("flows.size", old.flows.size != new.flows.size),

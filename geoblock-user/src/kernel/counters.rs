@@ -1,16 +1,18 @@
 //! Counters: read the per-CPU maps, sum them, present them.
 //!
 //! The JSON form is a stable interface for scripts (see README, "stats JSON"):
-//! fields are added, never renamed. The top-level `countries`, `unknown` and
+//! fields are added, never renamed. The top-level fields count inbound
+//! traffic (judged by its source), `outbound` the same for outbound traffic
+//! (judged by its destination). In each, `countries`, `unknown` and
 //! `totals` count every interface; `interfaces` splits them per interface.
 
 use std::{collections::BTreeMap, path::Path};
 
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{
-    country_stats_index, maps, rule_stats_index, total_index, Action, Counter, CountryCounters, CountryId, Family,
-    IfaceSlot, RejectBucket, Total, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_RULES, NO_COUNTRY, OTHER_IFACE,
-    RULE_NAME_LEN, RULE_NONE,
+    country_stats_index, maps, rule_stats_index, total_index, Action, Counter, CountryCounters, CountryId, Direction,
+    Family, IfaceSlot, RejectBucket, Total, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_RULES, NO_COUNTRY,
+    OTHER_IFACE, RULE_NAME_LEN, RULE_NONE,
 };
 use serde::Serialize;
 
@@ -19,6 +21,19 @@ use crate::{country, Error};
 /// What `geoblock stats` reads: every counter, once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
+    /// Inbound packets: the top level, as before there were outbound rules.
+    #[serde(flatten)]
+    pub inbound: Counts,
+    /// Outbound packets, and the connects and sends the socket hooks
+    /// refused (drops of 0 bytes, on [`OTHER_IFACE_NAME`]).
+    pub outbound: Counts,
+    /// What became of the answers rejected inbound packets may draw.
+    pub rejects: Rejects,
+}
+
+/// The counters of one direction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
     /// Every interface together.
     #[serde(flatten)]
     pub all: Traffic,
@@ -27,12 +42,11 @@ pub struct Stats {
     pub interfaces: BTreeMap<String, Traffic>,
     /// Country verdicts per address family.
     pub families: Families,
-    /// Country verdicts per rule, in rule order.
+    /// Country verdicts per rule, in rule order (every rule; a rule counts
+    /// in its own direction only).
     pub rules: Vec<RuleCounts>,
     /// Packets no rule matched (passed).
     pub unmatched: Families,
-    /// What became of the answers rejected packets may draw.
-    pub rejects: Rejects,
 }
 
 /// Answers to rejected packets (TCP resets, ICMP errors), summed over CPUs.
@@ -113,33 +127,25 @@ pub const COUNTER_MAPS: [&str; 6] =
 impl Stats {
     /// Reads every counter once.
     pub fn read(maps: &CounterMaps) -> Result<Stats, Error> {
-        let countries: PerCpuArray<&MapData, CountryCounters> = maps.countries.try_into()?;
-        let totals: PerCpuArray<&MapData, Counter> = maps.totals.try_into()?;
         let names = iface_names(maps.ifaces)?;
-        let (rules, unmatched) = rule_counts(maps)?;
-        let families = rules.iter().fold(unmatched, |sum, rule| sum + rule.families);
         let buckets: PerCpuArray<&MapData, RejectBucket> = maps.rejects.try_into()?;
         let rejects = buckets.get(&0, 0)?.iter().fold(Rejects::default(), |sum, b| Rejects {
             sent: sum.sent + b.sent,
             suppressed: sum.suppressed + b.suppressed,
         });
-        let mut stats = Stats { families, rules, unmatched, rejects, ..Stats::default() };
-        for (slot, name) in names.into_iter().enumerate() {
-            let slot = slot as u32;
-            let mut counts = Traffic::default();
-            for country in 0..COUNTRY_SLOTS as CountryId {
-                counts.add_country(country, sum(countries.get(&country_stats_index(slot, country), 0)?));
-            }
-            for total in Total::ALL {
-                *counts.totals.slot(total) = sum(totals.get(&total_index(slot, total), 0)?);
-            }
-            stats.all.merge(&counts);
-            if name.is_some() || counts != Traffic::default() {
-                let name = name.unwrap_or_else(|| format!("(slot {slot})"));
-                stats.interfaces.insert(name, counts);
-            }
+        Ok(Stats {
+            inbound: Counts::read(maps, &names, Direction::Inbound)?,
+            outbound: Counts::read(maps, &names, Direction::Outbound)?,
+            rejects,
+        })
+    }
+
+    /// The counters of `direction`.
+    pub fn direction(&self, direction: Direction) -> &Counts {
+        match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
         }
-        Ok(stats)
     }
 
     /// Reads the counters a running daemon pinned in `dir`.
@@ -166,6 +172,33 @@ impl Stats {
             rejects: &open(rejects, Map::PerCpuArray)?,
         })
     }
+}
+
+impl Counts {
+    /// Reads the counters of `direction`; `names` are the interface slots'.
+    fn read(maps: &CounterMaps, names: &[Option<String>], direction: Direction) -> Result<Counts, Error> {
+        let countries: PerCpuArray<&MapData, CountryCounters> = maps.countries.try_into()?;
+        let totals: PerCpuArray<&MapData, Counter> = maps.totals.try_into()?;
+        let (rules, unmatched) = rule_counts(maps, direction)?;
+        let families = rules.iter().fold(unmatched, |sum, rule| sum + rule.families);
+        let mut stats = Counts { families, rules, unmatched, ..Counts::default() };
+        for (slot, name) in names.iter().enumerate() {
+            let slot = slot as u32;
+            let mut counts = Traffic::default();
+            for country in 0..COUNTRY_SLOTS as CountryId {
+                counts.add_country(country, sum(countries.get(&country_stats_index(direction, slot, country), 0)?));
+            }
+            for total in Total::ALL {
+                *counts.totals.slot(total) = sum(totals.get(&total_index(direction, slot, total), 0)?);
+            }
+            stats.all.merge(&counts);
+            if name.is_some() || counts != Traffic::default() {
+                let name = name.clone().unwrap_or_else(|| format!("(slot {slot})"));
+                stats.interfaces.insert(name, counts);
+            }
+        }
+        Ok(stats)
+    }
 
     /// The counters of `iface`, or of all interfaces.
     pub fn counts(&self, iface: Option<&str>) -> Option<&Traffic> {
@@ -176,14 +209,15 @@ impl Stats {
     }
 }
 
-/// Each named rule position's counters, and those of packets no rule matched.
-fn rule_counts(maps: &CounterMaps) -> Result<(Vec<RuleCounts>, Families), Error> {
+/// Each named rule position's counters in `direction`, and those of
+/// packets no rule matched.
+fn rule_counts(maps: &CounterMaps, direction: Direction) -> Result<(Vec<RuleCounts>, Families), Error> {
     let counters: PerCpuArray<&MapData, CountryCounters> = maps.rules.try_into()?;
     let names: Array<&MapData, [u8; RULE_NAME_LEN]> = maps.rule_names.try_into()?;
     let families = |rule: u8| -> Result<Families, Error> {
         Ok(Families {
-            ipv4: sum(counters.get(&rule_stats_index(rule, Family::V4), 0)?),
-            ipv6: sum(counters.get(&rule_stats_index(rule, Family::V6), 0)?),
+            ipv4: sum(counters.get(&rule_stats_index(rule, direction, Family::V4), 0)?),
+            ipv6: sum(counters.get(&rule_stats_index(rule, direction, Family::V6), 0)?),
         })
     };
     let mut rules = Vec::new();

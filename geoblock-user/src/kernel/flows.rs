@@ -59,8 +59,10 @@ impl Default for FlowTable {
 pub const EGRESS_PROGRAM: &str = "geoblock_egress";
 
 impl Geoblock {
-    /// Whether replies pass, and for how long after the host's last packet.
-    pub(super) fn write_settings(&mut self, replies: bool, flows: &FlowTable) -> Result<(), Error> {
+    /// Whether replies pass, and for how long after the host's last
+    /// packet; whether there are outbound rules (see [`Geoblock::apply_policy`]).
+    pub(super) fn write_settings(&mut self, flows: &FlowTable) -> Result<(), Error> {
+        let (replies, outbound) = (self.replies, self.outbound);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let mut map: Array<&mut MapData, Settings> = self.map_mut(maps::SETTINGS)?;
         let settings = Settings {
@@ -68,6 +70,7 @@ impl Geoblock {
             // The half in force stays: see `rotate_flow_filter`.
             filter: map.get(&0, 0)?.filter,
             ephemeral_low: ephemeral_low(),
+            outbound: u8::from(outbound),
             tcp_timeout_ns: nanos(flows.tcp_timeout),
             udp_timeout_ns: nanos(flows.udp_timeout),
             icmp_timeout_ns: nanos(flows.icmp_timeout),

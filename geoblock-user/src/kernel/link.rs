@@ -26,6 +26,8 @@ pub struct LinkInfo {
     pub program: u32,
     /// The interface it attaches to (0: detached).
     pub ifindex: u32,
+    /// The cgroup a cgroup link attaches to (0: detached).
+    pub cgroup: u64,
 }
 
 /// How an interface's enforcement was found tampered with.
@@ -39,6 +41,8 @@ pub enum Tampering {
     ProgramReplaced { program: u32 },
     /// The link attaches to no interface (0), or to another one.
     Detached { ifindex: u32 },
+    /// The cgroup link attaches to no cgroup (0), or to another one.
+    CgroupMoved { cgroup: u64 },
     /// The pin could not be read.
     Unreadable(String),
     /// The egress program's link (which records the host's own
@@ -56,6 +60,8 @@ impl fmt::Display for Tampering {
             }
             Tampering::Detached { ifindex: 0 } => f.write_str("link detached"),
             Tampering::Detached { ifindex } => write!(f, "link moved to interface index {ifindex}"),
+            Tampering::CgroupMoved { cgroup: 0 } => f.write_str("link detached from its cgroup"),
+            Tampering::CgroupMoved { cgroup } => write!(f, "link moved to cgroup id {cgroup}"),
             Tampering::Unreadable(e) => write!(f, "link pin unreadable: {e}"),
             Tampering::Egress(inner) => write!(f, "egress {inner}"),
         }
@@ -96,11 +102,52 @@ pub fn tampering(link: &LinkInfo, kind: &str, program: u32, ifindex: u32) -> Opt
     }
 }
 
-/// `link_type:`, `prog_id:` and (XDP links) `ifindex:` of an fdinfo text.
+/// What is wrong with the cgroup `link`, which must run `program` and
+/// attach to the cgroup `cgroup`; `None`: nothing.
+pub fn cgroup_tampering(link: &LinkInfo, program: u32, cgroup: u64) -> Option<Tampering> {
+    if link.kind.as_deref() != Some("cgroup") {
+        Some(Tampering::WrongKind)
+    } else if link.cgroup != cgroup {
+        Some(Tampering::CgroupMoved { cgroup: link.cgroup })
+    } else if link.program != program {
+        Some(Tampering::ProgramReplaced { program: link.program })
+    } else {
+        None
+    }
+}
+
+/// `link_type:`, `prog_id:`, `ifindex:` (XDP and tcx links) and
+/// `cgroup_id:` (cgroup links) of an fdinfo text.
 fn parse_fdinfo(text: &str) -> LinkInfo {
-    let number = |key: &str| fdinfo_field(text, key).and_then(|v| v.parse().ok()).unwrap_or(0);
     let kind = fdinfo_field(text, "link_type").map(String::from);
-    LinkInfo { kind, program: number("prog_id"), ifindex: number("ifindex") }
+    let program = fdinfo_field(text, "prog_id").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ifindex = fdinfo_field(text, "ifindex").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let cgroup = fdinfo_field(text, "cgroup_id").and_then(|v| v.parse().ok()).unwrap_or(0);
+    LinkInfo { kind, program, ifindex, cgroup }
+}
+
+/// BPF_LINK_UPDATE: makes `link` run the program `program` (an fd) in
+/// place of the one it runs, in one step. For links aya 0.14 cannot
+/// update (cgroup links).
+pub fn update(link: BorrowedFd<'_>, program: i32) -> io::Result<()> {
+    #[repr(C)]
+    struct LinkUpdateAttr {
+        link_fd: u32,
+        new_prog_fd: u32,
+        flags: u32,
+        old_prog_fd: u32,
+    }
+    const BPF_LINK_UPDATE: libc::c_long = 29;
+    let attr =
+        LinkUpdateAttr { link_fd: link.as_raw_fd() as u32, new_prog_fd: program as u32, flags: 0, old_prog_fd: 0 };
+    // SAFETY: the attr lives for the call; the kernel reads no more than the size given.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_LINK_UPDATE, &attr as *const LinkUpdateAttr, size_of::<LinkUpdateAttr>())
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// BPF_OBJ_GET: an fd of the object pinned at `path`, whatever its kind
@@ -135,14 +182,21 @@ mod tests {
                             prog_tag:\t3b185187f1855c4c\nprog_id:\t27\nifindex:\t5\n";
 
     fn xdp(program: u32, ifindex: u32) -> LinkInfo {
-        LinkInfo { kind: Some("xdp".into()), program, ifindex }
+        LinkInfo { kind: Some("xdp".into()), program, ifindex, cgroup: 0 }
     }
 
     #[test]
     fn fdinfo_names_the_program_and_the_interface() {
         assert_eq!(parse_fdinfo(XDP_LINK), xdp(27, 5));
         let map = "pos:\t0\nflags:\t02000002\nmap_type:\t2\nkey_size:\t4\n";
-        assert_eq!(parse_fdinfo(map), LinkInfo { kind: None, program: 0, ifindex: 0 });
+        assert_eq!(parse_fdinfo(map), LinkInfo { kind: None, program: 0, ifindex: 0, cgroup: 0 });
+        let cgroup = "link_type:\tcgroup\nlink_id:\t9\nprog_id:\t31\ncgroup_id:\t4242\nattach_type:\t10\n";
+        let found = parse_fdinfo(cgroup);
+        assert_eq!(found, LinkInfo { kind: Some("cgroup".into()), program: 31, ifindex: 0, cgroup: 4242 });
+        assert_eq!(cgroup_tampering(&found, 31, 4242), None);
+        assert_eq!(cgroup_tampering(&found, 32, 4242), Some(Tampering::ProgramReplaced { program: 31 }));
+        assert_eq!(cgroup_tampering(&found, 31, 1), Some(Tampering::CgroupMoved { cgroup: 4242 }));
+        assert_eq!(cgroup_tampering(&xdp(31, 5), 31, 4242), Some(Tampering::WrongKind));
     }
 
     #[test]

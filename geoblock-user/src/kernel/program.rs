@@ -17,14 +17,14 @@ use aya::{
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
-        ProgramError, Xdp,
+        ProgramError, SchedClassifier, Xdp,
     },
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
 use geoblock_common::{
-    country_stats_index, maps, total_index, Backend, Counter, CountryCounters, CountryId, EventBucket, IfaceSlot,
-    Total, TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, OTHER_IFACE,
+    country_stats_index, maps, total_index, Backend, Counter, CountryCounters, CountryId, Direction, EventBucket,
+    IfaceSlot, Total, TrieNode, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, OTHER_IFACE,
 };
 use ipnetwork::IpNetwork;
 use tracing::warn;
@@ -123,8 +123,13 @@ impl AsRawFd for KernelLog {
 /// read by the next one.
 /// Each table program shares them with the program the links run; its
 /// tables are its own.
-pub(super) const PINNED_MAPS: [&str; 21] = [
+pub(super) const PINNED_MAPS: [&str; 26] = [
     maps::TABLES,
+    maps::EGRESS_TABLES,
+    maps::CONNECT4_TABLES,
+    maps::CONNECT6_TABLES,
+    maps::SENDMSG4_TABLES,
+    maps::SENDMSG6_TABLES,
     // The kernel-side log records of every table program, for one reader.
     "AYA_LOGS",
     maps::EXCEPT_V4,
@@ -149,6 +154,16 @@ pub(super) const PINNED_MAPS: [&str; 21] = [
     maps::FLOW_FILTER,
 ];
 
+/// The program arrays the programs on the links tail-call through.
+const PROGRAM_ARRAYS: [&str; 6] = [
+    maps::TABLES,
+    maps::EGRESS_TABLES,
+    maps::CONNECT4_TABLES,
+    maps::CONNECT6_TABLES,
+    maps::SENDMSG4_TABLES,
+    maps::SENDMSG6_TABLES,
+];
+
 /// What [`Geoblock::load_pinned`] found in the state directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PinnedMaps {
@@ -166,6 +181,10 @@ const PROGRAM: &str = "geoblock";
 
 /// Name of the table program's XDP function, which [`PROGRAM`] tail-calls.
 const TABLE_PROGRAM: &str = "geoblock_table";
+
+/// Name of the table program's egress side, which the egress program
+/// tail-calls when the policy has outbound rules.
+const EGRESS_TABLE_PROGRAM: &str = "geoblock_egress_table";
 
 pub struct Geoblock {
     pub(super) ebpf: Ebpf,
@@ -195,7 +214,10 @@ pub struct Geoblock {
     pub(super) uncleared_filter: Option<u8>,
     /// The flow table's settings, and whether replies pass (the policy's).
     flows: FlowTable,
-    replies: bool,
+    pub(super) replies: bool,
+    /// Whether the policy has outbound rules (the egress program and the
+    /// socket hooks judge only then).
+    pub(super) outbound: bool,
 }
 
 impl Geoblock {
@@ -222,9 +244,11 @@ impl Geoblock {
             other => PinnedMaps::Replaced { found: other.unwrap_or(0) },
         };
         if pinned != PinnedMaps::Reused {
-            // The program on the links tail-calls through it until they
-            // switch to this one: kept until then (see `pin_program`).
-            state.retire(maps::TABLES)?;
+            // The programs on the links tail-call through them until they
+            // switch to these: kept until then (see `pin_program`).
+            for tables in PROGRAM_ARRAYS {
+                state.retire(tables)?;
+            }
             // All the others, `ABI` included: a layout's maps may have names
             // this one no longer has (the tables before `TABLES`), which
             // would otherwise keep their memory for as long as the pins.
@@ -276,6 +300,7 @@ impl Geoblock {
             uncleared_filter: None,
             flows,
             replies: true,
+            outbound: false,
         };
         let program = geoblock.program()?;
         program.load().map_err(permission_or(Error::Program))?;
@@ -284,6 +309,7 @@ impl Geoblock {
         if let Some(egress) = geoblock.egress() {
             egress.load().map_err(permission_or(Error::Program))?;
         }
+        geoblock.load_hooks()?;
         Ok(geoblock)
     }
 
@@ -329,6 +355,15 @@ impl Geoblock {
                 (instance, PerFamily { v4, v6 }, PerFamily::default())
             }
         };
+        // The outbound sides first: the XDP side is what a new table is
+        // first awaited by.
+        if let Some(program) = instance.program_mut(EGRESS_TABLE_PROGRAM) {
+            let program: &mut SchedClassifier = program.try_into()?;
+            program.load().map_err(permission_or(Error::Program))?;
+            let mut tables: ProgramArray<&mut MapData> = self.map_mut(maps::EGRESS_TABLES)?;
+            tables.set(0, program.fd()?, 0)?;
+        }
+        self.load_hook_tables(&mut instance)?;
         let program = instance.program_mut(TABLE_PROGRAM).ok_or(Error::Program(ProgramError::NotLoaded))?;
         let program: &mut Xdp = program.try_into()?;
         program.load().map_err(permission_or(Error::Program))?;
@@ -378,7 +413,7 @@ impl Geoblock {
     /// Sets how long flows last (their number is fixed at load).
     pub fn set_flow_timeouts(&mut self, flows: &FlowTable) -> Result<(), Error> {
         self.flows = FlowTable { size: self.flows.size, ..*flows };
-        self.write_settings(self.replies, flows)
+        self.write_settings(flows)
     }
 
     /// Writes the policy: the rules (switched to as a whole, see
@@ -387,8 +422,8 @@ impl Geoblock {
     pub fn apply_policy(&mut self, policy: &Policy) -> Result<(), Error> {
         let names: Vec<&str> = policy.rule_names().collect();
         self.write_rules(|bank| policy.rule_maps(bank), &names)?;
-        self.replies = policy.replies;
-        self.write_settings(self.replies, &self.flows.clone())?;
+        (self.replies, self.outbound) = (policy.replies, policy.has_outbound_rules());
+        self.write_settings(&self.flows.clone())?;
         let (mut v4, mut v6) = (vec![], vec![]);
         for net in &policy.exceptions {
             match net {
@@ -588,12 +623,14 @@ impl Geoblock {
     /// Zeroes the counters of an interface slot on every CPU.
     fn clear_counters(&mut self, slot: u32) -> Result<(), Error> {
         let mut countries: PerCpuArray<_, CountryCounters> = self.map_mut(maps::COUNTRY_STATS)?;
-        for country in 0..COUNTRY_SLOTS as CountryId {
-            countries.set(country_stats_index(slot, country), zeroes()?, 0)?;
+        for (direction, country) in
+            Direction::ALL.into_iter().flat_map(|d| (0..COUNTRY_SLOTS as CountryId).map(move |c| (d, c)))
+        {
+            countries.set(country_stats_index(direction, slot, country), zeroes()?, 0)?;
         }
         let mut totals: PerCpuArray<_, Counter> = self.map_mut(maps::TOTALS)?;
-        for total in Total::ALL {
-            totals.set(total_index(slot, total), zeroes()?, 0)?;
+        for (direction, total) in Direction::ALL.into_iter().flat_map(|d| Total::ALL.map(|t| (d, t))) {
+            totals.set(total_index(direction, slot, total), zeroes()?, 0)?;
         }
         Ok(())
     }
@@ -797,7 +834,7 @@ fn pin_abi(state: &StateDir) -> Result<(), Error> {
     Ok(abi.pin(state.pin(ABI_PIN))?)
 }
 
-fn permission_or<E: std::error::Error + 'static>(wrap: fn(E) -> Error) -> impl Fn(E) -> Error {
+pub(super) fn permission_or<E: std::error::Error + 'static>(wrap: fn(E) -> Error) -> impl Fn(E) -> Error {
     move |e| match errno(&e) {
         Some(libc::EPERM) => Error::Permission,
         _ => wrap(e),

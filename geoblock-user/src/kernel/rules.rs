@@ -10,8 +10,8 @@
 
 use aya::maps::{Array, MapData, PerCpuArray};
 use geoblock_common::{
-    maps, rule_stats_index, CountryCounters, Family, RuleSlots, MAX_RULES, PROTO_RULES_SLOTS, RULE_BANK, RULE_BANKS,
-    RULE_BY_PORT, RULE_NAME_LEN,
+    maps, rule_stats_index, CountryCounters, Direction, Family, RuleSlots, MAX_RULES, PROTO_RULES_SLOTS, RULE_BANK,
+    RULE_BANKS, RULE_BY_PORT, RULE_NAME_LEN,
 };
 
 use super::program::{zeroes, Geoblock};
@@ -101,8 +101,8 @@ impl Geoblock {
             }
             held.set(position, name, 0)?;
             let mut stats: PerCpuArray<&mut MapData, CountryCounters> = self.map_mut(maps::RULE_STATS)?;
-            for family in [Family::V4, Family::V6] {
-                stats.set(rule_stats_index(position as u8, family), zeroes()?, 0)?;
+            for (direction, family) in Direction::ALL.into_iter().flat_map(|d| [(d, Family::V4), (d, Family::V6)]) {
+                stats.set(rule_stats_index(position as u8, direction, family), zeroes()?, 0)?;
             }
         }
         Ok(())

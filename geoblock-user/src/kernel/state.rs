@@ -8,7 +8,8 @@
 //! | `ABI` | one-element array map: the [`ABI_VERSION`](geoblock_common::ABI_VERSION) of the maps here |
 //! | `program` | the XDP program the links run, which tail-calls the table program in `TABLES` |
 //! | `link-IFACE` | the bpf_link attaching the program to IFACE (a `.` in IFACE written `:`); the attachment lasts as long as this pin |
-//! | `egress-IFACE` | the tcx link attaching the egress program (which records the host's own connections) to IFACE |
+//! | `egress-IFACE` | the tcx link attaching the egress program (which records the host's own connections and enforces outbound rules) to IFACE |
+//! | `cgroup-HOOK` | the links attaching the socket hooks (`connect4`, `connect6`, `sendmsg4`, `sendmsg6`: they refuse local sends the outbound rules block) to the configured cgroup |
 //! | `TABLES` ... `FLOWS` | the maps shared by the programs, by name: the table program in force (which holds the tables), rules, policy, exceptions, counters, flows, kernel log records |
 //! | `lock` | an empty directory, held under `flock` by the daemon or `geoblock detach` |
 //!
@@ -216,7 +217,11 @@ impl StateDir {
     /// retired ones, of whatever layout (older ones had other maps).
     pub fn map_pins(&self) -> Result<Vec<String>, Error> {
         let maps = pin_names(&self.path)?.into_iter();
-        let kept = |name: &String| [LINK_PREFIX, EGRESS_PREFIX, RETIRED_PREFIX].iter().any(|p| name.starts_with(p));
+        let kept = |name: &String| {
+            [LINK_PREFIX, EGRESS_PREFIX, super::sockets::CGROUP_PREFIX, RETIRED_PREFIX]
+                .iter()
+                .any(|p| name.starts_with(p))
+        };
         Ok(maps.filter(|name| name != PROGRAM_PIN && !kept(name)).collect())
     }
 

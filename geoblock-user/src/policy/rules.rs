@@ -13,7 +13,7 @@ use std::{fmt, str::FromStr};
 use geoblock_common::{
     packet::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP},
     policy_index, port_rules_index, proto_rules_index, Action, CountryId, PortProtocol, RuleSlots, COUNTRY_SLOTS,
-    MAX_RULES, PORT_PROTOCOLS, PROTO_RULES_SLOTS, RULE_BANK, RULE_BY_PORT, RULE_NONE,
+    DIRECTIONS, MAX_RULES, PORT_PROTOCOLS, PROTO_RULES_SLOTS, RULE_BANK, RULE_BY_PORT, RULE_NONE,
 };
 use serde::{Deserialize, Serialize};
 
@@ -256,13 +256,15 @@ pub struct RuleMaps {
     /// `POLICY`: each rule position's action for each country; positions
     /// without a rule pass.
     pub actions: Vec<(u32, Action)>,
-    /// `PORT_RULES`: every slot of this bank's region; each port's entry is
-    /// the first rule of its protocol (or of any) whose ports hold it.
+    /// `PORT_RULES`: every slot of this bank's region (both directions);
+    /// each port's entry is the first rule of its direction and protocol
+    /// (or of any) whose ports hold it.
     pub ports: Vec<(u32, RuleSlots)>,
-    /// `PROTO_RULES`: every slot. A port protocol whose ports all go to one
-    /// rule names it (so a policy of one rule never reads `PORT_RULES`),
-    /// else `RULE_BY_PORT + bank`; other protocols, and fragments after the
-    /// first, the first rule without ports that matches them.
+    /// `PROTO_RULES`: every slot, per direction. A port protocol whose
+    /// ports all go to one rule names it (so a policy of one rule never
+    /// reads `PORT_RULES`), else `RULE_BY_PORT + bank`; other protocols,
+    /// and fragments after the first, the first rule without ports that
+    /// matches them.
     pub protocols: Vec<(u32, RuleSlots)>,
 }
 
@@ -279,31 +281,41 @@ impl Policy {
     /// The kernel's rule maps for this policy, its rules written in `bank`
     /// (0 or 1).
     pub fn rule_maps(&self, bank: u8) -> RuleMaps {
-        let by_port = PORT_PROTOCOL_NUMBERS.map(|(_, number)| self.port_rules(bank, number));
-        let mut ports = Slots::new(port_rules_index(bank, PortProtocol::Tcp, 0).0, PORT_PROTOCOLS * 65536);
-        for ((protocol, _), ids) in PORT_PROTOCOL_NUMBERS.iter().zip(&by_port) {
-            for (port, &id) in ids.iter().enumerate() {
-                ports.set(port_rules_index(bank, *protocol, port as u16), id);
-            }
-        }
+        let base = port_rules_index(bank, Direction::Inbound, PortProtocol::Tcp, 0).0;
+        let mut ports = Slots::new(base, DIRECTIONS * PORT_PROTOCOLS * 65536);
         let mut protocols = Slots::new(0, PROTO_RULES_SLOTS * 8);
-        for number in 0..=u8::MAX {
-            let first = match PORT_PROTOCOL_NUMBERS.iter().position(|&(_, n)| n == number) {
-                Some(i) => uniform(&by_port[i]).unwrap_or(RULE_BY_PORT + bank),
-                None => rule_id(bank, self.rule_for(Direction::Inbound, number, None)),
-            };
-            protocols.set(proto_rules_index(number, false), first);
-            protocols
-                .set(proto_rules_index(number, true), rule_id(bank, self.rule_for(Direction::Inbound, number, None)));
+        for direction in Direction::ALL {
+            let by_port = PORT_PROTOCOL_NUMBERS.map(|(_, number)| self.port_rules(bank, direction, number));
+            for ((protocol, _), ids) in PORT_PROTOCOL_NUMBERS.iter().zip(&by_port) {
+                for (port, &id) in ids.iter().enumerate() {
+                    ports.set(port_rules_index(bank, direction, *protocol, port as u16), id);
+                }
+            }
+            for number in 0..=u8::MAX {
+                let portless = rule_id(bank, self.rule_for(direction, number, None));
+                let first = match PORT_PROTOCOL_NUMBERS.iter().position(|&(_, n)| n == number) {
+                    Some(i) => uniform(&by_port[i]).unwrap_or(RULE_BY_PORT + bank),
+                    None => portless,
+                };
+                protocols.set(proto_rules_index(direction, number, false), first);
+                protocols.set(proto_rules_index(direction, number, true), portless);
+            }
         }
         RuleMaps { actions: self.actions(bank), ports: ports.into_entries(), protocols: protocols.into_entries() }
     }
 
-    /// Each port's rule id for IP protocol `number`: rules painted in
-    /// order, a port keeping the first rule that claims it.
-    fn port_rules(&self, bank: u8, number: u8) -> Vec<u8> {
+    /// Whether any rule is outbound: only then do the egress program and
+    /// the socket hooks judge anything.
+    pub fn has_outbound_rules(&self) -> bool {
+        self.rules.iter().any(|rule| rule.direction == Direction::Outbound)
+    }
+
+    /// Each port's rule id for IP protocol `number` going `direction`:
+    /// rules painted in order, a port keeping the first rule that claims it.
+    fn port_rules(&self, bank: u8, direction: Direction, number: u8) -> Vec<u8> {
         let mut ids = vec![RULE_NONE; 65536];
-        for (position, rule) in self.rules.iter().enumerate().filter(|(_, r)| r.protocol.matches(number)) {
+        let rules = self.rules.iter().enumerate();
+        for (position, rule) in rules.filter(|(_, r)| r.direction == direction && r.protocol.matches(number)) {
             let every = [PortRange { first: 0, last: u16::MAX }];
             let ranges = if rule.ports.is_empty() { &every[..] } else { &rule.ports };
             for range in ranges {

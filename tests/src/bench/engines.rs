@@ -165,7 +165,9 @@ impl<'a> Receiver<'a> {
     pub fn dropped(&mut self) -> Option<u64> {
         match self.engine {
             Engine::Drop | Engine::Pass | Engine::Parse => None,
-            Engine::Trie | Engine::Lpm => Some(self.xdp.stats().expect("geoblock stats").all.totals.dropped.packets),
+            Engine::Trie | Engine::Lpm => {
+                Some(self.xdp.stats().expect("geoblock stats").inbound.all.totals.dropped.packets)
+            }
             // Listing nft's counters fetches the set elements too (seconds
             // for the EU): what it did not drop reached IP, and IP counts.
             Engine::Nft => Some(self.received() - ip_received(self.ns)),

@@ -8,6 +8,7 @@ pub mod events;
 pub mod kernel;
 pub mod linerate;
 pub mod live;
+pub mod outbound;
 pub mod reject;
 pub mod report;
 pub mod rules;

@@ -73,6 +73,8 @@ pub struct Report {
     pub rules: Option<super::rules::RulesCost>,
     /// Rejecting against dropping under a SYN flood.
     pub reject: Option<super::reject::RejectCost>,
+    /// Outbound rules on the egress program.
+    pub outbound: Option<Vec<super::outbound::OutboundRow>>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

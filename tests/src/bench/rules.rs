@@ -183,7 +183,7 @@ fn egress(pair: &Pair, settings: Settings) -> Vec<EgressRow> {
 
 /// Sends UDP from the receiver namespace for `time`; the sending thread's
 /// CPU per packet, and the packets.
-fn send(pair: &Pair, traffic: &str, time: Duration) -> (f64, u64) {
+pub(super) fn send(pair: &Pair, traffic: &str, time: Duration) -> (f64, u64) {
     pair.receiver.run(|| {
         pin_to_cpu(0, RECEIVER_CPU);
         let socket = UdpSocket::bind((pair.receiver_v4, 0)).expect("a UDP socket");

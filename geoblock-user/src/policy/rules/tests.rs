@@ -34,23 +34,31 @@ impl Kernel {
         value[byte]
     }
 
+    fn proto_going(&self, direction: Direction, protocol: u8, later_fragment: bool) -> u8 {
+        Kernel::entry(&self.maps.protocols, proto_rules_index(direction, protocol, later_fragment))
+    }
+
     fn proto(&self, protocol: u8, later_fragment: bool) -> u8 {
-        Kernel::entry(&self.maps.protocols, proto_rules_index(protocol, later_fragment))
+        self.proto_going(Direction::Inbound, protocol, later_fragment)
     }
 
     /// The rule id the kernel finds, as its program walks the maps.
-    fn rule(&self, protocol: u8, port: Option<u16>, later_fragment: bool) -> u8 {
-        let id = self.proto(protocol, later_fragment);
+    fn rule_going(&self, direction: Direction, protocol: u8, port: Option<u16>, later_fragment: bool) -> u8 {
+        let id = self.proto_going(direction, protocol, later_fragment);
         if id != RULE_BY_PORT + self.bank {
             return id;
         }
         let (pp, _) = PORT_PROTOCOL_NUMBERS.iter().find(|(_, n)| *n == protocol).unwrap();
-        Kernel::entry(&self.maps.ports, port_rules_index(self.bank, *pp, port.unwrap()))
+        Kernel::entry(&self.maps.ports, port_rules_index(self.bank, direction, *pp, port.unwrap()))
+    }
+
+    fn rule(&self, protocol: u8, port: Option<u16>, later_fragment: bool) -> u8 {
+        self.rule_going(Direction::Inbound, protocol, port, later_fragment)
     }
 
     /// `rule_for`'s answer as an id.
-    fn expected(&self, policy: &Policy, protocol: u8, port: Option<u16>) -> u8 {
-        rule_id(self.bank, policy.rule_for(Direction::Inbound, protocol, port))
+    fn expected(&self, policy: &Policy, direction: Direction, protocol: u8, port: Option<u16>) -> u8 {
+        rule_id(self.bank, policy.rule_for(direction, protocol, port))
     }
 }
 
@@ -93,7 +101,9 @@ fn one_rule_for_everything_never_reads_the_ports() {
         for protocol in 0..=u8::MAX {
             assert_eq!((k.proto(protocol, false), k.proto(protocol, true)), (id, id), "protocol {protocol}");
         }
-        assert!(k.maps.ports.iter().all(|(_, slots)| slots.iter().all(|&b| b == id)));
+        let (inbound, outbound) = k.maps.ports.split_at(k.maps.ports.len() / 2);
+        assert!(inbound.iter().all(|(_, slots)| slots.iter().all(|&b| b == id)));
+        assert!(outbound.iter().all(|(_, slots)| slots.iter().all(|&b| b == RULE_NONE)), "an inbound rule");
     }
 }
 
@@ -191,6 +201,20 @@ fn a_uniform_protocol_names_its_rule_directly() {
     assert_eq!(k.proto(6, false), RULE_BY_PORT + 1);
     assert_eq!(k.proto(17, false), RULE_BANK + 2);
     assert_eq!(k.proto(17, true), RULE_NONE, "its ports are named: fragments are not its");
+    assert_eq!(k.proto_going(Direction::Outbound, 6, false), RULE_NONE, "no outbound rule");
+}
+
+#[test]
+fn a_direction_sees_only_its_rules() {
+    let outbound = |r: Rule| Rule { direction: Direction::Outbound, ..r };
+    let p = policy(vec![outbound(rule("web-out", Protocol::Tcp, "443")), rule("ssh", Protocol::Tcp, "22")]);
+    assert!(p.has_outbound_rules());
+    let k = Kernel::new(&p, 0);
+    assert_eq!(k.rule_going(Direction::Outbound, 6, Some(443), false), 0);
+    assert_eq!(k.rule(6, Some(443), false), RULE_NONE);
+    assert_eq!(k.rule(6, Some(22), false), 1);
+    assert_eq!(k.rule_going(Direction::Outbound, 6, Some(22), false), RULE_NONE);
+    assert!(!policy(vec![rule("ssh", Protocol::Tcp, "22")]).has_outbound_rules());
 }
 
 #[test]
@@ -200,8 +224,8 @@ fn maps_cover_every_slot_of_their_bank() {
         let maps = p.rule_maps(bank);
         assert_eq!(maps.protocols.len() as u32, PROTO_RULES_SLOTS);
         assert_eq!(maps.ports.len() as u32, PORT_RULES_SLOTS / RULE_BANKS);
-        assert_eq!(maps.ports[0].0, port_rules_index(bank, PortProtocol::Tcp, 0).0);
-        let last = port_rules_index(bank, PortProtocol::Sctp, u16::MAX).0;
+        assert_eq!(maps.ports[0].0, port_rules_index(bank, Direction::Inbound, PortProtocol::Tcp, 0).0);
+        let last = port_rules_index(bank, Direction::Outbound, PortProtocol::Sctp, u16::MAX).0;
         assert_eq!(maps.ports.last().unwrap().0, last);
         assert_eq!(maps.actions.len() as u32, MAX_RULES * COUNTRY_SLOTS);
         let cn = country_id(*b"CN").unwrap();
@@ -221,38 +245,41 @@ fn names_by_position() {
     assert_eq!(p.rule_names().collect::<Vec<_>>(), ["ssh", "rest"]);
 }
 
-fn any_rule() -> impl Strategy<Value = (Protocol, Vec<(u16, u16)>)> {
+fn any_rule() -> impl Strategy<Value = (Direction, Protocol, Vec<(u16, u16)>)> {
+    let direction = prop::sample::select(Direction::ALL.to_vec());
     let protocol = prop::sample::select(Protocol::ALL.to_vec());
     let ranges = prop::collection::vec((0u16..2000, 0u16..50), 0..4);
-    (protocol, ranges).prop_map(|(protocol, ranges)| {
+    (direction, protocol, ranges).prop_map(|(direction, protocol, ranges)| {
         let ranges = if protocol.has_ports() { ranges } else { vec![] };
-        (protocol, ranges.into_iter().map(|(first, len)| (first, first.saturating_add(len))).collect())
+        (direction, protocol, ranges.into_iter().map(|(first, len)| (first, first.saturating_add(len))).collect())
     })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// The kernel's maps answer as `rule_for` does, for every protocol and
-    /// a spread of ports, first fragments and later ones.
+    /// The kernel's maps answer as `rule_for` does, in both directions,
+    /// for every protocol and a spread of ports, first fragments and later
+    /// ones.
     #[test]
     fn maps_agree_with_rule_for(rules in prop::collection::vec(any_rule(), 1..6), bank in 0u8..2) {
-        let rules = rules.into_iter().enumerate().map(|(i, (protocol, ranges))| Rule {
+        let rules = rules.into_iter().enumerate().map(|(i, (direction, protocol, ranges))| Rule {
+            direction,
             protocol,
             ports: merged(ranges.into_iter().map(|(first, last)| PortRange { first, last }).collect()),
             ..rule(&format!("r{i}"), Protocol::Any, "")
         });
         let p = policy(rules.collect());
         let k = Kernel::new(&p, bank);
-        for protocol in 0..=u8::MAX {
+        for (d, protocol) in Direction::ALL.into_iter().flat_map(|d| (0..=u8::MAX).map(move |n| (d, n))) {
             let ported = PORT_PROTOCOL_NUMBERS.iter().any(|(_, n)| *n == protocol);
-            prop_assert_eq!(k.rule(protocol, None, true), k.expected(&p, protocol, None));
+            prop_assert_eq!(k.rule_going(d, protocol, None, true), k.expected(&p, d, protocol, None));
             if !ported {
-                prop_assert_eq!(k.rule(protocol, None, false), k.expected(&p, protocol, None));
+                prop_assert_eq!(k.rule_going(d, protocol, None, false), k.expected(&p, d, protocol, None));
                 continue;
             }
             for port in (0..2100).step_by(7).chain([2048, 65535]) {
-                prop_assert_eq!(k.rule(protocol, Some(port), false), k.expected(&p, protocol, Some(port)));
+                prop_assert_eq!(k.rule_going(d, protocol, Some(port), false), k.expected(&p, d, protocol, Some(port)));
             }
         }
     }
