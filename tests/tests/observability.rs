@@ -221,7 +221,8 @@ fn implied_series(stats: &Value) -> BTreeMap<String, f64> {
                 if packets == 0 {
                     continue;
                 }
-                let labels = format!("{{country=\"{country}\",action=\"{action}\",iface=\"{iface}\"}}");
+                let labels =
+                    format!("{{country=\"{country}\",action=\"{action}\",iface=\"{iface}\",direction=\"inbound\"}}");
                 out.insert(format!("geoblock_packets_total{labels}"), packets as f64);
                 out.insert(
                     format!("geoblock_bytes_total{labels}"),
@@ -259,7 +260,10 @@ fn metrics_scraped_over_http_equal_stats_json() {
         assert_eq!(code, 200, "{first}");
         std::thread::sleep(Duration::from_millis(200));
         let (_, second) = http_get(&pair.receiver, "/metrics");
-        let key = format!("geoblock_packets_total{{country=\"CN\",action=\"drop\",iface=\"{}\"}}", pair.receiver_if);
+        let key = format!(
+            "geoblock_packets_total{{country=\"CN\",action=\"drop\",iface=\"{}\",direction=\"inbound\"}}",
+            pair.receiver_if
+        );
         let (a, b) = (samples(&first)[&key], samples(&second)[&key]);
         assert!(0.0 < a && a < b, "CN drops must grow while traffic flows: {a} then {b}");
         stop.store(true, Ordering::Relaxed);
@@ -292,10 +296,14 @@ fn metrics_scraped_over_http_equal_stats_json() {
         assert!(high.contains_key(series), "{series} is scraped but not in stats --json:\n{after:#}");
     }
     let totals = |v: &Value, name: &str| count(v, &["totals", name, "packets"]) as f64;
-    let non_ip = scraped[&format!("geoblock_bypass_packets_total{{reason=\"non-ip\",iface=\"{}\"}}", pair.receiver_if)];
+    let non_ip = scraped[&format!(
+        "geoblock_bypass_packets_total{{reason=\"non-ip\",iface=\"{}\",direction=\"inbound\"}}",
+        pair.receiver_if
+    )];
     assert!(totals(&before, "non_ip") <= non_ip && non_ip <= totals(&after, "non_ip"));
     for family in ["ipv4", "ipv6"] {
-        let series = format!("geoblock_family_packets_total{{family=\"{family}\",action=\"drop\"}}");
+        let series =
+            format!("geoblock_family_packets_total{{family=\"{family}\",action=\"drop\",direction=\"inbound\"}}");
         assert_eq!(scraped[&series], count(&after, &["families", family, "dropped_packets"]) as f64, "{series}");
     }
     assert_eq!(scraped["geoblock_prefixes{family=\"ipv4\"}"], 2.0, "{text}");
@@ -472,8 +480,10 @@ fn a_scrape_of_every_country_on_four_interfaces_stays_cheap() {
     let scraped = samples(&text);
     let series = scraped.keys().filter(|k| k.starts_with("geoblock_packets_total")).count();
     assert!(series >= 250 * 3 * 4, "{series} series of geoblock_packets_total");
-    let key =
-        format!("geoblock_packets_total{{country=\"KP\",action=\"would-drop\",iface=\"{}\"}}", links[2].receiver_if);
+    let key = format!(
+        "geoblock_packets_total{{country=\"KP\",action=\"would-drop\",iface=\"{}\",direction=\"inbound\"}}",
+        links[2].receiver_if
+    );
     assert_eq!(scraped[&key], cpus as f64, "the sum over {cpus} CPUs");
     times.sort();
     eprintln!(
