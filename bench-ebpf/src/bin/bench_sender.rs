@@ -7,6 +7,12 @@
 //! (both families) are updated incrementally (RFC 1624), so every packet is
 //! valid for the kernel's stack, nftables and ipset alike.
 //!
+//! A receiver that answers (geoblock's reject) writes its answer into the
+//! very page the sender recycles: veth hands live frames over without a
+//! copy, and the test run re-sends a page as it finds it. With
+//! `BENCH_RESTORE` set, every run first writes the frame back from
+//! `BENCH_FRAMES`, so the receiver always meets the frame the bench chose.
+//!
 //! `bench_parse` reads the source address and drops: a baseline that touches
 //! the packet. `bench_pass` is a bare XDP_PASS: attached to the receiving veth when the
 //! filter under test is not XDP (nftables, ipset), because veth only accepts
@@ -16,7 +22,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
-    helpers::bpf_get_prandom_u32,
+    helpers::{bpf_get_prandom_u32, generated::bpf_xdp_store_bytes},
     macros::{map, xdp},
     maps::Array,
     programs::XdpContext,
@@ -30,6 +36,14 @@ use geoblock_common::packet::{
 const SOURCES: u32 = 1 << 16;
 #[map]
 static BENCH_SOURCES: Array<[u8; 16]> = Array::with_max_entries(SOURCES, 0);
+/// The frame of each family (0: IPv4, 1: IPv6), its first
+/// [`FRAME_BYTES`] bytes, and whether to restore it before every run (slot
+/// 0 of `BENCH_RESTORE`, 1: restore).
+#[map]
+static BENCH_FRAMES: Array<[u8; FRAME_BYTES]> = Array::with_max_entries(2, 0);
+#[map]
+static BENCH_RESTORE: Array<u32> = Array::with_max_entries(1, 0);
+const FRAME_BYTES: usize = 128;
 
 /// (source offset, IPv4 header checksum offset, UDP checksum offset) from the
 /// L3 header, for frames with no options or extension headers.
@@ -43,6 +57,9 @@ pub fn bench_sender(ctx: XdpContext) -> u32 {
     let Some(source) = BENCH_SOURCES.get(index) else {
         return XDP_ABORTED;
     };
+    if BENCH_RESTORE.get(0).is_some_and(|r| *r != 0) && !restore(&ctx) {
+        return XDP_ABORTED;
+    }
     let done = match read_be16(&ctx, ETH_PROTO) {
         Some(ETH_P_IP) => rewrite::<2>(&ctx, V4, true, source),
         Some(ETH_P_IPV6) => rewrite::<8>(&ctx, V6, false, source),
@@ -52,6 +69,25 @@ pub fn bench_sender(ctx: XdpContext) -> u32 {
         Some(()) => XDP_TX,
         None => XDP_ABORTED,
     }
+}
+
+/// Writes the frame of its family (by its EtherType, which no answer
+/// changes) back over it: at most [`FRAME_BYTES`], never past its end.
+#[inline(always)]
+fn restore(ctx: &XdpContext) -> bool {
+    let family = match read_be16(ctx, ETH_PROTO) {
+        Some(ETH_P_IPV6) => 1,
+        _ => 0,
+    };
+    let Some(frame) = BENCH_FRAMES.get(family) else {
+        return false;
+    };
+    // Between 1 and FRAME_BYTES, as the verifier must see it.
+    let len = (ctx.data_end() - ctx.data()).min(FRAME_BYTES) as u32;
+    let len = (len.wrapping_sub(1) & (FRAME_BYTES as u32 - 1)) + 1;
+    // SAFETY: the map value holds FRAME_BYTES >= len bytes; the helper
+    // checks the frame's bounds.
+    unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, frame.as_ptr() as *mut _, len) == 0 }
 }
 
 #[xdp]

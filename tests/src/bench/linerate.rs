@@ -25,6 +25,8 @@ pub const SENDER_CPU: usize = 0;
 pub const RECEIVER_CPU: usize = 1;
 /// Slots of the sender's source array (`BENCH_SOURCES` in bench_sender.rs).
 const SOURCE_SLOTS: u32 = 1 << 16;
+/// The bytes of a frame `bench_sender` restores (its `FRAME_BYTES`).
+const FRAME_BYTES: usize = 128;
 /// How long each BPF_PROG_TEST_RUN call of the sender should send. Every
 /// call waits for an RCU grace period (the program enters and leaves the
 /// XDP dispatcher), about 20 ms here: calls of 16k packets kept the sender
@@ -80,7 +82,22 @@ impl Sender {
 
     /// Sends `frame` for `family` from now on.
     pub fn set_frame(&mut self, family: Family, frame: Vec<u8>) {
+        let mut bytes = [0u8; FRAME_BYTES];
+        let n = frame.len().min(FRAME_BYTES);
+        bytes[..n].copy_from_slice(&frame[..n]);
+        let mut frames: Array<_, [u8; FRAME_BYTES]> =
+            Array::try_from(self.ebpf.map_mut("BENCH_FRAMES").expect("BENCH_FRAMES")).expect("an array");
+        frames.set(family as u32, bytes, 0).expect("writing a frame");
         self.frames[family as usize] = frame;
+    }
+
+    /// Whether every packet is written back from its frame before it is
+    /// sent: needed when the receiver answers, whose answer would otherwise
+    /// come back as the next packets (see bench-ebpf's `bench_sender`).
+    pub fn restore_frames(&mut self, on: bool) {
+        let mut restore: Array<_, u32> =
+            Array::try_from(self.ebpf.map_mut("BENCH_RESTORE").expect("BENCH_RESTORE")).expect("an array");
+        restore.set(0, u32::from(on), 0).expect("writing the restore flag");
     }
 
     /// Fills the source array with `sources`, repeated to fill every slot.

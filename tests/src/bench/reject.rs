@@ -56,6 +56,8 @@ pub fn measure_all(world: &Table, settings: Settings) -> RejectCost {
     let pair = Pair::create_named(&format!("js{pid}"), &format!("jr{pid}"));
     let _stats = kernel::enable_bpf_stats();
     let mut sender = Sender::load(&pair);
+    // Answers are written into the sender's pages: restore every frame.
+    sender.restore_frames(true);
     let blocked = Scope::World.blocked();
     let mut cost = RejectCost::default();
     // Rounds outside, configurations inside, each round starting one
