@@ -101,8 +101,15 @@ struct Located<A> {
 }
 
 impl<A: Copy> AsRange<A> for Located<A> {
-    fn range(&self) -> Range<A> {
-        self.range
+    type Label = CountryId;
+    fn start(&self) -> A {
+        self.range.start
+    }
+    fn end(&self) -> A {
+        self.range.end
+    }
+    fn label(&self) -> CountryId {
+        self.range.country
     }
 }
 

@@ -16,7 +16,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use geoblock_common::{CountryId, NO_COUNTRY};
+use geoblock_common::CountryId;
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 use crate::country;
@@ -63,15 +63,42 @@ pub enum TableError {
     TooMany(&'static str),
 }
 
-/// A row a table is built from: its range, and whatever its maker keeps
-/// beside it (a parser: where the row is, to name it in an error).
+/// What a table maps addresses to: a country, an autonomous system, a
+/// selector class. `NONE` (0 for all of them) is "nothing": rows of it
+/// are not loaded, and a table without an answer gives none.
+pub trait Label: Copy + Eq + fmt::Debug {
+    const NONE: Self;
+}
+
+/// Countries and selector classes.
+impl Label for u16 {
+    const NONE: u16 = 0;
+}
+
+/// Autonomous system numbers (AS0 is reserved: "not routed").
+impl Label for u32 {
+    const NONE: u32 = 0;
+}
+
+/// A row a table is built from: its range and label, and whatever its
+/// maker keeps beside it (a parser: where the row is, to name it in an error).
 pub(crate) trait AsRange<A>: Copy {
-    fn range(&self) -> Range<A>;
+    type Label: Label;
+    fn start(&self) -> A;
+    fn end(&self) -> A;
+    fn label(&self) -> Self::Label;
 }
 
 impl<A: Copy> AsRange<A> for Range<A> {
-    fn range(&self) -> Range<A> {
-        *self
+    type Label = CountryId;
+    fn start(&self) -> A {
+        self.start
+    }
+    fn end(&self) -> A {
+        self.end
+    }
+    fn label(&self) -> CountryId {
+        self.country
     }
 }
 
@@ -101,10 +128,17 @@ impl<R> Fault<R> {
 }
 
 /// The prefixes to load: sorted, disjoint, fewest for the same answers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Table {
-    pub v4: Vec<(Ipv4Network, CountryId)>,
-    pub v6: Vec<(Ipv6Network, CountryId)>,
+/// Of countries unless said otherwise (the AS data is a `Table<Asn>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table<L = CountryId> {
+    pub v4: Vec<(Ipv4Network, L)>,
+    pub v6: Vec<(Ipv6Network, L)>,
+}
+
+impl<L> Default for Table<L> {
+    fn default() -> Self {
+        Table { v4: vec![], v6: vec![] }
+    }
 }
 
 /// One value per address family: prefix or range counts, covered
@@ -127,22 +161,24 @@ impl Table {
 
     /// The maximal ranges this table answers for: the inverse of [`Table::from_ranges`].
     pub fn ranges(&self) -> Ranges {
-        Ranges { v4: runs(&self.v4), v6: runs(&self.v6) }
+        Ranges { v4: ranges(&self.v4), v6: ranges(&self.v6) }
     }
+}
 
-    /// This table with `top` laid over it: `top`'s country wherever `top`
+impl<L: Label> Table<L> {
+    /// This table with `top` laid over it: `top`'s label wherever `top`
     /// has one, this table's elsewhere. How later sources win ([`crate::data`]).
     /// Refused only if that takes more than [`MAX_PREFIXES`] (a small range
     /// laid over a large one cuts it into up to 254 prefixes).
-    pub fn overlay(&self, top: &Table) -> Result<Table, TableError> {
+    pub fn overlay(&self, top: &Table<L>) -> Result<Table<L>, TableError> {
         Ok(Table {
-            v4: overlay_prefixes::<Ipv4Addr>(&self.v4, &top.v4)?,
-            v6: overlay_prefixes::<Ipv6Addr>(&self.v6, &top.v6)?,
+            v4: overlay_prefixes::<Ipv4Addr, L>(&self.v4, &top.v4)?,
+            v6: overlay_prefixes::<Ipv6Addr, L>(&self.v6, &top.v6)?,
         })
     }
 
-    /// The prefix containing `ip` and its country, if any.
-    pub fn lookup(&self, ip: IpAddr) -> Option<(IpNetwork, CountryId)> {
+    /// The prefix containing `ip` and its label, if any.
+    pub fn lookup(&self, ip: IpAddr) -> Option<(IpNetwork, L)> {
         match ip {
             IpAddr::V4(a) => find(&self.v4, a).map(|(n, c)| (n.into(), c)),
             IpAddr::V6(a) => find(&self.v6, a).map(|(n, c)| (n.into(), c)),
@@ -152,7 +188,9 @@ impl Table {
     pub fn counts(&self) -> PerFamily<usize> {
         PerFamily { v4: self.v4.len(), v6: self.v6.len() }
     }
+}
 
+impl Table {
     /// Prefixes per country (countries without any are absent).
     pub fn counts_by_country(&self) -> BTreeMap<CountryId, PerFamily<usize>> {
         let mut by_country = BTreeMap::<CountryId, PerFamily<usize>>::new();
@@ -225,53 +263,71 @@ fn low_mask(k: u32) -> u128 {
 }
 
 /// A merged range as integers.
-#[derive(Clone, Copy)]
-struct Run {
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run<L> {
     start: u128,
     end: u128,
-    country: CountryId,
+    label: L,
+}
+
+impl<A: Address, L: Label> AsRange<A> for Run<L> {
+    type Label = L;
+    fn start(&self) -> A {
+        A::from_int(self.start)
+    }
+    fn end(&self) -> A {
+        A::from_int(self.end)
+    }
+    fn label(&self) -> L {
+        self.label
+    }
 }
 
 /// The table of one family's rows: sorted in place, merged into maximal
-/// runs of one country, each run cut into prefixes as soon as it is
+/// runs of one label, each run cut into prefixes as soon as it is
 /// complete; so nothing but the rows and the prefixes is held.
-pub(crate) fn prefixes<A: Address, R: AsRange<A>>(mut rows: Vec<R>) -> Result<Vec<(A::Net, CountryId)>, Fault<R>> {
-    rows.retain(|r| r.range().country != NO_COUNTRY);
-    if let Some(r) = rows.iter().find(|r| r.range().start > r.range().end) {
+pub(crate) fn prefixes<A: Address, R: AsRange<A>>(mut rows: Vec<R>) -> Result<Vec<(A::Net, R::Label)>, Fault<R>> {
+    rows.retain(|r| r.label() != R::Label::NONE);
+    if let Some(r) = rows.iter().find(|r| r.start() > r.end()) {
         return Err(Fault::Reversed(*r));
     }
-    rows.sort_unstable_by_key(|r| (r.range().start, r.range().end));
+    rows.sort_unstable_by_key(|r| (r.start(), r.end()));
     let mut out = Vec::new();
-    let mut run: Option<Run> = None;
+    let mut run: Option<Run<R::Label>> = None;
     // The row reaching furthest so far. Every earlier row that overlaps the
     // next one also overlaps this one, so checking it alone finds conflicts.
     let mut reach: Option<R> = None;
     for &row in &rows {
-        let r = row.range();
-        if let Some(prev) = reach.filter(|p| r.start <= p.range().end) {
-            if prev.range().country != r.country {
+        if let Some(prev) = reach.filter(|p| row.start() <= p.end()) {
+            if prev.label() != row.label() {
                 return Err(Fault::Overlap(prev, row));
             }
         }
-        if reach.is_none_or(|p| r.end > p.range().end) {
+        if reach.is_none_or(|p| row.end() > p.end()) {
             reach = Some(row);
         }
-        let (start, end) = (r.start.to_int(), r.end.to_int());
+        let (start, end, label) = (row.start().to_int(), row.end().to_int(), row.label());
         match run.as_mut() {
-            Some(last) if last.country == r.country && start <= last.end.saturating_add(1) => {
+            Some(last) if last.label == label && start <= last.end.saturating_add(1) => {
                 last.end = last.end.max(end);
             }
             _ => {
-                if let Some(done) = run.replace(Run { start, end, country: r.country }) {
-                    split::<A, R>(done, &mut out)?;
+                if let Some(done) = run.replace(Run { start, end, label }) {
+                    split::<A, _, R>(done, &mut out)?;
                 }
             }
         }
     }
     if let Some(done) = run {
-        split::<A, R>(done, &mut out)?;
+        split::<A, _, R>(done, &mut out)?;
     }
     Ok(out)
+}
+
+/// Sorted disjoint prefixes → maximal ranges of one country.
+fn ranges<A: Address>(prefixes: &[(A::Net, CountryId)]) -> Vec<Range<A>> {
+    let range = |r: Run<CountryId>| Range { start: A::from_int(r.start), end: A::from_int(r.end), country: r.label };
+    runs::<A, _>(prefixes).into_iter().map(range).collect()
 }
 
 fn widen<A: Address>(r: &Range<A>) -> Range<IpAddr> {
@@ -280,7 +336,7 @@ fn widen<A: Address>(r: &Range<A>) -> Range<IpAddr> {
 
 /// Cuts a run into the fewest aligned blocks: from the left, always the
 /// largest block that is aligned at the cursor and does not pass the end.
-fn split<A: Address, R>(run: Run, out: &mut Vec<(A::Net, CountryId)>) -> Result<(), Fault<R>> {
+fn split<A: Address, L: Copy, R>(run: Run<L>, out: &mut Vec<(A::Net, L)>) -> Result<(), Fault<R>> {
     let mut start = run.start;
     loop {
         if out.len() == MAX_PREFIXES {
@@ -291,7 +347,7 @@ fn split<A: Address, R>(run: Run, out: &mut Vec<(A::Net, CountryId)>) -> Result<
         // floor(log2(span + 1)), without overflowing on the whole v6 space.
         let fits = span.checked_add(1).map_or(128, |n| 127 - n.leading_zeros());
         let k = align.min(fits);
-        out.push((A::net(start, A::BITS - k), run.country));
+        out.push((A::net(start, A::BITS - k), run.label));
         let last = start + low_mask(k);
         if last >= run.end {
             return Ok(());
@@ -300,62 +356,65 @@ fn split<A: Address, R>(run: Run, out: &mut Vec<(A::Net, CountryId)>) -> Result<
     }
 }
 
-/// Sorted disjoint prefixes → maximal ranges, merging touching ones of one country.
-fn runs<A: Address>(prefixes: &[(A::Net, CountryId)]) -> Vec<Range<A>> {
-    let mut out: Vec<Range<A>> = Vec::with_capacity(prefixes.len());
-    for &(net, country) in prefixes {
+/// Sorted disjoint prefixes → maximal runs, merging touching ones of one label.
+fn runs<A: Address, L: Label>(prefixes: &[(A::Net, L)]) -> Vec<Run<L>> {
+    let mut out: Vec<Run<L>> = Vec::with_capacity(prefixes.len());
+    for &(net, label) in prefixes {
         let (start, end) = A::span(net);
         match out.last_mut() {
-            Some(last) if last.country == country && last.end.to_int().checked_add(1) == Some(start) => {
-                last.end = A::from_int(end);
-            }
-            _ => out.push(Range { start: A::from_int(start), end: A::from_int(end), country }),
+            Some(last) if last.label == label && last.end.checked_add(1) == Some(start) => last.end = end,
+            _ => out.push(Run { start, end, label }),
         }
     }
     out
 }
 
-fn overlay_prefixes<A: Address>(
-    base: &[(A::Net, CountryId)],
-    top: &[(A::Net, CountryId)],
-) -> Result<Vec<(A::Net, CountryId)>, TableError> {
+fn overlay_prefixes<A: Address, L: Label>(
+    base: &[(A::Net, L)],
+    top: &[(A::Net, L)],
+) -> Result<Vec<(A::Net, L)>, TableError> {
     // The common case, an IPv4 source and an IPv6 one, needs no work.
     match (base.is_empty(), top.is_empty()) {
         (_, true) => Ok(base.to_vec()),
         (true, false) => Ok(top.to_vec()),
-        (false, false) => prefixes(overlay(&runs::<A>(base), &runs::<A>(top))).map_err(Fault::of_ranges),
+        (false, false) => {
+            prefixes::<A, _>(overlay(&runs::<A, L>(base), &runs::<A, L>(top))).map_err(|fault| match fault {
+                Fault::TooMany(family) => TableError::TooMany(family),
+                // Runs cut from sorted, disjoint prefixes are neither.
+                Fault::Reversed(_) | Fault::Overlap(..) => unreachable!("overlaid runs are sorted and disjoint"),
+            })
+        }
     }
 }
 
 /// `top` and the parts of `base` it does not cover; both sorted and disjoint.
-fn overlay<A: Address>(base: &[Range<A>], top: &[Range<A>]) -> Vec<Range<A>> {
+fn overlay<L: Copy>(base: &[Run<L>], top: &[Run<L>]) -> Vec<Run<L>> {
     let mut out = top.to_vec();
     let mut first = 0; // the first top range that may reach the current base range
     for b in base {
-        let end = b.end.to_int();
-        let mut start = Some(b.start.to_int());
-        while first < top.len() && top[first].end.to_int() < b.start.to_int() {
+        let mut start = Some(b.start);
+        while first < top.len() && top[first].end < b.start {
             first += 1;
         }
-        for t in top[first..].iter().take_while(|t| t.start.to_int() <= end) {
+        for t in top[first..].iter().take_while(|t| t.start <= b.end) {
             let Some(s) = start else { break };
-            if t.start.to_int() > s {
-                out.push(Range { start: A::from_int(s), end: A::from_int(t.start.to_int() - 1), country: b.country });
+            if t.start > s {
+                out.push(Run { start: s, end: t.start - 1, label: b.label });
             }
-            start = t.end.to_int().checked_add(1).filter(|&n| n <= end);
+            start = t.end.checked_add(1).filter(|&n| n <= b.end);
         }
         if let Some(s) = start {
-            out.push(Range { start: A::from_int(s), end: b.end, country: b.country });
+            out.push(Run { start: s, end: b.end, label: b.label });
         }
     }
     out
 }
 
-fn find<A: Address>(prefixes: &[(A::Net, CountryId)], ip: A) -> Option<(A::Net, CountryId)> {
+fn find<A: Address, L: Copy>(prefixes: &[(A::Net, L)], ip: A) -> Option<(A::Net, L)> {
     let ip = ip.to_int();
     let after = prefixes.partition_point(|&(net, _)| A::span(net).0 <= ip);
-    let (net, country) = *prefixes.get(after.checked_sub(1)?)?;
-    (A::span(net).1 >= ip).then_some((net, country))
+    let (net, label) = *prefixes.get(after.checked_sub(1)?)?;
+    (A::span(net).1 >= ip).then_some((net, label))
 }
 
 #[cfg(test)]

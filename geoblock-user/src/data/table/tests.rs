@@ -1,4 +1,4 @@
-use geoblock_common::country_id;
+use geoblock_common::{country_id, NO_COUNTRY};
 use proptest::prelude::*;
 
 use super::*;
@@ -221,7 +221,7 @@ fn check_family<A: Address + std::fmt::Debug>(
         prop_assert!(A::span(pair[0].0).1 < A::span(pair[1].0).0);
     }
     // Minimal: per maximal same-country run, exactly the canonical cover.
-    let merged = runs::<A>(&table);
+    let merged = ranges::<A>(&table);
     for r in &merged {
         let (s, e) = (r.start.to_int(), r.end.to_int());
         let used = table.iter().filter(|&&(n, _)| s <= A::span(n).0 && A::span(n).1 <= e).count();
