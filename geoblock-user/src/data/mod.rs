@@ -19,6 +19,7 @@
 //! earlier answer. Sources of disjoint data (an IPv4 and an IPv6 file, the
 //! five registries) combine as if they were one.
 
+pub mod asn;
 pub mod cidr;
 pub mod csv;
 pub mod detect;
@@ -26,6 +27,7 @@ pub mod embedded;
 pub mod fetch;
 pub mod inspect;
 pub mod ip2location;
+pub mod list;
 pub mod maxmind_csv;
 pub mod mmdb;
 pub mod rir;
@@ -101,6 +103,10 @@ pub struct Loaded {
     /// Each source's own table, kept when there are several: which one gave
     /// an address its country (`geoblock explain`).
     pub layers: Vec<Table>,
+    /// The autonomous systems (`--asn-data`).
+    pub asn: asn::AsnData,
+    /// The named address lists (`--list`), in the operator's order.
+    pub lists: Vec<list::AddressList>,
 }
 
 /// Why the data could not be loaded; what is in force stays in force.
@@ -185,7 +191,7 @@ fn embedded() -> Result<Loaded, DataError> {
         codes: CodeCounts::default(),
         country_field: None,
     };
-    Ok(Loaded { table, sources: vec![info], layers: vec![] })
+    Ok(Loaded { table, sources: vec![info], ..Loaded::default() })
 }
 
 /// Prefixes per family that the tables of several sources may hold
