@@ -148,7 +148,7 @@ impl Daemon {
         // daemon left is not known here: only an empty one is refused.
         if !opts.force {
             check_replacement(&Table::default(), &loaded.table, opts.max_shrink, &opts.policy.countries())?;
-            guarded(&opts.management, &opts.policy, &loaded.table, None)?;
+            guarded(&opts.management, &opts.policy, &loaded, None)?;
         }
         let cgroup = match &opts.cgroup {
             Some(path) => path.clone(),
@@ -486,13 +486,20 @@ fn watch_fd<T: std::os::fd::AsRawFd>(fd: T) -> Result<AsyncFd<T>, Error> {
     unsafe { AsyncFd::register(fd) }.map_err(|e| io_error(e.into_parts().1))
 }
 
-/// Runs the lock-out guard on `policy`: the management networks, the SSH
-/// session the daemon was started from, the one a control command came
-/// from, and the host's resolvers and default gateways stay reachable.
-fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client: Option<IpAddr>) -> Result<(), Error> {
+/// Runs the lock-out guard on `policy` against `loaded`'s table and
+/// selectors: the management networks, the SSH session the daemon was
+/// started from, the one a control command came from, and the host's
+/// resolvers and default gateways stay reachable.
+fn guarded(
+    management: &[IpNetwork],
+    policy: &Policy,
+    loaded: &Loaded,
+    ssh_client: Option<IpAddr>,
+) -> Result<(), Error> {
     let upstreams = read_upstreams();
     let protected = lockout::protected(management, &lockout::ssh_clients(ssh_client).clients, &upstreams);
-    Ok(lockout::check(policy, table, &protected)?)
+    let selectors = selector_table(&[policy], loaded)?;
+    Ok(lockout::check(policy, &loaded.table, &selectors, &protected)?)
 }
 
 /// The host's resolvers and default gateways; a file that cannot be read

@@ -145,7 +145,7 @@ impl Daemon {
         let outcome = match &cause {
             Cause::Asked(_) => checked.and_then(|(new, loaded, selectors)| self.swap_in(new, loaded, selectors, since)),
             Cause::DataChanged(_) => checked.and_then(|(new, loaded, selectors)| {
-                let new = self.keep_policy(new, &loaded.table)?;
+                let new = self.keep_policy(new, &loaded)?;
                 self.swap_in(new, loaded, selectors, since)
             }),
         };
@@ -176,11 +176,11 @@ impl Daemon {
 
     /// A data reload keeps the policy in force, which a control command may
     /// have changed while the data loaded: then the lock-out guard checked
-    /// another policy, and is asked again for this one and the new table.
-    fn keep_policy(&self, mut new: RunOptions, table: &Table) -> Result<RunOptions, String> {
+    /// another policy, and is asked again for this one and the new data.
+    fn keep_policy(&self, mut new: RunOptions, loaded: &Loaded) -> Result<RunOptions, String> {
         if new.policy != self.opts.policy {
             if !self.opts.force {
-                guarded(&self.opts.management, &self.opts.policy, table, None)
+                guarded(&self.opts.management, &self.opts.policy, loaded, None)
                     .map_err(|e| refused("lock-out guard", &e))?;
             }
             new.policy = self.opts.policy.clone();
@@ -332,7 +332,7 @@ fn check(new: RunOptions, in_force: &Table, policy: &Policy, force: bool) -> Res
             .map_err(|e| refused("shrink guard", &e))?;
     }
     if !new.force {
-        guarded(&new.management, &new.policy, &loaded.table, None).map_err(|e| refused("lock-out guard", &e))?;
+        guarded(&new.management, &new.policy, &loaded, None).map_err(|e| refused("lock-out guard", &e))?;
     }
     let selectors = selector_table(&[policy, &new.policy], &loaded).map_err(|e| refused("selectors", &e))?;
     Ok((new, loaded, selectors))

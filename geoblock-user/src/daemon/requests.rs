@@ -56,7 +56,7 @@ impl Daemon {
     fn change_policy(&mut self, change: &Change, ssh_client: Option<IpAddr>, force: bool) -> Result<String, String> {
         let policy = self.opts.policy.changed(change).map_err(|e| e.to_string())?;
         if !force {
-            guarded(&self.opts.management, &policy, &self.loaded.table, ssh_client).map_err(|e| e.to_string())?;
+            guarded(&self.opts.management, &policy, &self.loaded, ssh_client).map_err(|e| e.to_string())?;
         }
         if !self.geoblock.selectors_cover(&policy) {
             let selectors =
