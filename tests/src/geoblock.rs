@@ -346,6 +346,31 @@ impl Drop for ConfigFile {
     }
 }
 
+/// Data files in a directory of their own, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new directory, `tag` in its name.
+    pub fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("geoblock-{tag}-{}", unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Writes `name` in it: its path.
+    pub fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `geoblock detach --state-dir DIR`, from the root namespace.
 pub fn detach(state_dir: &Path) -> Output {
     run_to_end(None, &["detach", "--state-dir", state_dir.to_str().unwrap()], |_| {})

@@ -6,12 +6,12 @@
 //!
 //! Build the binary first: `cargo build -p geoblock-user --bin geoblock`.
 
-use std::{fmt::Write as _, net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{fmt::Write as _, net::Ipv4Addr, time::Duration};
 
 use geoblock_tests::{
-    geoblock::{self, ConfigFile, Daemon},
+    geoblock::{self, ConfigFile, Daemon, Scratch},
     http::FileServer,
-    netns::{unique_tag, Pair},
+    netns::Pair,
 };
 
 /// A Tor bulk exit list of `n` relays (one address a line, none adjacent).
@@ -25,29 +25,6 @@ fn exits(n: u32) -> String {
 
 /// A FireHOL-style netset with its header comments, both families.
 const HOSTING: &str = "#\n# hosting.netset\n#\n5.9.0.0/16\n88.198.0.0/16\n88.198.0.0/17 ; dup\n2a01:4f8::/32\n";
-
-/// A temporary directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("geoblock-lists-{}", unique_tag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ctl(daemon: &Daemon, args: &[&str]) -> String {
     let out = daemon.control(args);
@@ -66,7 +43,7 @@ fn a_url_list_is_downloaded_shown_and_a_shrunken_download_refused() {
     let pair = Pair::create();
     let server = FileServer::start(&pair.receiver, &exits(1200));
     let url = server.url("torbulkexitlist");
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("lists");
     let data = scratch.file("countries.csv", "1.0.1.0,1.0.1.255,CN\n88.198.0.0,88.198.0.255,DE\n");
     let hosting = scratch.file("hosting.netset", HOSTING);
     let cache = scratch.0.join("cache");
