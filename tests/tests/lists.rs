@@ -86,5 +86,16 @@ fn a_url_list_is_downloaded_shown_and_a_shrunken_download_refused() {
     let s = status(&daemon);
     assert_eq!(s["data"]["lists"][0]["entries_v4"], 10, "{s}");
     assert_eq!(s["data"]["lists"][1]["entries_v4"], 3, "{s}");
+
+    // A list file edited on disk is reloaded without a signal.
+    scratch.file("hosting.netset", &format!("{HOSTING}78.46.0.0/15\n"));
+    daemon.wait_line("data changed on disk", Duration::from_secs(30));
+    daemon.wait_line("reloaded: generation 3", Duration::from_secs(30));
+    let s = status(&daemon);
+    assert_eq!(
+        (s["data"]["lists"][1]["entries_v4"].as_u64(), s["data"]["lists"][1]["prefixes_v4"].as_u64()),
+        (Some(4), Some(3)),
+        "{s}"
+    );
     geoblock::stop_and_detach(&pair, daemon);
 }

@@ -206,3 +206,34 @@ fn list_flags_are_name_and_source() {
     }
     assert!(parse_spec("TOR=/x").unwrap_err().to_string().contains("'TOR'"));
 }
+
+/// Lists load with the country data, and their files are watched with the
+/// sources': what the daemon compares to tell a change on disk.
+#[test]
+fn data_sources_load_lists_and_watch_their_files() {
+    let dir = temp_dir("sources");
+    let file = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap();
+        dir.join(name).display().to_string()
+    };
+    let countries = file("cc.csv", "1.0.1.0,1.0.1.255,CN\n");
+    let lists = vec![("tor".to_string(), file("tor.txt", "192.0.2.7\n")), ("aws".to_string(), file("a.json", AWS))];
+    let data = crate::data::DataSources {
+        sources: vec![countries],
+        options: Default::default(),
+        cache_dir: dir.join("cache"),
+        lists: lists.clone(),
+    };
+    let loaded = data.load().unwrap();
+    let names: Vec<&str> = loaded.lists.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!((names, loaded.table.v4.len()), (vec!["tor", "aws"], 1));
+    assert_eq!(loaded.modified(&data), data.modified());
+    assert_eq!(data.modified().len(), 3);
+    let embedded = crate::data::DataSources { sources: vec![], lists: lists[..1].to_vec(), ..data.clone() };
+    let loaded = embedded.load().unwrap();
+    assert_eq!((loaded.modified(&embedded), loaded.lists.len()), (embedded.modified(), 1));
+    // A list that cannot be read fails the load, naming the list.
+    let broken = crate::data::DataSources { lists: vec![("tor".into(), file("bad.txt", "1.2.3.4/8\n"))], ..data };
+    assert!(broken.load().unwrap_err().to_string().starts_with("list tor: "));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
