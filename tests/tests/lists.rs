@@ -1,7 +1,7 @@
 //! Named address lists in the running daemon: a list given as a URL is
-//! downloaded and shown in `status` beside a local one, refreshed with the
-//! data, and a download that shrinks it past the guard is refused while
-//! the list in force stays. Needs root (a throwaway namespace serves the
+//! downloaded, shown in `status` beside a local one and enforced by a rule
+//! naming it, refreshed with the data, and a download that shrinks it past
+//! the guard is refused while the list in force stays (and keeps blocking). Needs root (a throwaway namespace serves the
 //! list); fails, never skips, without it.
 //!
 //! Build the binary first: `cargo build -p geoblock-user --bin geoblock`.
@@ -9,7 +9,7 @@
 use std::{fmt::Write as _, net::Ipv4Addr, time::Duration};
 
 use geoblock_tests::{
-    geoblock::{self, ConfigFile, Daemon, Scratch},
+    geoblock::{self, passing, ConfigFile, Daemon, Scratch},
     http::FileServer,
     netns::Pair,
 };
@@ -47,11 +47,13 @@ fn a_url_list_is_downloaded_shown_and_a_shrunken_download_refused() {
     let data = scratch.file("countries.csv", "1.0.1.0,1.0.1.255,CN\n88.198.0.0,88.198.0.255,DE\n");
     let hosting = scratch.file("hosting.netset", HOSTING);
     let cache = scratch.0.join("cache");
-    let config = ConfigFile::new(&format!("[lists]\ntor = \"{url}\"\nhosting = \"{hosting}\"\n"));
+    let config = ConfigFile::new(&format!(
+        "[lists]\ntor = \"{url}\"\nhosting = \"{hosting}\"\n[policy]\nblock = [\"CN\", \"list:tor\"]\n"
+    ));
     let cache = cache.to_str().unwrap();
     let args = geoblock::run_args(
         &pair,
-        &["--block", "CN", "--data", &data, "--config", config.arg(), "--cache-dir", cache, "--refresh", "1s"],
+        &["--data", &data, "--config", config.arg(), "--cache-dir", cache, "--refresh", "1s"],
     );
     let daemon = Daemon::start(&pair.receiver, &args);
     let log = daemon.log();
@@ -71,6 +73,10 @@ fn a_url_list_is_downloaded_shown_and_a_shrunken_download_refused() {
         "{text}"
     );
 
+    // The rule blocks the list's addresses; the hosting list is in no rule.
+    let (first, fiftieth, hosting) = ("185.220.0.0", "185.220.0.100", "88.198.0.1");
+    assert_eq!(passing(&pair, &daemon, &[first, fiftieth, hosting, "1.0.1.1"]), [hosting]);
+
     // A truncated download: ten of the relays. Refused; the list stays.
     server.serve(&exits(10));
     daemon.wait_line("downloaded 1 changed URL source", Duration::from_secs(30));
@@ -80,12 +86,14 @@ fn a_url_list_is_downloaded_shown_and_a_shrunken_download_refused() {
     assert_eq!(s["data"]["lists"][0]["entries_v4"], 1200, "{s}");
     assert_eq!((s["data"]["generation"].as_u64(), s["last_reload"]["ok"].as_bool()), (Some(1), Some(false)), "{s}");
     assert!(s["last_reload"]["message"].as_str().unwrap().contains("list tor covers 10 entries"), "{s}");
+    assert_eq!(passing(&pair, &daemon, &[first, fiftieth, hosting]), [hosting], "the list in force still blocks");
 
     // An operator who means it forces the short list in.
     assert!(ctl(&daemon, &["reload", "--force"]).contains("generation 2"));
     let s = status(&daemon);
     assert_eq!(s["data"]["lists"][0]["entries_v4"], 10, "{s}");
     assert_eq!(s["data"]["lists"][1]["entries_v4"], 3, "{s}");
+    assert_eq!(passing(&pair, &daemon, &[first, fiftieth, hosting]), [fiftieth, hosting]);
 
     // A list file edited on disk is reloaded without a signal.
     scratch.file("hosting.netset", &format!("{HOSTING}78.46.0.0/15\n"));

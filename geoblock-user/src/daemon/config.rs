@@ -70,7 +70,6 @@ use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
 use crate::{
-    country,
     data::{
         self,
         list::{self, ListError},
@@ -79,7 +78,9 @@ use crate::{
     kernel::{flows::FlowTable, XdpMode},
     policy::{
         rules::{merged, parse_ports, parse_scope},
-        Direction, Mode, Policy, PolicyError, PortRange, Protocol, Rule, RuleAction, ScopeError, DEFAULT_RULE,
+        selectors::{self, EntryError},
+        Direction, Mode, Policy, PolicyError, PortRange, Protocol, Rule, RuleAction, ScopeError, Selector,
+        DEFAULT_RULE,
     },
 };
 
@@ -287,7 +288,9 @@ pub enum ConfigError {
     ListTwice(String),
     #[error("no interface to attach to (--iface, or interfaces = [...] in the config)")]
     NoInterfaces,
-    #[error("both a block list and an allow list are given; keep one")]
+    #[error(
+        "countries are given in both a block list and an allow list; keep them in one (selectors may be in either)"
+    )]
     BlockAndAllow,
     #[error("{rule}: {error}")]
     Rule { rule: String, error: Box<ConfigError> },
@@ -303,7 +306,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
-    Country(#[from] country::UnknownCountry),
+    Entry(#[from] EntryError),
     #[error("refresh: '{0}' is not a duration (e.g. 30m, 6h, 1d)")]
     Refresh(String),
     #[error("max_shrink: {0} is not a percentage from 0 to 100")]
@@ -462,7 +465,7 @@ impl PolicyConfig {
                 None => Ok(None),
             };
         }
-        let (mode, countries) = list.map_err(|e| match e {
+        let listed = list.map_err(|e| match e {
             ConfigError::NoList => PolicyError::NoRules.into(),
             e => e,
         })?;
@@ -474,7 +477,7 @@ impl PolicyConfig {
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
             action: self.action.unwrap_or_default(),
-            ..Rule::new(DEFAULT_RULE, mode, countries)
+            ..listed.rule(DEFAULT_RULE)
         }))
     }
 }
@@ -484,7 +487,7 @@ impl RuleConfig {
     fn resolve(self) -> Result<Rule, ConfigError> {
         let in_rule =
             |error: ConfigError| ConfigError::Rule { rule: format!("rule '{}'", self.name), error: error.into() };
-        let (mode, countries) = list(self.block.as_ref(), self.allow.as_ref()).map_err(in_rule)?;
+        let listed = list(self.block.as_ref(), self.allow.as_ref()).map_err(in_rule)?;
         let ports = match &self.ports {
             None => vec![],
             Some(ports) => ports.ranges().map_err(|e| in_rule(e.into()))?,
@@ -496,7 +499,7 @@ impl RuleConfig {
             ports,
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
-            ..Rule::new(&self.name, mode, countries)
+            ..listed.rule(&self.name)
         })
     }
 }
@@ -516,16 +519,42 @@ impl PortsConfig {
     }
 }
 
-/// A block or allow list: its mode and countries.
-fn list(block: Option<&Vec<String>>, allow: Option<&Vec<String>>) -> Result<(Mode, BTreeSet<CountryId>), ConfigError> {
-    let (mode, codes) = match (block, allow) {
-        (Some(_), Some(_)) => return Err(ConfigError::BlockAndAllow),
-        (Some(block), None) => (Mode::Deny, block),
-        (None, Some(allow)) => (Mode::Allow, allow),
-        (None, None) => return Err(ConfigError::NoList),
+/// What a rule's block and allow lists say.
+struct Listed {
+    mode: Mode,
+    countries: BTreeSet<CountryId>,
+    allow: BTreeSet<Selector>,
+    block: BTreeSet<Selector>,
+}
+
+impl Listed {
+    /// A rule of these lists, for every protocol and port.
+    fn rule(self, name: &str) -> Rule {
+        Rule { allow: self.allow, block: self.block, ..Rule::new(name, self.mode, self.countries) }
+    }
+}
+
+/// A rule's block and allow lists: countries and selectors (`AS4134`,
+/// `list:tor`). The list holding countries gives the rule's mode (a
+/// deny-list or an allow-list); selectors may be in either, so that an
+/// allow-list can still block `list:tor` and a deny-list allow a partner's
+/// AS. Lists of selectors alone make a deny-list, unless only `allow` is
+/// given: that allows only them.
+fn list(block: Option<&Vec<String>>, allow: Option<&Vec<String>>) -> Result<Listed, ConfigError> {
+    let none = Vec::new();
+    if block.is_none() && allow.is_none() {
+        return Err(ConfigError::NoList);
+    }
+    let (blocked, block_selectors) = selectors::parse_entries(block.unwrap_or(&none))?;
+    let (allowed, allow_selectors) = selectors::parse_entries(allow.unwrap_or(&none))?;
+    let (mode, countries) = match (blocked.is_empty(), allowed.is_empty()) {
+        (false, false) => return Err(ConfigError::BlockAndAllow),
+        (true, false) => (Mode::Allow, allowed),
+        (false, true) => (Mode::Deny, blocked),
+        (true, true) if block.is_none() => (Mode::Allow, allowed),
+        (true, true) => (Mode::Deny, blocked),
     };
-    let countries = codes.iter().map(|c| country::parse(c)).collect::<Result<BTreeSet<_>, _>>()?;
-    Ok((mode, countries))
+    Ok(Listed { mode, countries, allow: allow_selectors, block: block_selectors })
 }
 
 /// `--metrics ADDR`: `IP:PORT`, or a port alone (on loopback).
@@ -650,7 +679,9 @@ mod tests {
         let bad = |text: &str| parse(text).resolve().unwrap_err().to_string();
         assert!(bad("[policy]\nblock = [\"CN\"]\n").contains("no interface"));
         assert!(bad("interfaces = [\"eth0\"]\n").contains("no rule"));
-        assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nallow = [\"DE\"]\n").contains("keep one"));
+        assert!(
+            bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nallow = [\"DE\"]\n").contains("keep them in one")
+        );
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"XX\"]\n").contains("'XX'"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nexcept = [\"10/99\"]\n").contains("10/99"));
         assert_eq!(
@@ -736,7 +767,8 @@ block = ["KP"]
         let bad = |rules: &str| parse(&format!("interfaces = [\"e\"]\n{rules}")).resolve().unwrap_err().to_string();
         assert_eq!(
             bad("[[rule]]\nname = \"ssh\"\nallow = [\"DE\"]\nblock = [\"CN\"]\n"),
-            "rule 'ssh': both a block list and an allow list are given; keep one"
+            "rule 'ssh': countries are given in both a block list and an allow list; keep them in one (selectors may be \
+         in either)"
         );
         assert_eq!(bad("[[rule]]\nname = \"ssh\"\n"), "rule 'ssh': no list: give block = [...] or allow = [...]");
         assert_eq!(

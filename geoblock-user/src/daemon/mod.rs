@@ -42,7 +42,7 @@ use self::{
 use crate::{
     data::{fetch::FetchError, shrink::check_replacement, table::Table, CodeCounts, Loaded},
     kernel::{events::EventRing, sockets, state::StateDir, Geoblock, PinnedMaps},
-    policy::{lockout, Policy},
+    policy::{lockout, selectors::SelectorError, Policy, SelectorTable},
     protocol::{self, Versioned},
     Error,
 };
@@ -432,7 +432,8 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
             geoblock_common::ABI_VERSION
         ),
     }
-    geoblock.load_table(&loaded.table)?;
+    let selectors = selector_table(&[&opts.policy], loaded)?;
+    geoblock.load_table_with_selectors(&loaded.table, &selectors, &opts.policy)?;
     geoblock.apply_policy(&opts.policy)?;
     geoblock.set_event_rate(opts.event_rate)?;
     geoblock.set_reject_rate(opts.reject_rate)?;
@@ -441,6 +442,13 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
     log_trie_nodes(&geoblock);
     log_sources(loaded);
     Ok(geoblock)
+}
+
+/// The selector table for the selectors `policies` use (the policy in
+/// force and the one to come), from `loaded`'s AS data and lists.
+fn selector_table(policies: &[&Policy], loaded: &Loaded) -> Result<SelectorTable, SelectorError> {
+    let selectors = policies.iter().flat_map(|p| p.selectors()).collect();
+    SelectorTable::compile(&selectors, &loaded.asn, &loaded.lists)
 }
 
 /// The trie's size: real data sets take 22k to 28k nodes per family, of

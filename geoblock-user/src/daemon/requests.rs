@@ -58,6 +58,11 @@ impl Daemon {
         if !force {
             guarded(&self.opts.management, &policy, &self.loaded.table, ssh_client).map_err(|e| e.to_string())?;
         }
+        if !self.geoblock.selectors_cover(&policy) {
+            let selectors =
+                super::selector_table(&[&self.opts.policy, &policy], &self.loaded).map_err(|e| e.to_string())?;
+            self.geoblock.load_selectors(&selectors, &policy).map_err(|e| e.to_string())?;
+        }
         self.geoblock.apply_policy(&policy).map_err(|e| e.to_string())?;
         let text = format!("policy: {policy}");
         self.opts.policy = policy;

@@ -28,9 +28,12 @@ use super::{
     table::{PerFamily, Table},
 };
 
-/// Bytes a list name may have: it has to fit where the kernel's classes
-/// and the metrics name it.
-pub const MAX_NAME: usize = 26;
+/// How a rule names a list: `list:tor`.
+pub const SELECTOR_PREFIX: &str = "list:";
+
+/// Bytes a list name may have: `list:` and the name fit a counter's name
+/// in the kernel (with its NUL).
+pub const MAX_NAME: usize = geoblock_common::SELECTOR_NAME_LEN - 1 - SELECTOR_PREFIX.len();
 
 /// The one label every address of a list carries while the table machinery
 /// merges its entries: a list is a set, so overlapping entries agree.
@@ -48,7 +51,7 @@ pub struct AddressList {
 }
 
 /// Where a list came from and what it held.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ListInfo {
     /// The path or URL as the operator gave it.
     pub origin: String,
@@ -60,10 +63,11 @@ pub struct ListInfo {
 }
 
 /// How a list is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ListFormat {
     /// One address or CIDR a line.
+    #[default]
     Text,
     /// AWS `ip-ranges.json`.
     AwsJson,
@@ -84,7 +88,7 @@ impl std::fmt::Display for ListFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
     #[error("list name '{name}': {problem}")]
-    Name { name: String, problem: &'static str },
+    Name { name: String, problem: String },
     #[error("--list '{0}': not NAME=PATH or NAME=URL")]
     Spec(String),
     #[error("list {name}: {error}")]
@@ -118,9 +122,9 @@ fn holds<N: Copy, A: Ord + Copy>(nets: &[N], span: impl Fn(N) -> (A, A), ip: A) 
 
 /// `name` if it may name a list.
 pub fn check_name(name: &str) -> Result<&str, ListError> {
-    let bad = |problem| Err(ListError::Name { name: show(name.as_bytes()), problem });
+    let bad = |problem: &str| Err(ListError::Name { name: show(name.as_bytes()), problem: problem.to_string() });
     if name.is_empty() || name.len() > MAX_NAME {
-        return bad("a list name has 1 to 26 characters");
+        return bad(&format!("a list name has 1 to {MAX_NAME} characters"));
     }
     match name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
         true => Ok(name),

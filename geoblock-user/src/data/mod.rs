@@ -19,6 +19,7 @@
 //! earlier answer. Sources of disjoint data (an IPv4 and an IPv6 file, the
 //! five registries) combine as if they were one.
 
+pub mod asn;
 pub mod cidr;
 pub mod csv;
 pub mod detect;
@@ -102,7 +103,9 @@ pub struct Loaded {
     /// Each source's own table, kept when there are several: which one gave
     /// an address its country (`geoblock explain`).
     pub layers: Vec<Table>,
-    /// The named address lists, in the operator's order.
+    /// The autonomous systems (`--asn-data`).
+    pub asn: asn::AsnData,
+    /// The named address lists (`--list`), in the operator's order.
     pub lists: Vec<list::AddressList>,
 }
 
@@ -230,7 +233,7 @@ fn embedded() -> Result<Loaded, DataError> {
         codes: CodeCounts::default(),
         country_field: None,
     };
-    Ok(Loaded { table, sources: vec![info], layers: vec![], lists: vec![] })
+    Ok(Loaded { table, sources: vec![info], ..Loaded::default() })
 }
 
 /// Prefixes per family that the tables of several sources may hold
