@@ -118,6 +118,7 @@ impl ReadArgs {
                 mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
             },
             cache_dir: self.cache_dir.clone().unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
+            lists: vec![],
         }
     }
 }
@@ -132,6 +133,20 @@ pub struct DataArgs {
     pub data: Vec<String>,
     #[command(flatten)]
     pub read: ReadArgs,
+}
+
+/// Named address lists, for rules' `list:NAME`.
+#[derive(Args)]
+pub struct ListArgs {
+    /// A named address list rules use as list:NAME: a text file (one address or CIDR a line, #
+    /// and ; comments: Tor exit list, FireHOL .netset, Spamhaus DROP), AWS ip-ranges.json or
+    /// Google Cloud cloud.json, plain or .gz/.xz, or an https:// URL of one. Repeat for more.
+    #[arg(long = "list", value_name = "NAME=PATH|URL", value_parser = parse_list)]
+    pub lists: Vec<(String, String)>,
+}
+
+pub fn parse_list(spec: &str) -> Result<(String, String), String> {
+    data::list::parse_spec(spec).map_err(|e| e.to_string())
 }
 
 pub fn parse_format(name: &str) -> Result<Format, String> {

@@ -1,5 +1,5 @@
 //! `geoblock lookup`: the country and prefix of addresses, from the data
-//! `run` would load.
+//! `run` would load, and the `--list`s each is in (`list:tor`), after them.
 
 use std::{
     io::{self, BufRead as _},
@@ -7,9 +7,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use geoblock::country;
+use geoblock::{country, data::DataSources};
 
-use crate::args::DataArgs;
+use crate::args::{DataArgs, ListArgs};
 
 #[derive(clap::Args)]
 pub struct LookupArgs {
@@ -17,16 +17,21 @@ pub struct LookupArgs {
     addresses: Vec<String>,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    lists: ListArgs,
 }
 
 pub fn lookup(args: &LookupArgs) -> Result<()> {
     let (addresses, data) = (&args.addresses, &args.data);
-    let table = data.read.sources(data.data.clone()).load()?.table;
+    let sources = DataSources { lists: args.lists.lists.clone(), ..data.read.sources(data.data.clone()) };
+    let loaded = sources.load()?;
     let answer = |text: &str| -> Result<()> {
         let ip: IpAddr = text.trim().parse().with_context(|| format!("'{text}' is not an IP address"))?;
-        match table.lookup(ip) {
-            Some((net, c)) => println!("{ip} {} {net}", country::code(c)),
-            None => println!("{ip} - -"),
+        let lists: String =
+            loaded.lists.iter().filter(|l| l.contains(ip)).map(|l| format!(" list:{}", l.name)).collect();
+        match loaded.table.lookup(ip) {
+            Some((net, c)) => println!("{ip} {} {net}{lists}", country::code(c)),
+            None => println!("{ip} - -{lists}"),
         }
         Ok(())
     };

@@ -21,6 +21,10 @@
 //! event_rate = 100                        # sampled drop events per second at most; 0: off
 //! metrics = "127.0.0.1:9717"              # serve /metrics there; absent: off
 //!
+//! [lists]                                 # named address lists, for rules' list:NAME (or --list NAME=...)
+//! tor = "https://check.torproject.org/torbulkexitlist"   # a path or URL: text (one address or
+//! hosting = "/etc/geoblock/hosting.netset"               #   CIDR a line) or AWS/GCP JSON, .gz too
+//!
 //! [reject]                                # answers to packets a rule rejects
 //! rate = 1000                             # TCP resets and ICMP errors per second at most; 0: none
 //!
@@ -66,7 +70,11 @@ use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
 use crate::{
-    data::{self, parse_network, CidrError, CountryFields, DataSources},
+    data::{
+        self,
+        list::{self, ListError},
+        parse_network, CidrError, CountryFields, DataSources,
+    },
     kernel::{flows::FlowTable, XdpMode},
     policy::{
         rules::{merged, parse_ports, parse_scope},
@@ -134,6 +142,9 @@ pub struct Config {
     pub xdp_mode: Option<XdpMode>,
     pub lookup: Option<Lookup>,
     pub data: Option<Vec<String>>,
+    /// `[lists]`: `NAME = "PATH or URL"`, in the file's order.
+    #[serde(default, deserialize_with = "ordered_lists")]
+    pub lists: Option<Vec<(String, String)>>,
     pub format: Option<String>,
     pub mmdb_field: Option<String>,
     pub cache_dir: Option<PathBuf>,
@@ -271,6 +282,10 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
+    #[error("lists: {0}")]
+    List(#[from] ListError),
+    #[error("lists: '{0}' is given twice")]
+    ListTwice(String),
     #[error("no interface to attach to (--iface, or interfaces = [...] in the config)")]
     NoInterfaces,
     #[error(
@@ -328,6 +343,7 @@ impl Config {
             xdp_mode: flags.xdp_mode.or(self.xdp_mode),
             lookup: flags.lookup.or(self.lookup),
             data: flags.data.clone().or(self.data),
+            lists: flags.lists.clone().or(self.lists),
             format: flags.format.clone().or(self.format),
             mmdb_field: flags.mmdb_field.clone().or(self.mmdb_field),
             cache_dir: flags.cache_dir.clone().or(self.cache_dir),
@@ -378,6 +394,7 @@ impl Config {
                     mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
                 },
                 cache_dir: self.cache_dir.unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
+                lists: checked_lists(self.lists.unwrap_or_default())?,
             },
             refresh: self.refresh.as_deref().map(refresh_interval).transpose()?,
             max_shrink: match self.max_shrink.unwrap_or(DEFAULT_MAX_SHRINK * 100.0) {
@@ -550,6 +567,37 @@ pub fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn refresh_interval(text: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| ConfigError::Refresh(text.into()))
+}
+
+/// `[lists]` as written: a TOML table, its entries kept in order.
+fn ordered_lists<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Vec<(String, String)>>, D::Error> {
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table of NAME = \"PATH or URL\"")
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+            let mut entries = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    de.deserialize_map(Entries).map(Some)
+}
+
+/// The lists with their names checked, each name once.
+fn checked_lists(lists: Vec<(String, String)>) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut names = BTreeSet::new();
+    for (name, _) in &lists {
+        list::check_name(name)?;
+        if !names.insert(name) {
+            return Err(ConfigError::ListTwice(name.clone()));
+        }
+    }
+    Ok(lists)
 }
 
 /// The networks of `setting`, each checked as data CIDRs are.
@@ -789,5 +837,41 @@ block = ["KP"]
             parse("interfaces = [\"e\"]\n[[rule]]\nname = \"out\"\ndirection = \"outbound\"\nblock = [\"CN\"]\n");
         assert_eq!(rules.resolve().unwrap().policy.rules[0].direction, Direction::Outbound);
         assert!(toml::from_str::<Config>("[policy]\ndirection = \"out\"\n").is_err());
+    }
+
+    #[test]
+    fn lists_keep_the_files_order_and_flags_replace_them() {
+        let file = "interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n[lists]\ntor = \"https://h/torbulkexitlist\"\n\
+                    hosting = \"/etc/geoblock/hosting.netset\"\naws = \"/etc/geoblock/ip-ranges.json\"\n";
+        let pair = |n: &str, s: &str| (n.to_string(), s.to_string());
+        let opts = parse(file).resolve().unwrap();
+        assert_eq!(
+            opts.data.lists,
+            [
+                pair("tor", "https://h/torbulkexitlist"),
+                pair("hosting", "/etc/geoblock/hosting.netset"),
+                pair("aws", "/etc/geoblock/ip-ranges.json")
+            ]
+        );
+        let flags = Config { lists: Some(vec![pair("x4b", "/x4b.txt")]), ..Config::default() };
+        assert_eq!(parse(file).overlaid(&flags).resolve().unwrap().data.lists, [pair("x4b", "/x4b.txt")]);
+        assert_eq!(parse(file).overlaid(&Config::default()).resolve().unwrap().data.lists.len(), 3);
+        assert!(parse("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n").resolve().unwrap().data.lists.is_empty());
+    }
+
+    #[test]
+    fn bad_list_names_and_twice_given_ones_are_refused() {
+        let bad = |lists: &str| {
+            let text = format!("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n[lists]\n{lists}");
+            parse(&text).resolve().unwrap_err().to_string()
+        };
+        assert!(bad("Tor = \"/x\"\n").starts_with("lists: list name 'Tor': "), "{}", bad("Tor = \"/x\"\n"));
+        assert!(bad("\"a.b\" = \"/x\"\n").contains("'a.b'"));
+        let twice =
+            Config { lists: Some(vec![("a".into(), "/x".into()), ("a".into(), "/y".into())]), ..Config::default() };
+        let flags = parse("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n");
+        let err = twice.overlaid(&flags).resolve();
+        assert!(matches!(err, Err(ConfigError::ListTwice(ref n)) if n == "a"), "{err:?}");
+        assert!(toml::from_str::<Config>("[lists]\ntor = 3\n").is_err());
     }
 }

@@ -477,6 +477,19 @@ fn log_sources(loaded: &Loaded) {
             info!("{}: {}", source.origin, source.codes);
         }
     }
+    for list in &loaded.lists {
+        let (entries, info) = (list.info.entries, &list.info);
+        info!(
+            "list {}: {} IPv4 and {} IPv6 entries ({}) as {} and {} prefixes, from {}",
+            list.name,
+            entries.v4,
+            entries.v6,
+            info.format,
+            list.v4.len(),
+            list.v6.len(),
+            info.origin
+        );
+    }
 }
 
 /// Watches `fd` for readability on the event loop.

@@ -28,7 +28,11 @@ use tracing::{error, info, warn};
 use super::{config::RunOptions, guarded, selector_table, Daemon, Download};
 use crate::kernel::flows::FlowTable;
 use crate::{
-    data::{fetch::FetchError, shrink::check_replacement, table::Table, Loaded},
+    data::{
+        fetch::FetchError,
+        shrink::{check_lists, check_replacement},
+        Loaded,
+    },
     policy::{Policy, SelectorTable},
     protocol::{self, Response},
 };
@@ -130,7 +134,7 @@ impl Daemon {
                 Some(config) => config.read().map_err(|e| refused("config", &e))?,
                 None => options,
             };
-            check(new, &in_force.table, &policy, force)
+            check(new, &in_force, &policy, force)
         });
         self.loading.running = Some(Running { task, since: Instant::now(), cause });
     }
@@ -252,11 +256,12 @@ impl Daemon {
     /// Reloads the data (config and policy as they are) once a data file
     /// changed and held still for a tick: an edited file, or a finished download.
     pub(super) fn watch_data(&mut self) {
-        if self.opts.data.sources.is_empty() || self.loading.running.is_some() {
+        let data = &self.opts.data;
+        if (data.sources.is_empty() && data.lists.is_empty()) || self.loading.running.is_some() {
             return;
         }
-        let now = self.opts.data.modified();
-        let in_force: Vec<_> = self.loaded.sources.iter().map(|s| s.modified).collect();
+        let now = data.modified();
+        let in_force = self.loaded.modified(data);
         let watch = &mut self.data_watch;
         if now == in_force || watch.refused.as_ref() == Some(&now) {
             watch.settling = None;
@@ -322,14 +327,16 @@ fn refused(what: &str, e: &dyn std::fmt::Display) -> String {
 }
 
 /// Reads `new`'s data and runs the guards on it: the shrink guard against
-/// `in_force` unless `force`, the lock-out guard unless the config's force;
-/// compiles the selectors of `policy` (in force) and `new`'s from it.
-/// Off the main loop: this takes seconds for a world table.
-fn check(new: RunOptions, in_force: &Table, policy: &Policy, force: bool) -> Result<Checked, String> {
+/// `in_force` (its table, and each list of a name in force) unless
+/// `force`, the lock-out guard unless the config's force; compiles the
+/// selectors of `policy` (in force) and `new`'s from it. Off the main
+/// loop: this takes seconds for a world table.
+fn check(new: RunOptions, in_force: &Loaded, policy: &Policy, force: bool) -> Result<Checked, String> {
     let loaded = new.data.load().map_err(|e| refused("data", &e))?;
     if !force {
-        check_replacement(in_force, &loaded.table, new.max_shrink, &new.policy.countries())
+        check_replacement(&in_force.table, &loaded.table, new.max_shrink, &new.policy.countries())
             .map_err(|e| refused("shrink guard", &e))?;
+        check_lists(&in_force.lists, &loaded.lists, new.max_shrink).map_err(|e| refused("shrink guard", &e))?;
     }
     if !new.force {
         guarded(&new.management, &new.policy, &loaded, None).map_err(|e| refused("lock-out guard", &e))?;

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::{control::Incoming, guarded, metrics, Daemon, Outcome};
 use crate::{
-    data::SourceInfo,
+    data::{list::AddressList, SourceInfo},
     kernel::state::StateDir,
     policy::{explain, Change},
     protocol::{self, EventStatus, Request, Response},
@@ -85,6 +85,7 @@ impl Daemon {
                 trie_nodes_v6: self.geoblock.trie_nodes().v6,
                 refresh_seconds: self.opts.refresh.map(|d| d.as_secs()),
                 last_download: self.last_download.as_ref().map(outcome_status),
+                lists: self.loaded.lists.iter().map(list_status).collect(),
             },
             last_reload: self.last_reload.as_ref().map(outcome_status),
             reloading: self.loading.status(),
@@ -151,7 +152,25 @@ fn data_sources(sources: &[SourceInfo]) -> Vec<protocol::SourceStatus> {
 
 /// How long ago a source's file was written (none for the embedded data).
 fn age(source: &SourceInfo) -> Option<Duration> {
-    source.modified.and_then(|t| SystemTime::now().duration_since(t).ok())
+    since(source.modified)
+}
+
+fn since(modified: Option<SystemTime>) -> Option<Duration> {
+    modified.and_then(|t| SystemTime::now().duration_since(t).ok())
+}
+
+fn list_status(list: &AddressList) -> protocol::ListStatus {
+    let info = &list.info;
+    protocol::ListStatus {
+        name: list.name.clone(),
+        origin: info.origin.clone(),
+        format: info.format.to_string(),
+        entries_v4: info.entries.v4,
+        entries_v6: info.entries.v6,
+        prefixes_v4: list.v4.len(),
+        prefixes_v6: list.v6.len(),
+        age_seconds: since(info.modified).map(|a| a.as_secs()),
+    }
 }
 
 /// A change as the log shows it: its JSON form, short and unambiguous.

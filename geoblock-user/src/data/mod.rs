@@ -118,6 +118,8 @@ pub enum DataError {
     Fetch(#[from] fetch::FetchError),
     #[error("embedded data: {0}")]
     Embedded(#[from] embedded::EmbeddedError),
+    #[error(transparent)]
+    List(#[from] list::ListError),
 }
 
 /// The data geoblock enforces: sources in order (none: the embedded DB-IP
@@ -128,12 +130,20 @@ pub struct DataSources {
     pub sources: Vec<String>,
     pub options: Options,
     pub cache_dir: PathBuf,
+    /// Named address lists: (name, path or URL), in the operator's order.
+    pub lists: Vec<(String, String)>,
 }
 
 impl DataSources {
     /// Downloads what is remote (an earlier download stands in for a failed
     /// one), then reads and combines everything.
     pub fn load(&self) -> Result<Loaded, DataError> {
+        let mut loaded = self.load_countries()?;
+        loaded.lists = self.load_lists()?;
+        Ok(loaded)
+    }
+
+    fn load_countries(&self) -> Result<Loaded, DataError> {
         if self.sources.is_empty() {
             return embedded();
         }
@@ -149,27 +159,59 @@ impl DataSources {
         Ok(loaded)
     }
 
-    /// Downloads newer versions of the URL sources into `cache_dir`
-    /// (conditional GET, retries): how many changed. Blocking. A failure
-    /// leaves the last good download in place.
+    /// The named lists, each downloaded first if it is a URL.
+    fn load_lists(&self) -> Result<Vec<list::AddressList>, DataError> {
+        let mut lists = Vec::with_capacity(self.lists.len());
+        for (name, source) in &self.lists {
+            let path = fetch::local_path(source, &self.list_cache(name), fetch::FetchConfig::default())?;
+            lists.push(list::load(name, &path, source)?);
+        }
+        Ok(lists)
+    }
+
+    /// Where a list's download is kept: a folder of its own, so lists and
+    /// sources whose URLs end in the same file name do not meet.
+    fn list_cache(&self, name: &str) -> PathBuf {
+        self.cache_dir.join("lists").join(name)
+    }
+
+    /// Downloads newer versions of the URL sources and lists into
+    /// `cache_dir` (conditional GET, retries): how many changed. Blocking.
+    /// A failure leaves the last good download in place.
     pub fn fetch(&self) -> Result<usize, fetch::FetchError> {
         let mut changed = 0;
-        for url in self.sources.iter().filter(|s| fetch::is_url(s)) {
-            let remote = fetch::Remote::new(url, &self.cache_dir, fetch::FetchConfig::default())?;
+        for (source, cache) in self.located().filter(|(s, _)| fetch::is_url(s)) {
+            let remote = fetch::Remote::new(source, &cache, fetch::FetchConfig::default())?;
             changed += usize::from(remote.refresh()?.is_some());
         }
         Ok(changed)
     }
 
-    /// When each source's file (a URL's: its download) was last written:
-    /// what a watcher compares with [`SourceInfo::modified`].
+    /// When each source's file (a URL's: its download) was last written,
+    /// then each list's: what a watcher compares with [`SourceInfo::modified`]
+    /// and [`list::ListInfo::modified`].
     pub fn modified(&self) -> Vec<Option<std::time::SystemTime>> {
-        self.sources.iter().map(|source| modified(&self.local_file(source))).collect()
+        self.located().map(|(source, cache)| modified(&local_file(source, &cache))).collect()
     }
 
-    fn local_file(&self, source: &str) -> PathBuf {
-        fetch::cache_path(source, &self.cache_dir).unwrap_or_else(|_| PathBuf::from(source))
+    /// The sources then the lists, each with the folder its download goes to.
+    fn located(&self) -> impl Iterator<Item = (&str, PathBuf)> {
+        let sources = self.sources.iter().map(|s| (s.as_str(), self.cache_dir.clone()));
+        sources.chain(self.lists.iter().map(|(name, s)| (s.as_str(), self.list_cache(name))))
     }
+}
+
+impl Loaded {
+    /// When the files in force were written, as [`DataSources::modified`]
+    /// lists them (the embedded data has no file).
+    pub fn modified(&self, data: &DataSources) -> Vec<Option<std::time::SystemTime>> {
+        let sources = self.sources.iter().map(|s| s.modified).take(data.sources.len());
+        sources.chain(self.lists.iter().map(|l| l.info.modified)).collect()
+    }
+}
+
+fn local_file(source: &str, cache_dir: &Path) -> PathBuf {
+    fetch::cache_path(source, cache_dir).unwrap_or_else(|_| PathBuf::from(source))
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {

@@ -16,14 +16,14 @@ use std::{
     str::FromStr,
 };
 
-use geoblock_common::{CountryId, SELECTOR_CHILD, SELECTOR_NAME_LEN};
+use geoblock_common::{CountryId, SELECTOR_CHILD};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     country,
     data::{
         asn::{Asn, AsnData},
-        list::AddressList,
+        list::{self, AddressList},
         table::{self, Address, PerFamily, Table, TableError},
     },
 };
@@ -38,10 +38,9 @@ pub enum Selector {
     List(String),
 }
 
-/// A list's name is at most this long: `list:` and the name fit a
-/// counter's name in the kernel.
-pub const MAX_LIST_NAME: usize = SELECTOR_NAME_LEN - 1 - LIST_PREFIX.len();
-const LIST_PREFIX: &str = "list:";
+/// A list's name is at most this long (see [`list::MAX_NAME`]).
+pub const MAX_LIST_NAME: usize = list::MAX_NAME;
+const LIST_PREFIX: &str = list::SELECTOR_PREFIX;
 
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,8 +98,7 @@ impl From<Selector> for String {
 
 /// `[a-z0-9_-]`, 1 to [`MAX_LIST_NAME`] bytes: the operator's names.
 pub fn valid_list_name(name: &str) -> bool {
-    (1..=MAX_LIST_NAME).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    list::check_name(name).is_ok()
 }
 
 /// An entry of a rule's list: a country or a selector.

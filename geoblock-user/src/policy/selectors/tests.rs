@@ -4,7 +4,7 @@ use geoblock_common::{country_id, Action};
 
 use super::*;
 use crate::{
-    data::table::Table,
+    data::{list::ListInfo, table::Table},
     policy::{Mode, Rule, RuleAction, DEFAULT_RULE},
 };
 
@@ -19,7 +19,7 @@ fn asn_data(v4: &[(&str, Asn)], v6: &[(&str, Asn)]) -> AsnData {
 fn list(name: &str, nets: &[&str]) -> AddressList {
     let v4 = nets.iter().filter(|n| !n.contains(':')).map(|n| n.parse().unwrap()).collect();
     let v6 = nets.iter().filter(|n| n.contains(':')).map(|n| n.parse().unwrap()).collect();
-    AddressList { name: name.into(), v4, v6 }
+    AddressList { name: name.into(), v4, v6, info: ListInfo::default() }
 }
 
 fn selectors(texts: &[&str]) -> BTreeSet<Selector> {
