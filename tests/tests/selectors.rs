@@ -33,8 +33,8 @@ const REFRESHED: Duration = Duration::from_secs(20);
 /// `ip` moved by `n` addresses (within its family).
 fn plus(ip: IpAddr, n: i64) -> IpAddr {
     match ip {
-        IpAddr::V4(a) => IpAddr::V4((u32::from(a) as i64 + n) as u32).into(),
-        IpAddr::V6(a) => IpAddr::V6((u128::from(a) as i128 + n as i128) as u128).into(),
+        IpAddr::V4(a) => IpAddr::V4(((u32::from(a) as i64 + n) as u32).into()),
+        IpAddr::V6(a) => IpAddr::V6(((u128::from(a) as i128 + n as i128) as u128).into()),
     }
 }
 
@@ -95,7 +95,9 @@ fn assert_fates(pair: &Pair, daemon: &Daemon, srcs: &[IpAddr], dropped: &[IpAddr
     let wrong: Vec<String> = got
         .iter()
         .filter(|(src, n)| **n != if dropped.contains(src) { 0 } else { COPIES })
-        .map(|(src, n)| format!("{src}: {n} of {COPIES} delivered, expected {}", if dropped.contains(src) { 0 } else { COPIES }))
+        .map(|(src, n)| {
+            format!("{src}: {n} of {COPIES} delivered, expected {}", if dropped.contains(src) { 0 } else { COPIES })
+        })
         .collect();
     assert!(wrong.is_empty(), "{}\n{}", wrong.join("\n"), daemon.log());
 }
