@@ -286,6 +286,10 @@ pub enum ConfigError {
     List(#[from] ListError),
     #[error("lists: '{0}' is given twice")]
     ListTwice(String),
+    #[error(
+        "{0}: a rule names it, but no list of that name is given ([lists] NAME = \"PATH or URL\", or --list NAME=...)"
+    )]
+    UnknownList(String),
     #[error("no interface to attach to (--iface, or interfaces = [...] in the config)")]
     NoInterfaces,
     #[error(
@@ -377,7 +381,7 @@ impl Config {
     /// Validates and fills in the defaults. Touches nothing.
     pub fn resolve(self) -> Result<RunOptions, ConfigError> {
         let interfaces = self.interfaces.filter(|i| !i.is_empty()).ok_or(ConfigError::NoInterfaces)?;
-        Ok(RunOptions {
+        let opts = RunOptions {
             interfaces,
             xdp_mode: self.xdp_mode.unwrap_or(XdpMode::Auto),
             policy: self.policy.resolve(self.rule)?,
@@ -409,8 +413,23 @@ impl Config {
             force: self.force.unwrap_or(false),
             metrics: self.metrics.as_deref().map(parse_metrics_addr).transpose().map_err(ConfigError::Metrics)?,
             flows: self.flows.resolve()?,
-        })
+        };
+        named_lists_exist(&opts.policy, &opts.data.lists)?;
+        Ok(opts)
     }
+}
+
+/// Every `list:NAME` a rule names is a configured list: a typo would
+/// otherwise block nothing.
+fn named_lists_exist(policy: &Policy, lists: &[(String, String)]) -> Result<(), ConfigError> {
+    for selector in policy.selectors() {
+        if let Selector::List(name) = &selector {
+            if !lists.iter().any(|(n, _)| n == name) {
+                return Err(ConfigError::UnknownList(selector.to_string()));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl FlowsConfig {
@@ -866,6 +885,8 @@ block = ["KP"]
             parse(&text).resolve().unwrap_err().to_string()
         };
         assert!(bad("Tor = \"/x\"\n").starts_with("lists: list name 'Tor': "), "{}", bad("Tor = \"/x\"\n"));
+        let unnamed = "interfaces = [\"e\"]\n[policy]\nblock = [\"list:vpn\"]\n[lists]\ntor = \"/x\"\n";
+        assert!(parse(unnamed).resolve().unwrap_err().to_string().starts_with("list:vpn: a rule names it"));
         assert!(bad("\"a.b\" = \"/x\"\n").contains("'a.b'"));
         let twice =
             Config { lists: Some(vec![("a".into(), "/x".into()), ("a".into(), "/y".into())]), ..Config::default() };
