@@ -1,5 +1,7 @@
 //! `geoblock lookup`: the country and prefix of addresses, from the data
-//! `run` would load.
+//! `run` would load; with `--asn-data`, their AS and its organisation too:
+//! `8.8.8.8 US 8.8.8.0/24 AS15169 Google LLC` (`-` where there is none; the
+//! first three columns are the same with or without AS data).
 
 use std::{
     io::{self, BufRead as _},
@@ -21,12 +23,18 @@ pub struct LookupArgs {
 
 pub fn lookup(args: &LookupArgs) -> Result<()> {
     let (addresses, data) = (&args.addresses, &args.data);
-    let table = data.read.sources(data.data.clone()).load()?.table;
+    let loaded = data.sources().load()?;
+    let with_asn = !data.asn_data.is_empty();
     let answer = |text: &str| -> Result<()> {
         let ip: IpAddr = text.trim().parse().with_context(|| format!("'{text}' is not an IP address"))?;
-        match table.lookup(ip) {
-            Some((net, c)) => println!("{ip} {} {net}", country::code(c)),
-            None => println!("{ip} - -"),
+        let country = match loaded.table.lookup(ip) {
+            Some((net, c)) => format!("{ip} {} {net}", country::code(c)),
+            None => format!("{ip} - -"),
+        };
+        match loaded.asn.lookup(ip) {
+            Some((_, asn, org)) => println!("{country} AS{asn} {}", org.unwrap_or("-")),
+            None if with_asn => println!("{country} - -"),
+            None => println!("{country}"),
         }
         Ok(())
     };

@@ -97,6 +97,7 @@ impl RunArgs {
             refresh: self.refresh,
             max_shrink: self.max_shrink,
             data: some(self.data.data),
+            asn_data: some(self.data.asn_data),
             state_dir: self.state_dir,
             cgroup: self.cgroup,
             control_socket: self.control_socket,

@@ -8,6 +8,7 @@
 //! xdp_mode = "auto"                       # auto | native | skb
 //! lookup = "trie"                         # trie | lpm
 //! data = []                               # files or https:// URLs; empty: the embedded data
+//! asn_data = []                           # AS data: files or URLs (ip-location-db, iptoasn, GeoLite2-ASN)
 //! format = "csv"                          # csv | ip2location | mmdb | maxmind-csv | rir | cidr; default: detected
 //! mmdb_field = "country.iso_code,registered_country.iso_code,country_code"
 //! cache_dir = "/var/cache/geoblock"       # where downloads are kept
@@ -133,6 +134,7 @@ pub struct Config {
     pub xdp_mode: Option<XdpMode>,
     pub lookup: Option<Lookup>,
     pub data: Option<Vec<String>>,
+    pub asn_data: Option<Vec<String>>,
     pub format: Option<String>,
     pub mmdb_field: Option<String>,
     pub cache_dir: Option<PathBuf>,
@@ -325,6 +327,7 @@ impl Config {
             xdp_mode: flags.xdp_mode.or(self.xdp_mode),
             lookup: flags.lookup.or(self.lookup),
             data: flags.data.clone().or(self.data),
+            asn_data: flags.asn_data.clone().or(self.asn_data),
             format: flags.format.clone().or(self.format),
             mmdb_field: flags.mmdb_field.clone().or(self.mmdb_field),
             cache_dir: flags.cache_dir.clone().or(self.cache_dir),
@@ -370,6 +373,7 @@ impl Config {
             },
             data: DataSources {
                 sources: self.data.unwrap_or_default(),
+                asn: self.asn_data.unwrap_or_default(),
                 options: data::Options {
                     format: self.format.as_deref().map(str::parse).transpose().map_err(ConfigError::Format)?,
                     mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),

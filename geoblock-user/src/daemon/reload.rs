@@ -231,11 +231,14 @@ impl Daemon {
     /// Reloads the data (config and policy as they are) once a data file
     /// changed and held still for a tick: an edited file, or a finished download.
     pub(super) fn watch_data(&mut self) {
-        if self.opts.data.sources.is_empty() || self.loading.running.is_some() {
+        let data = &self.opts.data;
+        if (data.sources.is_empty() && data.asn.is_empty()) || self.loading.running.is_some() {
             return;
         }
-        let now = self.opts.data.modified();
-        let in_force: Vec<_> = self.loaded.sources.iter().map(|s| s.modified).collect();
+        let now = data.modified();
+        // The embedded country data (no sources) has no file to watch.
+        let country = self.loaded.sources.iter().take(data.sources.len()).map(|s| s.modified);
+        let in_force: Vec<_> = country.chain(self.loaded.asn.sources.iter().map(|s| s.modified)).collect();
         let watch = &mut self.data_watch;
         if now == in_force || watch.refused.as_ref() == Some(&now) {
             watch.settling = None;

@@ -108,12 +108,12 @@ fn blocks_into(
 
 /// The fields of a line up to the last of `columns`: the rest, however
 /// many, are never split.
-fn up_to<'a>(line: &'a [u8], columns: &[usize]) -> Vec<&'a [u8]> {
+pub(crate) fn up_to<'a>(line: &'a [u8], columns: &[usize]) -> Vec<&'a [u8]> {
     let last = columns.iter().max().map_or(0, |&c| c + 1);
     text::fields(line, b',').take(last).collect()
 }
 
-fn field<'a>(fields: &[&'a [u8]], at: usize, name: &'static str) -> Result<&'a [u8], RowError> {
+pub(crate) fn field<'a>(fields: &[&'a [u8]], at: usize, name: &'static str) -> Result<&'a [u8], RowError> {
     fields.get(at).copied().ok_or((name, "missing".to_string()))
 }
 

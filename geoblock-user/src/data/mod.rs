@@ -19,6 +19,7 @@
 //! earlier answer. Sources of disjoint data (an IPv4 and an IPv6 file, the
 //! five registries) combine as if they were one.
 
+pub mod asn;
 pub mod cidr;
 pub mod csv;
 pub mod detect;
@@ -101,6 +102,8 @@ pub struct Loaded {
     /// Each source's own table, kept when there are several: which one gave
     /// an address its country (`geoblock explain`).
     pub layers: Vec<Table>,
+    /// The AS data (empty without AS sources).
+    pub asn: asn::AsnData,
 }
 
 /// Why the data could not be loaded; what is in force stays in force.
@@ -120,6 +123,8 @@ pub enum DataError {
 pub struct DataSources {
     /// Paths or `https://` / `http://` URLs.
     pub sources: Vec<String>,
+    /// AS data sources ([`asn`]), paths or URLs as `sources`.
+    pub asn: Vec<String>,
     pub options: Options,
     pub cache_dir: PathBuf,
 }
@@ -128,19 +133,27 @@ impl DataSources {
     /// Downloads what is remote (an earlier download stands in for a failed
     /// one), then reads and combines everything.
     pub fn load(&self) -> Result<Loaded, DataError> {
-        if self.sources.is_empty() {
-            return embedded();
-        }
-        let mut paths = Vec::with_capacity(self.sources.len());
-        for source in &self.sources {
-            paths.push(fetch::local_path(source, &self.cache_dir, fetch::FetchConfig::default())?);
-        }
-        let mut loaded = load(&paths, &self.options)?;
-        // Name URLs as the operator gave them, not by their cache file.
-        for (info, source) in loaded.sources.iter_mut().zip(&self.sources) {
+        let mut loaded = match self.sources.is_empty() {
+            true => embedded()?,
+            false => {
+                let mut loaded = load(&self.local_paths(&self.sources)?, &self.options)?;
+                // Name URLs as the operator gave them, not by their cache file.
+                for (info, source) in loaded.sources.iter_mut().zip(&self.sources) {
+                    info.origin.clone_from(source);
+                }
+                loaded
+            }
+        };
+        loaded.asn = asn::load(&self.local_paths(&self.asn)?)?;
+        for (info, source) in loaded.asn.sources.iter_mut().zip(&self.asn) {
             info.origin.clone_from(source);
         }
         Ok(loaded)
+    }
+
+    /// The files of `sources`: URLs downloaded (or their last download).
+    fn local_paths(&self, sources: &[String]) -> Result<Vec<PathBuf>, fetch::FetchError> {
+        sources.iter().map(|s| fetch::local_path(s, &self.cache_dir, fetch::FetchConfig::default())).collect()
     }
 
     /// Downloads newer versions of the URL sources into `cache_dir`
@@ -148,17 +161,18 @@ impl DataSources {
     /// leaves the last good download in place.
     pub fn fetch(&self) -> Result<usize, fetch::FetchError> {
         let mut changed = 0;
-        for url in self.sources.iter().filter(|s| fetch::is_url(s)) {
+        for url in self.sources.iter().chain(&self.asn).filter(|s| fetch::is_url(s)) {
             let remote = fetch::Remote::new(url, &self.cache_dir, fetch::FetchConfig::default())?;
             changed += usize::from(remote.refresh()?.is_some());
         }
         Ok(changed)
     }
 
-    /// When each source's file (a URL's: its download) was last written:
-    /// what a watcher compares with [`SourceInfo::modified`].
+    /// When each source's file (a URL's: its download) was last written,
+    /// the AS sources' after the country sources': what a watcher compares
+    /// with [`SourceInfo::modified`] and [`asn::AsnSourceInfo::modified`].
     pub fn modified(&self) -> Vec<Option<std::time::SystemTime>> {
-        self.sources.iter().map(|source| modified(&self.local_file(source))).collect()
+        self.sources.iter().chain(&self.asn).map(|source| modified(&self.local_file(source))).collect()
     }
 
     fn local_file(&self, source: &str) -> PathBuf {
@@ -185,7 +199,7 @@ fn embedded() -> Result<Loaded, DataError> {
         codes: CodeCounts::default(),
         country_field: None,
     };
-    Ok(Loaded { table, sources: vec![info], layers: vec![] })
+    Ok(Loaded { table, sources: vec![info], layers: vec![], asn: asn::AsnData::default() })
 }
 
 /// Prefixes per family that the tables of several sources may hold
