@@ -205,6 +205,19 @@ pub struct DataStatus {
     /// The last timed download of the URL sources.
     #[serde(default)]
     pub last_download: Option<ReloadStatus>,
+    /// The AS data in force (`--asn-data`), if any.
+    #[serde(default)]
+    pub asn: Option<AsnStatus>,
+}
+
+/// The AS data of the same generation as the country table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AsnStatus {
+    pub sources: Vec<SourceStatus>,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    /// Distinct autonomous systems.
+    pub ases: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -215,6 +228,16 @@ pub struct SourceStatus {
     /// The data's release date, when the source tells it.
     #[serde(default)]
     pub date: Option<String>,
+}
+
+impl SourceStatus {
+    /// `origin (modified N s ago, data of DATE)`.
+    fn render(&self) -> String {
+        let age = self.age_seconds.map(|a| format!("modified {a} s ago"));
+        let notes: Vec<String> = age.into_iter().chain(self.date.as_ref().map(|d| format!("data of {d}"))).collect();
+        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+        format!("{}{notes}", self.source)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -243,10 +266,10 @@ impl Status {
         out += &self.policy.render();
         let d = &self.data;
         for s in &d.sources {
-            let age = s.age_seconds.map(|a| format!("modified {a} s ago"));
-            let notes: Vec<String> = age.into_iter().chain(s.date.as_ref().map(|d| format!("data of {d}"))).collect();
-            let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
-            out += &format!("data        {}{notes}\n", s.source);
+            out += &format!("data        {}\n", s.render());
+        }
+        for s in d.asn.iter().flat_map(|a| &a.sources) {
+            out += &format!("asn data    {}\n", s.render());
         }
         if let Some(every) = d.refresh_seconds {
             out += &format!("refresh     every {every} s\n");
@@ -266,6 +289,12 @@ impl Status {
             d.prefixes_v6,
             (d.table_bytes_v4 + d.table_bytes_v6) as f64 / 1e6
         );
+        if let Some(a) = &d.asn {
+            out += &format!(
+                "asn table   {} IPv4 and {} IPv6 prefixes of {} autonomous systems\n",
+                a.prefixes_v4, a.prefixes_v6, a.ases
+            );
+        }
         if d.trie_nodes_v4 + d.trie_nodes_v6 > 0 {
             out += &format!(
                 "trie        {} IPv4 and {} IPv6 nodes, of the {} a trie can name\n",

@@ -27,7 +27,12 @@ use tracing::{error, info, warn};
 use super::{config::RunOptions, guarded, Daemon, Download};
 use crate::kernel::flows::FlowTable;
 use crate::{
-    data::{fetch::FetchError, shrink::check_replacement, table::Table, Loaded},
+    data::{
+        fetch::FetchError,
+        shrink::{check_coverage, check_replacement},
+        table::Table,
+        Loaded,
+    },
     protocol::{self, Response},
 };
 
@@ -126,7 +131,7 @@ impl Daemon {
                 Some(config) => config.read().map_err(|e| refused("config", &e))?,
                 None => options,
             };
-            check(new, &in_force.table, force)
+            check(new, &in_force, force)
         });
         self.loading.running = Some(Running { task, since: Instant::now(), cause });
     }
@@ -304,13 +309,18 @@ fn refused(what: &str, e: &dyn std::fmt::Display) -> String {
 }
 
 /// Reads `new`'s data and runs the guards on it: the shrink guard against
-/// `in_force` unless `force`, the lock-out guard unless the config's force.
+/// `in_force` unless `force` (on the AS data too, when there are AS
+/// sources), the lock-out guard unless the config's force.
 /// Off the main loop: this takes seconds for a world table.
-fn check(new: RunOptions, in_force: &Table, force: bool) -> Result<Checked, String> {
+fn check(new: RunOptions, in_force: &Loaded, force: bool) -> Result<Checked, String> {
     let loaded = new.data.load().map_err(|e| refused("data", &e))?;
     if !force {
-        check_replacement(in_force, &loaded.table, new.max_shrink, &new.policy.countries())
+        check_replacement(&in_force.table, &loaded.table, new.max_shrink, &new.policy.countries())
             .map_err(|e| refused("shrink guard", &e))?;
+        if !new.data.asn.is_empty() {
+            check_coverage(&in_force.asn.table, &loaded.asn.table, new.max_shrink)
+                .map_err(|e| refused("shrink guard, AS data", &e))?;
+        }
     }
     if !new.force {
         guarded(&new.management, &new.policy, &loaded.table, None).map_err(|e| refused("lock-out guard", &e))?;
