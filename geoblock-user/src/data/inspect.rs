@@ -9,7 +9,10 @@ use std::{
 use geoblock_common::CountryId;
 use serde::Serialize;
 
-use super::{CodeCounts, Loaded};
+use super::{
+    asn::{Asn, AsnData},
+    CodeCounts, Loaded,
+};
 use crate::{
     country,
     data::table::{PerFamily, Table},
@@ -79,10 +82,7 @@ pub fn report(loaded: &Loaded, top: usize, only: &[CountryId]) -> Report {
     Report {
         sources: loaded.sources.iter().map(source_report).collect(),
         prefixes: PerFamily { v4: table.v4.len(), v6: table.v6.len() },
-        addresses: PerFamily {
-            v4: table.v4.iter().map(|(n, _)| 1u128 << (32 - n.prefix())).sum(),
-            v6: table.v6.iter().fold(0u128, |sum, (n, _)| sum.saturating_add(size_v6(n.prefix()))),
-        },
+        addresses: addresses(table),
         countries,
         countries_total,
         prefix_lengths: lengths,
@@ -142,6 +142,119 @@ pub fn render(r: &Report) -> String {
         let cells: Vec<String> = lengths.iter().map(|(l, n)| format!("/{l}:{n}")).collect();
         out +=
             &format!("{family} prefix lengths: {}\n", if cells.is_empty() { "none".into() } else { cells.join(" ") });
+    }
+    out
+}
+
+/// What AS data holds (`geoblock data inspect --asn`).
+#[derive(Debug, Serialize)]
+pub struct AsnReport {
+    pub sources: Vec<AsnSourceReport>,
+    /// The combined table.
+    pub prefixes: PerFamily<usize>,
+    pub addresses: PerFamily<u128>,
+    pub ases: usize,
+    /// The ASes with the most IPv4 addresses, most first.
+    pub largest: Vec<AsReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AsnSourceReport {
+    pub origin: String,
+    pub formats: Vec<String>,
+    pub date: Option<String>,
+    /// Rows with an AS, as the source has them.
+    pub ranges: PerFamily<usize>,
+    /// The exact prefixes of this source alone.
+    pub prefixes: PerFamily<usize>,
+    pub ases: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AsReport {
+    pub asn: Asn,
+    pub org: Option<String>,
+    pub prefixes: PerFamily<usize>,
+    pub addresses: PerFamily<u128>,
+}
+
+/// The report of AS data, with its `top` largest ASes.
+pub fn asn_report(data: &AsnData, top: usize) -> AsnReport {
+    let mut by_as: BTreeMap<Asn, AsReport> = BTreeMap::new();
+    for &(net, asn) in &data.table.v4 {
+        let e = as_entry(&mut by_as, data, asn);
+        e.prefixes.v4 += 1;
+        e.addresses.v4 += 1u128 << (32 - net.prefix());
+    }
+    for &(net, asn) in &data.table.v6 {
+        let e = as_entry(&mut by_as, data, asn);
+        e.prefixes.v6 += 1;
+        e.addresses.v6 = e.addresses.v6.saturating_add(size_v6(net.prefix()));
+    }
+    let ases = by_as.len();
+    let mut largest: Vec<AsReport> = by_as.into_values().collect();
+    largest.sort_by_key(|r| std::cmp::Reverse((r.addresses.v4, r.addresses.v6)));
+    largest.truncate(top);
+    let sources = data.sources.iter().map(|info| AsnSourceReport {
+        origin: info.origin.clone(),
+        formats: info.formats.iter().map(ToString::to_string).collect(),
+        date: info.date.clone(),
+        ranges: info.ranges,
+        prefixes: info.prefixes,
+        ases: info.ases,
+    });
+    AsnReport {
+        sources: sources.collect(),
+        prefixes: data.table.counts(),
+        addresses: addresses(&data.table),
+        ases,
+        largest,
+    }
+}
+
+fn as_entry<'a>(by_as: &'a mut BTreeMap<Asn, AsReport>, data: &AsnData, asn: Asn) -> &'a mut AsReport {
+    by_as.entry(asn).or_insert_with(|| AsReport {
+        asn,
+        org: data.orgs.get(&asn).cloned(),
+        prefixes: PerFamily::default(),
+        addresses: PerFamily::default(),
+    })
+}
+
+/// Addresses a table covers, per family (IPv6 saturating at u128::MAX).
+fn addresses<L>(table: &Table<L>) -> PerFamily<u128> {
+    PerFamily {
+        v4: table.v4.iter().map(|(n, _)| 1u128 << (32 - n.prefix())).sum(),
+        v6: table.v6.iter().fold(0u128, |sum, (n, _)| sum.saturating_add(size_v6(n.prefix()))),
+    }
+}
+
+/// The AS report as text for a terminal.
+pub fn render_asn(r: &AsnReport) -> String {
+    let mut out = String::new();
+    for s in &r.sources {
+        let date = s.date.as_deref().unwrap_or("not given");
+        out += &format!("{}\n  format {}, data date {date}\n", s.origin, s.formats.join("+"));
+        out += &format!("  ranges   {:>9} IPv4 {:>9} IPv6\n", s.ranges.v4, s.ranges.v6);
+        out += &format!("  prefixes {:>9} IPv4 {:>9} IPv6\n", s.prefixes.v4, s.prefixes.v6);
+        out += &format!("  ASes     {:>9}\n", s.ases);
+    }
+    if r.sources.len() > 1 {
+        out +=
+            &format!("combined (later sources win)\n  prefixes {:>9} IPv4 {:>9} IPv6\n", r.prefixes.v4, r.prefixes.v6);
+    }
+    out += &format!("addresses covered: {} IPv4, {} IPv6\n", r.addresses.v4, r.addresses.v6);
+    out += &format!("autonomous systems: {} (shown: {}, most IPv4 addresses first)\n", r.ases, r.largest.len());
+    out += "  AS            IPv4 prefixes  IPv6 prefixes  IPv4 addresses  organisation\n";
+    for a in &r.largest {
+        let org = a.org.as_deref().unwrap_or("-");
+        out += &format!(
+            "  {:<12}  {:>13}  {:>13}  {:>14}  {org}\n",
+            format!("AS{}", a.asn),
+            a.prefixes.v4,
+            a.prefixes.v6,
+            a.addresses.v4
+        );
     }
     out
 }

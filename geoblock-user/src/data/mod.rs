@@ -144,11 +144,17 @@ impl DataSources {
                 loaded
             }
         };
-        loaded.asn = asn::load(&self.local_paths(&self.asn)?)?;
-        for (info, source) in loaded.asn.sources.iter_mut().zip(&self.asn) {
+        loaded.asn = self.load_asn()?;
+        Ok(loaded)
+    }
+
+    /// Reads and combines the AS sources alone (none: empty AS data).
+    pub fn load_asn(&self) -> Result<asn::AsnData, DataError> {
+        let mut data = asn::load(&self.local_paths(&self.asn)?)?;
+        for (info, source) in data.sources.iter_mut().zip(&self.asn) {
             info.origin.clone_from(source);
         }
-        Ok(loaded)
+        Ok(data)
     }
 
     /// The files of `sources`: URLs downloaded (or their last download).
