@@ -23,7 +23,7 @@ use super::{
 use crate::country::Coded;
 
 mod write;
-pub use write::{write, write_complete, write_distinct};
+pub use write::{write, write_asn, write_complete, write_distinct};
 
 /// Where in a record the country code is: paths tried in order.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -279,6 +279,7 @@ mod tests {
             table: base.overlay(&top).unwrap(),
             sources: vec![info("base.txt"), info("top.txt")],
             layers: vec![base, top],
+            ..Loaded::default()
         };
         let policy = Policy::from(rule(DEFAULT_RULE, Protocol::Any, "", Mode::Deny, b"CN"));
         let explain = |ip: &str| explain(&loaded, &policy, ip.parse().unwrap(), Direction::Inbound, None, Some(3));
@@ -308,7 +309,7 @@ mod tests {
     }
 
     fn cn_data() -> Loaded {
-        Loaded { table: table(&[("1.0.1.0/24", b"CN")]), sources: vec![info("cn.txt")], layers: vec![] }
+        Loaded { table: table(&[("1.0.1.0/24", b"CN")]), sources: vec![info("cn.txt")], ..Loaded::default() }
     }
 
     /// "SSH only from DE", "the API closed to CN", everything else untouched.

@@ -242,8 +242,12 @@ fn data_sources_download_what_changed_and_name_urls_as_given() {
     });
     let dir = dir("sources");
     let url = format!("{url}/au.csv");
-    let data =
-        crate::data::DataSources { sources: vec![url.clone()], options: Default::default(), cache_dir: dir.clone() };
+    let data = crate::data::DataSources {
+        sources: vec![url.clone()],
+        asn: vec![],
+        options: Default::default(),
+        cache_dir: dir.clone(),
+    };
     assert_eq!(data.modified(), [None], "nothing downloaded yet");
     assert_eq!(data.fetch().unwrap(), 1);
     assert_eq!(data.fetch().unwrap(), 0, "304: unchanged");
