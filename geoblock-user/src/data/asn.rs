@@ -149,25 +149,22 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<AsnData, SourceError> {
     for path in paths {
         let path = path.as_ref();
         let written = super::modified(path);
-        let (table, orgs, mut info) = read(path.display().to_string(), archive::open(path)?)?;
-        info.modified = written;
+        let source = read(path.display().to_string(), archive::open(path)?)?;
         data.table = match data.sources.is_empty() {
-            true => table,
-            false => {
-                data.table.overlay(&table).map_err(|error| SourceError::Table { at: info.origin.clone(), error })?
-            }
+            true => source.table,
+            false => data
+                .table
+                .overlay(&source.table)
+                .map_err(|error| SourceError::Table { at: path.display().to_string(), error })?,
         };
-        data.orgs.extend(orgs);
-        data.sources.push(info);
+        data.orgs.extend(source.orgs);
+        data.sources.extend(source.sources.into_iter().map(|info| AsnSourceInfo { modified: written, ..info }));
     }
     Ok(data)
 }
 
-/// The table, organisations and summary of one source's opened files.
-pub(crate) fn read(
-    origin: String,
-    inputs: Vec<Input>,
-) -> Result<(Table<Asn>, BTreeMap<Asn, String>, AsnSourceInfo), SourceError> {
+/// The AS data of one source's opened files.
+pub(crate) fn read(origin: String, inputs: Vec<Input>) -> Result<AsnData, SourceError> {
     if inputs.is_empty() {
         return Err(SourceError::invalid(&origin, "no data files"));
     }
@@ -193,7 +190,7 @@ pub(crate) fn read(
     let ases = ases(&table).len();
     let prefixes = table.counts();
     let info = AsnSourceInfo { origin, formats, date, ranges: PerFamily { v4, v6 }, prefixes, modified: None, ases };
-    Ok((table, orgs, info))
+    Ok(AsnData { table, orgs, sources: vec![info] })
 }
 
 /// The ASes a table names.

@@ -115,6 +115,9 @@ impl<A: Copy, L: Label> AsRange<A> for Located<A, L> {
     }
 }
 
+/// The kept rows of one family.
+pub(crate) type Kept<A, L> = Vec<Located<A, L>>;
+
 /// Parsed ranges of one source, each with its location for error messages;
 /// of countries unless said otherwise (the AS data's rows are of ASes).
 pub(crate) struct Rows<L = CountryId> {
@@ -258,7 +261,7 @@ impl<L: Label> Rows<L> {
     }
 
     /// The kept rows of each family and the names of their origins.
-    pub fn into_parts(self) -> (Vec<Located<Ipv4Addr, L>>, Vec<Located<Ipv6Addr, L>>, Vec<String>) {
+    pub fn into_parts(self) -> (Kept<Ipv4Addr, L>, Kept<Ipv6Addr, L>, Vec<String>) {
         (self.v4, self.v6, self.origins)
     }
 }

@@ -283,10 +283,13 @@ impl<A: Address, L: Label> AsRange<A> for Run<L> {
     }
 }
 
+/// One family's prefixes and their labels, sorted and disjoint.
+pub(crate) type Prefixes<A, L> = Vec<(<A as Address>::Net, L)>;
+
 /// The table of one family's rows: sorted in place, merged into maximal
 /// runs of one label, each run cut into prefixes as soon as it is
 /// complete; so nothing but the rows and the prefixes is held.
-pub(crate) fn prefixes<A: Address, R: AsRange<A>>(mut rows: Vec<R>) -> Result<Vec<(A::Net, R::Label)>, Fault<R>> {
+pub(crate) fn prefixes<A: Address, R: AsRange<A>>(mut rows: Vec<R>) -> Result<Prefixes<A, R::Label>, Fault<R>> {
     rows.retain(|r| r.label() != R::Label::NONE);
     if let Some(r) = rows.iter().find(|r| r.start() > r.end()) {
         return Err(Fault::Reversed(*r));

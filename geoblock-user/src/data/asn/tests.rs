@@ -12,8 +12,7 @@ fn input(name: &str, bytes: &[u8]) -> Input {
 
 /// One in-memory file read as an AS source.
 fn parse(name: &str, text: &str) -> Result<AsnData, SourceError> {
-    let (table, orgs, info) = read(name.to_string(), vec![input(name, text.as_bytes())])?;
-    Ok(AsnData { table, orgs, sources: vec![info] })
+    read(name.to_string(), vec![input(name, text.as_bytes())])
 }
 
 fn error(name: &str, text: &str) -> String {
@@ -168,13 +167,12 @@ fn mmdb_networks_get_their_as_and_organisation() {
     let mut orgs = data.orgs.clone();
     orgs.remove(&2500);
     let bytes = crate::data::mmdb::write_asn(&data.table, &orgs, 1_767_225_600);
-    let (table, read_orgs, info) = read("GeoLite2-ASN.mmdb".into(), vec![input("GeoLite2-ASN.mmdb", &bytes)]).unwrap();
-    assert_eq!(table, data.table);
-    assert_eq!(read_orgs, orgs);
-    assert_eq!((info.formats, info.date.as_deref()), (vec![AsnFormat::Mmdb], Some("2026-01-01")));
+    let read_back = read("GeoLite2-ASN.mmdb".into(), vec![input("GeoLite2-ASN.mmdb", &bytes)]).unwrap();
+    assert_eq!((&read_back.table, &read_back.orgs), (&data.table, &orgs));
+    let info = &read_back.sources[0];
+    assert_eq!((&info.formats[..], info.date.as_deref()), (&[AsnFormat::Mmdb][..], Some("2026-01-01")));
     // By content, whatever the name.
-    let (by_content, _, _) = read("asns".into(), vec![input("asns", &bytes)]).unwrap();
-    assert_eq!(by_content, data.table);
+    assert_eq!(read("asns".into(), vec![input("asns", &bytes)]).unwrap().table, data.table);
 }
 
 #[test]
