@@ -31,15 +31,37 @@ pub struct Report {
     pub prefix_lengths: PerFamily<BTreeMap<u8, usize>>,
 }
 
+/// What is said of every source, of countries or ASes.
 #[derive(Debug, Serialize)]
-pub struct SourceReport {
+pub struct SourceSummary {
     pub origin: String,
     pub formats: Vec<String>,
     pub date: Option<String>,
-    /// Rows with a country, as the source has them.
+    /// Rows with a country (an AS), as the source has them.
     pub ranges: PerFamily<usize>,
     /// The exact prefixes of this source alone.
     pub prefixes: PerFamily<usize>,
+}
+
+impl SourceSummary {
+    fn render(&self) -> String {
+        let date = self.date.as_deref().unwrap_or("not given");
+        format!(
+            "{}\n  format {}, data date {date}\n  ranges   {:>9} IPv4 {:>9} IPv6\n  prefixes {:>9} IPv4 {:>9} IPv6\n",
+            self.origin,
+            self.formats.join("+"),
+            self.ranges.v4,
+            self.ranges.v6,
+            self.prefixes.v4,
+            self.prefixes.v6
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceReport {
+    #[serde(flatten)]
+    pub summary: SourceSummary,
     /// Rows under reserved codes read as their country, and under placeholders.
     pub codes: CodeCounts,
     /// Where an MMDB's records keep the country.
@@ -103,11 +125,13 @@ fn size_v6(prefix: u8) -> u128 {
 
 fn source_report(info: &super::SourceInfo) -> SourceReport {
     SourceReport {
-        origin: info.origin.clone(),
-        formats: info.formats.iter().map(|f| f.name().to_string()).collect(),
-        date: info.date.clone(),
-        ranges: info.ranges,
-        prefixes: info.prefixes,
+        summary: SourceSummary {
+            origin: info.origin.clone(),
+            formats: info.formats.iter().map(|f| f.name().to_string()).collect(),
+            date: info.date.clone(),
+            ranges: info.ranges,
+            prefixes: info.prefixes,
+        },
         codes: info.codes,
         country_field: info.country_field.clone(),
     }
@@ -117,10 +141,7 @@ fn source_report(info: &super::SourceInfo) -> SourceReport {
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     for s in &r.sources {
-        let date = s.date.as_deref().unwrap_or("not given");
-        out += &format!("{}\n  format {}, data date {date}\n", s.origin, s.formats.join("+"));
-        out += &format!("  ranges   {:>9} IPv4 {:>9} IPv6\n", s.ranges.v4, s.ranges.v6);
-        out += &format!("  prefixes {:>9} IPv4 {:>9} IPv6\n", s.prefixes.v4, s.prefixes.v6);
+        out += &s.summary.render();
         if let Some(field) = &s.country_field {
             out += &format!("  country  from the field {field}\n");
         }
@@ -128,11 +149,7 @@ pub fn render(r: &Report) -> String {
             out += &format!("  codes    {}\n", s.codes);
         }
     }
-    if r.sources.len() > 1 {
-        out +=
-            &format!("combined (later sources win)\n  prefixes {:>9} IPv4 {:>9} IPv6\n", r.prefixes.v4, r.prefixes.v6);
-    }
-    out += &format!("addresses covered: {} IPv4, {} IPv6\n", r.addresses.v4, r.addresses.v6);
+    out += &combined(r.sources.len(), r.prefixes, r.addresses);
     out += &format!("countries: {} (shown: {})\n", r.countries_total, r.countries.len());
     out += "  CC  IPv4 prefixes  IPv6 prefixes  IPv4 addresses\n";
     for c in &r.countries {
@@ -160,13 +177,8 @@ pub struct AsnReport {
 
 #[derive(Debug, Serialize)]
 pub struct AsnSourceReport {
-    pub origin: String,
-    pub formats: Vec<String>,
-    pub date: Option<String>,
-    /// Rows with an AS, as the source has them.
-    pub ranges: PerFamily<usize>,
-    /// The exact prefixes of this source alone.
-    pub prefixes: PerFamily<usize>,
+    #[serde(flatten)]
+    pub summary: SourceSummary,
     pub ases: usize,
 }
 
@@ -196,11 +208,13 @@ pub fn asn_report(data: &AsnData, top: usize) -> AsnReport {
     largest.sort_by_key(|r| std::cmp::Reverse((r.addresses.v4, r.addresses.v6)));
     largest.truncate(top);
     let sources = data.sources.iter().map(|info| AsnSourceReport {
-        origin: info.origin.clone(),
-        formats: info.formats.iter().map(ToString::to_string).collect(),
-        date: info.date.clone(),
-        ranges: info.ranges,
-        prefixes: info.prefixes,
+        summary: SourceSummary {
+            origin: info.origin.clone(),
+            formats: info.formats.iter().map(ToString::to_string).collect(),
+            date: info.date.clone(),
+            ranges: info.ranges,
+            prefixes: info.prefixes,
+        },
         ases: info.ases,
     });
     AsnReport {
@@ -233,17 +247,10 @@ fn addresses<L>(table: &Table<L>) -> PerFamily<u128> {
 pub fn render_asn(r: &AsnReport) -> String {
     let mut out = String::new();
     for s in &r.sources {
-        let date = s.date.as_deref().unwrap_or("not given");
-        out += &format!("{}\n  format {}, data date {date}\n", s.origin, s.formats.join("+"));
-        out += &format!("  ranges   {:>9} IPv4 {:>9} IPv6\n", s.ranges.v4, s.ranges.v6);
-        out += &format!("  prefixes {:>9} IPv4 {:>9} IPv6\n", s.prefixes.v4, s.prefixes.v6);
+        out += &s.summary.render();
         out += &format!("  ASes     {:>9}\n", s.ases);
     }
-    if r.sources.len() > 1 {
-        out +=
-            &format!("combined (later sources win)\n  prefixes {:>9} IPv4 {:>9} IPv6\n", r.prefixes.v4, r.prefixes.v6);
-    }
-    out += &format!("addresses covered: {} IPv4, {} IPv6\n", r.addresses.v4, r.addresses.v6);
+    out += &combined(r.sources.len(), r.prefixes, r.addresses);
     out += &format!("autonomous systems: {} (shown: {}, most IPv4 addresses first)\n", r.ases, r.largest.len());
     out += "  AS            IPv4 prefixes  IPv6 prefixes  IPv4 addresses  organisation\n";
     for a in &r.largest {
@@ -257,6 +264,15 @@ pub fn render_asn(r: &AsnReport) -> String {
         );
     }
     out
+}
+
+/// The combined prefixes (of several sources) and the addresses covered.
+fn combined(sources: usize, prefixes: PerFamily<usize>, addresses: PerFamily<u128>) -> String {
+    let mut out = String::new();
+    if sources > 1 {
+        out += &format!("combined (later sources win)\n  prefixes {:>9} IPv4 {:>9} IPv6\n", prefixes.v4, prefixes.v6);
+    }
+    out + &format!("addresses covered: {} IPv4, {} IPv6\n", addresses.v4, addresses.v6)
 }
 
 /// The table restricted to `countries` (all of it if empty).
@@ -316,8 +332,8 @@ mod tests {
         let loaded = load(&paths, &Options::default()).unwrap();
         let r = report(&loaded, 2, &[]);
         assert_eq!(r.sources.len(), 2);
-        assert_eq!(r.sources[0].formats, ["cidr"]);
-        assert_eq!((r.sources[0].ranges.v4, r.sources[0].prefixes.v4), (8, 8));
+        assert_eq!(r.sources[0].summary.formats, ["cidr"]);
+        assert_eq!((r.sources[0].summary.ranges.v4, r.sources[0].summary.prefixes.v4), (8, 8));
         assert_eq!(r.countries_total, 5);
         assert_eq!((r.countries.len(), r.countries[0].country.as_str()), (2, "CN"));
         assert_eq!(r.prefix_lengths.v4[&24], 2);

@@ -9,32 +9,19 @@ use maxminddb::{Reader, WithinOptions};
 
 use super::{asn_of, Asn, AsnRows};
 use crate::data::{
-    maxmind_csv::{field, up_to},
+    maxmind_csv::blocks,
     mmdb::check_tree,
-    rows::{network, Loc, Place, SourceError},
-    text, Input,
+    rows::{Loc, Place, SourceError},
+    Input,
 };
 
 /// One blocks file; columns are found by their header names.
 pub(crate) fn csv(rows: &mut AsnRows, input: &Input, origin: usize) -> Result<(), SourceError> {
     const NAMES: [&str; 3] = ["network", "autonomous_system_number", "autonomous_system_organization"];
-    let lower = input.name.to_ascii_lowercase();
-    let v4_file = lower.ends_with("-ipv4.csv").then_some(true).or(lower.ends_with("-ipv6.csv").then_some(false));
-    let mut columns: Option<[usize; 3]> = None;
     let AsnRows { rows, orgs } = rows;
-    rows.each_line(&input.bytes, origin, |rows, line, bytes| {
-        let Some(cols) = columns else {
-            columns = Some(text::columns(bytes, b',', NAMES).map_err(|p| ("header", p))?);
-            return Ok(());
-        };
-        let fields = up_to(bytes, &cols);
-        let [net, asn, org] = [0, 1, 2].map(|i| field(&fields, cols[i], NAMES[i]));
-        let net = network(net?).map_err(|p| (NAMES[0], p))?;
-        if v4_file.is_some_and(|v4| v4 != net.is_ipv4()) {
-            return Err((NAMES[0], format!("{net} is of the other family than this file's")));
-        }
+    blocks(rows, input, origin, NAMES, |rows, loc, net, [asn, org]| {
         let asn = asn_of(asn?).map_err(|p| (NAMES[1], p))?;
-        rows.push_net(Loc::new(origin, line), net, asn);
+        rows.push_net(loc, net, asn);
         orgs.name(asn, org?);
         Ok(())
     })

@@ -23,14 +23,17 @@ fn asn_at(data: &AsnData, ip: IpAddr) -> Option<Asn> {
     data.lookup(ip).map(|(_, asn, _)| asn)
 }
 
-fn step(ip: IpAddr, up: bool) -> Option<IpAddr> {
-    match ip {
-        IpAddr::V4(a) => u32::from(a).checked_add_signed(if up { 1 } else { -1 }).map(|n| IpAddr::V4(n.into())),
-        IpAddr::V6(a) => {
-            let n = u128::from(a);
-            if up { n.checked_add(1) } else { n.checked_sub(1) }.map(|n| IpAddr::V6(n.into()))
-        }
-    }
+/// The address `delta` away from `ip`, if in its family.
+fn beside(ip: IpAddr, delta: i8) -> Option<IpAddr> {
+    let bits = match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let moved = bits.checked_add_signed(delta.into())?;
+    Some(match ip {
+        IpAddr::V4(_) => IpAddr::V4(u32::try_from(moved).ok()?.into()),
+        IpAddr::V6(_) => IpAddr::V6(moved.into()),
+    })
 }
 
 /// The first and last address of a row get its AS; the addresses just
@@ -39,7 +42,7 @@ fn assert_row(data: &AsnData, first: &str, last: &str, asn: Asn) {
     let (first, last): (IpAddr, IpAddr) = (first.parse().unwrap(), last.parse().unwrap());
     assert_eq!(asn_at(data, first), Some(asn), "{first}");
     assert_eq!(asn_at(data, last), Some(asn), "{last}");
-    for outside in [step(first, false), step(last, true)].into_iter().flatten() {
+    for outside in [beside(first, -1), beside(last, 1)].into_iter().flatten() {
         assert_ne!(asn_at(data, outside), Some(asn), "{outside} is outside the row");
     }
 }
