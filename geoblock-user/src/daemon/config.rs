@@ -585,6 +585,17 @@ mod tests {
     }
 
     #[test]
+    fn asn_data_comes_from_the_file_or_the_flags() {
+        let policy = "[policy]\nblock = [\"CN\"]\n";
+        let file = parse(&format!("interfaces = [\"e\"]\nasn_data = [\"asn-ipv4.csv\", \"asn-ipv6.csv\"]\n{policy}"));
+        assert_eq!(file.clone().resolve().unwrap().data.asn, ["asn-ipv4.csv", "asn-ipv6.csv"]);
+        let flags = Config { asn_data: Some(vec!["https://example.net/ip2asn-v4.tsv.gz".into()]), ..Config::default() };
+        assert_eq!(file.overlaid(&flags).resolve().unwrap().data.asn, ["https://example.net/ip2asn-v4.tsv.gz"]);
+        let none = parse(&format!("interfaces = [\"e\"]\n{policy}")).resolve().unwrap();
+        assert!(none.data.asn.is_empty(), "no AS data unless given");
+    }
+
+    #[test]
     fn flags_win_setting_by_setting() {
         let file = parse(
             "interfaces = [\"eth0\"]\nxdp_mode = \"skb\"\n[policy]\nblock = [\"CN\"]\nexcept = [\"10.0.0.0/8\"]\n",

@@ -18,6 +18,9 @@
 //! corrects a few networks. Addresses a later source leaves unknown keep the
 //! earlier answer. Sources of disjoint data (an IPv4 and an IPv6 file, the
 //! five registries) combine as if they were one.
+//!
+//! **AS data** ([`asn`], `--asn-data`) is read beside the country data, in
+//! the same load: [`DataSources::asn`] → [`Loaded::asn`].
 
 pub mod asn;
 pub mod cidr;
