@@ -13,6 +13,7 @@ use std::{
     fmt::Write as _,
     net::IpAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use geoblock_tests::{
@@ -189,4 +190,44 @@ fn the_daemon_loads_ip_location_db_asn_and_shows_it() {
     let text = String::from_utf8_lossy(&daemon.control(&["status"]).stdout).into_owned();
     assert!(text.contains("asn data") && text.contains("autonomous systems"), "{text}");
     geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// The daemon's status as JSON.
+fn status(daemon: &Daemon) -> serde_json::Value {
+    let out = daemon.control(&["status", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("status --json")["status"].clone()
+}
+
+#[test]
+fn edited_asn_data_is_reloaded_and_shrunken_asn_data_refused() {
+    let dir = std::env::temp_dir().join(format!("geoblock-asn-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("asn-ipv4.csv");
+    std::fs::write(&file, "1.0.0.0,1.0.255.255,1,one\n2.0.0.0,2.0.255.255,2,two\n").unwrap();
+    let pair = Pair::create();
+    let args = ["--block", "CN", "--asn-data", file.to_str().unwrap()];
+    let daemon = Daemon::start(&pair.receiver, &geoblock::run_args(&pair, &args));
+    let prefixes = |s: &serde_json::Value| s["data"]["asn"]["prefixes_v4"].as_u64();
+    assert_eq!(prefixes(&status(&daemon)), Some(2));
+
+    // Edited in place: reloaded without a signal, with the country data.
+    std::fs::write(&file, "1.0.0.0,1.0.255.255,1,one\n2.0.0.0,2.0.255.255,2,two\n3.0.0.0,3.0.0.255,3,three\n").unwrap();
+    daemon.wait_line("data changed on disk", Duration::from_secs(30));
+    daemon.wait_line("reloaded: generation 2", Duration::from_secs(30));
+    assert_eq!(prefixes(&status(&daemon)), Some(3));
+
+    // Most of it gone: refused, the AS data in force stays.
+    std::fs::write(&file, "3.0.0.0,3.0.0.255,3,three\n").unwrap();
+    let line = daemon.wait_line("reload failed (shrink guard, AS data)", Duration::from_secs(30));
+    assert!(line.contains("shrinks by") && line.contains("stay in force"), "{line}");
+    let s = status(&daemon);
+    assert_eq!((s["data"]["generation"].as_u64(), prefixes(&s)), (Some(2), Some(3)), "{s}");
+
+    // Forced, it loads.
+    let out = daemon.control(&["reload", "--force"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("generation 3"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(prefixes(&status(&daemon)), Some(1));
+    geoblock::stop_and_detach(&pair, daemon);
+    let _ = std::fs::remove_dir_all(&dir);
 }
