@@ -64,6 +64,19 @@ pub mod maps {
     /// Rule position → its name, NUL-padded (`[u8; RULE_NAME_LEN]`), so
     /// that `geoblock stats` can name the rule counters.
     pub const RULE_NAMES: &str = "RULE_NAMES";
+    /// A table program's selector tries ([`TrieNode`](super::TrieNode) arrays,
+    /// values below [`SELECTOR_CHILD`](super::SELECTOR_CHILD)): address →
+    /// selector class, the set of selectors in use the address belongs to.
+    pub const SELECTORS_V4: &str = "SELECTORS_V4";
+    pub const SELECTORS_V6: &str = "SELECTORS_V6";
+    /// A table program's (class, rule) → [`SelectorVerdict`](super::SelectorVerdict)
+    /// (see [`selector_policy_index`](super::selector_policy_index)).
+    pub const SELECTOR_POLICY: &str = "SELECTOR_POLICY";
+    /// Verdicts per selector slot and direction ([`selector_stats_index`](super::selector_stats_index)).
+    pub const SELECTOR_STATS: &str = "SELECTOR_STATS";
+    /// Selector slot → its name, NUL-padded (`[u8; SELECTOR_NAME_LEN]`),
+    /// so that `geoblock stats` can name the selector counters.
+    pub const SELECTOR_NAMES: &str = "SELECTOR_NAMES";
     /// Which remote addresses may have a flow (see [`FLOW_FILTER_FLAGS`](super::FLOW_FILTER_FLAGS)).
     pub const FLOW_FILTER: &str = "FLOW_FILTER";
     /// Connections this host opened ([`FlowKey`](super::FlowKey) → last
@@ -74,7 +87,7 @@ pub mod maps {
 /// Version of the map layout above and below. A daemon that starts and finds
 /// pinned maps of another version recreates them instead of reusing them:
 /// bump it whenever a map's key, value, size or meaning changes.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// Capacity of the LPM tries. The world table (DB-IP Lite) is about 600k
 /// IPv4 and 780k IPv6 prefixes; leave room for growth and denser sources.
@@ -228,6 +241,12 @@ pub const RULE_BY_PORT: u8 = 0x80;
 /// however small, so the rule maps pack eight entries per slot.
 pub type RuleSlots = [u8; 8];
 
+/// Set in a `POLICY` entry (beside the [`Action`]) when the rule has
+/// selectors: the program then asks the selector table, which may decide
+/// instead of the country (see [`SelectorVerdict`]). Rules without
+/// selectors never pay for that lookup.
+pub const POLICY_SELECTORS: u8 = 0x80;
+
 /// Index in `POLICY` of a rule's action for a country.
 pub const fn policy_index(rule: u8, country: CountryId) -> u32 {
     rule as u32 * COUNTRY_SLOTS + country as u32
@@ -274,6 +293,53 @@ pub const fn rule_stats_index(rule: u8, direction: Direction, family: Family) ->
     ((direction as u32 * (MAX_RULES + 1)) + position) * FAMILY_SLOTS + family as u32
 }
 pub const RULE_STATS_SLOTS: u32 = DIRECTIONS * (MAX_RULES + 1) * FAMILY_SLOTS;
+
+/// Selectors: autonomous systems and named address lists that rules block
+/// or allow beside countries. The daemon compiles only the selectors rules
+/// use into a small trie per table program, mapping an address to its
+/// *class*: the set of selectors in use it belongs to (an address has one
+/// AS and may be on several lists). Slots below this value are classes
+/// (0: none), from it up they name children, as [`TRIE_CHILD`] does for
+/// countries.
+pub const SELECTOR_CHILD: u16 = 4096;
+/// Rule ids, both banks: the stride of a class's entries in `SELECTOR_POLICY`.
+pub const RULE_IDS: u32 = RULE_BANKS * MAX_RULES;
+
+/// Index in `SELECTOR_POLICY` of a rule id's verdict for a selector class.
+/// A class's entries are side by side: one or two cache lines per class.
+pub const fn selector_policy_index(class: u16, rule: u8) -> u32 {
+    class as u32 * RULE_IDS + rule as u32
+}
+
+/// What a rule does with the addresses of a selector class
+/// (`SELECTOR_POLICY`): all zero (the array's default) when none of the
+/// rule's selectors holds them, so its country policy decides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelectorVerdict {
+    /// 1: a selector of the rule decides, with `action`.
+    pub decided: u8,
+    /// An [`Action`]: `Pass` for an allow selector, the rule's blocking
+    /// action for a block selector.
+    pub action: u8,
+    /// The slot of the selector that decided (its counters, its name).
+    pub selector: u16,
+}
+
+/// Selectors the counters tell apart (slots of `SELECTOR_STATS` and
+/// `SELECTOR_NAMES`): the daemon gives each selector in use a slot and
+/// keeps it while the selector stays in use.
+pub const MAX_SELECTORS: u32 = 2048;
+/// No selector decided (in a [`DropEvent`]).
+pub const SELECTOR_NONE: u16 = u16::MAX;
+/// A selector's name (`AS4134`, `list:tor`) is at most this long less one.
+pub const SELECTOR_NAME_LEN: usize = 32;
+
+/// Index in `SELECTOR_STATS` of a selector slot's counters in a direction.
+pub const fn selector_stats_index(direction: Direction, slot: u16) -> u32 {
+    direction as u32 * MAX_SELECTORS + slot as u32
+}
+pub const SELECTOR_STATS_SLOTS: u32 = DIRECTIONS * MAX_SELECTORS;
 
 /// What the program reads only when it is about to drop (`SETTINGS`, one slot).
 #[repr(C)]
@@ -512,7 +578,8 @@ pub struct DropEvent {
     pub rule: u8,
     /// The [`Direction`] the packet went.
     pub direction: u8,
-    pub _reserved: [u8; 2],
+    /// The slot of the selector that decided, or [`SELECTOR_NONE`].
+    pub selector: u16,
     pub frame: [u8; EVENT_SNAPLEN],
 }
 
@@ -584,6 +651,8 @@ mod pod {
     unsafe impl aya::Pod for super::TrieNode {}
     // SAFETY: #[repr(C)], 8 bytes then u64s: no padding.
     unsafe impl aya::Pod for super::Settings {}
+    // SAFETY: #[repr(C)], two bytes then a u16: no padding.
+    unsafe impl aya::Pod for super::SelectorVerdict {}
     // SAFETY: #[repr(C)], 16 + 2 + 2 + 1 + 3 bytes, padding explicit.
     unsafe impl aya::Pod for super::FlowKey {}
 }
@@ -593,6 +662,7 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 24);
 const _: () =
     assert!(RULE_BY_PORT as u32 + RULE_BANKS <= RULE_NONE as u32 && RULE_BANKS * MAX_RULES <= RULE_BY_PORT as u32);
 const _: () = assert!(EVENT_SNAPLEN <= u8::MAX as usize);
+const _: () = assert!(MAX_SELECTORS <= SELECTOR_NONE as u32);
 
 #[cfg(test)]
 mod tests {

@@ -12,9 +12,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
 };
-use geoblock_common::{CountryId, DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN, RULE_BANK};
+use geoblock_common::{DropEvent, EventBucket, EventConfig, EVENT_RING_BYTES, EVENT_SNAPLEN, RULE_BANK};
 
-use crate::{bucket, frame::Frame};
+use crate::{bucket, frame::Frame, Judged};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
@@ -23,10 +23,10 @@ static EVENT_CONFIG: Array<EventConfig> = Array::with_max_entries(1, 0);
 #[map]
 static EVENT_BUCKET: PerCpuArray<EventBucket> = PerCpuArray::with_max_entries(1, 0);
 
-/// Samples the packet in `frame`, going `direction`, which `rule`'s
-/// `action` dropped (or would have).
+/// Samples the packet in `frame`, going `direction`, which the judged
+/// rule's `action` dropped (or would have), decided by `selector` if one did.
 #[inline(always)]
-pub fn sample(frame: &impl Frame, country: CountryId, action: u8, rule: u8, direction: u8) {
+pub fn sample(frame: &impl Frame, judged: Judged, action: u8, selector: u16, direction: u8) {
     let Some(bucket) = take_token() else {
         return;
     };
@@ -41,11 +41,11 @@ pub fn sample(frame: &impl Frame, country: CountryId, action: u8, rule: u8, dire
         (*event).timestamp_ns = bpf_ktime_get_ns();
         (*event).frame_len = len as u32;
         (*event).ifindex = frame.ifindex();
-        (*event).country = country;
+        (*event).country = judged.country;
         (*event).action = action;
-        (*event).rule = rule % RULE_BANK;
+        (*event).rule = judged.rule % RULE_BANK;
         (*event).direction = direction;
-        (*event)._reserved = [0; 2];
+        (*event).selector = selector;
         (*event).captured = capture(frame, &mut (*event).frame, len);
     }
     entry.submit(0);

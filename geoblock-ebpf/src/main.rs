@@ -6,7 +6,13 @@
 //! tries (address → country), the rules (protocol and port → rule), the
 //! policy ((rule, country) → action), the exceptions (addresses never
 //! dropped) and the flows the host opened (their replies are never
-//! dropped). Changing who is blocked never touches the tries.
+//! dropped). Changing which countries are blocked never touches the tries.
+//!
+//! A rule may also block or allow selectors (autonomous systems, named
+//! address lists). Its policy entries then say so, and only then is the
+//! selector trie (address → class, the selectors in use it belongs to)
+//! walked and the class's verdict for the rule read: it decides instead
+//! of the country when one of the rule's selectors holds the address.
 //!
 //! Two programs: `geoblock`, which the links run, only tail-calls the table
 //! program in force; `geoblock_table` does the work. The daemon loads a
@@ -38,11 +44,13 @@ use aya_log_ebpf::debug;
 use geoblock_common::{
     country_stats_index,
     packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_DST, IPV4_SRC, IPV6_DST, IPV6_SRC, L4_DST_PORT},
-    policy_index, port_rules_index, proto_rules_index, rule_stats_index, total_index, Action, Backend, Counter,
-    CountryCounters, CountryId, Direction, Family, IfaceSlot, PortProtocol, RuleSlots, Total, TrieNode,
-    BPF_F_NO_PREALLOC, COUNTRY_STATS_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT, MAX_EXCEPTIONS, MAX_RULES, MAX_V4_PREFIXES,
-    MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE, POLICY_SLOTS, PORT_RULES_SLOTS, PROTO_RULES_SLOTS, RULE_BANKS,
-    RULE_BY_PORT, RULE_NAME_LEN, RULE_NONE, RULE_STATS_SLOTS, TOTALS_SLOTS, TRIE_CHILD, TRIE_ROOTS,
+    policy_index, port_rules_index, proto_rules_index, rule_stats_index, selector_policy_index, selector_stats_index,
+    total_index, Action, Backend, Counter, CountryCounters, CountryId, Direction, Family, IfaceSlot, PortProtocol,
+    RuleSlots, SelectorVerdict, Total, TrieNode, BPF_F_NO_PREALLOC, COUNTRY_STATS_SLOTS, IFACE_SLOTS, IFINDEX_LIMIT,
+    MAX_EXCEPTIONS, MAX_RULES, MAX_SELECTORS, MAX_V4_PREFIXES, MAX_V6_PREFIXES, NO_COUNTRY, OTHER_IFACE,
+    POLICY_SELECTORS, POLICY_SLOTS, PORT_RULES_SLOTS, PROTO_RULES_SLOTS, RULE_BANKS, RULE_BY_PORT, RULE_NAME_LEN,
+    RULE_NONE, RULE_STATS_SLOTS, SELECTOR_CHILD, SELECTOR_NAME_LEN, SELECTOR_NONE, SELECTOR_STATS_SLOTS, TOTALS_SLOTS,
+    TRIE_CHILD, TRIE_ROOTS,
 };
 
 use crate::frame::{parse, read, read_be16, Frame, Ip, Packet, L4};
@@ -64,6 +72,14 @@ static GEO_V6: Array<TrieNode> = Array::with_max_entries(1, 0);
 static LPM_V4: LpmTrie<[u8; 4], CountryId> = LpmTrie::with_max_entries(MAX_V4_PREFIXES, BPF_F_NO_PREALLOC);
 #[map]
 static LPM_V6: LpmTrie<[u8; 16], CountryId> = LpmTrie::with_max_entries(MAX_V6_PREFIXES, BPF_F_NO_PREALLOC);
+/// The table program's selector tries and verdicts, sized like the tries.
+#[map]
+static SELECTORS_V4: Array<TrieNode> = Array::with_max_entries(1, 0);
+#[map]
+static SELECTORS_V6: Array<TrieNode> = Array::with_max_entries(1, 0);
+/// (selector class, rule) → [`SelectorVerdict`] (see `selector_policy_index`).
+#[map]
+static SELECTOR_POLICY: Array<SelectorVerdict> = Array::with_max_entries(1, 0);
 #[map]
 static EXCEPT_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(MAX_EXCEPTIONS, 0);
 #[map]
@@ -87,6 +103,12 @@ static COUNTRY_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entri
 static TOTALS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(TOTALS_SLOTS, 0);
 #[map]
 static RULE_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entries(RULE_STATS_SLOTS, 0);
+/// Counters per selector slot (see `selector_stats_index`).
+#[map]
+static SELECTOR_STATS: PerCpuArray<CountryCounters> = PerCpuArray::with_max_entries(SELECTOR_STATS_SLOTS, 0);
+/// Selector slot → name: only `geoblock stats` reads it (see `IFACES`).
+#[map]
+static SELECTOR_NAMES: Array<[u8; SELECTOR_NAME_LEN]> = Array::with_max_entries(MAX_SELECTORS, 0);
 /// ifindex → counter slot, written by the daemon for the interfaces it
 /// attaches to: one inlined array lookup per packet.
 #[map]
@@ -188,11 +210,14 @@ struct Tables<const N: usize> {
     family: Family,
     trie: &'static Array<TrieNode>,
     lpm: &'static LpmTrie<[u8; N], CountryId>,
+    selectors: &'static Array<TrieNode>,
     exceptions: &'static LpmTrie<[u8; N], u8>,
 }
 
-const V4: Tables<4> = Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, exceptions: &EXCEPT_V4 };
-const V6: Tables<16> = Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, exceptions: &EXCEPT_V6 };
+const V4: Tables<4> =
+    Tables { family: Family::V4, trie: &GEO_V4, lpm: &LPM_V4, selectors: &SELECTORS_V4, exceptions: &EXCEPT_V4 };
+const V6: Tables<16> =
+    Tables { family: Family::V6, trie: &GEO_V6, lpm: &LPM_V6, selectors: &SELECTORS_V6, exceptions: &EXCEPT_V6 };
 
 /// The judged address's country, the rule the packet falls under, and
 /// their verdict. `remote` is the address as flows name it: an inbound
@@ -208,6 +233,7 @@ fn ip_verdict<F: Frame, const N: usize, const OUT: bool>(
 ) -> Action {
     let key = Key::new(8 * N as u32, addr);
     let country = country(&tables, &key, &addr);
+    let class = || trie_walk::<N, SELECTOR_CHILD>(tables.selectors, &addr);
     let rescued = || {
         if tables.exceptions.get(&key).is_some() {
             Some(Total::Exception)
@@ -219,7 +245,7 @@ fn ip_verdict<F: Frame, const N: usize, const OUT: bool>(
     };
     match rule(frame, count.direction, ip.l4) {
         PORT_HIDDEN => hidden(count),
-        rule => verdict(frame, country, rule, rescued, tables.family, count),
+        rule => verdict(frame, Judged { country, rule, family: tables.family }, class, rescued, count),
     }
 }
 
@@ -231,7 +257,7 @@ fn country<const N: usize>(tables: &Tables<N>, key: &Key<[u8; N]>, addr: &[u8; N
     // uninitialised, which the verifier refuses.
     match BACKEND.load() {
         LPM => tables.lpm.get(key).copied().unwrap_or(NO_COUNTRY),
-        _ => trie_country(tables.trie, addr),
+        _ => trie_walk::<N, TRIE_CHILD>(tables.trie, addr),
     }
 }
 
@@ -273,66 +299,97 @@ fn port_rule(direction: Direction, bank: u8, protocol: u8, port: u16) -> u8 {
     PORT_RULES.get(slot).map_or(RULE_NONE, |s| s[byte])
 }
 
-/// Walks the multibit trie: the first two address bytes pick a root slot,
+/// Walks a multibit trie: the first two address bytes pick a root slot,
 /// each later byte a slot in the child named by the previous one, until a
-/// slot holds a country. IPv4 takes at most 3 reads, IPv6 at most 15.
+/// slot holds a value (below `CHILD`: a country, or a selector class).
+/// IPv4 takes at most 3 reads, IPv6 at most 15. 0: no value.
 #[inline(always)]
-fn trie_country<const N: usize>(trie: &Array<TrieNode>, addr: &[u8; N]) -> CountryId {
+fn trie_walk<const N: usize, const CHILD: u16>(trie: &Array<TrieNode>, addr: &[u8; N]) -> u16 {
     let mut node = u32::from(addr[0]);
     for byte in &addr[1..] {
         let Some(n) = trie.get(node) else {
             return NO_COUNTRY;
         };
         let slot = n.0[usize::from(*byte)];
-        if slot < TRIE_CHILD {
+        if slot < CHILD {
             return slot;
         }
-        node = TRIE_ROOTS + u32::from(slot - TRIE_CHILD);
+        node = TRIE_ROOTS + u32::from(slot - CHILD);
     }
     NO_COUNTRY
 }
 
-/// The rule's action for the country, unless an exception or a reply
-/// rescues a packet that would be dropped. Both are only consulted on that
-/// path: they cannot change a pass, so passing traffic never pays for the
-/// lookups. Drops and would-drops are sampled as events.
+/// What a packet is judged by: its address's country and family, and
+/// the rule it falls under.
+#[derive(Clone, Copy)]
+struct Judged {
+    country: CountryId,
+    rule: u8,
+    family: Family,
+}
+
+/// The rule's action for the address (see [`decide`]), unless an
+/// exception or a reply rescues a packet that would be dropped. Both are
+/// only consulted on that path: they cannot change a pass, so passing
+/// traffic never pays for the lookups. Drops and would-drops are sampled
+/// as events.
 #[inline(always)]
 fn verdict(
     frame: &impl Frame,
-    country: CountryId,
-    rule: u8,
+    judged: Judged,
+    class: impl FnOnce() -> u16,
     rescued: impl FnOnce() -> Option<Total>,
-    family: Family,
     count: Count,
 ) -> Action {
-    let action = policy(rule, country);
+    let (action, selector) = decide(judged.rule, judged.country, class);
     if action != Action::Pass {
         if let Some(total) = rescued() {
             return count_total(total, count);
         }
     }
-    count_verdict(country, rule, family, action, count);
+    count_verdict(judged, selector, action, count);
     if action != Action::Pass {
-        events::sample(frame, country, action as u8, rule, count.direction as u8);
+        events::sample(frame, judged, action as u8, selector, count.direction as u8);
     }
     action
 }
 
-/// The rule's action for the country (no rule: pass).
-#[inline(always)]
-fn policy(rule: u8, country: CountryId) -> Action {
-    match rule {
-        RULE_NONE => Action::Pass,
-        _ => POLICY.get(policy_index(rule, country)).map_or(Action::Pass, |a| Action::from_u8(*a)),
+/// The rule's action for an address of `country` (no rule: pass), and the
+/// selector that decided it: when the rule has selectors, the address's
+/// selector `class` may hold one of them, whose verdict then stands (the
+/// daemon wrote it with the rule's allow selectors before its block ones).
+/// A function of its own: inlined, its frame would push the deepest call
+/// chain (judging, then answering a reject) past the 512 bytes of stack
+/// BPF allows.
+#[inline(never)]
+fn decide(rule: u8, country: CountryId, class: impl FnOnce() -> u16) -> (Action, u16) {
+    if rule == RULE_NONE {
+        return (Action::Pass, SELECTOR_NONE);
     }
+    let Some(&entry) = POLICY.get(policy_index(rule, country)) else {
+        return (Action::Pass, SELECTOR_NONE);
+    };
+    if entry & POLICY_SELECTORS != 0 {
+        if let Some(by) = SELECTOR_POLICY.get(selector_policy_index(class(), rule)) {
+            if by.decided != 0 {
+                return (Action::from_u8(by.action), by.selector);
+            }
+        }
+    }
+    (Action::from_u8(entry & !POLICY_SELECTORS), SELECTOR_NONE)
 }
 
-/// Counts `action` against the country (on the interface) and the rule.
+/// Counts `action` against the country (on the interface), the rule and
+/// the selector that decided, if one did.
 #[inline(always)]
-fn count_verdict(country: CountryId, rule: u8, family: Family, action: Action, count: Count) {
-    let at = country_stats_index(count.direction, count.iface, country);
+fn count_verdict(judged: Judged, selector: u16, action: Action, count: Count) {
+    let at = country_stats_index(count.direction, count.iface, judged.country);
     count_action(&COUNTRY_STATS, at, action, count.bytes);
-    count_action(&RULE_STATS, rule_stats_index(rule, count.direction, family), action, count.bytes);
+    let at = rule_stats_index(judged.rule, count.direction, judged.family);
+    count_action(&RULE_STATS, at, action, count.bytes);
+    if selector != SELECTOR_NONE {
+        count_action(&SELECTOR_STATS, selector_stats_index(count.direction, selector), action, count.bytes);
+    }
 }
 
 #[inline(always)]

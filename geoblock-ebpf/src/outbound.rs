@@ -21,9 +21,11 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, ProgramArray},
     programs::{SockAddrContext, TcContext},
 };
-use geoblock_common::{Action, Direction, OTHER_IFACE, RULE_BANKS, RULE_BY_PORT};
+use geoblock_common::{Action, Direction, OTHER_IFACE, RULE_BANKS, RULE_BY_PORT, SELECTOR_CHILD};
 
-use crate::{count_verdict, country, judge, policy, port_rule, protocol_rule, Count, Tables, OUTBOUND, V4, V6};
+use crate::{
+    count_verdict, country, decide, judge, port_rule, protocol_rule, trie_walk, Count, Judged, Tables, OUTBOUND, V4, V6,
+};
 
 /// The table program's egress side in force, slot 0.
 #[map]
@@ -184,11 +186,12 @@ fn judge_socket<const N: usize>(addr: [u8; N], tables: Tables<N>, socket: Socket
         true => port_rule(Direction::Outbound, bank, socket.protocol, socket.port),
         false => by_protocol,
     };
-    let action = policy(rule, country);
+    let class = || trie_walk::<N, SELECTOR_CHILD>(tables.selectors, &addr);
+    let (action, selector) = decide(rule, country, class);
     if !action.blocks() || tables.exceptions.get(&key).is_some() {
         return ALLOW;
     }
     let count = Count { iface: OTHER_IFACE, bytes: 0, direction: Direction::Outbound };
-    count_verdict(country, rule, tables.family, action, count);
+    count_verdict(Judged { country, rule, family: tables.family }, selector, action, count);
     REFUSE
 }

@@ -20,6 +20,12 @@ pub enum Error {
         geoblock_common::TRIE_MAX_NODES
     )]
     TableTooLarge { family: &'static str, nodes: usize },
+    #[error("the selector table in force lacks a selector of the policy: load one that holds them first")]
+    SelectorsNotLoaded,
+    #[error(transparent)]
+    Selectors(#[from] crate::policy::selectors::SelectorError),
+    #[error("the selectors in use are more than the {max} counter slots", max = geoblock_common::MAX_SELECTORS)]
+    TooManySelectors,
     #[error("map {0} is missing from the XDP program")]
     MissingMap(&'static str),
     #[error("permission denied: geoblock needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")]

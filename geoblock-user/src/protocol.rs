@@ -208,6 +208,9 @@ pub struct DataStatus {
     /// The AS data in force (`--asn-data`), if any.
     #[serde(default)]
     pub asn: Option<AsnStatus>,
+    /// The named address lists in force, in the operator's order.
+    #[serde(default)]
+    pub lists: Vec<ListStatus>,
 }
 
 /// The AS data of the same generation as the country table.
@@ -218,6 +221,24 @@ pub struct AsnStatus {
     pub prefixes_v6: usize,
     /// Distinct autonomous systems.
     pub ases: usize,
+}
+
+/// A named address list in force.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ListStatus {
+    pub name: String,
+    /// The path or URL as given.
+    pub origin: String,
+    /// `text`, `aws-json` or `gcp-json`.
+    pub format: String,
+    /// Entries read, per family (before merging).
+    pub entries_v4: usize,
+    pub entries_v6: usize,
+    /// The fewest prefixes for the list's addresses.
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    /// Seconds since the file was written or downloaded.
+    pub age_seconds: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -270,6 +291,13 @@ impl Status {
         }
         for s in d.asn.iter().flat_map(|a| &a.sources) {
             out += &format!("asn data    {}\n", s.render());
+        }
+        for l in &d.lists {
+            let age = l.age_seconds.map(|a| format!(", modified {a} s ago")).unwrap_or_default();
+            out += &format!(
+                "list        {}: {} ({}: {} IPv4 and {} IPv6 entries, {} and {} prefixes{age})\n",
+                l.name, l.origin, l.format, l.entries_v4, l.entries_v6, l.prefixes_v4, l.prefixes_v6
+            );
         }
         if let Some(every) = d.refresh_seconds {
             out += &format!("refresh     every {every} s\n");

@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::{
     cgroup::Cgroup,
     netns::{stale_names, unique_tag, Netns, Pair},
+    traffic::{Receiver, Sender},
 };
 
 /// Prefix of the per-test state directories: `geoblock-test-<pid>-<n>`.
@@ -343,6 +344,50 @@ impl ConfigFile {
 impl Drop for ConfigFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Which of `sources` get through now (each all or nothing).
+pub fn passing(pair: &Pair, daemon: &Daemon, sources: &[&str]) -> Vec<String> {
+    let (receiver, sender) = (Receiver::new(pair), Sender::new(pair));
+    let ips: Vec<IpAddr> = sources.iter().map(|s| s.parse().unwrap()).collect();
+    for &src in &ips {
+        sender.send(src, 4);
+    }
+    let got = receiver.collect(Duration::from_millis(300));
+    let mut through = Vec::new();
+    for (src, text) in ips.iter().zip(sources) {
+        match got.get(src).copied().unwrap_or(0) {
+            0 => {}
+            4 => through.push(text.to_string()),
+            n => panic!("{text}: {n} of 4 delivered\ndaemon log:\n{}", daemon.log()),
+        }
+    }
+    through
+}
+
+/// Data files in a directory of their own, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new directory, `tag` in its name.
+    pub fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("geoblock-{tag}-{}", unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Writes `name` in it: its path.
+    pub fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

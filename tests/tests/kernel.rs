@@ -129,12 +129,13 @@ enum Effect {
 }
 
 impl Effect {
-    fn of(verdict: Verdict) -> Effect {
-        match verdict {
+    fn of(verdict: &Verdict) -> Effect {
+        match *verdict {
             Verdict::Exception => Effect::Exception,
-            Verdict::Country(c, Action::Drop | Action::Reject) => Effect::Dropped(c),
-            Verdict::Country(c, Action::Pass) => Effect::Passed(c),
-            Verdict::Country(c, Action::WouldDrop) => Effect::WouldDrop(c),
+            Verdict::Country(c, Action::Drop | Action::Reject)
+            | Verdict::Selector(c, _, Action::Drop | Action::Reject) => Effect::Dropped(c),
+            Verdict::Country(c, Action::Pass) | Verdict::Selector(c, _, Action::Pass) => Effect::Passed(c),
+            Verdict::Country(c, Action::WouldDrop) | Verdict::Selector(c, _, Action::WouldDrop) => Effect::WouldDrop(c),
             Verdict::NoRule => panic!("these policies have one rule, for every packet"),
         }
     }
@@ -656,13 +657,13 @@ fn differential(world: World, mut policy: Policy, per_family: usize, backend: Ba
         let (prefixes, exceptions) = (family.ranges(nets.iter()), family.ranges(policy.exceptions.iter()));
         for src in sample(&mut rng, family, &prefixes, &exceptions, per_family) {
             let udp = Udp { src, dst: family.dst(), ..Udp::default() };
-            let verdict = policy.verdict(table, src, IPPROTO_UDP, Some(udp.dst_port));
+            let verdict = policy.verdict(table, &[], src, IPPROTO_UDP, Some(udp.dst_port));
             let frame = udp.build();
-            let effect = Effect::of(verdict);
+            let effect = Effect::of(&verdict);
             let action = run(g, &frame);
             kernel_drops += u64::from(action == XDP_DROP);
             if action != effect.action() {
-                mismatches.push((src, verdict, action));
+                mismatches.push((src, verdict.clone(), action));
             }
             effect.count(&mut want, frame.len() as u64);
             match effect {
@@ -683,7 +684,7 @@ fn differential(world: World, mut policy: Policy, per_family: usize, backend: Ba
         let mut sample = String::new();
         for (src, verdict, action) in mismatches.iter().take(20) {
             let prefix = table.lookup(*src).map(|(net, _)| net.to_string()).unwrap_or("none".into());
-            let want = Effect::of(*verdict);
+            let want = Effect::of(verdict);
             writeln!(sample, "  {src}: reference {want:?} (table prefix {prefix}), kernel {}", action_name(*action))
                 .unwrap();
         }

@@ -28,7 +28,7 @@ use aya::{
 };
 use geoblock_common::Backend;
 use geoblock_tests::{
-    geoblock::{self, Daemon},
+    geoblock::{self, passing, Daemon},
     http,
     netns::{self, Pair},
     objects, programs, registry, sources,
@@ -849,24 +849,6 @@ const SHRUNK: &str = "1.0.1.0,1.0.1.255,CN\n88.198.0.0,88.198.0.255,DE\n";
 fn status(daemon: &Daemon) -> serde_json::Value {
     let response: serde_json::Value = serde_json::from_str(&ctl(daemon, &["status", "--json"])).unwrap();
     response["status"].clone()
-}
-
-/// Which of `sources` get through now (each all or nothing).
-fn passing(pair: &Pair, daemon: &Daemon, sources: &[&str]) -> Vec<String> {
-    let (receiver, sender) = (Receiver::new(pair), Sender::new(pair));
-    for src in ips(sources) {
-        sender.send(src, 4);
-    }
-    let got = receiver.collect(Duration::from_millis(300));
-    let mut through = Vec::new();
-    for (src, text) in ips(sources).into_iter().zip(sources) {
-        match got.get(&src).copied().unwrap_or(0) {
-            0 => {}
-            4 => through.push(text.to_string()),
-            n => panic!("{text}: {n} of 4 delivered\ndaemon log:\n{}", daemon.log()),
-        }
-    }
-    through
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::{
     io::ErrorKind,
     net::{IpAddr, SocketAddr, TcpStream},
     os::unix::net::UnixStream,
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -22,9 +22,9 @@ use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{country_stats_index, CountryCounters, CountryId, COUNTRY_SLOTS};
 
 use geoblock_tests::{
-    geoblock::{self, Daemon},
+    geoblock::{self, Daemon, Scratch},
     http,
-    netns::{self, Netns, Pair},
+    netns::{Netns, Pair},
     traffic::{Receiver, Sender},
     user::User,
 };
@@ -56,29 +56,6 @@ fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-/// Data files in a directory of their own, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("geoblock-obs-{}", netns::unique_tag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, contents: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A counter of `stats --json` at `path` (0 when absent).
 fn count(stats: &Value, path: &[&str]) -> u64 {
     path.iter().fold(stats, |v, key| &v[*key]).as_u64().unwrap_or(0)
@@ -88,7 +65,7 @@ fn count(stats: &Value, path: &[&str]) -> u64 {
 fn counters_are_kept_per_interface_and_family_and_survive_a_restart() {
     let pair = Pair::create();
     let second = pair.add_link(2);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("obs");
     let data = scratch.file("base.csv", BASE);
     let (if1, if2) = (pair.receiver_if.as_str(), second.receiver_if.as_str());
     let args = ["--iface", if1, "--iface", if2, "--xdp-mode", "native", "--block", "CN", "--data", &data];
@@ -147,7 +124,7 @@ fn counters_are_kept_per_interface_and_family_and_survive_a_restart() {
 #[test]
 fn stats_watch_redraws_rates_while_traffic_flows() {
     let pair = Pair::create();
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("obs");
     let data = scratch.file("base.csv", BASE);
     let args = ["--iface", &pair.receiver_if, "--xdp-mode", "native", "--block", "CN", "--data", &data];
     let daemon = Daemon::start(&pair.receiver, &args);
@@ -237,7 +214,7 @@ fn implied_series(stats: &Value) -> BTreeMap<String, f64> {
 #[test]
 fn metrics_scraped_over_http_equal_stats_json() {
     let pair = Pair::create();
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("obs");
     let data = scratch.file("base.csv", BASE);
     let metrics = format!("127.0.0.1:{METRICS_PORT}");
     let args =
@@ -379,7 +356,7 @@ fn assert_answering(daemon: &Daemon, ns: &Netns, when: &str) {
 #[test]
 fn a_connection_flood_leaves_metrics_and_the_control_socket_answering() {
     let pair = Pair::create();
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("obs");
     let data = scratch.file("base.csv", BASE);
     let metrics = format!("127.0.0.1:{METRICS_PORT}");
     let args = geoblock::run_args(&pair, &["--block", "CN", "--data", &data, "--metrics", &metrics]);
@@ -458,7 +435,7 @@ fn fill_counters(state_dir: &Path, slots: u32) -> usize {
 fn a_scrape_of_every_country_on_four_interfaces_stays_cheap() {
     let pair = Pair::create();
     let links: Vec<_> = (2..5).map(|n| pair.add_link(n)).collect();
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("obs");
     let data = scratch.file("base.csv", BASE);
     let metrics = format!("127.0.0.1:{METRICS_PORT}");
     let mut args = vec!["--iface", pair.receiver_if.as_str()];
@@ -514,7 +491,7 @@ fn verdict(e: &Value) -> (&str, &str) {
 #[test]
 fn explain_gives_every_reason_from_the_daemon_and_offline() {
     let pair = Pair::create();
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("obs");
     let (base, top) = (scratch.file("base.csv", BASE), scratch.file("top.csv", TOP));
     let policy = ["--block", "CN", "--except", "1.0.1.128/25"];
     let mut args = vec!["--iface", &pair.receiver_if, "--xdp-mode", "native", "--data", &base, "--data", &top];

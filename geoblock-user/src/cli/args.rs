@@ -8,7 +8,11 @@ use geoblock::{
     country,
     daemon::config::{PolicyConfig, DEFAULT_CACHE_DIR, DEFAULT_CONTROL_SOCKET},
     data::{self, parse_network, CountryFields, DataSources, Format},
-    policy::{rules::parse_scope, Direction, RuleAction, ScopeError},
+    policy::{
+        rules::parse_scope,
+        selectors::{self, Entry, EntryError},
+        Direction, RuleAction, ScopeError,
+    },
 };
 use geoblock_common::CountryId;
 use ipnetwork::IpNetwork;
@@ -16,12 +20,14 @@ use ipnetwork::IpNetwork;
 /// The policy, as `run` takes it.
 #[derive(Args)]
 pub struct PolicyArgs {
-    /// Deny-list: drop these countries (comma-separated ISO codes).
-    #[arg(long, value_delimiter = ',', value_parser = parse_country, conflicts_with = "allow")]
-    pub block: Vec<CountryId>,
-    /// Allow-list: drop every country but these.
-    #[arg(long, value_delimiter = ',', value_parser = parse_country)]
-    pub allow: Vec<CountryId>,
+    /// Deny-list: drop these countries (comma-separated ISO codes), ASes (AS4134) and lists
+    /// (list:tor).
+    #[arg(long, value_delimiter = ',', value_parser = parse_entry)]
+    pub block: Vec<String>,
+    /// Allow-list: drop every country but these (and these ASes and lists); with --block, only
+    /// one of them may name countries.
+    #[arg(long, value_delimiter = ',', value_parser = parse_entry)]
+    pub allow: Vec<String>,
     /// CIDRs that always pass, checked before the country (e.g. a management network).
     #[arg(long = "except", value_delimiter = ',', value_parser = parse_network)]
     pub exceptions: Vec<IpNetwork>,
@@ -51,9 +57,7 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     /// The flags as a config layer: only what was given.
     pub fn overrides(self) -> PolicyConfig {
-        let codes = |ids: Vec<CountryId>| {
-            (!ids.is_empty()).then(|| ids.into_iter().map(|c| country::code(c).to_string()).collect())
-        };
+        let codes = |entries: Vec<String>| (!entries.is_empty()).then_some(entries);
         let exceptions: Vec<String> = self.exceptions.iter().map(|n| n.to_string()).collect();
         PolicyConfig {
             block: codes(self.block),
@@ -115,6 +119,7 @@ impl ReadArgs {
                 mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
             },
             cache_dir: self.cache_dir.clone().unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
+            lists: vec![],
         }
     }
 }
@@ -143,6 +148,20 @@ impl DataArgs {
     }
 }
 
+/// Named address lists, for rules' `list:NAME`.
+#[derive(Args)]
+pub struct ListArgs {
+    /// A named address list rules use as list:NAME: a text file (one address or CIDR a line, #
+    /// and ; comments: Tor exit list, FireHOL .netset, Spamhaus DROP), AWS ip-ranges.json or
+    /// Google Cloud cloud.json, plain or .gz/.xz, or an https:// URL of one. Repeat for more.
+    #[arg(long = "list", value_name = "NAME=PATH|URL", value_parser = parse_list)]
+    pub lists: Vec<(String, String)>,
+}
+
+pub fn parse_list(spec: &str) -> Result<(String, String), String> {
+    data::list::parse_spec(spec).map_err(|e| e.to_string())
+}
+
 pub fn parse_format(name: &str) -> Result<Format, String> {
     name.parse()
 }
@@ -154,6 +173,14 @@ pub fn parse_ports(spec: &str) -> Result<String, ScopeError> {
 
 pub fn parse_country(code: &str) -> Result<CountryId, country::UnknownCountry> {
     country::parse(code)
+}
+
+/// A country, an AS or a list, as the one spelling the policy writes it.
+pub fn parse_entry(text: &str) -> Result<String, EntryError> {
+    Ok(match selectors::parse_entry(text)? {
+        Entry::Country(id) => country::code(id).to_string(),
+        Entry::Selector(selector) => selector.to_string(),
+    })
 }
 
 /// A row of the stats table: a country code, or `--` (no country).

@@ -33,7 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// Load the XDP program, attach it and enforce the policy until SIGINT/SIGTERM
     /// (enforcement stays in place after the daemon exits; SIGHUP reloads the data).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -85,7 +85,7 @@ pub enum Command {
 impl Command {
     pub fn execute(self) -> Result<()> {
         match self {
-            Command::Run(args) => run::run(args),
+            Command::Run(args) => run::run(*args),
             Command::Config(command) => config::config(command),
             Command::Detach(args) => detach::detach(&args),
             Command::Stats(args) => stats::stats(args),

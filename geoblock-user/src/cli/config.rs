@@ -21,7 +21,8 @@ pub fn config(command: ConfigCommand) -> Result<()> {
 /// `geoblock config check FILE`: everything `run` would refuse, without the kernel.
 fn check(file: &std::path::Path) -> Result<()> {
     let opts = Config::load(file, true)?.resolve()?;
-    let table = opts.data.load()?.table;
+    let loaded = opts.data.load()?;
+    let table = &loaded.table;
     // One rule for everything reads as the policy always did; more, as a count.
     let policy = match opts.policy.whole_list() {
         Some(_) => opts.policy.to_string(),
@@ -34,6 +35,10 @@ fn check(file: &std::path::Path) -> Result<()> {
         table.v4.len(),
         table.v6.len()
     );
+    for list in &loaded.lists {
+        let (v4, v6) = (list.v4.len(), list.v6.len());
+        println!("list {}: {v4} IPv4 and {v6} IPv6 prefixes from {}", list.name, list.info.origin);
+    }
     print!("{}", opts.policy.render());
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::args::ControlArgs;
 
 #[derive(Args)]
 pub struct CountriesArgs {
-    /// ISO country codes (space- or comma-separated).
+    /// ISO country codes, ASes (AS4134) and lists (list:tor), space- or comma-separated.
     #[arg(required = true, value_delimiter = ',')]
     pub countries: Vec<String>,
     #[command(flatten)]

@@ -1,7 +1,8 @@
 //! `geoblock lookup`: the country and prefix of addresses, from the data
-//! `run` would load; with `--asn-data`, their AS and its organisation too:
-//! `8.8.8.8 US 8.8.8.0/24 AS15169 Google LLC` (`-` where there is none; the
-//! first three columns are the same with or without AS data).
+//! `run` would load, then with `--asn-data` the AS (`AS15169`, `-` for
+//! none), then the `--list`s each is in (`list:tor`), then the AS's
+//! organisation in parentheses: `8.8.8.8 US 8.8.0.0/17 AS15169 (Google LLC)`.
+//! The first three columns are the same whatever else is given.
 
 use std::{
     io::{self, BufRead as _},
@@ -9,9 +10,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use geoblock::country;
+use geoblock::{country, data::DataSources};
 
-use crate::args::DataArgs;
+use crate::args::{DataArgs, ListArgs};
 
 #[derive(clap::Args)]
 pub struct LookupArgs {
@@ -19,11 +20,14 @@ pub struct LookupArgs {
     addresses: Vec<String>,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    lists: ListArgs,
 }
 
 pub fn lookup(args: &LookupArgs) -> Result<()> {
     let (addresses, data) = (&args.addresses, &args.data);
-    let loaded = data.sources().load()?;
+    let sources = DataSources { lists: args.lists.lists.clone(), ..data.sources() };
+    let loaded = sources.load()?;
     let with_asn = !data.asn_data.is_empty();
     let answer = |text: &str| -> Result<()> {
         let ip: IpAddr = text.trim().parse().with_context(|| format!("'{text}' is not an IP address"))?;
@@ -31,11 +35,14 @@ pub fn lookup(args: &LookupArgs) -> Result<()> {
             Some((net, c)) => format!("{ip} {} {net}", country::code(c)),
             None => format!("{ip} - -"),
         };
-        match loaded.asn.lookup(ip) {
-            Some((_, asn, org)) => println!("{country} AS{asn} {}", org.unwrap_or("-")),
-            None if with_asn => println!("{country} - -"),
-            None => println!("{country}"),
-        }
+        let (asn, org) = match loaded.asn.lookup(ip) {
+            Some((_, asn, org)) => (format!(" AS{asn}"), org.map(|o| format!(" ({o})")).unwrap_or_default()),
+            None if with_asn => (" -".to_string(), String::new()),
+            None => (String::new(), String::new()),
+        };
+        let lists: String =
+            loaded.lists.iter().filter(|l| l.contains(ip)).map(|l| format!(" list:{}", l.name)).collect();
+        println!("{country}{asn}{lists}{org}");
         Ok(())
     };
     for text in addresses {

@@ -15,7 +15,7 @@ use geoblock::{
 };
 use ipnetwork::IpNetwork;
 
-use crate::args::{DataArgs, PolicyArgs};
+use crate::args::{DataArgs, ListArgs, PolicyArgs};
 
 /// Every setting of the config file, as a flag that overrides it.
 #[derive(Args)]
@@ -68,6 +68,8 @@ pub struct RunArgs {
     pub metrics: Option<String>,
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub lists: ListArgs,
     /// Download URL sources again this often (e.g. 6h, 1d); local files are reloaded whenever they
     /// change [default: only on reload].
     #[arg(long)]
@@ -98,6 +100,7 @@ impl RunArgs {
             max_shrink: self.max_shrink,
             data: some(self.data.data),
             asn_data: some(self.data.asn_data),
+            lists: (!self.lists.lists.is_empty()).then_some(self.lists.lists),
             state_dir: self.state_dir,
             cgroup: self.cgroup,
             control_socket: self.control_socket,

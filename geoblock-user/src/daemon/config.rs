@@ -22,6 +22,10 @@
 //! event_rate = 100                        # sampled drop events per second at most; 0: off
 //! metrics = "127.0.0.1:9717"              # serve /metrics there; absent: off
 //!
+//! [lists]                                 # named address lists, for rules' list:NAME (or --list NAME=...)
+//! tor = "https://check.torproject.org/torbulkexitlist"   # a path or URL: text (one address or
+//! hosting = "/etc/geoblock/hosting.netset"               #   CIDR a line) or AWS/GCP JSON, .gz too
+//!
 //! [reject]                                # answers to packets a rule rejects
 //! rate = 1000                             # TCP resets and ICMP errors per second at most; 0: none
 //!
@@ -67,12 +71,17 @@ use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
 use crate::{
-    country,
-    data::{self, parse_network, CidrError, CountryFields, DataSources},
+    data::{
+        self,
+        list::{self, ListError},
+        parse_network, CidrError, CountryFields, DataSources,
+    },
     kernel::{flows::FlowTable, XdpMode},
     policy::{
         rules::{merged, parse_ports, parse_scope},
-        Direction, Mode, Policy, PolicyError, PortRange, Protocol, Rule, RuleAction, ScopeError, DEFAULT_RULE,
+        selectors::{self, EntryError},
+        Direction, Mode, Policy, PolicyError, PortRange, Protocol, Rule, RuleAction, ScopeError, Selector,
+        DEFAULT_RULE,
     },
 };
 
@@ -135,6 +144,9 @@ pub struct Config {
     pub lookup: Option<Lookup>,
     pub data: Option<Vec<String>>,
     pub asn_data: Option<Vec<String>>,
+    /// `[lists]`: `NAME = "PATH or URL"`, in the file's order.
+    #[serde(default, deserialize_with = "ordered_lists")]
+    pub lists: Option<Vec<(String, String)>>,
     pub format: Option<String>,
     pub mmdb_field: Option<String>,
     pub cache_dir: Option<PathBuf>,
@@ -272,9 +284,15 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
+    #[error("lists: {0}")]
+    List(#[from] ListError),
+    #[error("lists: '{0}' is given twice")]
+    ListTwice(String),
     #[error("no interface to attach to (--iface, or interfaces = [...] in the config)")]
     NoInterfaces,
-    #[error("both a block list and an allow list are given; keep one")]
+    #[error(
+        "countries are given in both a block list and an allow list; keep them in one (selectors may be in either)"
+    )]
     BlockAndAllow,
     #[error("{rule}: {error}")]
     Rule { rule: String, error: Box<ConfigError> },
@@ -290,7 +308,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
-    Country(#[from] country::UnknownCountry),
+    Entry(#[from] EntryError),
     #[error("refresh: '{0}' is not a duration (e.g. 30m, 6h, 1d)")]
     Refresh(String),
     #[error("max_shrink: {0} is not a percentage from 0 to 100")]
@@ -328,6 +346,7 @@ impl Config {
             lookup: flags.lookup.or(self.lookup),
             data: flags.data.clone().or(self.data),
             asn_data: flags.asn_data.clone().or(self.asn_data),
+            lists: flags.lists.clone().or(self.lists),
             format: flags.format.clone().or(self.format),
             mmdb_field: flags.mmdb_field.clone().or(self.mmdb_field),
             cache_dir: flags.cache_dir.clone().or(self.cache_dir),
@@ -379,6 +398,7 @@ impl Config {
                     mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
                 },
                 cache_dir: self.cache_dir.unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
+                lists: checked_lists(self.lists.unwrap_or_default())?,
             },
             refresh: self.refresh.as_deref().map(refresh_interval).transpose()?,
             max_shrink: match self.max_shrink.unwrap_or(DEFAULT_MAX_SHRINK * 100.0) {
@@ -449,7 +469,7 @@ impl PolicyConfig {
                 None => Ok(None),
             };
         }
-        let (mode, countries) = list.map_err(|e| match e {
+        let listed = list.map_err(|e| match e {
             ConfigError::NoList => PolicyError::NoRules.into(),
             e => e,
         })?;
@@ -461,7 +481,7 @@ impl PolicyConfig {
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
             action: self.action.unwrap_or_default(),
-            ..Rule::new(DEFAULT_RULE, mode, countries)
+            ..listed.rule(DEFAULT_RULE)
         }))
     }
 }
@@ -471,7 +491,7 @@ impl RuleConfig {
     fn resolve(self) -> Result<Rule, ConfigError> {
         let in_rule =
             |error: ConfigError| ConfigError::Rule { rule: format!("rule '{}'", self.name), error: error.into() };
-        let (mode, countries) = list(self.block.as_ref(), self.allow.as_ref()).map_err(in_rule)?;
+        let listed = list(self.block.as_ref(), self.allow.as_ref()).map_err(in_rule)?;
         let ports = match &self.ports {
             None => vec![],
             Some(ports) => ports.ranges().map_err(|e| in_rule(e.into()))?,
@@ -483,7 +503,7 @@ impl RuleConfig {
             ports,
             monitor: self.monitor.unwrap_or(false),
             block_unknown: self.block_unknown.unwrap_or(false),
-            ..Rule::new(&self.name, mode, countries)
+            ..listed.rule(&self.name)
         })
     }
 }
@@ -503,16 +523,42 @@ impl PortsConfig {
     }
 }
 
-/// A block or allow list: its mode and countries.
-fn list(block: Option<&Vec<String>>, allow: Option<&Vec<String>>) -> Result<(Mode, BTreeSet<CountryId>), ConfigError> {
-    let (mode, codes) = match (block, allow) {
-        (Some(_), Some(_)) => return Err(ConfigError::BlockAndAllow),
-        (Some(block), None) => (Mode::Deny, block),
-        (None, Some(allow)) => (Mode::Allow, allow),
-        (None, None) => return Err(ConfigError::NoList),
+/// What a rule's block and allow lists say.
+struct Listed {
+    mode: Mode,
+    countries: BTreeSet<CountryId>,
+    allow: BTreeSet<Selector>,
+    block: BTreeSet<Selector>,
+}
+
+impl Listed {
+    /// A rule of these lists, for every protocol and port.
+    fn rule(self, name: &str) -> Rule {
+        Rule { allow: self.allow, block: self.block, ..Rule::new(name, self.mode, self.countries) }
+    }
+}
+
+/// A rule's block and allow lists: countries and selectors (`AS4134`,
+/// `list:tor`). The list holding countries gives the rule's mode (a
+/// deny-list or an allow-list); selectors may be in either, so that an
+/// allow-list can still block `list:tor` and a deny-list allow a partner's
+/// AS. Lists of selectors alone make a deny-list, unless only `allow` is
+/// given: that allows only them.
+fn list(block: Option<&Vec<String>>, allow: Option<&Vec<String>>) -> Result<Listed, ConfigError> {
+    let none = Vec::new();
+    if block.is_none() && allow.is_none() {
+        return Err(ConfigError::NoList);
+    }
+    let (blocked, block_selectors) = selectors::parse_entries(block.unwrap_or(&none))?;
+    let (allowed, allow_selectors) = selectors::parse_entries(allow.unwrap_or(&none))?;
+    let (mode, countries) = match (blocked.is_empty(), allowed.is_empty()) {
+        (false, false) => return Err(ConfigError::BlockAndAllow),
+        (true, false) => (Mode::Allow, allowed),
+        (false, true) => (Mode::Deny, blocked),
+        (true, true) if block.is_none() => (Mode::Allow, allowed),
+        (true, true) => (Mode::Deny, blocked),
     };
-    let countries = codes.iter().map(|c| country::parse(c)).collect::<Result<BTreeSet<_>, _>>()?;
-    Ok((mode, countries))
+    Ok(Listed { mode, countries, allow: allow_selectors, block: block_selectors })
 }
 
 /// `--metrics ADDR`: `IP:PORT`, or a port alone (on loopback).
@@ -525,6 +571,37 @@ pub fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn refresh_interval(text: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| ConfigError::Refresh(text.into()))
+}
+
+/// `[lists]` as written: a TOML table, its entries kept in order.
+fn ordered_lists<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Vec<(String, String)>>, D::Error> {
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table of NAME = \"PATH or URL\"")
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+            let mut entries = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    de.deserialize_map(Entries).map(Some)
+}
+
+/// The lists with their names checked, each name once.
+fn checked_lists(lists: Vec<(String, String)>) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut names = BTreeSet::new();
+    for (name, _) in &lists {
+        list::check_name(name)?;
+        if !names.insert(name) {
+            return Err(ConfigError::ListTwice(name.clone()));
+        }
+    }
+    Ok(lists)
 }
 
 /// The networks of `setting`, each checked as data CIDRs are.
@@ -617,7 +694,9 @@ mod tests {
         let bad = |text: &str| parse(text).resolve().unwrap_err().to_string();
         assert!(bad("[policy]\nblock = [\"CN\"]\n").contains("no interface"));
         assert!(bad("interfaces = [\"eth0\"]\n").contains("no rule"));
-        assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nallow = [\"DE\"]\n").contains("keep one"));
+        assert!(
+            bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nallow = [\"DE\"]\n").contains("keep them in one")
+        );
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"XX\"]\n").contains("'XX'"));
         assert!(bad("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\nexcept = [\"10/99\"]\n").contains("10/99"));
         assert_eq!(
@@ -703,7 +782,8 @@ block = ["KP"]
         let bad = |rules: &str| parse(&format!("interfaces = [\"e\"]\n{rules}")).resolve().unwrap_err().to_string();
         assert_eq!(
             bad("[[rule]]\nname = \"ssh\"\nallow = [\"DE\"]\nblock = [\"CN\"]\n"),
-            "rule 'ssh': both a block list and an allow list are given; keep one"
+            "rule 'ssh': countries are given in both a block list and an allow list; keep them in one (selectors may be \
+         in either)"
         );
         assert_eq!(bad("[[rule]]\nname = \"ssh\"\n"), "rule 'ssh': no list: give block = [...] or allow = [...]");
         assert_eq!(
@@ -772,5 +852,41 @@ block = ["KP"]
             parse("interfaces = [\"e\"]\n[[rule]]\nname = \"out\"\ndirection = \"outbound\"\nblock = [\"CN\"]\n");
         assert_eq!(rules.resolve().unwrap().policy.rules[0].direction, Direction::Outbound);
         assert!(toml::from_str::<Config>("[policy]\ndirection = \"out\"\n").is_err());
+    }
+
+    #[test]
+    fn lists_keep_the_files_order_and_flags_replace_them() {
+        let file = "interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n[lists]\ntor = \"https://h/torbulkexitlist\"\n\
+                    hosting = \"/etc/geoblock/hosting.netset\"\naws = \"/etc/geoblock/ip-ranges.json\"\n";
+        let pair = |n: &str, s: &str| (n.to_string(), s.to_string());
+        let opts = parse(file).resolve().unwrap();
+        assert_eq!(
+            opts.data.lists,
+            [
+                pair("tor", "https://h/torbulkexitlist"),
+                pair("hosting", "/etc/geoblock/hosting.netset"),
+                pair("aws", "/etc/geoblock/ip-ranges.json")
+            ]
+        );
+        let flags = Config { lists: Some(vec![pair("x4b", "/x4b.txt")]), ..Config::default() };
+        assert_eq!(parse(file).overlaid(&flags).resolve().unwrap().data.lists, [pair("x4b", "/x4b.txt")]);
+        assert_eq!(parse(file).overlaid(&Config::default()).resolve().unwrap().data.lists.len(), 3);
+        assert!(parse("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n").resolve().unwrap().data.lists.is_empty());
+    }
+
+    #[test]
+    fn bad_list_names_and_twice_given_ones_are_refused() {
+        let bad = |lists: &str| {
+            let text = format!("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n[lists]\n{lists}");
+            parse(&text).resolve().unwrap_err().to_string()
+        };
+        assert!(bad("Tor = \"/x\"\n").starts_with("lists: list name 'Tor': "), "{}", bad("Tor = \"/x\"\n"));
+        assert!(bad("\"a.b\" = \"/x\"\n").contains("'a.b'"));
+        let twice =
+            Config { lists: Some(vec![("a".into(), "/x".into()), ("a".into(), "/y".into())]), ..Config::default() };
+        let flags = parse("interfaces = [\"e\"]\n[policy]\nblock = [\"CN\"]\n");
+        let err = twice.overlaid(&flags).resolve();
+        assert!(matches!(err, Err(ConfigError::ListTwice(ref n)) if n == "a"), "{err:?}");
+        assert!(toml::from_str::<Config>("[lists]\ntor = 3\n").is_err());
     }
 }

@@ -225,7 +225,7 @@ mod tests {
             captured: n as u8,
             rule: 0,
             direction: 0,
-            _reserved: [0; 2],
+            selector: geoblock_common::SELECTOR_NONE,
             frame: bytes,
         }
     }

@@ -47,7 +47,7 @@ use crate::{
         CodeCounts, Loaded,
     },
     kernel::{events::EventRing, sockets, state::StateDir, Geoblock, PinnedMaps},
-    policy::{lockout, Policy},
+    policy::{lockout, selectors::SelectorError, Policy, SelectorTable},
     protocol::{self, Versioned},
     Error,
 };
@@ -154,9 +154,9 @@ impl Daemon {
         if !opts.force {
             check_replacement(&Table::default(), &loaded.table, opts.max_shrink, &opts.policy.countries())?;
             if !opts.data.asn.is_empty() {
-                check_coverage(&Table::default(), &loaded.asn.table, opts.max_shrink)?;
+                check_coverage("the AS table", &Table::default(), &loaded.asn.table, opts.max_shrink)?;
             }
-            guarded(&opts.management, &opts.policy, &loaded.table, None)?;
+            guarded(&opts.management, &opts.policy, &loaded, None)?;
         }
         let cgroup = match &opts.cgroup {
             Some(path) => path.clone(),
@@ -440,7 +440,8 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
             geoblock_common::ABI_VERSION
         ),
     }
-    geoblock.load_table(&loaded.table)?;
+    let selectors = selector_table(&[&opts.policy], loaded)?;
+    geoblock.load_table_with_selectors(&loaded.table, &selectors, &opts.policy)?;
     geoblock.apply_policy(&opts.policy)?;
     geoblock.set_event_rate(opts.event_rate)?;
     geoblock.set_reject_rate(opts.reject_rate)?;
@@ -449,6 +450,13 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
     log_trie_nodes(&geoblock);
     log_sources(loaded);
     Ok(geoblock)
+}
+
+/// The selector table for the selectors `policies` use (the policy in
+/// force and the one to come), from `loaded`'s AS data and lists.
+fn selector_table(policies: &[&Policy], loaded: &Loaded) -> Result<SelectorTable, SelectorError> {
+    let selectors = policies.iter().flat_map(|p| p.selectors()).collect();
+    SelectorTable::compile(&selectors, &loaded.asn, &loaded.lists)
 }
 
 /// The trie's size: real data sets take 22k to 28k nodes per family, of
@@ -477,6 +485,19 @@ fn log_sources(loaded: &Loaded) {
             info!("{}: {}", source.origin, source.codes);
         }
     }
+    for list in &loaded.lists {
+        let (entries, info) = (list.info.entries, &list.info);
+        info!(
+            "list {}: {} IPv4 and {} IPv6 entries ({}) as {} and {} prefixes, from {}",
+            list.name,
+            entries.v4,
+            entries.v6,
+            info.format,
+            list.v4.len(),
+            list.v6.len(),
+            info.origin
+        );
+    }
 }
 
 /// Watches `fd` for readability on the event loop.
@@ -486,13 +507,20 @@ fn watch_fd<T: std::os::fd::AsRawFd>(fd: T) -> Result<AsyncFd<T>, Error> {
     unsafe { AsyncFd::register(fd) }.map_err(|e| io_error(e.into_parts().1))
 }
 
-/// Runs the lock-out guard on `policy`: the management networks, the SSH
-/// session the daemon was started from, the one a control command came
-/// from, and the host's resolvers and default gateways stay reachable.
-fn guarded(management: &[IpNetwork], policy: &Policy, table: &Table, ssh_client: Option<IpAddr>) -> Result<(), Error> {
+/// Runs the lock-out guard on `policy` against `loaded`'s table and
+/// selectors: the management networks, the SSH session the daemon was
+/// started from, the one a control command came from, and the host's
+/// resolvers and default gateways stay reachable.
+fn guarded(
+    management: &[IpNetwork],
+    policy: &Policy,
+    loaded: &Loaded,
+    ssh_client: Option<IpAddr>,
+) -> Result<(), Error> {
     let upstreams = read_upstreams();
     let protected = lockout::protected(management, &lockout::ssh_clients(ssh_client).clients, &upstreams);
-    Ok(lockout::check(policy, table, &protected)?)
+    let selectors = selector_table(&[policy], loaded)?;
+    Ok(lockout::check(policy, &loaded.table, &selectors, &protected)?)
 }
 
 /// The host's resolvers and default gateways; a file that cannot be read

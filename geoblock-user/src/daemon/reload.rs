@@ -17,6 +17,7 @@
 //! the first tick after it.
 
 use std::{
+    collections::BTreeSet,
     sync::Arc,
     time::{Instant, SystemTime},
 };
@@ -24,15 +25,15 @@ use std::{
 use tokio::{sync::oneshot, task::JoinError};
 use tracing::{error, info, warn};
 
-use super::{config::RunOptions, guarded, Daemon, Download};
+use super::{config::RunOptions, guarded, selector_table, Daemon, Download};
 use crate::kernel::flows::FlowTable;
 use crate::{
     data::{
         fetch::FetchError,
-        shrink::{check_coverage, check_replacement},
-        table::Table,
+        shrink::{check_coverage, check_lists, check_replacement},
         Loaded,
     },
+    policy::{Policy, SelectorTable},
     protocol::{self, Response},
 };
 
@@ -77,8 +78,9 @@ struct Asked {
     clients: Vec<oneshot::Sender<Response>>,
 }
 
-/// The settings and the data a reload read, past the guards.
-type Checked = (RunOptions, Loaded);
+/// The settings and the data a reload read, past the guards, and the
+/// selector table of the policy in force and the new one.
+type Checked = (RunOptions, Loaded, SelectorTable);
 
 /// What became of a background load.
 type Done = Result<Result<Checked, String>, JoinError>;
@@ -122,6 +124,7 @@ impl Daemon {
     /// blocking thread, and checks them against the table in force.
     fn start_load(&mut self, cause: Cause) {
         let (in_force, options) = (Arc::clone(&self.loaded), self.opts.clone());
+        let policy = self.opts.policy.clone();
         let (reread, force) = match &cause {
             Cause::Asked(asked) => (Some(self.config.clone()), asked.force),
             Cause::DataChanged(_) => (None, false),
@@ -131,7 +134,7 @@ impl Daemon {
                 Some(config) => config.read().map_err(|e| refused("config", &e))?,
                 None => options,
             };
-            check(new, &in_force, force)
+            check(new, &in_force, &policy, force)
         });
         self.loading.running = Some(Running { task, since: Instant::now(), cause });
     }
@@ -144,10 +147,10 @@ impl Daemon {
         };
         let checked = done.unwrap_or_else(|e| Err(refused("data", &e)));
         let outcome = match &cause {
-            Cause::Asked(_) => checked.and_then(|(new, loaded)| self.swap_in(new, loaded, since)),
-            Cause::DataChanged(_) => checked.and_then(|(new, loaded)| {
-                let new = self.keep_policy(new, &loaded.table)?;
-                self.swap_in(new, loaded, since)
+            Cause::Asked(_) => checked.and_then(|(new, loaded, selectors)| self.swap_in(new, loaded, selectors, since)),
+            Cause::DataChanged(_) => checked.and_then(|(new, loaded, selectors)| {
+                let new = self.keep_policy(new, &loaded)?;
+                self.swap_in(new, loaded, selectors, since)
             }),
         };
         let outcome = self.record(outcome, since);
@@ -177,11 +180,11 @@ impl Daemon {
 
     /// A data reload keeps the policy in force, which a control command may
     /// have changed while the data loaded: then the lock-out guard checked
-    /// another policy, and is asked again for this one and the new table.
-    fn keep_policy(&self, mut new: RunOptions, table: &Table) -> Result<RunOptions, String> {
+    /// another policy, and is asked again for this one and the new data.
+    fn keep_policy(&self, mut new: RunOptions, loaded: &Loaded) -> Result<RunOptions, String> {
         if new.policy != self.opts.policy {
             if !self.opts.force {
-                guarded(&self.opts.management, &self.opts.policy, table, None)
+                guarded(&self.opts.management, &self.opts.policy, loaded, None)
                     .map_err(|e| refused("lock-out guard", &e))?;
             }
             new.policy = self.opts.policy.clone();
@@ -190,10 +193,27 @@ impl Daemon {
     }
 
     /// Loads `loaded`'s table and `new`'s policy into the kernel: what was
-    /// read and checked in the background since `started`.
-    fn swap_in(&mut self, new: RunOptions, loaded: Loaded, started: Instant) -> Result<String, String> {
+    /// read and checked in the background since `started`, with the
+    /// selector table compiled there (again here if the policy in force
+    /// changed meanwhile and uses other selectors).
+    fn swap_in(
+        &mut self,
+        new: RunOptions,
+        loaded: Loaded,
+        selectors: SelectorTable,
+        started: Instant,
+    ) -> Result<String, String> {
         self.warn_restart_only(&new);
-        self.geoblock.load_table(&loaded.table).map_err(|e| refused("kernel", &e))?;
+        let wanted = self.opts.policy.selectors().into_iter().chain(new.policy.selectors());
+        let selectors = match wanted.collect::<BTreeSet<_>>().is_subset(&selectors.selectors) {
+            true => selectors,
+            false => {
+                selector_table(&[&self.opts.policy, &new.policy], &loaded).map_err(|e| refused("selectors", &e))?
+            }
+        };
+        self.geoblock
+            .load_table_with_selectors(&loaded.table, &selectors, &new.policy)
+            .map_err(|e| refused("kernel", &e))?;
         self.generation += 1;
         if new.policy != self.opts.policy {
             self.geoblock.apply_policy(&new.policy).map_err(|e| refused("kernel", &e))?;
@@ -237,13 +257,12 @@ impl Daemon {
     /// changed and held still for a tick: an edited file, or a finished download.
     pub(super) fn watch_data(&mut self) {
         let data = &self.opts.data;
-        if (data.sources.is_empty() && data.asn.is_empty()) || self.loading.running.is_some() {
+        let nothing = data.sources.is_empty() && data.asn.is_empty() && data.lists.is_empty();
+        if nothing || self.loading.running.is_some() {
             return;
         }
         let now = data.modified();
-        // The embedded country data (no sources) has no file to watch.
-        let country = self.loaded.sources.iter().take(data.sources.len()).map(|s| s.modified);
-        let in_force: Vec<_> = country.chain(self.loaded.asn.sources.iter().map(|s| s.modified)).collect();
+        let in_force = self.loaded.modified(data);
         let watch = &mut self.data_watch;
         if now == in_force || watch.refused.as_ref() == Some(&now) {
             watch.settling = None;
@@ -309,21 +328,24 @@ fn refused(what: &str, e: &dyn std::fmt::Display) -> String {
 }
 
 /// Reads `new`'s data and runs the guards on it: the shrink guard against
-/// `in_force` unless `force` (on the AS data too, when there are AS
-/// sources), the lock-out guard unless the config's force.
-/// Off the main loop: this takes seconds for a world table.
-fn check(new: RunOptions, in_force: &Loaded, force: bool) -> Result<Checked, String> {
+/// `in_force` (its table, its AS data when there are AS sources, and each
+/// list of a name in force) unless `force`, the lock-out guard unless the
+/// config's force; compiles the selectors of `policy` (in force) and
+/// `new`'s from it. Off the main loop: this takes seconds for a world table.
+fn check(new: RunOptions, in_force: &Loaded, policy: &Policy, force: bool) -> Result<Checked, String> {
     let loaded = new.data.load().map_err(|e| refused("data", &e))?;
     if !force {
         check_replacement(&in_force.table, &loaded.table, new.max_shrink, &new.policy.countries())
             .map_err(|e| refused("shrink guard", &e))?;
         if !new.data.asn.is_empty() {
-            check_coverage(&in_force.asn.table, &loaded.asn.table, new.max_shrink)
+            check_coverage("the new AS table", &in_force.asn.table, &loaded.asn.table, new.max_shrink)
                 .map_err(|e| refused("shrink guard, AS data", &e))?;
         }
+        check_lists(&in_force.lists, &loaded.lists, new.max_shrink).map_err(|e| refused("shrink guard", &e))?;
     }
     if !new.force {
-        guarded(&new.management, &new.policy, &loaded.table, None).map_err(|e| refused("lock-out guard", &e))?;
+        guarded(&new.management, &new.policy, &loaded, None).map_err(|e| refused("lock-out guard", &e))?;
     }
-    Ok((new, loaded))
+    let selectors = selector_table(&[policy, &new.policy], &loaded).map_err(|e| refused("selectors", &e))?;
+    Ok((new, loaded, selectors))
 }

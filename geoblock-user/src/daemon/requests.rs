@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::{control::Incoming, guarded, metrics, Daemon, Outcome};
 use crate::{
-    data::SourceInfo,
+    data::{list::AddressList, SourceInfo},
     kernel::state::StateDir,
     policy::{explain, Change},
     protocol::{self, EventStatus, Request, Response},
@@ -56,7 +56,12 @@ impl Daemon {
     fn change_policy(&mut self, change: &Change, ssh_client: Option<IpAddr>, force: bool) -> Result<String, String> {
         let policy = self.opts.policy.changed(change).map_err(|e| e.to_string())?;
         if !force {
-            guarded(&self.opts.management, &policy, &self.loaded.table, ssh_client).map_err(|e| e.to_string())?;
+            guarded(&self.opts.management, &policy, &self.loaded, ssh_client).map_err(|e| e.to_string())?;
+        }
+        if !self.geoblock.selectors_cover(&policy) {
+            let selectors =
+                super::selector_table(&[&self.opts.policy, &policy], &self.loaded).map_err(|e| e.to_string())?;
+            self.geoblock.load_selectors(&selectors, &policy).map_err(|e| e.to_string())?;
         }
         self.geoblock.apply_policy(&policy).map_err(|e| e.to_string())?;
         let text = format!("policy: {policy}");
@@ -92,6 +97,7 @@ impl Daemon {
                 refresh_seconds: self.opts.refresh.map(|d| d.as_secs()),
                 last_download: self.last_download.as_ref().map(outcome_status),
                 asn: self.asn_status(),
+                lists: self.loaded.lists.iter().map(list_status).collect(),
             },
             last_reload: self.last_reload.as_ref().map(outcome_status),
             reloading: self.loading.status(),
@@ -164,6 +170,20 @@ fn age(source: &SourceInfo) -> Option<Duration> {
 
 fn since(modified: Option<SystemTime>) -> Option<Duration> {
     modified.and_then(|t| SystemTime::now().duration_since(t).ok())
+}
+
+fn list_status(list: &AddressList) -> protocol::ListStatus {
+    let info = &list.info;
+    protocol::ListStatus {
+        name: list.name.clone(),
+        origin: info.origin.clone(),
+        format: info.format.to_string(),
+        entries_v4: info.entries.v4,
+        entries_v6: info.entries.v6,
+        prefixes_v4: list.v4.len(),
+        prefixes_v6: list.v6.len(),
+        age_seconds: since(info.modified).map(|a| a.as_secs()),
+    }
 }
 
 /// A change as the log shows it: its JSON form, short and unambiguous.

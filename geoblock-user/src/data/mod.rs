@@ -30,6 +30,7 @@ pub mod embedded;
 pub mod fetch;
 pub mod inspect;
 pub mod ip2location;
+pub mod list;
 pub mod maxmind_csv;
 pub mod mmdb;
 pub mod rir;
@@ -105,8 +106,10 @@ pub struct Loaded {
     /// Each source's own table, kept when there are several: which one gave
     /// an address its country (`geoblock explain`).
     pub layers: Vec<Table>,
-    /// The AS data (empty without AS sources).
+    /// The autonomous systems (`--asn-data`).
     pub asn: asn::AsnData,
+    /// The named address lists (`--list`), in the operator's order.
+    pub lists: Vec<list::AddressList>,
 }
 
 /// Why the data could not be loaded; what is in force stays in force.
@@ -118,6 +121,8 @@ pub enum DataError {
     Fetch(#[from] fetch::FetchError),
     #[error("embedded data: {0}")]
     Embedded(#[from] embedded::EmbeddedError),
+    #[error(transparent)]
+    List(#[from] list::ListError),
 }
 
 /// The data geoblock enforces: sources in order (none: the embedded DB-IP
@@ -130,24 +135,29 @@ pub struct DataSources {
     pub asn: Vec<String>,
     pub options: Options,
     pub cache_dir: PathBuf,
+    /// Named address lists: (name, path or URL), in the operator's order.
+    pub lists: Vec<(String, String)>,
 }
 
 impl DataSources {
     /// Downloads what is remote (an earlier download stands in for a failed
     /// one), then reads and combines everything.
     pub fn load(&self) -> Result<Loaded, DataError> {
-        let mut loaded = match self.sources.is_empty() {
-            true => embedded()?,
-            false => {
-                let mut loaded = load(&self.local_paths(&self.sources)?, &self.options)?;
-                // Name URLs as the operator gave them, not by their cache file.
-                for (info, source) in loaded.sources.iter_mut().zip(&self.sources) {
-                    info.origin.clone_from(source);
-                }
-                loaded
-            }
-        };
+        let mut loaded = self.load_countries()?;
         loaded.asn = self.load_asn()?;
+        loaded.lists = self.load_lists()?;
+        Ok(loaded)
+    }
+
+    fn load_countries(&self) -> Result<Loaded, DataError> {
+        if self.sources.is_empty() {
+            return embedded();
+        }
+        let mut loaded = load(&self.local_paths(&self.sources)?, &self.options)?;
+        // Name URLs as the operator gave them, not by their cache file.
+        for (info, source) in loaded.sources.iter_mut().zip(&self.sources) {
+            info.origin.clone_from(source);
+        }
         Ok(loaded)
     }
 
@@ -165,28 +175,61 @@ impl DataSources {
         sources.iter().map(|s| fetch::local_path(s, &self.cache_dir, fetch::FetchConfig::default())).collect()
     }
 
-    /// Downloads newer versions of the URL sources into `cache_dir`
-    /// (conditional GET, retries): how many changed. Blocking. A failure
-    /// leaves the last good download in place.
+    /// The named lists, each downloaded first if it is a URL.
+    fn load_lists(&self) -> Result<Vec<list::AddressList>, DataError> {
+        let mut lists = Vec::with_capacity(self.lists.len());
+        for (name, source) in &self.lists {
+            let path = fetch::local_path(source, &self.list_cache(name), fetch::FetchConfig::default())?;
+            lists.push(list::load(name, &path, source)?);
+        }
+        Ok(lists)
+    }
+
+    /// Where a list's download is kept: a folder of its own, so lists and
+    /// sources whose URLs end in the same file name do not meet.
+    fn list_cache(&self, name: &str) -> PathBuf {
+        self.cache_dir.join("lists").join(name)
+    }
+
+    /// Downloads newer versions of the URL sources and lists into
+    /// `cache_dir` (conditional GET, retries): how many changed. Blocking.
+    /// A failure leaves the last good download in place.
     pub fn fetch(&self) -> Result<usize, fetch::FetchError> {
         let mut changed = 0;
-        for url in self.sources.iter().chain(&self.asn).filter(|s| fetch::is_url(s)) {
-            let remote = fetch::Remote::new(url, &self.cache_dir, fetch::FetchConfig::default())?;
+        for (source, cache) in self.located().filter(|(s, _)| fetch::is_url(s)) {
+            let remote = fetch::Remote::new(source, &cache, fetch::FetchConfig::default())?;
             changed += usize::from(remote.refresh()?.is_some());
         }
         Ok(changed)
     }
 
     /// When each source's file (a URL's: its download) was last written,
-    /// the AS sources' after the country sources': what a watcher compares
-    /// with [`SourceInfo::modified`] and [`asn::AsnSourceInfo::modified`].
+    /// the AS sources' after the country sources', then each list's: what
+    /// a watcher compares with [`SourceInfo::modified`],
+    /// [`asn::AsnSourceInfo::modified`] and [`list::ListInfo::modified`].
     pub fn modified(&self) -> Vec<Option<std::time::SystemTime>> {
-        self.sources.iter().chain(&self.asn).map(|source| modified(&self.local_file(source))).collect()
+        self.located().map(|(source, cache)| modified(&local_file(source, &cache))).collect()
     }
 
-    fn local_file(&self, source: &str) -> PathBuf {
-        fetch::cache_path(source, &self.cache_dir).unwrap_or_else(|_| PathBuf::from(source))
+    /// The sources, the AS sources, then the lists, each with the folder its download goes to.
+    fn located(&self) -> impl Iterator<Item = (&str, PathBuf)> {
+        let sources = self.sources.iter().chain(&self.asn).map(|s| (s.as_str(), self.cache_dir.clone()));
+        sources.chain(self.lists.iter().map(|(name, s)| (s.as_str(), self.list_cache(name))))
     }
+}
+
+impl Loaded {
+    /// When the files in force were written, as [`DataSources::modified`]
+    /// lists them (the embedded data has no file).
+    pub fn modified(&self, data: &DataSources) -> Vec<Option<std::time::SystemTime>> {
+        let sources = self.sources.iter().map(|s| s.modified).take(data.sources.len());
+        let asn = self.asn.sources.iter().map(|s| s.modified);
+        sources.chain(asn).chain(self.lists.iter().map(|l| l.info.modified)).collect()
+    }
+}
+
+fn local_file(source: &str, cache_dir: &Path) -> PathBuf {
+    fetch::cache_path(source, cache_dir).unwrap_or_else(|_| PathBuf::from(source))
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {
@@ -208,7 +251,7 @@ fn embedded() -> Result<Loaded, DataError> {
         codes: CodeCounts::default(),
         country_field: None,
     };
-    Ok(Loaded { table, sources: vec![info], layers: vec![], asn: asn::AsnData::default() })
+    Ok(Loaded { table, sources: vec![info], ..Loaded::default() })
 }
 
 /// Prefixes per family that the tables of several sources may hold

@@ -4,6 +4,9 @@
 //! not prefixes: two vendors aggregate the same coverage differently. The
 //! daemon calls [`check_replacement`] before swapping tables and refuses
 //! unless forced.
+//!
+//! Named address lists are guarded one by one ([`check_lists`]), against
+//! the list of the same name in force.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,7 +17,10 @@ use geoblock_common::CountryId;
 
 use crate::{
     country,
-    data::table::{Address, Label, Table},
+    data::{
+        list::AddressList,
+        table::{Address, Label, Table},
+    },
 };
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -22,10 +28,10 @@ pub enum ShrinkError {
     #[error("the new table is empty")]
     Empty,
     #[error(
-        "the new table covers {new} {what}, {old} before: it shrinks by {share:.1} %, more than the {max:.1} % \
-         allowed (force to load it anyway)"
+        "{whose} covers {new} {what}, {old} before: it shrinks by {share:.1} %, more than the {max:.1} % allowed \
+         (force to load it anyway)"
     )]
-    Shrinks { what: &'static str, old: f64, new: f64, share: f64, max: f64 },
+    Shrinks { whose: String, what: &'static str, old: f64, new: f64, share: f64, max: f64 },
     #[error(
         "{lost} of the {old} {family} addresses of {country}, which the policy names, are in no country it names \
          in the new table: it shrinks by {share:.1} %, more than the {max:.1} % allowed (force to load it anyway)"
@@ -47,7 +53,7 @@ pub fn check_replacement(
     max_shrink: f64,
     named: &BTreeSet<CountryId>,
 ) -> Result<(), ShrinkError> {
-    check_coverage(old, new, max_shrink)?;
+    check_coverage("the new table", old, new, max_shrink)?;
     let families = [
         ("IPv4", spans::<Ipv4Addr, _>(&old.v4), spans::<Ipv4Addr, _>(&new.v4)),
         ("IPv6", spans::<Ipv6Addr, _>(&old.v6), spans::<Ipv6Addr, _>(&new.v6)),
@@ -73,28 +79,60 @@ pub fn check_replacement(
 
 /// Whether `new` may replace `old` by what they cover, whatever their
 /// labels (countries, ASes): refused when `new` is empty or covers more
-/// than `max_shrink` fewer addresses than `old` in either family.
-pub fn check_coverage<L: Label>(old: &Table<L>, new: &Table<L>, max_shrink: f64) -> Result<(), ShrinkError> {
+/// than `max_shrink` fewer addresses than `old` in either family. `whose`
+/// names `new` in the error.
+pub fn check_coverage<L: Label>(
+    whose: &str,
+    old: &Table<L>,
+    new: &Table<L>,
+    max_shrink: f64,
+) -> Result<(), ShrinkError> {
     if new.v4.is_empty() && new.v6.is_empty() {
         return Err(ShrinkError::Empty);
     }
-    let families = [
-        ("IPv4 addresses", covered(&spans::<Ipv4Addr, _>(&old.v4)), covered(&spans::<Ipv4Addr, _>(&new.v4))),
-        ("IPv6 addresses", covered(&spans::<Ipv6Addr, _>(&old.v6)), covered(&spans::<Ipv6Addr, _>(&new.v6))),
-    ];
-    for (what, before, after) in families {
-        let share = if before > 0.0 { (before - after) / before } else { 0.0 };
-        if share > max_shrink {
-            return Err(ShrinkError::Shrinks {
-                what,
-                old: before,
-                new: after,
-                share: share * 100.0,
-                max: max_shrink * 100.0,
-            });
-        }
+    let (v4, v6) =
+        (|t: &Table<L>| covered(&spans::<Ipv4Addr, _>(&t.v4)), |t: &Table<L>| covered(&spans::<Ipv6Addr, _>(&t.v6)));
+    within(whose, "IPv4 addresses", v4(old), v4(new), max_shrink)?;
+    within(whose, "IPv6 addresses", v6(old), v6(new), max_shrink)
+}
+
+/// Whether the lists `new` may replace those in force (`old`), each
+/// against the one of its name: refused when a list's entries (lines or
+/// JSON prefixes read, both families together) or the addresses it covers
+/// in either family fall by more than `max_shrink`. Entries catch a
+/// truncated download (a Tor exit list of 1,200 addresses cut to 10) even
+/// where the wide prefixes at a file's start keep most of the addresses;
+/// addresses catch a /16 that became a /24. A list new to the config, or
+/// gone from it, is no shrink.
+pub fn check_lists(old: &[AddressList], new: &[AddressList], max_shrink: f64) -> Result<(), ShrinkError> {
+    let entries = |list: &AddressList| (list.info.entries.v4 + list.info.entries.v6) as f64;
+    for list in new {
+        let Some(before) = old.iter().find(|o| o.name == list.name) else {
+            continue;
+        };
+        let whose = format!("list {}", list.name);
+        within(&whose, "entries", entries(before), entries(list), max_shrink)?;
+        let (was, is) = (before.addresses(), list.addresses());
+        within(&whose, "IPv4 addresses", was.v4, is.v4, max_shrink)?;
+        within(&whose, "IPv6 addresses", was.v6, is.v6, max_shrink)?;
     }
     Ok(())
+}
+
+/// Refused when `after` is more than `max_shrink` (a share) below `before`.
+fn within(whose: &str, what: &'static str, before: f64, after: f64, max_shrink: f64) -> Result<(), ShrinkError> {
+    let share = if before > 0.0 { (before - after) / before } else { 0.0 };
+    match share > max_shrink {
+        true => Err(ShrinkError::Shrinks {
+            whose: whose.to_string(),
+            what,
+            old: before,
+            new: after,
+            share: share * 100.0,
+            max: max_shrink * 100.0,
+        }),
+        false => Ok(()),
+    }
 }
 
 /// A prefix as its first and last address, and its label.
@@ -144,6 +182,10 @@ fn lost_by_country(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{
+        list::{ListFormat, ListInfo},
+        table::PerFamily,
+    };
 
     fn id(code: &str) -> CountryId {
         country::parse(code).unwrap()
@@ -241,5 +283,74 @@ mod tests {
         assert_eq!(check_replacement(&old, &new, 0.1, &BTreeSet::from([id("CN"), id("RU")])), Ok(()));
         let err = check_replacement(&old, &new, 0.1, &BTreeSet::from([id("RU")])).unwrap_err();
         assert!(matches!(err, ShrinkError::CountryShrinks { country: "RU", family: "IPv4", .. }), "{err}");
+    }
+
+    /// A list of these networks, each an entry.
+    fn list(name: &str, nets: &[String]) -> AddressList {
+        let (mut v4, mut v6) = (vec![], vec![]);
+        for net in nets {
+            match net.parse().unwrap() {
+                ipnetwork::IpNetwork::V4(n) => v4.push(n),
+                ipnetwork::IpNetwork::V6(n) => v6.push(n),
+            }
+        }
+        let info = ListInfo {
+            origin: format!("{name}.txt"),
+            format: ListFormat::Text,
+            entries: PerFamily { v4: v4.len(), v6: v6.len() },
+            modified: None,
+        };
+        AddressList { name: name.to_string(), v4, v6, info }
+    }
+
+    /// Tor exit relays: every other address of 10.0.0.0/8, so none merge.
+    fn exits(n: u32) -> Vec<String> {
+        (0..n).map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + 2 * i).to_string()).collect()
+    }
+
+    fn owned(nets: &[&str]) -> Vec<String> {
+        nets.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_truncated_list_is_refused() {
+        let old = [list("tor", &exits(1200))];
+        let err = check_lists(&old, &[list("tor", &exits(10))], 0.1).unwrap_err().to_string();
+        assert!(err.starts_with("list tor covers 10 entries, 1200 before: it shrinks by 99.2 %"), "{err}");
+        assert_eq!(check_lists(&old, &[list("tor", &exits(1100))], 0.1), Ok(()));
+        assert_eq!(check_lists(&old, &[list("tor", &exits(5000))], 0.1), Ok(()));
+        assert_eq!(check_lists(&old, &[list("tor", &exits(10))], 1.0), Ok(()));
+    }
+
+    /// A truncated file keeps its wide prefixes first: the entries tell.
+    #[test]
+    fn losing_entries_but_few_addresses_is_refused() {
+        let mut nets = owned(&["11.0.0.0/8"]);
+        nets.extend(exits(100));
+        let err = check_lists(&[list("level1", &nets)], &[list("level1", &nets[..5])], 0.1).unwrap_err();
+        assert!(matches!(&err, ShrinkError::Shrinks { what: "entries", .. }), "{err}");
+    }
+
+    #[test]
+    fn losing_addresses_with_as_many_entries_is_refused() {
+        let old = list("hosting", &owned(&["192.0.0.0/16", "2001:db8::/32"]));
+        let narrower = list("hosting", &owned(&["192.0.0.0/24", "2001:db8::/32"]));
+        let err = check_lists(std::slice::from_ref(&old), &[narrower], 0.1).unwrap_err().to_string();
+        assert!(err.starts_with("list hosting covers 256 IPv4 addresses, 65536 before"), "{err}");
+        let no_v6 = list("hosting", &owned(&["192.0.0.0/16", "192.1.0.0/16"]));
+        let err = check_lists(&[old], &[no_v6], 0.1).unwrap_err();
+        assert!(matches!(&err, ShrinkError::Shrinks { what: "IPv6 addresses", .. }), "{err}");
+    }
+
+    /// Only a list of the same name is compared: one added, renamed or
+    /// dropped from the config is no shrink.
+    #[test]
+    fn lists_are_compared_by_name_only() {
+        let old = [list("tor", &exits(1200)), list("hosting", &owned(&["192.0.0.0/16"]))];
+        assert_eq!(check_lists(&old, &[list("hosting", &owned(&["192.0.0.0/16"]))], 0.1), Ok(()));
+        assert_eq!(check_lists(&old, &[list("tor2", &exits(3))], 0.1), Ok(()));
+        assert_eq!(check_lists(&[], &[list("tor", &exits(3))], 0.1), Ok(()));
+        let err = check_lists(&old, &[list("tor2", &exits(3)), list("tor", &exits(3))], 0.1).unwrap_err();
+        assert!(err.to_string().starts_with("list tor covers 3 entries"), "{err}");
     }
 }

@@ -102,6 +102,20 @@ impl<A: Copy> AsRange<A> for Range<A> {
     }
 }
 
+/// A row of a table made from something other than a source's rows.
+impl<A: Copy, L: Label> AsRange<A> for (A, A, L) {
+    type Label = L;
+    fn start(&self) -> A {
+        self.0
+    }
+    fn end(&self) -> A {
+        self.1
+    }
+    fn label(&self) -> L {
+        self.2
+    }
+}
+
 /// Why rows make no table, with the rows at fault.
 #[derive(Debug)]
 pub(crate) enum Fault<R> {
@@ -262,6 +276,9 @@ fn low_mask(k: u32) -> u128 {
     u128::MAX.checked_shr(128 - k).unwrap_or(0)
 }
 
+/// One family's prefixes, sorted and disjoint, with their labels.
+pub(crate) type Prefixes<A, L> = Vec<(<A as Address>::Net, L)>;
+
 /// A merged range as integers.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Run<L> {
@@ -282,9 +299,6 @@ impl<A: Address, L: Label> AsRange<A> for Run<L> {
         self.label
     }
 }
-
-/// One family's prefixes and their labels, sorted and disjoint.
-pub(crate) type Prefixes<A, L> = Vec<(<A as Address>::Net, L)>;
 
 /// The table of one family's rows: sorted in place, merged into maximal
 /// runs of one label, each run cut into prefixes as soon as it is

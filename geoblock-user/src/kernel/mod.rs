@@ -10,6 +10,7 @@ pub mod link;
 pub mod objects;
 pub mod program;
 pub mod rules;
+pub mod selectors;
 pub mod sockets;
 pub mod state;
 pub mod trie;

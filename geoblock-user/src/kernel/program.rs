@@ -35,13 +35,14 @@ use super::{
     flows::FlowTable,
     link::{self, Tampering},
     rules::Banks,
+    selectors::{SelectorTries, Selectors},
     state::{StateDir, ABI_PIN, PROGRAM_PIN},
     trie::Trie,
 };
 use crate::{
     data::table::{PerFamily, Table},
     error::errno,
-    policy::Policy,
+    policy::{Policy, SelectorTable},
     Error,
 };
 
@@ -123,7 +124,7 @@ impl AsRawFd for KernelLog {
 /// read by the next one.
 /// Each table program shares them with the program the links run; its
 /// tables are its own.
-pub(super) const PINNED_MAPS: [&str; 26] = [
+pub(super) const PINNED_MAPS: [&str; 28] = [
     maps::TABLES,
     maps::EGRESS_TABLES,
     maps::CONNECT4_TABLES,
@@ -143,6 +144,8 @@ pub(super) const PINNED_MAPS: [&str; 26] = [
     maps::REJECT_CONFIG,
     maps::REJECT_BUCKET,
     maps::RULE_STATS,
+    maps::SELECTOR_STATS,
+    maps::SELECTOR_NAMES,
     maps::IFINDEX_SLOTS,
     maps::IFACES,
     maps::PROTO_RULES,
@@ -203,7 +206,7 @@ pub struct Geoblock {
     /// (`None`: not pinned; see [`Geoblock::load_table`]).
     pins: Option<Vec<(&'static str, PathBuf)>>,
     /// The table program in force, with its tables (the last one this process loaded).
-    table: Option<Ebpf>,
+    pub(super) table: Option<Ebpf>,
     /// Kernel memory of the tables this process loaded, as the kernel counts it.
     table_memory: PerFamily<u64>,
     /// Trie nodes the table uses per family (0 with the LPM trie).
@@ -218,6 +221,10 @@ pub struct Geoblock {
     /// Whether the policy has outbound rules (the egress program and the
     /// socket hooks judge only then).
     pub(super) outbound: bool,
+    /// The selector table in force, its counter slots and verdicts.
+    pub(super) selectors: Selectors,
+    /// The policy in force, as this process last wrote it.
+    pub(super) policy: Option<Policy>,
 }
 
 impl Geoblock {
@@ -301,6 +308,8 @@ impl Geoblock {
             flows,
             replies: true,
             outbound: false,
+            selectors: Selectors::default(),
+            policy: None,
         };
         let program = geoblock.program()?;
         program.load().map_err(permission_or(Error::Program))?;
@@ -324,24 +333,44 @@ impl Geoblock {
         self.logger.take()
     }
 
-    /// Makes `table` the one the program answers from. A table program is
-    /// loaded with tables of its own, made as large as `table` needs and
-    /// filled, then swapped into `TABLES` in one update: no packet sees
-    /// half a table. The old table program and its maps are freed by the
-    /// kernel once no packet can still be in it.
+    /// Makes `table` the one the program answers from, without selectors
+    /// (all a policy of countries alone needs); see
+    /// [`Geoblock::load_table_with_selectors`].
     pub fn load_table(&mut self, table: &Table) -> Result<(), Error> {
+        self.load_tables(table, &SelectorTable::default(), None)
+    }
+
+    /// Makes `table` the one the program answers from, with the selector
+    /// table `selectors` (the selectors `policy`, the policy to come, and
+    /// the policy in force use). A table program is loaded with tables of its own, made as
+    /// large as they need and filled, then swapped into `TABLES` in one
+    /// update: no packet sees half a table, nor a country table of one
+    /// generation and a selector table of another. The old table program
+    /// and its maps are freed by the kernel once no packet can still be in it.
+    pub fn load_table_with_selectors(
+        &mut self,
+        table: &Table,
+        selectors: &SelectorTable,
+        policy: &Policy,
+    ) -> Result<(), Error> {
+        self.load_tables(table, selectors, Some(policy))
+    }
+
+    fn load_tables(&mut self, table: &Table, selectors: &SelectorTable, policy: Option<&Policy>) -> Result<(), Error> {
+        let tries = SelectorTries::compile(selectors)?;
         let (mut instance, memory, nodes) = match self.backend {
             Backend::Trie => {
-                let tries = PerFamily { v4: Trie::v4(table)?, v6: Trie::v6(table)? };
-                let nodes = PerFamily { v4: tries.v4.nodes().len(), v6: tries.v6.nodes().len() };
-                let sizes = [(maps::GEO_V4, nodes.v4 as u32), (maps::GEO_V6, nodes.v6 as u32)];
-                let mut instance = self.load_table_maps(&sizes)?;
-                let v4 = fill_trie(&mut instance, maps::GEO_V4, &tries.v4)?;
-                let v6 = fill_trie(&mut instance, maps::GEO_V6, &tries.v6)?;
+                let countries = PerFamily { v4: Trie::v4(table)?, v6: Trie::v6(table)? };
+                let nodes = PerFamily { v4: countries.v4.nodes().len(), v6: countries.v6.nodes().len() };
+                let mut sizes = vec![(maps::GEO_V4, nodes.v4 as u32), (maps::GEO_V6, nodes.v6 as u32)];
+                sizes.extend(tries.sizes());
+                let mut instance = self.load_table_maps(&sizes, &[])?;
+                let v4 = fill_trie(&mut instance, maps::GEO_V4, &countries.v4)?;
+                let v6 = fill_trie(&mut instance, maps::GEO_V6, &countries.v6)?;
                 (instance, PerFamily { v4, v6 }, nodes)
             }
             Backend::Lpm => {
-                let mut instance = self.load_table_maps(&[])?;
+                let mut instance = self.load_table_maps(&tries.sizes(), &[])?;
                 let v4 = fill_lpm(
                     &mut instance,
                     maps::LPM_V4,
@@ -355,38 +384,75 @@ impl Geoblock {
                 (instance, PerFamily { v4, v6 }, PerFamily::default())
             }
         };
-        // The outbound sides first: the XDP side is what a new table is
-        // first awaited by.
+        let verdicts = self.fill_selectors(&mut instance, selectors, &tries, policy)?;
+        self.install_table(&mut instance)?;
+        (self.table, self.table_memory, self.trie_nodes) = (Some(instance), memory, nodes);
+        self.selectors_in_force(selectors, verdicts);
+        Ok(())
+    }
+
+    /// Makes `selectors` the selector table in force, the country table
+    /// staying: a table program is loaded that shares the tries of the one
+    /// in force and has selector maps of its own, and swapped in as
+    /// [`Geoblock::load_table`] does. Changing which selectors the rules
+    /// use costs this, not a new country table.
+    pub fn load_selectors(&mut self, selectors: &SelectorTable, policy: &Policy) -> Result<(), Error> {
+        let tries = SelectorTries::compile(selectors)?;
+        let countries = match self.backend {
+            Backend::Trie => [maps::GEO_V4, maps::GEO_V6],
+            Backend::Lpm => [maps::LPM_V4, maps::LPM_V6],
+        };
+        let mut instance = self.load_table_maps(&tries.sizes(), &countries)?;
+        let verdicts = self.fill_selectors(&mut instance, selectors, &tries, Some(policy))?;
+        self.install_table(&mut instance)?;
+        self.table = Some(instance);
+        self.selectors_in_force(selectors, verdicts);
+        Ok(())
+    }
+
+    /// Loads a filled table program's programs and swaps each into its
+    /// program array. The outbound sides first: the XDP side is what a
+    /// new table is first awaited by.
+    fn install_table(&mut self, instance: &mut Ebpf) -> Result<(), Error> {
         if let Some(program) = instance.program_mut(EGRESS_TABLE_PROGRAM) {
             let program: &mut SchedClassifier = program.try_into()?;
             program.load().map_err(permission_or(Error::Program))?;
             let mut tables: ProgramArray<&mut MapData> = self.map_mut(maps::EGRESS_TABLES)?;
             tables.set(0, program.fd()?, 0)?;
         }
-        self.load_hook_tables(&mut instance)?;
+        self.load_hook_tables(instance)?;
         let program = instance.program_mut(TABLE_PROGRAM).ok_or(Error::Program(ProgramError::NotLoaded))?;
         let program: &mut Xdp = program.try_into()?;
         program.load().map_err(permission_or(Error::Program))?;
         let mut tables: ProgramArray<&mut MapData> = self.map_mut(maps::TABLES)?;
-        tables.set(0, program.fd()?, 0)?;
-        (self.table, self.table_memory, self.trie_nodes) = (Some(instance), memory, nodes);
-        Ok(())
+        Ok(tables.set(0, program.fd()?, 0)?)
     }
 
-    /// A table program's maps, sharing this program's from their pins. A
-    /// program pinned nowhere (tests, the benchmark) pins them in a
-    /// directory of its own for the load alone: nothing it made outlives it.
-    fn load_table_maps(&self, sizes: &[(&'static str, u32)]) -> Result<Ebpf, Error> {
-        if let Some(pins) = &self.pins {
-            return load_instance(self.object, self.backend, pins, sizes);
+    /// A table program's maps, sharing this program's from their pins, and
+    /// `reused`, the maps of that name of the table program in force. What
+    /// is pinned nowhere (the reused maps; all of a program pinned nowhere,
+    /// as in tests and the benchmark) is pinned in a directory of its own
+    /// for the load alone: nothing it made outlives it.
+    fn load_table_maps(&self, sizes: &[(&'static str, u32)], reused: &[&'static str]) -> Result<Ebpf, Error> {
+        let in_force = self.table.as_ref();
+        let mut unpinned: Vec<(&'static str, &Map)> =
+            reused.iter().filter_map(|&name| Some((name, in_force?.map(name)?))).collect();
+        if self.pins.is_none() {
+            unpinned.extend(PINNED_MAPS.iter().filter_map(|&name| Some((name, self.ebpf.map(name)?))));
+        }
+        let mut pins = self.pins.clone().unwrap_or_default();
+        if unpinned.is_empty() {
+            return load_instance(self.object, self.backend, &pins, sizes);
         }
         let dir = private_pin_dir()?;
-        let pinned: Result<Vec<_>, Error> = PINNED_MAPS
-            .iter()
-            .filter_map(|&name| Some((name, self.ebpf.map(name)?)))
+        let pinned: Result<Vec<_>, Error> = unpinned
+            .into_iter()
             .map(|(name, map)| map.pin(dir.join(name)).map(|()| (name, dir.join(name))).map_err(Error::from))
             .collect();
-        let loaded = pinned.and_then(|pins| load_instance(self.object, self.backend, &pins, sizes));
+        let loaded = pinned.and_then(|own| {
+            pins.extend(own);
+            load_instance(self.object, self.backend, &pins, sizes)
+        });
         let _ = std::fs::remove_dir_all(&dir);
         loaded
     }
@@ -418,10 +484,14 @@ impl Geoblock {
 
     /// Writes the policy: the rules (switched to as a whole, see
     /// [`super::rules`]) and the exception tries made to hold exactly
-    /// `policy.exceptions`.
+    /// `policy.exceptions`. The selector table in force must hold every
+    /// selector the policy uses ([`Geoblock::selectors_cover`]).
     pub fn apply_policy(&mut self, policy: &Policy) -> Result<(), Error> {
-        let names: Vec<&str> = policy.rule_names().collect();
-        self.write_rules(|bank| policy.rule_maps(bank), &names)?;
+        if !self.selectors_cover(policy) {
+            return Err(Error::SelectorsNotLoaded);
+        }
+        self.write_rules(policy)?;
+        self.policy = Some(policy.clone());
         (self.replies, self.outbound) = (policy.replies, policy.has_outbound_rules());
         self.write_settings(&self.flows.clone())?;
         let (mut v4, mut v6) = (vec![], vec![]);
@@ -780,7 +850,7 @@ fn private_pin_dir() -> Result<PathBuf, Error> {
 
 /// Fills the trie map `name` of a table program with `trie`'s nodes; its
 /// kernel memory.
-fn fill_trie(instance: &mut Ebpf, name: &'static str, trie: &Trie) -> Result<u64, Error> {
+pub(super) fn fill_trie(instance: &mut Ebpf, name: &'static str, trie: &Trie) -> Result<u64, Error> {
     let map = instance.map_mut(name).ok_or(Error::MissingMap(name))?;
     let mut map: Array<&mut MapData, TrieNode> = map.try_into()?;
     for (index, node) in trie.nodes().iter().enumerate() {

@@ -15,7 +15,10 @@ use geoblock_common::{
 };
 
 use super::program::{zeroes, Geoblock};
-use crate::{policy::RuleMaps, Error};
+use crate::{
+    policy::{Policy, RuleMaps},
+    Error,
+};
 
 /// What this process wrote into each bank, and which bank is in force.
 #[derive(Default)]
@@ -31,12 +34,11 @@ impl Geoblock {
     /// rule positions, zeroing the counters of a position whose rule
     /// changed. The first time, both banks are written whole (tens of
     /// milliseconds): later changes then write only what they change.
-    pub(super) fn write_rules(&mut self, rules: impl Fn(u8) -> RuleMaps, names: &[&str]) -> Result<(), Error> {
-        let written =
-            self.switch_rules(&rules, names).and_then(|()| match self.banks.written.iter().any(Option::is_none) {
-                true => self.switch_rules(&rules, names),
-                false => Ok(()),
-            });
+    pub(super) fn write_rules(&mut self, policy: &Policy) -> Result<(), Error> {
+        let written = self.switch_rules(policy).and_then(|()| match self.banks.written.iter().any(Option::is_none) {
+            true => self.switch_rules(policy),
+            false => Ok(()),
+        });
         if written.is_err() {
             // Which bank each protocol reads is no longer known: the next
             // policy finds out again, and writes both banks whole.
@@ -45,23 +47,21 @@ impl Geoblock {
         written
     }
 
-    fn switch_rules(&mut self, rules: &impl Fn(u8) -> RuleMaps, names: &[&str]) -> Result<(), Error> {
-        let active = match self.banks.active {
-            Some(bank) => bank,
-            None => self.bank_in_force()?,
-        };
+    fn switch_rules(&mut self, policy: &Policy) -> Result<(), Error> {
+        let active = self.active_bank()?;
         let spare = 1 - active;
-        let new = rules(spare);
+        let new = policy.rule_maps(spare);
         let old = self.banks.written[spare as usize].take();
-        let mut policy: Array<&mut MapData, u8> = self.map_mut(maps::POLICY)?;
+        let mut actions: Array<&mut MapData, u8> = self.map_mut(maps::POLICY)?;
         for &(index, action) in changed(&new.actions, old.as_ref().map(|o| o.actions.as_slice())) {
-            policy.set(index, action as u8, 0)?;
+            actions.set(index, action, 0)?;
         }
         let mut ports: Array<&mut MapData, RuleSlots> = self.map_mut(maps::PORT_RULES)?;
         for (index, slots) in changed(&new.ports, old.as_ref().map(|o| o.ports.as_slice())) {
             ports.set(*index, slots, 0)?;
         }
-        self.name_rules(names)?;
+        self.write_selector_verdicts(spare, policy)?;
+        self.name_rules(&policy.rule_names().collect::<Vec<_>>())?;
         // The switch: after this loop every protocol reads the spare bank.
         let current = self.banks.written[active as usize].take();
         let mut protocols: Array<&mut MapData, RuleSlots> = self.map_mut(maps::PROTO_RULES)?;
@@ -72,6 +72,14 @@ impl Geoblock {
         self.banks.written[spare as usize] = Some(new);
         self.banks.active = Some(spare);
         Ok(())
+    }
+
+    /// The bank the packets use.
+    pub(super) fn active_bank(&self) -> Result<u8, Error> {
+        match self.banks.active {
+            Some(bank) => Ok(bank),
+            None => self.bank_in_force(),
+        }
     }
 
     /// The bank `PROTO_RULES` points into, as a daemon before this one left
@@ -114,16 +122,16 @@ fn changed<'a, T: PartialEq>(new: &'a [(u32, T)], old: Option<&'a [(u32, T)]>) -
     new.iter().enumerate().filter(move |(i, entry)| old.and_then(|o| o.get(*i)) != Some(*entry)).map(|(_, e)| e)
 }
 
-/// `name` NUL-padded, as `RULE_NAMES` holds it.
-fn encode(name: &str) -> [u8; RULE_NAME_LEN] {
-    let mut raw = [0; RULE_NAME_LEN];
-    let len = name.len().min(RULE_NAME_LEN - 1);
+/// `name` NUL-padded, as `RULE_NAMES` and `SELECTOR_NAMES` hold it.
+pub(super) fn encode<const N: usize>(name: &str) -> [u8; N] {
+    let mut raw = [0; N];
+    let len = name.len().min(N - 1);
     raw[..len].copy_from_slice(&name.as_bytes()[..len]);
     raw
 }
 
-/// A rule name from `RULE_NAMES` (`None`: no rule at that position).
-pub fn decode(raw: &[u8; RULE_NAME_LEN]) -> Option<String> {
+/// A name from `RULE_NAMES` or `SELECTOR_NAMES` (`None`: none at that position).
+pub fn decode<const N: usize>(raw: &[u8; N]) -> Option<String> {
     let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     (len > 0).then(|| String::from_utf8_lossy(&raw[..len]).into_owned())
 }

@@ -15,41 +15,56 @@
 
 use std::{collections::HashMap, hash::BuildHasher as _};
 
-use geoblock_common::{CountryId, TrieNode, NO_COUNTRY, TRIE_CHILD, TRIE_MAX_NODES, TRIE_ROOTS};
+use geoblock_common::{CountryId, TrieNode, NO_COUNTRY, SELECTOR_CHILD, TRIE_CHILD, TRIE_ROOTS};
 
 use crate::{data::table::Table, Error};
 
+/// A compiled trie: its nodes, and the slot value from which on a slot
+/// names a child ([`TRIE_CHILD`] for countries, [`SELECTOR_CHILD`] for
+/// selector classes: below it, the values).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trie {
     nodes: Vec<TrieNode>,
+    child: u16,
 }
 
 impl Trie {
+    /// The country trie of a table's IPv4 prefixes.
     pub fn v4(table: &Table) -> Result<Trie, Error> {
-        let prefixes = table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), *c));
-        Trie::compile(prefixes, "IPv4")
+        Trie::compile(table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), *c)), "IPv4", TRIE_CHILD)
     }
 
     pub fn v6(table: &Table) -> Result<Trie, Error> {
-        let prefixes = table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), *c));
-        Trie::compile(prefixes, "IPv6")
+        Trie::compile(table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), *c)), "IPv6", TRIE_CHILD)
+    }
+
+    /// The selector trie of a selector table's IPv4 prefixes (→ class).
+    pub fn selectors_v4(table: &Table<u16>) -> Result<Trie, Error> {
+        Trie::compile(table.v4.iter().map(|(n, c)| (n.network().octets(), n.prefix(), *c)), "IPv4", SELECTOR_CHILD)
+    }
+
+    pub fn selectors_v6(table: &Table<u16>) -> Result<Trie, Error> {
+        Trie::compile(table.v6.iter().map(|(n, c)| (n.network().octets(), n.prefix(), *c)), "IPv6", SELECTOR_CHILD)
     }
 
     fn compile<const N: usize>(
-        prefixes: impl Iterator<Item = ([u8; N], u8, CountryId)>,
+        prefixes: impl Iterator<Item = ([u8; N], u8, u16)>,
         family: &'static str,
+        child: u16,
     ) -> Result<Trie, Error> {
         let mut build = Build { nodes: vec![[u32::from(NO_COUNTRY); 256]; TRIE_ROOTS as usize] };
         let mut prefixes: Vec<_> = prefixes.collect();
         prefixes.sort_by_key(|&(_, len, _)| len);
-        for (addr, len, country) in prefixes {
-            build.insert(&addr, u32::from(len), country);
+        for (addr, len, value) in prefixes {
+            build.insert(&addr, u32::from(len), value);
         }
         let nodes = build.shared();
-        if nodes.len() > TRIE_MAX_NODES as usize {
+        // The roots, then as many children as slots from `child` up name.
+        let max_nodes = TRIE_ROOTS as usize + usize::from(u16::MAX - child) + 1;
+        if nodes.len() > max_nodes {
             return Err(Error::TableTooLarge { family, nodes: nodes.len() });
         }
-        Ok(Trie { nodes: nodes.iter().map(encode).collect() })
+        Ok(Trie { nodes: nodes.iter().map(|node| encode(node, child)).collect(), child })
     }
 
     /// The nodes to load, roots first.
@@ -62,10 +77,10 @@ impl Trie {
         let mut node = usize::from(addr[0]);
         for &byte in &addr[1..] {
             let slot = self.nodes[node].0[usize::from(byte)];
-            if slot < TRIE_CHILD {
+            if slot < self.child {
                 return slot;
             }
-            node = TRIE_ROOTS as usize + usize::from(slot - TRIE_CHILD);
+            node = TRIE_ROOTS as usize + usize::from(slot - self.child);
         }
         NO_COUNTRY
     }
@@ -164,12 +179,12 @@ fn redirect(node: &mut Node, to: impl Fn(usize) -> usize) {
     }
 }
 
-/// A node as the kernel reads it; its children's numbers are below
-/// [`TRIE_MAX_NODES`] (checked by the caller).
-fn encode(node: &Node) -> TrieNode {
+/// A node as the kernel reads it, children named from `child` up; their
+/// numbers fit (checked by the caller).
+fn encode(node: &Node, child: u16) -> TrieNode {
     TrieNode(node.map(|slot| match slot {
-        country if slot < BUILD_CHILD => country as CountryId,
-        child => TRIE_CHILD + (child - BUILD_CHILD - TRIE_ROOTS) as u16,
+        value if slot < BUILD_CHILD => value as u16,
+        number => child + (number - BUILD_CHILD - TRIE_ROOTS) as u16,
     }))
 }
 
@@ -318,7 +333,7 @@ mod tests {
     fn runs_out_of_node_numbers_with_a_clear_error() {
         // Each /32 in its own /16, at its own place or of its own country,
         // costs two nodes no other shares.
-        let many: Vec<_> = (0..TRIE_MAX_NODES / 2 + 1)
+        let many: Vec<_> = (0..geoblock_common::TRIE_MAX_NODES / 2 + 1)
             .map(|i| {
                 let net = ipnetwork::Ipv4Network::new(Ipv4Addr::from((i << 16) | (i % 251)), 32).unwrap();
                 (net, 1 + (i % 600) as CountryId)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     country,
     data::{Loaded, SourceInfo},
-    policy::{replies_text, rules::protocol_name, Decision, Direction, Policy, Reason},
+    policy::{replies_text, rules::protocol_name, selectors, Decision, Direction, Policy, Reason},
 };
 
 /// One address explained. A stable schema (`--json`): fields are added,
@@ -28,6 +28,13 @@ pub struct Explanation {
     /// country claims it.
     pub prefix: Option<String>,
     pub country: Option<String>,
+    /// The address's autonomous system (with `--asn-data`).
+    #[serde(default)]
+    pub asn: Option<AsInfo>,
+    /// Every selector that holds the address: its AS and the lists it is
+    /// on (`AS4134`, `list:tor`), whether a rule uses them or not.
+    #[serde(default)]
+    pub selectors: Vec<String>,
     /// The data source that gave the country (a later source wins).
     pub source: Option<Provenance>,
     /// The daemon's table generation (none offline).
@@ -72,6 +79,20 @@ pub struct RuleVerdict {
     pub action: Action,
     pub reason: Reason,
     pub monitor: bool,
+    /// The rule's selectors that hold the address (allow and block).
+    #[serde(default)]
+    pub matched: Vec<String>,
+    /// The selector that decided (`reason` allowed-selector or blocked-selector).
+    #[serde(default)]
+    pub selector: Option<String>,
+}
+
+/// An autonomous system: its number and, where the data names it, its
+/// organisation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsInfo {
+    pub number: u32,
+    pub org: Option<String>,
 }
 
 /// Where an address's country came from.
@@ -106,13 +127,22 @@ pub fn explain(
 ) -> Explanation {
     let found = data.table.lookup(ip);
     let country = found.map_or(NO_COUNTRY, |(_, c)| c);
+    let held = selectors::memberships(ip, &data.asn, &data.lists, |_| true);
     let rules: Vec<RuleVerdict> = policy
         .rules
         .iter()
         .filter(|rule| rule.direction == direction)
         .map(|rule| {
-            let Decision { action, reason } = rule.decide(country, ip, &policy.exceptions);
-            RuleVerdict { rule: rule.name.clone(), scope: rule.scope(), action, reason, monitor: rule.monitor }
+            let Decision { action, reason, selector } = rule.decide(country, &held, ip, &policy.exceptions);
+            RuleVerdict {
+                rule: rule.name.clone(),
+                scope: rule.scope(),
+                action,
+                reason,
+                monitor: rule.monitor,
+                matched: rule.selectors().filter(|s| held.contains(s)).map(ToString::to_string).collect(),
+                selector: selector.map(ToString::to_string),
+            }
         })
         .collect();
     // A position among `rules`, the rules of `direction`.
@@ -128,11 +158,14 @@ pub fn explain(
         Some(v) => (v.action, v.reason, v.monitor),
         None => (Action::Pass, Reason::NoRule, false),
     };
+    let asn = data.asn.table.lookup(ip).map(|(_, number)| AsInfo { number, org: data.asn.orgs.get(&number).cloned() });
     Explanation {
         address: ip,
         direction,
         prefix: found.map(|(net, _)| net.to_string()),
         country: found.map(|(_, c)| country::code(c).to_string()),
+        asn,
+        selectors: held.iter().map(ToString::to_string).collect(),
         source: source.map(|s| Provenance { origin: s.origin.clone(), date: s.date.clone() }),
         generation,
         action,
@@ -169,6 +202,17 @@ impl Explanation {
             (Some(prefix), Some(country)) => out += &format!("  prefix      {prefix} ({country})\n"),
             _ => out += "  prefix      none: no country claims this address\n",
         }
+        if let Some(asn) = &self.asn {
+            out += &format!(
+                "  as          AS{}{}\n",
+                asn.number,
+                asn.org.as_deref().map_or(String::new(), |o| format!(" ({o})"))
+            );
+        }
+        let lists: Vec<&str> = self.selectors.iter().filter(|s| s.starts_with("list:")).map(String::as_str).collect();
+        if !lists.is_empty() {
+            out += &format!("  lists       {}\n", lists.join(", "));
+        }
         if let Some(source) = &self.source {
             let date = source.date.as_deref().map_or(String::new(), |d| format!(", dated {d}"));
             let generation = self.generation.map_or(String::new(), |g| format!(", table generation {g}"));
@@ -179,7 +223,9 @@ impl Explanation {
             (Some(rule), false) => format!(" (rule {rule})"),
             _ => String::new(),
         };
-        out += &format!("  verdict     {}{by}: {}\n", self.action.name(), self.why(self.action, self.reason));
+        let deciding = self.rule.as_ref().and_then(|name| self.rules.iter().find(|v| &v.rule == name));
+        let selector = deciding.and_then(|v| v.selector.as_deref());
+        out += &format!("  verdict     {}{by}: {}\n", self.action.name(), self.why(self.action, self.reason, selector));
         // Replies are inbound packets: what becomes of them is no outbound verdict's.
         match self.direction {
             Direction::Inbound => out + &format!("  replies     {}\n", replies_text(self.replies)),
@@ -202,8 +248,11 @@ impl Explanation {
         }
         let mut out = String::new();
         for v in &self.rules {
-            let why = self.why(v.action, v.reason);
+            let why = self.why(v.action, v.reason, v.selector.as_deref());
             out += &format!("  rule        {} ({}): {}, {why}\n", v.rule, v.scope, v.action.name());
+            if v.matched.len() > 1 || (v.matched.len() == 1 && v.selector.is_none()) {
+                out += &format!("              its selectors holding the address: {}\n", v.matched.join(", "));
+            }
         }
         if self.unmatched {
             out += "  no rule     pass: a packet no rule matches passes\n";
@@ -211,9 +260,12 @@ impl Explanation {
         out
     }
 
-    fn why(&self, action: Action, reason: Reason) -> String {
+    fn why(&self, action: Action, reason: Reason, selector: Option<&str>) -> String {
         let country = self.country.as_deref().unwrap_or("--");
+        let selector = selector.unwrap_or("a selector");
         let why = match reason {
+            Reason::AllowedSelector => format!("{selector} is allowed, whatever the country ({country})"),
+            Reason::BlockedSelector => format!("{selector} is blocked, whatever the country ({country})"),
             Reason::BlockedCountry => format!("{country} is on the block list"),
             Reason::NotBlocked => format!("{country} is not on the block list"),
             Reason::Allowed => format!("{country} is on the allow list"),

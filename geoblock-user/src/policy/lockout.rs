@@ -20,7 +20,7 @@ pub use self::{
 use crate::{
     country,
     data::table::Table,
-    policy::{Direction, Mode, Policy, Rule},
+    policy::{Direction, Mode, Policy, Rule, Selector, SelectorTable},
 };
 
 /// Addresses that must stay reachable, what they are and how the guard
@@ -126,19 +126,55 @@ pub fn on_loopback(upstreams: &[Upstream]) -> impl Iterator<Item = &Upstream> {
 /// Refuses `policy` if any of its rules that can cut off a protected
 /// network (see [`Role`]) blocks any part of it: any country the data
 /// gives part of it, or (with `block_unknown`) its first address when no
-/// country claims it. Every such rule counts, whatever its ports: the way
-/// in (or out) may use any of them. An exception covering the whole
-/// network makes it safe. Monitor mode drops nothing, so it always passes.
-pub fn check(policy: &Policy, table: &Table, protected: &[Protected]) -> Result<(), LockedOut> {
+/// country claims it, or a block selector (`selectors`: the policy's
+/// compiled) holding part of it. A single address is judged exactly, so an
+/// allow selector holding it keeps it safe; in a network, only what blocks
+/// counts. Every such rule counts, whatever its ports: the way in (or out)
+/// may use any of them. An exception covering the whole network makes it
+/// safe. Monitor mode drops nothing, so it always passes.
+pub fn check(
+    policy: &Policy,
+    table: &Table,
+    selectors: &SelectorTable,
+    protected: &[Protected],
+) -> Result<(), LockedOut> {
     for p in protected {
         if policy.exceptions.iter().any(|e| covers(e, &p.net)) {
             continue;
         }
         for rule in policy.rules.iter().filter(|rule| cuts_off(policy, rule, p.role)) {
-            check_rule(policy, rule, table, p)?;
+            match is_host(&p.net) {
+                true => check_host(policy, rule, table, selectors, p)?,
+                false => check_rule(policy, rule, table, selectors, p)?,
+            }
         }
     }
     Ok(())
+}
+
+/// A protected address, judged as the kernel would.
+fn check_host(
+    policy: &Policy,
+    rule: &Rule,
+    table: &Table,
+    selectors: &SelectorTable,
+    p: &Protected,
+) -> Result<(), LockedOut> {
+    let ip = p.net.network();
+    let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);
+    let class = selectors.table.lookup(ip).map_or(0, |(_, k)| k);
+    let held = &selectors.classes[usize::from(class)];
+    let decision = rule.decide(country, held, ip, &[]);
+    if !decision.action.blocks() {
+        return Ok(());
+    }
+    let which = which_rule(policy, rule);
+    let reason = match (decision.selector, country) {
+        (Some(selector), _) => dropped_selector(&which, &p.net, selector),
+        (None, NO_COUNTRY) => format!("no country claims it, and --block-unknown{which} drops such addresses"),
+        (None, country) => dropped_country(rule, &which, &p.net, country),
+    };
+    Err(LockedOut { protected: p.clone(), reason })
 }
 
 /// Whether `rule` can keep the host from an address of `role`: an
@@ -151,12 +187,26 @@ fn cuts_off(policy: &Policy, rule: &Rule, role: Role) -> bool {
     }
 }
 
-fn check_rule(policy: &Policy, rule: &Rule, table: &Table, p: &Protected) -> Result<(), LockedOut> {
+/// A protected network: any part of it blocked refuses the rule.
+fn check_rule(
+    policy: &Policy,
+    rule: &Rule,
+    table: &Table,
+    selectors: &SelectorTable,
+    p: &Protected,
+) -> Result<(), LockedOut> {
     let refuse = |reason: String| Err(LockedOut { protected: p.clone(), reason });
     let which = which_rule(policy, rule);
-    for country in countries_in(table, &p.net) {
+    for country in labels_in(table, &p.net) {
         if rule.action(country).blocks() {
             return refuse(dropped_country(rule, &which, &p.net, country));
+        }
+    }
+    for class in labels_in(&selectors.table, &p.net) {
+        if let Some((action, selector)) = rule.selector_decision(&selectors.classes[usize::from(class)]) {
+            if action.blocks() {
+                return refuse(dropped_selector(&which, &p.net, selector));
+            }
         }
     }
     if table.lookup(p.net.network()).is_none() && rule.action(NO_COUNTRY).blocks() {
@@ -184,12 +234,18 @@ fn dropped_country(rule: &Rule, which: &str, net: &IpNetwork, country: CountryId
     format!("{whose} in {}, {list}", country::code(country))
 }
 
+/// Why `net`, (partly) held by `selector`, is dropped.
+fn dropped_selector(which: &str, net: &IpNetwork, selector: &Selector) -> String {
+    let whose = if is_host(net) { "it is" } else { "part of it is" };
+    format!("{whose} in {selector}, a block selector{which}")
+}
+
 fn is_host(net: &IpNetwork) -> bool {
     net.prefix() == if net.is_ipv4() { 32 } else { 128 }
 }
 
-/// Every country of a table prefix overlapping `net`.
-fn countries_in(table: &Table, net: &IpNetwork) -> Vec<CountryId> {
+/// Every label (country, selector class) of a table prefix overlapping `net`.
+fn labels_in(table: &Table, net: &IpNetwork) -> Vec<CountryId> {
     let overlap = |prefix: IpNetwork| covers(&prefix, net) || covers(net, &prefix);
     match net {
         IpNetwork::V4(_) => table.v4.iter().filter(|(p, _)| overlap(IpNetwork::V4(*p))).map(|&(_, c)| c).collect(),
@@ -210,6 +266,33 @@ mod tests {
 
     use super::*;
     use crate::policy::{Protocol, RuleAction, DEFAULT_RULE};
+
+    /// The guard for a policy of countries alone.
+    fn guard(policy: &Policy, table: &Table, protected: &[Protected]) -> Result<(), LockedOut> {
+        check(policy, table, &SelectorTable::default(), protected)
+    }
+
+    #[test]
+    fn block_selectors_are_guarded_and_allow_selectors_keep_an_address_safe() {
+        let asn = crate::data::asn::AsnData {
+            table: Table { v4: vec![("10.0.3.0/24".parse().unwrap(), 64500)], v6: vec![] },
+            ..Default::default()
+        };
+        let block = Rule { block: ["AS64500".parse().unwrap()].into(), ..rule(Mode::Deny, &[]) };
+        let policy = Policy::from(block);
+        let selectors = SelectorTable::compile(&policy.selectors(), &asn, &[]).unwrap();
+        let err = check(&policy, &table(), &selectors, &ssh("10.0.3.4")).unwrap_err();
+        assert!(err.reason.contains("it is in AS64500, a block selector"), "{}", err.reason);
+        assert!(check(&policy, &table(), &selectors, &ssh("10.0.4.4")).is_ok());
+        let mgmt = protected(&["10.0.0.0/16".parse().unwrap()], &[], &[]);
+        let err = check(&policy, &table(), &selectors, &mgmt).unwrap_err();
+        assert!(err.reason.contains("part of it is in AS64500"), "{}", err.reason);
+        // An allow-list that does not allow US, but allows the client's AS.
+        let allow = Rule { allow: ["AS64500".parse().unwrap()].into(), ..rule(Mode::Allow, &[b"DE"]) };
+        let policy = Policy::from(allow);
+        let selectors = SelectorTable::compile(&policy.selectors(), &asn, &[]).unwrap();
+        assert!(check(&policy, &table(), &selectors, &ssh("10.0.3.4")).is_ok());
+    }
 
     fn cc(code: &[u8; 2]) -> u16 {
         country_id(*code).unwrap()
@@ -238,16 +321,16 @@ mod tests {
     #[test]
     fn the_ssh_client_may_not_be_dropped() {
         let deny_us = policy(Mode::Deny, &[b"US"]);
-        let err = check(&deny_us, &table(), &ssh("10.0.3.4")).unwrap_err();
+        let err = guard(&deny_us, &table(), &ssh("10.0.3.4")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "refusing a policy that drops the SSH client 10.0.3.4 (connected to port 22): it is in US, which the \
              deny-list blocks; add an exception for it, or use --force if that is really meant"
         );
-        assert!(check(&deny_us, &table(), &ssh("10.1.3.4")).is_ok());
+        assert!(guard(&deny_us, &table(), &ssh("10.1.3.4")).is_ok());
         let allow_de = policy(Mode::Allow, &[b"DE"]);
-        assert!(check(&allow_de, &table(), &ssh("2001:db8::1")).is_ok());
-        let err = check(&allow_de, &table(), &ssh("10.1.0.1")).unwrap_err();
+        assert!(guard(&allow_de, &table(), &ssh("2001:db8::1")).is_ok());
+        let err = guard(&allow_de, &table(), &ssh("10.1.0.1")).unwrap_err();
         assert_eq!(err.reason, "it is in CN, which the allow-list does not allow");
         assert!(protected(&[], &[], &[]).is_empty());
     }
@@ -256,11 +339,11 @@ mod tests {
     fn any_part_of_a_management_network_counts() {
         let mgmt = protected(&["10.0.0.0/15".parse().unwrap()], &[], &[]);
         let deny_cn = policy(Mode::Deny, &[b"CN"]);
-        let err = check(&deny_cn, &table(), &mgmt).unwrap_err();
+        let err = guard(&deny_cn, &table(), &mgmt).unwrap_err();
         assert!(err.to_string().contains("drops management network 10.0.0.0/15 (--management): part of it is in CN"));
         // A narrower network inside a dropped prefix, too.
         let inside = protected(&["10.1.2.0/24".parse().unwrap()], &[], &[]);
-        assert!(check(&deny_cn, &table(), &inside).is_err());
+        assert!(guard(&deny_cn, &table(), &inside).is_err());
     }
 
     #[test]
@@ -268,14 +351,14 @@ mod tests {
         let mgmt = protected(&["10.1.2.0/24".parse().unwrap()], &[], &[]);
         let deny_cn = policy(Mode::Deny, &[b"CN"]);
         let excepted = Policy { exceptions: vec!["10.1.0.0/16".parse().unwrap()], ..deny_cn.clone() };
-        assert!(check(&excepted, &table(), &mgmt).is_ok());
+        assert!(guard(&excepted, &table(), &mgmt).is_ok());
         let partly = Policy { exceptions: vec!["10.1.2.0/25".parse().unwrap()], ..deny_cn.clone() };
-        assert!(check(&partly, &table(), &mgmt).is_err(), "half an exception is not enough");
-        assert!(check(&Policy::from(Rule { monitor: true, ..rule(Mode::Deny, &[b"CN"]) }), &table(), &mgmt).is_ok());
+        assert!(guard(&partly, &table(), &mgmt).is_err(), "half an exception is not enough");
+        assert!(guard(&Policy::from(Rule { monitor: true, ..rule(Mode::Deny, &[b"CN"]) }), &table(), &mgmt).is_ok());
         let lan = ssh("192.168.1.5");
-        assert!(check(&deny_cn, &table(), &lan).is_ok());
+        assert!(guard(&deny_cn, &table(), &lan).is_ok());
         let strict = Policy::from(Rule { block_unknown: true, ..rule(Mode::Deny, &[b"CN"]) });
-        assert!(check(&strict, &table(), &lan).unwrap_err().reason.contains("--block-unknown"));
+        assert!(guard(&strict, &table(), &lan).unwrap_err().reason.contains("--block-unknown"));
     }
 
     #[test]
@@ -288,17 +371,17 @@ mod tests {
         };
         let login = Rule { name: "ssh".into(), ports: vec!["22".parse().unwrap()], ..rule(Mode::Allow, &[b"CN"]) };
         let p = Policy::new(vec![login, web], vec![], true).unwrap();
-        let err = check(&p, &table(), &ssh("10.1.3.4")).unwrap_err();
+        let err = guard(&p, &table(), &ssh("10.1.3.4")).unwrap_err();
         assert_eq!(err.reason, "it is in CN, which the deny-list of rule web (inbound, tcp port 443) blocks");
-        let err = check(&p, &table(), &ssh("10.0.3.4")).unwrap_err();
+        let err = guard(&p, &table(), &ssh("10.0.3.4")).unwrap_err();
         assert_eq!(
             err.reason,
             "it is in US, which the allow-list of rule ssh (inbound, tcp, udp and sctp port 22) does not allow"
         );
         let monitored = Policy::new(vec![Rule { monitor: true, ..p.rules[1].clone() }], vec![], true).unwrap();
-        assert!(check(&monitored, &table(), &ssh("10.1.3.4")).is_ok());
+        assert!(guard(&monitored, &table(), &ssh("10.1.3.4")).is_ok());
         let strict = Policy::from(Rule { block_unknown: true, ..p.rules[1].clone() });
-        let err = check(&strict, &table(), &ssh("192.168.1.5")).unwrap_err();
+        let err = guard(&strict, &table(), &ssh("192.168.1.5")).unwrap_err();
         assert_eq!(
             err.reason,
             "no country claims it, and --block-unknown of rule web (inbound, tcp port 443) drops such addresses"
@@ -320,36 +403,36 @@ mod tests {
         let host = upstreams("2001:db8::53", "10.1.0.1");
         let deny_cn = Policy::from(outbound(rule(Mode::Deny, &[b"CN"])));
         assert_eq!(
-            check(&deny_cn, &table(), &host).unwrap_err().to_string(),
+            guard(&deny_cn, &table(), &host).unwrap_err().to_string(),
             "refusing a policy that drops the default gateway 10.1.0.1 (default route via eth0): it is in CN, which \
              the deny-list of rule out (outbound, every protocol and port) blocks; add an exception for it, or use \
              --force if that is really meant"
         );
         let rejecting = Policy::from(Rule { action: RuleAction::Reject, ..deny_cn.rules[0].clone() });
-        assert!(check(&rejecting, &table(), &host).is_err(), "a reject blocks as a drop does");
+        assert!(guard(&rejecting, &table(), &host).is_err(), "a reject blocks as a drop does");
         let allow_us = Policy::from(outbound(rule(Mode::Allow, &[b"US", b"CN"])));
-        let err = check(&allow_us, &table(), &host).unwrap_err();
+        let err = guard(&allow_us, &table(), &host).unwrap_err();
         assert_eq!(err.protected.to_string(), "the DNS resolver 2001:db8::53 (/etc/resolv.conf)");
         assert_eq!(
             err.reason,
             "it is in DE, which the allow-list of rule out (outbound, every protocol and port) does not allow"
         );
         let monitored = Policy::from(Rule { monitor: true, ..deny_cn.rules[0].clone() });
-        assert!(check(&monitored, &table(), &host).is_ok(), "monitor mode blocks nothing");
+        assert!(guard(&monitored, &table(), &host).is_ok(), "monitor mode blocks nothing");
         let excepted = Policy { exceptions: vec!["10.1.0.0/24".parse().unwrap()], ..deny_cn };
-        assert!(check(&excepted, &table(), &host).is_ok());
+        assert!(guard(&excepted, &table(), &host).is_ok());
     }
 
     #[test]
     fn inbound_rules_cut_off_upstreams_only_when_replies_are_judged() {
         let host = upstreams("192.168.1.53", "10.1.0.1");
         let deny_cn = policy(Mode::Deny, &[b"CN"]);
-        assert!(check(&deny_cn, &table(), &host).is_ok(), "the answers of a server the host asks are replies");
+        assert!(guard(&deny_cn, &table(), &host).is_ok(), "the answers of a server the host asks are replies");
         let strict = Policy { replies: false, ..deny_cn };
-        assert_eq!(check(&strict, &table(), &host).unwrap_err().protected.what, "the default gateway");
+        assert_eq!(guard(&strict, &table(), &host).unwrap_err().protected.what, "the default gateway");
         // A resolver no country claims: only --block-unknown cuts it off.
         let unknown = Policy::from(outbound(Rule { block_unknown: true, ..rule(Mode::Deny, &[b"RU"]) }));
-        let err = check(&unknown, &table(), &host).unwrap_err();
+        let err = guard(&unknown, &table(), &host).unwrap_err();
         assert_eq!(err.protected.to_string(), "the DNS resolver 192.168.1.53 (/etc/resolv.conf)");
         assert!(
             err.reason.starts_with("no country claims it, and --block-unknown of rule out (outbound"),
@@ -366,20 +449,20 @@ mod tests {
         assert!(protected(&[], &[], &host).is_empty());
         assert_eq!(on_loopback(&host).collect::<Vec<_>>(), [&stub, &local]);
         let everything = Policy::from(outbound(Rule { block_unknown: true, ..rule(Mode::Allow, &[b"DE"]) }));
-        assert!(check(&everything, &table(), &protected(&[], &[], &host)).is_ok());
+        assert!(guard(&everything, &table(), &protected(&[], &[], &host)).is_ok());
     }
 
     #[test]
     fn outbound_rules_may_not_cut_off_the_way_in_either() {
         // The host's answers to its SSH client and management network go out.
         let deny_us = Policy::from(outbound(rule(Mode::Deny, &[b"US"])));
-        let err = check(&deny_us, &table(), &ssh("10.0.3.4")).unwrap_err();
+        let err = guard(&deny_us, &table(), &ssh("10.0.3.4")).unwrap_err();
         assert_eq!(
             err.reason,
             "it is in US, which the deny-list of rule out (outbound, every protocol and port) blocks"
         );
         let mgmt = protected(&["10.1.2.0/24".parse().unwrap()], &[], &[]);
         let deny_cn = Policy::from(outbound(rule(Mode::Deny, &[b"CN"])));
-        assert_eq!(check(&deny_cn, &table(), &mgmt).unwrap_err().protected.what, "management network");
+        assert_eq!(guard(&deny_cn, &table(), &mgmt).unwrap_err().protected.what, "management network");
     }
 }

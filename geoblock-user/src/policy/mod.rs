@@ -5,6 +5,7 @@
 pub mod explain;
 pub mod lockout;
 pub mod rules;
+pub mod selectors;
 
 use std::{collections::BTreeSet, fmt, net::IpAddr};
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use geoblock_common::Direction;
 
 pub use self::rules::{PortRange, Protocol, RuleMaps, ScopeError};
+pub use self::selectors::{Selector, SelectorTable};
 use crate::{
     country,
     data::{parse_network, table::Table, CidrError},
@@ -75,6 +77,13 @@ pub struct Rule {
     /// Drop or reject what the rule blocks.
     #[serde(default)]
     pub action: RuleAction,
+    /// Selectors whose addresses pass, whatever their country (tried
+    /// before the block selectors).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allow: BTreeSet<Selector>,
+    /// Selectors whose addresses are blocked, whatever their country.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub block: BTreeSet<Selector>,
 }
 
 /// The policy: the first rule that matches a packet decides, and a packet
@@ -156,7 +165,7 @@ pub enum Enforcement {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChangeError {
     #[error(transparent)]
-    Country(#[from] country::UnknownCountry),
+    Entry(#[from] selectors::EntryError),
     #[error(transparent)]
     Cidr(#[from] CidrError),
     #[error("{0} is not an exception")]
@@ -171,12 +180,15 @@ pub enum ChangeError {
 
 /// Why a packet got its verdict: the userspace twin of the XDP program's
 /// decision, used by the tests as the reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// No rule matches the packet: it passes.
     NoRule,
     Exception,
     Country(CountryId, Action),
+    /// A selector of the rule decided (see [`Rule::selector_decision`]);
+    /// the address's country is counted as for any verdict.
+    Selector(CountryId, Selector, Action),
 }
 
 /// Why the policy treats an address as it does: the one vocabulary of
@@ -198,6 +210,10 @@ pub enum Reason {
     NoCountry,
     /// Inside an exception: passed, though its country's action drops.
     Exception,
+    /// One of the rule's allow selectors holds it: passed.
+    AllowedSelector,
+    /// One of the rule's block selectors holds it (and no allow selector).
+    BlockedSelector,
     /// No rule matches the packet: passed.
     NoRule,
 }
@@ -213,22 +229,25 @@ impl Reason {
             Reason::NoCountryBlocked => "no-country-blocked",
             Reason::NoCountry => "no-country",
             Reason::Exception => "exception",
+            Reason::AllowedSelector => "allowed-selector",
+            Reason::BlockedSelector => "blocked-selector",
             Reason::NoRule => "no-rule",
         }
     }
 
     /// Whether the country's action drops (or, monitoring, would drop).
     fn drops(self) -> bool {
-        matches!(self, Reason::BlockedCountry | Reason::NotAllowed | Reason::NoCountryBlocked)
+        matches!(self, Reason::BlockedCountry | Reason::NotAllowed | Reason::NoCountryBlocked | Reason::BlockedSelector)
     }
 }
 
-/// The verdict on an address and its reason; with `monitor`, a drop is a
-/// would-drop.
+/// The verdict on an address, its reason, and the selector that decided
+/// (if one did); with `monitor`, a drop is a would-drop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub struct Decision<'a> {
     pub action: Action,
     pub reason: Reason,
+    pub selector: Option<&'a Selector>,
 }
 
 impl Rule {
@@ -245,27 +264,61 @@ impl Rule {
             monitor: false,
             block_unknown: false,
             action: RuleAction::Drop,
+            allow: BTreeSet::new(),
+            block: BTreeSet::new(),
         }
     }
 
-    /// The list and how it reads: "deny-list, blocking CN,RU".
+    /// The list and how it reads: "deny-list, blocking CN,RU,AS4134;
+    /// allowing AS64500 whatever its country".
     pub fn list(&self) -> String {
-        let codes: Vec<&str> = self.countries.iter().map(|&c| country::code(c)).collect();
-        match self.mode {
-            Mode::Deny => format!("deny-list, blocking {}", codes.join(",")),
-            Mode::Allow => format!("allow-list, allowing only {}", codes.join(",")),
+        let named = |set: &BTreeSet<Selector>| set.iter().map(Selector::to_string).collect::<Vec<_>>();
+        let mut entries: Vec<String> = self.countries.iter().map(|&c| country::code(c).to_string()).collect();
+        let (listed, other, other_verb) = match self.mode {
+            Mode::Deny => (&self.block, &self.allow, "allowing"),
+            Mode::Allow => (&self.allow, &self.block, "blocking"),
+        };
+        entries.extend(named(listed));
+        let mut out = match self.mode {
+            Mode::Deny => format!("deny-list, blocking {}", entries.join(",")),
+            Mode::Allow => format!("allow-list, allowing only {}", entries.join(",")),
+        };
+        if !other.is_empty() {
+            out += &format!("; {other_verb} {} whatever their country", named(other).join(","));
         }
+        out
     }
 
     pub fn action(&self, country: CountryId) -> Action {
-        match (self.reason(country).drops(), self.monitor) {
-            (false, _) => Action::Pass,
-            (true, false) => match self.action {
-                RuleAction::Drop => Action::Drop,
-                RuleAction::Reject => Action::Reject,
-            },
-            (true, true) => Action::WouldDrop,
+        match self.reason(country).drops() {
+            false => Action::Pass,
+            true => self.blocking_action(),
         }
+    }
+
+    /// What the rule does with what it blocks.
+    fn blocking_action(&self) -> Action {
+        match (self.monitor, self.action) {
+            (true, _) => Action::WouldDrop,
+            (false, RuleAction::Drop) => Action::Drop,
+            (false, RuleAction::Reject) => Action::Reject,
+        }
+    }
+
+    /// The rule's selectors, allow and block.
+    pub fn selectors(&self) -> impl Iterator<Item = &Selector> {
+        self.allow.iter().chain(&self.block)
+    }
+
+    /// What the rule's selectors decide for an address `held` by these
+    /// selectors (in [`Selector`] order): the first allow selector passes
+    /// it, else the first block selector blocks it; `None`: the country
+    /// decides. The kernel's selector verdicts are made by this too.
+    pub fn selector_decision<'a>(&self, held: &'a [Selector]) -> Option<(Action, &'a Selector)> {
+        if let Some(allowed) = held.iter().find(|s| self.allow.contains(s)) {
+            return Some((Action::Pass, allowed));
+        }
+        held.iter().find(|s| self.block.contains(s)).map(|blocked| (self.blocking_action(), blocked))
     }
 
     /// Why `country` gets its action.
@@ -281,15 +334,29 @@ impl Rule {
         }
     }
 
-    /// What the XDP program decides for a packet from `ip` of `country`
-    /// that this rule matches, and why: an exception only shows when it
-    /// overrides a drop (it cannot change a pass).
-    pub fn decide(&self, country: CountryId, ip: IpAddr, exceptions: &[IpNetwork]) -> Decision {
-        let action = self.action(country);
-        if action != Action::Pass && exceptions.iter().any(|net| net.contains(ip)) {
-            return Decision { action: Action::Pass, reason: Reason::Exception };
+    /// What the XDP program decides for a packet from `ip` of `country`,
+    /// held by the selectors `held`, that this rule matches, and why: the
+    /// rule's selectors (see [`Rule::selector_decision`]), else its
+    /// country policy. An exception only shows when it overrides a drop
+    /// (it cannot change a pass).
+    pub fn decide<'a>(
+        &self,
+        country: CountryId,
+        held: &'a [Selector],
+        ip: IpAddr,
+        exceptions: &[IpNetwork],
+    ) -> Decision<'a> {
+        let decision = match self.selector_decision(held) {
+            Some((Action::Pass, s)) => {
+                Decision { action: Action::Pass, reason: Reason::AllowedSelector, selector: Some(s) }
+            }
+            Some((action, s)) => Decision { action, reason: Reason::BlockedSelector, selector: Some(s) },
+            None => Decision { action: self.action(country), reason: self.reason(country), selector: None },
+        };
+        if decision.action != Action::Pass && exceptions.iter().any(|net| net.contains(ip)) {
+            return Decision { action: Action::Pass, reason: Reason::Exception, selector: None };
         }
-        Decision { action, reason: self.reason(country) }
+        decision
     }
 
     /// The list, and what else the rule does: "deny-list, blocking CN;
@@ -310,17 +377,24 @@ impl Rule {
         out
     }
 
-    /// Adds `codes` to the country list (`add`) or removes them.
-    fn edit_list(&mut self, codes: &[String], add: bool) -> Result<(), ChangeError> {
+    /// Blocks (`block`) or passes the entries of `codes`: countries are
+    /// added to or removed from the country list as its mode reads;
+    /// a selector moves to the block or the allow selectors.
+    fn edit_list(&mut self, codes: &[String], block: bool) -> Result<(), ChangeError> {
         if codes.is_empty() {
             return Err(ChangeError::NoCountries);
         }
-        let ids = codes.iter().map(|c| country::parse(c)).collect::<Result<Vec<_>, _>>()?;
-        for id in ids {
-            match add {
+        let (countries, selectors) = selectors::parse_entries(codes)?;
+        for id in countries {
+            match block == (self.mode == Mode::Deny) {
                 true => self.countries.insert(id),
                 false => self.countries.remove(&id),
             };
+        }
+        let (to, from) = if block { (&mut self.block, &mut self.allow) } else { (&mut self.allow, &mut self.block) };
+        for selector in selectors {
+            from.remove(&selector);
+            to.insert(selector);
         }
         Ok(())
     }
@@ -328,12 +402,13 @@ impl Rule {
     /// Makes `change`, a country or mode change, to this rule.
     fn change(&mut self, change: &Change) -> Result<(), ChangeError> {
         match change {
-            Change::Block { countries, .. } => self.edit_list(countries, self.mode == Mode::Deny)?,
-            Change::Unblock { countries, .. } => self.edit_list(countries, self.mode == Mode::Allow)?,
+            Change::Block { countries, .. } => self.edit_list(countries, true)?,
+            Change::Unblock { countries, .. } => self.edit_list(countries, false)?,
             Change::Allow { countries, .. } => {
-                self.countries.clear();
-                self.edit_list(countries, true)?;
                 (self.mode, self.monitor) = (Mode::Allow, false);
+                self.countries.clear();
+                self.allow.clear();
+                self.edit_list(countries, false)?;
             }
             Change::Mode { mode: Enforcement::Monitor, .. } => self.monitor = true,
             Change::Mode { mode: Enforcement::Deny, .. } => (self.mode, self.monitor) = (Mode::Deny, false),
@@ -428,6 +503,11 @@ impl Policy {
         self.rules.iter().flat_map(|r| r.countries.iter().copied()).collect()
     }
 
+    /// Every selector a rule names: what the selector table is compiled for.
+    pub fn selectors(&self) -> BTreeSet<Selector> {
+        self.rules.iter().flat_map(Rule::selectors).cloned().collect()
+    }
+
     /// This policy with `change` made.
     pub fn changed(&self, change: &Change) -> Result<Policy, ChangeError> {
         let mut new = self.clone();
@@ -491,15 +571,17 @@ impl Policy {
         out + &format!("replies     {}\n", replies_text(self.replies))
     }
 
-    /// What the XDP program decides for a packet from `ip` of IP protocol
-    /// `protocol` to `port` (see [`Policy::rule_for`]).
-    pub fn verdict(&self, table: &Table, ip: IpAddr, protocol: u8, port: Option<u16>) -> Verdict {
+    /// What the XDP program decides for a packet from `ip`, held by the
+    /// selectors `held`, of IP protocol `protocol` to `port` (see
+    /// [`Policy::rule_for`]).
+    pub fn verdict(&self, table: &Table, held: &[Selector], ip: IpAddr, protocol: u8, port: Option<u16>) -> Verdict {
         let Some(rule) = self.rule_for(Direction::Inbound, protocol, port) else {
             return Verdict::NoRule;
         };
         let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);
-        match self.rules[rule].decide(country, ip, &self.exceptions) {
+        match self.rules[rule].decide(country, held, ip, &self.exceptions) {
             Decision { reason: Reason::Exception, .. } => Verdict::Exception,
+            Decision { action, selector: Some(s), .. } => Verdict::Selector(country, s.clone(), action),
             Decision { action, .. } => Verdict::Country(country, action),
         }
     }

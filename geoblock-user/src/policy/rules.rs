@@ -12,12 +12,13 @@ use std::{fmt, str::FromStr};
 
 use geoblock_common::{
     packet::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP},
-    policy_index, port_rules_index, proto_rules_index, Action, CountryId, PortProtocol, RuleSlots, COUNTRY_SLOTS,
-    DIRECTIONS, MAX_RULES, PORT_PROTOCOLS, PROTO_RULES_SLOTS, RULE_BANK, RULE_BY_PORT, RULE_NONE,
+    policy_index, port_rules_index, proto_rules_index, selector_policy_index, Action, CountryId, PortProtocol,
+    RuleSlots, SelectorVerdict, COUNTRY_SLOTS, DIRECTIONS, MAX_RULES, POLICY_SELECTORS, PORT_PROTOCOLS,
+    PROTO_RULES_SLOTS, RULE_BANK, RULE_BY_PORT, RULE_NONE,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Direction, Policy, Rule};
+use super::{Direction, Policy, Rule, Selector};
 
 /// The protocol a rule matches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,9 +254,10 @@ impl Rule {
 /// bank (see geoblock-common: a rule's id is `bank * RULE_BANK + position`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleMaps {
-    /// `POLICY`: each rule position's action for each country; positions
+    /// `POLICY`: each rule position's action for each country, with
+    /// [`POLICY_SELECTORS`] set where the rule has selectors; positions
     /// without a rule pass.
-    pub actions: Vec<(u32, Action)>,
+    pub actions: Vec<(u32, u8)>,
     /// `PORT_RULES`: every slot of this bank's region (both directions);
     /// each port's entry is the first rule of its direction and protocol
     /// (or of any) whose ports hold it.
@@ -330,16 +332,43 @@ impl Policy {
     }
 
     /// `POLICY`'s entries of `bank`: every position, every country.
-    fn actions(&self, bank: u8) -> Vec<(u32, Action)> {
+    fn actions(&self, bank: u8) -> Vec<(u32, u8)> {
         let mut actions = Vec::with_capacity((MAX_RULES * COUNTRY_SLOTS) as usize);
         for position in 0..MAX_RULES as usize {
             let rule = self.rules.get(position);
+            let flag = match rule.is_some_and(|r| r.selectors().next().is_some()) {
+                true => POLICY_SELECTORS,
+                false => 0,
+            };
             for country in 0..COUNTRY_SLOTS as CountryId {
                 let action = rule.map_or(Action::Pass, |r| r.action(country));
-                actions.push((policy_index(bank * RULE_BANK + position as u8, country), action));
+                actions.push((policy_index(bank * RULE_BANK + position as u8, country), action as u8 | flag));
             }
         }
         actions
+    }
+
+    /// `SELECTOR_POLICY`'s entries of `bank` for the classes of a selector
+    /// table (the selectors of each, see [`SelectorTable`](super::SelectorTable)): what each
+    /// rule's selectors decide for each class, the deciding selector named
+    /// by its counter `slot`. Entries where no selector decides are left
+    /// out (they stay zero); each class's entries come in rule order.
+    pub fn selector_verdicts(
+        &self,
+        bank: u8,
+        classes: &[Vec<Selector>],
+        slot: impl Fn(&Selector) -> u16,
+    ) -> Vec<(u32, SelectorVerdict)> {
+        let mut verdicts = Vec::new();
+        for (class, held) in classes.iter().enumerate() {
+            for (position, rule) in self.rules.iter().enumerate() {
+                if let Some((action, by)) = rule.selector_decision(held) {
+                    let verdict = SelectorVerdict { decided: 1, action: action as u8, selector: slot(by) };
+                    verdicts.push((selector_policy_index(class as u16, bank * RULE_BANK + position as u8), verdict));
+                }
+            }
+        }
+        verdicts
     }
 
     /// The rules' names by position (`RULE_NAMES`).

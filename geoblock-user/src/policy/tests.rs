@@ -44,7 +44,7 @@ fn monitor_turns_drops_into_would_drops() {
 fn exceptions_override_drops_only() {
     let table = Table { v4: vec![("10.0.0.0/8".parse().unwrap(), id(b"CN"))], v6: vec![] };
     let p = Policy { exceptions: vec!["10.1.0.0/16".parse().unwrap()], ..policy(Mode::Deny, &[b"CN"]) };
-    let verdict = |p: &Policy, ip: &str| p.verdict(&table, ip.parse().unwrap(), 17, Some(53));
+    let verdict = |p: &Policy, ip: &str| p.verdict(&table, &[], ip.parse().unwrap(), 17, Some(53));
     assert_eq!(verdict(&p, "10.1.2.3"), Verdict::Exception);
     assert_eq!(verdict(&p, "10.2.0.1"), Verdict::Country(id(b"CN"), Action::Drop));
     assert_eq!(verdict(&p, "11.0.0.1"), Verdict::Country(NO_COUNTRY, Action::Pass));
@@ -59,9 +59,9 @@ fn a_packet_no_rule_matches_passes() {
     let ssh = Rule { protocol: Protocol::Tcp, ports: vec!["22".parse().unwrap()], ..rule(Mode::Allow, &[b"DE"]) };
     let p = Policy::from(ssh);
     let ip = "10.0.0.1".parse().unwrap();
-    assert_eq!(p.verdict(&table, ip, 6, Some(22)), Verdict::Country(id(b"CN"), Action::Drop));
-    assert_eq!(p.verdict(&table, ip, 6, Some(80)), Verdict::NoRule);
-    assert_eq!(p.verdict(&table, ip, 17, Some(22)), Verdict::NoRule);
+    assert_eq!(p.verdict(&table, &[], ip, 6, Some(22)), Verdict::Country(id(b"CN"), Action::Drop));
+    assert_eq!(p.verdict(&table, &[], ip, 6, Some(80)), Verdict::NoRule);
+    assert_eq!(p.verdict(&table, &[], ip, 17, Some(22)), Verdict::NoRule);
 }
 
 #[test]
@@ -69,25 +69,46 @@ fn every_reason_and_its_action() {
     let ip: IpAddr = "192.0.2.1".parse().unwrap();
     let none: &[IpNetwork] = &[];
     let deny = rule(Mode::Deny, &[b"CN"]);
-    assert_eq!(deny.decide(id(b"CN"), ip, none), Decision { action: Action::Drop, reason: Reason::BlockedCountry });
-    assert_eq!(deny.decide(id(b"DE"), ip, none), Decision { action: Action::Pass, reason: Reason::NotBlocked });
-    assert_eq!(deny.decide(NO_COUNTRY, ip, none), Decision { action: Action::Pass, reason: Reason::NoCountry });
+    assert_eq!(
+        deny.decide(id(b"CN"), &[], ip, none),
+        Decision { action: Action::Drop, reason: Reason::BlockedCountry, selector: None }
+    );
+    assert_eq!(
+        deny.decide(id(b"DE"), &[], ip, none),
+        Decision { action: Action::Pass, reason: Reason::NotBlocked, selector: None }
+    );
+    assert_eq!(
+        deny.decide(NO_COUNTRY, &[], ip, none),
+        Decision { action: Action::Pass, reason: Reason::NoCountry, selector: None }
+    );
     let allow = rule(Mode::Allow, &[b"DE"]);
-    assert_eq!(allow.decide(id(b"DE"), ip, none), Decision { action: Action::Pass, reason: Reason::Allowed });
-    assert_eq!(allow.decide(id(b"CN"), ip, none), Decision { action: Action::Drop, reason: Reason::NotAllowed });
+    assert_eq!(
+        allow.decide(id(b"DE"), &[], ip, none),
+        Decision { action: Action::Pass, reason: Reason::Allowed, selector: None }
+    );
+    assert_eq!(
+        allow.decide(id(b"CN"), &[], ip, none),
+        Decision { action: Action::Drop, reason: Reason::NotAllowed, selector: None }
+    );
     let strict = Rule { block_unknown: true, ..allow.clone() };
     assert_eq!(
-        strict.decide(NO_COUNTRY, ip, none),
-        Decision { action: Action::Drop, reason: Reason::NoCountryBlocked }
+        strict.decide(NO_COUNTRY, &[], ip, none),
+        Decision { action: Action::Drop, reason: Reason::NoCountryBlocked, selector: None }
     );
     let monitor = Rule { monitor: true, ..deny.clone() };
     assert_eq!(
-        monitor.decide(id(b"CN"), ip, none),
-        Decision { action: Action::WouldDrop, reason: Reason::BlockedCountry }
+        monitor.decide(id(b"CN"), &[], ip, none),
+        Decision { action: Action::WouldDrop, reason: Reason::BlockedCountry, selector: None }
     );
     let excepted = ["192.0.2.0/24".parse().unwrap()];
-    assert_eq!(deny.decide(id(b"CN"), ip, &excepted), Decision { action: Action::Pass, reason: Reason::Exception });
-    assert_eq!(deny.decide(id(b"DE"), ip, &excepted), Decision { action: Action::Pass, reason: Reason::NotBlocked });
+    assert_eq!(
+        deny.decide(id(b"CN"), &[], ip, &excepted),
+        Decision { action: Action::Pass, reason: Reason::Exception, selector: None }
+    );
+    assert_eq!(
+        deny.decide(id(b"DE"), &[], ip, &excepted),
+        Decision { action: Action::Pass, reason: Reason::NotBlocked, selector: None }
+    );
 }
 
 fn codes(list: &[&str]) -> Vec<String> {
@@ -114,7 +135,10 @@ fn block_and_unblock_follow_the_list_mode() {
     assert_eq!(blocked.rules[0].action(id(b"FR")), Action::Drop);
     let unblocked = allow.changed(&unblock(&["US"])).unwrap();
     assert_eq!(unblocked.rules[0].action(id(b"US")), Action::Pass);
-    assert_eq!(deny.changed(&block(&["XX"])), Err(ChangeError::Country(country::UnknownCountry("XX".into()))));
+    assert_eq!(
+        deny.changed(&block(&["XX"])),
+        Err(ChangeError::Entry(selectors::EntryError::Country(country::UnknownCountry("XX".into()))))
+    );
     assert_eq!(deny.changed(&block(&[])), Err(ChangeError::NoCountries));
 }
 

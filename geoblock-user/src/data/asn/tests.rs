@@ -276,8 +276,10 @@ fn an_as_table_covering_far_less_is_refused() {
     let old = parse("a.csv", "1.0.0.0,1.0.3.255,1,a\n").unwrap().table;
     let half = parse("a.csv", "1.0.0.0,1.0.1.255,1,a\n").unwrap().table;
     let moved = parse("a.csv", "1.0.0.0,1.0.3.255,2,b\n").unwrap().table;
-    assert_eq!(check_coverage(&old, &Table::default(), 0.1), Err(ShrinkError::Empty));
-    assert!(matches!(check_coverage(&old, &half, 0.1), Err(ShrinkError::Shrinks { share, .. }) if share == 50.0));
-    assert_eq!(check_coverage(&old, &half, 0.6), Ok(()));
-    assert_eq!(check_coverage(&old, &moved, 0.1), Ok(()), "another AS, same coverage");
+    assert_eq!(check_coverage("the new AS table", &old, &Table::default(), 0.1), Err(ShrinkError::Empty));
+    assert!(
+        matches!(check_coverage("the new AS table", &old, &half, 0.1), Err(ShrinkError::Shrinks { share, .. }) if share == 50.0)
+    );
+    assert_eq!(check_coverage("the new AS table", &old, &half, 0.6), Ok(()));
+    assert_eq!(check_coverage("the new AS table", &old, &moved, 0.1), Ok(()), "another AS, same coverage");
 }

@@ -247,6 +247,7 @@ fn data_sources_download_what_changed_and_name_urls_as_given() {
         asn: vec![],
         options: Default::default(),
         cache_dir: dir.clone(),
+        lists: vec![],
     };
     assert_eq!(data.modified(), [None], "nothing downloaded yet");
     assert_eq!(data.fetch().unwrap(), 1);

@@ -233,9 +233,9 @@ fn maps_cover_every_slot_of_their_bank() {
             let index = policy_index(bank * RULE_BANK + position, country);
             maps.actions.iter().find(|(i, _)| *i == index).unwrap().1
         };
-        assert_eq!((action(0, cn), action(1, cn)), (Action::Drop, Action::Drop));
-        assert_eq!(action(0, country_id(*b"DE").unwrap()), Action::Pass);
-        assert_eq!(action(2, cn), Action::Pass, "no rule there");
+        assert_eq!((action(0, cn), action(1, cn)), (Action::Drop as u8, Action::Drop as u8));
+        assert_eq!(action(0, country_id(*b"DE").unwrap()), Action::Pass as u8);
+        assert_eq!(action(2, cn), Action::Pass as u8, "no rule there");
     }
 }
 
