@@ -248,35 +248,38 @@ impl Conflict {
     }
 }
 
-/// A painted piece: its last address, AS, the size of the row it came from, and that row's place.
-type Piece = (u128, Asn, u128, Loc);
+/// A painted piece: its last address, AS, and the row it came from (its
+/// first and last address, its place).
+type Piece = (u128, Asn, (u128, u128), Loc);
 
 /// Rows laid down widest first, each over what is there: the disjoint
 /// pieces that remain, in address order. Each row adds at most three
 /// pieces and removes those it covers, so this is O(n log n).
 fn paint<A: Address>(mut rows: Vec<Located<A, Asn>>) -> Result<Vec<Located<A, Asn>>, Conflict> {
-    let size = |r: &Located<A, Asn>| r.end.to_int() - r.start.to_int();
-    rows.sort_by_key(|r| std::cmp::Reverse(size(r)));
+    let size = |(first, last): (u128, u128)| last - first;
+    // Stable: rows of one size stay in file order.
+    rows.sort_by_key(|r| std::cmp::Reverse(size((r.start.to_int(), r.end.to_int()))));
     let mut pieces: BTreeMap<u128, Piece> = BTreeMap::new();
     for row in &rows {
-        let (start, end, width) = (row.start.to_int(), row.end.to_int(), size(row));
+        let (start, end) = (row.start.to_int(), row.end.to_int());
         let before = pieces.range(..start).next_back().filter(|(_, p)| p.0 >= start).map(|(&s, _)| s);
         let covered: Vec<u128> = before.into_iter().chain(pieces.range(start..=end).map(|(&s, _)| s)).collect();
         for s in covered {
-            let piece @ (e, asn, w, loc) = pieces.remove(&s).expect("a piece just found");
-            if asn != row.label && w == width {
-                let show =
-                    |s: u128, e: u128, asn: Asn| format!("{}-{} AS{asn}", A::from_int(s).into(), A::from_int(e).into());
-                return Err(Conflict([(show(s, e, asn), loc), (show(start, end, row.label), row.loc)]));
+            let (e, asn, from, loc) = pieces.remove(&s).expect("a piece just found");
+            if asn != row.label && size(from) == size((start, end)) {
+                let show = |(s, e): (u128, u128), asn: Asn| {
+                    format!("{}-{} AS{asn}", A::from_int(s).into(), A::from_int(e).into())
+                };
+                return Err(Conflict([(show(from, asn), loc), (show((start, end), row.label), row.loc)]));
             }
             if s < start {
-                pieces.insert(s, (start - 1, asn, w, loc));
+                pieces.insert(s, (start - 1, asn, from, loc));
             }
             if e > end {
-                pieces.insert(end + 1, (e, piece.1, piece.2, piece.3));
+                pieces.insert(end + 1, (e, asn, from, loc));
             }
         }
-        pieces.insert(start, (end, row.label, width, row.loc));
+        pieces.insert(start, (end, row.label, (start, end), row.loc));
     }
     let located =
         |(s, (e, label, _, loc)): (u128, Piece)| Located { start: A::from_int(s), end: A::from_int(e), label, loc };

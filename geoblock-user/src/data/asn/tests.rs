@@ -239,6 +239,13 @@ fn rows_of_one_size_and_different_ases_that_overlap_name_both_lines() {
         "x.csv:1 and x.csv:3: rows 1.0.0.0-1.0.0.255 AS1 and 1.0.0.128-1.0.1.127 AS2 overlap, are of one size and \
          have different ASes: which one holds is unknown"
     );
+    // Named as the rows are, though a wider row's piece lies between them.
+    let text = "1.0.0.0,1.0.3.255,1,wide\n1.0.1.0,1.0.1.255,2,b\n1.0.1.128,1.0.2.127,3,c\n";
+    assert!(
+        error("x.csv", text).starts_with("x.csv:2 and x.csv:3: rows 1.0.1.0-1.0.1.255 AS2 and 1.0.1.128-1.0.2.127 AS3"),
+        "{}",
+        error("x.csv", text)
+    );
     // One AS twice is no conflict.
     let data = parse("x.csv", "1.0.0.0,1.0.0.255,1,a\n1.0.0.0,1.0.0.255,1,a\n1.0.0.128,1.0.1.127,1,a\n").unwrap();
     assert_row(&data, "1.0.0.0", "1.0.1.127", 1);
