@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use maxminddb::{Reader, WithinOptions};
+use maxminddb::{PathElement, Reader, WithinOptions};
 
 use super::{asn_of, Asn, AsnRows};
 use crate::data::{
@@ -27,17 +27,14 @@ pub(crate) fn csv(rows: &mut AsnRows, input: &Input, origin: usize) -> Result<()
     })
 }
 
-/// A record of MaxMind's ASN layout.
-#[derive(serde::Deserialize)]
-struct Record<'a> {
-    autonomous_system_number: Option<Asn>,
-    #[serde(borrow)]
-    autonomous_system_organization: Option<&'a str>,
-}
-
 /// Distinct records an ASN database may have: GeoLite2-ASN has one per AS,
-/// about 80,000; see the country reader's limit for why there is one.
+/// about 80,000. Each is read by its two paths only, which skip what else
+/// the record points to (a hostile record's shared large map), so reading
+/// stays linear in the database's size.
 const MAX_RECORDS: usize = 1 << 18;
+
+const NUMBER: [PathElement; 1] = [PathElement::Key("autonomous_system_number")];
+const ORGANISATION: [PathElement; 1] = [PathElement::Key("autonomous_system_organization")];
 
 /// Every network of the database; gives its build date.
 pub(crate) fn mmdb(rows: &mut AsnRows, bytes: Vec<u8>, origin: usize) -> Result<Option<String>, SourceError> {
@@ -50,11 +47,11 @@ pub(crate) fn mmdb(rows: &mut AsnRows, bytes: Vec<u8>, origin: usize) -> Result<
         let found = item.map_err(corrupt)?;
         let net = found.network().map_err(corrupt)?;
         rows.rows.record(origin, Place::Network(net))?;
-        let at = |problem: String| SourceError::Field {
+        let at = |field, problem: maxminddb::MaxMindDbError| SourceError::Field {
             origin: name.clone(),
             at: Place::Network(net),
-            field: "autonomous_system_number",
-            problem,
+            field,
+            problem: problem.to_string(),
         };
         let asn = match found.offset().and_then(|o| known.get(&o)) {
             Some(&asn) => asn,
@@ -65,10 +62,13 @@ pub(crate) fn mmdb(rows: &mut AsnRows, bytes: Vec<u8>, origin: usize) -> Result<
                 ))
             }
             None => {
-                let record: Option<Record> = found.decode().map_err(|e| at(e.to_string()))?;
-                let (asn, org) = record
-                    .map_or((0, None), |r| (r.autonomous_system_number.unwrap_or(0), r.autonomous_system_organization));
-                rows.orgs.name(asn, org.unwrap_or_default().as_bytes());
+                let asn: Option<Asn> = found.decode_path(&NUMBER).map_err(|e| at("autonomous_system_number", e))?;
+                let asn = asn.unwrap_or(0);
+                if asn != 0 {
+                    let org: Option<&str> =
+                        found.decode_path(&ORGANISATION).map_err(|e| at("autonomous_system_organization", e))?;
+                    rows.orgs.name(asn, org.unwrap_or_default().as_bytes());
+                }
                 known.extend(found.offset().map(|o| (o, asn)));
                 asn
             }

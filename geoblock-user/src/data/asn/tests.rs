@@ -290,3 +290,36 @@ fn an_as_table_covering_far_less_is_refused() {
     assert_eq!(check_coverage("the new AS table", &old, &half, 0.6), Ok(()));
     assert_eq!(check_coverage("the new AS table", &old, &moved, 0.1), Ok(()), "another AS, same coverage");
 }
+
+/// Networks that each have a record of their own, all pointing to one
+/// large map: read by their two paths, quickly; none has an AS.
+#[test]
+fn an_mmdb_of_distinct_records_reads_only_the_as_paths() {
+    let mut bytes = Vec::new();
+    crate::data::mmdb::write_distinct(&mut bytes, 1 << 16, 60_000).unwrap();
+    let started = std::time::Instant::now();
+    let data = read("hostile.mmdb".into(), vec![input("hostile.mmdb", &bytes)]).unwrap();
+    assert!(data.table.v4.is_empty() && data.table.v6.is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+/// A country database given as AS data: its networks have no AS number; a
+/// record whose number is text is refused, naming the network.
+#[test]
+fn an_mmdb_without_as_numbers_gives_no_as() {
+    let countries = crate::data::Table::from_ranges(crate::data::table::Ranges {
+        v4: vec![crate::data::table::Range {
+            start: "1.0.0.0".parse().unwrap(),
+            end: "1.0.0.255".parse().unwrap(),
+            country: crate::country::parse("DE").unwrap(),
+        }],
+        v6: vec![],
+    })
+    .unwrap();
+    let bytes = crate::data::mmdb::write(&countries, &["country", "iso_code"], "GeoLite2-Country", 0);
+    let data = read("GeoLite2-Country.mmdb".into(), vec![input("GeoLite2-Country.mmdb", &bytes)]).unwrap();
+    assert!(data.table.v4.is_empty());
+    let bytes = crate::data::mmdb::write(&countries, &["autonomous_system_number"], "GeoLite2-ASN", 0);
+    let error = read("x.mmdb".into(), vec![input("x.mmdb", &bytes)]).map(|_| ()).unwrap_err().to_string();
+    assert!(error.starts_with("x.mmdb: network 1.0.0.0/24: field 'autonomous_system_number': "), "{error}");
+}
