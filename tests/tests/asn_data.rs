@@ -133,6 +133,16 @@ fn ip_location_db_asn_is_read_exactly() {
     assert_eq!(report["sources"].as_array().map(Vec::len), Some(2));
 }
 
+/// The `-num` files (integer addresses) give every address the AS the
+/// address files give it.
+#[test]
+fn integer_files_agree_with_address_files() {
+    let ([v4, v6], [n4, n6]) = (registry::ip_location_db_asn(), registry::ip_location_db_asn_integers());
+    let (rows4, rows6) = (rows(&v4), rows(&v6));
+    let addrs: Vec<IpAddr> = probes(&rows4, 1999).into_iter().chain(probes(&rows6, 499)).map(|p| p.0).collect();
+    assert_eq!(lookup(&[&v4, &v6], &addrs), lookup(&[&n4, &n6], &addrs));
+}
+
 /// ip-location-db's IPv4 rows written as iptoasn's `ip2asn-v4.tsv`, each gap
 /// between them a "Not routed" row of AS 0.
 fn as_iptoasn(rows: &[Row], dir: &Path) -> PathBuf {
