@@ -205,9 +205,22 @@ pub struct DataStatus {
     /// The last timed download of the URL sources.
     #[serde(default)]
     pub last_download: Option<ReloadStatus>,
+    /// The AS data in force (`--asn-data`), if any.
+    #[serde(default)]
+    pub asn: Option<AsnStatus>,
     /// The named address lists in force, in the operator's order.
     #[serde(default)]
     pub lists: Vec<ListStatus>,
+}
+
+/// The AS data of the same generation as the country table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AsnStatus {
+    pub sources: Vec<SourceStatus>,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    /// Distinct autonomous systems.
+    pub ases: usize,
 }
 
 /// A named address list in force.
@@ -238,6 +251,16 @@ pub struct SourceStatus {
     pub date: Option<String>,
 }
 
+impl SourceStatus {
+    /// `origin (modified N s ago, data of DATE)`.
+    fn render(&self) -> String {
+        let age = self.age_seconds.map(|a| format!("modified {a} s ago"));
+        let notes: Vec<String> = age.into_iter().chain(self.date.as_ref().map(|d| format!("data of {d}"))).collect();
+        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+        format!("{}{notes}", self.source)
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReloadStatus {
     pub ok: bool,
@@ -264,10 +287,10 @@ impl Status {
         out += &self.policy.render();
         let d = &self.data;
         for s in &d.sources {
-            let age = s.age_seconds.map(|a| format!("modified {a} s ago"));
-            let notes: Vec<String> = age.into_iter().chain(s.date.as_ref().map(|d| format!("data of {d}"))).collect();
-            let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
-            out += &format!("data        {}{notes}\n", s.source);
+            out += &format!("data        {}\n", s.render());
+        }
+        for s in d.asn.iter().flat_map(|a| &a.sources) {
+            out += &format!("asn data    {}\n", s.render());
         }
         for l in &d.lists {
             let age = l.age_seconds.map(|a| format!(", modified {a} s ago")).unwrap_or_default();
@@ -294,6 +317,12 @@ impl Status {
             d.prefixes_v6,
             (d.table_bytes_v4 + d.table_bytes_v6) as f64 / 1e6
         );
+        if let Some(a) = &d.asn {
+            out += &format!(
+                "asn table   {} IPv4 and {} IPv6 prefixes of {} autonomous systems\n",
+                a.prefixes_v4, a.prefixes_v6, a.ases
+            );
+        }
         if d.trie_nodes_v4 + d.trie_nodes_v6 > 0 {
             out += &format!(
                 "trie        {} IPv4 and {} IPv6 nodes, of the {} a trie can name\n",

@@ -39,6 +39,22 @@ pub fn geolite2_country_ranges() -> [PathBuf; 2] {
     ["geolite2-country-ipv4.csv", "geolite2-country-ipv6.csv"].map(|name| geolite2_country().join(name))
 }
 
+/// `@ip-location-db/asn` from npm: `start,end,asn,org` ranges, the IPv4 file
+/// and the IPv6 file (ASN data: ip-location-db, CC BY 4.0, RouteViews).
+pub fn ip_location_db_asn() -> [PathBuf; 2] {
+    ["asn-ipv4.csv", "asn-ipv6.csv"].map(|name| ip_location_db_asn_package().join(name))
+}
+
+/// The same rows with integer addresses: `asn-ipv4-num.csv`, `asn-ipv6-num.csv`.
+pub fn ip_location_db_asn_integers() -> [PathBuf; 2] {
+    ["asn-ipv4-num.csv", "asn-ipv6-num.csv"].map(|name| ip_location_db_asn_package().join(name))
+}
+
+fn ip_location_db_asn_package() -> &'static Path {
+    static FILES: OnceLock<PathBuf> = OnceLock::new();
+    FILES.get_or_init(|| npm_package("@ip-location-db/asn"))
+}
+
 fn geolite2_country() -> &'static Path {
     static FILES: OnceLock<PathBuf> = OnceLock::new();
     FILES.get_or_init(|| npm_package("@ip-location-db/geolite2-country"))

@@ -113,6 +113,7 @@ impl ReadArgs {
     pub fn sources(&self, sources: Vec<String>) -> DataSources {
         DataSources {
             sources,
+            asn: vec![],
             options: data::Options {
                 format: self.format,
                 mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
@@ -131,8 +132,20 @@ pub struct DataArgs {
     /// gives a country.
     #[arg(long)]
     pub data: Vec<String>,
+    /// AS data, so addresses get their autonomous system: ip-location-db asn CSV, iptoasn TSV,
+    /// GeoLite2-ASN CSV (zip or folder) or MMDB, plain or .gz/.xz/.zip, or an https:// URL of
+    /// one. Repeat to combine: a later source wins where it gives an AS.
+    #[arg(long = "asn-data", value_name = "PATH|URL")]
+    pub asn_data: Vec<String>,
     #[command(flatten)]
     pub read: ReadArgs,
+}
+
+impl DataArgs {
+    /// The country and AS sources given.
+    pub fn sources(&self) -> DataSources {
+        DataSources { asn: self.asn_data.clone(), ..self.read.sources(self.data.clone()) }
+    }
 }
 
 /// Named address lists, for rules' `list:NAME`.

@@ -35,6 +35,10 @@ fn check(file: &std::path::Path) -> Result<()> {
         table.v4.len(),
         table.v6.len()
     );
+    for source in &loaded.asn.sources {
+        let (v4, v6, ases) = (source.prefixes.v4, source.prefixes.v6, source.ases);
+        println!("asn data {}: {v4} IPv4 and {v6} IPv6 prefixes of {ases} ASes", source.origin);
+    }
     for list in &loaded.lists {
         let (v4, v6) = (list.v4.len(), list.v6.len());
         println!("list {}: {v4} IPv4 and {v6} IPv6 prefixes from {}", list.name, list.info.origin);

@@ -11,7 +11,7 @@ use geoblock::{
     data::{
         self,
         embedded::{self, Meta},
-        inspect, Format, Options,
+        inspect, DataSources, Format, Options,
     },
     protocol::Versioned,
 };
@@ -54,6 +54,10 @@ pub enum DataCommand {
         /// Also print the wall time and peak memory of reading and converting.
         #[arg(long)]
         timing: bool,
+        /// Read the sources as AS data (what --asn-data takes): prefixes and ASes per source,
+        /// the largest ASes (--top).
+        #[arg(long)]
+        asn: bool,
     },
     /// Print the exact prefixes (or ranges) geoblock would load from the sources.
     Convert {
@@ -84,7 +88,10 @@ pub fn data(command: DataCommand) -> Result<()> {
         DataCommand::Pack { out, release, name, attribution, csv } => {
             pack(&out, Meta { attribution, name, version: release }, &csv)
         }
-        DataCommand::Inspect { sources, read, top, country, json, timing } => {
+        DataCommand::Inspect { sources, read, top, country: _, json, timing, asn: true } => {
+            inspect_asn(sources, &read, top, json, timing)
+        }
+        DataCommand::Inspect { sources, read, top, country, json, timing, asn: false } => {
             inspect_sources(sources, &read, top, &country, json, timing)
         }
         DataCommand::Convert { sources, read, to, country } => convert(sources, &read, to, &country),
@@ -100,6 +107,28 @@ fn pack(out: &std::path::Path, meta: Meta, csv: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// `inspect --asn`: the AS data the sources make.
+fn inspect_asn(sources: Vec<String>, read: &ReadArgs, top: usize, json: bool, timing: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    let data = DataSources { asn: sources, ..read.sources(vec![]) }.load_asn()?;
+    let report = inspect::asn_report(&data, top);
+    let printed = match json {
+        true => format!("{}\n", Versioned::new(&report).pretty()),
+        false => inspect::render_asn(&report),
+    };
+    print_report(&printed, started.elapsed(), timing);
+    Ok(())
+}
+
+/// A report, and with `timing` how long reading took and at what memory.
+fn print_report(report: &str, elapsed: std::time::Duration, timing: bool) {
+    print!("{report}");
+    if timing {
+        let rss = inspect::peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
+        eprintln!("read + exact conversion: {:.3} s wall, peak RSS {rss}", elapsed.as_secs_f64());
+    }
+}
+
 fn inspect_sources(
     sources: Vec<String>,
     read: &ReadArgs,
@@ -112,14 +141,11 @@ fn inspect_sources(
     let loaded = read.sources(sources).load()?;
     let elapsed = started.elapsed();
     let report = inspect::report(&loaded, top, countries);
-    match json {
-        true => println!("{}", Versioned::new(&report).pretty()),
-        false => print!("{}", inspect::render(&report)),
-    }
-    if timing {
-        let rss = inspect::peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
-        eprintln!("read + exact conversion: {:.3} s wall, peak RSS {rss}", elapsed.as_secs_f64());
-    }
+    let printed = match json {
+        true => format!("{}\n", Versioned::new(&report).pretty()),
+        false => inspect::render(&report),
+    };
+    print_report(&printed, elapsed, timing);
     Ok(())
 }
 

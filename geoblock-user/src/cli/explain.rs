@@ -53,7 +53,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let explained: Vec<Explanation> = if args.policy.given() || !args.data.data.is_empty() {
         ensure!(args.policy.given(), "explaining offline needs the policy: --block or --allow");
         let policy = args.policy.overrides().resolve(vec![])?;
-        let loaded = args.data.read.sources(args.data.data).load()?;
+        let loaded = args.data.sources().load()?;
         args.addresses.iter().map(|&ip| explain::explain(&loaded, &policy, ip, direction, packet, None)).collect()
     } else {
         let request = Request::Explain { addresses: args.addresses, packet, direction };

@@ -99,6 +99,7 @@ impl RunArgs {
             refresh: self.refresh,
             max_shrink: self.max_shrink,
             data: some(self.data.data),
+            asn_data: some(self.data.asn_data),
             lists: (!self.lists.lists.is_empty()).then_some(self.lists.lists),
             state_dir: self.state_dir,
             cgroup: self.cgroup,

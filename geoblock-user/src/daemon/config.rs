@@ -8,6 +8,7 @@
 //! xdp_mode = "auto"                       # auto | native | skb
 //! lookup = "trie"                         # trie | lpm
 //! data = []                               # files or https:// URLs; empty: the embedded data
+//! asn_data = []                           # AS data: files or URLs (ip-location-db, iptoasn, GeoLite2-ASN)
 //! format = "csv"                          # csv | ip2location | mmdb | maxmind-csv | rir | cidr; default: detected
 //! mmdb_field = "country.iso_code,registered_country.iso_code,country_code"
 //! cache_dir = "/var/cache/geoblock"       # where downloads are kept
@@ -142,6 +143,7 @@ pub struct Config {
     pub xdp_mode: Option<XdpMode>,
     pub lookup: Option<Lookup>,
     pub data: Option<Vec<String>>,
+    pub asn_data: Option<Vec<String>>,
     /// `[lists]`: `NAME = "PATH or URL"`, in the file's order.
     #[serde(default, deserialize_with = "ordered_lists")]
     pub lists: Option<Vec<(String, String)>>,
@@ -347,6 +349,7 @@ impl Config {
             xdp_mode: flags.xdp_mode.or(self.xdp_mode),
             lookup: flags.lookup.or(self.lookup),
             data: flags.data.clone().or(self.data),
+            asn_data: flags.asn_data.clone().or(self.asn_data),
             lists: flags.lists.clone().or(self.lists),
             format: flags.format.clone().or(self.format),
             mmdb_field: flags.mmdb_field.clone().or(self.mmdb_field),
@@ -393,6 +396,7 @@ impl Config {
             },
             data: DataSources {
                 sources: self.data.unwrap_or_default(),
+                asn: self.asn_data.unwrap_or_default(),
                 options: data::Options {
                     format: self.format.as_deref().map(str::parse).transpose().map_err(ConfigError::Format)?,
                     mmdb_fields: self.mmdb_field.as_deref().map(CountryFields::parse).unwrap_or_default(),
@@ -674,6 +678,17 @@ mod tests {
         assert_eq!(opts.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         let bad = parse("interfaces = [\"e\"]\nmetrics = \"anywhere\"\n[policy]\nblock = [\"CN\"]\n").resolve();
         assert!(bad.unwrap_err().to_string().contains("metrics"));
+    }
+
+    #[test]
+    fn asn_data_comes_from_the_file_or_the_flags() {
+        let policy = "[policy]\nblock = [\"CN\"]\n";
+        let file = parse(&format!("interfaces = [\"e\"]\nasn_data = [\"asn-ipv4.csv\", \"asn-ipv6.csv\"]\n{policy}"));
+        assert_eq!(file.clone().resolve().unwrap().data.asn, ["asn-ipv4.csv", "asn-ipv6.csv"]);
+        let flags = Config { asn_data: Some(vec!["https://example.net/ip2asn-v4.tsv.gz".into()]), ..Config::default() };
+        assert_eq!(file.overlaid(&flags).resolve().unwrap().data.asn, ["https://example.net/ip2asn-v4.tsv.gz"]);
+        let none = parse(&format!("interfaces = [\"e\"]\n{policy}")).resolve().unwrap();
+        assert!(none.data.asn.is_empty(), "no AS data unless given");
     }
 
     #[test]

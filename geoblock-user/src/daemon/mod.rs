@@ -40,7 +40,12 @@ use self::{
     reload::{DataWatch, Loading},
 };
 use crate::{
-    data::{fetch::FetchError, shrink::check_replacement, table::Table, CodeCounts, Loaded},
+    data::{
+        fetch::FetchError,
+        shrink::{check_coverage, check_replacement},
+        table::Table,
+        CodeCounts, Loaded,
+    },
     kernel::{events::EventRing, sockets, state::StateDir, Geoblock, PinnedMaps},
     policy::{lockout, selectors::SelectorError, Policy, SelectorTable},
     protocol::{self, Versioned},
@@ -148,6 +153,9 @@ impl Daemon {
         // daemon left is not known here: only an empty one is refused.
         if !opts.force {
             check_replacement(&Table::default(), &loaded.table, opts.max_shrink, &opts.policy.countries())?;
+            if !opts.data.asn.is_empty() {
+                check_coverage("the AS table", &Table::default(), &loaded.asn.table, opts.max_shrink)?;
+            }
             guarded(&opts.management, &opts.policy, &loaded, None)?;
         }
         let cgroup = match &opts.cgroup {

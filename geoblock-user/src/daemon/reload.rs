@@ -30,7 +30,7 @@ use crate::kernel::flows::FlowTable;
 use crate::{
     data::{
         fetch::FetchError,
-        shrink::{check_lists, check_replacement},
+        shrink::{check_coverage, check_lists, check_replacement},
         Loaded,
     },
     policy::{Policy, SelectorTable},
@@ -257,7 +257,8 @@ impl Daemon {
     /// changed and held still for a tick: an edited file, or a finished download.
     pub(super) fn watch_data(&mut self) {
         let data = &self.opts.data;
-        if (data.sources.is_empty() && data.lists.is_empty()) || self.loading.running.is_some() {
+        let nothing = data.sources.is_empty() && data.asn.is_empty() && data.lists.is_empty();
+        if nothing || self.loading.running.is_some() {
             return;
         }
         let now = data.modified();
@@ -327,15 +328,19 @@ fn refused(what: &str, e: &dyn std::fmt::Display) -> String {
 }
 
 /// Reads `new`'s data and runs the guards on it: the shrink guard against
-/// `in_force` (its table, and each list of a name in force) unless
-/// `force`, the lock-out guard unless the config's force; compiles the
-/// selectors of `policy` (in force) and `new`'s from it. Off the main
-/// loop: this takes seconds for a world table.
+/// `in_force` (its table, its AS data when there are AS sources, and each
+/// list of a name in force) unless `force`, the lock-out guard unless the
+/// config's force; compiles the selectors of `policy` (in force) and
+/// `new`'s from it. Off the main loop: this takes seconds for a world table.
 fn check(new: RunOptions, in_force: &Loaded, policy: &Policy, force: bool) -> Result<Checked, String> {
     let loaded = new.data.load().map_err(|e| refused("data", &e))?;
     if !force {
         check_replacement(&in_force.table, &loaded.table, new.max_shrink, &new.policy.countries())
             .map_err(|e| refused("shrink guard", &e))?;
+        if !new.data.asn.is_empty() {
+            check_coverage("the new AS table", &in_force.asn.table, &loaded.asn.table, new.max_shrink)
+                .map_err(|e| refused("shrink guard, AS data", &e))?;
+        }
         check_lists(&in_force.lists, &loaded.lists, new.max_shrink).map_err(|e| refused("shrink guard", &e))?;
     }
     if !new.force {

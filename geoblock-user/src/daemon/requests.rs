@@ -69,6 +69,17 @@ impl Daemon {
         Ok(text)
     }
 
+    /// The AS data in force, if there are AS sources.
+    fn asn_status(&self) -> Option<protocol::AsnStatus> {
+        let asn = &self.loaded.asn;
+        (!asn.sources.is_empty()).then(|| protocol::AsnStatus {
+            sources: asn.sources.iter().map(|s| source_status(&s.origin, s.modified, &s.date)).collect(),
+            prefixes_v4: asn.table.v4.len(),
+            prefixes_v6: asn.table.v6.len(),
+            ases: crate::data::asn::ases(&asn.table).len(),
+        })
+    }
+
     fn status(&self, state: &StateDir) -> protocol::Status {
         protocol::Status {
             state_dir: state.path().display().to_string(),
@@ -85,6 +96,7 @@ impl Daemon {
                 trie_nodes_v6: self.geoblock.trie_nodes().v6,
                 refresh_seconds: self.opts.refresh.map(|d| d.as_secs()),
                 last_download: self.last_download.as_ref().map(outcome_status),
+                asn: self.asn_status(),
                 lists: self.loaded.lists.iter().map(list_status).collect(),
             },
             last_reload: self.last_reload.as_ref().map(outcome_status),
@@ -140,14 +152,15 @@ fn outcome_status((outcome, at): &Outcome) -> protocol::ReloadStatus {
 
 /// The sources of the table in force, with their age.
 fn data_sources(sources: &[SourceInfo]) -> Vec<protocol::SourceStatus> {
-    sources
-        .iter()
-        .map(|info| protocol::SourceStatus {
-            source: info.origin.clone(),
-            age_seconds: age(info).map(|a| a.as_secs()),
-            date: info.date.clone(),
-        })
-        .collect()
+    sources.iter().map(|info| source_status(&info.origin, info.modified, &info.date)).collect()
+}
+
+fn source_status(origin: &str, modified: Option<SystemTime>, date: &Option<String>) -> protocol::SourceStatus {
+    protocol::SourceStatus {
+        source: origin.to_string(),
+        age_seconds: since(modified).map(|a| a.as_secs()),
+        date: date.clone(),
+    }
 }
 
 /// How long ago a source's file was written (none for the embedded data).

@@ -76,7 +76,7 @@ enum Bound {
     Int(u128),
 }
 
-fn addresses(start: &[u8], end: &[u8], integers: Integers) -> Result<(IpAddr, IpAddr), RowError> {
+pub(crate) fn addresses(start: &[u8], end: &[u8], integers: Integers) -> Result<(IpAddr, IpAddr), RowError> {
     let start = bound(start).map_err(|p| ("start", p))?;
     let end = bound(end).map_err(|p| ("end", p))?;
     let ints_are_v6 = match integers {

@@ -9,7 +9,10 @@ use std::{
 use geoblock_common::CountryId;
 use serde::Serialize;
 
-use super::{CodeCounts, Loaded};
+use super::{
+    asn::{Asn, AsnData},
+    CodeCounts, Loaded,
+};
 use crate::{
     country,
     data::table::{PerFamily, Table},
@@ -28,15 +31,37 @@ pub struct Report {
     pub prefix_lengths: PerFamily<BTreeMap<u8, usize>>,
 }
 
+/// What is said of every source, of countries or ASes.
 #[derive(Debug, Serialize)]
-pub struct SourceReport {
+pub struct SourceSummary {
     pub origin: String,
     pub formats: Vec<String>,
     pub date: Option<String>,
-    /// Rows with a country, as the source has them.
+    /// Rows with a country (an AS), as the source has them.
     pub ranges: PerFamily<usize>,
     /// The exact prefixes of this source alone.
     pub prefixes: PerFamily<usize>,
+}
+
+impl SourceSummary {
+    fn render(&self) -> String {
+        let date = self.date.as_deref().unwrap_or("not given");
+        format!(
+            "{}\n  format {}, data date {date}\n  ranges   {:>9} IPv4 {:>9} IPv6\n  prefixes {:>9} IPv4 {:>9} IPv6\n",
+            self.origin,
+            self.formats.join("+"),
+            self.ranges.v4,
+            self.ranges.v6,
+            self.prefixes.v4,
+            self.prefixes.v6
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceReport {
+    #[serde(flatten)]
+    pub summary: SourceSummary,
     /// Rows under reserved codes read as their country, and under placeholders.
     pub codes: CodeCounts,
     /// Where an MMDB's records keep the country.
@@ -79,10 +104,7 @@ pub fn report(loaded: &Loaded, top: usize, only: &[CountryId]) -> Report {
     Report {
         sources: loaded.sources.iter().map(source_report).collect(),
         prefixes: PerFamily { v4: table.v4.len(), v6: table.v6.len() },
-        addresses: PerFamily {
-            v4: table.v4.iter().map(|(n, _)| 1u128 << (32 - n.prefix())).sum(),
-            v6: table.v6.iter().fold(0u128, |sum, (n, _)| sum.saturating_add(size_v6(n.prefix()))),
-        },
+        addresses: addresses(table),
         countries,
         countries_total,
         prefix_lengths: lengths,
@@ -103,11 +125,13 @@ fn size_v6(prefix: u8) -> u128 {
 
 fn source_report(info: &super::SourceInfo) -> SourceReport {
     SourceReport {
-        origin: info.origin.clone(),
-        formats: info.formats.iter().map(|f| f.name().to_string()).collect(),
-        date: info.date.clone(),
-        ranges: info.ranges,
-        prefixes: info.prefixes,
+        summary: SourceSummary {
+            origin: info.origin.clone(),
+            formats: info.formats.iter().map(|f| f.name().to_string()).collect(),
+            date: info.date.clone(),
+            ranges: info.ranges,
+            prefixes: info.prefixes,
+        },
         codes: info.codes,
         country_field: info.country_field.clone(),
     }
@@ -117,10 +141,7 @@ fn source_report(info: &super::SourceInfo) -> SourceReport {
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     for s in &r.sources {
-        let date = s.date.as_deref().unwrap_or("not given");
-        out += &format!("{}\n  format {}, data date {date}\n", s.origin, s.formats.join("+"));
-        out += &format!("  ranges   {:>9} IPv4 {:>9} IPv6\n", s.ranges.v4, s.ranges.v6);
-        out += &format!("  prefixes {:>9} IPv4 {:>9} IPv6\n", s.prefixes.v4, s.prefixes.v6);
+        out += &s.summary.render();
         if let Some(field) = &s.country_field {
             out += &format!("  country  from the field {field}\n");
         }
@@ -128,11 +149,7 @@ pub fn render(r: &Report) -> String {
             out += &format!("  codes    {}\n", s.codes);
         }
     }
-    if r.sources.len() > 1 {
-        out +=
-            &format!("combined (later sources win)\n  prefixes {:>9} IPv4 {:>9} IPv6\n", r.prefixes.v4, r.prefixes.v6);
-    }
-    out += &format!("addresses covered: {} IPv4, {} IPv6\n", r.addresses.v4, r.addresses.v6);
+    out += &combined(r.sources.len(), r.prefixes, r.addresses);
     out += &format!("countries: {} (shown: {})\n", r.countries_total, r.countries.len());
     out += "  CC  IPv4 prefixes  IPv6 prefixes  IPv4 addresses\n";
     for c in &r.countries {
@@ -144,6 +161,118 @@ pub fn render(r: &Report) -> String {
             &format!("{family} prefix lengths: {}\n", if cells.is_empty() { "none".into() } else { cells.join(" ") });
     }
     out
+}
+
+/// What AS data holds (`geoblock data inspect --asn`).
+#[derive(Debug, Serialize)]
+pub struct AsnReport {
+    pub sources: Vec<AsnSourceReport>,
+    /// The combined table.
+    pub prefixes: PerFamily<usize>,
+    pub addresses: PerFamily<u128>,
+    pub ases: usize,
+    /// The ASes with the most IPv4 addresses, most first.
+    pub largest: Vec<AsReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AsnSourceReport {
+    #[serde(flatten)]
+    pub summary: SourceSummary,
+    pub ases: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AsReport {
+    pub asn: Asn,
+    pub org: Option<String>,
+    pub prefixes: PerFamily<usize>,
+    pub addresses: PerFamily<u128>,
+}
+
+/// The report of AS data, with its `top` largest ASes.
+pub fn asn_report(data: &AsnData, top: usize) -> AsnReport {
+    let mut by_as: BTreeMap<Asn, AsReport> = BTreeMap::new();
+    for &(net, asn) in &data.table.v4 {
+        let e = as_entry(&mut by_as, data, asn);
+        e.prefixes.v4 += 1;
+        e.addresses.v4 += 1u128 << (32 - net.prefix());
+    }
+    for &(net, asn) in &data.table.v6 {
+        let e = as_entry(&mut by_as, data, asn);
+        e.prefixes.v6 += 1;
+        e.addresses.v6 = e.addresses.v6.saturating_add(size_v6(net.prefix()));
+    }
+    let ases = by_as.len();
+    let mut largest: Vec<AsReport> = by_as.into_values().collect();
+    largest.sort_by_key(|r| std::cmp::Reverse((r.addresses.v4, r.addresses.v6)));
+    largest.truncate(top);
+    let sources = data.sources.iter().map(|info| AsnSourceReport {
+        summary: SourceSummary {
+            origin: info.origin.clone(),
+            formats: info.formats.iter().map(ToString::to_string).collect(),
+            date: info.date.clone(),
+            ranges: info.ranges,
+            prefixes: info.prefixes,
+        },
+        ases: info.ases,
+    });
+    AsnReport {
+        sources: sources.collect(),
+        prefixes: data.table.counts(),
+        addresses: addresses(&data.table),
+        ases,
+        largest,
+    }
+}
+
+fn as_entry<'a>(by_as: &'a mut BTreeMap<Asn, AsReport>, data: &AsnData, asn: Asn) -> &'a mut AsReport {
+    by_as.entry(asn).or_insert_with(|| AsReport {
+        asn,
+        org: data.orgs.get(&asn).cloned(),
+        prefixes: PerFamily::default(),
+        addresses: PerFamily::default(),
+    })
+}
+
+/// Addresses a table covers, per family (IPv6 saturating at u128::MAX).
+fn addresses<L>(table: &Table<L>) -> PerFamily<u128> {
+    PerFamily {
+        v4: table.v4.iter().map(|(n, _)| 1u128 << (32 - n.prefix())).sum(),
+        v6: table.v6.iter().fold(0u128, |sum, (n, _)| sum.saturating_add(size_v6(n.prefix()))),
+    }
+}
+
+/// The AS report as text for a terminal.
+pub fn render_asn(r: &AsnReport) -> String {
+    let mut out = String::new();
+    for s in &r.sources {
+        out += &s.summary.render();
+        out += &format!("  ASes     {:>9}\n", s.ases);
+    }
+    out += &combined(r.sources.len(), r.prefixes, r.addresses);
+    out += &format!("autonomous systems: {} (shown: {}, most IPv4 addresses first)\n", r.ases, r.largest.len());
+    out += "  AS            IPv4 prefixes  IPv6 prefixes  IPv4 addresses  organisation\n";
+    for a in &r.largest {
+        let org = a.org.as_deref().unwrap_or("-");
+        out += &format!(
+            "  {:<12}  {:>13}  {:>13}  {:>14}  {org}\n",
+            format!("AS{}", a.asn),
+            a.prefixes.v4,
+            a.prefixes.v6,
+            a.addresses.v4
+        );
+    }
+    out
+}
+
+/// The combined prefixes (of several sources) and the addresses covered.
+fn combined(sources: usize, prefixes: PerFamily<usize>, addresses: PerFamily<u128>) -> String {
+    let mut out = String::new();
+    if sources > 1 {
+        out += &format!("combined (later sources win)\n  prefixes {:>9} IPv4 {:>9} IPv6\n", prefixes.v4, prefixes.v6);
+    }
+    out + &format!("addresses covered: {} IPv4, {} IPv6\n", addresses.v4, addresses.v6)
 }
 
 /// The table restricted to `countries` (all of it if empty).
@@ -203,8 +332,8 @@ mod tests {
         let loaded = load(&paths, &Options::default()).unwrap();
         let r = report(&loaded, 2, &[]);
         assert_eq!(r.sources.len(), 2);
-        assert_eq!(r.sources[0].formats, ["cidr"]);
-        assert_eq!((r.sources[0].ranges.v4, r.sources[0].prefixes.v4), (8, 8));
+        assert_eq!(r.sources[0].summary.formats, ["cidr"]);
+        assert_eq!((r.sources[0].summary.ranges.v4, r.sources[0].summary.prefixes.v4), (8, 8));
         assert_eq!(r.countries_total, 5);
         assert_eq!((r.countries.len(), r.countries[0].country.as_str()), (2, "CN"));
         assert_eq!(r.prefix_lengths.v4[&24], 2);

@@ -10,8 +10,11 @@
 
 use std::collections::HashMap;
 
+use ipnetwork::IpNetwork;
+
 use super::{
     rows::{country_of, network, show, Loc, RowError, Rows, SourceError},
+    table::Label,
     text, Input,
 };
 use crate::country::Coded;
@@ -83,26 +86,46 @@ fn blocks_into(
     countries: &HashMap<u32, Coded>,
 ) -> Result<(), SourceError> {
     const NAMES: [&str; 3] = ["network", "geoname_id", "registered_country_geoname_id"];
-    let v4_file = input.name.to_ascii_lowercase().ends_with("-ipv4.csv");
-    let mut columns: Option<[usize; 3]> = None;
-    rows.each_line(&input.bytes, index, |rows, line, bytes| {
-        let Some(cols) = columns else {
-            columns = Some(text::columns(bytes, b',', NAMES).map_err(|p| ("header", p))?);
-            return Ok(());
-        };
-        let fields = up_to(bytes, &cols);
-        let [net, own, registered] = [0, 1, 2].map(|i| field(&fields, cols[i], NAMES[i]));
-        let net = network(net?).map_err(|p| ("network", p))?;
-        if net.is_ipv4() != v4_file {
-            return Err(("network", format!("{net} is of the other family than this file's")));
-        }
+    blocks(rows, input, index, NAMES, |rows, loc, net, [own, registered]| {
         let country = match country_at(countries, own?, "geoname_id")? {
             Coded::Unclaimed => country_at(countries, registered?, "registered_country_geoname_id")?,
             own => own,
         };
         let country = rows.tally(country);
-        rows.push_net(Loc::new(index, line), net, country);
+        rows.push_net(loc, net, country);
         Ok(())
+    })
+}
+
+/// The other fields of a blocks line, each read only if asked for.
+pub(crate) type Fields<'a> = [Result<&'a [u8], RowError>; 2];
+
+/// Each line of a blocks file (GeoLite2 Country's or ASN's) after its
+/// header: its place, its network (host bits refused, of the file's family
+/// if the name says `-IPv4.csv` or `-IPv6.csv`) and the fields named
+/// `names[1]` and `names[2]`, columns found by the header.
+pub(crate) fn blocks<L: Label>(
+    rows: &mut Rows<L>,
+    input: &Input,
+    index: usize,
+    names: [&'static str; 3],
+    mut record: impl FnMut(&mut Rows<L>, Loc, IpNetwork, Fields) -> Result<(), RowError>,
+) -> Result<(), SourceError> {
+    let lower = input.name.to_ascii_lowercase();
+    let v4_file = [("-ipv4.csv", true), ("-ipv6.csv", false)].into_iter().find(|(end, _)| lower.ends_with(end));
+    let mut columns: Option<[usize; 3]> = None;
+    rows.each_line(&input.bytes, index, |rows, line, bytes| {
+        let Some(cols) = columns else {
+            columns = Some(text::columns(bytes, b',', names).map_err(|p| ("header", p))?);
+            return Ok(());
+        };
+        let fields = up_to(bytes, &cols);
+        let [net, first, second] = [0, 1, 2].map(|i| field(&fields, cols[i], names[i]));
+        let net = network(net?).map_err(|p| (names[0], p))?;
+        if v4_file.is_some_and(|(_, v4)| v4 != net.is_ipv4()) {
+            return Err((names[0], format!("{net} is of the other family than this file's")));
+        }
+        record(rows, Loc::new(index, line), net, [first, second])
     })
 }
 

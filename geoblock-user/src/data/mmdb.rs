@@ -23,7 +23,7 @@ use super::{
 use crate::country::Coded;
 
 mod write;
-pub use write::{write, write_complete, write_distinct};
+pub use write::{write, write_asn, write_complete, write_distinct};
 
 /// Where in a record the country code is: paths tried in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +125,7 @@ fn country_in(found: &LookupResult<&[u8]>, paths: &[Vec<PathElement>]) -> Result
 /// the reader walks) exponentially many networks. Only the IPv4 subtree of
 /// an IPv6 database may be reached from more than one place: MaxMind's own
 /// databases alias it at `::ffff:0:0/96`, `2001::/32` and `2002::/16`.
-fn check_tree(meta: &maxminddb::Metadata, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_tree(meta: &maxminddb::Metadata, bytes: &[u8]) -> Result<(), String> {
     let nodes = meta.node_count as usize;
     let node_bytes = usize::from(meta.record_size) / 4;
     let tree = bytes.get(..nodes * node_bytes).ok_or("its search tree is cut short")?;

@@ -18,6 +18,9 @@
 //! corrects a few networks. Addresses a later source leaves unknown keep the
 //! earlier answer. Sources of disjoint data (an IPv4 and an IPv6 file, the
 //! five registries) combine as if they were one.
+//!
+//! **AS data** ([`asn`], `--asn-data`) is read beside the country data, in
+//! the same load: [`DataSources::asn`] → [`Loaded::asn`].
 
 pub mod asn;
 pub mod cidr;
@@ -128,6 +131,8 @@ pub enum DataError {
 pub struct DataSources {
     /// Paths or `https://` / `http://` URLs.
     pub sources: Vec<String>,
+    /// AS data sources ([`asn`]), paths or URLs as `sources`.
+    pub asn: Vec<String>,
     pub options: Options,
     pub cache_dir: PathBuf,
     /// Named address lists: (name, path or URL), in the operator's order.
@@ -139,6 +144,7 @@ impl DataSources {
     /// one), then reads and combines everything.
     pub fn load(&self) -> Result<Loaded, DataError> {
         let mut loaded = self.load_countries()?;
+        loaded.asn = self.load_asn()?;
         loaded.lists = self.load_lists()?;
         Ok(loaded)
     }
@@ -147,16 +153,26 @@ impl DataSources {
         if self.sources.is_empty() {
             return embedded();
         }
-        let mut paths = Vec::with_capacity(self.sources.len());
-        for source in &self.sources {
-            paths.push(fetch::local_path(source, &self.cache_dir, fetch::FetchConfig::default())?);
-        }
-        let mut loaded = load(&paths, &self.options)?;
+        let mut loaded = load(&self.local_paths(&self.sources)?, &self.options)?;
         // Name URLs as the operator gave them, not by their cache file.
         for (info, source) in loaded.sources.iter_mut().zip(&self.sources) {
             info.origin.clone_from(source);
         }
         Ok(loaded)
+    }
+
+    /// Reads and combines the AS sources alone (none: empty AS data).
+    pub fn load_asn(&self) -> Result<asn::AsnData, DataError> {
+        let mut data = asn::load(&self.local_paths(&self.asn)?)?;
+        for (info, source) in data.sources.iter_mut().zip(&self.asn) {
+            info.origin.clone_from(source);
+        }
+        Ok(data)
+    }
+
+    /// The files of `sources`: URLs downloaded (or their last download).
+    fn local_paths(&self, sources: &[String]) -> Result<Vec<PathBuf>, fetch::FetchError> {
+        sources.iter().map(|s| fetch::local_path(s, &self.cache_dir, fetch::FetchConfig::default())).collect()
     }
 
     /// The named lists, each downloaded first if it is a URL.
@@ -188,15 +204,16 @@ impl DataSources {
     }
 
     /// When each source's file (a URL's: its download) was last written,
-    /// then each list's: what a watcher compares with [`SourceInfo::modified`]
-    /// and [`list::ListInfo::modified`].
+    /// the AS sources' after the country sources', then each list's: what
+    /// a watcher compares with [`SourceInfo::modified`],
+    /// [`asn::AsnSourceInfo::modified`] and [`list::ListInfo::modified`].
     pub fn modified(&self) -> Vec<Option<std::time::SystemTime>> {
         self.located().map(|(source, cache)| modified(&local_file(source, &cache))).collect()
     }
 
-    /// The sources then the lists, each with the folder its download goes to.
+    /// The sources, the AS sources, then the lists, each with the folder its download goes to.
     fn located(&self) -> impl Iterator<Item = (&str, PathBuf)> {
-        let sources = self.sources.iter().map(|s| (s.as_str(), self.cache_dir.clone()));
+        let sources = self.sources.iter().chain(&self.asn).map(|s| (s.as_str(), self.cache_dir.clone()));
         sources.chain(self.lists.iter().map(|(name, s)| (s.as_str(), self.list_cache(name))))
     }
 }
@@ -206,7 +223,8 @@ impl Loaded {
     /// lists them (the embedded data has no file).
     pub fn modified(&self, data: &DataSources) -> Vec<Option<std::time::SystemTime>> {
         let sources = self.sources.iter().map(|s| s.modified).take(data.sources.len());
-        sources.chain(self.lists.iter().map(|l| l.info.modified)).collect()
+        let asn = self.asn.sources.iter().map(|s| s.modified);
+        sources.chain(asn).chain(self.lists.iter().map(|l| l.info.modified)).collect()
     }
 }
 

@@ -17,7 +17,7 @@ use ipnetwork::IpNetwork;
 use super::text;
 use crate::{
     country::{self, Coded},
-    data::table::{self, AsRange, Range, Table, TableError},
+    data::table::{self, AsRange, Label, Range, Table, TableError},
 };
 
 /// Records (content lines, MMDB networks) one source may have, with a
@@ -93,35 +93,46 @@ impl Loc {
     }
 }
 
-/// A kept row and where it is.
+/// A kept row, its label and where it is.
 #[derive(Clone, Copy)]
-struct Located<A> {
-    range: Range<A>,
-    loc: Loc,
+pub(crate) struct Located<A, L = CountryId> {
+    pub start: A,
+    pub end: A,
+    pub label: L,
+    pub loc: Loc,
 }
 
-impl<A: Copy> AsRange<A> for Located<A> {
-    type Label = CountryId;
+impl<A: Copy, L: Label> AsRange<A> for Located<A, L> {
+    type Label = L;
     fn start(&self) -> A {
-        self.range.start
+        self.start
     }
     fn end(&self) -> A {
-        self.range.end
+        self.end
     }
-    fn label(&self) -> CountryId {
-        self.range.country
+    fn label(&self) -> L {
+        self.label
     }
 }
 
-/// Parsed ranges of one source, each with its location for error messages.
-#[derive(Default)]
-pub(crate) struct Rows {
-    v4: Vec<Located<Ipv4Addr>>,
-    v6: Vec<Located<Ipv6Addr>>,
+/// The kept rows of one family.
+pub(crate) type Kept<A, L> = Vec<Located<A, L>>;
+
+/// Parsed ranges of one source, each with its location for error messages;
+/// of countries unless said otherwise (the AS data's rows are of ASes).
+pub(crate) struct Rows<L = CountryId> {
+    v4: Vec<Located<Ipv4Addr, L>>,
+    v6: Vec<Located<Ipv6Addr, L>>,
     origins: Vec<String>,
     codes: CodeCounts,
     /// Records read so far, see [`MAX_ROWS`].
     records: usize,
+}
+
+impl<L> Default for Rows<L> {
+    fn default() -> Self {
+        Rows { v4: vec![], v6: vec![], origins: vec![], codes: CodeCounts::default(), records: 0 }
+    }
 }
 
 /// Rows whose country code was not an assigned one: what loading says.
@@ -145,16 +156,6 @@ impl fmt::Display for CodeCounts {
 }
 
 impl Rows {
-    /// Registers a file (or archive member) and gives its index for [`Loc`].
-    pub fn origin(&mut self, name: &str) -> usize {
-        self.origins.push(name.to_string());
-        self.origins.len() - 1
-    }
-
-    pub fn origin_name(&self, index: usize) -> &str {
-        &self.origins[index]
-    }
-
     /// The country of a row's code, counting mapped and unclaimed ones.
     pub fn tally(&mut self, coded: Coded) -> CountryId {
         match coded {
@@ -174,7 +175,27 @@ impl Rows {
         self.codes
     }
 
-    /// Rows kept so far (those with a country), per family.
+    /// The table, or the conflict with the lines of both rows.
+    pub fn into_table(self) -> Result<Table, SourceError> {
+        let (v4, v6, origins) = self.into_parts();
+        let v4 = table::prefixes(v4).map_err(|fault| refused(fault, &origins))?;
+        let v6 = table::prefixes(v6).map_err(|fault| refused(fault, &origins))?;
+        Ok(Table { v4, v6 })
+    }
+}
+
+impl<L: Label> Rows<L> {
+    /// Registers a file (or archive member) and gives its index for [`Loc`].
+    pub fn origin(&mut self, name: &str) -> usize {
+        self.origins.push(name.to_string());
+        self.origins.len() - 1
+    }
+
+    pub fn origin_name(&self, index: usize) -> &str {
+        &self.origins[index]
+    }
+
+    /// Rows kept so far (those with a label), per family.
     pub fn counts(&self) -> (usize, usize) {
         (self.v4.len(), self.v6.len())
     }
@@ -194,7 +215,7 @@ impl Rows {
         &mut self,
         text: &[u8],
         origin: usize,
-        mut row: impl FnMut(&mut Rows, usize, &[u8]) -> Result<(), RowError>,
+        mut row: impl FnMut(&mut Rows<L>, usize, &[u8]) -> Result<(), RowError>,
     ) -> Result<(), SourceError> {
         for (n, line) in text::lines(text) {
             self.record(origin, Place::Line(n))?;
@@ -209,42 +230,39 @@ impl Rows {
     }
 
     /// Adds a range; both bounds must be of one family and in order.
-    /// Rows of [`NO_COUNTRY`] are checked but not kept.
-    pub fn push(&mut self, loc: Loc, start: IpAddr, end: IpAddr, country: CountryId) -> Result<(), String> {
+    /// Rows without a label ([`Label::NONE`]) are checked but not kept.
+    pub fn push(&mut self, loc: Loc, start: IpAddr, end: IpAddr, label: L) -> Result<(), String> {
         match (start, end) {
-            (IpAddr::V4(s), IpAddr::V4(e)) => self.push_v4(loc, s, e, country),
-            (IpAddr::V6(s), IpAddr::V6(e)) => self.push_v6(loc, s, e, country),
+            (IpAddr::V4(s), IpAddr::V4(e)) => self.push_v4(loc, s, e, label),
+            (IpAddr::V6(s), IpAddr::V6(e)) => self.push_v6(loc, s, e, label),
             _ => Err(format!("'{end}' is not of the family of start '{start}'")),
         }
     }
 
-    pub fn push_v4(&mut self, loc: Loc, start: Ipv4Addr, end: Ipv4Addr, country: CountryId) -> Result<(), String> {
+    pub fn push_v4(&mut self, loc: Loc, start: Ipv4Addr, end: Ipv4Addr, label: L) -> Result<(), String> {
         check_order(start, end)?;
-        if country != NO_COUNTRY {
-            self.v4.push(Located { range: Range { start, end, country }, loc });
+        if label != L::NONE {
+            self.v4.push(Located { start, end, label, loc });
         }
         Ok(())
     }
 
-    pub fn push_v6(&mut self, loc: Loc, start: Ipv6Addr, end: Ipv6Addr, country: CountryId) -> Result<(), String> {
+    pub fn push_v6(&mut self, loc: Loc, start: Ipv6Addr, end: Ipv6Addr, label: L) -> Result<(), String> {
         check_order(start, end)?;
-        if country != NO_COUNTRY {
-            self.v6.push(Located { range: Range { start, end, country }, loc });
+        if label != L::NONE {
+            self.v6.push(Located { start, end, label, loc });
         }
         Ok(())
     }
 
-    pub fn push_net(&mut self, loc: Loc, net: IpNetwork, country: CountryId) {
+    pub fn push_net(&mut self, loc: Loc, net: IpNetwork, label: L) {
         // A network is never reversed nor mixed, so this cannot fail.
-        let _ = self.push(loc, net.network(), last_address(net), country);
+        let _ = self.push(loc, net.network(), last_address(net), label);
     }
 
-    /// The table, or the conflict with the lines of both rows.
-    pub fn into_table(self) -> Result<Table, SourceError> {
-        let Rows { v4, v6, origins, .. } = self;
-        let v4 = table::prefixes(v4).map_err(|fault| refused(fault, &origins))?;
-        let v6 = table::prefixes(v6).map_err(|fault| refused(fault, &origins))?;
-        Ok(Table { v4, v6 })
+    /// The kept rows of each family and the names of their origins.
+    pub fn into_parts(self) -> (Kept<Ipv4Addr, L>, Kept<Ipv6Addr, L>, Vec<String>) {
+        (self.v4, self.v6, self.origins)
     }
 }
 
@@ -253,10 +271,14 @@ fn refused<A: Into<IpAddr>>(fault: table::Fault<Located<A>>, origins: &[String])
     let mut locs = Vec::new();
     let error = fault.error(|row| {
         locs.push(row.loc);
-        let Range { start, end, country } = row.range;
-        Range { start: start.into(), end: end.into(), country }
+        Range { start: row.start.into(), end: row.end.into(), country: row.label }
     });
-    // In file order, which is how a reader will look for them.
+    SourceError::Table { at: places(locs, origins), error }
+}
+
+/// Where rows are, in file order (how a reader will look for them):
+/// `file:line and file:line`; all origins when no row is named.
+pub(crate) fn places(mut locs: Vec<Loc>, origins: &[String]) -> String {
     locs.sort_by_key(|l| (l.origin, l.line));
     let at: Vec<String> = locs
         .iter()
@@ -265,8 +287,11 @@ fn refused<A: Into<IpAddr>>(fault: table::Fault<Located<A>>, origins: &[String])
             (origin, n) => format!("{origin}:{n}"),
         })
         .collect();
-    let at = if at.is_empty() { origins.join(", ") } else { at.join(" and ") };
-    SourceError::Table { at, error }
+    if at.is_empty() {
+        origins.join(", ")
+    } else {
+        at.join(" and ")
+    }
 }
 
 fn check_order<A: PartialOrd + fmt::Display>(start: A, end: A) -> Result<(), String> {

@@ -8,14 +8,19 @@
 //! Named address lists are guarded one by one ([`check_lists`]), against
 //! the list of the same name in force.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use geoblock_common::CountryId;
-use ipnetwork::{Ipv4Network, Ipv6Network};
 
 use crate::{
     country,
-    data::{list::AddressList, table::Table},
+    data::{
+        list::AddressList,
+        table::{Address, Label, Table},
+    },
 };
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -36,26 +41,24 @@ pub enum ShrinkError {
 
 /// Whether `new` may replace `old`: refused when `new` is empty, when the
 /// addresses it covers fall by more than `max_shrink` (a share, 0.10 = 10 %)
-/// of `old`'s in either family, or when, in either family, more than that
-/// share of the addresses of a country the policy names (`named`: blocked
-/// countries of a deny-list, allowed ones of an allow-list) would no longer
-/// be in any named country. Growth is always fine, and so is a range that
-/// moves between named countries: the policy treats it the same.
+/// of `old`'s in either family ([`check_coverage`]), or when, in either
+/// family, more than that share of the addresses of a country the policy
+/// names (`named`: blocked countries of a deny-list, allowed ones of an
+/// allow-list) would no longer be in any named country. Growth is always
+/// fine, and so is a range that moves between named countries: the policy
+/// treats it the same.
 pub fn check_replacement(
     old: &Table,
     new: &Table,
     max_shrink: f64,
     named: &BTreeSet<CountryId>,
 ) -> Result<(), ShrinkError> {
-    if new.v4.is_empty() && new.v6.is_empty() {
-        return Err(ShrinkError::Empty);
-    }
+    check_coverage("the new table", old, new, max_shrink)?;
     let families = [
-        ("IPv4", "IPv4 addresses", v4_spans(&old.v4), v4_spans(&new.v4)),
-        ("IPv6", "IPv6 addresses", v6_spans(&old.v6), v6_spans(&new.v6)),
+        ("IPv4", spans::<Ipv4Addr, _>(&old.v4), spans::<Ipv4Addr, _>(&new.v4)),
+        ("IPv6", spans::<Ipv6Addr, _>(&old.v6), spans::<Ipv6Addr, _>(&new.v6)),
     ];
-    for (family, what, old, new) in &families {
-        within("the new table", what, covered(old), covered(new), max_shrink)?;
+    for (family, old, new) in &families {
         for (country, (old, lost)) in lost_by_country(old, new, named) {
             let share = lost / old;
             if share > max_shrink {
@@ -72,6 +75,25 @@ pub fn check_replacement(
         }
     }
     Ok(())
+}
+
+/// Whether `new` may replace `old` by what they cover, whatever their
+/// labels (countries, ASes): refused when `new` is empty or covers more
+/// than `max_shrink` fewer addresses than `old` in either family. `whose`
+/// names `new` in the error.
+pub fn check_coverage<L: Label>(
+    whose: &str,
+    old: &Table<L>,
+    new: &Table<L>,
+    max_shrink: f64,
+) -> Result<(), ShrinkError> {
+    if new.v4.is_empty() && new.v6.is_empty() {
+        return Err(ShrinkError::Empty);
+    }
+    let (v4, v6) =
+        (|t: &Table<L>| covered(&spans::<Ipv4Addr, _>(&t.v4)), |t: &Table<L>| covered(&spans::<Ipv6Addr, _>(&t.v6)));
+    within(whose, "IPv4 addresses", v4(old), v4(new), max_shrink)?;
+    within(whose, "IPv6 addresses", v6(old), v6(new), max_shrink)
 }
 
 /// Whether the lists `new` may replace those in force (`old`), each
@@ -113,20 +135,16 @@ fn within(whose: &str, what: &'static str, before: f64, after: f64, max_shrink: 
     }
 }
 
-/// A prefix as its first and last address, and its country.
-type Span = (u128, u128, CountryId);
+/// A prefix as its first and last address, and its label.
+type Span<L> = (u128, u128, L);
 
-fn v4_spans(prefixes: &[(Ipv4Network, CountryId)]) -> Vec<Span> {
-    prefixes.iter().map(|(n, c)| (u32::from(n.network()).into(), u32::from(n.broadcast()).into(), *c)).collect()
-}
-
-fn v6_spans(prefixes: &[(Ipv6Network, CountryId)]) -> Vec<Span> {
-    prefixes.iter().map(|(n, c)| (n.network().into(), n.broadcast().into(), *c)).collect()
+fn spans<A: Address, L: Copy>(prefixes: &[(A::Net, L)]) -> Vec<Span<L>> {
+    prefixes.iter().map(|&(net, label)| (A::span(net).0, A::span(net).1, label)).collect()
 }
 
 /// Addresses covered; f64 because IPv6 counts pass u128 only for ::/0, and
 /// a share needs no more precision.
-fn covered(spans: &[Span]) -> f64 {
+fn covered<L>(spans: &[Span<L>]) -> f64 {
     spans.iter().map(|&(first, last, _)| size(first, last)).sum()
 }
 
@@ -137,7 +155,11 @@ fn size(first: u128, last: u128) -> f64 {
 /// For each named country of `old`: the addresses it covered, and those of
 /// them that `new` puts in no named country. One walk over both tables,
 /// which are sorted and disjoint.
-fn lost_by_country(old: &[Span], new: &[Span], named: &BTreeSet<CountryId>) -> BTreeMap<CountryId, (f64, f64)> {
+fn lost_by_country(
+    old: &[Span<CountryId>],
+    new: &[Span<CountryId>],
+    named: &BTreeSet<CountryId>,
+) -> BTreeMap<CountryId, (f64, f64)> {
     let mut out: BTreeMap<CountryId, (f64, f64)> = BTreeMap::new();
     let mut next = 0;
     for &(first, last, country) in old.iter().filter(|(_, _, c)| named.contains(c)) {

@@ -244,6 +244,7 @@ fn data_sources_download_what_changed_and_name_urls_as_given() {
     let url = format!("{url}/au.csv");
     let data = crate::data::DataSources {
         sources: vec![url.clone()],
+        asn: vec![],
         options: Default::default(),
         cache_dir: dir.clone(),
         lists: vec![],

@@ -220,6 +220,7 @@ fn data_sources_load_lists_and_watch_their_files() {
     let lists = vec![("tor".to_string(), file("tor.txt", "192.0.2.7\n")), ("aws".to_string(), file("a.json", AWS))];
     let data = crate::data::DataSources {
         sources: vec![countries],
+        asn: vec![],
         options: Default::default(),
         cache_dir: dir.join("cache"),
         lists: lists.clone(),

@@ -17,15 +17,49 @@ use crate::{country, data::table::Table};
 const METADATA_MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Record {
+enum Record<L> {
     Empty,
     Node(u32),
-    Data(CountryId),
+    Data(L),
 }
 
 /// The database of `table`, as MaxMind's reader expects it, the country code
 /// at `path` in each record (`["country", "iso_code"]` as GeoLite2 has it).
 pub fn write(table: &Table, path: &[&str], database_type: &str, build_epoch: u64) -> Vec<u8> {
+    let countries = table.v4.iter().map(|&(_, c)| c).chain(table.v6.iter().map(|&(_, c)| c)).collect();
+    let (data, offsets) = data_section(countries, path);
+    write_records(table, &data, &offsets, database_type, build_epoch)
+}
+
+/// A GeoLite2-ASN-like database of `table`: each AS's record holds
+/// `autonomous_system_number` and, where `orgs` names it,
+/// `autonomous_system_organization`.
+pub fn write_asn(table: &Table<u32>, orgs: &BTreeMap<u32, String>, build_epoch: u64) -> Vec<u8> {
+    let ases: BTreeSet<u32> = table.v4.iter().map(|&(_, a)| a).chain(table.v6.iter().map(|&(_, a)| a)).collect();
+    let mut data = Vec::new();
+    let mut offsets = BTreeMap::new();
+    for asn in ases {
+        offsets.insert(asn, data.len() as u32);
+        let org = orgs.get(&asn);
+        map(&mut data, 1 + usize::from(org.is_some()));
+        string(&mut data, "autonomous_system_number");
+        uint(&mut data, 6, asn.into());
+        if let Some(org) = org {
+            string(&mut data, "autonomous_system_organization");
+            string(&mut data, org);
+        }
+    }
+    write_records(table, &data, &offsets, "GeoLite2-ASN", build_epoch)
+}
+
+/// The tree of `table` over a data section in which each label's record is at `offsets`.
+fn write_records<L: Copy + Ord>(
+    table: &Table<L>,
+    data: &[u8],
+    offsets: &BTreeMap<L, u32>,
+    database_type: &str,
+    build_epoch: u64,
+) -> Vec<u8> {
     let mut tree = vec![[Record::Empty; 2]];
     for &(net, c) in &table.v6 {
         insert(&mut tree, u128::from(net.network()), net.prefix(), c);
@@ -33,17 +67,15 @@ pub fn write(table: &Table, path: &[&str], database_type: &str, build_epoch: u64
     for &(net, c) in &table.v4 {
         insert(&mut tree, u128::from(u32::from(net.network())), 96 + net.prefix(), c);
     }
-    let countries = table.v4.iter().map(|&(_, c)| c).chain(table.v6.iter().map(|&(_, c)| c)).collect();
-    let (data, offsets) = data_section(countries, path);
     let node_count = tree.len() as u32;
-    let value = |r: Record| match r {
+    let value = |r: Record<L>| match r {
         Record::Empty => node_count,
         Record::Node(i) => i,
         Record::Data(c) => node_count + 16 + offsets[&c],
     };
     let mut out = Vec::with_capacity(tree.len() * 8 + data.len() + 512);
     let records = tree.iter().map(|node| node.map(value));
-    assemble(&mut out, node_count, records, &data, database_type, build_epoch).expect("writing to memory");
+    assemble(&mut out, node_count, records, data, database_type, build_epoch).expect("writing to memory");
     out
 }
 
@@ -113,13 +145,13 @@ fn assemble(
     out.flush()
 }
 
-/// Sets the `len`-bit prefix of `bits` (as a 128-bit address) to `country`.
-fn insert(tree: &mut Vec<[Record; 2]>, bits: u128, len: u8, country: CountryId) {
+/// Sets the `len`-bit prefix of `bits` (as a 128-bit address) to `label`.
+fn insert<L: Copy>(tree: &mut Vec<[Record<L>; 2]>, bits: u128, len: u8, label: L) {
     let mut node = 0usize;
     for depth in 0..u32::from(len) {
         let side = ((bits >> (127 - depth)) & 1) as usize;
         if depth + 1 == u32::from(len) {
-            tree[node][side] = Record::Data(country);
+            tree[node][side] = Record::Data(label);
             return;
         }
         node = match tree[node][side] {
