@@ -288,10 +288,8 @@ pub enum ConfigError {
     List(#[from] ListError),
     #[error("lists: '{0}' is given twice")]
     ListTwice(String),
-    #[error(
-        "{0}: a rule names it, but no list of that name is given ([lists] NAME = \"PATH or URL\", or --list NAME=...)"
-    )]
-    UnknownList(String),
+    #[error("{0}: a rule names it, but {missing}", missing = missing_data(.0))]
+    NoSelectorData(Selector),
     #[error("no interface to attach to (--iface, or interfaces = [...] in the config)")]
     NoInterfaces,
     #[error(
@@ -418,19 +416,30 @@ impl Config {
             metrics: self.metrics.as_deref().map(parse_metrics_addr).transpose().map_err(ConfigError::Metrics)?,
             flows: self.flows.resolve()?,
         };
-        named_lists_exist(&opts.policy, &opts.data.lists)?;
+        selectors_have_data(&opts.policy, &opts.data)?;
         Ok(opts)
     }
 }
 
-/// Every `list:NAME` a rule names is a configured list: a typo would
-/// otherwise block nothing.
-fn named_lists_exist(policy: &Policy, lists: &[(String, String)]) -> Result<(), ConfigError> {
+/// What a selector without data lacks.
+fn missing_data(selector: &Selector) -> &'static str {
+    match selector {
+        Selector::List(_) => "no list of that name is given ([lists] NAME = \"PATH or URL\", or --list NAME=...)",
+        Selector::Asn(_) => "no AS data is given (asn_data = [...], or --asn-data)",
+    }
+}
+
+/// Every `list:NAME` a rule names is a configured list, and AS data is
+/// given when a rule names an AS: a typo or a forgotten flag would
+/// otherwise block (or allow) nothing.
+fn selectors_have_data(policy: &Policy, data: &DataSources) -> Result<(), ConfigError> {
     for selector in policy.selectors() {
-        if let Selector::List(name) = &selector {
-            if !lists.iter().any(|(n, _)| n == name) {
-                return Err(ConfigError::UnknownList(selector.to_string()));
-            }
+        let given = match &selector {
+            Selector::List(name) => data.lists.iter().any(|(n, _)| n == name),
+            Selector::Asn(_) => !data.asn.is_empty(),
+        };
+        if !given {
+            return Err(ConfigError::NoSelectorData(selector));
         }
     }
     Ok(())
@@ -902,6 +911,8 @@ block = ["KP"]
         assert!(bad("Tor = \"/x\"\n").starts_with("lists: list name 'Tor': "), "{}", bad("Tor = \"/x\"\n"));
         let unnamed = "interfaces = [\"e\"]\n[policy]\nblock = [\"list:vpn\"]\n[lists]\ntor = \"/x\"\n";
         assert!(parse(unnamed).resolve().unwrap_err().to_string().starts_with("list:vpn: a rule names it"));
+        let no_asn = "interfaces = [\"e\"]\n[policy]\nblock = [\"AS4134\"]\n";
+        assert!(parse(no_asn).resolve().unwrap_err().to_string().contains("AS4134: a rule names it, but no AS data"));
         assert!(bad("\"a.b\" = \"/x\"\n").contains("'a.b'"));
         let twice =
             Config { lists: Some(vec![("a".into(), "/x".into()), ("a".into(), "/y".into())]), ..Config::default() };
