@@ -25,7 +25,7 @@ use tokio::{
 };
 
 use crate::{
-    kernel::events::EventCounts,
+    kernel::{events::EventCounts, selectors::SelectorSummary},
     policy::{
         explain::{Explanation, Packet},
         rules::protocol_name,
@@ -138,6 +138,9 @@ pub struct Status {
     /// recognises them.
     #[serde(default)]
     pub flows: Option<FlowStatus>,
+    /// The selector table in force: what the rules' selectors compiled to.
+    #[serde(default)]
+    pub selectors: Option<SelectorSummary>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -331,6 +334,9 @@ impl Status {
                 geoblock_common::TRIE_MAX_NODES
             );
         }
+        if let Some(s) = self.selectors.as_ref().filter(|s| s.selectors > 0) {
+            out += &s.render();
+        }
         if let Some(r) = &self.last_reload {
             let result = if r.ok { "ok" } else { "FAILED" };
             out += &format!("last reload {result}, {} s ago: {}\n", r.seconds_ago, r.message);
@@ -357,6 +363,20 @@ impl Status {
             );
         }
         out
+    }
+}
+
+impl SelectorSummary {
+    /// Its `status` line.
+    fn render(&self) -> String {
+        format!(
+            "selectors   {} in use: {} classes, {} IPv4 and {} IPv6 prefixes, {:.1} MB of kernel memory\n",
+            self.selectors,
+            self.classes,
+            self.prefixes_v4,
+            self.prefixes_v6,
+            self.bytes as f64 / 1e6
+        )
     }
 }
 
@@ -404,6 +424,10 @@ pub struct Event {
     /// ISO code of the judged address's country (`src` inbound, `dst`
     /// outbound); none for an address no country claims.
     pub country: Option<String>,
+    /// The selector of the rule that blocked it (`AS4134`, `list:tor`),
+    /// whatever its country; none when its country decided.
+    #[serde(default)]
+    pub selector: Option<String>,
     pub src: IpAddr,
     pub dst: IpAddr,
     /// IP protocol number (IPv6: the one after the extension headers).
@@ -418,15 +442,17 @@ pub struct Event {
 }
 
 impl Event {
-    /// One line: time, interface, direction, rule, reason, the judged
-    /// address's country, source → destination, protocol.
+    /// One line: time, interface, direction, rule, reason (and the
+    /// selector that decided, if one did), the judged address's country,
+    /// source → destination, protocol.
     pub fn render(&self) -> String {
         let endpoint = |ip: IpAddr, port: Option<u16>| match port {
             Some(port) => SocketAddr::new(ip, port).to_string(),
             None => ip.to_string(),
         };
+        let selector = self.selector.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
         format!(
-            "{} {} {} {} {} {} {} -> {} {} {} bytes",
+            "{} {} {} {} {}{selector} {} {} -> {} {} {} bytes",
             self.time,
             self.iface,
             self.direction.name(),
@@ -517,5 +543,23 @@ fn unreachable(socket: &Path, e: std::io::Error) -> Error {
     match e.kind() {
         std::io::ErrorKind::PermissionDenied => Error::Permission,
         _ => Error::NoDaemon(socket.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selector_table_has_a_status_line() {
+        let summary =
+            SelectorSummary { selectors: 3, classes: 4, prefixes_v4: 1200, prefixes_v6: 300, bytes: 2_500_000 };
+        assert_eq!(
+            summary.render(),
+            "selectors   3 in use: 4 classes, 1200 IPv4 and 300 IPv6 prefixes, 2.5 MB of kernel memory\n"
+        );
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["prefixes_v4"], 1200);
+        assert_eq!(json["bytes"], 2_500_000);
     }
 }

@@ -859,7 +859,8 @@ fn drops_and_would_drops_are_sampled_with_their_frame() {
         assert_eq!(&event.frame[..captured], &frame[..captured]);
         assert!(event.timestamp_ns > 0);
     }
-    let decoded = decode(&events[1], &WallClock::now(), &crafted_policy(false)).expect("decoding the IPv6 event");
+    let decoded =
+        decode(&events[1], &WallClock::now(), &crafted_policy(false), |_| None).expect("decoding the IPv6 event");
     assert_eq!((decoded.src, decoded.dst), (src, dst));
     assert_eq!((decoded.src_port, decoded.dst_port, decoded.protocol), (Some(40000), Some(5555), 17));
     assert_eq!((decoded.country.as_deref(), decoded.reason), (Some("CN"), Reason::BlockedCountry));

@@ -19,7 +19,9 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
-use geoblock_common::{country_stats_index, CountryCounters, CountryId, COUNTRY_SLOTS};
+use geoblock_common::{
+    country_stats_index, selector_stats_index, CountryCounters, CountryId, COUNTRY_SLOTS, SELECTOR_NAME_LEN,
+};
 
 use geoblock_tests::{
     geoblock::{self, Daemon, Scratch},
@@ -431,6 +433,20 @@ fn fill_counters(state_dir: &Path, slots: u32) -> usize {
     cpus
 }
 
+/// Names counter slot `slot` after `name` and gives it `counts` inbound on
+/// every CPU, straight into the pinned maps, as a selector in use would have.
+fn fill_selector(state_dir: &Path, slot: u16, name: &str, counts: CountryCounters) {
+    let names = MapData::from_pin(state_dir.join("SELECTOR_NAMES")).expect("SELECTOR_NAMES pin");
+    let mut names: Array<MapData, [u8; SELECTOR_NAME_LEN]> = Map::Array(names).try_into().unwrap();
+    let mut raw = [0; SELECTOR_NAME_LEN];
+    raw[..name.len()].copy_from_slice(name.as_bytes());
+    names.set(u32::from(slot), raw, 0).unwrap();
+    let stats = MapData::from_pin(state_dir.join("SELECTOR_STATS")).expect("SELECTOR_STATS pin");
+    let mut stats: PerCpuArray<MapData, CountryCounters> = Map::PerCpuArray(stats).try_into().unwrap();
+    let values = PerCpuValues::try_from(vec![counts; aya::util::nr_cpus().unwrap()]).unwrap();
+    stats.set(selector_stats_index(geoblock_common::Direction::Inbound, slot), values, 0).unwrap();
+}
+
 #[test]
 fn a_scrape_of_every_country_on_four_interfaces_stays_cheap() {
     let pair = Pair::create();
@@ -445,6 +461,8 @@ fn a_scrape_of_every_country_on_four_interfaces_stays_cheap() {
     args.extend_from_slice(&["--xdp-mode", "native", "--block", "CN", "--data", &data, "--metrics", &metrics]);
     let daemon = Daemon::start(&pair.receiver, &args);
     let cpus = fill_counters(&daemon.state_dir, 4);
+    let dropped = CountryCounters { dropped_packets: 2, dropped_bytes: 120, ..CountryCounters::default() };
+    fill_selector(&daemon.state_dir, 7, "AS4134", dropped);
     let mut times = Vec::new();
     let mut text = String::new();
     for _ in 0..20 {
@@ -462,6 +480,12 @@ fn a_scrape_of_every_country_on_four_interfaces_stays_cheap() {
         links[2].receiver_if
     );
     assert_eq!(scraped[&key], cpus as f64, "the sum over {cpus} CPUs");
+    let selector = "geoblock_selector_packets_total{selector=\"AS4134\",action=\"drop\",direction=\"inbound\"}";
+    assert_eq!(scraped[selector], (2 * cpus) as f64, "{text}");
+    // The table, not --json: every country on four interfaces is more JSON than a pipe holds.
+    let table = stats_cli(&daemon.state_dir, &["--top", "1"]);
+    let row = table.lines().skip_while(|l| !l.starts_with("selector ")).nth(1).unwrap_or_default();
+    assert_eq!(row.split_whitespace().take(2).collect::<Vec<_>>(), ["AS4134", &(2 * cpus).to_string()], "{table}");
     times.sort();
     eprintln!(
         "scrape of {series} packet series ({} bytes, {cpus} CPUs): median {:?}, slowest {:?}",

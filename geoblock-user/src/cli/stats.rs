@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use geoblock::{
     daemon::config::DEFAULT_STATE_DIR,
-    kernel::counters::{Counts, Families, Rejects, Stats, Traffic},
+    kernel::counters::{Counts, Rejects, Stats, Traffic},
     policy::UNMATCHED_RULE,
     protocol::Versioned,
 };
@@ -98,7 +98,7 @@ const OUTBOUND_HEAD: &str = "\noutbound (by destination; refused connects and se
 impl View {
     /// The counters as tables: inbound, then outbound if it counted anything.
     pub fn render(&self, stats: &Stats) -> String {
-        let mut out = self.render_direction(&stats.inbound);
+        let mut out = self.render_direction(&stats.inbound, true);
         // Answers count every interface together: no line for one interface.
         if self.iface.is_none() && stats.rejects != Rejects::default() {
             let r = stats.rejects;
@@ -106,13 +106,14 @@ impl View {
         }
         if stats.outbound.all != Traffic::default() {
             out += OUTBOUND_HEAD;
-            out += &self.render_direction(&stats.outbound);
+            out += &self.render_direction(&stats.outbound, false);
         }
         out
     }
 
-    /// One direction's counters as a table.
-    fn render_direction(&self, stats: &Counts) -> String {
+    /// One direction's counters as a table; its selectors when they
+    /// counted anything, or `inbound` and there are any.
+    fn render_direction(&self, stats: &Counts, inbound: bool) -> String {
         let Some(counts) = stats.counts(self.iface.as_deref()) else {
             return self.no_such_iface(stats);
         };
@@ -128,6 +129,10 @@ impl View {
         // Rules count every interface together: no section for one interface.
         if self.iface.is_none() && !stats.rules.is_empty() {
             out += &rules_table(stats);
+        }
+        let counted = stats.selectors.iter().any(|s| s.counters != CountryCounters::default());
+        if self.iface.is_none() && (counted || inbound && !stats.selectors.is_empty()) {
+            out += &named_table("selector", stats.selectors.iter().map(|s| (s.name.as_str(), s.counters)));
         }
         out
     }
@@ -191,13 +196,20 @@ fn row(name: &str, width: usize, values: &[f64; 6]) -> String {
 /// The verdicts of each rule, in rule order, both families together; then
 /// the packets no rule matched, as `(none)` (no rule name has parentheses).
 fn rules_table(stats: &Counts) -> String {
-    let width = stats.rules.iter().map(|r| r.name.len() + 2).chain([8]).max().unwrap_or(8);
-    let mut out = format!("\n{}", header("rule", width, ""));
-    let both = |f: &Families| values(&(f.ipv4 + f.ipv6));
-    for rule in &stats.rules {
-        out += &row(&rule.name, width, &both(&rule.families));
+    let rules = stats.rules.iter().map(|r| (r.name.as_str(), r.families));
+    let rows = rules.chain([(UNMATCHED_RULE, stats.unmatched)]).map(|(name, f)| (name, f.ipv4 + f.ipv6));
+    named_table("rule", rows)
+}
+
+/// A table headed `first` of named counters, in their order.
+fn named_table<'a>(first: &str, rows: impl Iterator<Item = (&'a str, CountryCounters)>) -> String {
+    let rows: Vec<_> = rows.collect();
+    let width = rows.iter().map(|(name, _)| name.len() + 2).chain([8]).max().unwrap_or(8);
+    let mut out = format!("\n{}", header(first, width, ""));
+    for (name, c) in rows {
+        out += &row(name, width, &values(&c));
     }
-    out + &row(UNMATCHED_RULE, width, &both(&stats.unmatched))
+    out
 }
 
 fn values(c: &CountryCounters) -> [f64; 6] {
@@ -247,7 +259,10 @@ pub fn human(n: f64, unit: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use geoblock::{country, kernel::counters::RuleCounts};
+    use geoblock::{
+        country,
+        kernel::counters::{Families, RuleCounts, SelectorCounts},
+    };
 
     use super::*;
 
@@ -343,6 +358,34 @@ mod tests {
         let inbound = Counts { interfaces: [("(other)".to_string(), Traffic::default())].into(), ..stats.inbound };
         let stats = Stats { inbound, ..Stats::default() };
         assert!(!one_iface.render(&stats).contains("ssh"), "rules count every interface together");
+    }
+
+    #[test]
+    fn selectors_follow_the_rules_and_show_outbound_when_they_counted() {
+        let selector = |name: &str, dropped| SelectorCounts {
+            name: name.into(),
+            counters: CountryCounters { dropped_packets: dropped, ..CountryCounters::default() },
+        };
+        let inbound = Counts {
+            all: counts(&[("CN", 5, 0)]),
+            rules: vec![RuleCounts { name: "default".into(), ..RuleCounts::default() }],
+            selectors: vec![selector("AS4134", 5), selector("list:tor", 0)],
+            ..Counts::default()
+        };
+        let outbound = Counts {
+            all: counts(&[("DE", 0, 1)]),
+            selectors: vec![selector("AS4134", 0), selector("list:tor", 0)],
+            ..Counts::default()
+        };
+        let text = View::default().render(&Stats { inbound, outbound, ..Stats::default() });
+        let (inbound, outbound) = text.split_once("\noutbound (by destination").expect(&text);
+        let table: Vec<&str> = inbound.lines().skip_while(|l| !l.starts_with("selector ")).collect();
+        assert_eq!(table.len(), 3, "{text}");
+        assert!(table[0].starts_with("selector  ") && table[0].contains("drop"), "{text}");
+        assert_eq!(table[1].split_whitespace().take(2).collect::<Vec<_>>(), ["AS4134", "5"], "{text}");
+        assert!(table[2].starts_with("list:tor  "), "a selector that counted nothing yet is listed: {text}");
+        assert!(!outbound.contains("selector"), "outbound selectors that counted nothing: no section: {text}");
+        assert!(!View::default().render(&Stats::default()).contains("selector"), "no selectors, no section");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use geoblock_common::{
         IPV6_OFFSET_MASK, IPV6_SRC, L4_DST_PORT, L4_SRC_PORT, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, VLAN_HLEN,
         VLAN_PROTO,
     },
-    Action, DropEvent, NO_COUNTRY,
+    Action, DropEvent, NO_COUNTRY, SELECTOR_NONE,
 };
 
 use crate::{
@@ -27,15 +27,29 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// (the programs only sample frames they parsed, so: never). The rule is
 /// the policy's at its position, and the reason that rule's for the judged
 /// address's country (none such: the policy changed since, and no rule is
-/// named). The judged address is the source of an inbound packet, the
-/// destination of an outbound one.
-pub fn decode(raw: &DropEvent, clock: &WallClock, policy: &Policy) -> Option<Event> {
+/// named). When a selector of the rule decided, the reason is
+/// `blocked-selector` and the event names it (`selector_name`: a counter
+/// slot's selector). The judged address is the source of an inbound
+/// packet, the destination of an outbound one.
+pub fn decode(
+    raw: &DropEvent,
+    clock: &WallClock,
+    policy: &Policy,
+    selector_name: impl Fn(u16) -> Option<String>,
+) -> Option<Event> {
     let captured = &raw.frame[..usize::from(raw.captured).min(raw.frame.len())];
     let packet = Packet::parse(captured)?;
     let direction = direction(raw.direction);
     let timestamp_ns = clock.unix_ns(raw.timestamp_ns);
     let action = Action::from_u8(raw.action);
     let rule = policy.rules.get(usize::from(raw.rule));
+    let by_selector = raw.selector != SELECTOR_NONE;
+    let reason = match rule {
+        None => Reason::NoRule,
+        // Events are of blocked packets: a selector that decided blocked.
+        Some(_) if by_selector => Reason::BlockedSelector,
+        Some(rule) => rule.reason(raw.country),
+    };
     Some(Event {
         time: rfc3339(timestamp_ns),
         timestamp_ns,
@@ -43,9 +57,10 @@ pub fn decode(raw: &DropEvent, clock: &WallClock, policy: &Policy) -> Option<Eve
         ifindex: raw.ifindex,
         direction,
         action,
-        reason: rule.map_or(Reason::NoRule, |r| r.reason(raw.country)),
+        reason,
         rule: rule.map(|r| r.name.clone()),
         country: (raw.country != NO_COUNTRY).then(|| country::code(raw.country).to_string()),
+        selector: by_selector.then(|| selector_name(raw.selector)).flatten(),
         src: packet.src,
         dst: packet.dst,
         protocol: packet.protocol,
@@ -235,7 +250,7 @@ mod tests {
         let cn = country_id(*b"CN").unwrap();
         let clock = WallClock { offset_ns: 1_700_000_000 * i128::from(NS_PER_SEC) };
         let deny_cn = Policy::from(rule(Mode::Deny, cn));
-        let event = decode(&raw(&udp_v4_frame(), cn, Action::Drop), &clock, &deny_cn).unwrap();
+        let event = decode(&raw(&udp_v4_frame(), cn, Action::Drop), &clock, &deny_cn, no_selector).unwrap();
         assert_eq!(event.src, "1.0.1.1".parse::<IpAddr>().unwrap());
         assert_eq!(event.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!((event.protocol, event.src_port, event.dst_port), (17, Some(40000), Some(53)));
@@ -261,7 +276,7 @@ mod tests {
         let out =
             Policy::from(Rule { direction: Direction::Outbound, ..rule(Mode::Allow, country_id(*b"CN").unwrap()) });
         let raw = DropEvent { direction: Direction::Outbound as u8, ..raw(&udp_v4_frame(), de, Action::Drop) };
-        let event = decode(&raw, &WallClock { offset_ns: 0 }, &out).unwrap();
+        let event = decode(&raw, &WallClock { offset_ns: 0 }, &out, no_selector).unwrap();
         assert_eq!((event.direction, event.reason), (Direction::Outbound, Reason::NotAllowed));
         assert_eq!(event.country.as_deref(), Some("DE"), "the destination's country");
         assert!(
@@ -275,8 +290,43 @@ mod tests {
         json.as_object_mut().unwrap().remove("direction");
         assert_eq!(serde_json::from_value::<Event>(json).unwrap().direction, Direction::Inbound);
         // A byte the programs never write reads as inbound, not as garbage.
-        let odd = decode(&DropEvent { direction: 7, ..raw }, &WallClock { offset_ns: 0 }, &out).unwrap();
+        let odd = decode(&DropEvent { direction: 7, ..raw }, &WallClock { offset_ns: 0 }, &out, no_selector).unwrap();
         assert_eq!(odd.direction, Direction::Inbound);
+    }
+
+    fn no_selector(_: u16) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_selector_that_blocked_is_named_whatever_the_country() {
+        let (cn, de) = (country_id(*b"CN").unwrap(), country_id(*b"DE").unwrap());
+        let mut allow_de = rule(Mode::Allow, de);
+        allow_de.block.insert("AS4134".parse().unwrap());
+        let policy = Policy::from(allow_de);
+        let names = |slot| (slot == 3).then(|| "AS4134".to_string());
+        let blocked = DropEvent { selector: 3, ..raw(&udp_v4_frame(), de, Action::Drop) };
+        let event = decode(&blocked, &WallClock { offset_ns: 0 }, &policy, names).unwrap();
+        assert_eq!(
+            (event.reason, event.selector.as_deref(), event.country.as_deref()),
+            (Reason::BlockedSelector, Some("AS4134"), Some("DE")),
+            "an allowed country, blocked by its AS"
+        );
+        assert!(
+            event.render().contains(" lo inbound default blocked-selector AS4134 DE 1.0.1.1:40000 "),
+            "{}",
+            event.render()
+        );
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!((&json["selector"], &json["reason"]), (&"AS4134".into(), &"blocked-selector".into()));
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+        let by_country = decode(&raw(&udp_v4_frame(), cn, Action::Drop), &WallClock { offset_ns: 0 }, &policy, names);
+        let by_country = serde_json::to_value(by_country.unwrap()).unwrap();
+        assert_eq!((&by_country["selector"], &by_country["reason"]), (&serde_json::Value::Null, &"not-allowed".into()));
+        // A slot renamed since (the selector no longer in use): the reason stays.
+        let renamed = DropEvent { selector: 9, ..blocked };
+        let event = decode(&renamed, &WallClock { offset_ns: 0 }, &policy, names).unwrap();
+        assert_eq!((event.reason, event.selector), (Reason::BlockedSelector, None));
     }
 
     fn rule(mode: Mode, country: CountryId) -> Rule {
@@ -288,7 +338,7 @@ mod tests {
         let de = country_id(*b"DE").unwrap();
         let clock = WallClock { offset_ns: 0 };
         let reason = |policy: &Policy, country| {
-            decode(&raw(&udp_v4_frame(), country, Action::Drop), &clock, policy).unwrap().reason
+            decode(&raw(&udp_v4_frame(), country, Action::Drop), &clock, policy, no_selector).unwrap().reason
         };
         assert_eq!(reason(&rule(Mode::Allow, de).into(), country_id(*b"CN").unwrap()), Reason::NotAllowed);
         let strict = Rule { block_unknown: true, ..rule(Mode::Allow, de) };
@@ -308,10 +358,14 @@ mod tests {
         let dns = Rule { name: "dns".into(), protocol: Protocol::Udp, ..rule(Mode::Deny, cn) };
         let policy = Policy::new(vec![ssh, dns], vec![], true).unwrap();
         let clock = WallClock { offset_ns: 0 };
-        let event = decode(&DropEvent { rule: 1, ..raw(&udp_v4_frame(), cn, Action::Drop) }, &clock, &policy).unwrap();
+        let event =
+            decode(&DropEvent { rule: 1, ..raw(&udp_v4_frame(), cn, Action::Drop) }, &clock, &policy, no_selector)
+                .unwrap();
         assert_eq!((event.rule.as_deref(), event.reason), (Some("dns"), Reason::BlockedCountry));
         assert!(event.render().contains(" dns blocked-country CN "), "{}", event.render());
-        let gone = decode(&DropEvent { rule: 5, ..raw(&udp_v4_frame(), cn, Action::Drop) }, &clock, &policy).unwrap();
+        let gone =
+            decode(&DropEvent { rule: 5, ..raw(&udp_v4_frame(), cn, Action::Drop) }, &clock, &policy, no_selector)
+                .unwrap();
         assert_eq!((gone.rule, gone.reason), (None, Reason::NoRule));
     }
 

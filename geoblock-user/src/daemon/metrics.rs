@@ -139,6 +139,7 @@ pub fn render(stats: &Stats, daemon: &DaemonState) -> String {
     registry.register("bypass_bytes", "Bytes of the packets of geoblock_bypass_packets_total", bypass_bytes);
     families(&mut registry, stats);
     rules(&mut registry, stats);
+    selectors(&mut registry, stats);
     rejects(&mut registry, stats);
     daemon_state(&mut registry, daemon);
     let mut text = String::new();
@@ -221,6 +222,26 @@ fn rules(registry: &mut Registry, stats: &Stats) {
     let help = format!("Packets per rule (\"{UNMATCHED_RULE}\": no rule matched) and address family, by action");
     registry.register("rule_packets", help, packets);
     registry.register("rule_bytes", "Bytes of the packets of geoblock_rule_packets_total", bytes);
+}
+
+/// Verdicts each selector decided, every interface and family together.
+fn selectors(registry: &mut Registry, stats: &Stats) {
+    let packets = Family::<Labels<3>, Counter>::default();
+    let bytes = Family::<Labels<3>, Counter>::default();
+    for direction in Direction::ALL {
+        for selector in &stats.direction(direction).selectors {
+            for (action, pair) in selector.counters.by_action() {
+                let labels =
+                    [("selector", selector.name.clone()), ("action", action.name().into()), direction_label(direction)];
+                packets.get_or_create(&labels).inc_by(pair.packets);
+                bytes.get_or_create(&labels).inc_by(pair.bytes);
+            }
+        }
+    }
+    let help =
+        "Packets a selector of a rule decided (AS4134, list:tor: the rule's allow or block selectors), by action";
+    registry.register("selector_packets", help, packets);
+    registry.register("selector_bytes", "Bytes of the packets of geoblock_selector_packets_total", bytes);
 }
 
 /// Answers to rejected packets, every interface together.
@@ -384,7 +405,7 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
-    use crate::kernel::counters::{Counts, Families, Rejects, RuleCounts};
+    use crate::kernel::counters::{Counts, Families, Rejects, RuleCounts, SelectorCounts};
 
     /// `request` sent to `addr` as it is: the whole response.
     async fn exchange(addr: SocketAddr, request: &str) -> String {
@@ -425,8 +446,13 @@ mod tests {
         counts.totals.non_ip.packets = 2;
         counts.totals.reply.packets = 4;
         let ssh = RuleCounts { name: "ssh".into(), families: Families { ipv4: cn, ..Families::default() } };
-        let inbound =
-            Counts { interfaces: [("eth0".to_string(), counts)].into(), rules: vec![ssh], ..Counts::default() };
+        let selectors = vec![SelectorCounts { name: "AS4134".into(), counters: cn }];
+        let inbound = Counts {
+            interfaces: [("eth0".to_string(), counts)].into(),
+            rules: vec![ssh],
+            selectors,
+            ..Counts::default()
+        };
         let stats = Stats { inbound, rejects: Rejects { sent: 5, suppressed: 1 }, ..Stats::default() };
         let reloads = Reloads::default();
         reloads.record(true, Duration::from_millis(30));
@@ -451,6 +477,10 @@ mod tests {
             "geoblock_rule_bytes_total{rule=\"ssh\",family=\"ipv4\",action=\"drop\",direction=\"inbound\"} 180",
             "geoblock_rule_packets_total{rule=\"ssh\",family=\"ipv6\",action=\"drop\",direction=\"inbound\"} 0",
             "geoblock_rule_packets_total{rule=\"(none)\",family=\"ipv4\",action=\"pass\",direction=\"outbound\"} 0",
+            "geoblock_selector_packets_total{selector=\"AS4134\",action=\"drop\",direction=\"inbound\"} 3",
+            "geoblock_selector_bytes_total{selector=\"AS4134\",action=\"drop\",direction=\"inbound\"} 180",
+            "geoblock_selector_packets_total{selector=\"AS4134\",action=\"pass\",direction=\"inbound\"} 0",
+            "# TYPE geoblock_selector_packets counter",
             "geoblock_prefixes{family=\"ipv4\"} 10",
             "geoblock_table_memory_bytes{family=\"ipv6\"} 2097152",
             "geoblock_trie_nodes{family=\"ipv4\"} 300",

@@ -320,7 +320,9 @@ impl Daemon {
             if clients.receiver_count() == 0 {
                 return;
             }
-            if let Some(event) = events::decode(raw, &clock, &self.opts.policy) {
+            if let Some(event) =
+                events::decode(raw, &clock, &self.opts.policy, |slot| self.geoblock.selector_name(slot))
+            {
                 let _ = clients.send(protocol::line(&Versioned::new(&event)).into());
             }
         });

@@ -114,6 +114,7 @@ impl Daemon {
                 ]
                 .map(|t| t.as_secs()),
             }),
+            selectors: Some(self.geoblock.selector_summary()),
         }
     }
 

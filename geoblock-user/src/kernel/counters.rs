@@ -5,18 +5,20 @@
 //! traffic (judged by its source), `outbound` the same for outbound traffic
 //! (judged by its destination). In each, `countries`, `unknown` and
 //! `totals` count every interface; `interfaces` splits them per interface.
+//! `rules` and `selectors` count every interface together: a selector
+//! (`AS4134`, `list:tor`) counts the verdicts it decided.
 
 use std::{collections::BTreeMap, path::Path};
 
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use geoblock_common::{
-    country_stats_index, maps, rule_stats_index, total_index, Action, Counter, CountryCounters, CountryId, Direction,
-    Family, IfaceSlot, RejectBucket, Total, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_RULES, NO_COUNTRY,
-    OTHER_IFACE, RULE_NAME_LEN, RULE_NONE,
+    country_stats_index, maps, rule_stats_index, selector_stats_index, total_index, Action, Counter, CountryCounters,
+    CountryId, Direction, Family, IfaceSlot, RejectBucket, Total, ABI_VERSION, COUNTRY_SLOTS, IFACE_SLOTS, MAX_RULES,
+    MAX_SELECTORS, NO_COUNTRY, OTHER_IFACE, RULE_NAME_LEN, RULE_NONE, SELECTOR_NAME_LEN,
 };
 use serde::Serialize;
 
-use crate::{country, Error};
+use crate::{country, policy::Selector, Error};
 
 /// What `geoblock stats` reads: every counter, once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -47,6 +49,9 @@ pub struct Counts {
     pub rules: Vec<RuleCounts>,
     /// Packets no rule matched (passed).
     pub unmatched: Families,
+    /// Verdicts each selector decided (both families together), every
+    /// selector that has a counter slot, in selector order.
+    pub selectors: Vec<SelectorCounts>,
 }
 
 /// Answers to rejected packets (TCP resets, ICMP errors), summed over CPUs.
@@ -64,6 +69,15 @@ pub struct RuleCounts {
     pub name: String,
     #[serde(flatten)]
     pub families: Families,
+}
+
+/// The verdicts a selector decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SelectorCounts {
+    /// `AS4134`, `list:tor`.
+    pub name: String,
+    #[serde(flatten)]
+    pub counters: CountryCounters,
 }
 
 /// Counters of one interface, or of all.
@@ -118,24 +132,35 @@ pub struct CounterMaps<'a> {
     pub ifaces: &'a Map,
     pub rule_names: &'a Map,
     pub rejects: &'a Map,
+    pub selectors: &'a Map,
+    pub selector_names: &'a Map,
 }
 
 /// The counters `geoblock stats` reads, in the order of [`CounterMaps`].
-pub const COUNTER_MAPS: [&str; 6] =
-    [maps::COUNTRY_STATS, maps::TOTALS, maps::RULE_STATS, maps::IFACES, maps::RULE_NAMES, maps::REJECT_BUCKET];
+pub const COUNTER_MAPS: [&str; 8] = [
+    maps::COUNTRY_STATS,
+    maps::TOTALS,
+    maps::RULE_STATS,
+    maps::IFACES,
+    maps::RULE_NAMES,
+    maps::REJECT_BUCKET,
+    maps::SELECTOR_STATS,
+    maps::SELECTOR_NAMES,
+];
 
 impl Stats {
     /// Reads every counter once.
     pub fn read(maps: &CounterMaps) -> Result<Stats, Error> {
         let names = iface_names(maps.ifaces)?;
+        let selectors = selector_slots(maps.selector_names)?;
         let buckets: PerCpuArray<&MapData, RejectBucket> = maps.rejects.try_into()?;
         let rejects = buckets.get(&0, 0)?.iter().fold(Rejects::default(), |sum, b| Rejects {
             sent: sum.sent + b.sent,
             suppressed: sum.suppressed + b.suppressed,
         });
         Ok(Stats {
-            inbound: Counts::read(maps, &names, Direction::Inbound)?,
-            outbound: Counts::read(maps, &names, Direction::Outbound)?,
+            inbound: Counts::read(maps, &names, &selectors, Direction::Inbound)?,
+            outbound: Counts::read(maps, &names, &selectors, Direction::Outbound)?,
             rejects,
         })
     }
@@ -162,7 +187,7 @@ impl Stats {
                 _ => Error::NoState(dir.to_path_buf()),
             })
         };
-        let [countries, totals, rules, ifaces, rule_names, rejects] = COUNTER_MAPS;
+        let [countries, totals, rules, ifaces, rule_names, rejects, selectors, selector_names] = COUNTER_MAPS;
         Stats::read(&CounterMaps {
             countries: &open(countries, Map::PerCpuArray)?,
             totals: &open(totals, Map::PerCpuArray)?,
@@ -170,18 +195,27 @@ impl Stats {
             ifaces: &open(ifaces, Map::Array)?,
             rule_names: &open(rule_names, Map::Array)?,
             rejects: &open(rejects, Map::PerCpuArray)?,
+            selectors: &open(selectors, Map::PerCpuArray)?,
+            selector_names: &open(selector_names, Map::Array)?,
         })
     }
 }
 
 impl Counts {
-    /// Reads the counters of `direction`; `names` are the interface slots'.
-    fn read(maps: &CounterMaps, names: &[Option<String>], direction: Direction) -> Result<Counts, Error> {
+    /// Reads the counters of `direction`; `names` are the interface
+    /// slots', `selectors` the named selector slots.
+    fn read(
+        maps: &CounterMaps,
+        names: &[Option<String>],
+        selectors: &[(u16, String)],
+        direction: Direction,
+    ) -> Result<Counts, Error> {
         let countries: PerCpuArray<&MapData, CountryCounters> = maps.countries.try_into()?;
         let totals: PerCpuArray<&MapData, Counter> = maps.totals.try_into()?;
         let (rules, unmatched) = rule_counts(maps, direction)?;
         let families = rules.iter().fold(unmatched, |sum, rule| sum + rule.families);
-        let mut stats = Counts { families, rules, unmatched, ..Counts::default() };
+        let selectors = selector_counts(maps, selectors, direction)?;
+        let mut stats = Counts { families, rules, unmatched, selectors, ..Counts::default() };
         for (slot, name) in names.iter().enumerate() {
             let slot = slot as u32;
             let mut counts = Traffic::default();
@@ -213,20 +247,59 @@ impl Counts {
 /// packets no rule matched.
 fn rule_counts(maps: &CounterMaps, direction: Direction) -> Result<(Vec<RuleCounts>, Families), Error> {
     let counters: PerCpuArray<&MapData, CountryCounters> = maps.rules.try_into()?;
-    let names: Array<&MapData, [u8; RULE_NAME_LEN]> = maps.rule_names.try_into()?;
     let families = |rule: u8| -> Result<Families, Error> {
         Ok(Families {
             ipv4: sum(counters.get(&rule_stats_index(rule, direction, Family::V4), 0)?),
             ipv6: sum(counters.get(&rule_stats_index(rule, direction, Family::V6), 0)?),
         })
     };
-    let mut rules = Vec::new();
-    for position in 0..MAX_RULES {
+    let rules = named_slots::<RULE_NAME_LEN>(maps.rule_names, MAX_RULES)?
+        .into_iter()
+        .map(|(position, name)| Ok(RuleCounts { name, families: families(position as u8)? }))
+        .collect::<Result<_, Error>>()?;
+    Ok((rules, families(RULE_NONE)?))
+}
+
+/// The selector slots that have a name (a selector in use, or one that
+/// was and whose slot no other took yet), in selector order.
+fn selector_slots(map: &Map) -> Result<Vec<(u16, String)>, Error> {
+    Ok(in_selector_order(named_slots::<SELECTOR_NAME_LEN>(map, MAX_SELECTORS)?))
+}
+
+/// Named slots sorted as their selectors are (AS numbers by number, then
+/// lists by name), whatever slots they have.
+fn in_selector_order(mut slots: Vec<(u32, String)>) -> Vec<(u16, String)> {
+    slots.sort_by_cached_key(|(_, name)| (name.parse::<Selector>().ok(), name.clone()));
+    slots.into_iter().map(|(slot, name)| (slot as u16, name)).collect()
+}
+
+/// Each named selector slot's counters in `direction`.
+fn selector_counts(
+    maps: &CounterMaps,
+    slots: &[(u16, String)],
+    direction: Direction,
+) -> Result<Vec<SelectorCounts>, Error> {
+    let counters: PerCpuArray<&MapData, CountryCounters> = maps.selectors.try_into()?;
+    slots
+        .iter()
+        .map(|(slot, name)| {
+            let counters = sum(counters.get(&selector_stats_index(direction, *slot), 0)?);
+            Ok(SelectorCounts { name: name.clone(), counters })
+        })
+        .collect()
+}
+
+/// The positions of the name map `map` (of `N`-byte NUL-padded names,
+/// `len` of them) that hold a name, with it.
+fn named_slots<const N: usize>(map: &Map, len: u32) -> Result<Vec<(u32, String)>, Error> {
+    let names: Array<&MapData, [u8; N]> = map.try_into()?;
+    let mut named = Vec::new();
+    for position in 0..len {
         if let Some(name) = super::rules::decode(&names.get(&position, 0)?) {
-            rules.push(RuleCounts { name, families: families(position as u8)? });
+            named.push((position, name));
         }
     }
-    Ok((rules, families(RULE_NONE)?))
+    Ok(named)
 }
 
 /// Slot → interface name; slot [`OTHER_IFACE`] is [`OTHER_IFACE_NAME`],
@@ -348,6 +421,26 @@ mod tests {
         assert_eq!(all.countries["RU"].dropped_packets, 1);
         assert_eq!(all.totals.dropped, Counter { packets: 5, bytes: 500 });
         assert_eq!(all.totals.non_ip, Counter { packets: 2, bytes: 120 });
+    }
+
+    #[test]
+    fn selectors_are_in_selector_order() {
+        let slots = [(0, "list:tor"), (1, "AS4134"), (7, "AS13335"), (2, "list:bogons")];
+        let sorted = in_selector_order(slots.map(|(slot, name)| (slot, name.to_string())).to_vec());
+        let names: Vec<(u16, &str)> = sorted.iter().map(|(slot, name)| (*slot, name.as_str())).collect();
+        assert_eq!(names, [(1, "AS4134"), (7, "AS13335"), (2, "list:bogons"), (0, "list:tor")]);
+    }
+
+    #[test]
+    fn selector_counts_are_flat_in_json() {
+        let counters = CountryCounters { dropped_packets: 2, dropped_bytes: 120, ..Default::default() };
+        let counts =
+            Counts { selectors: vec![SelectorCounts { name: "AS4134".into(), counters }], ..Default::default() };
+        let json = serde_json::to_value(&counts).unwrap();
+        assert_eq!(json["selectors"][0]["name"], "AS4134");
+        assert_eq!(json["selectors"][0]["dropped_packets"], 2);
+        assert_eq!(json["selectors"][0]["would_drop_bytes"], 0);
+        assert!(json["rules"].is_array() && json["unmatched"].is_object(), "the fields before stay: {json}");
     }
 
     #[test]

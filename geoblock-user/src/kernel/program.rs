@@ -626,7 +626,8 @@ impl Geoblock {
 
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats, Error> {
-        let [countries, totals, rules, ifaces, rule_names, rejects] = counters::COUNTER_MAPS.map(|name| self.map(name));
+        let [countries, totals, rules, ifaces, rule_names, rejects, selectors, selector_names] =
+            counters::COUNTER_MAPS.map(|name| self.map(name));
         Stats::read(&CounterMaps {
             countries: countries?,
             totals: totals?,
@@ -634,6 +635,8 @@ impl Geoblock {
             ifaces: ifaces?,
             rule_names: rule_names?,
             rejects: rejects?,
+            selectors: selectors?,
+            selector_names: selector_names?,
         })
     }
 

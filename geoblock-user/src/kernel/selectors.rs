@@ -18,9 +18,10 @@ use geoblock_common::{
     maps, selector_stats_index, CountryCounters, Direction, SelectorVerdict, MAX_SELECTORS, RULE_BANKS, RULE_IDS,
     SELECTOR_NAME_LEN, SELECTOR_NONE,
 };
+use serde::{Deserialize, Serialize};
 
 use super::{
-    program::{fill_trie, zeroes, Geoblock},
+    program::{fill_trie, memlock, zeroes, Geoblock},
     rules,
     trie::Trie,
 };
@@ -68,7 +69,39 @@ pub struct Selectors {
     written: [Verdicts; RULE_BANKS as usize],
 }
 
+/// The selector table in force, as `geoblock status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectorSummary {
+    /// Selectors compiled in: those the rules use.
+    pub selectors: usize,
+    /// Combinations of selectors that hold addresses (the kernel's
+    /// selector trie tells [`MAX_CLASSES`](crate::policy::selectors::MAX_CLASSES) less one apart).
+    pub classes: usize,
+    /// Prefixes of the selector tries.
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    /// Kernel memory of the selector maps of the table program in force
+    /// (tries and verdicts), bytes.
+    pub bytes: u64,
+}
+
 impl Geoblock {
+    /// What the selector table in force holds, and its kernel memory.
+    pub fn selector_summary(&self) -> SelectorSummary {
+        let table = &self.selectors.table;
+        let maps = [maps::SELECTORS_V4, maps::SELECTORS_V6, maps::SELECTOR_POLICY];
+        let in_force = self.table.as_ref();
+        let bytes = maps.iter().filter_map(|&name| in_force?.map(name)).map(array_memory).sum();
+        SelectorSummary {
+            selectors: table.selectors.len(),
+            // Class 0 is the empty one: addresses no selector holds.
+            classes: table.classes.len().saturating_sub(1),
+            prefixes_v4: table.table.v4.len(),
+            prefixes_v6: table.table.v6.len(),
+            bytes,
+        }
+    }
+
     /// Whether the selector table in force holds every selector of `policy`.
     pub fn selectors_cover(&self, policy: &Policy) -> bool {
         policy.selectors().is_subset(&self.selectors.table.selectors)
@@ -183,6 +216,14 @@ impl Geoblock {
             stats.set(selector_stats_index(direction, slot), zeroes()?, 0)?;
         }
         Ok(())
+    }
+}
+
+/// The kernel memory of an array (the selector maps all are).
+fn array_memory(map: &aya::maps::Map) -> u64 {
+    match map {
+        aya::maps::Map::Array(data) => memlock(data),
+        _ => 0,
     }
 }
 

@@ -302,7 +302,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        data::{table::Table, Format},
+        data::{asn::AsnData, list::AddressList, table::Table, Format},
         policy::{rules::parse_ports, Mode, Protocol, Rule, RuleAction, DEFAULT_RULE},
     };
 
@@ -479,6 +479,91 @@ mod tests {
         let inbound = ask(Direction::Inbound, None);
         assert_eq!(inbound.rules.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>(), ["ssh", "api"]);
         assert_eq!((inbound.direction, inbound.unmatched), (Direction::Inbound, true));
+    }
+
+    /// `cn_data`, 1.0.1.0/24 in AS4134 (CHINANET) and 1.0.2.0/24 (DE) in AS64500.
+    fn as_data() -> Loaded {
+        let ases = Table {
+            v4: vec![("1.0.1.0/24".parse().unwrap(), 4134), ("1.0.2.0/24".parse().unwrap(), 64500)],
+            v6: vec![],
+        };
+        let mut asn = AsnData { table: ases, ..AsnData::default() };
+        asn.orgs.insert(4134, "CHINANET".into());
+        let countries = table(&[("1.0.1.0/24", b"CN"), ("1.0.2.0/24", b"DE")]);
+        Loaded { table: countries, sources: vec![info("geo.txt")], asn, ..Loaded::default() }
+    }
+
+    /// A deny-list of `code` with `allow` and `block` selectors.
+    fn with_selectors(code: &[u8; 2], allow: &[&str], block: &[&str]) -> Policy {
+        let parse = |texts: &[&str]| texts.iter().map(|t| t.parse().unwrap()).collect();
+        Policy::from(Rule {
+            allow: parse(allow),
+            block: parse(block),
+            ..rule(DEFAULT_RULE, Protocol::Any, "", Mode::Deny, code)
+        })
+    }
+
+    #[test]
+    fn an_allowed_selector_overrides_a_blocked_country() {
+        let policy = with_selectors(b"CN", &["AS4134"], &[]);
+        let cn = explain(&as_data(), &policy, "1.0.1.1".parse().unwrap(), Direction::Inbound, None, None);
+        assert_eq!((cn.action, cn.reason), (Action::Pass, Reason::AllowedSelector));
+        assert_eq!(
+            (cn.rules[0].selector.as_deref(), cn.selectors.as_slice()),
+            (Some("AS4134"), &["AS4134".to_string()][..])
+        );
+        let text = cn.render();
+        assert!(text.contains("  as          AS4134 (CHINANET)\n"), "{text}");
+        assert!(text.contains("  verdict     pass: AS4134 is allowed, whatever the country (CN)\n"), "{text}");
+    }
+
+    #[test]
+    fn a_blocked_selector_overrides_an_allowed_country() {
+        let policy = with_selectors(b"CN", &[], &["AS64500"]);
+        let de = explain(&as_data(), &policy, "1.0.2.1".parse().unwrap(), Direction::Inbound, None, None);
+        assert_eq!((de.action, de.reason, de.country.as_deref()), (Action::Drop, Reason::BlockedSelector, Some("DE")));
+        assert!(
+            de.render().contains("  verdict     drop: AS64500 is blocked, whatever the country (DE)\n"),
+            "{}",
+            de.render()
+        );
+        let json = serde_json::to_value(&de).unwrap();
+        assert_eq!((&json["reason"], &json["rules"][0]["selector"]), (&"blocked-selector".into(), &"AS64500".into()));
+        assert_eq!(json["asn"]["number"], 64500);
+        assert_eq!(serde_json::from_value::<Explanation>(json).unwrap(), de);
+        // Its country decides an address the selector does not hold.
+        let cn = explain(&as_data(), &policy, "1.0.1.1".parse().unwrap(), Direction::Inbound, None, None);
+        assert_eq!((cn.reason, cn.rules[0].selector.as_deref()), (Reason::BlockedCountry, None));
+    }
+
+    #[test]
+    fn when_allow_and_block_selectors_hold_it_allow_wins() {
+        let mut policy = with_selectors(b"RU", &["AS4134"], &["list:tor"]);
+        let tor = AddressList {
+            name: "tor".into(),
+            v4: vec!["1.0.1.7/32".parse().unwrap()],
+            v6: vec![],
+            info: Default::default(),
+        };
+        let data = Loaded { lists: vec![tor], ..as_data() };
+        policy.rules.push(Rule {
+            name: "ssh".into(),
+            protocol: Protocol::Tcp,
+            ports: parse_ports("22").unwrap(),
+            ..policy.rules[0].clone()
+        });
+        policy.rules.swap(0, 1);
+        let ip = "1.0.1.7".parse().unwrap();
+        let both = explain(&data, &policy, ip, Direction::Inbound, None, None);
+        assert_eq!((both.action, both.reason), (Action::Pass, Reason::AllowedSelector));
+        assert_eq!(both.rules[0].matched, ["AS4134", "list:tor"]);
+        let text = both.render();
+        assert!(text.contains("  lists       list:tor\n"), "{text}");
+        assert!(text.contains("  rule        ssh (tcp port 22): pass, AS4134 is allowed, whatever the country (CN)\n              its selectors holding the address: AS4134, list:tor\n"), "{text}");
+        assert!(
+            text.contains("  verdict     pass (rule ssh): AS4134 is allowed, whatever the country (CN)\n"),
+            "{text}"
+        );
     }
 
     #[test]

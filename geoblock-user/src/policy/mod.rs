@@ -279,9 +279,12 @@ impl Rule {
             Mode::Allow => (&self.allow, &self.block, "blocking"),
         };
         entries.extend(named(listed));
-        let mut out = match self.mode {
-            Mode::Deny => format!("deny-list, blocking {}", entries.join(",")),
-            Mode::Allow => format!("allow-list, allowing only {}", entries.join(",")),
+        // A deny-list of `allow` selectors alone (`block = []`) lists nothing.
+        let mut out = match (self.mode, entries.is_empty()) {
+            (Mode::Deny, true) => "deny-list, blocking nothing".to_string(),
+            (Mode::Allow, true) => "allow-list, allowing nothing".to_string(),
+            (Mode::Deny, false) => format!("deny-list, blocking {}", entries.join(",")),
+            (Mode::Allow, false) => format!("allow-list, allowing only {}", entries.join(",")),
         };
         if !other.is_empty() {
             out += &format!("; {other_verb} {} whatever their country", named(other).join(","));

@@ -91,14 +91,19 @@ fn whole_spaces_compile() {
     assert_eq!(table.table.counts().v4 + table.table.counts().v6, 2);
 }
 
+/// A deny-list of CN that allows AS64500 and blocks list:tor and AS64501.
+fn deny_cn_with_selectors() -> Rule {
+    Rule {
+        allow: selectors(&["AS64500"]),
+        block: selectors(&["list:tor", "AS64501"]),
+        ..Rule::new(DEFAULT_RULE, Mode::Deny, [country_id(*b"CN").unwrap()].into())
+    }
+}
+
 #[test]
 fn allow_selectors_come_before_block_selectors_before_countries() {
     let cn = country_id(*b"CN").unwrap();
-    let rule = Rule {
-        allow: selectors(&["AS64500"]),
-        block: selectors(&["list:tor", "AS64501"]),
-        ..Rule::new(DEFAULT_RULE, Mode::Deny, [cn].into())
-    };
+    let rule = deny_cn_with_selectors();
     let held = |texts: &[&str]| texts.iter().map(|t| t.parse().unwrap()).collect::<Vec<Selector>>();
     let both = held(&["AS64500", "list:tor"]);
     assert_eq!(rule.selector_decision(&both), Some((Action::Pass, &both[0])));
@@ -135,4 +140,17 @@ fn verdicts_name_the_deciding_selector_per_class_and_rule() {
     assert_eq!(at("10.0.0.2", 0), None, "the AS is not web's");
     assert_eq!(at("10.9.1.1", 1), None);
     assert_eq!(at("11.0.0.1", 0), None);
+}
+
+#[test]
+fn a_rules_line_names_its_selectors() {
+    let cn = country_id(*b"CN").unwrap();
+    let deny = deny_cn_with_selectors();
+    assert_eq!(deny.list(), "deny-list, blocking CN,AS64501,list:tor; allowing AS64500 whatever their country");
+    let allow = Rule { block: selectors(&["list:tor"]), ..Rule::new(DEFAULT_RULE, Mode::Allow, [cn].into()) };
+    assert_eq!(allow.list(), "allow-list, allowing only CN; blocking list:tor whatever their country");
+    let only_allowed = Rule { allow: selectors(&["AS64500"]), ..Rule::new(DEFAULT_RULE, Mode::Deny, [].into()) };
+    assert_eq!(only_allowed.list(), "deny-list, blocking nothing; allowing AS64500 whatever their country");
+    let policy = crate::policy::Policy::from(deny);
+    assert!(policy.render().starts_with("rule        default (inbound, every protocol and port): deny-list, blocking CN,AS64501,list:tor; allowing AS64500 whatever their country; enforcing: drop;"), "{}", policy.render());
 }
