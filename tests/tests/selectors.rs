@@ -113,9 +113,10 @@ fn asn_args(files: &[String]) -> Vec<&str> {
     files.iter().flat_map(|f| ["--asn-data", f.as_str()]).collect()
 }
 
-/// The counters of the selector `name` in `stats --json`.
+/// The inbound counters of the selector `name` in `stats --json`.
 fn selector(stats: &Stats, name: &str) -> CountryCounters {
-    let counters = &stats.0["selectors"][name];
+    let all = stats.0["selectors"].as_array().unwrap_or_else(|| panic!("no selectors in stats: {}", stats.0));
+    let counters = all.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no {name} in stats: {}", stats.0));
     serde_json::from_value(counters.clone()).unwrap_or_else(|e| panic!("selector {name} in stats: {e}\n{}", stats.0))
 }
 
