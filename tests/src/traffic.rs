@@ -313,3 +313,14 @@ impl Tap {
         }
     }
 }
+
+/// Sends `copies` datagrams from each of `srcs` across `pair` and counts
+/// how many of each reached the receiver's socket.
+pub fn deliveries(pair: &Pair, srcs: &[IpAddr], copies: usize) -> BTreeMap<IpAddr, usize> {
+    let (sender, receiver) = (Sender::new(pair), Receiver::new(pair));
+    for &src in srcs {
+        sender.send(src, copies);
+    }
+    let got = receiver.collect(Duration::from_millis(300));
+    srcs.iter().map(|src| (*src, got.get(src).copied().unwrap_or(0))).collect()
+}

@@ -20,6 +20,7 @@ use geoblock_tests::{
     geoblock::{self, run_to_end, Daemon},
     netns::Pair,
     registry,
+    traffic::deliveries,
 };
 
 /// A row of the CSV: first, last address, AS.
@@ -199,6 +200,43 @@ fn the_daemon_loads_ip_location_db_asn_and_shows_it() {
     assert!(asn["ases"].as_u64().unwrap_or(0) > 50_000, "{asn}");
     let text = String::from_utf8_lossy(&daemon.control(&["status"]).stdout).into_owned();
     assert!(text.contains("asn data") && text.contains("autonomous systems"), "{text}");
+    geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// Blocking one real AS (Google's, holding 8.8.8.8 and
+/// 2001:4860:4860::8888) drops exactly its addresses: the rows' first and
+/// last addresses, and not the addresses just outside them unless the
+/// data gives those the same AS; each drop counts against the AS.
+#[test]
+fn a_real_as_is_blocked_exactly() {
+    let [v4, v6] = registry::ip_location_db_asn();
+    let rows = [rows(&v4), rows(&v6)].concat();
+    let as_of = |ip: IpAddr| rows.iter().find(|r| r.0 <= ip && ip <= r.1 && r.0.is_ipv4() == ip.is_ipv4());
+    let (dns4, dns6): (IpAddr, IpAddr) = ("8.8.8.8".parse().unwrap(), "2001:4860:4860::8888".parse().unwrap());
+    let google = as_of(dns4).expect("8.8.8.8 has an AS").2;
+    let mut srcs = vec![];
+    for ip in [dns4, dns6] {
+        let &(first, last, asn) = as_of(ip).unwrap_or_else(|| panic!("{ip} has an AS"));
+        assert_eq!(asn, google, "{ip} is in the AS of 8.8.8.8");
+        srcs.extend([Some(ip), Some(first), Some(last), step(first, false), step(last, true)].into_iter().flatten());
+    }
+    let dropped: Vec<IpAddr> = srcs.iter().copied().filter(|&ip| as_of(ip).is_some_and(|r| r.2 == google)).collect();
+    assert!(dropped.len() < srcs.len(), "a control: some probes are outside AS{google}");
+    let pair = Pair::create();
+    let block = format!("AS{google}");
+    let asn = ["--asn-data", v4.to_str().unwrap(), "--asn-data", v6.to_str().unwrap()];
+    let daemon = Daemon::start(&pair.receiver, &geoblock::run_args(&pair, &[&["--block", &block][..], &asn].concat()));
+    let got = deliveries(&pair, &srcs, 3);
+    let wrong: Vec<String> = got
+        .iter()
+        .filter(|(ip, n)| (**n == 0) != dropped.contains(ip))
+        .map(|(ip, n)| format!("{ip}: {n} of 3 delivered ({})", as_text(as_of(*ip).map(|r| r.2))))
+        .collect();
+    assert!(wrong.is_empty(), "blocking {block}:\n{}\n{}", wrong.join("\n"), daemon.log());
+    let stats = daemon.stats();
+    let counted = stats.0["selectors"].as_array().and_then(|s| s.iter().find(|s| s["name"] == block.as_str()));
+    let counted = counted.and_then(|s| s["dropped_packets"].as_u64());
+    assert_eq!(counted, Some(3 * dropped.len() as u64), "{block}'s drops: {}", stats.0);
     geoblock::stop_and_detach(&pair, daemon);
 }
 

@@ -22,7 +22,7 @@ use geoblock_tests::{
     http::FileServer,
     netns::{self, Pair},
     sources,
-    traffic::{Receiver, Sender},
+    traffic::deliveries,
 };
 
 /// Datagrams sent per source.
@@ -81,12 +81,7 @@ fn asn_files(files: &Files) -> Vec<String> {
 /// Sends [`COPIES`] datagrams from each of `srcs` and returns how many of
 /// each were delivered.
 fn delivered(pair: &Pair, srcs: &[IpAddr]) -> BTreeMap<IpAddr, usize> {
-    let (sender, receiver) = (Sender::new(pair), Receiver::new(pair));
-    for &src in srcs {
-        sender.send(src, COPIES);
-    }
-    let got = receiver.collect(Duration::from_millis(300));
-    srcs.iter().map(|src| (*src, got.get(src).copied().unwrap_or(0))).collect()
+    deliveries(pair, srcs, COPIES)
 }
 
 /// Asserts that exactly the `dropped` sources of `srcs` were dropped.
