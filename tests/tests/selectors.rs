@@ -103,9 +103,14 @@ fn start(pair: &Pair, config: &ConfigFile, data: &[&str]) -> Daemon {
     Daemon::start(&pair.receiver, &run_args(pair, &args))
 }
 
-/// `--asn-data FILE` for each file.
-fn asn_args(files: &[String]) -> Vec<&str> {
-    files.iter().flat_map(|f| ["--asn-data", f.as_str()]).collect()
+/// A daemon on a new pair, with the rules `config` and the AS rows of
+/// [`asn_files`] (the files and config live as long as what is returned).
+fn start_with_asn(config: &str) -> (Pair, Files, ConfigFile, Daemon) {
+    let (pair, files, config) = (Pair::create(), Files::new(), ConfigFile::new(config));
+    let asn = asn_files(&files);
+    let args: Vec<&str> = asn.iter().flat_map(|f| ["--asn-data", f.as_str()]).collect();
+    let daemon = start(&pair, &config, &args);
+    (pair, files, config, daemon)
 }
 
 /// The inbound counters of the selector `name` in `stats --json`.
@@ -121,11 +126,7 @@ fn selector(stats: &Stats, name: &str) -> CountryCounters {
 /// against the AS, and the passes of other addresses against none.
 #[test]
 fn a_deny_rule_on_one_as_drops_exactly_its_addresses() {
-    let pair = Pair::create();
-    let files = Files::new();
-    let asn = asn_files(&files);
-    let config = ConfigFile::new("[[rule]]\nname = \"web\"\nblock = [\"AS64500\"]\n");
-    let daemon = start(&pair, &config, &asn_args(&asn));
+    let (pair, _files, _config, daemon) = start_with_asn("[[rule]]\nname = \"web\"\nblock = [\"AS64500\"]\n");
     let mut srcs = vec![];
     let mut dropped = vec![];
     for de in sources::of("DE") {
@@ -149,11 +150,7 @@ fn a_deny_rule_on_one_as_drops_exactly_its_addresses() {
 /// drops DE's other addresses and CN; FR passes.
 #[test]
 fn an_allowed_as_passes_an_allow_list_of_countries() {
-    let pair = Pair::create();
-    let files = Files::new();
-    let asn = asn_files(&files);
-    let config = ConfigFile::new("[[rule]]\nname = \"api\"\nallow = [\"FR\", \"AS64500\"]\n");
-    let daemon = start(&pair, &config, &asn_args(&asn));
+    let (pair, _files, _config, daemon) = start_with_asn("[[rule]]\nname = \"api\"\nallow = [\"FR\", \"AS64500\"]\n");
     let (de, fr, cn) = (sources::of("DE"), sources::of("FR"), sources::of("CN"));
     let others: Vec<IpAddr> = de.iter().flat_map(|&ip| [plus(ip, 16), plus(ip, -1)]).collect();
     let srcs = [&de[..], &fr[..], &cn[..], &others[..]].concat();
@@ -229,11 +226,7 @@ fn a_list_url_is_refreshed_and_a_shrunk_list_is_refused() {
 /// enforces it at once; unblocking it passes its addresses again.
 #[test]
 fn blocking_an_as_by_control_command_takes_effect_at_once() {
-    let pair = Pair::create();
-    let files = Files::new();
-    let asn = asn_files(&files);
-    let config = ConfigFile::new("[[rule]]\nname = \"web\"\nblock = [\"CN\"]\n");
-    let daemon = start(&pair, &config, &asn_args(&asn));
+    let (pair, _files, _config, daemon) = start_with_asn("[[rule]]\nname = \"web\"\nblock = [\"CN\"]\n");
     let de = sources::of("DE");
     assert_fates(&pair, &daemon, &de, &[]);
     let out = daemon.control(&["block", "AS64500"]);

@@ -142,39 +142,15 @@ pub fn check(
         if policy.exceptions.iter().any(|e| covers(e, &p.net)) {
             continue;
         }
+        let judged = Judged { policy, table, selectors };
         for rule in policy.rules.iter().filter(|rule| cuts_off(policy, rule, p.role)) {
             match is_host(&p.net) {
-                true => check_host(policy, rule, table, selectors, p)?,
-                false => check_rule(policy, rule, table, selectors, p)?,
+                true => judged.check_host(rule, p)?,
+                false => judged.check_rule(rule, p)?,
             }
         }
     }
     Ok(())
-}
-
-/// A protected address, judged as the kernel would.
-fn check_host(
-    policy: &Policy,
-    rule: &Rule,
-    table: &Table,
-    selectors: &SelectorTable,
-    p: &Protected,
-) -> Result<(), LockedOut> {
-    let ip = p.net.network();
-    let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);
-    let class = selectors.table.lookup(ip).map_or(0, |(_, k)| k);
-    let held = &selectors.classes[usize::from(class)];
-    let decision = rule.decide(country, held, ip, &[]);
-    if !decision.action.blocks() {
-        return Ok(());
-    }
-    let which = which_rule(policy, rule);
-    let reason = match (decision.selector, country) {
-        (Some(selector), _) => dropped_selector(&which, &p.net, selector),
-        (None, NO_COUNTRY) => format!("no country claims it, and --block-unknown{which} drops such addresses"),
-        (None, country) => dropped_country(rule, &which, &p.net, country),
-    };
-    Err(LockedOut { protected: p.clone(), reason })
 }
 
 /// Whether `rule` can keep the host from an address of `role`: an
@@ -187,32 +163,56 @@ fn cuts_off(policy: &Policy, rule: &Rule, role: Role) -> bool {
     }
 }
 
-/// A protected network: any part of it blocked refuses the rule.
-fn check_rule(
-    policy: &Policy,
-    rule: &Rule,
-    table: &Table,
-    selectors: &SelectorTable,
-    p: &Protected,
-) -> Result<(), LockedOut> {
-    let refuse = |reason: String| Err(LockedOut { protected: p.clone(), reason });
-    let which = which_rule(policy, rule);
-    for country in labels_in(table, &p.net) {
-        if rule.action(country).blocks() {
-            return refuse(dropped_country(rule, &which, &p.net, country));
+/// What a protected address is judged by.
+struct Judged<'a> {
+    policy: &'a Policy,
+    table: &'a Table,
+    selectors: &'a SelectorTable,
+}
+
+impl Judged<'_> {
+    /// A protected address, judged as the kernel would.
+    fn check_host(&self, rule: &Rule, p: &Protected) -> Result<(), LockedOut> {
+        let Judged { policy, table, selectors } = *self;
+        let ip = p.net.network();
+        let country = table.lookup(ip).map_or(NO_COUNTRY, |(_, c)| c);
+        let class = selectors.table.lookup(ip).map_or(0, |(_, k)| k);
+        let held = &selectors.classes[usize::from(class)];
+        let decision = rule.decide(country, held, ip, &[]);
+        if !decision.action.blocks() {
+            return Ok(());
         }
+        let which = which_rule(policy, rule);
+        let reason = match (decision.selector, country) {
+            (Some(selector), _) => dropped_selector(&which, &p.net, selector),
+            (None, NO_COUNTRY) => unclaimed(&which),
+            (None, country) => dropped_country(rule, &which, &p.net, country),
+        };
+        Err(LockedOut { protected: p.clone(), reason })
     }
-    for class in labels_in(&selectors.table, &p.net) {
-        if let Some((action, selector)) = rule.selector_decision(&selectors.classes[usize::from(class)]) {
-            if action.blocks() {
-                return refuse(dropped_selector(&which, &p.net, selector));
+
+    /// A protected network: any part of it blocked refuses the rule.
+    fn check_rule(&self, rule: &Rule, p: &Protected) -> Result<(), LockedOut> {
+        let Judged { policy, table, selectors } = *self;
+        let refuse = |reason: String| Err(LockedOut { protected: p.clone(), reason });
+        let which = which_rule(policy, rule);
+        for country in labels_in(table, &p.net) {
+            if rule.action(country).blocks() {
+                return refuse(dropped_country(rule, &which, &p.net, country));
             }
         }
+        for class in labels_in(&selectors.table, &p.net) {
+            if let Some((action, selector)) = rule.selector_decision(&selectors.classes[usize::from(class)]) {
+                if action.blocks() {
+                    return refuse(dropped_selector(&which, &p.net, selector));
+                }
+            }
+        }
+        if table.lookup(p.net.network()).is_none() && rule.action(NO_COUNTRY).blocks() {
+            return refuse(unclaimed(&which));
+        }
+        Ok(())
     }
-    if table.lookup(p.net.network()).is_none() && rule.action(NO_COUNTRY).blocks() {
-        return refuse(format!("no country claims it, and --block-unknown{which} drops such addresses"));
-    }
-    Ok(())
 }
 
 /// " of rule ssh (inbound, tcp port 22)"; nothing for a policy of one
@@ -232,6 +232,11 @@ fn dropped_country(rule: &Rule, which: &str, net: &IpNetwork, country: CountryId
         Mode::Allow => format!("which the allow-list{which} does not allow"),
     };
     format!("{whose} in {}, {list}", country::code(country))
+}
+
+/// Why an address no country claims is dropped.
+fn unclaimed(which: &str) -> String {
+    format!("no country claims it, and --block-unknown{which} drops such addresses")
 }
 
 /// Why `net`, (partly) held by `selector`, is dropped.
