@@ -68,6 +68,15 @@ pub fn geolite2_country_csv_zip() -> PathBuf {
     .clone()
 }
 
+/// `@ip-location-db/asn` from npm: autonomous systems as `start,end,asn,org`
+/// address ranges, the IPv4 file and the IPv6 file (ASN data:
+/// ip-location-db (CC BY 4.0), RouteViews).
+pub fn asn_ranges() -> [PathBuf; 2] {
+    static FILES: OnceLock<PathBuf> = OnceLock::new();
+    let root = FILES.get_or_init(|| npm_package("@ip-location-db/asn"));
+    ["asn-ipv4.csv", "asn-ipv6.csv"].map(|name| root.join(name))
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
