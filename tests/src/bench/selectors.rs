@@ -81,6 +81,8 @@ pub struct SelectorsCost {
     pub line_rate: Vec<SelectorRow>,
     pub builds: Vec<SelectorBuild>,
     pub walks: Vec<SelectorWalk>,
+    /// The 1,000 ASes without the list: compile and tries, ms, per round.
+    pub ases_only: Vec<[f64; 2]>,
 }
 
 const CONFIGS: [&str; 5] = ["xdp-drop", "countries", "list", "list + 10 ASes", "list + 1,000 ASes"];
@@ -127,6 +129,8 @@ pub fn measure_all(world: &Table, settings: Settings) -> SelectorsCost {
     // Rounds outside, configurations inside, each round starting one
     // configuration later (see rules.rs).
     for round in 0..settings.rounds {
+        let ases: BTreeSet<Selector> = picked["list + 1,000 ASes"].iter().map(|&a| Selector::Asn(a)).collect();
+        cost.ases_only.push(build(&ases, &[]).2);
         for config in (0..CONFIGS.len()).map(|i| CONFIGS[(i + round) % CONFIGS.len()]) {
             let mut rx = match config {
                 "xdp-drop" => Receiver::install(Engine::Drop, &pair, world, &blocked),
@@ -171,12 +175,7 @@ fn swap_in(
     policy: &Policy,
     lists: &[AddressList],
 ) -> (SelectorBuild, SelectorTable) {
-    let start = Instant::now();
-    let table = SelectorTable::compile(&policy.selectors(), selectors::world_asn(), lists).expect("the selector table");
-    let compile_ms = ms(start.elapsed());
-    let start = Instant::now();
-    let tries = (Trie::selectors_v4(&table.table).expect("IPv4 trie"), Trie::selectors_v6(&table.table).expect("IPv6"));
-    let tries_ms = ms(start.elapsed());
+    let (table, tries, [compile_ms, tries_ms]) = build(&policy.selectors(), lists);
     let start = Instant::now();
     rx.geoblock().load_selectors(&table, policy).expect("swapping the selector table in");
     let swap_ms = ms(start.elapsed());
@@ -189,13 +188,24 @@ fn swap_in(
         round,
         classes: table.classes.len(),
         prefixes: [table.table.v4.len(), table.table.v6.len()],
-        trie_nodes: [tries.0.nodes().len(), tries.1.nodes().len()],
+        trie_nodes: tries.map(|t| t.nodes().len()),
         compile_ms,
         tries_ms,
         swap_ms,
         bytes,
     };
     (build, table)
+}
+
+/// The selector table of `selectors` from the world's AS data and
+/// `lists`, and its tries; the ms each took.
+fn build(selectors: &BTreeSet<Selector>, lists: &[AddressList]) -> (SelectorTable, [Trie; 2], [f64; 2]) {
+    let start = Instant::now();
+    let table = SelectorTable::compile(selectors, selectors::world_asn(), lists).expect("the selector table");
+    let compile_ms = ms(start.elapsed());
+    let start = Instant::now();
+    let tries = [Trie::selectors_v4(&table.table).expect("IPv4 trie"), Trie::selectors_v6(&table.table).expect("IPv6")];
+    (table, tries, [compile_ms, ms(start.elapsed())])
 }
 
 fn ms(d: Duration) -> f64 {
@@ -287,6 +297,8 @@ impl SelectorsCost {
             }
         }
         println!("\n== Selector tables from the AS data, median over rounds ==");
+        let m = |i: usize| median(self.ases_only.iter().map(|b| b[i]).collect());
+        println!("1,000 ASes alone   : compile {:.1} ms, tries {:.1} ms", m(0), m(1));
         for config in CONFIGS.into_iter().filter(|c| ases(c).is_some()) {
             let builds: Vec<&SelectorBuild> = self.builds.iter().filter(|b| b.config == config).collect();
             let Some(first) = builds.first() else { continue };
