@@ -6,10 +6,13 @@
 //!   program's parsing contract;
 //! - a differential check of the world tables (the embedded DB-IP one,
 //!   and GeoLite2 as MaxMind ships it): random addresses through the kernel
-//!   against the userspace reference `Policy::verdict`.
+//!   against the userspace reference `Policy::verdict`;
+//! - the same with selectors: 100 ASes of the world's AS data and a list
+//!   beside the countries, and a change of selectors swapping the selector
+//!   table alone.
 //!
 //! Needs root (CAP_BPF and CAP_NET_ADMIN), and the npm registry for
-//! GeoLite2: without them the tests fail, none skips.
+//! GeoLite2 and the AS data: without them the tests fail, none skips.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -652,6 +655,8 @@ struct Tally {
     /// Verdicts a selector made: blocked (or would-dropped) and allowed.
     selector_blocks: u64,
     selector_allows: u64,
+    /// Addresses a rule both allows and blocks by selector (the allow wins).
+    contested: u64,
 }
 
 /// The selectors a differential run's policy may use: the AS data and the
@@ -771,7 +776,7 @@ fn judge(
             let action = run(g, &frame);
             kernel_drops += u64::from(action == XDP_DROP);
             if action != effect.action() {
-                mismatches.push((src, verdict.clone(), held, action));
+                mismatches.push((src, verdict.clone(), held.clone(), action));
             }
             effect.count(&mut want, frame.len() as u64);
             if let Verdict::Selector(_, selector, _) = &verdict {
@@ -788,6 +793,8 @@ fn judge(
                 _ => {}
             }
             tally.unknown += u64::from(matches!(verdict, Verdict::Country(NO_COUNTRY, _)));
+            let holds = |set: &BTreeSet<Selector>| held.iter().any(|s| set.contains(s));
+            tally.contested += u64::from(policy.rules.iter().any(|r| holds(&r.allow) && holds(&r.block)));
         }
     }
     let elapsed = start.elapsed();
@@ -909,9 +916,9 @@ fn selector_rule(mode: Mode, countries: &[&[u8; 2]], allow: &[Asn], block: &[Asn
     }
 }
 
-/// Countries, 100 ASes and the list in one rule: 10 ASes allowed (which
-/// wins over the list, the blocked ASes never holding the same addresses,
-/// and the countries), 90 blocked with the list.
+/// Countries, 100 ASes and the list in one rule: 10 ASes allowed, which
+/// wins over the list (an address has one AS: an allowed AS never meets a
+/// blocked one) and over the countries; 90 blocked with the list.
 fn differential_selectors(mode: Mode, countries: &[&[u8; 2]], per_family: usize, backend: Backend) {
     let asns = selector_asns();
     let allowed: Vec<Asn> = asns.iter().step_by(10).copied().collect();
@@ -919,7 +926,10 @@ fn differential_selectors(mode: Mode, countries: &[&[u8; 2]], per_family: usize,
     let policy = Policy::from(selector_rule(mode, countries, &allowed, &blocked, &["bad"]));
     let selection = Selection::compile(selectors_data::world_asn(), vec![bad_list()], &policy.selectors());
     let tally = differential(World::DbIp, policy, per_family, backend, &selection);
-    assert!(tally.selector_blocks > 0 && tally.selector_allows > 0, "sample too narrow: {tally:?}");
+    assert!(
+        tally.selector_blocks > 0 && tally.selector_allows > 0 && tally.contested > 0,
+        "sample too narrow: {tally:?}"
+    );
     assert!(tally.drops > tally.selector_blocks && tally.exceptions > 0, "sample too narrow: {tally:?}");
 }
 
