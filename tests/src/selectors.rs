@@ -170,3 +170,24 @@ pub fn random_list(name: &str, asn: &AsnData, near: &[Asn], n: usize, rng: &mut 
 fn network(net: IpNetwork) -> IpNetwork {
     IpNetwork::new(net.network(), net.prefix()).unwrap()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cidrs;
+
+    fn of(start: u128, end: u128, bits: u32) -> Vec<(u128, u8)> {
+        let mut out = vec![];
+        cidrs(start, end, bits, |first, len| out.push((first, len)));
+        out
+    }
+
+    #[test]
+    fn ranges_become_the_fewest_prefixes() {
+        assert_eq!(of(0, u32::MAX.into(), 32), [(0, 0)]);
+        assert_eq!(of(0, u128::MAX, 128), [(0, 0)]);
+        assert_eq!(of(0x0100_0000, 0x0100_00ff, 32), [(0x0100_0000, 24)]);
+        assert_eq!(of(1, 6, 32), [(1, 32), (2, 31), (4, 31), (6, 32)]);
+        assert_eq!(of(u32::MAX.into(), u32::MAX.into(), 32), [(u32::MAX.into(), 32)]);
+        assert_eq!(of(u128::MAX - 1, u128::MAX, 128), [(u128::MAX - 1, 127)]);
+    }
+}
