@@ -14,6 +14,7 @@ pub mod netns;
 pub mod objects;
 pub mod programs;
 pub mod registry;
+pub mod selectors;
 pub mod sources;
 pub mod traffic;
 pub mod user;

@@ -6,34 +6,48 @@
 //!   program's parsing contract;
 //! - a differential check of the world tables (the embedded DB-IP one,
 //!   and GeoLite2 as MaxMind ships it): random addresses through the kernel
-//!   against the userspace reference `Policy::verdict`.
+//!   against the userspace reference `Policy::verdict`;
+//! - the same with selectors: 100 ASes of the world's AS data and a list
+//!   beside the countries, and a change of selectors swapping the selector
+//!   table alone.
 //!
 //! Needs root (CAP_BPF and CAP_NET_ADMIN), and the npm registry for
-//! GeoLite2: without them the tests fail, none skips.
+//! GeoLite2 and the AS data: without them the tests fail, none skips.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::{Mutex, OnceLock},
     time::Instant,
 };
 
-use aya::programs::{TestRun as _, TestRunOptions};
+use aya::{
+    maps::MapInfo,
+    programs::{TestRun as _, TestRunOptions},
+};
 use geoblock::{
     country,
     daemon::events::{decode, WallClock},
-    data::{table::Table, Options},
+    data::{
+        asn::{Asn, AsnData},
+        list::AddressList,
+        table::Table,
+        Options,
+    },
     errno,
     kernel::{
         counters::Traffic,
         events::{EventCounts, EventRing},
         Geoblock,
     },
-    policy::{Direction, Mode, Policy, PortRange, Protocol, Reason, Rule, Verdict, DEFAULT_RULE},
+    policy::{
+        selectors, Direction, Mode, Policy, PortRange, Protocol, Reason, Rule, Selector, SelectorTable, Verdict,
+        DEFAULT_RULE,
+    },
 };
 use geoblock_common::{
-    country_id,
+    country_id, maps,
     packet::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_HOPOPTS, IPPROTO_ICMP,
         IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_FRAG_OFF, IPV4_HLEN, IPV6_HLEN,
@@ -46,7 +60,7 @@ use geoblock_tests::{
         self, arp_request_tagged, ethernet, ext, fragment, icmp_echo, icmp_message, icmp_protocol, ip_packet,
         ipv6_extended, l3_offset, tcp_segment, udp_segment, Udp, TCP_ACK, TCP_RST, TCP_SYN,
     },
-    registry,
+    registry, selectors as selectors_data,
 };
 use ipnetwork::IpNetwork;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -176,6 +190,11 @@ impl Effect {
             NO_COUNTRY => &mut stats.unknown,
             c => stats.countries.entry(country::code(c).to_string()).or_default(),
         };
+        self.tally(slot, bytes);
+    }
+
+    /// Counts a judged frame of `bytes` into a country's or a selector's slot.
+    fn tally(self, slot: &mut CountryCounters, bytes: u64) {
         let (packets, sum) = match self {
             Effect::Dropped(_) => (&mut slot.dropped_packets, &mut slot.dropped_bytes),
             Effect::Passed(_) => (&mut slot.passed_packets, &mut slot.passed_bytes),
@@ -598,18 +617,21 @@ impl Family {
 /// a third inside random prefixes, a third at their edges (first address,
 /// last address, and one just outside either side). One prefix in ten is an
 /// exception: there are a handful of those among a million table prefixes.
+/// The others come from each of `pools` alike (the country table's, the
+/// selector table's: a few thousand prefixes among a million).
 fn sample(
     rng: &mut StdRng,
     family: Family,
-    prefixes: &[(u128, u128)],
+    pools: &[Vec<(u128, u128)>],
     exceptions: &[(u128, u128)],
     n: usize,
 ) -> Vec<IpAddr> {
+    let pools: Vec<&Vec<(u128, u128)>> = pools.iter().filter(|p| !p.is_empty()).collect();
     (0..n)
         .map(|i| {
             let pool = match rng.random_ratio(1, 10) && !exceptions.is_empty() {
                 true => exceptions,
-                false => prefixes,
+                false => pools[rng.random_range(0..pools.len())],
             };
             let (first, last) = pool[rng.random_range(0..pool.len())];
             let x = match i % 3 {
@@ -629,43 +651,131 @@ struct Tally {
     exceptions: u64,
     unknown: u64,
     would_drops: u64,
+    /// Verdicts a selector made: blocked (or would-dropped) and allowed.
+    selector_blocks: u64,
+    selector_allows: u64,
+    /// Addresses a rule both allows and blocks by selector (the allow wins).
+    contested: u64,
+}
+
+/// The selectors a differential run's policy may use: the AS data and the
+/// lists the reference reads, and the selector table compiled from them
+/// for the kernel.
+struct Selection<'a> {
+    asn: &'a AsnData,
+    lists: Vec<AddressList>,
+    table: SelectorTable,
+}
+
+impl Selection<'_> {
+    /// No AS data, no list: what a policy of countries alone needs.
+    fn none() -> Selection<'static> {
+        static NO_ASN: OnceLock<AsnData> = OnceLock::new();
+        let asn = NO_ASN.get_or_init(AsnData::default);
+        Selection { asn, lists: vec![], table: SelectorTable::default() }
+    }
+
+    /// `selectors` compiled from `asn` and `lists`.
+    fn compile<'a>(asn: &'a AsnData, lists: Vec<AddressList>, selectors: &BTreeSet<Selector>) -> Selection<'a> {
+        let table = SelectorTable::compile(selectors, asn, &lists).expect("compiling the selector table");
+        Selection { asn, lists, table }
+    }
+
+    /// The selectors of `policy` holding `ip`, in [`Selector`] order (as
+    /// `Rule::selector_decision` takes them).
+    fn held(&self, ip: IpAddr, policy: &BTreeSet<Selector>) -> Vec<Selector> {
+        let mut held = selectors::memberships(ip, self.asn, &self.lists, |s| policy.contains(s));
+        held.sort();
+        held
+    }
+}
+
+/// A table's prefixes, both families.
+fn networks<L>(table: &Table<L>) -> Vec<IpNetwork> {
+    let v4 = table.v4.iter().map(|(n, _)| IpNetwork::V4(*n));
+    v4.chain(table.v6.iter().map(|(n, _)| IpNetwork::V6(*n))).collect()
+}
+
+/// The ids of the maps named `names` that the table program in force uses.
+fn table_map_ids(g: &Geoblock, names: &[&str]) -> Vec<u32> {
+    let program = g.table_program().expect("the table program");
+    let ids = program.info().expect("program info").map_ids().expect("map ids").unwrap_or_default();
+    let named = |id: &u32| MapInfo::from_id(*id).is_ok_and(|m| m.name_as_str().is_some_and(|n| names.contains(&n)));
+    ids.into_iter().filter(named).collect()
+}
+
+/// Inbound counters of every selector that has a counter slot, by name.
+fn selector_stats(g: &Geoblock) -> BTreeMap<String, CountryCounters> {
+    let stats = g.stats().expect("reading the counters");
+    stats.inbound.selectors.into_iter().map(|s| (s.name, s.counters)).collect()
+}
+
+/// The seed of a differential run: `GEOBLOCK_TEST_SEED`, or a random one.
+fn seed() -> u64 {
+    std::env::var("GEOBLOCK_TEST_SEED")
+        .map(|s| s.parse().expect("GEOBLOCK_TEST_SEED: a u64"))
+        .unwrap_or_else(|_| rand::rng().random())
 }
 
 /// Sends `per_family` sampled addresses of each family through the kernel,
-/// holding `world`'s table, under `policy` and compares every verdict, then
-/// all counters, with the userspace reference.
-fn differential(world: World, mut policy: Policy, per_family: usize, backend: Backend) -> Tally {
+/// holding `world`'s table, under `policy` with the selectors of
+/// `selection`, and compares every verdict, then all counters, with the
+/// userspace reference.
+fn differential(world: World, mut policy: Policy, per_family: usize, backend: Backend, selection: &Selection) -> Tally {
     let mut loaded = loaded(world, backend);
     let Loaded { table, g } = &mut *loaded;
     policy.exceptions = world_exceptions(table);
+    if !selection.table.selectors.is_empty() {
+        g.load_selectors(&selection.table, &policy).expect("loading the selector table");
+    }
     g.apply_policy(&policy).expect("writing the policy");
+    judge(g, table, &policy, selection, per_family, &format!("{world:?} table, {backend:?} backend"))
+}
 
-    let seed = std::env::var("GEOBLOCK_TEST_SEED")
-        .map(|s| s.parse().expect("GEOBLOCK_TEST_SEED: a u64"))
-        .unwrap_or_else(|_| rand::rng().random());
+/// The comparison of [`differential`] on `g`, holding `table` and in force
+/// for `policy` and `selection`: verdicts, the counters of every country,
+/// and those of every selector.
+fn judge(
+    g: &mut Geoblock,
+    table: &Table,
+    policy: &Policy,
+    selection: &Selection,
+    per_family: usize,
+    what: &str,
+) -> Tally {
+    let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
-    let v4_nets: Vec<IpNetwork> = table.v4.iter().map(|(n, _)| IpNetwork::V4(*n)).collect();
-    let v6_nets: Vec<IpNetwork> = table.v6.iter().map(|(n, _)| IpNetwork::V6(*n)).collect();
+    let in_use = policy.selectors();
 
     let start = Instant::now();
-    let before = stats(g);
-    let mut want = before.clone();
+    let (before, before_selectors) = (stats(g), selector_stats(g));
+    let (mut want, mut want_selectors) = (before.clone(), before_selectors.clone());
     let mut tally = Tally::default();
     let mut mismatches = vec![];
     let mut kernel_drops = 0u64;
-    for (family, nets) in [(Family::V4, &v4_nets), (Family::V6, &v6_nets)] {
-        let (prefixes, exceptions) = (family.ranges(nets.iter()), family.ranges(policy.exceptions.iter()));
-        for src in sample(&mut rng, family, &prefixes, &exceptions, per_family) {
+    let pools = [networks(table), networks(&selection.table.table)];
+    for family in [Family::V4, Family::V6] {
+        let pools = pools.each_ref().map(|nets| family.ranges(nets.iter()));
+        let exceptions = family.ranges(policy.exceptions.iter());
+        for src in sample(&mut rng, family, &pools, &exceptions, per_family) {
             let udp = Udp { src, dst: family.dst(), ..Udp::default() };
-            let verdict = policy.verdict(table, &[], src, IPPROTO_UDP, Some(udp.dst_port));
+            let held = selection.held(src, &in_use);
+            let verdict = policy.verdict(table, &held, src, IPPROTO_UDP, Some(udp.dst_port));
             let frame = udp.build();
             let effect = Effect::of(&verdict);
             let action = run(g, &frame);
             kernel_drops += u64::from(action == XDP_DROP);
             if action != effect.action() {
-                mismatches.push((src, verdict.clone(), action));
+                mismatches.push((src, verdict.clone(), held.clone(), action));
             }
             effect.count(&mut want, frame.len() as u64);
+            if let Verdict::Selector(_, selector, _) = &verdict {
+                effect.tally(want_selectors.entry(selector.to_string()).or_default(), frame.len() as u64);
+                match effect {
+                    Effect::Passed(_) => tally.selector_allows += 1,
+                    _ => tally.selector_blocks += 1,
+                }
+            }
             match effect {
                 Effect::Dropped(_) => tally.drops += 1,
                 Effect::WouldDrop(_) => tally.would_drops += 1,
@@ -673,20 +783,23 @@ fn differential(world: World, mut policy: Policy, per_family: usize, backend: Ba
                 _ => {}
             }
             tally.unknown += u64::from(matches!(verdict, Verdict::Country(NO_COUNTRY, _)));
+            let holds = |set: &BTreeSet<Selector>| held.iter().any(|s| set.contains(s));
+            tally.contested += u64::from(policy.rules.iter().any(|r| holds(&r.allow) && holds(&r.block)));
         }
     }
     let elapsed = start.elapsed();
-    let context = format!(
-        "{world:?} table, {backend:?} backend, {}, seed {seed} (rerun with GEOBLOCK_TEST_SEED={seed})",
-        describe(&policy)
-    );
+    let context = format!("{what}, {}, seed {seed} (rerun with GEOBLOCK_TEST_SEED={seed})", describe(policy));
     if !mismatches.is_empty() {
         let mut sample = String::new();
-        for (src, verdict, action) in mismatches.iter().take(20) {
+        for (src, verdict, held, action) in mismatches.iter().take(20) {
             let prefix = table.lookup(*src).map(|(net, _)| net.to_string()).unwrap_or("none".into());
             let want = Effect::of(verdict);
-            writeln!(sample, "  {src}: reference {want:?} (table prefix {prefix}), kernel {}", action_name(*action))
-                .unwrap();
+            writeln!(
+                sample,
+                "  {src}: reference {want:?} (table prefix {prefix}, selectors {held:?}), kernel {}",
+                action_name(*action)
+            )
+            .unwrap();
         }
         panic!("{} of {} verdicts differ; {context}; first ones:\n{sample}", mismatches.len(), 2 * per_family);
     }
@@ -695,6 +808,7 @@ fn differential(world: World, mut policy: Policy, per_family: usize, backend: Ba
     let country_drops: u64 = got.countries.values().chain([&got.unknown]).map(|c| c.dropped_packets).sum::<u64>()
         - before.countries.values().chain([&before.unknown]).map(|c| c.dropped_packets).sum::<u64>();
     assert_eq!(country_drops, kernel_drops, "per-country drop counters vs XDP_DROP verdicts; {context}");
+    assert_eq!(selector_stats(g), want_selectors, "selector counters differ from the reference's; {context}");
     println!(
         "{} addresses in {elapsed:.1?} ({:.1} µs each), {tally:?}; seed {seed}",
         2 * per_family,
@@ -730,7 +844,13 @@ fn differential_geolite2_deny_list_lpm() {
 }
 
 fn differential_deny_list(world: World, backend: Backend) {
-    let tally = differential(world, differential_policy(Mode::Deny, &DENIED, false, false), 100_000, backend);
+    let tally = differential(
+        world,
+        differential_policy(Mode::Deny, &DENIED, false, false),
+        100_000,
+        backend,
+        &Selection::none(),
+    );
     assert!(tally.drops > 0 && tally.exceptions > 0 && tally.unknown > 0, "sample too narrow: {tally:?}");
 }
 
@@ -738,14 +858,125 @@ fn differential_deny_list(world: World, backend: Backend) {
 fn differential_allow_list_blocking_unknown() {
     let allowed = [b"DE", b"FR", b"NL", b"JP"];
     let policy = differential_policy(Mode::Allow, &allowed, false, true);
-    let tally = differential(World::DbIp, policy, 30_000, Backend::Trie);
+    let tally = differential(World::DbIp, policy, 30_000, Backend::Trie, &Selection::none());
     assert!(tally.drops > 0 && tally.exceptions > 0 && tally.unknown > 0, "sample too narrow: {tally:?}");
 }
 
 #[test]
 fn differential_monitor_mode() {
-    let tally = differential(World::DbIp, differential_policy(Mode::Deny, &DENIED, true, true), 30_000, Backend::Trie);
+    let tally = differential(
+        World::DbIp,
+        differential_policy(Mode::Deny, &DENIED, true, true),
+        30_000,
+        Backend::Trie,
+        &Selection::none(),
+    );
     assert!(tally.drops == 0 && tally.would_drops > 0, "monitor mode: {tally:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Differential with selectors: ASes and a list beside the countries
+// ---------------------------------------------------------------------------
+
+/// ASes a selector rule names: 100 of the world's AS table, large and
+/// small (the same ones for every test of a run).
+fn selector_asns() -> &'static [Asn] {
+    static ASNS: OnceLock<Vec<Asn>> = OnceLock::new();
+    ASNS.get_or_init(|| selectors_data::pick_asns(selectors_data::world_asn(), 100, &mut StdRng::seed_from_u64(16)))
+}
+
+/// A list of about 1,000 entries (IPv4 /32s and /24s, IPv6 /48s), half of
+/// them inside the prefixes of [`selector_asns`].
+fn bad_list() -> AddressList {
+    let mut rng = StdRng::seed_from_u64(17);
+    selectors_data::random_list("bad", selectors_data::world_asn(), selector_asns(), 1000, &mut rng)
+}
+
+/// A rule of `mode` over `countries` that allows the ASes `allow` and
+/// blocks the ASes `block` and `lists` (with `block_unknown`: also what
+/// has no country).
+fn selector_rule(mode: Mode, countries: &[&[u8; 2]], allow: &[Asn], block: &[Asn], lists: &[&str]) -> Rule {
+    let rule = Rule::new(DEFAULT_RULE, mode, countries.iter().map(|c| cc(c)).collect());
+    let lists = lists.iter().map(|name| Selector::List(name.to_string()));
+    Rule {
+        allow: allow.iter().map(|&a| Selector::Asn(a)).collect(),
+        block: block.iter().map(|&a| Selector::Asn(a)).chain(lists).collect(),
+        block_unknown: mode == Mode::Allow,
+        ..rule
+    }
+}
+
+/// Countries, 100 ASes and the list in one rule: 10 ASes allowed, which
+/// wins over the list (an address has one AS: an allowed AS never meets a
+/// blocked one) and over the countries; 90 blocked with the list.
+fn differential_selectors(mode: Mode, countries: &[&[u8; 2]], per_family: usize, backend: Backend) {
+    let asns = selector_asns();
+    let allowed: Vec<Asn> = asns.iter().step_by(10).copied().collect();
+    let blocked: Vec<Asn> = asns.iter().filter(|a| !allowed.contains(a)).copied().collect();
+    let policy = Policy::from(selector_rule(mode, countries, &allowed, &blocked, &["bad"]));
+    let selection = Selection::compile(selectors_data::world_asn(), vec![bad_list()], &policy.selectors());
+    let tally = differential(World::DbIp, policy, per_family, backend, &selection);
+    assert!(
+        tally.selector_blocks > 0 && tally.selector_allows > 0 && tally.contested > 0,
+        "sample too narrow: {tally:?}"
+    );
+    assert!(tally.drops > tally.selector_blocks && tally.exceptions > 0, "sample too narrow: {tally:?}");
+}
+
+#[test]
+fn differential_selectors_deny_list_trie() {
+    differential_selectors(Mode::Deny, &DENIED, 100_000, Backend::Trie);
+}
+
+#[test]
+fn differential_selectors_deny_list_lpm() {
+    differential_selectors(Mode::Deny, &DENIED, 30_000, Backend::Lpm);
+}
+
+#[test]
+fn differential_selectors_allow_list() {
+    differential_selectors(Mode::Allow, &[b"DE", b"FR", b"NL", b"JP"], 30_000, Backend::Trie);
+}
+
+/// Changing which selectors the rules use swaps the selector table alone:
+/// the country tries stay the same maps, and every verdict (country and
+/// selector) and counter still agrees with the reference. A policy that
+/// needs a selector the table in force was not compiled with is refused,
+/// and the policy in force stays.
+#[test]
+fn a_selector_change_swaps_the_selector_table_alone() {
+    let table = World::DbIp.table();
+    let asns = selector_asns();
+    let exceptions = world_exceptions(table);
+    let policy = |block: &[Asn], lists: &[&str]| Policy {
+        exceptions: exceptions.clone(),
+        ..Policy::from(selector_rule(Mode::Deny, &DENIED, &asns[90..], block, lists))
+    };
+    let (first, second) = (policy(&asns[..60], &["bad"]), policy(&asns[30..90], &[]));
+    let asn = selectors_data::world_asn();
+    let first_selection = Selection::compile(asn, vec![bad_list()], &first.selectors());
+    let mut g = Geoblock::load(Backend::Trie).expect("loading the XDP program (these tests need root)");
+    g.load_table_with_selectors(table, &first_selection.table, &first).expect("loading the tables");
+    g.apply_policy(&first).expect("writing the policy");
+    judge(&mut g, table, &first, &first_selection, 20_000, "first selectors");
+
+    let countries = table_map_ids(&g, &[maps::GEO_V4, maps::GEO_V6]);
+    let selector_tries = table_map_ids(&g, &[maps::SELECTORS_V4, maps::SELECTORS_V6]);
+    // Compiled for both policies, as the daemon does for a change.
+    let both = Selection::compile(asn, vec![bad_list()], &(&first.selectors() | &second.selectors()));
+    g.load_selectors(&both.table, &second).expect("swapping the selector table");
+    g.apply_policy(&second).expect("writing the second policy");
+    assert_eq!(table_map_ids(&g, &[maps::GEO_V4, maps::GEO_V6]), countries, "the country tries were replaced");
+    assert_ne!(table_map_ids(&g, &[maps::SELECTORS_V4, maps::SELECTORS_V6]), selector_tries, "no new selector tries");
+    judge(&mut g, table, &second, &both, 20_000, "after the swap");
+
+    let outside = asns.iter().map(|a| a + 1).find(|a| !asns.contains(a)).unwrap();
+    let third = policy(&[outside], &[]);
+    assert!(
+        matches!(g.apply_policy(&third), Err(geoblock::Error::SelectorsNotLoaded)),
+        "a policy blocking AS{outside}, which the selector table does not hold, was not refused"
+    );
+    judge(&mut g, table, &second, &both, 5_000, "after the refused policy");
 }
 
 // ---------------------------------------------------------------------------

@@ -132,8 +132,8 @@ pub fn parse_entries(texts: &[String]) -> Result<(BTreeSet<CountryId>, BTreeSet<
     Ok((countries, selectors))
 }
 
-/// The selectors that hold `ip`: its AS (if any), then the lists it is on,
-/// each only if `wanted` says so.
+/// The selectors that hold `ip`: its AS (if any), then the lists it is on
+/// by name, each only if `wanted` says so.
 pub fn memberships(
     ip: IpAddr,
     asn: &AsnData,
@@ -142,7 +142,10 @@ pub fn memberships(
 ) -> Vec<Selector> {
     let of_as = asn.table.lookup(ip).map(|(_, asn)| Selector::Asn(asn));
     let on_lists = lists.iter().filter(|l| l.contains(ip)).map(|l| Selector::List(l.name.clone()));
-    of_as.into_iter().chain(on_lists).filter(|s| wanted(s)).collect()
+    let mut held: Vec<Selector> = of_as.into_iter().chain(on_lists).filter(|s| wanted(s)).collect();
+    // In selector order, as the rules try them (the lists come in the config's).
+    held.sort();
+    held
 }
 
 /// The most classes a selector table may have: the values of the

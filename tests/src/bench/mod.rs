@@ -12,6 +12,7 @@ pub mod outbound;
 pub mod reject;
 pub mod report;
 pub mod rules;
+pub mod selectors;
 pub mod stall;
 pub mod tracefs;
 pub mod workload;

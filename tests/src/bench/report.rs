@@ -75,6 +75,8 @@ pub struct Report {
     pub reject: Option<super::reject::RejectCost>,
     /// Outbound rules on the egress program.
     pub outbound: Option<Vec<super::outbound::OutboundRow>>,
+    /// Selector rules against countries alone, and the selector tables.
+    pub selectors: Option<super::selectors::SelectorsCost>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

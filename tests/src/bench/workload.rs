@@ -157,7 +157,8 @@ pub fn anywhere(world: &Table, family: Family, n: usize) -> Vec<IpAddr> {
     sources(world, &BTreeSet::new(), Traffic::Allowed, family, n)
 }
 
-fn random_in(net: IpNetwork, rng: &mut StdRng) -> IpAddr {
+/// A random address of `net`.
+pub fn random_in(net: IpNetwork, rng: &mut StdRng) -> IpAddr {
     match net {
         IpNetwork::V4(n) => {
             let host = u32::MAX.checked_shr(u32::from(n.prefix())).unwrap_or(0);

@@ -5,7 +5,7 @@
 //! (default 3), --json PATH (default target/bench.json), --svg PATH
 //! (default benchmarks/lookup.svg), --skip-line-rate, --full (every
 //! traffic at every table scope; by default only the world gets them all),
-//! --only test-run|line-rate|rules|reject|outbound|live (one part alone), --scopes cn,eu27,world
+//! --only test-run|line-rate|rules|reject|outbound|selectors|live (one part alone), --scopes cn,eu27,world
 //! and --engines xdp-drop,geoblock-trie,... (line rate: only these).
 
 use std::{path::PathBuf, time::Duration};
@@ -52,6 +52,9 @@ fn main() {
     if part("outbound") {
         report.outbound = Some(bench::outbound::measure(&world, settings));
     }
+    if part("selectors") {
+        report.selectors = Some(bench::selectors::measure_all(&world, settings));
+    }
     if part("live") {
         report.live = Some(bench::live::measure(&world, settings.rounds));
     }
@@ -71,6 +74,9 @@ fn main() {
     }
     if let Some(outbound) = &report.outbound {
         bench::outbound::print(outbound);
+    }
+    if let Some(selectors) = &report.selectors {
+        selectors.print();
     }
     report.save_json(&json);
 }
