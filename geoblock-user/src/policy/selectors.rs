@@ -197,7 +197,11 @@ impl SelectorTable {
     ) -> Result<SelectorTable, SelectorError> {
         let index: BTreeMap<&Selector, u16> = selectors.iter().zip(0..).collect();
         let mut spans = PerFamily { v4: vec![], v6: vec![] };
-        let asn_index = |asn: Asn| index.get(&Selector::Asn(asn)).copied();
+        // Every prefix of the world's AS data is looked up: in a small
+        // sorted array of numbers, which stays in the first-level cache.
+        let asns: Vec<(Asn, u16)> =
+            index.iter().filter_map(|(s, &i)| if let Selector::Asn(a) = s { Some((*a, i)) } else { None }).collect();
+        let asn_index = |asn: Asn| asns.binary_search_by_key(&asn, |&(a, _)| a).ok().map(|at| asns[at].1);
         spans.v4.extend(asn.table.v4.iter().filter_map(|&(net, a)| Some((Ipv4Addr::span(net), asn_index(a)?))));
         spans.v6.extend(asn.table.v6.iter().filter_map(|&(net, a)| Some((Ipv6Addr::span(net), asn_index(a)?))));
         for selector in selectors.iter().filter(|s| matches!(s, Selector::List(_))) {
