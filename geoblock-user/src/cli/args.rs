@@ -158,6 +158,13 @@ pub struct ListArgs {
     pub lists: Vec<(String, String)>,
 }
 
+impl ListArgs {
+    /// `sources` with these lists.
+    pub fn added_to(&self, sources: DataSources) -> DataSources {
+        DataSources { lists: self.lists.clone(), ..sources }
+    }
+}
+
 pub fn parse_list(spec: &str) -> Result<(String, String), String> {
     data::list::parse_spec(spec).map_err(|e| e.to_string())
 }

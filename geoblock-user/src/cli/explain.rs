@@ -15,7 +15,7 @@ use geoblock::{
 };
 use geoblock_common::packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::args::{DataArgs, PolicyArgs};
+use crate::args::{DataArgs, ListArgs, PolicyArgs};
 
 #[derive(Args)]
 pub struct ExplainArgs {
@@ -33,6 +33,8 @@ pub struct ExplainArgs {
     policy: PolicyArgs,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    lists: ListArgs,
     /// The running daemon's control socket (when neither --data nor a policy is given).
     #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
     control_socket: PathBuf,
@@ -53,7 +55,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let explained: Vec<Explanation> = if args.policy.given() || !args.data.data.is_empty() {
         ensure!(args.policy.given(), "explaining offline needs the policy: --block or --allow");
         let policy = args.policy.overrides().resolve(vec![])?;
-        let loaded = args.data.sources().load()?;
+        let loaded = args.lists.added_to(args.data.sources()).load()?;
         args.addresses.iter().map(|&ip| explain::explain(&loaded, &policy, ip, direction, packet, None)).collect()
     } else {
         let request = Request::Explain { addresses: args.addresses, packet, direction };

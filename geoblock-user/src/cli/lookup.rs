@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use geoblock::{country, data::DataSources};
+use geoblock::country;
 
 use crate::args::{DataArgs, ListArgs};
 
@@ -26,8 +26,7 @@ pub struct LookupArgs {
 
 pub fn lookup(args: &LookupArgs) -> Result<()> {
     let (addresses, data) = (&args.addresses, &args.data);
-    let sources = DataSources { lists: args.lists.lists.clone(), ..data.sources() };
-    let loaded = sources.load()?;
+    let loaded = args.lists.added_to(data.sources()).load()?;
     let with_asn = !data.asn_data.is_empty();
     let answer = |text: &str| -> Result<()> {
         let ip: IpAddr = text.trim().parse().with_context(|| format!("'{text}' is not an IP address"))?;
