@@ -3,7 +3,7 @@
 
 use std::{
     os::unix::process::CommandExt as _,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
 };
 
@@ -95,4 +95,36 @@ fn run_root(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"));
     assert!(out.status.success(), "{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A bpffs of the test's own, mounted as the kernel mounts one (mode
+/// 1777: anyone may create in it) in a directory anyone may traverse:
+/// what a machine whose bpffs systemd mounted looks like to other users,
+/// whoever mounted /sys/fs/bpf here. Unmounted, with all it holds, on drop.
+pub struct OpenBpffs(pub PathBuf);
+
+impl OpenBpffs {
+    pub fn mount() -> OpenBpffs {
+        let dir = std::env::temp_dir().join(format!("geoblock-bpffs-{}", unique_tag()));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let target = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated strings; no mount data: the kernel's default mode.
+        let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+        assert_eq!(rc, 0, "mounting a bpffs at {}: {}", dir.display(), std::io::Error::last_os_error());
+        OpenBpffs(dir)
+    }
+
+    /// A path in it (not created).
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for OpenBpffs {
+    fn drop(&mut self) {
+        let target = std::ffi::CString::new(self.0.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; a lazy unmount, as a daemon may still hold it.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }

@@ -19,7 +19,7 @@ use geoblock_tests::{
     hostile::{self, Hostile},
     http::FileServer,
     netns::{unique_tag, Netns, Pair, NETNS_PREFIX},
-    user::User,
+    user::{OpenBpffs, User},
 };
 
 /// A directory of the test's, removed with what is in it on drop.
@@ -34,6 +34,11 @@ impl Scratch {
     /// A fresh `--state-dir` path on bpffs (not created).
     fn state() -> Scratch {
         Scratch(geoblock::state_dir())
+    }
+
+    /// A fresh `--state-dir` path on `bpffs` (not created).
+    fn state_on(bpffs: &OpenBpffs, what: &str) -> Scratch {
+        Scratch(bpffs.join(what))
     }
 
     fn arg(&self) -> &str {
@@ -93,8 +98,9 @@ fn run_refused(pair: &Pair, state_dir: &Path) -> Output {
 fn a_state_dir_another_user_made_or_can_write_is_refused() {
     let user = User::create();
     let pair = Pair::create();
+    let bpffs = OpenBpffs::mount();
     // The user is first: bpffs as the kernel mounts it (1777) lets anyone create it.
-    let theirs = Scratch::state();
+    let theirs = Scratch::state_on(&bpffs, "theirs");
     assert!(user.run("mkdir", &[theirs.arg()]).status.success(), "the test user could not create {}", theirs.display());
     assert_refused(&run_refused(&pair, &theirs), &[theirs.arg(), &format!("belongs to uid {}", user.uid)]);
     assert_refused(&geoblock::detach(&theirs), &[theirs.arg(), &format!("belongs to uid {}", user.uid)]);
@@ -124,8 +130,9 @@ fn a_state_dir_another_user_made_or_can_write_is_refused() {
 fn the_state_is_roots_alone_and_no_user_holds_its_lock() {
     let user = User::create();
     let pair = Pair::create();
+    let bpffs = OpenBpffs::mount();
     let args = geoblock::run_args(&pair, &["--block", "CN"]);
-    let daemon = Daemon::start(&pair.receiver, &args);
+    let daemon = Daemon::start_in(&pair.receiver, &args, bpffs.join("state"));
     let dir = daemon.state_dir.clone();
     let mode = |dir: &Path| fs::metadata(dir).map(|m| (m.uid(), m.mode() & 0o7777)).unwrap();
     assert_eq!(mode(&dir), (0, 0o700), "owner and mode of a fresh state directory");
