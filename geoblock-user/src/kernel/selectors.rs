@@ -8,7 +8,7 @@
 //! new selector table comes with a new table program, which carries the
 //! verdicts of both banks: the policy in force and the one to come.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aya::{
     maps::{Array, MapData, PerCpuArray},
@@ -163,8 +163,8 @@ impl Geoblock {
             for (index, verdict) in new.iter().filter(|(i, v)| old.get(i) != Some(v)) {
                 map.set(*index, verdict, 0)?;
             }
-            let kept: HashMap<u32, ()> = new.iter().map(|(i, _)| (*i, ())).collect();
-            for index in old.keys().filter(|i| !kept.contains_key(i)) {
+            let kept: HashSet<u32> = new.iter().map(|(i, _)| *i).collect();
+            for index in old.keys().filter(|i| !kept.contains(i)) {
                 map.set(*index, SelectorVerdict::default(), 0)?;
             }
         }
@@ -177,19 +177,19 @@ impl Geoblock {
     /// in use (whose counts go). Slots keep their names across restarts.
     fn assign_selector_slots(&mut self, table: &SelectorTable) -> Result<BTreeMap<Selector, u16>, Error> {
         let held = self.selector_names()?;
+        let by_name: HashMap<&str, usize> =
+            held.iter().enumerate().filter_map(|(slot, name)| Some((name.as_deref()?, slot))).collect();
         let mut slots = BTreeMap::new();
         let mut taken = vec![false; held.len()];
         for selector in &table.selectors {
-            let name = selector.to_string();
-            if let Some(slot) = held.iter().position(|h| h.as_deref() == Some(name.as_str())) {
+            if let Some(&slot) = by_name.get(selector.to_string().as_str()) {
                 taken[slot] = true;
                 slots.insert(selector.clone(), slot as u16);
             }
         }
-        let in_use =
-            |h: &Option<String>| h.as_ref().is_some_and(|n| table.selectors.iter().any(|s| &s.to_string() == n));
+        // Every slot of a selector in use is taken: the named rest are stale.
         let free = (0..held.len()).filter(|&s| held[s].is_none());
-        let stale = (0..held.len()).filter(|&s| held[s].is_some() && !in_use(&held[s]));
+        let stale = (0..held.len()).filter(|&s| held[s].is_some());
         let mut spare: Vec<usize> = free.chain(stale).filter(|&s| !taken[s]).collect();
         spare.reverse();
         let unslotted: Vec<&Selector> = table.selectors.iter().filter(|s| !slots.contains_key(*s)).collect();
