@@ -113,7 +113,7 @@ pub enum Entry {
 pub fn parse_entry(text: &str) -> Result<Entry, EntryError> {
     let trimmed = text.trim();
     let selector = trimmed.starts_with(LIST_PREFIX)
-        || (trimmed.len() > 2 && trimmed[..2].eq_ignore_ascii_case("as") && trimmed.is_char_boundary(2));
+        || (trimmed.len() > 2 && trimmed.get(..2).is_some_and(|head| head.eq_ignore_ascii_case("as")));
     match selector {
         true => trimmed.parse().map(Entry::Selector),
         false => Ok(Entry::Country(country::parse(trimmed)?)),

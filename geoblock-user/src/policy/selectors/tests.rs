@@ -49,6 +49,10 @@ fn entries_are_countries_or_selectors() {
     let long = format!("list:{}", "a".repeat(MAX_LIST_NAME + 1));
     assert_eq!(parse_entry(&long), Err(EntryError::ListName(long.clone())));
     assert!(matches!(parse_entry("XX"), Err(EntryError::Country(_))));
+    // Not ASCII where "AS" would be: an error, never a panic.
+    for text in ["aé", "dé", "é", "éAS1", "Aé1"] {
+        assert!(matches!(parse_entry(text), Err(EntryError::Country(_))), "{text}");
+    }
     assert_eq!(Selector::Asn(4134).to_string(), "AS4134");
     assert_eq!(serde_json::to_string(&Selector::List("tor".into())).unwrap(), "\"list:tor\"");
 }
