@@ -182,6 +182,26 @@ fn a_blocked_list_wins_over_its_allowed_country() {
     geoblock::stop_and_detach(&pair, daemon);
 }
 
+/// A reload whose config drops a list and the rule naming it is taken:
+/// the list leaves with the rule, and its addresses pass again.
+#[test]
+fn a_reload_may_drop_a_list_with_its_rule() {
+    let pair = Pair::create();
+    let files = Files::new();
+    let [de4, _] = sources::of("DE");
+    let exit = plus(de4, 1);
+    let tor = files.write("tor.txt", &format!("{exit}\n"));
+    let with = format!("[lists]\ntor = \"{tor}\"\n[[rule]]\nname = \"api\"\nblock = [\"CN\", \"list:tor\"]\n");
+    let config = ConfigFile::new(&with);
+    let daemon = start(&pair, &config, &[]);
+    assert_fates(&pair, &daemon, &[exit, de4], &[exit]);
+    std::fs::write(&config.path, "[[rule]]\nname = \"api\"\nblock = [\"CN\"]\n").unwrap();
+    let out = daemon.control(&["reload"]);
+    assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stderr));
+    assert_fates(&pair, &daemon, &[exit, de4], &[]);
+    geoblock::stop_and_detach(&pair, daemon);
+}
+
 /// Waits until the sources' fates are as given, or fails after [`REFRESHED`].
 fn await_fates(pair: &Pair, daemon: &Daemon, srcs: &[IpAddr], dropped: &[IpAddr]) {
     let deadline = Instant::now() + REFRESHED;

@@ -457,8 +457,21 @@ fn load_kernel(opts: &RunOptions, loaded: &Loaded, state: &StateDir) -> Result<G
 /// The selector table for the selectors `policies` use (the policy in
 /// force and the one to come), from `loaded`'s AS data and lists.
 fn selector_table(policies: &[&Policy], loaded: &Loaded) -> Result<SelectorTable, SelectorError> {
+    reload_selector_table(policies, loaded, loaded)
+}
+
+/// [`selector_table`] for a reload, from its new data `loaded`: a list the
+/// new data no longer has (the new config dropped or renamed it) is taken
+/// from `in_force`, whose policy may still name it until the rules switch.
+fn reload_selector_table(
+    policies: &[&Policy],
+    loaded: &Loaded,
+    in_force: &Loaded,
+) -> Result<SelectorTable, SelectorError> {
+    let dropped = in_force.lists.iter().filter(|old| !loaded.lists.iter().any(|l| l.name == old.name));
+    let lists: Vec<_> = loaded.lists.iter().chain(dropped).cloned().collect();
     let selectors = policies.iter().flat_map(|p| p.selectors()).collect();
-    SelectorTable::compile(&selectors, &loaded.asn, &loaded.lists)
+    SelectorTable::compile(&selectors, &loaded.asn, &lists)
 }
 
 /// The trie's size: real data sets take 22k to 28k nodes per family, of

@@ -25,7 +25,7 @@ use std::{
 use tokio::{sync::oneshot, task::JoinError};
 use tracing::{error, info, warn};
 
-use super::{config::RunOptions, guarded, selector_table, Daemon, Download};
+use super::{config::RunOptions, guarded, reload_selector_table, Daemon, Download};
 use crate::kernel::flows::FlowTable;
 use crate::{
     data::{
@@ -207,9 +207,8 @@ impl Daemon {
         let wanted = self.opts.policy.selectors().into_iter().chain(new.policy.selectors());
         let selectors = match wanted.collect::<BTreeSet<_>>().is_subset(&selectors.selectors) {
             true => selectors,
-            false => {
-                selector_table(&[&self.opts.policy, &new.policy], &loaded).map_err(|e| refused("selectors", &e))?
-            }
+            false => reload_selector_table(&[&self.opts.policy, &new.policy], &loaded, &self.loaded)
+                .map_err(|e| refused("selectors", &e))?,
         };
         self.geoblock
             .load_table_with_selectors(&loaded.table, &selectors, &new.policy)
@@ -346,6 +345,7 @@ fn check(new: RunOptions, in_force: &Loaded, policy: &Policy, force: bool) -> Re
     if !new.force {
         guarded(&new.management, &new.policy, &loaded, None).map_err(|e| refused("lock-out guard", &e))?;
     }
-    let selectors = selector_table(&[policy, &new.policy], &loaded).map_err(|e| refused("selectors", &e))?;
+    let selectors =
+        reload_selector_table(&[policy, &new.policy], &loaded, in_force).map_err(|e| refused("selectors", &e))?;
     Ok((new, loaded, selectors))
 }
