@@ -141,6 +141,40 @@ pub struct Status {
     /// The selector table in force: what the rules' selectors compiled to.
     #[serde(default)]
     pub selectors: Option<SelectorSummary>,
+    /// Where the policy is published (`policy_url`), if it is.
+    #[serde(default)]
+    pub policy_url: Option<PolicyUrlStatus>,
+}
+
+/// The published policy: where, which serial is in force, and what the
+/// downloads said.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyUrlStatus {
+    pub url: String,
+    /// The serial of the document the policy in force is from.
+    pub serial: u64,
+    /// Documents must carry a signature made with `policy_key`.
+    pub signed: bool,
+    pub refresh_seconds: u64,
+    /// The last download by the timer (none yet: the start's was the last).
+    pub last_fetch: Option<ReloadStatus>,
+    /// Downloads that failed or were refused since the daemon started.
+    pub fetch_failures: u64,
+}
+
+impl PolicyUrlStatus {
+    fn render(&self) -> String {
+        let signed = if self.signed { "signed" } else { "unsigned" };
+        let mut out = format!(
+            "policy url  {}: serial {}, {signed}, asked every {} s, {} failed downloads\n",
+            self.url, self.serial, self.refresh_seconds, self.fetch_failures
+        );
+        if let Some(r) = &self.last_fetch {
+            let result = if r.ok { "ok" } else { "FAILED" };
+            out += &format!("policy get  {result}, {} s ago: {}\n", r.seconds_ago, r.message);
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -336,6 +370,9 @@ impl Status {
         }
         if let Some(s) = self.selectors.as_ref().filter(|s| s.selectors > 0) {
             out += &s.render();
+        }
+        if let Some(p) = &self.policy_url {
+            out += &p.render();
         }
         if let Some(r) = &self.last_reload {
             let result = if r.ok { "ok" } else { "FAILED" };

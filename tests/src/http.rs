@@ -1,9 +1,11 @@
-//! A one-file HTTP server inside a test namespace: what `geoblock run
-//! --data http://...` downloads from. It answers conditional GETs (ETag) as
-//! real servers do, and can be told to fail. And the client that scrapes
+//! A small HTTP server inside a test namespace: what `geoblock run
+//! --data http://...` downloads from. It serves one file under any name,
+//! or files by name; it answers conditional GETs (ETag) as real servers
+//! do, and can be told to fail. And the client that scrapes
 //! the daemon's `/metrics`.
 
 use std::{
+    collections::BTreeMap,
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
@@ -24,7 +26,9 @@ enum Reply {
 }
 
 struct Shared {
+    /// The answer to any name not in `named`.
     reply: Mutex<Reply>,
+    named: Mutex<BTreeMap<String, Reply>>,
     requests: AtomicUsize,
     stop: AtomicBool,
 }
@@ -43,6 +47,7 @@ impl FileServer {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             reply: Mutex::new(Reply::File(body.into())),
+            named: Mutex::new(BTreeMap::new()),
             requests: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
@@ -65,6 +70,16 @@ impl FileServer {
         *self.shared.reply.lock().unwrap() = Reply::Status(status);
     }
 
+    /// Serves `body` as `name` (the last part of its URL's path).
+    pub fn serve_named(&self, name: &str, body: &str) {
+        self.shared.named.lock().unwrap().insert(name.into(), Reply::File(body.into()));
+    }
+
+    /// Answers requests for `name` with `status` and no body from now on.
+    pub fn fail_named(&self, name: &str, status: u16) {
+        self.shared.named.lock().unwrap().insert(name.into(), Reply::Status(status));
+    }
+
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::Relaxed)
     }
@@ -84,20 +99,26 @@ fn serve(listener: TcpListener, shared: &Shared) {
         match listener.accept() {
             Ok((stream, _)) => {
                 shared.requests.fetch_add(1, Ordering::Relaxed);
-                let reply = shared.reply.lock().unwrap().clone();
                 // A client that hangs up early is its own problem.
-                let _ = answer(stream, &reply);
+                let _ = answer(stream, shared);
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
 }
 
-fn answer(stream: TcpStream, reply: &Reply) -> std::io::Result<()> {
+fn answer(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut if_none_match = None;
     let mut reader = BufReader::new(&stream);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // `GET /dir/name?query HTTP/1.1`: the name.
+    let path = request.split_whitespace().nth(1).unwrap_or_default();
+    let name = path.split('?').next().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+    let named = shared.named.lock().unwrap().get(name).cloned();
+    let reply = named.unwrap_or_else(|| shared.reply.lock().unwrap().clone());
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
@@ -113,7 +134,7 @@ fn answer(stream: TcpStream, reply: &Reply) -> std::io::Result<()> {
         format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {length}\r\nConnection: close\r\n\r\n")
     };
     let mut out = &stream;
-    match reply {
+    match &reply {
         Reply::Status(code) => out.write_all(head(&format!("{code} Failing"), "", 0).as_bytes()),
         Reply::File(body) => {
             let etag = format!("\"{:x}-{}\"", fnv(body.as_bytes()), body.len());

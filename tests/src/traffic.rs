@@ -324,3 +324,85 @@ pub fn deliveries(pair: &Pair, srcs: &[IpAddr], copies: usize) -> BTreeMap<IpAdd
     let got = receiver.collect(Duration::from_millis(300));
     srcs.iter().map(|src| (*src, got.get(src).copied().unwrap_or(0))).collect()
 }
+
+/// What flowed while `during` ran: datagrams sent per source (in the order
+/// of `sources`) and delivered per source.
+pub struct Flowed {
+    sources: Vec<IpAddr>,
+    sent: Vec<usize>,
+    got: BTreeMap<IpAddr, usize>,
+}
+
+impl Flowed {
+    pub fn sent(&self, src: IpAddr) -> usize {
+        self.sent[self.sources.iter().position(|&s| s == src).unwrap()]
+    }
+
+    pub fn delivered(&self, src: IpAddr) -> usize {
+        self.got.get(&src).copied().unwrap_or(0)
+    }
+
+    /// Blocked sources: nothing delivered. Allowed ones: everything.
+    pub fn assert_enforced(&self, blocked: &[IpAddr], allowed: &[IpAddr], pair: &Pair, log: &str) {
+        let mut failures = Vec::new();
+        for &src in blocked {
+            if self.delivered(src) != 0 {
+                failures.push(format!(
+                    "{src} (blocked throughout): {} of {} delivered",
+                    self.delivered(src),
+                    self.sent(src)
+                ));
+            }
+        }
+        for &src in allowed {
+            if self.delivered(src) != self.sent(src) {
+                failures.push(format!(
+                    "{src} (allowed throughout): {} of {} delivered",
+                    self.delivered(src),
+                    self.sent(src)
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{}\nveth drops (tx, rx) sender {:?}, receiver {:?} (other than XDP's: harness losses)\ndaemon log:\n{log}",
+            failures.join("\n"),
+            crate::netns::link_drops(&pair.sender, &pair.sender_if),
+            crate::netns::link_drops(&pair.receiver, &pair.receiver_if),
+        );
+    }
+}
+
+/// Sets the flag when dropped, so the traffic threads end even when the
+/// test body panics.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `during` under continuous traffic (a datagram from each source
+/// every millisecond) from the pair's sender to its receiver.
+pub fn under_traffic(pair: &Pair, sources: &[IpAddr], during: impl FnOnce()) -> Flowed {
+    let receiver = Receiver::new(pair);
+    let sender = Sender::new(pair);
+    let (stop, done) = (AtomicBool::new(false), AtomicBool::new(false));
+    let (sent, got) = std::thread::scope(|s| {
+        let rx = s.spawn(|| receiver.collect_until(&done, Duration::from_millis(300)));
+        let sent = {
+            let _done = SetOnDrop(&done);
+            let _stop = SetOnDrop(&stop);
+            let tx = s.spawn(|| sender.stream(sources, Duration::from_millis(1), &stop, Duration::from_secs(300)));
+            // Traffic flows before, during and after.
+            std::thread::sleep(Duration::from_millis(200));
+            during();
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, Ordering::Relaxed);
+            tx.join().unwrap()
+        };
+        (sent, rx.join().unwrap())
+    });
+    Flowed { sources: sources.to_vec(), sent, got }
+}

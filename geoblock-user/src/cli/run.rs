@@ -83,6 +83,16 @@ pub struct RunArgs {
     /// replies pass (default 262144; timeouts: [flows] in the config).
     #[arg(long, value_name = "N")]
     pub flows: Option<u32>,
+    /// Take the policy ([policy], [[rule]] and [lists]) from the document published at this
+    /// https:// URL, asked for changes every --policy-refresh; the config then gives no policy.
+    #[arg(long, value_name = "URL")]
+    pub policy_url: Option<String>,
+    /// The minisign public key (RW...) the published policy must be signed with, in URL.minisig.
+    #[arg(long, value_name = "KEY")]
+    pub policy_key: Option<String>,
+    /// How often the policy URL is asked for changes (a conditional GET) [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub policy_refresh: Option<String>,
 }
 
 impl RunArgs {
@@ -109,6 +119,10 @@ impl RunArgs {
             force: self.force.then_some(true),
             event_rate: self.event_rate,
             metrics: self.metrics,
+            policy_url: self.policy_url,
+            policy_key: self.policy_key,
+            policy_refresh: self.policy_refresh,
+            serial: None,
             policy: self.policy.overrides(),
             rule: vec![],
             flows: FlowsConfig { size: self.flows, ..FlowsConfig::default() },
@@ -123,7 +137,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         path: args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into()),
         flags: args.overrides(),
     };
-    let opts = layers.read()?;
+    // A start downloads the published policy (if any) first; reloads use
+    // what the daemon's timer downloaded and checked.
+    let opts = layers.local()?.published(true)?.resolve()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let ran = runtime.block_on(daemon::run(opts, layers));
     // A reload or a download still running on a blocking thread is

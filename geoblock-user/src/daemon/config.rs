@@ -21,6 +21,9 @@
 //! management = ["192.0.2.0/24"]           # never dropped: refused unless --force
 //! event_rate = 100                        # sampled drop events per second at most; 0: off
 //! metrics = "127.0.0.1:9717"              # serve /metrics there; absent: off
+//! policy_url = "https://example.net/geoblock/policy.toml"  # the policy tables from there (see policy_url)
+//! policy_key = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"  # minisign: signed documents only
+//! policy_refresh = "5m"                   # ask the policy URL for changes this often
 //!
 //! [lists]                                 # named address lists, for rules' list:NAME (or --list NAME=...)
 //! tor = "https://check.torproject.org/torbulkexitlist"   # a path or URL: text (one address or
@@ -58,6 +61,12 @@
 //! `[policy]`'s list makes the rule `default`, which matches every packet
 //! (or what `--ports` says) and comes after the `[[rule]]` tables: the
 //! catch-all. Without it, a packet no rule matches passes.
+//!
+//! With `policy_url`, the `[policy]`, `[[rule]]` and `[lists]` tables come
+//! from the published document (see [`super::policy_url`]) and the file
+//! gives none of `[policy]` and `[[rule]]`; its `[lists]` add to the
+//! document's. Everything else, the management networks above all, stays
+//! this host's own.
 
 use std::{
     collections::BTreeSet,
@@ -70,6 +79,7 @@ use geoblock_common::{Backend, CountryId};
 use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
+use super::policy_url::{Document, PolicyUrl, PolicyUrlError, DEFAULT_POLICY_REFRESH};
 use crate::{
     data::{
         self,
@@ -132,6 +142,10 @@ pub struct RunOptions {
     pub metrics: Option<SocketAddr>,
     /// The flow table of the connections this host opens.
     pub flows: FlowTable,
+    /// Where the policy is published, if it is.
+    pub policy_url: Option<PolicyUrl>,
+    /// The serial of the published document the policy is from.
+    pub policy_serial: Option<u64>,
 }
 
 /// Settings as written (file) or given (flags): all optional, so that one
@@ -164,6 +178,15 @@ pub struct Config {
     pub event_rate: Option<u32>,
     /// Where to serve `/metrics` (`IP:PORT`, or a port on loopback).
     pub metrics: Option<String>,
+    /// An `https://` URL the policy tables are published at.
+    pub policy_url: Option<String>,
+    /// The minisign public key the published policy must be signed with.
+    pub policy_key: Option<String>,
+    /// A duration: how often the policy URL is asked for changes.
+    pub policy_refresh: Option<String>,
+    /// The serial of the published document laid in (not a setting).
+    #[serde(skip)]
+    pub serial: Option<u64>,
     /// Flag only (`--force`): a file cannot switch the guard off.
     #[serde(skip)]
     pub force: Option<bool>,
@@ -200,7 +223,7 @@ pub struct FlowsConfig {
 
 /// `[policy]`: the rule `default` (its list, `block_unknown`, `monitor`),
 /// and what holds for every rule (`except`, `replies`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     pub block: Option<Vec<String>>,
@@ -273,8 +296,14 @@ pub struct ConfigLayers {
 }
 
 impl ConfigLayers {
+    /// The settings, with the last good download of the published policy.
     pub fn read(&self) -> Result<RunOptions, ConfigError> {
-        Config::load(&self.path, self.required)?.overlaid(&self.flags).resolve()
+        self.local()?.published(false)?.resolve()
+    }
+
+    /// The file with the flags laid over it: all but the published policy.
+    pub fn local(&self) -> Result<Config, ConfigError> {
+        Ok(Config::load(&self.path, self.required)?.overlaid(&self.flags))
     }
 }
 
@@ -323,6 +352,17 @@ pub enum ConfigError {
     Metrics(String),
     #[error("flows.{setting}: {message}")]
     Flows { setting: &'static str, message: String },
+    #[error("policy_url: {0}")]
+    PolicyUrl(#[from] PolicyUrlError),
+    #[error("policy_refresh: '{0}' is not a duration (e.g. 1m, 5m, 1h)")]
+    PolicyRefresh(String),
+    #[error(
+        "the policy comes from policy_url: give no [policy] or [[rule]] tables, nor policy flags \
+         (--block, --allow, --monitor...), in this host's config"
+    )]
+    PolicyTwice,
+    #[error("policy_url: the published policy was not read")]
+    NotPublished,
 }
 
 impl Config {
@@ -361,6 +401,10 @@ impl Config {
             management: flags.management.clone().or(self.management),
             event_rate: flags.event_rate.or(self.event_rate),
             metrics: flags.metrics.clone().or(self.metrics),
+            policy_url: flags.policy_url.clone().or(self.policy_url),
+            policy_key: flags.policy_key.clone().or(self.policy_key),
+            policy_refresh: flags.policy_refresh.clone().or(self.policy_refresh),
+            serial: self.serial,
             force: flags.force,
             flows: FlowsConfig { size: flags.flows.size.or(self.flows.size), ..self.flows },
             reject: RejectConfig { rate: flags.reject.rate.or(self.reject.rate) },
@@ -379,8 +423,67 @@ impl Config {
         }
     }
 
+    /// Where the policy is published, from `policy_url`, `policy_key`,
+    /// `policy_refresh` and `cache_dir`; `None` without `policy_url`.
+    pub fn policy_url(&self) -> Result<Option<PolicyUrl>, ConfigError> {
+        let Some(url) = &self.policy_url else {
+            return Ok(None);
+        };
+        let refresh = match &self.policy_refresh {
+            None => DEFAULT_POLICY_REFRESH,
+            Some(text) => humantime::parse_duration(text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| ConfigError::PolicyRefresh(text.clone()))?,
+        };
+        let cache_dir = self.cache_dir.clone().unwrap_or_else(|| DEFAULT_CACHE_DIR.into());
+        Ok(Some(PolicyUrl::new(url.clone(), self.policy_key.clone(), refresh, cache_dir)?))
+    }
+
+    /// With `policy_url`: the published policy laid in, downloaded first
+    /// when `download` (a start, `config check`), else the last good
+    /// download. A download that fails while an earlier one is kept is a
+    /// warning: the earlier one is used, as for data URLs.
+    pub fn published(self, download: bool) -> Result<Config, ConfigError> {
+        let Some(url) = self.policy_url()? else {
+            return Ok(self);
+        };
+        if download {
+            let kept = url.cached().ok().map(|document| document.serial);
+            let fetched = url.fetch(|document| {
+                not_older(document.serial, kept)?;
+                self.clone().with_document(document).and_then(Config::resolve).map(drop).map_err(|e| e.to_string())
+            });
+            match fetched {
+                Err(e) if kept.is_some() => tracing::warn!("{e}; using the earlier download"),
+                fetched => drop(fetched?),
+            }
+        }
+        self.with_document(url.cached()?)
+    }
+
+    /// `document`'s policy tables laid into this host's settings.
+    pub fn with_document(mut self, document: Document) -> Result<Config, ConfigError> {
+        if self.policy != PolicyConfig::default() || !self.rule.is_empty() {
+            return Err(ConfigError::PolicyTwice);
+        }
+        self.lists = match (self.lists, document.lists) {
+            (Some(mut own), Some(published)) => {
+                own.extend(published);
+                Some(own)
+            }
+            (own, published) => own.or(published),
+        };
+        (self.policy, self.rule, self.serial) = (document.policy, document.rule, Some(document.serial));
+        Ok(self)
+    }
+
     /// Validates and fills in the defaults. Touches nothing.
     pub fn resolve(self) -> Result<RunOptions, ConfigError> {
+        let policy_url = self.policy_url()?;
+        if policy_url.is_some() && self.serial.is_none() {
+            return Err(ConfigError::NotPublished);
+        }
         let interfaces = self.interfaces.filter(|i| !i.is_empty()).ok_or(ConfigError::NoInterfaces)?;
         let opts = RunOptions {
             interfaces,
@@ -415,6 +518,8 @@ impl Config {
             force: self.force.unwrap_or(false),
             metrics: self.metrics.as_deref().map(parse_metrics_addr).transpose().map_err(ConfigError::Metrics)?,
             flows: self.flows.resolve()?,
+            policy_url,
+            policy_serial: self.serial,
         };
         selectors_have_data(&opts.policy, &opts.data)?;
         Ok(opts)
@@ -597,12 +702,25 @@ pub fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| format!("'{text}' is not IP:PORT or a port (e.g. {DEFAULT_METRICS_ADDR})"))
 }
 
+/// A published document may not be older than the one in force (`kept`):
+/// a signed old policy served again must not undo a newer one.
+pub fn not_older(serial: u64, kept: Option<u64>) -> Result<(), String> {
+    match kept {
+        Some(kept) if serial < kept => {
+            Err(format!("serial {serial} is older than the policy in force (serial {kept}): refused"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn refresh_interval(text: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| ConfigError::Refresh(text.into()))
 }
 
 /// `[lists]` as written: a TOML table, its entries kept in order.
-fn ordered_lists<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Vec<(String, String)>>, D::Error> {
+pub(super) fn ordered_lists<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<Vec<(String, String)>>, D::Error> {
     struct Entries;
     impl<'de> serde::de::Visitor<'de> for Entries {
         type Value = Vec<(String, String)>;

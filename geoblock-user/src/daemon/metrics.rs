@@ -71,6 +71,9 @@ pub struct DaemonState<'a> {
     /// [`crate::protocol::InterfaceStatus::attached`]).
     pub interfaces: Vec<(String, bool)>,
     pub reloads: &'a Reloads,
+    /// With a policy URL: the serial in force, and the downloads that
+    /// failed or were refused.
+    pub policy: Option<(u64, u64)>,
 }
 
 /// Reload outcomes and durations, kept by the daemon across scrapes.
@@ -321,6 +324,22 @@ fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
         Unit::Seconds,
         daemon.reloads.duration.clone(),
     );
+    if let Some((serial, failures)) = daemon.policy {
+        let generation = Gauge::<i64>::default();
+        generation.set(serial as i64);
+        registry.register(
+            "policy_generation",
+            "The serial of the published policy document in force (policy_url)",
+            generation,
+        );
+        let failed = Counter::<u64>::default();
+        failed.inc_by(failures);
+        registry.register(
+            "policy_fetch_failures",
+            "Downloads of the published policy that failed or were refused (the policy in force stays)",
+            failed,
+        );
+    }
 }
 
 /// A scrape waiting for its text, or for why there is none.
@@ -466,6 +485,7 @@ mod tests {
             sources: vec![("/data/a.csv".into(), Some(60.0)), ("embedded".into(), None)],
             interfaces: vec![("eth0".into(), true), ("eth1".into(), false)],
             reloads: &reloads,
+            policy: Some((42, 3)),
         };
         let text = render(&stats, &state);
         for line in [
@@ -492,6 +512,8 @@ mod tests {
             "geoblock_rejects_total{result=\"sent\"} 5",
             "geoblock_rejects_total{result=\"suppressed\"} 1",
             "geoblock_reload_duration_seconds_count 1",
+            "geoblock_policy_generation 42",
+            "geoblock_policy_fetch_failures_total 3",
             "geoblock_family_packets_total{family=\"ipv6\",action=\"pass\",direction=\"inbound\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");

@@ -14,6 +14,7 @@ pub mod events;
 mod listen;
 pub mod metrics;
 pub mod notify;
+pub mod policy_url;
 mod reload;
 mod requests;
 
@@ -37,7 +38,7 @@ use self::{
     enforcement::Incidents,
     events::WallClock,
     metrics::{MetricsServer, Reloads},
-    reload::{DataWatch, Loading},
+    reload::{DataWatch, Loading, PolicyFetch},
 };
 use crate::{
     data::{
@@ -135,6 +136,8 @@ struct Daemon {
     /// Where it listens, for `status` (the port bound when 0 was asked for).
     metrics_addr: Option<SocketAddr>,
     reloads: Reloads,
+    /// The policy URL's timer and downloads.
+    policy_fetch: PolicyFetch,
 }
 
 /// What an operation said, and when.
@@ -170,6 +173,7 @@ impl Daemon {
             geoblock,
             next_download: opts.refresh.map(|every| Instant::now() + every),
             next_filter_rotation: Instant::now() + opts.flows.filter_period(),
+            policy_fetch: PolicyFetch::new(&opts),
             opts,
             config,
             generation: 1,
@@ -188,6 +192,9 @@ impl Daemon {
         daemon.geoblock.pin_program(state)?;
         daemon.release_unconfigured(state)?;
         info!("policy: {}", daemon.opts.policy);
+        if let Some(url) = &daemon.opts.policy_url {
+            daemon.report_policy_url(url);
+        }
         if let Some(url) = daemon.metrics_url() {
             info!("metrics on {url}");
         }
@@ -200,6 +207,17 @@ impl Daemon {
             state.path().display()
         );
         Ok(daemon)
+    }
+
+    /// Says where the policy comes from, and warns when anyone on the
+    /// path could change it.
+    fn report_policy_url(&self, url: &policy_url::PolicyUrl) {
+        let serial = self.opts.policy_serial.unwrap_or_default();
+        let signed = if url.key.is_some() { "signed" } else { "unsigned" };
+        info!("policy published at {}: serial {serial}, {signed}, asked every {:?}", url.url, url.refresh);
+        if url.key.is_none() && url.url.starts_with("http://") {
+            warn!("policy_url is plain HTTP without policy_key: anyone on the path can change this host's policy");
+        }
     }
 
     /// Moves each configured interface to this program: a live pinned link
@@ -291,6 +309,7 @@ impl Daemon {
                     self.watch_interfaces(state);
                     self.watch_data();
                     self.rotate_flow_filter();
+                    self.fetch_policy();
                     if download.is_none() {
                         download = self.start_download();
                     }

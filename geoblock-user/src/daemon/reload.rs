@@ -25,7 +25,10 @@ use std::{
 use tokio::{sync::oneshot, task::JoinError};
 use tracing::{error, info, warn};
 
-use super::{config::RunOptions, guarded, reload_selector_table, Daemon, Download};
+use super::{
+    config::{not_older, Config, RunOptions},
+    guarded, reload_selector_table, Daemon, Download,
+};
 use crate::kernel::flows::FlowTable;
 use crate::{
     data::{
@@ -55,7 +58,7 @@ pub(super) struct Loading {
 }
 
 struct Running {
-    task: tokio::task::JoinHandle<Result<Checked, String>>,
+    task: tokio::task::JoinHandle<Result<Option<Checked>, String>>,
     since: Instant,
     cause: Cause,
 }
@@ -67,6 +70,8 @@ enum Cause {
     /// The data files changed on disk (edited, or downloaded), to these
     /// modification times.
     DataChanged(Vec<Option<SystemTime>>),
+    /// The policy URL's timer: a changed document is read with the data.
+    Published,
 }
 
 /// Reloads of the config and the data asked for, made one.
@@ -82,8 +87,43 @@ struct Asked {
 /// selector table of the policy in force and the new one.
 type Checked = (RunOptions, Loaded, SelectorTable);
 
-/// What became of a background load.
-type Done = Result<Result<Checked, String>, JoinError>;
+/// What became of a background load: `None` when there was nothing new
+/// (the published policy is unchanged).
+type Done = Result<Result<Option<Checked>, String>, JoinError>;
+
+/// The policy URL's timer and what its downloads said.
+pub(super) struct PolicyFetch {
+    next: Instant,
+    last: Option<super::Outcome>,
+    /// Downloads that failed or were refused, since the start.
+    failures: u64,
+}
+
+impl PolicyFetch {
+    /// The first download is the start's own: the timer's comes a period later.
+    pub(super) fn new(opts: &RunOptions) -> PolicyFetch {
+        let period = opts.policy_url.as_ref().map_or(std::time::Duration::ZERO, |url| url.refresh);
+        PolicyFetch { next: Instant::now() + period, last: None, failures: 0 }
+    }
+
+    /// For `status`.
+    pub(super) fn status(&self, opts: &RunOptions) -> Option<protocol::PolicyUrlStatus> {
+        let url = opts.policy_url.as_ref()?;
+        Some(protocol::PolicyUrlStatus {
+            url: url.url.clone(),
+            serial: opts.policy_serial.unwrap_or_default(),
+            signed: url.key.is_some(),
+            refresh_seconds: url.refresh.as_secs(),
+            last_fetch: self.last.as_ref().map(super::requests::outcome_status),
+            fetch_failures: self.failures,
+        })
+    }
+
+    /// For the metrics: the serial in force and the failed downloads.
+    pub(super) fn counts(&self, opts: &RunOptions) -> Option<(u64, u64)> {
+        opts.policy_url.as_ref().map(|_| (opts.policy_serial.unwrap_or_default(), self.failures))
+    }
+}
 
 impl Loading {
     /// The outcome of the running load; never, while none runs.
@@ -127,16 +167,43 @@ impl Daemon {
         let policy = self.opts.policy.clone();
         let (reread, force) = match &cause {
             Cause::Asked(asked) => (Some(self.config.clone()), asked.force),
-            Cause::DataChanged(_) => (None, false),
+            Cause::DataChanged(_) | Cause::Published => (None, false),
         };
         let task = tokio::task::spawn_blocking(move || {
             let new = match reread {
                 Some(config) => config.read().map_err(|e| refused("config", &e))?,
                 None => options,
             };
-            check(new, &in_force, &policy, force)
+            check(new, &in_force, &policy, force).map(Some)
         });
         self.loading.running = Some(Running { task, since: Instant::now(), cause });
+    }
+
+    /// With a policy URL, when its timer is due and no load runs: downloads
+    /// the document if it changed, and checks it in the background as a
+    /// reload checks the config (with the data read again, the shrink and
+    /// lock-out guards). Only a document that passes replaces the last good
+    /// download.
+    pub(super) fn fetch_policy(&mut self) {
+        let Some(url) = self.opts.policy_url.clone() else {
+            return;
+        };
+        if self.loading.running.is_some() || Instant::now() < self.policy_fetch.next {
+            return;
+        }
+        self.policy_fetch.next = Instant::now() + url.refresh;
+        let (in_force, policy, config) = (Arc::clone(&self.loaded), self.opts.policy.clone(), self.config.clone());
+        let serial = self.opts.policy_serial;
+        let task = tokio::task::spawn_blocking(move || {
+            let local = config.local().map_err(|e| refused("config", &e))?;
+            let accept = |document: super::policy_url::Document| {
+                not_older(document.serial, serial)?;
+                let new = local.clone().with_document(document).and_then(Config::resolve);
+                check(new.map_err(|e| refused("config", &e))?, &in_force, &policy, false)
+            };
+            url.fetch(accept).map_err(|e| format!("policy URL: {e}"))
+        });
+        self.loading.running = Some(Running { task, since: Instant::now(), cause: Cause::Published });
     }
 
     /// Swaps in what the background load read, if it passed; records the
@@ -146,25 +213,51 @@ impl Daemon {
             return;
         };
         let checked = done.unwrap_or_else(|e| Err(refused("data", &e)));
-        let outcome = match &cause {
-            Cause::Asked(_) => checked.and_then(|(new, loaded, selectors)| self.swap_in(new, loaded, selectors, since)),
-            Cause::DataChanged(_) => checked.and_then(|(new, loaded, selectors)| {
-                let new = self.keep_policy(new, &loaded)?;
-                self.swap_in(new, loaded, selectors, since)
-            }),
-        };
-        let outcome = self.record(outcome, since);
+        let outcome = checked.and_then(|checked| {
+            let Some((new, loaded, selectors)) = checked else {
+                return Ok(None);
+            };
+            let new = match &cause {
+                Cause::DataChanged(_) => self.keep_policy(new, &loaded)?,
+                Cause::Asked(_) | Cause::Published => new,
+            };
+            self.swap_in(new, loaded, selectors, since).map(Some)
+        });
         match cause {
             Cause::Asked(asked) => {
+                let outcome = self.record(outcome.map(Option::unwrap_or_default), since);
+                // The published policy too is asked for at the next tick.
+                self.policy_fetch.next = Instant::now();
                 for client in asked.clients {
                     drop(client.send(outcome.clone().map_or_else(Response::error, Response::ok)));
                 }
             }
-            Cause::DataChanged(modified) => self.data_watch.refused = outcome.is_err().then_some(modified),
+            Cause::DataChanged(modified) => {
+                let outcome = self.record(outcome.map(Option::unwrap_or_default), since);
+                self.data_watch.refused = outcome.is_err().then_some(modified);
+            }
+            Cause::Published => self.published(outcome, since),
         }
         if let Some(queued) = self.loading.queued.take() {
             self.start_load(Cause::Asked(queued));
         }
+    }
+
+    /// Records what became of a download of the published policy: a new
+    /// document in force is a reload too; a failed or refused one counts
+    /// as a failure, and the policy in force stays.
+    fn published(&mut self, outcome: Result<Option<String>, String>, since: Instant) {
+        let serial = self.opts.policy_serial.unwrap_or_default();
+        let outcome = match outcome {
+            Ok(None) => Ok(format!("unchanged, serial {serial}")),
+            Ok(Some(text)) => self.record(Ok(format!("published policy serial {serial} applied; {text}")), since),
+            Err(text) => {
+                self.policy_fetch.failures += 1;
+                warn!("{text}");
+                Err(text)
+            }
+        };
+        self.policy_fetch.last = Some((outcome, Instant::now()));
     }
 
     /// Logs a reload's outcome, and keeps it for `status` and the metrics.
@@ -249,6 +342,7 @@ impl Daemon {
             self.next_download = new.refresh.map(|every| Instant::now() + every);
         }
         (self.opts.refresh, self.opts.max_shrink) = (new.refresh, new.max_shrink);
+        (self.opts.policy_url, self.opts.policy_serial) = (new.policy_url, new.policy_serial);
         Ok(text)
     }
 

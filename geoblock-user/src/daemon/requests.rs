@@ -115,6 +115,7 @@ impl Daemon {
                 .map(|t| t.as_secs()),
             }),
             selectors: Some(self.geoblock.selector_summary()),
+            policy_url: self.policy_fetch.status(&self.opts),
         }
     }
 
@@ -138,12 +139,13 @@ impl Daemon {
             sources: self.loaded.sources.iter().map(|s| (s.origin.clone(), age(s).map(|a| a.as_secs_f64()))).collect(),
             interfaces: self.interfaces().into_iter().map(|i| (i.name, i.attached)).collect(),
             reloads: &self.reloads,
+            policy: self.policy_fetch.counts(&self.opts),
         };
         Ok(metrics::render(&stats, &state))
     }
 }
 
-fn outcome_status((outcome, at): &Outcome) -> protocol::ReloadStatus {
+pub(super) fn outcome_status((outcome, at): &Outcome) -> protocol::ReloadStatus {
     protocol::ReloadStatus {
         ok: outcome.is_ok(),
         message: outcome.clone().unwrap_or_else(|e| e),
