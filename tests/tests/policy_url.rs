@@ -67,17 +67,21 @@ fn document(serial: u64, countries: &[&str]) -> String {
     format!("serial = {serial}\n[policy]\nblock = [{}]\n", list.join(", "))
 }
 
-/// A daemon on `pair` taking its policy from `publisher`, with DE's test
-/// source as its management network.
-fn start(pair: &Pair, publisher: &Publisher, cache: &Scratch) -> (ConfigFile, Daemon) {
+/// The config of a daemon taking its policy from `publisher`, with DE's
+/// test source as its management network.
+fn config(publisher: &Publisher, cache: &Scratch) -> ConfigFile {
     let [de4, _] = sources::of("DE");
-    let config = ConfigFile::new(&format!(
+    ConfigFile::new(&format!(
         "policy_url = \"{}\"\npolicy_key = \"{}\"\npolicy_refresh = \"1s\"\nmanagement = [\"{de4}/32\"]\n\
          metrics = \"127.0.0.1:{METRICS_PORT}\"\ncache_dir = \"{}\"\n",
         publisher.url(),
         publisher.key(),
         cache.0.display()
-    ));
+    ))
+}
+
+fn start(pair: &Pair, publisher: &Publisher, cache: &Scratch) -> (ConfigFile, Daemon) {
+    let config = config(publisher, cache);
     let daemon = Daemon::start(&pair.receiver, &run_args(pair, &["--config", config.arg()]));
     (config, daemon)
 }
@@ -124,8 +128,8 @@ fn policy_metrics(pair: &Pair) -> (u64, u64) {
     let (code, text) = http::get(&pair.receiver, METRICS_PORT, "/metrics");
     assert_eq!(code, 200, "{text}");
     let value = |name: &str| {
-        let line =
-            text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));
+        let series = |l: &&str| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{']));
+        let line = text.lines().find(series).unwrap_or_else(|| panic!("{name}: {text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     (value("geoblock_policy_generation"), value("geoblock_policy_fetch_failures_total"))
@@ -154,6 +158,14 @@ fn an_edited_policy_is_applied_under_traffic_with_zero_leaks() {
     let status = await_fetch(&daemon, true, "unchanged, serial 2");
     assert_eq!((status["serial"].as_u64(), status["signed"].as_bool()), (Some(2), Some(true)), "{status}");
     assert_eq!(policy_metrics(&pair), (2, 0));
+    // A restart while the server is down starts with the policy in force.
+    let (config, state_dir) = (config(&publisher, &cache), daemon.state_dir.clone());
+    assert!(daemon.stop().success());
+    publisher.server.fail_named(DOCUMENT, 503);
+    let daemon = Daemon::start_in(&pair.receiver, &run_args(&pair, &["--config", config.arg()]), state_dir);
+    assert_eq!(published(&daemon)["serial"], 2, "{}", daemon.log());
+    assert_dropped(&pair, &daemon, &[cn4, fr4, de4], &[cn4, fr4]);
+    await_fetch(&daemon, false, "HTTP 503");
     geoblock::stop_and_detach(&pair, daemon);
 }
 
@@ -193,6 +205,10 @@ fn a_404_a_malformed_document_a_lock_out_and_a_bad_signature_are_each_refused() 
     assert!(serial == 1 && counted >= failures, "metrics: serial {serial}, failures {counted}");
     publisher.publish(&document(5, &["CN", "FR"]));
     await_fetch(&daemon, true, "published policy serial 5 applied");
+    assert_dropped(&pair, &daemon, &probes, &[cn4, fr4]);
+    // An older document, signed, served again: refused.
+    publisher.publish(&document(4, &["CN"]));
+    await_fetch(&daemon, false, "serial 4 is older than the policy in force (serial 5)");
     assert_dropped(&pair, &daemon, &probes, &[cn4, fr4]);
     geoblock::stop_and_detach(&pair, daemon);
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use geoblock::daemon::config::Config;
+use geoblock::daemon::{config::Config, policy_url::Take};
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
@@ -20,7 +20,7 @@ pub fn config(command: ConfigCommand) -> Result<()> {
 
 /// `geoblock config check FILE`: everything `run` would refuse, without the kernel.
 fn check(file: &std::path::Path) -> Result<()> {
-    let opts = Config::load(file, true)?.published(true)?.resolve()?;
+    let opts = Config::load(file, true)?.published(Take::Latest)?.resolve()?;
     let loaded = opts.data.load()?;
     let table = &loaded.table;
     // One rule for everything reads as the policy always did; more, as a count.
@@ -43,7 +43,7 @@ fn check(file: &std::path::Path) -> Result<()> {
         let (v4, v6) = (list.v4.len(), list.v6.len());
         println!("list {}: {v4} IPv4 and {v6} IPv6 prefixes from {}", list.name, list.info.origin);
     }
-    if let (Some(url), Some(serial)) = (&opts.policy_url, opts.policy_serial) {
+    if let (Some(url), Some(serial)) = (&opts.policy_url, opts.policy_serial()) {
         let signed = if url.key.is_some() { "signature verified" } else { "unsigned" };
         println!("policy from {}: serial {serial}, {signed}", url.url);
     }

@@ -9,6 +9,7 @@ use geoblock::{
     daemon::{
         self,
         config::{Config, ConfigLayers, FlowsConfig, Lookup, RejectConfig, DEFAULT_CONFIG, DEFAULT_METRICS_ADDR},
+        policy_url::Take,
     },
     data::parse_network,
     kernel::XdpMode,
@@ -122,7 +123,7 @@ impl RunArgs {
             policy_url: self.policy_url,
             policy_key: self.policy_key,
             policy_refresh: self.policy_refresh,
-            serial: None,
+            published: None,
             policy: self.policy.overrides(),
             rule: vec![],
             flows: FlowsConfig { size: self.flows, ..FlowsConfig::default() },
@@ -137,9 +138,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         path: args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into()),
         flags: args.overrides(),
     };
-    // A start downloads the published policy (if any) first; reloads use
-    // what the daemon's timer downloaded and checked.
-    let opts = layers.local()?.published(true)?.resolve()?;
+    // A start takes the published policy in force (if any), else downloads
+    // it; the daemon's timer asks for changes from then on.
+    let opts = layers.local()?.published(Take::Start)?.resolve()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let ran = runtime.block_on(daemon::run(opts, layers));
     // A reload or a download still running on a blocking thread is

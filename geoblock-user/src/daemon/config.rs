@@ -79,7 +79,7 @@ use geoblock_common::{Backend, CountryId};
 use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
-use super::policy_url::{Document, PolicyUrl, PolicyUrlError, DEFAULT_POLICY_REFRESH};
+use super::policy_url::{PolicyUrl, PolicyUrlError, Published, Take, DEFAULT_POLICY_REFRESH};
 use crate::{
     data::{
         self,
@@ -144,8 +144,15 @@ pub struct RunOptions {
     pub flows: FlowTable,
     /// Where the policy is published, if it is.
     pub policy_url: Option<PolicyUrl>,
+    /// The published document the policy is from.
+    pub published: Option<Published>,
+}
+
+impl RunOptions {
     /// The serial of the published document the policy is from.
-    pub policy_serial: Option<u64>,
+    pub fn policy_serial(&self) -> Option<u64> {
+        self.published.as_ref().map(|published| published.document.serial)
+    }
 }
 
 /// Settings as written (file) or given (flags): all optional, so that one
@@ -184,9 +191,9 @@ pub struct Config {
     pub policy_key: Option<String>,
     /// A duration: how often the policy URL is asked for changes.
     pub policy_refresh: Option<String>,
-    /// The serial of the published document laid in (not a setting).
+    /// The published document laid in (not a setting).
     #[serde(skip)]
-    pub serial: Option<u64>,
+    pub published: Option<Published>,
     /// Flag only (`--force`): a file cannot switch the guard off.
     #[serde(skip)]
     pub force: Option<bool>,
@@ -298,7 +305,7 @@ pub struct ConfigLayers {
 impl ConfigLayers {
     /// The settings, with the last good download of the published policy.
     pub fn read(&self) -> Result<RunOptions, ConfigError> {
-        self.local()?.published(false)?.resolve()
+        self.local()?.published(Take::InForce)?.resolve()
     }
 
     /// The file with the flags laid over it: all but the published policy.
@@ -363,6 +370,11 @@ pub enum ConfigError {
     PolicyTwice,
     #[error("policy_url: the published policy was not read")]
     NotPublished,
+    #[error(
+        "lists.{0}: a published policy names lists by URL only (a path would make every host read a file of \
+         the publisher's choosing); put host files in this host's [lists]"
+    )]
+    PublishedListPath(String),
 }
 
 impl Config {
@@ -404,7 +416,7 @@ impl Config {
             policy_url: flags.policy_url.clone().or(self.policy_url),
             policy_key: flags.policy_key.clone().or(self.policy_key),
             policy_refresh: flags.policy_refresh.clone().or(self.policy_refresh),
-            serial: self.serial,
+            published: self.published,
             force: flags.force,
             flows: FlowsConfig { size: flags.flows.size.or(self.flows.size), ..self.flows },
             reject: RejectConfig { rate: flags.reject.rate.or(self.reject.rate) },
@@ -440,48 +452,39 @@ impl Config {
         Ok(Some(PolicyUrl::new(url.clone(), self.policy_key.clone(), refresh, cache_dir)?))
     }
 
-    /// With `policy_url`: the published policy laid in, downloaded first
-    /// when `download` (a start, `config check`), else the last good
-    /// download. A download that fails while an earlier one is kept is a
-    /// warning: the earlier one is used, as for data URLs.
-    pub fn published(self, download: bool) -> Result<Config, ConfigError> {
-        let Some(url) = self.policy_url()? else {
-            return Ok(self);
-        };
-        if download {
-            let kept = url.cached().ok().map(|document| document.serial);
-            let fetched = url.fetch(|document| {
-                not_older(document.serial, kept)?;
-                self.clone().with_document(document).and_then(Config::resolve).map(drop).map_err(|e| e.to_string())
-            });
-            match fetched {
-                Err(e) if kept.is_some() => tracing::warn!("{e}; using the earlier download"),
-                fetched => drop(fetched?),
-            }
+    /// With `policy_url`: the published document `take` names laid in.
+    pub fn published(self, take: Take) -> Result<Config, ConfigError> {
+        match self.policy_url()? {
+            Some(url) => self.with_published(url.take(take)?),
+            None => Ok(self),
         }
-        self.with_document(url.cached()?)
     }
 
-    /// `document`'s policy tables laid into this host's settings.
-    pub fn with_document(mut self, document: Document) -> Result<Config, ConfigError> {
+    /// `published`'s policy tables laid into this host's settings.
+    pub fn with_published(mut self, published: Published) -> Result<Config, ConfigError> {
         if self.policy != PolicyConfig::default() || !self.rule.is_empty() {
             return Err(ConfigError::PolicyTwice);
         }
-        self.lists = match (self.lists, document.lists) {
-            (Some(mut own), Some(published)) => {
-                own.extend(published);
+        let document = &published.document;
+        if let Some((name, _)) = document.lists.iter().flatten().find(|(_, source)| !data::fetch::is_url(source)) {
+            return Err(ConfigError::PublishedListPath(name.clone()));
+        }
+        self.lists = match (self.lists, document.lists.clone()) {
+            (Some(mut own), Some(listed)) => {
+                own.extend(listed);
                 Some(own)
             }
-            (own, published) => own.or(published),
+            (own, listed) => own.or(listed),
         };
-        (self.policy, self.rule, self.serial) = (document.policy, document.rule, Some(document.serial));
+        (self.policy, self.rule) = (document.policy.clone(), document.rule.clone());
+        self.published = Some(published);
         Ok(self)
     }
 
     /// Validates and fills in the defaults. Touches nothing.
     pub fn resolve(self) -> Result<RunOptions, ConfigError> {
         let policy_url = self.policy_url()?;
-        if policy_url.is_some() && self.serial.is_none() {
+        if policy_url.is_some() && self.published.is_none() {
             return Err(ConfigError::NotPublished);
         }
         let interfaces = self.interfaces.filter(|i| !i.is_empty()).ok_or(ConfigError::NoInterfaces)?;
@@ -519,7 +522,7 @@ impl Config {
             metrics: self.metrics.as_deref().map(parse_metrics_addr).transpose().map_err(ConfigError::Metrics)?,
             flows: self.flows.resolve()?,
             policy_url,
-            policy_serial: self.serial,
+            published: self.published,
         };
         selectors_have_data(&opts.policy, &opts.data)?;
         Ok(opts)
@@ -700,17 +703,6 @@ pub fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     text.parse().map_err(|_| format!("'{text}' is not IP:PORT or a port (e.g. {DEFAULT_METRICS_ADDR})"))
-}
-
-/// A published document may not be older than the one in force (`kept`):
-/// a signed old policy served again must not undo a newer one.
-pub fn not_older(serial: u64, kept: Option<u64>) -> Result<(), String> {
-    match kept {
-        Some(kept) if serial < kept => {
-            Err(format!("serial {serial} is older than the policy in force (serial {kept}): refused"))
-        }
-        _ => Ok(()),
-    }
 }
 
 fn refresh_interval(text: &str) -> Result<Duration, ConfigError> {

@@ -71,9 +71,9 @@ pub struct DaemonState<'a> {
     /// [`crate::protocol::InterfaceStatus::attached`]).
     pub interfaces: Vec<(String, bool)>,
     pub reloads: &'a Reloads,
-    /// With a policy URL: the serial in force, and the downloads that
-    /// failed or were refused.
-    pub policy: Option<(u64, u64)>,
+    /// With a policy URL: the URL, the serial in force, and the downloads
+    /// that failed or were refused.
+    pub policy: Option<(String, u64, u64)>,
 }
 
 /// Reload outcomes and durations, kept by the daemon across scrapes.
@@ -324,16 +324,16 @@ fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
         Unit::Seconds,
         daemon.reloads.duration.clone(),
     );
-    if let Some((serial, failures)) = daemon.policy {
-        let generation = Gauge::<i64>::default();
-        generation.set(serial as i64);
+    if let Some((url, serial, failures)) = &daemon.policy {
+        let generation = Family::<Labels<1>, Gauge>::default();
+        generation.get_or_create(&[("url", url.clone())]).set(*serial as i64);
         registry.register(
             "policy_generation",
             "The serial of the published policy document in force (policy_url)",
             generation,
         );
         let failed = Counter::<u64>::default();
-        failed.inc_by(failures);
+        failed.inc_by(*failures);
         registry.register(
             "policy_fetch_failures",
             "Downloads of the published policy that failed or were refused (the policy in force stays)",
@@ -485,7 +485,7 @@ mod tests {
             sources: vec![("/data/a.csv".into(), Some(60.0)), ("embedded".into(), None)],
             interfaces: vec![("eth0".into(), true), ("eth1".into(), false)],
             reloads: &reloads,
-            policy: Some((42, 3)),
+            policy: Some(("https://a.example/p.toml".into(), 42, 3)),
         };
         let text = render(&stats, &state);
         for line in [
@@ -512,7 +512,7 @@ mod tests {
             "geoblock_rejects_total{result=\"sent\"} 5",
             "geoblock_rejects_total{result=\"suppressed\"} 1",
             "geoblock_reload_duration_seconds_count 1",
-            "geoblock_policy_generation 42",
+            "geoblock_policy_generation{url=\"https://a.example/p.toml\"} 42",
             "geoblock_policy_fetch_failures_total 3",
             "geoblock_family_packets_total{family=\"ipv6\",action=\"pass\",direction=\"inbound\"} 0",
         ] {

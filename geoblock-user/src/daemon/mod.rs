@@ -173,7 +173,7 @@ impl Daemon {
             geoblock,
             next_download: opts.refresh.map(|every| Instant::now() + every),
             next_filter_rotation: Instant::now() + opts.flows.filter_period(),
-            policy_fetch: PolicyFetch::new(&opts),
+            policy_fetch: PolicyFetch::default(),
             opts,
             config,
             generation: 1,
@@ -194,6 +194,7 @@ impl Daemon {
         info!("policy: {}", daemon.opts.policy);
         if let Some(url) = &daemon.opts.policy_url {
             daemon.report_policy_url(url);
+            daemon.keep_published();
         }
         if let Some(url) = daemon.metrics_url() {
             info!("metrics on {url}");
@@ -209,10 +210,21 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Records the published document the policy in force is from, for the
+    /// next start and reload. Failing that, they take an older one (or the
+    /// last download), and the timer applies this one again.
+    fn keep_published(&self) {
+        if let (Some(url), Some(published)) = (&self.opts.policy_url, &self.opts.published) {
+            if let Err(e) = url.keep(published) {
+                warn!("keeping the published policy in force: {e}");
+            }
+        }
+    }
+
     /// Says where the policy comes from, and warns when anyone on the
     /// path could change it.
     fn report_policy_url(&self, url: &policy_url::PolicyUrl) {
-        let serial = self.opts.policy_serial.unwrap_or_default();
+        let serial = self.opts.policy_serial().unwrap_or_default();
         let signed = if url.key.is_some() { "signed" } else { "unsigned" };
         info!("policy published at {}: serial {serial}, {signed}, asked every {:?}", url.url, url.refresh);
         if url.key.is_none() && url.url.starts_with("http://") {

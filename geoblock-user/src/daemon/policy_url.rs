@@ -3,14 +3,20 @@
 //! `[lists]` tables, and a `serial`) with a conditional GET every
 //! `policy_refresh`, checks it as it checks its own config file (the
 //! lock-out guard with this host's management networks included), and
-//! applies it in one step. Anything wrong with a download (the server's
-//! answer, the signature, the document, the guard) keeps the policy in
-//! force and the last good document in the cache.
+//! applies it in one step.
+//!
+//! Two copies are kept in the cache directory's `policy/`: `downloaded/`,
+//! what the server served last (checked or not), and `in-force/`, the
+//! document this host applied last, written only once it is in force. A
+//! start and a reload take the one in force, so a refused or unreachable
+//! document never costs a host its policy; the timer checks a download
+//! whenever it differs from the one in force, and so refuses (and counts)
+//! a bad document at every refresh until it is fixed.
 //!
 //! With `policy_key`, the document must carry a minisign signature at
 //! `URL.minisig` made with that key: whoever controls the web server
-//! cannot then change what a fleet blocks. The serial must never go down,
-//! so an old signed document cannot be served again to undo a newer one.
+//! cannot then change what a fleet blocks. The serial never goes down, so
+//! an old signed document cannot be served again to undo a newer one.
 //!
 //! ```toml
 //! serial = 42
@@ -25,8 +31,7 @@
 //! ```
 
 use std::{
-    cell::RefCell,
-    io::Read as _,
+    io::{Read as _, Write as _},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -35,7 +40,7 @@ use minisign_verify::{PublicKey, Signature};
 use serde::Deserialize;
 
 use super::config::{ordered_lists, PolicyConfig, RuleConfig};
-use crate::data::fetch::{FetchConfig, FetchError, Remote};
+use crate::data::fetch::{self, FetchConfig, FetchError, Remote};
 
 /// How often the policy URL is asked for changes by default.
 pub const DEFAULT_POLICY_REFRESH: Duration = Duration::from_secs(300);
@@ -43,8 +48,11 @@ pub const DEFAULT_POLICY_REFRESH: Duration = Duration::from_secs(300);
 const MAX_DOCUMENT: u64 = 1 << 20;
 /// A minisign signature file is four short lines.
 const MAX_SIGNATURE: u64 = 4096;
-/// The cache directory's subdirectory the document and its signature are kept in.
-const CACHE_SUBDIR: &str = "policy";
+/// Under the cache directory: what the server served last, and what is in force.
+const DOWNLOADED: &str = "policy/downloaded";
+const IN_FORCE: &str = "policy/in-force";
+/// The document's name in `in-force/`.
+const IN_FORCE_NAME: &str = "policy.toml";
 
 /// Where the policy comes from, and how it is checked.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,7 +62,7 @@ pub struct PolicyUrl {
     /// document must be signed with it.
     pub key: Option<String>,
     pub refresh: Duration,
-    /// The daemon's cache directory (downloads are kept in its `policy/`).
+    /// The daemon's cache directory (the documents are kept in its `policy/`).
     pub cache_dir: PathBuf,
 }
 
@@ -73,14 +81,35 @@ pub struct Document {
     pub lists: Option<Vec<(String, String)>>,
 }
 
+/// A document as it was served, and what it says.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub document: Document,
+    bytes: Vec<u8>,
+    signature: Option<Vec<u8>>,
+}
+
+/// Which document a config takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// A reload: the one in force on this host (else the last download).
+    InForce,
+    /// A start: the one in force, else one downloaded now.
+    Start,
+    /// What the server serves now (`geoblock config check`).
+    Latest,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyUrlError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error("policy_key: '{0}' is not a minisign public key (the base64 line of minisign.pub: RW...)")]
     Key(String),
-    #[error("{url}: not downloaded yet ({path} is missing)")]
-    NotDownloaded { url: String, path: PathBuf },
+    #[error("{url}: not downloaded yet")]
+    NotDownloaded { url: String },
+    #[error("{path}: {error}")]
+    File { path: PathBuf, error: std::io::Error },
     #[error("{0}")]
     Refused(String),
 }
@@ -99,39 +128,102 @@ impl PolicyUrl {
         Ok(PolicyUrl { url, key, refresh, cache_dir })
     }
 
-    /// Downloads the document if it changed; it must verify, parse and
-    /// then pass `accept` (the config and guard checks) before it replaces
-    /// the last good download. `Ok(None)`: unchanged.
-    pub fn fetch<T>(&self, accept: impl Fn(Document) -> Result<T, String>) -> Result<Option<T>, PolicyUrlError> {
-        let (document, signature) = self.remotes()?;
-        let accepted = RefCell::new(None);
-        let fetched = document.refresh_with(|temp| {
-            if let Some(signature) = &signature {
-                signature.refresh().map_err(|e| format!("the signature: {e}"))?;
+    /// The document `take` names, verified and parsed; a download's serial
+    /// may not be lower than the one in force.
+    pub fn take(&self, take: Take) -> Result<Published, PolicyUrlError> {
+        if take != Take::Latest {
+            match self.kept() {
+                Ok(Some(published)) => return Ok(published),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("the policy in force: {e}; taking the last download"),
             }
-            let document = self.verified(temp, signature.as_ref().map(Remote::path))?;
-            *accepted.borrow_mut() = Some(accept(document)?);
-            Ok(())
-        })?;
-        Ok(fetched.and(accepted.into_inner()))
-    }
-
-    /// The last good download, verified again (the key may have changed since).
-    pub fn cached(&self) -> Result<Document, PolicyUrlError> {
-        let (document, signature) = self.remotes()?;
-        let path = document.path();
-        if !path.exists() {
-            return Err(PolicyUrlError::NotDownloaded { url: self.url.clone(), path: path.into() });
         }
-        self.verified(path, signature.as_ref().map(Remote::path)).map_err(PolicyUrlError::Refused)
+        if take != Take::InForce {
+            match self.download() {
+                Err(e) if self.remotes()?.0.path().exists() => tracing::warn!("{e}; taking the last download"),
+                downloaded => downloaded?,
+            }
+        }
+        let (document, signature) = self.remotes()?;
+        if !document.path().exists() {
+            return Err(PolicyUrlError::NotDownloaded { url: self.url.clone() });
+        }
+        let published = self.verified(document.path(), signature.as_ref().map(Remote::path))?;
+        not_older(published.document.serial, self.kept_serial()).map_err(PolicyUrlError::Refused)?;
+        Ok(published)
     }
 
-    /// The document's remote and, with a key, its signature's.
+    /// Downloads the document, then its signature, if they changed
+    /// (conditional GETs): what the server serves now, not yet checked. A
+    /// publisher puts the signature up first.
+    pub fn download(&self) -> Result<(), PolicyUrlError> {
+        let (document, signature) = self.remotes()?;
+        document.refresh()?;
+        if let Some(signature) = signature {
+            signature.refresh()?;
+        }
+        Ok(())
+    }
+
+    /// The last download, verified and parsed, if it is not the document in
+    /// force (`None`: the same bytes).
+    pub fn changed(&self) -> Result<Option<Published>, PolicyUrlError> {
+        let (document, signature) = self.remotes()?;
+        let in_force = self.in_force_path();
+        if in_force.exists() && read_bounded(document.path(), MAX_DOCUMENT)? == read_bounded(&in_force, MAX_DOCUMENT)? {
+            return Ok(None);
+        }
+        self.verified(document.path(), signature.as_ref().map(Remote::path)).map(Some)
+    }
+
+    /// Keeps `published` as the document in force on this host: what the
+    /// next start and reload take. Nothing is written if it is already.
+    pub fn keep(&self, published: &Published) -> Result<(), PolicyUrlError> {
+        let path = self.in_force_path();
+        if read_bounded(&path, MAX_DOCUMENT).is_ok_and(|kept| kept == published.bytes) {
+            return Ok(());
+        }
+        fetch::private_cache(&self.cache_dir.join(IN_FORCE))?;
+        // The signature first: a document beside another's signature fails
+        // to verify, and the next start downloads instead.
+        let signature = signature_path(&path);
+        match &published.signature {
+            Some(bytes) => replace(&signature, bytes)?,
+            None => drop(std::fs::remove_file(&signature)),
+        }
+        replace(&path, &published.bytes)
+    }
+
+    /// The document in force, verified with the key as configured now;
+    /// `None` before the first.
+    fn kept(&self) -> Result<Option<Published>, PolicyUrlError> {
+        let path = self.in_force_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.verified(&path, Some(&signature_path(&path))).map(Some)
+    }
+
+    /// The serial in force, read without checking the signature (it was
+    /// checked when it went into force, in a directory only root can change).
+    fn kept_serial(&self) -> Option<u64> {
+        let bytes = read_bounded(&self.in_force_path(), MAX_DOCUMENT).ok()?;
+        parse(std::str::from_utf8(&bytes).ok()?).ok().map(|published| published.document.serial)
+    }
+
+    fn in_force_path(&self) -> PathBuf {
+        self.cache_dir.join(IN_FORCE).join(IN_FORCE_NAME)
+    }
+
+    /// The download of the document and, with a key, of its signature.
     fn remotes(&self) -> Result<(Remote, Option<Remote>), PolicyUrlError> {
-        let dir = self.cache_dir.join(CACHE_SUBDIR);
+        let dir = self.cache_dir.join(DOWNLOADED);
+        // One short attempt: the timer asks again soon, and a start falls
+        // back to the policy in force.
         let config = |max_size| FetchConfig {
-            attempt_timeout: Duration::from_secs(30),
-            retries: 2,
+            connect_timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(20),
+            retries: 0,
             max_size,
             ..FetchConfig::default()
         };
@@ -143,15 +235,34 @@ impl PolicyUrl {
         Ok((document, signature))
     }
 
-    /// The document at `path`, its signature at `signature` checked first.
-    fn verified(&self, path: &Path, signature: Option<&Path>) -> Result<Document, String> {
+    /// The document at `path`, its signature at `signature` checked first
+    /// when there is a key.
+    fn verified(&self, path: &Path, signature: Option<&Path>) -> Result<Published, PolicyUrlError> {
+        let refused = |problem: String| PolicyUrlError::Refused(format!("{}: {problem}", self.url));
         let bytes = read_bounded(path, MAX_DOCUMENT)?;
-        if let (Some(key), Some(signature)) = (&self.key, signature) {
-            verify(key, &bytes, &read_bounded(signature, MAX_SIGNATURE)?)
-                .map_err(|problem| format!("{}: {problem}", signature_url(&self.url)))?;
+        let signature = match (&self.key, signature) {
+            (Some(key), Some(signature)) => {
+                let signed = read_bounded(signature, MAX_SIGNATURE)?;
+                verify(key, &bytes, &signed)
+                    .map_err(|problem| PolicyUrlError::Refused(format!("{}: {problem}", signature_url(&self.url))))?;
+                Some(signed)
+            }
+            _ => None,
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| refused(format!("not UTF-8: {e}")))?;
+        let document = parse(text).map_err(refused)?.document;
+        Ok(Published { document, bytes, signature })
+    }
+}
+
+/// A published document's serial may not be lower than the one in force
+/// (`kept`): a signed old policy served again must not undo a newer one.
+pub fn not_older(serial: u64, kept: Option<u64>) -> Result<(), String> {
+    match kept {
+        Some(kept) if serial < kept => {
+            Err(format!("serial {serial} is older than the policy in force (serial {kept}): refused"))
         }
-        let text = std::str::from_utf8(&bytes).map_err(|e| format!("{}: not UTF-8: {e}", self.url))?;
-        parse(text).map_err(|e| format!("{}: {e}", self.url))
+        _ => Ok(()),
     }
 }
 
@@ -164,6 +275,12 @@ pub fn signature_url(url: &str) -> String {
     }
 }
 
+fn signature_path(document: &Path) -> PathBuf {
+    let mut name = document.file_name().unwrap_or_default().to_os_string();
+    name.push(".minisig");
+    document.with_file_name(name)
+}
+
 /// Checks `signature` (a `.minisig` file) over `document` with `key`.
 fn verify(key: &str, document: &[u8], signature: &[u8]) -> Result<(), String> {
     let key = PublicKey::from_base64(key.trim()).map_err(|e| format!("policy_key: {e:?}"))?;
@@ -173,24 +290,36 @@ fn verify(key: &str, document: &[u8], signature: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("the signature does not verify with policy_key ({e:?}): refused"))
 }
 
-/// A policy document: TOML, with a serial.
-pub fn parse(text: &str) -> Result<Document, String> {
+/// A policy document: TOML, with a serial; unsigned as far as this knows.
+pub fn parse(text: &str) -> Result<Published, String> {
     let document: Document = toml::from_str(text).map_err(|e| e.to_string())?;
     if document.serial == 0 {
         return Err("serial must be 1 or more".into());
     }
-    Ok(document)
+    Ok(Published { document, bytes: text.as_bytes().to_vec(), signature: None })
 }
 
 /// At most `max` bytes of `path`; more is an error, not a truncation.
-fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, PolicyUrlError> {
+    let file_error = |error| PolicyUrlError::File { path: path.into(), error };
+    let file = std::fs::File::open(path).map_err(file_error)?;
     let mut bytes = Vec::new();
-    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.take(max + 1).read_to_end(&mut bytes).map_err(file_error)?;
     if bytes.len() as u64 > max {
-        return Err(format!("{}: larger than {max} bytes", path.display()));
+        return Err(PolicyUrlError::Refused(format!("{}: larger than {max} bytes", path.display())));
     }
     Ok(bytes)
+}
+
+/// Writes `bytes` to `path` whole or not at all: a new file beside it,
+/// synced, renamed over it.
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), PolicyUrlError> {
+    let file_error = |error| PolicyUrlError::File { path: path.into(), error };
+    let mut temp = path.as_os_str().to_os_string();
+    temp.push(".new");
+    let mut file = fetch::create_new(Path::new(&temp)).map_err(file_error)?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(file_error)?;
+    std::fs::rename(&temp, path).map_err(file_error)
 }
 
 #[cfg(test)]

@@ -26,8 +26,10 @@ use tokio::{sync::oneshot, task::JoinError};
 use tracing::{error, info, warn};
 
 use super::{
-    config::{not_older, Config, RunOptions},
-    guarded, reload_selector_table, Daemon, Download,
+    config::{Config, RunOptions},
+    guarded,
+    policy_url::not_older,
+    reload_selector_table, Daemon, Download,
 };
 use crate::kernel::flows::FlowTable;
 use crate::{
@@ -99,19 +101,21 @@ pub(super) struct PolicyFetch {
     failures: u64,
 }
 
-impl PolicyFetch {
-    /// The first download is the start's own: the timer's comes a period later.
-    pub(super) fn new(opts: &RunOptions) -> PolicyFetch {
-        let period = opts.policy_url.as_ref().map_or(std::time::Duration::ZERO, |url| url.refresh);
-        PolicyFetch { next: Instant::now() + period, last: None, failures: 0 }
+impl Default for PolicyFetch {
+    /// The first download right after the start, which may have taken the
+    /// policy in force without asking.
+    fn default() -> PolicyFetch {
+        PolicyFetch { next: Instant::now(), last: None, failures: 0 }
     }
+}
 
+impl PolicyFetch {
     /// For `status`.
     pub(super) fn status(&self, opts: &RunOptions) -> Option<protocol::PolicyUrlStatus> {
         let url = opts.policy_url.as_ref()?;
         Some(protocol::PolicyUrlStatus {
             url: url.url.clone(),
-            serial: opts.policy_serial.unwrap_or_default(),
+            serial: opts.policy_serial().unwrap_or_default(),
             signed: url.key.is_some(),
             refresh_seconds: url.refresh.as_secs(),
             last_fetch: self.last.as_ref().map(super::requests::outcome_status),
@@ -119,9 +123,10 @@ impl PolicyFetch {
         })
     }
 
-    /// For the metrics: the serial in force and the failed downloads.
-    pub(super) fn counts(&self, opts: &RunOptions) -> Option<(u64, u64)> {
-        opts.policy_url.as_ref().map(|_| (opts.policy_serial.unwrap_or_default(), self.failures))
+    /// For the metrics: the URL, the serial in force and the failed downloads.
+    pub(super) fn counts(&self, opts: &RunOptions) -> Option<(String, u64, u64)> {
+        let url = opts.policy_url.as_ref()?;
+        Some((url.url.clone(), opts.policy_serial().unwrap_or_default(), self.failures))
     }
 }
 
@@ -180,10 +185,10 @@ impl Daemon {
     }
 
     /// With a policy URL, when its timer is due and no load runs: downloads
-    /// the document if it changed, and checks it in the background as a
-    /// reload checks the config (with the data read again, the shrink and
-    /// lock-out guards). Only a document that passes replaces the last good
-    /// download.
+    /// the document if it changed and, when it is not the one in force,
+    /// checks it in the background as a reload checks the config (the data
+    /// read again, the shrink guard, and the lock-out guard, which `--force`
+    /// does not turn off for a published policy).
     pub(super) fn fetch_policy(&mut self) {
         let Some(url) = self.opts.policy_url.clone() else {
             return;
@@ -193,15 +198,23 @@ impl Daemon {
         }
         self.policy_fetch.next = Instant::now() + url.refresh;
         let (in_force, policy, config) = (Arc::clone(&self.loaded), self.opts.policy.clone(), self.config.clone());
-        let serial = self.opts.policy_serial;
+        let serial = self.opts.policy_serial();
         let task = tokio::task::spawn_blocking(move || {
             let local = config.local().map_err(|e| refused("config", &e))?;
-            let accept = |document: super::policy_url::Document| {
-                not_older(document.serial, serial)?;
-                let new = local.clone().with_document(document).and_then(Config::resolve);
-                check(new.map_err(|e| refused("config", &e))?, &in_force, &policy, false)
+            if local.policy_url().ok().flatten().as_ref() != Some(&url) {
+                return Err("policy URL: policy_url, policy_key or policy_refresh changed in the config: \
+                            `geoblock reload` applies them"
+                    .into());
+            }
+            let fetched = url.download().and_then(|()| url.changed()).map_err(|e| format!("policy URL: {e}"))?;
+            let Some(published) = fetched else {
+                return Ok(None);
             };
-            url.fetch(accept).map_err(|e| format!("policy URL: {e}"))
+            not_older(published.document.serial, serial).map_err(|e| format!("policy URL: {}: {e}", url.url))?;
+            let mut new =
+                local.with_published(published).and_then(Config::resolve).map_err(|e| refused("config", &e))?;
+            new.force = false;
+            check(new, &in_force, &policy, false).map(Some)
         });
         self.loading.running = Some(Running { task, since: Instant::now(), cause: Cause::Published });
     }
@@ -247,7 +260,7 @@ impl Daemon {
     /// document in force is a reload too; a failed or refused one counts
     /// as a failure, and the policy in force stays.
     fn published(&mut self, outcome: Result<Option<String>, String>, since: Instant) {
-        let serial = self.opts.policy_serial.unwrap_or_default();
+        let serial = self.opts.policy_serial().unwrap_or_default();
         let outcome = match outcome {
             Ok(None) => Ok(format!("unchanged, serial {serial}")),
             Ok(Some(text)) => self.record(Ok(format!("published policy serial {serial} applied; {text}")), since),
@@ -342,7 +355,8 @@ impl Daemon {
             self.next_download = new.refresh.map(|every| Instant::now() + every);
         }
         (self.opts.refresh, self.opts.max_shrink) = (new.refresh, new.max_shrink);
-        (self.opts.policy_url, self.opts.policy_serial) = (new.policy_url, new.policy_serial);
+        (self.opts.policy_url, self.opts.published) = (new.policy_url, new.published);
+        self.keep_published();
         Ok(text)
     }
 

@@ -107,7 +107,7 @@ pub fn is_url(text: &str) -> bool {
 
 /// Creates `dir` if missing and checks that only this user can change it;
 /// returns it with symlinks resolved.
-fn private_cache(dir: &Path) -> Result<PathBuf, FetchError> {
+pub(crate) fn private_cache(dir: &Path) -> Result<PathBuf, FetchError> {
     // At most 0755 whatever the umask: a group-writable one would be refused.
     let created = DirBuilder::new().recursive(true).mode(0o755).create(dir);
     created.map_err(|error| FetchError::File { path: dir.to_path_buf(), error })?;
@@ -291,7 +291,7 @@ impl Validators {
 /// with O_EXCL and O_NOFOLLOW, so nothing planted there is ever written
 /// through. In a directory only this user can change (see [`Remote::new`])
 /// nothing comes between the two.
-fn create_new(path: &Path) -> io::Result<File> {
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
