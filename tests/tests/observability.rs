@@ -26,7 +26,7 @@ use geoblock_common::{
 use geoblock_tests::{
     geoblock::{self, Daemon, Scratch},
     http,
-    netns::{Netns, Pair},
+    netns::{Link, Netns, Pair},
     traffic::{Receiver, Sender},
     user::User,
 };
@@ -63,12 +63,18 @@ fn count(stats: &Value, path: &[&str]) -> u64 {
     path.iter().fold(stats, |v, key| &v[*key]).as_u64().unwrap_or(0)
 }
 
-#[test]
-fn counters_are_kept_per_interface_and_family_and_survive_a_restart() {
+/// A pair with a second link, and `BASE` in a scratch file: its path.
+fn two_links() -> (Pair, Link, Scratch, String) {
     let pair = Pair::create();
     let second = pair.add_link(2);
     let scratch = Scratch::new("obs");
     let data = scratch.file("base.csv", BASE);
+    (pair, second, scratch, data)
+}
+
+#[test]
+fn counters_are_kept_per_interface_and_family_and_survive_a_restart() {
+    let (pair, second, _scratch, data) = two_links();
     let (if1, if2) = (pair.receiver_if.as_str(), second.receiver_if.as_str());
     let args = ["--iface", if1, "--iface", if2, "--xdp-mode", "native", "--block", "CN", "--data", &data];
     let daemon = Daemon::start(&pair.receiver, &args);
@@ -297,6 +303,25 @@ fn metrics_scraped_over_http_equal_stats_json() {
     assert_eq!(scraped["geoblock_reload_duration_seconds_count"], 1.0);
     assert_eq!(scraped["geoblock_table_generation"], 2.0);
     assert_eq!(http_get(&pair.receiver, "/").0, 404);
+}
+
+/// `/ready`, which the Kubernetes probes ask: 200 once the daemon enforces
+/// every interface, 503 while one of them is gone.
+#[test]
+fn ready_says_whether_every_interface_is_enforced() {
+    let (pair, extra, _scratch, data) = two_links();
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let ifaces = ["--iface", &pair.receiver_if, "--iface", &extra.receiver_if];
+    let _daemon = Daemon::start(
+        &pair.receiver,
+        &[&ifaces[..], &["--block", "CN", "--data", &data, "--metrics", &metrics]].concat(),
+    );
+    let answer =
+        |code| within(Duration::from_secs(5), || Some(http_get(&pair.receiver, "/ready")).filter(|(c, _)| *c == code));
+    assert_eq!(answer(200).expect("ready once attached").1, "ready\n");
+    pair.sender.ip(&["link", "del", &extra.sender_if]);
+    let (_, why) = answer(503).expect("not ready while an interface is gone");
+    assert!(why.starts_with("not ready: "), "{why}");
 }
 
 /// The daemon's limit of open files in [`a_connection_flood_leaves_metrics_and_the_control_socket_answering`]:

@@ -97,13 +97,24 @@ impl Daemon {
         self.incidents.insert(iface.into(), Incident { problem, at: Instant::now(), repair });
     }
 
+    /// Whether every configured interface is enforced: what `/ready` says.
+    pub(super) fn enforced(&self) -> bool {
+        self.attached.iter().all(|(name, index)| self.is_enforced(name, *index))
+    }
+
+    /// `name`, attached at `index`, is there and runs this program through
+    /// its link (no open incident).
+    fn is_enforced(&self, name: &str, index: u32) -> bool {
+        index != 0 && !self.incidents.get(name).is_some_and(Incident::open)
+    }
+
     /// Each configured interface: enforced or not, and its last incident.
     pub(super) fn interfaces(&self) -> Vec<protocol::InterfaceStatus> {
         let status = |(name, index): &(String, u32)| {
             let incident = self.incidents.get(name);
             protocol::InterfaceStatus {
                 name: name.clone(),
-                attached: *index != 0 && !incident.is_some_and(Incident::open),
+                attached: self.is_enforced(name, *index),
                 xdp_mode: self.opts.xdp_mode.name().into(),
                 tampered: incident.map(|i| protocol::Tampered {
                     problem: i.problem.to_string(),

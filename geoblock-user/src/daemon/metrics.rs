@@ -1,11 +1,20 @@
-//! `/metrics` for Prometheus: an HTTP server (hyper) on the daemon's runtime.
+//! `/metrics` for Prometheus and `/ready` for probes (a Kubernetes
+//! readinessProbe): an HTTP server (hyper) on the daemon's runtime.
 //!
 //! A scrape asks the daemon's main loop (which owns the maps) for the text,
 //! built from one read of the counters into a registry made for that
 //! scrape: the packet path keeps nothing but its per-CPU counters, and
 //! nothing is kept up to date between scrapes but the reload history.
 
-use std::{convert::Infallible, net::SocketAddr, time::Duration};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use geoblock_common::{Direction, Total};
 use hyper::{
@@ -53,6 +62,8 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEAD: usize = 16 * 1024;
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
+const NOT_READY: &str = "not ready: starting (loading the tables, attaching), or an interface is not enforced \
+                         (geoblock status says which)\n";
 
 /// The daemon's state a scrape shows beside the counters.
 pub struct DaemonState<'a> {
@@ -345,10 +356,30 @@ fn daemon_state(registry: &mut Registry, daemon: &DaemonState) {
 /// A scrape waiting for its text, or for why there is none.
 pub type Scrape = oneshot::Sender<Result<String, String>>;
 
+/// What `/ready` answers: ready once the daemon serves with every
+/// interface enforced (what READY=1 tells systemd, kept up to date after).
+/// Read by the HTTP end without asking the daemon's loop, which does not
+/// serve while the tables load: a probe gets its 503 at once, not a
+/// timeout.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The HTTP end: accepts scrapes and hands them to the daemon.
 pub struct MetricsServer {
     pub addr: SocketAddr,
     scrapes: mpsc::Receiver<Scrape>,
+    /// What `/ready` answers, from the start: not ready.
+    pub readiness: Readiness,
 }
 
 impl MetricsServer {
@@ -360,9 +391,11 @@ impl MetricsServer {
         listener.set_nonblocking(true).map_err(Error::io(format!("metrics address {addr}")))?;
         let listener = TcpListener::from_std(listener).map_err(Error::io(format!("metrics address {addr}")))?;
         let (tx, scrapes) = mpsc::channel(16);
-        let serve = move |stream, slot| respond(stream, tx.clone(), slot);
+        let readiness = Readiness::default();
+        let ready = readiness.clone();
+        let serve = move |stream, slot| respond(stream, tx.clone(), ready.clone(), slot);
         tokio::spawn(listen::accept_all(listener, "metrics", MAX_CONNECTIONS, serve));
-        Ok(MetricsServer { addr, scrapes })
+        Ok(MetricsServer { addr, scrapes, readiness })
     }
 
     /// The next scrape; never, when there is no server.
@@ -376,8 +409,8 @@ impl MetricsServer {
 
 /// One connection: one request, one response, closed. `_slot` is its
 /// place under [`MAX_CONNECTIONS`], given back when it ends.
-async fn respond(stream: TcpStream, tx: mpsc::Sender<Scrape>, _slot: OwnedSemaphorePermit) {
-    let service = service_fn(move |request| answer(request, tx.clone()));
+async fn respond(stream: TcpStream, tx: mpsc::Sender<Scrape>, readiness: Readiness, _slot: OwnedSemaphorePermit) {
+    let service = service_fn(move |request| answer(request, tx.clone(), readiness.get()));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
@@ -389,16 +422,24 @@ async fn respond(stream: TcpStream, tx: mpsc::Sender<Scrape>, _slot: OwnedSemaph
     let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
 }
 
-async fn answer(request: Request<Incoming>, tx: mpsc::Sender<Scrape>) -> Result<Response<String>, Infallible> {
+async fn answer(
+    request: Request<Incoming>,
+    tx: mpsc::Sender<Scrape>,
+    ready: bool,
+) -> Result<Response<String>, Infallible> {
     Ok(match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => match scrape(&tx).await {
             Some(Ok(text)) => reply(StatusCode::OK, CONTENT_TYPE, text),
             Some(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
             None => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "the daemon is stopping\n".into()),
         },
-        (&Method::GET, _) => reply(StatusCode::NOT_FOUND, TEXT, "geoblock serves /metrics only\n".into()),
+        (&Method::GET, "/ready") => match ready {
+            true => reply(StatusCode::OK, TEXT, "ready\n".into()),
+            false => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, NOT_READY.into()),
+        },
+        (&Method::GET, _) => reply(StatusCode::NOT_FOUND, TEXT, "geoblock serves /metrics and /ready\n".into()),
         _ => {
-            let mut response = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "GET /metrics\n".into());
+            let mut response = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "GET /metrics or /ready\n".into());
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
             response
         }
@@ -455,6 +496,22 @@ mod tests {
         assert!(post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n") && post.contains("allow: GET\r\n"), "{post}");
         let garbage = exchange(addr, "\x16\x03\x01 not http\r\n\r\n").await;
         assert!(garbage.starts_with("HTTP/1.1 400 Bad Request\r\n") || garbage.is_empty(), "{garbage}");
+    }
+
+    #[tokio::test]
+    async fn ready_answers_what_the_daemon_says_without_its_loop() {
+        // No loop takes scrapes: a daemon still loading its tables.
+        let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let get = "GET /ready HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let starting = exchange(server.addr, get).await;
+        assert!(starting.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{starting}");
+        assert!(starting.ends_with(&format!("\r\n\r\n{NOT_READY}")), "{starting}");
+        server.readiness.set(true);
+        let ready = exchange(server.addr, get).await;
+        assert!(ready.starts_with("HTTP/1.1 200 OK\r\n") && ready.ends_with("\r\n\r\nready\n"), "{ready}");
+        server.readiness.set(false);
+        let lost = exchange(server.addr, get).await;
+        assert!(lost.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{lost}");
     }
 
     #[test]

@@ -304,6 +304,7 @@ impl Daemon {
     async fn serve(&mut self, state: &StateDir, mut signals: Signals, mut control: ControlSocket) -> Result<(), Error> {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         let mut metrics = self.metrics.take();
+        let readiness = metrics.as_ref().map(|m| m.readiness.clone()).unwrap_or_default();
         let mut logs = self.geoblock.take_logger().map(watch_fd).transpose()?;
         let mut events = Some(watch_fd(self.geoblock.take_events()?)?);
         let mut download: Option<Download> = None;
@@ -319,6 +320,7 @@ impl Daemon {
                 done = self.loading.done() => self.loaded_in_background(done),
                 _ = tick.tick() => {
                     self.watch_interfaces(state);
+                    readiness.set(self.enforced());
                     self.watch_data();
                     self.rotate_flow_filter();
                     self.fetch_policy();
