@@ -1,9 +1,10 @@
-//! dist/kubernetes/ as README's "Kubernetes" section promises it: the
+//! dist/ as the README promises it. dist/kubernetes/ ("Kubernetes"): the
 //! DaemonSet's host network, capabilities (and no privilege), mounts, probes
 //! and port; the ConfigMap's geoblock.toml passing the checks of `geoblock
 //! config check` and agreeing with those mounts and that port; the
 //! Prometheus objects; the kustomization; the Containerfile. No cluster and
 //! no container runtime are available where CI runs: this reads the files.
+//! dist/prometheus/ ("Fleet"): alerting rules on metrics the daemon serves.
 
 use std::{
     collections::BTreeSet,
@@ -12,7 +13,14 @@ use std::{
     sync::OnceLock,
 };
 
-use geoblock::daemon::config::{Config, RunOptions};
+use geoblock::{
+    daemon::{
+        config::{Config, RunOptions},
+        metrics::{render, DaemonState, Reloads},
+    },
+    data::table::PerFamily,
+    kernel::counters::Stats,
+};
 use serde::Deserialize as _;
 use serde_json::{json, Value};
 
@@ -28,7 +36,12 @@ fn read(path: &str) -> String {
 
 /// Every YAML document of `file` (in dist/kubernetes) as JSON.
 fn documents(file: &str) -> Vec<Value> {
-    let text = read(&format!("dist/kubernetes/{file}"));
+    yaml(&format!("dist/kubernetes/{file}"))
+}
+
+/// Every YAML document of `file` (in the repository) as JSON.
+fn yaml(file: &str) -> Vec<Value> {
+    let text = read(file);
     serde_norway::Deserializer::from_str(&text)
         .map(|document| Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}")))
         .collect()
@@ -310,4 +323,54 @@ fn the_containerfile_builds_with_the_toolchain_of_record_into_a_minimal_image() 
     let key = config.file_name().unwrap().to_str().unwrap();
     assert!(at(&object("configmap.yaml", "ConfigMap"), "/data").get(key).is_some(), "the ConfigMap has no {key}");
     assert!(read(".dockerignore").lines().any(|l| l == "target"), "the build context would carry target/");
+}
+
+/// The names a scrape of a daemon with every feature on shows: each
+/// family's, and a counter's with `_total`.
+fn exported_metrics() -> BTreeSet<String> {
+    let reloads = Reloads::default();
+    let state = DaemonState {
+        generation: 1,
+        prefixes_v4: 1,
+        prefixes_v6: 1,
+        table_memory: PerFamily::default(),
+        trie_nodes: PerFamily::default(),
+        flow_table: (0, 0),
+        sources: vec![("https://example.net/dbip.csv".into(), Some(1.0))],
+        interfaces: vec![("eth0".into(), true)],
+        reloads: &reloads,
+        policy: Some(("https://example.net/policy.toml".into(), 1, 0)),
+    };
+    let text = render(&Stats::default(), &state);
+    let mut names = BTreeSet::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').expect("# TYPE NAME KIND");
+        names.insert(name.to_string());
+        if kind == "counter" {
+            names.insert(format!("{name}_total"));
+        }
+    }
+    names
+}
+
+#[test]
+fn the_alerting_rules_watch_what_the_daemon_exports() {
+    let exported = exported_metrics();
+    let rules = yaml("dist/prometheus/geoblock-alerts.yml");
+    let rules = at(&rules[0], "/groups/0/rules").as_array().expect("a list of rules");
+    let alerts: BTreeSet<&str> = rules.iter().map(|r| r["alert"].as_str().expect("every rule alerts")).collect();
+    // The README's "Fleet" table: not attached, data too old, policy fetch failing.
+    for promised in ["GeoblockNotAttached", "GeoblockDataTooOld", "GeoblockPolicyFetchFailing", "GeoblockPolicyBehind"]
+    {
+        assert!(alerts.contains(promised), "no {promised} in {alerts:?}");
+    }
+    for rule in rules {
+        let expr = rule["expr"].as_str().expect("expr");
+        assert!(rule["for"].is_string() && rule["labels"]["severity"].is_string(), "{rule}");
+        let named =
+            expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("geoblock_"));
+        for metric in named {
+            assert!(exported.contains(metric), "{}: {metric} is not exported ({exported:?})", rule["alert"]);
+        }
+    }
 }
