@@ -45,8 +45,8 @@ tasks:
                  bpf-linker, the network tools the tests use, dpkg-dev and lintian
   build [ARGS]   setup, then `cargo build ARGS` (e.g. --release)
   test [ARGS]    setup, build, then `cargo test ARGS` of the host crates and then
-                 of the privileged tests (geoblock-tests, as root);
-                 e.g. `cargo xtask test -- --test-threads=1`
+                 of the privileged tests (geoblock-tests, as root), then the Debian
+                 package's checks; e.g. `cargo xtask test -- --test-threads=1`
   demo [ARGS]    setup, build in release, run the demo with ARGS
   bench [ARGS]   setup, build in release, run the benchmark with ARGS
   install [--prefix DIR] [--destdir DIR]
@@ -54,7 +54,8 @@ tasks:
                  the systemd unit and an example /etc/geoblock/geoblock.toml (kept if present)
   package [--out DIR] [--check]
                  build geoblock_VERSION_ARCH.deb (default DIR: target/debian) and lint it;
-                 --check: then install it into a throwaway root and test it (as root)
+                 --check: then install it into a throwaway root and test it (as root;
+                 `test` runs these checks too)
   data           regenerate geoblock-user/data/dbip-country.bin from db-ip's
                  country lite database (npm package)
 
