@@ -41,6 +41,7 @@ pub fn test(toolchain: Toolchain, out: &Path, tally: &mut Tally) -> Result<()> {
         checks.run("installed geoblock --version names the version and the data", || version(&root));
         checks.run("installed geoblock config check accepts the conffile", || config_check(&root));
         checks.run("the unit runs the installed binary on the conffile", || unit(&root));
+        checks.run("reinstalling keeps the operator's edits to the conffile", || reinstall(&root, &deb));
         checks.run("remove keeps the conffile, purge removes it and the cache", || remove_then_purge(&root));
     }
     checks.finish()
@@ -211,6 +212,17 @@ fn verify(root: &Path, unit: &str) -> Result<()> {
     let said = String::from_utf8_lossy(&out.stderr);
     println!("+ systemd-analyze verify {}\n{said}", copy.display());
     ensure!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {}", said.trim());
+    Ok(())
+}
+
+/// What an upgrade does to the conffile: dpkg keeps the operator's version,
+/// without asking, when the package's own is unchanged.
+fn reinstall(root: &Path, deb: &Path) -> Result<()> {
+    let config = under(root, CONFIG_PATH);
+    let edited = fs::read_to_string(&config)? + "# edited by the operator\n";
+    fs::write(&config, &edited)?;
+    cmd::run(dpkg(root).arg("--install").arg(deb))?;
+    ensure!(fs::read_to_string(&config)? == edited, "reinstalling replaced the edited {CONFIG_PATH}");
     Ok(())
 }
 
