@@ -83,8 +83,8 @@ pub enum Command {
     Data(DataCommand),
     /// Tab completion for a shell, on stdout (the Debian package installs bash, zsh and fish's).
     Completions(CompletionsArgs),
-    /// Write the man pages into a directory (`cargo xtask package` does).
-    #[command(hide = true)]
+    /// Write the man pages (geoblock.1, one per subcommand) into a directory, e.g.
+    /// /usr/local/share/man/man1 (the Debian package ships them).
     Manpages(ManpagesArgs),
 }
 

@@ -1,7 +1,8 @@
 //! `geoblock completions SHELL`: tab completion of geoblock's subcommands and
-//! flags, and the hidden `geoblock manpages DIR` the Debian package is built
-//! with. Both are written from the clap definitions that parse the command
-//! line, so they cannot drift from it.
+//! flags, and `geoblock manpages DIR`: its man pages (the Debian package's,
+//! and an operator's who installed with `cargo xtask install`). Both are
+//! written from the clap definitions that parse the command line, so they
+//! cannot drift from it.
 
 use std::{
     fs,
@@ -34,8 +35,8 @@ pub fn completions(args: &CompletionsArgs) -> Result<()> {
     io::stdout().write_all(&script).context("writing the completion script")
 }
 
-/// One page per command and subcommand (hidden ones left out), for
-/// `cargo xtask package`: the binary is the only place the `Cli` is.
+/// One page per command and subcommand. `cargo xtask package` runs it on
+/// the built binary, the only place the `Cli` is.
 pub fn manpages(args: &ManpagesArgs) -> Result<()> {
     fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     // Built first, so that each subcommand knows its full name (geoblock-config-check).
@@ -53,4 +54,21 @@ fn write_pages(command: clap::Command, dir: &Path) -> io::Result<()> {
     let source = format!("geoblock {}", env!("CARGO_PKG_VERSION"));
     clap_mangen::Man::new(command).source(source).generate_to(dir)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_page_per_subcommand_each_naming_geoblock_and_its_version() {
+        let dir = std::env::temp_dir().join(format!("geoblock-manpages-{}", std::process::id()));
+        manpages(&ManpagesArgs { dir: dir.clone() }).unwrap();
+        let read = |name: &str| fs::read_to_string(dir.join(name));
+        let nested = read("geoblock-config-check.1");
+        let every = Cli::command().get_subcommands().all(|sub| read(&format!("geoblock-{}.1", sub.get_name())).is_ok());
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(every, "a subcommand has no page");
+        assert!(nested.unwrap().contains(&format!("\"geoblock {}\"", env!("CARGO_PKG_VERSION"))));
+    }
 }

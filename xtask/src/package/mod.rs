@@ -3,11 +3,11 @@
 //!
 //! The tree is staged by the code of `cargo xtask install --prefix /usr`
 //! (the release binary, stripped here; the unit in /usr/lib/systemd/system;
-//! /etc/geoblock/geoblock.toml), then gets what a Debian package carries: man
-//! pages and shell completions that the built binary writes from its own clap
-//! definitions (`geoblock manpages DIR`, hidden, and `geoblock completions
-//! SHELL`), the README, changelog and copyright, the lintian overrides, and
-//! DEBIAN/ (see `debian.rs`). `dpkg-deb --root-owner-group` builds the .deb,
+//! /etc/geoblock/geoblock.toml), then gets what a Debian package carries:
+//! man pages and shell completions that the built binary writes from its own
+//! clap definitions (`geoblock manpages DIR`, `geoblock completions SHELL`),
+//! the README, changelog and copyright, the lintian overrides, and DEBIAN/
+//! (see `debian.rs`). `dpkg-deb --root-owner-group` builds the .deb,
 //! so neither fakeroot nor cargo-deb (another `cargo install` in CI) is
 //! needed, and lintian checks it: a warning fails the build.
 
