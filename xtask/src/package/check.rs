@@ -40,6 +40,7 @@ pub fn test(toolchain: Toolchain, out: &Path, tally: &mut Tally) -> Result<()> {
     if checks.run("dpkg installs it into a throwaway root", || install_into(&root, &deb)).is_some() {
         checks.run("installed geoblock --version names the version and the data", || version(&root));
         checks.run("installed geoblock config check accepts the conffile", || config_check(&root));
+        checks.run("installed bash completion completes geoblock", || bash_completion(&root));
         checks.run("the unit runs the installed binary on the conffile", || unit(&root));
         checks.run("reinstalling keeps the operator's edits to the conffile", || reinstall(&root, &deb));
         checks.run("remove keeps the conffile, purge removes it and the cache", || remove_then_purge(&root));
@@ -183,6 +184,15 @@ fn config_check(root: &Path) -> Result<()> {
     let config = under(root, CONFIG_PATH);
     let out = cmd::capture(Command::new(under(root, BINARY)).args(["config", "check"]).arg(&config))?;
     ensure!(out.contains(": ok;") && out.contains("MONITOR mode"), "unexpected config check: {out}");
+    Ok(())
+}
+
+/// bash sources the script and then completes `geoblock` with it.
+fn bash_completion(root: &Path) -> Result<()> {
+    let (_, script) = COMPLETIONS.iter().find(|(shell, _)| *shell == "bash").context("no bash completion")?;
+    let source = format!(". '{}' && complete -p geoblock", root.join(script).display());
+    let out = cmd::capture(Command::new("bash").arg("-c").arg(source))?;
+    ensure!(out.contains("_geoblock") && out.trim_end().ends_with(" geoblock"), "bash registered: {out}");
     Ok(())
 }
 
