@@ -5,8 +5,10 @@
 //! root (`dpkg --root DIR --force-script-chrootless`: unpack, conffile,
 //! postinst configure; the maintainer scripts run with DPKG_ROOT=DIR, so
 //! they leave the host's systemd and kernel alone), runs the installed
-//! binary on the installed conffile, checks the unit, then removes and
-//! purges it. Each check counts as one test in the closing tally.
+//! binary on the installed conffile, sources the bash completion, checks
+//! the unit, reinstalls over an edited conffile, then removes and purges
+//! it. Each check counts as one test in the closing tally; a check that the
+//! next ones need (the build, the install) skips them when it fails.
 
 use std::{
     fs,
