@@ -18,6 +18,17 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Like [`run`], and returns what `cmd` wrote on standard output.
+pub fn capture(cmd: &mut Command) -> Result<String> {
+    let shown = show(cmd);
+    println!("+ {shown}");
+    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("could not start `{shown}`"))?;
+    if !out.status.success() {
+        bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stdout).trim());
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("`{shown}` wrote something that is not UTF-8"))
+}
+
 /// Passed and failed tests, summed over `cargo test`'s "test result" lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tally {

@@ -28,6 +28,7 @@
 mod cmd;
 mod data;
 mod install;
+mod package;
 mod setup;
 mod tasks;
 mod toolchain;
@@ -41,16 +42,20 @@ usage: cargo xtask TASK [ARGS]
 
 tasks:
   setup          install what is missing (as root): Debian's Rust 1.96 and LLVM 22,
-                 bpf-linker, and the network tools the tests use
+                 bpf-linker, the network tools the tests use, dpkg-dev and lintian
   build [ARGS]   setup, then `cargo build ARGS` (e.g. --release)
   test [ARGS]    setup, build, then `cargo test ARGS` of the host crates and then
-                 of the privileged tests (geoblock-tests, as root);
-                 e.g. `cargo xtask test -- --test-threads=1`
+                 of the privileged tests (geoblock-tests, as root), then the Debian
+                 package's checks; e.g. `cargo xtask test -- --test-threads=1`
   demo [ARGS]    setup, build in release, run the demo with ARGS
   bench [ARGS]   setup, build in release, run the benchmark with ARGS
   install [--prefix DIR] [--destdir DIR]
                  build in release, install the binary (PREFIX/bin, default /usr/local),
                  the systemd unit and an example /etc/geoblock/geoblock.toml (kept if present)
+  package [--out DIR] [--check]
+                 build geoblock_VERSION_ARCH.deb (default DIR: target/debian) and lint it;
+                 --check: then install it into a throwaway root and test it (as root;
+                 `test` runs these checks too)
   data           regenerate geoblock-user/data/dbip-country.bin from db-ip's
                  country lite database (npm package)
 
@@ -80,6 +85,7 @@ fn run(args: &[String]) -> Result<()> {
         "bench" => tasks::run_release_bin("bench", rest),
         "data" => no_args(task, rest).and_then(|()| data::data()),
         "install" => install::install(rest),
+        "package" => package::package(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -17,13 +17,18 @@ const LLVM_FEATURE: &str = "llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// What the privileged tests, the demo and the benchmark drive.
 const RUNTIME_PACKAGES: [&str; 6] = ["iproute2", "ethtool", "nftables", "ipset", "iptables", "tcpdump"];
+/// What builds and checks the Debian package: dpkg-shlibdeps (its Depends)
+/// and lintian.
+const PACKAGING_PACKAGES: [&str; 2] = ["dpkg-dev", "lintian"];
 
-/// What the caller is about to do.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What the caller is about to do; each scope needs what the ones before it do.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
     /// Compile the workspace.
     Build,
-    /// Also run tests, the demo or the benchmark.
+    /// Also build the Debian package.
+    Package,
+    /// Also run tests (the package's among them), the demo or the benchmark.
     Run,
 }
 
@@ -50,6 +55,9 @@ fn wanted_packages(toolchain: Toolchain, scope: Scope, linker_missing: bool) -> 
     }
     if toolchain == Toolchain::Debian || linker_missing {
         wanted.push(LLVM_PACKAGE);
+    }
+    if scope >= Scope::Package {
+        wanted.extend(PACKAGING_PACKAGES);
     }
     if scope == Scope::Run {
         wanted.extend(RUNTIME_PACKAGES);
@@ -111,5 +119,12 @@ mod tests {
     fn running_adds_the_network_tools() {
         let wanted = wanted_packages(Toolchain::Debian, Scope::Run, false);
         assert!(wanted.contains(&"rustc-web") && wanted.contains(&"tcpdump"));
+    }
+
+    #[test]
+    fn packaging_needs_lintian_and_so_do_the_tests() {
+        assert!(wanted_packages(Toolchain::Debian, Scope::Package, false).contains(&"lintian"));
+        assert!(!wanted_packages(Toolchain::Debian, Scope::Package, false).contains(&"tcpdump"));
+        assert!(wanted_packages(Toolchain::Debian, Scope::Run, false).contains(&"lintian"));
     }
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{bail, Result};
 
 use crate::{
-    cmd,
+    cmd, package,
     setup::{self, Scope},
     toolchain::Toolchain,
 };
@@ -44,8 +44,9 @@ pub fn build(args: &[String]) -> Result<()> {
 
 /// Checks formatting and lints, builds the binaries the tests run
 /// (target/debug/geoblock), then runs the unit tests of every host crate,
-/// then the privileged tests: every phase runs even if others failed. ARGS
-/// go to both `cargo test`s.
+/// then the privileged tests, then the Debian package's checks (each counts
+/// as a test): every phase runs even if others failed. ARGS go to both
+/// `cargo test`s.
 pub fn test(args: &[String]) -> Result<()> {
     let toolchain = prepare(Scope::Run)?;
     let mut failed = lint(toolchain);
@@ -57,6 +58,12 @@ pub fn test(args: &[String]) -> Result<()> {
         eprintln!("xtask: {err:#}");
         Some(phase)
     }));
+    let package = "Debian package (release build, installed into a throwaway root, lintian)";
+    println!("xtask: {package}");
+    if let Err(err) = package::check::test(toolchain, &package::default_out(), &mut tally) {
+        eprintln!("xtask: {err:#}");
+        failed.push(package);
+    }
     // One closing line for the whole suite, whatever each phase printed last.
     println!("summary: {} passed, {} failed", tally.passed, tally.failed);
     if !failed.is_empty() {

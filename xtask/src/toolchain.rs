@@ -114,6 +114,11 @@ pub fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace")
 }
 
+/// Where cargo builds: CARGO_TARGET_DIR, else the workspace's target/.
+pub fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
 /// Where `cargo install` puts binaries.
 pub fn cargo_bin() -> PathBuf {
     let home = env::var_os("CARGO_HOME")

@@ -6,6 +6,7 @@ use geoblock::{policy::Change, protocol::Request};
 
 use crate::{
     args::ControlArgs,
+    completions::{self, CompletionsArgs, ManpagesArgs},
     config::{self, ConfigCommand},
     control::{self, CountriesArgs, RuleArg},
     data::{self, DataCommand},
@@ -80,6 +81,11 @@ pub enum Command {
     /// Work with GeoIP data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Tab completion for a shell, on stdout (the Debian package installs bash, zsh and fish's).
+    Completions(CompletionsArgs),
+    /// Write the man pages (geoblock.1, one per subcommand) into a directory, e.g.
+    /// /usr/local/share/man/man1 (the Debian package ships them).
+    Manpages(ManpagesArgs),
 }
 
 impl Command {
@@ -106,6 +112,8 @@ impl Command {
             Command::Events(args) => events::events(args),
             Command::Lookup(args) => lookup::lookup(&args),
             Command::Data(command) => data::data(command),
+            Command::Completions(args) => completions::completions(&args),
+            Command::Manpages(args) => completions::manpages(&args),
         }
     }
 }

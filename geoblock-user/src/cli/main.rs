@@ -4,6 +4,7 @@
 
 mod args;
 mod command;
+mod completions;
 mod config;
 mod control;
 mod data;
