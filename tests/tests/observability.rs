@@ -305,6 +305,22 @@ fn metrics_scraped_over_http_equal_stats_json() {
     assert_eq!(http_get(&pair.receiver, "/").0, 404);
 }
 
+/// `/ready` answers while the daemon starts: 503 at once, not a hang,
+/// while the world table (the embedded data) loads.
+#[test]
+fn ready_answers_not_ready_while_the_tables_load() {
+    let pair = Pair::create();
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let daemon = Daemon::spawn(&pair.receiver, &geoblock::run_args(&pair, &["--block", "CN", "--metrics", &metrics]));
+    let first = within(Duration::from_secs(60), || http::try_get(&pair.receiver, METRICS_PORT, "/ready").ok());
+    let (code, why) = first.expect("/ready answers within a minute of the start");
+    assert_eq!(code, 503, "the first answer, while the tables load: {why}\n{}", daemon.log());
+    assert!(!daemon.log().contains("attached to"), "the start was over before the first probe:\n{}", daemon.log());
+    daemon.wait_attached();
+    let ready = within(Duration::from_secs(5), || Some(http_get(&pair.receiver, "/ready")).filter(|(c, _)| *c == 200));
+    assert!(ready.is_some(), "not ready once attached:\n{}", daemon.log());
+}
+
 /// `/ready`, which the Kubernetes probes ask: 200 once the daemon enforces
 /// every interface, 503 while one of them is gone.
 #[test]

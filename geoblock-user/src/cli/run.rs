@@ -141,7 +141,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     // A start takes the published policy in force (if any), else downloads
     // it; the daemon's timer asks for changes from then on.
     let opts = layers.local()?.published(Take::Start)?.resolve()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // One worker thread beside the daemon's own: the metrics and control
+    // connections are accepted there, so `/ready` answers (503) while the
+    // start loads the tables, which holds the daemon's thread for seconds.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let ran = runtime.block_on(daemon::run(opts, layers));
     // A reload or a download still running on a blocking thread is
     // abandoned, not waited for: a stop is prompt, and what was enforced

@@ -34,7 +34,7 @@ use super::{
 use crate::kernel::flows::FlowTable;
 use crate::{
     data::{
-        fetch::FetchError,
+        fetch::{redacted, FetchError},
         shrink::{check_coverage, check_lists, check_replacement},
         Loaded,
     },
@@ -126,7 +126,7 @@ impl PolicyFetch {
     /// For the metrics: the URL, the serial in force and the failed downloads.
     pub(super) fn counts(&self, opts: &RunOptions) -> Option<(String, u64, u64)> {
         let url = opts.policy_url.as_ref()?;
-        Some((url.url.clone(), opts.policy_serial().unwrap_or_default(), self.failures))
+        Some((redacted(&url.url), opts.policy_serial().unwrap_or_default(), self.failures))
     }
 }
 

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::{control::Incoming, guarded, metrics, Daemon, Outcome};
 use crate::{
-    data::{list::AddressList, SourceInfo},
+    data::{fetch::redacted, list::AddressList, SourceInfo},
     kernel::state::StateDir,
     policy::{explain, Change},
     protocol::{self, EventStatus, Request, Response},
@@ -136,7 +136,13 @@ impl Daemon {
             table_memory: self.geoblock.table_memory(),
             trie_nodes: self.geoblock.trie_nodes(),
             flow_table: self.geoblock.flow_table().unwrap_or_default(),
-            sources: self.loaded.sources.iter().map(|s| (s.origin.clone(), age(s).map(|a| a.as_secs_f64()))).collect(),
+            // Labels reach whoever may scrape: no license keys or tokens.
+            sources: self
+                .loaded
+                .sources
+                .iter()
+                .map(|s| (redacted(&s.origin), age(s).map(|a| a.as_secs_f64())))
+                .collect(),
             interfaces: self.interfaces().into_iter().map(|i| (i.name, i.attached)).collect(),
             reloads: &self.reloads,
             policy: self.policy_fetch.counts(&self.opts),

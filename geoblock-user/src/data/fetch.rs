@@ -105,6 +105,36 @@ pub fn is_url(text: &str) -> bool {
     text.starts_with("https://") || text.starts_with("http://")
 }
 
+/// `source` as it may be shown beyond root (metrics labels): a URL's
+/// password and the values of query parameters that look like secrets
+/// (`license_key=`, `token=`...) replaced by `REDACTED`.
+pub fn redacted(source: &str) -> String {
+    if !is_url(source) {
+        return source.to_string();
+    }
+    let (scheme, rest) = source.split_once("://").unwrap_or(("", source));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("REDACTED@{host}"),
+        None => authority.to_string(),
+    };
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let secret = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        ["key", "token", "secret", "pass", "auth", "sig", "credential"].iter().any(|s| name.contains(s))
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|param| match param.split_once('=') {
+            Some((name, _)) if secret(name) => format!("{name}=REDACTED"),
+            _ => param.to_string(),
+        })
+        .collect();
+    let query = if params.is_empty() { String::new() } else { format!("?{}", params.join("&")) };
+    format!("{scheme}://{host}{path}{query}")
+}
+
 /// Creates `dir` if missing and checks that only this user can change it;
 /// returns it with symlinks resolved.
 pub(crate) fn private_cache(dir: &Path) -> Result<PathBuf, FetchError> {

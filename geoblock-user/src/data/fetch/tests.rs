@@ -292,3 +292,19 @@ fn a_cache_dir_others_can_write_is_refused() {
         assert!(err.to_string().contains(&format!("writable by other users (mode {mode:04o})")), "{err}");
     }
 }
+
+#[test]
+fn secrets_in_urls_are_redacted_for_labels() {
+    let maxmind =
+        "https://download.maxmind.com/app/geoip_download?edition_id=GeoLite2-Country&license_key=abc&suffix=tar.gz";
+    assert_eq!(
+        redacted(maxmind),
+        "https://download.maxmind.com/app/geoip_download?edition_id=GeoLite2-Country&license_key=REDACTED&suffix=tar.gz"
+    );
+    assert_eq!(
+        redacted("https://user:pw@example.net/p.toml?Token=x"),
+        "https://REDACTED@example.net/p.toml?Token=REDACTED"
+    );
+    assert_eq!(redacted("https://example.net"), "https://example.net");
+    assert_eq!(redacted("/var/lib/geoblock/a.csv?key=1"), "/var/lib/geoblock/a.csv?key=1", "a path is not a URL");
+}
