@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _, Result};
 
-use super::{build, COMPLETIONS, DOC_DIR, MAN_DIR};
+use super::{build, debian::RECOMMENDS, COMPLETIONS, DOC_DIR, MAN_DIR};
 use crate::{
     cmd::{self, Tally},
     install::{CONFIG_MODE, CONFIG_PATH},
@@ -138,6 +138,7 @@ fn control(deb: &Path) -> Result<()> {
     ensure!(field("Architecture")? == arch, "Architecture is not dpkg's");
     let depends = field("Depends")?;
     ensure!(depends.contains("libc6 (>= "), "Depends does not name libc6 with a version: {depends}");
+    ensure!(field("Recommends")?.trim() == RECOMMENDS, "Recommends is not {RECOMMENDS}");
     let conffiles = cmd::capture(Command::new("dpkg-deb").arg("--info").arg(deb).arg("conffiles"))?;
     ensure!(conffiles.trim() == CONFIG_PATH, "conffiles: `{conffiles}`, expected {CONFIG_PATH}");
     Ok(())
