@@ -6,9 +6,10 @@
 //! postinst configure; the maintainer scripts run with DPKG_ROOT=DIR, so
 //! they leave the host's systemd and kernel alone), runs the installed
 //! binary on the installed conffile, sources the bash completion, checks
-//! the unit, reinstalls over an edited conffile, then removes and purges
-//! it. Each check counts as one test in the closing tally; a check that the
-//! next ones need (the build, the install) skips them when it fails.
+//! the unit and the third-party licences, reinstalls over an edited
+//! conffile, then removes and purges it. Each check counts as one test in
+//! the closing tally; a check that the next ones need (the build, the
+//! install) skips them when it fails.
 
 use std::{
     fs,
@@ -18,7 +19,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _, Result};
 
-use super::{build, debian::RECOMMENDS, COMPLETIONS, DOC_DIR, MAN_DIR};
+use super::{build, debian::RECOMMENDS, licenses, COMPLETIONS, DOC_DIR, MAN_DIR};
 use crate::{
     cmd::{self, Tally},
     install::{CONFIG_MODE, CONFIG_PATH},
@@ -44,6 +45,7 @@ pub fn test(toolchain: Toolchain, out: &Path, tally: &mut Tally) -> Result<()> {
         checks.run("installed geoblock config check accepts the conffile", || config_check(&root));
         checks.run("installed bash completion completes geoblock", || bash_completion(&root));
         checks.run("the unit runs the installed binary on the conffile", || unit(&root));
+        checks.run("third-party licences list the crates compiled in", || third_party_licenses(&root));
         checks.run("reinstalling keeps the operator's edits to the conffile", || reinstall(&root, &deb));
         checks.run("remove keeps the conffile, purge removes it and the cache", || remove_then_purge(&root));
     }
@@ -90,7 +92,8 @@ fn file_list(deb: &Path) -> Result<()> {
     let config_mode = format!("-{}", rwx(CONFIG_MODE));
     let mut wanted = vec![(BINARY.to_owned(), "-rwxr-xr-x"), (UNIT.to_owned(), "-rw-r--r--")];
     wanted.push((CONFIG_PATH.to_owned(), &config_mode));
-    for doc in ["copyright", "README.md.gz", "changelog.gz"] {
+    let licenses = format!("{}.gz", licenses::FILE);
+    for doc in ["copyright", "README.md.gz", "changelog.gz", &licenses] {
         wanted.push((format!("/{DOC_DIR}/{doc}"), "-rw-r--r--"));
     }
     wanted.extend(MAN_PAGES.map(|page| (format!("/{MAN_DIR}/{page}"), "-rw-r--r--")));
@@ -224,6 +227,23 @@ fn verify(root: &Path, unit: &str) -> Result<()> {
     let said = String::from_utf8_lossy(&out.stderr);
     println!("+ systemd-analyze verify {}\n{said}", copy.display());
     ensure!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {}", said.trim());
+    Ok(())
+}
+
+/// The installed third-party-licenses.gz has a heading (`NAME VERSION`,
+/// then `License: ...`) for tokio and aya (the binary's crates) and
+/// aya-ebpf (the XDP program's).
+fn third_party_licenses(root: &Path) -> Result<()> {
+    let path = under(root, &format!("/{DOC_DIR}/{}.gz", licenses::FILE));
+    let text = cmd::capture(Command::new("gzip").arg("-dc").arg(&path))?;
+    for name in ["tokio", "aya", "aya-ebpf"] {
+        let heading = text.lines().position(|line| line.strip_prefix(name).is_some_and(|v| v.starts_with(' ')));
+        let heading = heading.with_context(|| format!("{} does not name {name}", path.display()))?;
+        ensure!(
+            text.lines().nth(heading + 1).is_some_and(|line| line.starts_with("License: ")),
+            "{name} has no License"
+        );
+    }
     Ok(())
 }
 
