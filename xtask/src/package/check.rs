@@ -6,10 +6,10 @@
 //! postinst configure; the maintainer scripts run with DPKG_ROOT=DIR, so
 //! they leave the host's systemd and kernel alone), runs the installed
 //! binary on the installed conffile, sources the bash completion, checks
-//! the unit and the third-party licences, reinstalls over an edited
-//! conffile, then removes and purges it. Each check counts as one test in
-//! the closing tally; a check that the next ones need (the build, the
-//! install) skips them when it fails.
+//! the unit and the third-party licences, reinstalls the same version over
+//! an edited conffile, then removes and purges it. Each check counts as one
+//! test in the closing tally; a check that the next ones need (the build,
+//! the install) skips them when it fails.
 
 use std::{
     fs,
@@ -46,7 +46,9 @@ pub fn test(toolchain: Toolchain, out: &Path, tally: &mut Tally) -> Result<()> {
         checks.run("installed bash completion completes geoblock", || bash_completion(&root));
         checks.run("the unit runs the installed binary on the conffile", || unit(&root));
         checks.run("third-party licences list the crates compiled in", || third_party_licenses(&root));
-        checks.run("reinstalling keeps the operator's edits to the conffile", || reinstall(&root, &deb));
+        checks.run("reinstalling the same version keeps the operator's edits to the conffile", || {
+            reinstall_same_version(&root, &deb)
+        });
         checks.run("remove keeps the conffile, purge removes it and the cache", || remove_then_purge(&root));
     }
     checks.finish()
@@ -247,9 +249,10 @@ fn third_party_licenses(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What an upgrade does to the conffile: dpkg keeps the operator's version,
-/// without asking, when the package's own is unchanged.
-fn reinstall(root: &Path, deb: &Path) -> Result<()> {
+/// `dpkg --install` of the same .deb over an edited conffile: dpkg keeps the
+/// operator's version, without asking, as the package's own is unchanged.
+/// (An upgrade, from another version, would need a second package built.)
+fn reinstall_same_version(root: &Path, deb: &Path) -> Result<()> {
     let config = under(root, CONFIG_PATH);
     let edited = fs::read_to_string(&config)? + "# edited by the operator\n";
     fs::write(&config, &edited)?;
