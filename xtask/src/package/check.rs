@@ -6,9 +6,10 @@
 //! postinst configure; the maintainer scripts run with DPKG_ROOT=DIR, so
 //! they leave the host's systemd and kernel alone), runs the installed
 //! binary on the installed conffile, sources the bash completion, checks
-//! the unit, reinstalls over an edited conffile, then removes and purges
-//! it. Each check counts as one test in the closing tally; a check that the
-//! next ones need (the build, the install) skips them when it fails.
+//! the unit and the third-party licences, reinstalls the same version over
+//! an edited conffile, then removes and purges it. Each check counts as one
+//! test in the closing tally; a check that the next ones need (the build,
+//! the install) skips them when it fails.
 
 use std::{
     fs,
@@ -18,7 +19,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _, Result};
 
-use super::{build, COMPLETIONS, DOC_DIR, MAN_DIR};
+use super::{build, debian::RECOMMENDS, licenses, COMPLETIONS, DOC_DIR, MAN_DIR};
 use crate::{
     cmd::{self, Tally},
     install::{CONFIG_MODE, CONFIG_PATH},
@@ -44,7 +45,10 @@ pub fn test(toolchain: Toolchain, out: &Path, tally: &mut Tally) -> Result<()> {
         checks.run("installed geoblock config check accepts the conffile", || config_check(&root));
         checks.run("installed bash completion completes geoblock", || bash_completion(&root));
         checks.run("the unit runs the installed binary on the conffile", || unit(&root));
-        checks.run("reinstalling keeps the operator's edits to the conffile", || reinstall(&root, &deb));
+        checks.run("third-party licences list the crates compiled in", || third_party_licenses(&root));
+        checks.run("reinstalling the same version keeps the operator's edits to the conffile", || {
+            reinstall_same_version(&root, &deb)
+        });
         checks.run("remove keeps the conffile, purge removes it and the cache", || remove_then_purge(&root));
     }
     checks.finish()
@@ -90,7 +94,8 @@ fn file_list(deb: &Path) -> Result<()> {
     let config_mode = format!("-{}", rwx(CONFIG_MODE));
     let mut wanted = vec![(BINARY.to_owned(), "-rwxr-xr-x"), (UNIT.to_owned(), "-rw-r--r--")];
     wanted.push((CONFIG_PATH.to_owned(), &config_mode));
-    for doc in ["copyright", "README.md.gz", "changelog.gz"] {
+    let licenses = format!("{}.gz", licenses::FILE);
+    for doc in ["copyright", "README.md.gz", "changelog.gz", &licenses] {
         wanted.push((format!("/{DOC_DIR}/{doc}"), "-rw-r--r--"));
     }
     wanted.extend(MAN_PAGES.map(|page| (format!("/{MAN_DIR}/{page}"), "-rw-r--r--")));
@@ -138,6 +143,7 @@ fn control(deb: &Path) -> Result<()> {
     ensure!(field("Architecture")? == arch, "Architecture is not dpkg's");
     let depends = field("Depends")?;
     ensure!(depends.contains("libc6 (>= "), "Depends does not name libc6 with a version: {depends}");
+    ensure!(field("Recommends")?.trim() == RECOMMENDS, "Recommends is not {RECOMMENDS}");
     let conffiles = cmd::capture(Command::new("dpkg-deb").arg("--info").arg(deb).arg("conffiles"))?;
     ensure!(conffiles.trim() == CONFIG_PATH, "conffiles: `{conffiles}`, expected {CONFIG_PATH}");
     Ok(())
@@ -226,9 +232,27 @@ fn verify(root: &Path, unit: &str) -> Result<()> {
     Ok(())
 }
 
-/// What an upgrade does to the conffile: dpkg keeps the operator's version,
-/// without asking, when the package's own is unchanged.
-fn reinstall(root: &Path, deb: &Path) -> Result<()> {
+/// The installed third-party-licenses.gz has a heading (`NAME VERSION`,
+/// then `License: ...`) for tokio and aya (the binary's crates) and
+/// aya-ebpf (the XDP program's).
+fn third_party_licenses(root: &Path) -> Result<()> {
+    let path = under(root, &format!("/{DOC_DIR}/{}.gz", licenses::FILE));
+    let text = cmd::capture(Command::new("gzip").arg("-dc").arg(&path))?;
+    for name in ["tokio", "aya", "aya-ebpf"] {
+        let heading = text.lines().position(|line| line.strip_prefix(name).is_some_and(|v| v.starts_with(' ')));
+        let heading = heading.with_context(|| format!("{} does not name {name}", path.display()))?;
+        ensure!(
+            text.lines().nth(heading + 1).is_some_and(|line| line.starts_with("License: ")),
+            "{name} has no License"
+        );
+    }
+    Ok(())
+}
+
+/// `dpkg --install` of the same .deb over an edited conffile: dpkg keeps the
+/// operator's version, without asking, as the package's own is unchanged.
+/// (An upgrade, from another version, would need a second package built.)
+fn reinstall_same_version(root: &Path, deb: &Path) -> Result<()> {
     let config = under(root, CONFIG_PATH);
     let edited = fs::read_to_string(&config)? + "# edited by the operator\n";
     fs::write(&config, &edited)?;

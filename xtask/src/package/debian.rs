@@ -1,4 +1,5 @@
-//! DEBIAN/: control (Depends read off the binary by dpkg-shlibdeps),
+//! DEBIAN/: control (Depends read off the binary by dpkg-shlibdeps,
+//! Recommends what it reads at run time),
 //! conffiles, md5sums and the maintainer scripts of dist/debian; and the
 //! package's changelog.
 
@@ -38,6 +39,11 @@ drop network traffic by country in XDP, at line rate
  starts in monitor mode (it counts what would be dropped, drops nothing).
  The embedded country data is DB-IP's IP to Country Lite (CC BY 4.0).";
 const SCRIPTS: [&str; 3] = ["postinst", "prerm", "postrm"];
+/// What dpkg-shlibdeps cannot see: HTTPS downloads (https:// sources,
+/// policy_url) check servers against the system's CA roots, which rustls
+/// reads from /etc/ssl/certs at run time. Recommends, not Depends: a host
+/// with local sources only needs none.
+pub const RECOMMENDS: &str = "ca-certificates";
 
 /// What names the .deb.
 pub struct Control {
@@ -61,7 +67,8 @@ pub fn write(work: &Path, tree: &Path) -> Result<Control> {
     let installed_kib = installed_size(tree, &files, dirs)?;
     let control = format!(
         "Package: {PACKAGE}\nVersion: {VERSION}\nArchitecture: {architecture}\nMaintainer: {MAINTAINER}\n\
-         Installed-Size: {installed_kib}\nDepends: {depends}\nSection: net\nPriority: optional\n\
+         Installed-Size: {installed_kib}\nDepends: {depends}\nRecommends: {RECOMMENDS}\n\
+         Section: net\nPriority: optional\n\
          Homepage: {HOMEPAGE}\nDescription: {DESCRIPTION}\n"
     );
     copy(control.as_bytes(), &meta.join("control"), 0o644)?;

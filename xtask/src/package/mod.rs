@@ -6,13 +6,15 @@
 //! /etc/geoblock/geoblock.toml), then gets what a Debian package carries:
 //! man pages and shell completions that the built binary writes from its own
 //! clap definitions (`geoblock manpages DIR`, `geoblock completions SHELL`),
-//! the README, changelog and copyright, the lintian overrides, and DEBIAN/
-//! (see `debian.rs`). `dpkg-deb --root-owner-group` builds the .deb,
-//! so neither fakeroot nor cargo-deb (another `cargo install` in CI) is
-//! needed, and lintian checks it: a warning fails the build.
+//! the README, changelog and copyright, the licences of the crates compiled
+//! in (`licenses.rs`), the lintian overrides, and DEBIAN/ (see `debian.rs`).
+//! `dpkg-deb --root-owner-group` builds the .deb, so neither fakeroot nor
+//! cargo-deb (another `cargo install` in CI) is needed, and lintian checks
+//! it: a warning fails the build.
 
 pub mod check;
 mod debian;
+mod licenses;
 
 use std::{
     fs,
@@ -89,6 +91,7 @@ pub fn build(toolchain: Toolchain, out: &Path) -> Result<PathBuf> {
     man_pages(&binary, &tree.join(MAN_DIR))?;
     completions(&binary, &tree)?;
     docs(&tree)?;
+    licenses::write(toolchain, &tree.join(DOC_DIR))?;
     let control = debian::write(&work, &tree)?;
 
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
