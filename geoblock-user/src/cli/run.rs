@@ -140,7 +140,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     // A start takes the published policy in force (if any), else downloads
     // it; the daemon's timer asks for changes from then on.
-    let opts = layers.local()?.published(Take::Start)?.resolve()?;
+    let opts = layers.local()?.published(Take::InForce)?.resolve()?;
     // One worker thread beside the daemon's own: the metrics and control
     // connections are accepted there, so `/ready` answers (503) while the
     // start loads the tables, which holds the daemon's thread for seconds.

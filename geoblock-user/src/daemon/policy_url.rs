@@ -92,10 +92,9 @@ pub struct Published {
 /// Which document a config takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Take {
-    /// A reload: the one in force on this host (else the last download).
+    /// A start or a reload: the one in force on this host; else (the first
+    /// start, or a new `policy_key`) one downloaded now.
     InForce,
-    /// A start: the one in force, else one downloaded now.
-    Start,
     /// What the server serves now (`geoblock config check`).
     Latest,
 }
@@ -106,8 +105,6 @@ pub enum PolicyUrlError {
     Fetch(#[from] FetchError),
     #[error("policy_key: '{0}' is not a minisign public key (the base64 line of minisign.pub: RW...)")]
     Key(String),
-    #[error("{url}: not downloaded yet")]
-    NotDownloaded { url: String },
     #[error("{path}: {error}")]
     File { path: PathBuf, error: std::io::Error },
     #[error("{0}")]
@@ -131,23 +128,18 @@ impl PolicyUrl {
     /// The document `take` names, verified and parsed; a download's serial
     /// may not be lower than the one in force.
     pub fn take(&self, take: Take) -> Result<Published, PolicyUrlError> {
-        if take != Take::Latest {
+        if take == Take::InForce {
             match self.kept() {
                 Ok(Some(published)) => return Ok(published),
                 Ok(None) => {}
-                Err(e) => tracing::warn!("the policy in force: {e}; taking the last download"),
+                Err(e) => tracing::warn!("the policy in force: {e}; downloading it"),
             }
         }
-        if take != Take::InForce {
-            match self.download() {
-                Err(e) if self.remotes()?.0.path().exists() => tracing::warn!("{e}; taking the last download"),
-                downloaded => downloaded?,
-            }
+        match self.download() {
+            Err(e) if self.remotes()?.0.path().exists() => tracing::warn!("{e}; taking the last download"),
+            downloaded => downloaded?,
         }
         let (document, signature) = self.remotes()?;
-        if !document.path().exists() {
-            return Err(PolicyUrlError::NotDownloaded { url: self.url.clone() });
-        }
         let published = self.verified(document.path(), signature.as_ref().map(Remote::path))?;
         not_older(published.document.serial, self.kept_serial()).map_err(PolicyUrlError::Refused)?;
         Ok(published)

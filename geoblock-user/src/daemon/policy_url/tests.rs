@@ -33,8 +33,9 @@ impl Cache {
         Cache(dir)
     }
 
+    /// A URL nothing answers (connections to it are refused at once).
     fn url(&self, key: Option<&str>) -> PolicyUrl {
-        let url = "https://example.net/fleet/policy.toml".into();
+        let url = "http://127.0.0.1:9/fleet/policy.toml".into();
         PolicyUrl::new(url, key.map(str::to_string), DEFAULT_POLICY_REFRESH, self.0.clone()).unwrap()
     }
 }
@@ -107,7 +108,8 @@ fn a_reload_takes_the_document_in_force_verified_again() {
     assert_eq!(url.take(Take::InForce).unwrap().document.serial, 3, "the one in force, not the download");
     assert_eq!(url.changed().unwrap().map(|p| p.document.serial), Some(4), "the download is new");
     // The copy in force was changed behind the daemon's back (or the key
-    // was): the last download, verified, is taken instead.
+    // was): it is downloaded again, and failing that the last download,
+    // verified, is taken instead.
     std::fs::write(cache.0.join("policy/in-force/policy.toml"), DOCUMENT.replace("KP", "FR")).unwrap();
     assert_eq!(url.take(Take::InForce).unwrap().document.serial, 4);
     let (_, other) = publisher();
@@ -120,7 +122,7 @@ fn the_document_in_force_is_kept_whole_and_sets_the_lowest_serial() {
     let (pair, key) = publisher();
     let cache = Cache::new("keep", &[]);
     let url = cache.url(Some(&key));
-    assert!(matches!(url.take(Take::InForce), Err(PolicyUrlError::NotDownloaded { .. })), "nothing yet");
+    assert!(matches!(url.take(Take::InForce), Err(PolicyUrlError::Fetch(_))), "nothing in force or downloaded");
     let newer = DOCUMENT.replace("serial = 3", "serial = 4");
     let mut published = parse(&newer).unwrap();
     published.signature = Some(sign(&pair, &newer).into_bytes());
