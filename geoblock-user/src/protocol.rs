@@ -160,13 +160,18 @@ pub struct PolicyUrlStatus {
     pub last_fetch: Option<ReloadStatus>,
     /// Downloads that failed or were refused since the daemon started.
     pub fetch_failures: u64,
+    /// A control command changed the policy since the published one was
+    /// applied (until the next published change or reload).
+    #[serde(default)]
+    pub changed_locally: bool,
 }
 
 impl PolicyUrlStatus {
     fn render(&self) -> String {
         let signed = if self.signed { "signed" } else { "unsigned" };
+        let local = if self.changed_locally { " (changed here since by control commands)" } else { "" };
         let mut out = format!(
-            "policy url  {}: serial {}, {signed}, asked every {} s, {} failed downloads\n",
+            "policy url  {}: serial {}{local}, {signed}, asked every {} s, {} failed downloads\n",
             self.url, self.serial, self.refresh_seconds, self.fetch_failures
         );
         if let Some(r) = &self.last_fetch {

@@ -203,8 +203,14 @@ fn a_404_a_malformed_document_a_lock_out_and_a_bad_signature_are_each_refused() 
     assert!(text.contains("policy get  FAILED") && text.contains("does not verify"), "{text}");
     let (serial, counted) = policy_metrics(&pair);
     assert!(serial == 1 && counted >= failures, "metrics: serial {serial}, failures {counted}");
+    // A control command changes this host's policy: status says so until
+    // the next published change.
+    let out = daemon.control(&["block", "RU"]);
+    assert!(out.status.success(), "block RU: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(published(&daemon)["changed_locally"], true);
     publisher.publish(&document(5, &["CN", "FR"]));
-    await_fetch(&daemon, true, "published policy serial 5 applied");
+    let status = await_fetch(&daemon, true, "published policy serial 5 applied");
+    assert_eq!(status["changed_locally"], false, "{status}");
     assert_dropped(&pair, &daemon, &probes, &[cn4, fr4]);
     // An older document, signed, served again: refused.
     publisher.publish(&document(4, &["CN"]));

@@ -99,13 +99,16 @@ pub(super) struct PolicyFetch {
     last: Option<super::Outcome>,
     /// Downloads that failed or were refused, since the start.
     failures: u64,
+    /// A control command changed the policy since the published one was
+    /// applied: the serial no longer says it all.
+    pub(super) changed_locally: bool,
 }
 
 impl Default for PolicyFetch {
     /// The first download right after the start, which may have taken the
     /// policy in force without asking.
     fn default() -> PolicyFetch {
-        PolicyFetch { next: Instant::now(), last: None, failures: 0 }
+        PolicyFetch { next: Instant::now(), last: None, failures: 0, changed_locally: false }
     }
 }
 
@@ -120,6 +123,7 @@ impl PolicyFetch {
             refresh_seconds: url.refresh.as_secs(),
             last_fetch: self.last.as_ref().map(super::requests::outcome_status),
             fetch_failures: self.failures,
+            changed_locally: self.changed_locally,
         })
     }
 
@@ -239,6 +243,8 @@ impl Daemon {
         match cause {
             Cause::Asked(asked) => {
                 let outcome = self.record(outcome.map(Option::unwrap_or_default), since);
+                // The policy is the config's (or the published one) again.
+                self.policy_fetch.changed_locally &= outcome.is_err();
                 // The published policy too is asked for at the next tick.
                 self.policy_fetch.next = Instant::now();
                 for client in asked.clients {
@@ -263,7 +269,10 @@ impl Daemon {
         let serial = self.opts.policy_serial().unwrap_or_default();
         let outcome = match outcome {
             Ok(None) => Ok(format!("unchanged, serial {serial}")),
-            Ok(Some(text)) => self.record(Ok(format!("published policy serial {serial} applied; {text}")), since),
+            Ok(Some(text)) => {
+                self.policy_fetch.changed_locally = false;
+                self.record(Ok(format!("published policy serial {serial} applied; {text}")), since)
+            }
             Err(text) => {
                 self.policy_fetch.failures += 1;
                 warn!("{text}");

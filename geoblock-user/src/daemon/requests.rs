@@ -66,6 +66,7 @@ impl Daemon {
         self.geoblock.apply_policy(&policy).map_err(|e| e.to_string())?;
         let text = format!("policy: {policy}");
         self.opts.policy = policy;
+        self.policy_fetch.changed_locally = true;
         Ok(text)
     }
 
