@@ -70,14 +70,18 @@ fn document(serial: u64, countries: &[&str]) -> String {
 /// The config of a daemon taking its policy from `publisher`, with DE's
 /// test source as its management network.
 fn config(publisher: &Publisher, cache: &Scratch) -> ConfigFile {
+    ConfigFile::new(&config_text(publisher, &publisher.key(), cache))
+}
+
+/// That config, with `key` as `policy_key`.
+fn config_text(publisher: &Publisher, key: &str, cache: &Scratch) -> String {
     let [de4, _] = sources::of("DE");
-    ConfigFile::new(&format!(
-        "policy_url = \"{}\"\npolicy_key = \"{}\"\npolicy_refresh = \"1s\"\nmanagement = [\"{de4}/32\"]\n\
+    format!(
+        "policy_url = \"{}\"\npolicy_key = \"{key}\"\npolicy_refresh = \"1s\"\nmanagement = [\"{de4}/32\"]\n\
          metrics = \"127.0.0.1:{METRICS_PORT}\"\ncache_dir = \"{}\"\n",
         publisher.url(),
-        publisher.key(),
         cache.0.display()
-    ))
+    )
 }
 
 fn start(pair: &Pair, publisher: &Publisher, cache: &Scratch) -> (ConfigFile, Daemon) {
@@ -216,5 +220,31 @@ fn a_404_a_malformed_document_a_lock_out_and_a_bad_signature_are_each_refused() 
     publisher.publish(&document(4, &["CN"]));
     await_fetch(&daemon, false, "serial 4 is older than the policy in force (serial 5)");
     assert_dropped(&pair, &daemon, &probes, &[cn4, fr4]);
+    geoblock::stop_and_detach(&pair, daemon);
+}
+
+/// A publisher's new key: documents signed with it are refused until the
+/// host's config names it and the daemon reloads; then the new document
+/// goes into force, though the one in force was signed with the old key.
+#[test]
+fn a_new_policy_key_takes_effect_at_a_reload() {
+    let pair = Pair::create();
+    let (publisher, cache) = (Publisher::new(&pair), Scratch::new("policy-url"));
+    publisher.publish(&document(1, &["CN"]));
+    let (config, daemon) = start(&pair, &publisher, &cache);
+    let [cn4, _] = sources::of("CN");
+    let [fr4, _] = sources::of("FR");
+    let [de4, _] = sources::of("DE");
+    let rotated = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    publisher.publish_signed(&document(2, &["CN", "FR"]), &rotated);
+    await_fetch(&daemon, false, "does not verify");
+    std::fs::write(&config.path, config_text(&publisher, &rotated.pk.to_base64(), &cache)).unwrap();
+    await_fetch(&daemon, false, "changed in the config: `geoblock reload` applies them");
+    let out = daemon.control(&["reload"]);
+    assert!(out.status.success(), "reload: {}\n{}", String::from_utf8_lossy(&out.stderr), daemon.log());
+    let status = published(&daemon);
+    assert_eq!((status["serial"].as_u64(), status["signed"].as_bool()), (Some(2), Some(true)), "{status}");
+    assert_dropped(&pair, &daemon, &[cn4, fr4, de4], &[cn4, fr4]);
+    await_fetch(&daemon, true, "unchanged, serial 2");
     geoblock::stop_and_detach(&pair, daemon);
 }
