@@ -84,10 +84,15 @@ fn config_text(publisher: &Publisher, key: &str, cache: &Scratch) -> String {
     )
 }
 
-fn start(pair: &Pair, publisher: &Publisher, cache: &Scratch) -> (ConfigFile, Daemon) {
-    let config = config(publisher, cache);
-    let daemon = Daemon::start(&pair.receiver, &run_args(pair, &["--config", config.arg()]));
-    (config, daemon)
+/// A new pair and publisher, serial 1 (CN blocked) published, and a
+/// daemon started with it (its config and cache live as long as it).
+fn started() -> (Pair, Publisher, Scratch, ConfigFile, Daemon) {
+    let pair = Pair::create();
+    let (publisher, cache) = (Publisher::new(&pair), Scratch::new("policy-url"));
+    publisher.publish(&document(1, &["CN"]));
+    let config = config(&publisher, &cache);
+    let daemon = Daemon::start(&pair.receiver, &run_args(&pair, &["--config", config.arg()]));
+    (pair, publisher, cache, config, daemon)
 }
 
 /// `status --json`'s `policy_url`.
@@ -144,10 +149,7 @@ fn policy_metrics(pair: &Pair) -> (u64, u64) {
 /// FR is dropped once the new version is in force.
 #[test]
 fn an_edited_policy_is_applied_under_traffic_with_zero_leaks() {
-    let pair = Pair::create();
-    let (publisher, cache) = (Publisher::new(&pair), Scratch::new("policy-url"));
-    publisher.publish(&document(1, &["CN"]));
-    let (_config, daemon) = start(&pair, &publisher, &cache);
+    let (pair, publisher, _cache, config, daemon) = started();
     let [cn4, cn6] = sources::of("CN");
     let [fr4, fr6] = sources::of("FR");
     let [de4, de6] = sources::of("DE");
@@ -163,7 +165,7 @@ fn an_edited_policy_is_applied_under_traffic_with_zero_leaks() {
     assert_eq!((status["serial"].as_u64(), status["signed"].as_bool()), (Some(2), Some(true)), "{status}");
     assert_eq!(policy_metrics(&pair), (2, 0));
     // A restart while the server is down starts with the policy in force.
-    let (config, state_dir) = (config(&publisher, &cache), daemon.state_dir.clone());
+    let state_dir = daemon.state_dir.clone();
     assert!(daemon.stop().success());
     publisher.server.fail_named(DOCUMENT, 503);
     let daemon = Daemon::start_in(&pair.receiver, &run_args(&pair, &["--config", config.arg()]), state_dir);
@@ -178,10 +180,7 @@ fn an_edited_policy_is_applied_under_traffic_with_zero_leaks() {
 /// afterwards is applied.
 #[test]
 fn a_404_a_malformed_document_a_lock_out_and_a_bad_signature_are_each_refused() {
-    let pair = Pair::create();
-    let (publisher, cache) = (Publisher::new(&pair), Scratch::new("policy-url"));
-    publisher.publish(&document(1, &["CN"]));
-    let (_config, daemon) = start(&pair, &publisher, &cache);
+    let (pair, publisher, _cache, _config, daemon) = started();
     let [cn4, _] = sources::of("CN");
     let [fr4, _] = sources::of("FR");
     let [de4, _] = sources::of("DE");
@@ -228,10 +227,7 @@ fn a_404_a_malformed_document_a_lock_out_and_a_bad_signature_are_each_refused() 
 /// goes into force, though the one in force was signed with the old key.
 #[test]
 fn a_new_policy_key_takes_effect_at_a_reload() {
-    let pair = Pair::create();
-    let (publisher, cache) = (Publisher::new(&pair), Scratch::new("policy-url"));
-    publisher.publish(&document(1, &["CN"]));
-    let (config, daemon) = start(&pair, &publisher, &cache);
+    let (pair, publisher, cache, config, daemon) = started();
     let [cn4, _] = sources::of("CN");
     let [fr4, _] = sources::of("FR");
     let [de4, _] = sources::of("DE");

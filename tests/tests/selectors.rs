@@ -12,15 +12,14 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use geoblock_common::CountryCounters;
 use geoblock_tests::{
-    geoblock::{self, run_args, ConfigFile, Daemon, Stats},
+    geoblock::{self, run_args, ConfigFile, Daemon, Scratch, Stats},
     http::FileServer,
-    netns::{self, Pair},
+    netns::Pair,
     sources,
     traffic::deliveries,
 };
@@ -38,33 +37,10 @@ fn plus(ip: IpAddr, n: i64) -> IpAddr {
     }
 }
 
-/// A directory of the test's own for data files, removed on drop.
-struct Files(PathBuf);
-
-impl Files {
-    fn new() -> Files {
-        let dir = std::env::temp_dir().join(format!("geoblock-selectors-{}", netns::unique_tag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Files(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The AS rows around the DE sources, per family: AS64500 holds the
 /// source and the 15 addresses after it, AS64501 the 16 after those; the
 /// address before the source has no AS.
-fn asn_files(files: &Files) -> Vec<String> {
+fn asn_files(files: &Scratch) -> Vec<String> {
     let [de4, de6] = sources::of("DE");
     let rows = |ip: IpAddr| {
         format!(
@@ -75,7 +51,7 @@ fn asn_files(files: &Files) -> Vec<String> {
             plus(ip, 31)
         )
     };
-    vec![files.write("asn-ipv4.csv", &rows(de4)), files.write("asn-ipv6.csv", &rows(de6))]
+    vec![files.file("asn-ipv4.csv", &rows(de4)), files.file("asn-ipv6.csv", &rows(de6))]
 }
 
 /// Sends [`COPIES`] datagrams from each of `srcs` and returns how many of
@@ -105,8 +81,8 @@ fn start(pair: &Pair, config: &ConfigFile, data: &[&str]) -> Daemon {
 
 /// A daemon on a new pair, with the rules `config` and the AS rows of
 /// [`asn_files`] (the files and config live as long as what is returned).
-fn start_with_asn(config: &str) -> (Pair, Files, ConfigFile, Daemon) {
-    let (pair, files, config) = (Pair::create(), Files::new(), ConfigFile::new(config));
+fn start_with_asn(config: &str) -> (Pair, Scratch, ConfigFile, Daemon) {
+    let (pair, files, config) = (Pair::create(), Scratch::new("selectors"), ConfigFile::new(config));
     let asn = asn_files(&files);
     let args: Vec<&str> = asn.iter().flat_map(|f| ["--asn-data", f.as_str()]).collect();
     let daemon = start(&pair, &config, &args);
@@ -168,10 +144,10 @@ fn an_allowed_as_passes_an_allow_list_of_countries() {
 #[test]
 fn a_blocked_list_wins_over_its_allowed_country() {
     let pair = Pair::create();
-    let files = Files::new();
+    let files = Scratch::new("selectors");
     let [de4, de6] = sources::of("DE");
     let (exit4, exit6) = (plus(de4, 1), plus(de6, 1));
-    let tor = files.write("tor-exits.txt", &format!("# Tor bulk exit list\n{exit4}\n{exit6}\n"));
+    let tor = files.file("tor-exits.txt", &format!("# Tor bulk exit list\n{exit4}\n{exit6}\n"));
     let config = ConfigFile::new("[[rule]]\nname = \"api\"\nallow = [\"DE\"]\nblock = [\"list:tor\"]\n");
     let list = format!("tor={tor}");
     let daemon = start(&pair, &config, &["--list", &list]);
@@ -187,10 +163,10 @@ fn a_blocked_list_wins_over_its_allowed_country() {
 #[test]
 fn a_reload_may_drop_a_list_with_its_rule() {
     let pair = Pair::create();
-    let files = Files::new();
+    let files = Scratch::new("selectors");
     let [de4, _] = sources::of("DE");
     let exit = plus(de4, 1);
-    let tor = files.write("tor.txt", &format!("{exit}\n"));
+    let tor = files.file("tor.txt", &format!("{exit}\n"));
     let with = format!("[lists]\ntor = \"{tor}\"\n[[rule]]\nname = \"api\"\nblock = [\"CN\", \"list:tor\"]\n");
     let config = ConfigFile::new(&with);
     let daemon = start(&pair, &config, &[]);
