@@ -175,8 +175,7 @@ impl PolicyUrlStatus {
             self.url, self.serial, self.refresh_seconds, self.fetch_failures
         );
         if let Some(r) = &self.last_fetch {
-            let result = if r.ok { "ok" } else { "FAILED" };
-            out += &format!("policy get  {result}, {} s ago: {}\n", r.seconds_ago, r.message);
+            out += &r.render("policy get ");
         }
         out
     }
@@ -310,6 +309,14 @@ pub struct ReloadStatus {
     pub seconds_ago: u64,
 }
 
+impl ReloadStatus {
+    /// `LABEL ok|FAILED, N s ago: MESSAGE`, a line of `status`.
+    fn render(&self, label: &str) -> String {
+        let result = if self.ok { "ok" } else { "FAILED" };
+        format!("{label} {result}, {} s ago: {}\n", self.seconds_ago, self.message)
+    }
+}
+
 /// A reload in progress: the table in force stays until its data is read
 /// and checked.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -345,12 +352,7 @@ impl Status {
             out += &format!("refresh     every {every} s\n");
         }
         if let Some(r) = &d.last_download {
-            out += &format!(
-                "download    {}, {} s ago: {}\n",
-                if r.ok { "ok" } else { "FAILED" },
-                r.seconds_ago,
-                r.message
-            );
+            out += &r.render("download   ");
         }
         out += &format!(
             "table       generation {}: {} IPv4 and {} IPv6 prefixes, {:.1} MB of kernel memory\n",
@@ -380,8 +382,7 @@ impl Status {
             out += &p.render();
         }
         if let Some(r) = &self.last_reload {
-            let result = if r.ok { "ok" } else { "FAILED" };
-            out += &format!("last reload {result}, {} s ago: {}\n", r.seconds_ago, r.message);
+            out += &r.render("last reload");
         }
         if let Some(r) = &self.reloading {
             let queued = if r.queued { "; another one queued" } else { "" };
