@@ -135,12 +135,13 @@ impl PolicyUrl {
                 Err(e) => tracing::warn!("the policy in force: {e}; downloading it"),
             }
         }
+        let (document, signature) = self.remotes()?;
         match self.download() {
-            Err(e) if self.remotes()?.0.path().exists() => tracing::warn!("{e}; taking the last download"),
+            Err(e) if document.path().exists() => tracing::warn!("{e}; taking the last download"),
             downloaded => downloaded?,
         }
-        let (document, signature) = self.remotes()?;
-        let published = self.verified(document.path(), signature.as_ref().map(Remote::path))?;
+        let bytes = read_bounded(document.path(), MAX_DOCUMENT)?;
+        let published = self.verified(bytes, signature.as_ref().map(Remote::path))?;
         not_older(published.document.serial, self.kept_serial()).map_err(PolicyUrlError::Refused)?;
         Ok(published)
     }
@@ -161,11 +162,11 @@ impl PolicyUrl {
     /// force (`None`: the same bytes).
     pub fn changed(&self) -> Result<Option<Published>, PolicyUrlError> {
         let (document, signature) = self.remotes()?;
-        let in_force = self.in_force_path();
-        if in_force.exists() && read_bounded(document.path(), MAX_DOCUMENT)? == read_bounded(&in_force, MAX_DOCUMENT)? {
+        let (bytes, in_force) = (read_bounded(document.path(), MAX_DOCUMENT)?, self.in_force_path());
+        if in_force.exists() && bytes == read_bounded(&in_force, MAX_DOCUMENT)? {
             return Ok(None);
         }
-        self.verified(document.path(), signature.as_ref().map(Remote::path)).map(Some)
+        self.verified(bytes, signature.as_ref().map(Remote::path)).map(Some)
     }
 
     /// Keeps `published` as the document in force on this host: what the
@@ -193,7 +194,7 @@ impl PolicyUrl {
         if !path.exists() {
             return Ok(None);
         }
-        self.verified(&path, Some(&signature_path(&path))).map(Some)
+        self.verified(read_bounded(&path, MAX_DOCUMENT)?, Some(&signature_path(&path))).map(Some)
     }
 
     /// The serial in force, read without checking the signature (it was
@@ -227,11 +228,10 @@ impl PolicyUrl {
         Ok((document, signature))
     }
 
-    /// The document at `path`, its signature at `signature` checked first
+    /// The document `bytes`, its signature at `signature` checked first
     /// when there is a key.
-    fn verified(&self, path: &Path, signature: Option<&Path>) -> Result<Published, PolicyUrlError> {
+    fn verified(&self, bytes: Vec<u8>, signature: Option<&Path>) -> Result<Published, PolicyUrlError> {
         let refused = |problem: String| PolicyUrlError::Refused(format!("{}: {problem}", self.url));
-        let bytes = read_bounded(path, MAX_DOCUMENT)?;
         let signature = match (&self.key, signature) {
             (Some(key), Some(signature)) => {
                 let signed = read_bounded(signature, MAX_SIGNATURE)?;
